@@ -1,0 +1,1 @@
+"""afactors channel: responses."""
