@@ -1,0 +1,29 @@
+"""The attrs data model: messages, content parts, updates, replies and envelopes."""
+
+from afactors.model.agent import Agent, TurnContext
+from afactors.model.codec import converter, dumps, loads
+from afactors.model.envelope import (
+    BUSY_POLICIES,
+    BusyPolicy,
+    ConversationKey,
+    Envelope,
+    Identity,
+    ReplyTarget,
+)
+from afactors.model.messages import ROLES, ErrorInfo, Message, Reply, Role, Status, Update
+from afactors.model.parts import (
+    DataPart,
+    FunctionCallPart,
+    FunctionResultPart,
+    Part,
+    ReasoningPart,
+    TextPart,
+    UriPart,
+    UsagePart,
+)
+
+__all__ = [
+    "Agent", "TurnContext", "BUSY_POLICIES", "ROLES", "BusyPolicy", "ConversationKey", "DataPart", "Envelope", "ErrorInfo",
+    "FunctionCallPart", "FunctionResultPart", "Identity", "Message", "Part", "ReasoningPart", "Reply",
+    "ReplyTarget", "Role", "Status", "TextPart", "Update", "UriPart", "UsagePart", "converter", "dumps", "loads",
+]

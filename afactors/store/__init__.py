@@ -1,0 +1,33 @@
+"""The LMDB store: record kinds, group commit, durability settings."""
+
+from afactors.store.codec import MAX_KEY_BYTES, RecordDecodeError
+from afactors.store.lmdb_store import (
+    DURABILITIES,
+    Delete,
+    Durability,
+    Op,
+    Put,
+    StateDirLocked,
+    Store,
+    StoreClosed,
+    StoreError,
+    StoreStats,
+)
+from afactors.store.records import (
+    KINDS,
+    DeadLetter,
+    DedupRecord,
+    Generic,
+    InboxRecord,
+    OutboxRecord,
+    Quarantined,
+    ResponseRecord,
+    Snapshot,
+    TurnRecord,
+)
+
+__all__ = [
+    "DURABILITIES", "KINDS", "MAX_KEY_BYTES", "DeadLetter", "DedupRecord", "Delete", "Durability", "Generic",
+    "InboxRecord", "Op", "OutboxRecord", "Put", "Quarantined", "RecordDecodeError", "ResponseRecord", "Snapshot",
+    "StateDirLocked", "Store", "StoreClosed", "StoreError", "StoreStats", "TurnRecord",
+]

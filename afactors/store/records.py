@@ -1,0 +1,155 @@
+"""Versioned records kept in the store, one attrs class per record kind.
+
+Every record class has a `SCHEMA` version. On disk a record is `{"v": SCHEMA, "d": <unstructured>}`;
+`UPGRADES[(cls, v)]` turns the data of version `v` into version `v + 1`, so old records keep loading.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar, Literal
+
+import attrs
+
+from afactors.model import Envelope, ErrorInfo, Message, UsagePart
+
+ResponseStatus = Literal["queued", "in_progress", "completed", "failed", "cancelled", "incomplete"]
+
+
+@attrs.frozen
+class Snapshot:
+    """The committed head of a conversation: turn count, last turn id and target-owned state."""
+
+    SCHEMA: ClassVar[int] = 1
+    seq: int = 0
+    head: str | None = None
+    state: dict[str, Any] = attrs.Factory(dict)
+    updated_at: float = 0.0
+
+
+@attrs.frozen
+class TurnRecord:
+    """One committed turn of a conversation, in order (`seq` counts from 1)."""
+
+    SCHEMA: ClassVar[int] = 1
+    seq: int
+    turn_id: str
+    input: tuple[Message, ...]
+    output: tuple[Message, ...] = ()
+    parent: str | None = None
+    usage: UsagePart | None = None
+    status: str = "completed"
+    error: ErrorInfo | None = None
+    created_at: float = 0.0
+    completed_at: float | None = None
+
+
+@attrs.frozen
+class ResponseRecord:
+    """A turn as a protocol-visible object with an id: its status, owner, position and protocol data."""
+
+    SCHEMA: ClassVar[int] = 1
+    id: str
+    tenant: str
+    conversation: str
+    status: ResponseStatus
+    input: tuple[Message, ...] = ()
+    output: tuple[Message, ...] = ()
+    parent: str | None = None
+    seq: int | None = None
+    background: bool = False
+    stored: bool = True
+    usage: UsagePart | None = None
+    error: ErrorInfo | None = None
+    created_at: float = 0.0
+    completed_at: float | None = None
+    data: dict[str, Any] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class InboxRecord:
+    """An accepted envelope not yet turned into a committed turn (replayed after a crash)."""
+
+    SCHEMA: ClassVar[int] = 1
+    envelope: Envelope
+    received_at: float = 0.0
+
+
+@attrs.frozen
+class DedupRecord:
+    """Marks an idempotency key as done and names the turn that answered it."""
+
+    SCHEMA: ClassVar[int] = 1
+    turn_id: str
+    seq: int
+
+
+@attrs.frozen
+class DeadLetter:
+    """An envelope that failed twice (a poison message), with the error it raised."""
+
+    SCHEMA: ClassVar[int] = 1
+    envelope: Envelope
+    error: str
+    failed_at: float = 0.0
+
+
+@attrs.frozen
+class OutboxRecord:
+    """A push to deliver through a channel, keyed so the receiver can deduplicate."""
+
+    SCHEMA: ClassVar[int] = 1
+    channel: str
+    address: dict[str, Any]
+    payload: dict[str, Any]
+    attempts: int = 0
+    due_at: float = 0.0
+
+
+@attrs.frozen
+class Generic:
+    """A free-form record (checkpoints, aliases, identities, link grants, continuation tokens)."""
+
+    SCHEMA: ClassVar[int] = 1
+    data: dict[str, Any] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class Quarantined:
+    """A record that no longer decodes, moved aside with the reason."""
+
+    SCHEMA: ClassVar[int] = 1
+    kind: str
+    key: str
+    raw: bytes
+    reason: str
+
+
+KINDS: dict[str, type] = {
+    "snapshots": Snapshot,
+    "turns": TurnRecord,
+    "responses": ResponseRecord,
+    "inbox": InboxRecord,
+    "dedup": DedupRecord,
+    "outbox": OutboxRecord,
+    "dead_letters": DeadLetter,
+    "checkpoints": Generic,
+    "aliases": Generic,
+    "identities": Generic,
+    "links": Generic,
+    "tokens": Generic,
+    "quarantine": Quarantined,
+}
+"""Every record kind (an LMDB sub-database) and the class of its values."""
+
+
+def _snapshot_v0(data: dict[str, Any]) -> dict[str, Any]:
+    # v0 (pre-release) named the turn counter "turns" and had no state.
+    data = dict(data)
+    data["seq"] = data.pop("turns", 0)
+    data.setdefault("state", {})
+    return data
+
+
+UPGRADES: dict[tuple[type, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    (Snapshot, 0): _snapshot_v0,
+}
