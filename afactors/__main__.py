@@ -1,14 +1,8 @@
-"""`python -m afactors`: serve a target over every installed channel."""
+"""`python -m afactors`."""
 
 import sys
 
-from afactors import __version__
-
-
-def main(argv: list[str] | None = None) -> int:
-    print(f"afactors {__version__}")
-    return 0
-
+from afactors.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

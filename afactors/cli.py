@@ -1,0 +1,86 @@
+"""`python -m afactors`: serve a target over the installed channels until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+import trio
+
+from afactors import __version__
+from afactors.host import Channel, installed_plugins, open_host
+from afactors.model import BUSY_POLICIES
+from afactors.store import DURABILITIES
+from afactors.targets import OpenAIChatAgent, TargetError, load_target
+
+
+def build_parser(plugins: dict) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m afactors", description="Host one agent behind many protocols.")
+    parser.add_argument("--version", action="version", version=f"afactors {__version__}")
+    parser.add_argument("--target", metavar="MODULE:ATTR", help="what to host (default: the built-in demo agent)")
+    parser.add_argument("--model", help="host an OpenAI-compatible chat model instead of a target")
+    parser.add_argument("--openai-base-url", help="chat-completions endpoint (default: $OPENAI_BASE_URL)")
+    parser.add_argument("--openai-api-key", help="key for that endpoint (default: $OPENAI_API_KEY)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--state-dir", default=".afactors", help="where the LMDB state lives (default: .afactors)")
+    parser.add_argument("--channel", action="append", choices=sorted(plugins), help="serve this channel (repeatable)")
+    parser.add_argument("--busy-policy", choices=sorted(BUSY_POLICIES), default="enqueue")
+    parser.add_argument("--durability", choices=DURABILITIES, default="durable")
+    parser.add_argument("--api-key", action="append", default=[], help="require this bearer key (repeatable; one tenant per key)")
+    parser.add_argument("--drain-timeout", type=float, default=10.0, help="seconds running turns get at shutdown")
+    parser.add_argument("--log-level", default="WARNING")
+    for plugin in plugins.values():
+        plugin.add_arguments(parser)
+    return parser
+
+
+def select_channels(plugins: dict, args: argparse.Namespace) -> list[Channel]:
+    """The channels to serve: those named, or every one that is configured (needs no missing credentials)."""
+    chosen: list[Channel] = []
+    for name in args.channel or sorted(plugins):
+        channel = plugins[name].create(args)
+        if channel is None and args.channel:
+            raise SystemExit(f"channel {name!r} needs credentials: see --help")
+        if channel is not None:
+            chosen.append(channel)
+    return chosen
+
+
+async def serve(args: argparse.Namespace, channels: list[Channel], target: object) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_host(
+            target,
+            channels=channels,
+            state_dir=args.state_dir,
+            host=args.host,
+            port=args.port,
+            durability=args.durability,
+            busy_policy=args.busy_policy,
+            api_keys=args.api_key,
+            drain_timeout=args.drain_timeout,
+        ) as host:
+            print(f"afactors {__version__}: channels {', '.join(host.channels) or '(none)'}", flush=True)
+            for url in host.urls:
+                print(f"serving on {url}", flush=True)
+            async for _ in signals:
+                print("shutting down", flush=True)
+                break
+
+
+def main(argv: list[str] | None = None) -> int:
+    plugins = installed_plugins()
+    args = build_parser(plugins).parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.model:
+            target: object = OpenAIChatAgent(args.model, base_url=args.openai_base_url, api_key=args.openai_api_key)
+        else:
+            target = load_target(args.target) if args.target else None
+    except TargetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    trio.run(serve, args, select_channels(plugins, args), target)
+    return 0

@@ -1,0 +1,23 @@
+"""The host: channels, HTTP server, auth and shutdown around an actor system."""
+
+from afactors.host.auth import DEFAULT_TENANT, ApiKeys, Unauthorized
+from afactors.host.channel import (
+    ENTRY_POINT_GROUP,
+    Channel,
+    ChannelPlugin,
+    Command,
+    Contribution,
+    HookRejected,
+    ResponseHook,
+    Route,
+    RunHook,
+    installed_plugins,
+)
+from afactors.host.context import ChannelContext
+from afactors.host.host import Host, open_host
+
+__all__ = [
+    "DEFAULT_TENANT", "ENTRY_POINT_GROUP", "ApiKeys", "Channel", "ChannelContext", "ChannelPlugin", "Command",
+    "Contribution", "HookRejected", "Host", "ResponseHook", "Route", "RunHook", "Unauthorized", "installed_plugins",
+    "open_host",
+]
