@@ -1,0 +1,142 @@
+"""Targets: every accepted shape, the demo agent, and the OpenAI-compatible adapter against a local endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from afactors.host.server import serve_app, server_config
+from afactors.model import ConversationKey, Message, TurnContext, Update, UsagePart
+from afactors.targets import DemoAgent, OpenAIChatAgent, TargetError, UpstreamError, as_agent, load_target
+from afactors.targets.openai_chat import parse_sse_line
+
+
+def ctx(*texts: str, state: dict | None = None, options: dict | None = None) -> TurnContext:
+    roles = ["user", "assistant"]
+    messages = tuple(Message(roles[i % 2], t) for i, t in enumerate(texts))  # type: ignore[arg-type]
+    return TurnContext(ConversationKey("t", "c"), messages, state if state is not None else {}, "turn_1", 1, options or {})
+
+
+async def collect(agent: object, turn: TurnContext) -> list[Update]:
+    return [u async for u in as_agent(agent).run(turn)]
+
+
+async def async_fn(messages: list[Message]) -> str:
+    return f"async saw {len(messages)}"
+
+
+async def gen_fn(messages: list[Message]) -> AsyncIterator[str]:
+    yield "a"
+    yield "b"
+
+
+def sync_fn(messages: list[Message]) -> str:
+    return messages[-1].text.upper()
+
+
+async def test_every_function_shape_becomes_an_agent() -> None:
+    turn = ctx("hi", "ok", "again")
+    assert [u.delta for u in await collect(async_fn, turn)] == ["async saw 3"]
+    assert [u.delta for u in await collect(gen_fn, turn)] == ["a", "b"]
+    assert [u.delta for u in await collect(sync_fn, turn)] == ["AGAIN"]
+
+
+async def test_agent_objects_pass_through() -> None:
+    agent = DemoAgent()
+    assert as_agent(agent) is agent
+
+
+async def test_a_function_returning_the_wrong_type_is_a_target_error() -> None:
+    async def bad(messages: list[Message]) -> str:
+        return 42  # type: ignore[return-value]
+
+    with pytest.raises(TargetError, match="must produce str"):
+        await collect(bad, ctx("x"))
+
+
+@pytest.mark.parametrize("obj", [42, "text", DemoAgent])
+def test_non_targets_are_refused(obj: object) -> None:
+    with pytest.raises(TargetError, match="not a target"):
+        as_agent(obj)
+
+
+def test_load_target_by_module_and_attribute() -> None:
+    agent = load_target("afactors.targets.demo:DemoAgent.answer")
+    assert agent is not None
+    with pytest.raises(TargetError, match="module:attr"):
+        load_target("no_colon")
+    with pytest.raises(TargetError, match="cannot import"):
+        load_target("no_such_module_xyz:f")
+    with pytest.raises(TargetError, match="no attribute"):
+        load_target("afactors.targets.demo:missing")
+
+
+async def test_demo_agent_streams_words_counts_turns_and_keeps_notes() -> None:
+    state: dict = {}
+    updates = await collect(DemoAgent(), ctx("remember the key is under the mat", state=state))
+    assert len(updates) > 3  # streamed word by word
+    assert "".join(u.delta for u in updates) == "Turn 1. I will remember that the key is under the mat."
+    recall = "".join(u.delta for u in await collect(DemoAgent(), ctx("a", "b", "what do you remember?", state=state)))
+    assert recall == "Turn 2. I remember: the key is under the mat."
+    assert "".join(u.delta for u in await collect(DemoAgent(), ctx("what do you remember?"))) == (
+        "Turn 1. I don't remember anything yet."
+    )
+
+
+def test_parse_sse_line() -> None:
+    assert parse_sse_line("data: [DONE]") is None
+    assert parse_sse_line(": keep-alive") is None
+    assert parse_sse_line('data: {"a": 1}') == {"a": 1}
+    with pytest.raises(UpstreamError, match="unreadable"):
+        parse_sse_line("data: {oops")
+
+
+def fake_chat_endpoint(seen: list[dict]) -> QuartTrio:
+    app = QuartTrio("fake-chat")
+
+    @app.post("/v1/chat/completions")
+    async def completions() -> Response:
+        body = await request.get_json()
+        seen.append({"body": body, "auth": request.headers.get("Authorization")})
+        if body["model"] == "broken":
+            return Response(orjson.dumps({"error": {"message": "no such model"}}), status=404)
+        words = ["Hello", " from", " the", " model"]
+
+        async def events() -> AsyncIterator[bytes]:
+            for word in words:
+                chunk = {"choices": [{"index": 0, "delta": {"content": word}}]}
+                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+            yield b'data: {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 4}}\n\n'
+            yield b"data: [DONE]\n\n"
+
+        resp = Response(events(), mimetype="text/event-stream")
+        resp.timeout = None
+        return resp
+
+    return app
+
+
+async def test_openai_adapter_streams_from_a_chat_completions_endpoint() -> None:
+    seen: list[dict] = []
+    async with trio.open_nursery() as nursery:
+        stop = trio.Event()
+        urls = await nursery.start(serve_app, fake_chat_endpoint(seen), server_config("127.0.0.1", 0, 1.0), stop)
+        agent = OpenAIChatAgent("m1", base_url=urls[0] + "/v1", api_key="sk-test")
+        updates = await collect(agent, ctx("hi", "hello", "how are you?", options={"instructions": "be brief"}))
+        assert "".join(u.delta for u in updates) == "Hello from the model"
+        assert updates[-1].part == UsagePart(7, 4)
+        assert seen[0]["auth"] == "Bearer sk-test"
+        assert seen[0]["body"]["messages"] == [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": "how are you?"},
+        ]
+        with pytest.raises(UpstreamError, match="404"):
+            await collect(OpenAIChatAgent("broken", base_url=urls[0] + "/v1"), ctx("x"))
+        stop.set()
