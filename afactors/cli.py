@@ -12,7 +12,7 @@ import trio
 from afactors import __version__
 from afactors.host import Channel, installed_plugins, open_host
 from afactors.model import BUSY_POLICIES
-from afactors.store import DURABILITIES
+from afactors.store import DURABILITIES, StateDirLocked
 from afactors.targets import OpenAIChatAgent, TargetError, load_target
 
 
@@ -82,5 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     except TargetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    trio.run(serve, args, select_channels(plugins, args), target)
+    try:
+        trio.run(serve, args, select_channels(plugins, args), target)
+    except* (StateDirLocked, OSError) as group:
+        print(f"error: {group.exceptions[0]}", file=sys.stderr)
+        return 1
     return 0

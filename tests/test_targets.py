@@ -77,11 +77,10 @@ def test_load_target_by_module_and_attribute() -> None:
 
 
 async def test_demo_agent_streams_words_counts_turns_and_keeps_notes() -> None:
-    state: dict = {}
-    updates = await collect(DemoAgent(), ctx("remember the key is under the mat", state=state))
+    updates = await collect(DemoAgent(), ctx("remember the key is under the mat"))
     assert len(updates) > 3  # streamed word by word
     assert "".join(u.delta for u in updates) == "Turn 1. I will remember that the key is under the mat."
-    recall = "".join(u.delta for u in await collect(DemoAgent(), ctx("a", "b", "what do you remember?", state=state)))
+    recall = "".join(u.delta for u in await collect(DemoAgent(), ctx("remember the key is under the mat", "ok", "what do you remember?")))
     assert recall == "Turn 2. I remember: the key is under the mat."
     assert "".join(u.delta for u in await collect(DemoAgent(), ctx("what do you remember?"))) == (
         "Turn 1. I don't remember anything yet."

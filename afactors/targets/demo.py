@@ -16,7 +16,8 @@ _RECALL = re.compile(r"what\s+do\s+you\s+remember", re.IGNORECASE)
 class DemoAgent:
     """Streams its answer word by word, keeps notes per conversation and says the turn number.
 
-    "remember <x>" stores a note; "what do you remember?" lists the notes; anything else is echoed.
+    "remember <x>" stores a note; "what do you remember?" lists the notes; anything else is echoed. Notes are
+    read from the conversation's own user messages, so each branch of a conversation remembers only its own.
     """
 
     def __init__(self, word_delay: float = 0.0) -> None:
@@ -25,9 +26,8 @@ class DemoAgent:
     def answer(self, ctx: TurnContext) -> str:
         turn = sum(1 for m in ctx.messages if m.role == "user")
         text = ctx.messages[-1].text if ctx.messages else ""
-        notes: list[str] = ctx.state.setdefault("notes", [])
+        notes = [m.group(1) for msg in ctx.messages if msg.role == "user" and (m := _REMEMBER.match(msg.text))]
         if match := _REMEMBER.match(text):
-            notes.append(match.group(1))
             body = f"I will remember that {match.group(1)}."
         elif _RECALL.search(text):
             body = "I remember: " + "; ".join(notes) + "." if notes else "I don't remember anything yet."

@@ -1,0 +1,95 @@
+"""The host through its public surface: readiness, CLI, signals, auth, state-dir lock."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+import afactors
+from afactors.host import ApiKeys, Unauthorized
+
+
+async def test_readiness_answers_once_started(state_dir: Path) -> None:
+    async with afactors.open_host(state_dir=state_dir, port=0) as host:
+        async with httpx.AsyncClient(base_url=host.urls[0]) as client:
+            resp = await client.get("/readiness")
+    assert resp.status_code == 200
+    assert resp.json()["status"] == "healthy"
+
+
+async def test_embedding_program_can_reopen_its_state(state_dir: Path) -> None:
+    async with afactors.open_host(state_dir=state_dir, port=0):
+        pass
+    async with afactors.open_host(state_dir=state_dir, port=0) as host:
+        assert host.ready.is_set()
+
+
+def test_api_keys_map_each_key_to_its_own_tenant() -> None:
+    keys = ApiKeys(["k1", "k2"])
+    assert keys.tenant("Bearer k1") != keys.tenant("Bearer k2")
+    assert keys.tenant("bearer k1") == keys.tenant("Bearer k1")
+    for bad in (None, "", "Bearer", "Basic k1", "Bearer k3"):
+        with pytest.raises(Unauthorized):
+            keys.tenant(bad)
+    assert ApiKeys().tenant(None) == "default"
+
+
+def start_cli(state_dir: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "afactors", "--port", "0", "--state-dir", str(state_dir), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_url(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("serving on "):
+            return line.removeprefix("serving on ").strip()
+    raise AssertionError(f"no URL printed; stderr: {proc.stderr.read() if proc.stderr else ''}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_cli_prints_its_url_and_shuts_down_on_signal(state_dir: Path, sig: signal.Signals) -> None:
+    proc = start_cli(state_dir)
+    try:
+        url = read_url(proc)
+        assert httpx.get(url + "/readiness", timeout=5).status_code == 200
+        proc.send_signal(sig)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+
+
+def test_second_process_on_the_same_state_dir_fails_clearly(state_dir: Path) -> None:
+    first = start_cli(state_dir)
+    try:
+        read_url(first)
+        second = subprocess.run(
+            [sys.executable, "-m", "afactors", "--port", "0", "--state-dir", str(state_dir)],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert second.returncode != 0
+        assert f"state directory {state_dir} is already in use by process {first.pid}" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=20)
+
+
+def test_cli_rejects_a_bad_target_with_a_message(state_dir: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "afactors", "--target", "nope", "--state-dir", str(state_dir)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 2
+    assert "module:attr" in out.stderr
