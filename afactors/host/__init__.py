@@ -7,6 +7,9 @@ from afactors.host.channel import (
     ChannelPlugin,
     Command,
     Contribution,
+    Deliver,
+    Delivery,
+    DeliveryFailed,
     HookRejected,
     ResponseHook,
     Route,
@@ -18,6 +21,6 @@ from afactors.host.host import Host, open_host
 
 __all__ = [
     "DEFAULT_TENANT", "ENTRY_POINT_GROUP", "ApiKeys", "Channel", "ChannelContext", "ChannelPlugin", "Command",
-    "Contribution", "HookRejected", "Host", "ResponseHook", "Route", "RunHook", "Unauthorized", "installed_plugins",
+    "Contribution", "Deliver", "Delivery", "DeliveryFailed", "HookRejected", "Host", "ResponseHook", "Route", "RunHook", "Unauthorized", "installed_plugins",
     "open_host",
 ]

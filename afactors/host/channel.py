@@ -50,19 +50,46 @@ class Command:
     description: str
 
 
+@attrs.frozen
+class Delivery:
+    """A finished turn's reply to push to `address` (a `ReplyTarget`'s address), from the durable outbox."""
+
+    turn_id: str
+    address: dict[str, Any]
+    reply: Reply
+    attempt: int = 1
+
+
+class DeliveryFailed(Exception):
+    """Raised by a channel's `deliver` to say how to go on: retry after `retry_after` seconds, or give up."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after, self.permanent = retry_after, permanent
+
+
+Deliver = Callable[[Delivery], Awaitable[None]]
+"""Pushes one reply. Returning means delivered (the outbox row is deleted); raising means retry or dead-letter."""
+
 ServiceTask = Callable[..., Awaitable[None]]
 """A background service, started with `nursery.start(task)`: it must call `task_status.started()` when ready."""
 
 
 @attrs.frozen
 class Contribution:
-    """Everything a channel adds to a host."""
+    """Everything a channel adds to a host.
+
+    `deliver`: how to push replies of envelopes that carry a `reply_to` for this channel. Such a turn's commit
+    writes an outbox row; the host calls `deliver` (in order per address, retrying with jittered backoff) and
+    deletes the row once it returns, so a reply survives a crash between commit and send.
+    """
 
     routes: Sequence[Route] = ()
     tasks: Sequence[ServiceTask] = ()
     commands: Sequence[Command] = ()
     on_startup: Sequence[Callable[[], Awaitable[None]]] = ()
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = ()
+    deliver: Deliver | None = None
 
 
 @runtime_checkable
