@@ -1,0 +1,26 @@
+"""Errors `ActorSystem.submit` raises when it cannot accept an envelope."""
+
+from __future__ import annotations
+
+from afactors.model import ConversationKey
+
+
+class ConversationBusy(Exception):
+    """The busy policy is `reject` and the conversation has a turn running or queued (HTTP channels: 409)."""
+
+    def __init__(self, key: ConversationKey) -> None:
+        super().__init__(f"conversation {key.path!r} is already running a turn")
+        self.key = key
+
+
+class ActorUnavailable(Exception):
+    """The conversation's actor was stopped after too many restarts; it takes envelopes again after a cool-down."""
+
+    def __init__(self, key: ConversationKey, retry_after: float) -> None:
+        super().__init__(f"conversation {key.path!r} is unavailable after repeated failures; retry in {retry_after:.0f} s")
+        self.key = key
+        self.retry_after = retry_after
+
+
+class SystemClosed(Exception):
+    """The actor system is shutting down and takes no more envelopes."""

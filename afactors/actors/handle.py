@@ -1,0 +1,86 @@
+"""`TurnHandle`: what a sender gets back for an accepted envelope."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import trio
+
+from afactors.model import Reply, Update
+
+
+class TurnHandle:
+    """The sender's view of one turn: its id, its final `Reply`, and (with `stream=True`) its live updates.
+
+    A caller that stops waiting (stops reading, is cancelled) does not cancel the turn: it still runs and
+    commits. A stream consumer that falls more than the buffer behind, or closes its stream, loses the stream
+    (`stream_dropped` becomes True and `updates()` ends early), never the turn: `reply()` has everything.
+    """
+
+    __slots__ = ("turn_id", "stream_dropped", "_done", "_reply", "_send", "_receive")
+
+    def __init__(self, turn_id: str, *, stream: bool = False, buffer: int = 1024) -> None:
+        self.turn_id = turn_id
+        self.stream_dropped = False
+        self._done = trio.Event()
+        self._reply: Reply | None = None
+        self._send: trio.MemorySendChannel[Update] | None = None
+        self._receive: trio.MemoryReceiveChannel[Update] | None = None
+        if stream:
+            self._send, self._receive = trio.open_memory_channel[Update](buffer)
+
+    @classmethod
+    def finished(cls, turn_id: str, reply: Reply, *, stream: bool = False) -> TurnHandle:
+        """A handle whose turn already ended (an idempotency key answered before)."""
+        handle = cls(turn_id, stream=stream)
+        handle._resolve(reply)
+        return handle
+
+    @property
+    def done(self) -> bool:
+        """Whether the turn has ended (committed, failed or cancelled)."""
+        return self._done.is_set()
+
+    async def reply(self) -> Reply:
+        """Wait until the turn is committed (or has failed or was cancelled) and return its reply."""
+        await self._done.wait()
+        assert self._reply is not None
+        return self._reply
+
+    def updates(self) -> AsyncIterator[Update]:
+        """The turn's live updates, ending when the turn ends. Only for handles submitted with `stream=True`."""
+        if self._receive is None:
+            raise RuntimeError("this turn was submitted without stream=True; it has no updates to read")
+        return self._receive
+
+    # -- used by the actor ---------------------------------------------------------------------------------
+
+    @property
+    def streaming(self) -> bool:
+        return self._send is not None
+
+    def _push(self, update: Update) -> bool:
+        """Offer `update` to the stream without ever blocking; True if it was queued."""
+        if self._send is None:
+            return False
+        try:
+            self._send.send_nowait(update)
+            return True
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            self._drop_stream()
+            return False
+
+    def _drop_stream(self) -> None:
+        if self._send is not None:
+            self._send.close()
+            self._send = None
+            self.stream_dropped = True
+
+    def _resolve(self, reply: Reply) -> None:
+        if self._done.is_set():
+            return
+        self._reply = reply
+        if self._send is not None:
+            self._send.close()
+            self._send = None
+        self._done.set()

@@ -1,0 +1,63 @@
+"""Building a turn's `Reply` from its updates, and replies for turns that did not complete (pure)."""
+
+from __future__ import annotations
+
+from afactors.model import ErrorInfo, Message, Part, Reply, TextPart, Update, UsagePart
+from afactors.store import ResponseRecord
+
+_MAX_ERROR_TEXT = 300
+
+
+class ReplyBuilder:
+    """Collects the updates of one turn: text deltas are joined, whole parts follow, usage parts are summed."""
+
+    __slots__ = ("_deltas", "_parts", "_usage")
+
+    def __init__(self) -> None:
+        self._deltas: list[str] = []
+        self._parts: list[Part] = []
+        self._usage: UsagePart | None = None
+
+    def add(self, update: Update) -> None:
+        if update.delta:
+            self._deltas.append(update.delta)
+        part = update.part
+        if part is None:
+            return
+        if isinstance(part, UsagePart):
+            self._usage = part if self._usage is None else self._usage + part
+        else:
+            self._parts.append(part)
+
+    def reply(self) -> Reply:
+        """The completed reply: one assistant message (text first, then the whole parts) and the usage."""
+        contents: tuple[Part, ...] = tuple(self._parts)
+        if self._deltas:
+            contents = (TextPart("".join(self._deltas)), *contents)
+        return Reply(messages=(Message("assistant", contents),), usage=self._usage)
+
+
+def failed(code: str, message: str) -> Reply:
+    """A failed turn's reply."""
+    return Reply(status="failed", error=ErrorInfo(code, message))
+
+
+def cancelled(code: str, message: str) -> Reply:
+    """A cancelled turn's reply (`code` says why: "cancelled", "interrupted", "shutdown")."""
+    return Reply(status="cancelled", error=ErrorInfo(code, message))
+
+
+def error_text(exc: BaseException) -> str:
+    """A short, single-line description of an exception for users and dead letters (no traceback)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 3] + "..."
+
+
+def from_record(record: ResponseRecord) -> Reply:
+    """The reply a stored response record stands for (used when an idempotency key was already answered)."""
+    if record.status in ("completed", "failed", "cancelled", "incomplete"):
+        status = record.status
+    else:  # queued/in_progress never carry a dedup key; treat defensively as not finished
+        status = "incomplete"
+    return Reply(messages=record.output, usage=record.usage, status=status, error=record.error)

@@ -1,0 +1,488 @@
+"""`ActorSystem`: the registry of conversation actors, intake, cancellation, passivation, recovery, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from afactors.actors.actor import ActorInfo, ConversationActor, Entry, inbox_row, response_record, settle_ops
+from afactors.actors.errors import ActorUnavailable, SystemClosed
+from afactors.actors.handle import TurnHandle
+from afactors.actors.keys import dedup_key, inbox_key, new_turn_id, turn_key
+from afactors.actors.replies import cancelled, failed, from_record
+from afactors.actors.supervision import RestartPolicy
+from afactors.model import BUSY_POLICIES, Agent, BusyPolicy, ConversationKey, Envelope, Reply
+from afactors.store import DedupRecord, InboxRecord, Op, Put, Snapshot, Store
+
+log = logging.getLogger("afactors.actors")
+
+_EVICTION_SCAN = 64
+"""How many least-recently-used actors `max_active` eviction looks at for an idle one."""
+
+_CANCEL_MESSAGES = {
+    "cancelled": "the turn was cancelled",
+    "interrupted": "the turn was interrupted by a newer message",
+    "shutdown": "the host shut down before the turn started",
+}
+
+
+@attrs.define
+class ActorStats:
+    """Counters of an actor system since it opened."""
+
+    active: int = 0
+    busy: int = 0
+    activations: int = 0
+    passivations: int = 0
+    turns: int = 0
+    failures: int = 0
+    restarts: int = 0
+    dead_letters: int = 0
+    cancelled: int = 0
+    stopped: int = 0
+    recovered: int = 0
+    recovering: int = 0
+
+
+class ActorSystem:
+    """Every live conversation actor of one store and one agent. Open with `ActorSystem.open(store, agent)`.
+
+    Channels hand envelopes to `submit`; the system activates the conversation's actor (from its snapshot in
+    the store), queues the envelope by its busy policy, and returns a `TurnHandle`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        agent: Agent,
+        nursery: trio.Nursery,
+        *,
+        mailbox_size: int,
+        idle_timeout: float,
+        max_active: int,
+        recovery_limit: int,
+        busy_policy: BusyPolicy,
+        restart_policy: RestartPolicy,
+        stream_buffer: int,
+    ) -> None:
+        self.store = store
+        self.agent = agent
+        self.mailbox_size = mailbox_size
+        self.idle_timeout = idle_timeout
+        self.max_active = max_active
+        self.busy_policy: BusyPolicy = busy_policy
+        self.restart_policy = restart_policy
+        self.stream_buffer = stream_buffer
+        self.cut = False  # shutdown deadline passed: running turns are being cancelled
+        self._stats = ActorStats()
+        self._nursery = nursery
+        self._recovery_limiter = trio.CapacityLimiter(recovery_limit)
+        self._live: OrderedDict[str, ConversationActor] = OrderedDict()  # least recently active first
+        self._stopped: dict[str, float] = {}  # path -> trio time the cool-down ends
+        self._recovering: dict[str, list[tuple[str, InboxRecord]]] = {}  # inbox rows of actors not active yet
+        self._turns: dict[str, Entry] = {}  # turn id -> queued or running entry
+        self._keyed: dict[str, Entry] = {}  # dedup key -> queued or running entry
+        self._stamp = 0
+        self._busy = 0
+        self._closing = False
+        self._drained: trio.Event | None = None
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        store: Store,
+        agent: Agent,
+        *,
+        mailbox_size: int = 32,
+        idle_timeout: float = 600.0,
+        max_active: int = 10_000,
+        recovery_limit: int = 50,
+        busy_policy: BusyPolicy = "enqueue",
+        restart_backoff: tuple[float, float] = (0.5, 30.0),
+        max_restarts: int = 5,
+        restart_window: float = 30.0,
+        cooldown: float = 60.0,
+        drain_timeout: float = 10.0,
+        stream_buffer: int = 1024,
+        rng: random.Random | None = None,
+    ) -> AsyncIterator[ActorSystem]:
+        """Run an actor system until the block exits.
+
+        On entry, conversations with inbox rows (accepted before a crash or shutdown) are recovered in the
+        background, at most `recovery_limit` at a time. On exit: intake stops (`submit` raises `SystemClosed`),
+        queued and running turns get `drain_timeout` seconds to finish, the rest are cancelled uncommitted
+        (inbox rows stay and replay on the next start).
+        """
+        if mailbox_size < 1 or max_active < 1 or recovery_limit < 1 or stream_buffer < 1:
+            raise ValueError("mailbox_size, max_active, recovery_limit and stream_buffer must be at least 1")
+        if busy_policy not in BUSY_POLICIES:
+            raise ValueError(f"busy_policy must be one of {', '.join(sorted(BUSY_POLICIES))}, not {busy_policy!r}")
+        low, high = restart_backoff
+        policy = RestartPolicy(
+            backoff_min=low, backoff_max=high, max_restarts=max_restarts, window=restart_window, cooldown=cooldown,
+            rng=rng or random.Random(),
+        )
+        system: ActorSystem | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                system = cls(
+                    store, agent, nursery, mailbox_size=mailbox_size, idle_timeout=idle_timeout,
+                    max_active=max_active, recovery_limit=recovery_limit, busy_policy=busy_policy,
+                    restart_policy=policy, stream_buffer=stream_buffer,
+                )
+                system._scan_inbox()
+                nursery.start_soon(system._reaper)
+                if system._recovering:
+                    nursery.start_soon(system._recover)
+                try:
+                    yield system
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await system._drain(drain_timeout)
+                    nursery.cancel_scope.cancel()
+        finally:
+            if system is not None:
+                system._abandon_queued()
+
+    # -- public API ------------------------------------------------------------------------------------------
+
+    async def submit(self, envelope: Envelope, *, stream: bool = False, extra_ops: Sequence[Op] = ()) -> TurnHandle:
+        """Accept `envelope` by its busy policy (or the system's) and return its turn's handle.
+
+        With an `idempotency_key` already answered, the handle is already finished with the stored reply; one
+        queued or running gets a handle on that same turn. Otherwise a keyed envelope is written to the inbox
+        (with `extra_ops`, in the same commit) before this returns. `extra_ops` without a key are committed
+        before the turn starts. Raises `ConversationBusy`, `ActorUnavailable` or `SystemClosed`.
+        """
+        self._check_open()
+        policy = envelope.busy_policy or self.busy_policy
+        if policy not in BUSY_POLICIES:
+            raise ValueError(f"busy policy must be one of {', '.join(sorted(BUSY_POLICIES))}, not {policy!r}")
+        if envelope.turn_id is None:
+            envelope = attrs.evolve(envelope, turn_id=new_turn_id())
+        turn_id: str = envelope.turn_id  # type: ignore[assignment]
+        path = envelope.key.path
+        keyed = None if envelope.idempotency_key is None else dedup_key(path, envelope.idempotency_key)
+        if keyed is not None:
+            done: DedupRecord | None = self.store.get("dedup", keyed)
+            if done is not None:
+                return TurnHandle.finished(done.turn_id, self._stored_reply(path, done), stream=stream)
+        actor = self.get(envelope.key)  # activation replays inbox rows first, so duplicates show up below
+        if keyed is not None and (running := self._keyed.get(keyed)) is not None:
+            handle = TurnHandle(running.turn_id, stream=stream, buffer=self.stream_buffer)
+            running.handles.append(handle)
+            return handle
+        handle = TurnHandle(turn_id, stream=stream, buffer=self.stream_buffer)
+        entry = Entry(envelope, handle, time.time())
+        if keyed is not None:
+            self._keyed[keyed] = entry
+        try:
+            await actor.accept(entry, policy)
+        except BaseException:
+            if keyed is not None:
+                self._keyed.pop(keyed, None)
+            raise
+        entry.stamp = self._next_stamp()
+        self._turns[turn_id] = entry
+        self._touch(actor)
+        if keyed is not None or extra_ops:
+            await self._write_accepted(entry, keyed is not None, extra_ops)
+        return handle
+
+    async def cancel(self, turn_id: str) -> bool:
+        """Cancel a queued (it never runs) or running (cut, nothing committed) turn; False if unknown or ending.
+
+        Its response record is marked "cancelled" and its inbox row deleted; returns once that is committed.
+        """
+        entry = self._turns.get(turn_id)
+        if entry is None:
+            return await self._cancel_recovering(turn_id)
+        batch = entry.batch
+        if batch is None:
+            return False
+        if batch.phase == "queued":
+            actor = self._live[entry.envelope.key.path]
+            actor.remove_queued(entry)
+            await self.cancel_entries([entry], "cancelled")
+            return True
+        if batch.phase in ("starting", "running"):
+            batch.cancel("cancelled")
+            await entry.handles[0].reply()
+            return True
+        return False
+
+    def get(self, key: ConversationKey) -> ConversationActor:
+        """The live actor of `key`, activating it from the store if needed. Raises `ActorUnavailable`."""
+        self._check_open()
+        actor = self._live.get(key.path)
+        if actor is not None:
+            return actor
+        until = self._stopped.get(key.path)
+        if until is not None:
+            left = until - trio.current_time()
+            if left > 0:
+                raise ActorUnavailable(key, left)
+            del self._stopped[key.path]
+        return self._activate(key)
+
+    def passivate(self, key: ConversationKey) -> bool:
+        """Passivate the actor of `key` now if it is live and idle."""
+        actor = self._live.get(key.path)
+        if actor is None or not actor.idle:
+            return False
+        self._passivate(actor)
+        return True
+
+    def actors(self) -> list[ActorInfo]:
+        """What every live actor is doing, least recently active first."""
+        return [actor.info() for actor in self._live.values()]
+
+    @property
+    def stats(self) -> ActorStats:
+        """Counters since the system opened (`active`, `busy` and `recovering` are current values)."""
+        self._stats.active = len(self._live)
+        self._stats.busy = self._busy
+        self._stats.recovering = sum(len(rows) for rows in self._recovering.values())
+        return self._stats
+
+    # -- used by actors -------------------------------------------------------------------------------------
+
+    def check_accepting(self, actor: ConversationActor) -> None:
+        """For a sender that waited for room: raise if the system closed or the actor stopped meanwhile."""
+        self._check_open()
+        if actor.stopped:
+            raise ActorUnavailable(actor.key, self.restart_policy.cooldown)
+
+    def wake(self, actor: ConversationActor) -> None:
+        """Start the actor's runner if it has none."""
+        if not actor._driving and not self.cut:
+            actor._driving = True
+            self._busy += 1
+            self._nursery.start_soon(actor.drive)
+
+    def driver_done(self, actor: ConversationActor) -> None:
+        self._busy -= 1
+        self._touch(actor)
+        if self._busy == 0 and self._drained is not None:
+            self._drained.set()
+
+    def finish(self, entry: Entry, reply: Reply) -> None:
+        """Answer every handle of an entry whose turn ended, and forget the entry."""
+        entry.batch = None
+        if self._turns.get(entry.turn_id) is entry:
+            del self._turns[entry.turn_id]
+        if entry.envelope.idempotency_key is not None:
+            keyed = dedup_key(entry.envelope.key.path, entry.envelope.idempotency_key)
+            if self._keyed.get(keyed) is entry:
+                del self._keyed[keyed]
+        for handle in entry.handles:
+            handle._resolve(reply)
+
+    async def cancel_entries(self, entries: list[Entry], code: str) -> None:
+        """Answer entries that will never run: "cancelled" response records, inbox acks and dedup keys."""
+        with trio.CancelScope(shield=True):  # once decided, the bookkeeping must land
+            for entry in entries:
+                if entry.written is not None:
+                    await entry.written.wait()
+            reply = cancelled(code, _CANCEL_MESSAGES.get(code, "the turn was cancelled"))
+            now = time.time()
+            ops: list[Op] = []
+            for entry in entries:
+                if entry.withdrawn:
+                    continue
+                existing = self.store.get("responses", entry.turn_id)
+                record = response_record(
+                    entry.envelope.key, entry, existing, "cancelled", entry.envelope.input, now, error=reply.error
+                )
+                ops.append(Put("responses", entry.turn_id, record))
+                ops.extend(settle_ops(entry.envelope.key.path, entry, 0))
+            if ops:
+                await self.store.commit(ops)
+            self._stats.cancelled += len(entries)
+            for entry in entries:
+                self.finish(entry, reply)
+
+    def cancel_entries_soon(self, entries: list[Entry], code: str) -> None:
+        self._nursery.start_soon(self.cancel_entries, entries, code)
+
+    def actor_stopped(self, actor: ConversationActor, queued: list[Entry]) -> None:
+        """Restart intensity exceeded: refuse the conversation for the cool-down; queued inbox rows wait for it."""
+        self._stopped[actor.path] = trio.current_time() + self.restart_policy.cooldown
+        self._stats.stopped += 1
+        if self._live.get(actor.path) is actor:
+            del self._live[actor.path]
+        reply = failed("actor_unavailable", "the conversation failed repeatedly and was stopped; retry later")
+        rows = [(entry.inbox_key, inbox_row(entry)) for entry in queued if entry.inbox_key is not None]
+        if rows:
+            self._recovering.setdefault(actor.path, []).extend(rows)  # replayed when it is reactivated
+        for entry in queued:
+            self.finish(entry, reply)
+        log.error("conversation %s stopped after too many restarts", actor.path)
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise SystemClosed("the actor system is shutting down")
+
+    def _next_stamp(self) -> int:
+        self._stamp = max(self._stamp + 1, time.time_ns())
+        return self._stamp
+
+    def _touch(self, actor: ConversationActor) -> None:
+        actor.last_active = trio.current_time()
+        if self._live.get(actor.path) is actor:
+            self._live.move_to_end(actor.path)
+
+    async def _write_accepted(self, entry: Entry, keyed: bool, extra_ops: Sequence[Op]) -> None:
+        """Commit what must be durable before `submit` returns: the inbox row and the caller's extra ops."""
+        ops = list(extra_ops)
+        if keyed:
+            entry.inbox_key = inbox_key(entry.envelope.key.path, entry.stamp)
+            ops.append(Put("inbox", entry.inbox_key, inbox_row(entry)))
+        entry.written = trio.Event()
+        try:
+            with trio.CancelScope(shield=True):  # the entry is queued: its write must settle either way
+                await self.store.commit(ops)
+        except BaseException:
+            entry.withdrawn = True
+            self.finish(entry, failed("store_error", "the envelope could not be stored"))
+            raise
+        finally:
+            entry.written.set()
+
+    def _stored_reply(self, path: str, done: DedupRecord) -> Reply:
+        record = self.store.get("responses", done.turn_id)
+        if record is not None:
+            return from_record(record)
+        turn = self.store.get("turns", turn_key(path, done.seq)) if done.seq else None
+        if turn is not None:
+            return Reply(messages=turn.output, usage=turn.usage)
+        return Reply()
+
+    def _activate(self, key: ConversationKey, recovered: list[TurnHandle] | None = None) -> ConversationActor:
+        snapshot = self.store.get("snapshots", key.path)
+        actor = ConversationActor(key, self, snapshot if snapshot is not None else Snapshot())
+        self._make_room()
+        self._live[key.path] = actor
+        self._stats.activations += 1
+        for stored_key, row in self._recovering.pop(key.path, ()):
+            handle = TurnHandle(row.envelope.turn_id or new_turn_id())
+            envelope = row.envelope if row.envelope.turn_id else attrs.evolve(row.envelope, turn_id=handle.turn_id)
+            entry = Entry(envelope, handle, row.received_at, stamp=_stamp_of(stored_key, self))
+            entry.inbox_key = stored_key
+            self._turns[handle.turn_id] = entry
+            if envelope.idempotency_key is not None:
+                self._keyed[dedup_key(key.path, envelope.idempotency_key)] = entry
+            actor.enqueue_recovered(entry)
+            if recovered is not None:
+                recovered.append(handle)
+        return actor
+
+    def _make_room(self) -> None:
+        """`max_active`: passivate the least recently active idle actor when the registry is full."""
+        if len(self._live) < self.max_active:
+            return
+        for n, actor in enumerate(self._live.values()):
+            if actor.idle:
+                self._passivate(actor)
+                return
+            if n >= _EVICTION_SCAN:
+                return
+
+    def _passivate(self, actor: ConversationActor) -> None:
+        del self._live[actor.path]
+        actor.release()
+        self._stats.passivations += 1
+
+    async def _reaper(self) -> None:
+        """Passivate actors idle for longer than `idle_timeout`; sleeps until the next one can expire."""
+        while True:
+            now = trio.current_time()
+            due = now + self.idle_timeout
+            expired = []
+            for actor in self._live.values():
+                if actor.last_active + self.idle_timeout > now:
+                    due = actor.last_active + self.idle_timeout
+                    break
+                if actor.idle:
+                    expired.append(actor)
+            for actor in expired:
+                self._passivate(actor)
+            await trio.sleep_until(due)
+
+    def _scan_inbox(self) -> None:
+        """Group the inbox rows left by an earlier run by conversation, in arrival order."""
+        rows: dict[str, list[tuple[float, str, InboxRecord]]] = {}
+        for stored_key, row in self.store.scan("inbox"):
+            rows.setdefault(row.envelope.key.path, []).append((row.received_at, stored_key, row))
+        for path, found in rows.items():
+            found.sort(key=lambda item: (item[0], item[1]))
+            self._recovering[path] = [(stored_key, row) for _, stored_key, row in found]
+        if rows:
+            log.info("recovering %d inbox rows of %d conversations", sum(map(len, rows.values())), len(rows))
+
+    async def _recover(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for path in list(self._recovering):
+                await self._recovery_limiter.acquire_on_behalf_of(path)
+                nursery.start_soon(self._recover_one, path)
+
+    async def _recover_one(self, path: str) -> None:
+        try:
+            rows = self._recovering.get(path)
+            if not rows or self._closing or path in self._live:
+                return  # activated by a submit meanwhile (which replayed the rows), or shutting down
+            handles: list[TurnHandle] = []
+            self._activate(rows[0][1].envelope.key, handles)
+            for handle in handles:
+                await handle.reply()
+            self._stats.recovered += len(handles)
+        finally:
+            self._recovery_limiter.release_on_behalf_of(path)
+
+    async def _cancel_recovering(self, turn_id: str) -> bool:
+        for path, rows in self._recovering.items():
+            for n, (stored_key, row) in enumerate(rows):
+                if row.envelope.turn_id == turn_id:
+                    del rows[n]
+                    if not rows:
+                        del self._recovering[path]
+                    entry = Entry(row.envelope, TurnHandle(turn_id), row.received_at)
+                    entry.inbox_key = stored_key
+                    await self.cancel_entries([entry], "cancelled")
+                    return True
+        return False
+
+    async def _drain(self, timeout: float) -> None:
+        """Stop intake, then give queued and running turns `timeout` seconds; after that they are cut."""
+        self._closing = True
+        for actor in self._live.values():
+            actor.wake_all_senders()
+        if self._busy:
+            self._drained = trio.Event()
+            with trio.move_on_after(timeout):
+                await self._drained.wait()
+            if self._busy:
+                log.warning("shutdown: cancelling %d conversations still running after %.1f s", self._busy, timeout)
+        self.cut = True
+
+    def _abandon_queued(self) -> None:
+        """After shutdown: answer what never started (inboxed ones replay on the next start)."""
+        reply = cancelled("shutdown", _CANCEL_MESSAGES["shutdown"])
+        for entry in list(self._turns.values()):
+            self.finish(entry, reply)
+
+
+def _stamp_of(stored_key: str, system: ActorSystem) -> int:
+    """The arrival stamp kept at the end of an inbox key (a fresh one if the key is not ours)."""
+    tail = stored_key.rsplit("/", 1)[-1]
+    return int(tail) if tail.isdigit() else system._next_stamp()
