@@ -15,12 +15,12 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 
-import hypercorn.trio.tcp_server as tcp_server
 import orjson
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve
+from hypercorn.trio import serve, tcp_server
 from quart import Response, request
 from quart_trio import QuartTrio
 
@@ -114,7 +114,7 @@ async def _serve(host: str, port: int) -> None:
     config.errorlog = None
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        await nursery.start(lambda task_status: serve(create_app(), config, shutdown_trigger=stop.wait, task_status=task_status))  # type: ignore[arg-type]
+        await nursery.start(partial(serve, create_app(), config, shutdown_trigger=stop.wait))
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 stop.set()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -122,7 +123,12 @@ def _memory_gib() -> float | None:
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -161,7 +167,7 @@ def write_json(path: Path, metrics: Mapping[str, float]) -> None:
 
 
 def _number(value: float) -> str:
-    if value != value:  # NaN
+    if math.isnan(value):
         return "nan"
     if float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"

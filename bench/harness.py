@@ -3,8 +3,8 @@
 Each server is a command started as its own process (pinned to `SERVER_CPU`) on a free loopback port with
 a fresh scratch directory; it is ready once a POST of the standard request answers 2xx. Each load shape runs
 `python -m bench.loadgen` as another process (pinned to `LOAD_CPU`), and the server's CPU time is read with
-psutil before and after. `compare` interleaves servers inside every run (run 1: A, B, C; run 2: A, B, C; ...)
-so slow drift of a noisy machine spreads over all of them, and starts a fresh server for every run.
+psutil before and after. `compare` interleaves servers inside every run and rotates their order (run 1: A, B, C; run 2: B, C, A;
+...) so slow drift of a noisy machine spreads over all of them, and starts a fresh server for every run.
 """
 
 from __future__ import annotations
@@ -274,9 +274,7 @@ class Comparison:
                 samples[f"{prefix}.{server}.cpu_ms_per_turn"].append(cpu * 1000.0 / total if total else 0.0)
         out = summarize(samples)
         for server in self.servers():
-            out[f"{prefix}.{server}.failures"] = float(
-                sum(s.failures for run in self._runs(server) for s in run)
-            )
+            out[f"{prefix}.{server}.failures"] = float(sum(s.failures for run in self._runs(server) for s in run))
         for server, reason in self.skipped.items():
             out.notes[f"{prefix}.{server}.skipped"] = reason
         return out
@@ -294,7 +292,8 @@ def compare(servers: Sequence[ServerSpec], shapes: Sequence[Shape], runs: int) -
     """
     comparison = Comparison()
     for run in range(1, runs + 1):
-        for spec in servers:
+        turn = (run - 1) % max(len(servers), 1)  # rotate the order so no server always goes first
+        for spec in [*servers[turn:], *servers[:turn]]:
             if spec.name in comparison.skipped:
                 continue
             try:
@@ -312,4 +311,3 @@ def compare(servers: Sequence[ServerSpec], shapes: Sequence[Shape], runs: int) -
                 comparison.skipped[spec.name] = str(exc)
                 progress(f"  {spec.name}: skipped: {exc}")
     return comparison
-

@@ -318,7 +318,7 @@ class LoadResult:
 class _Conn:
     """One client connection's state in the event loop."""
 
-    __slots__ = ("index", "next_body", "sock", "buf", "out", "sent", "began", "in_flight", "previous", "writing")
+    __slots__ = ("began", "buf", "in_flight", "index", "next_body", "out", "previous", "sent", "sock", "writing")
 
     def __init__(self, index: int, next_body: BodyFn) -> None:
         self.index = index

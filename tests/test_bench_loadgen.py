@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import subprocess
@@ -130,7 +131,7 @@ def test_chain_body_continues_each_connection_from_its_previous_response() -> No
         by_connection.setdefault(port, []).append((number, body))
     for requests in by_connection.values():
         assert "previous_response_id" not in requests[0][1]
-        for (previous_number, _), (number, body) in zip(requests, requests[1:]):
+        for (previous_number, _), (number, body) in itertools.pairwise(requests):
             assert body["previous_response_id"] == f"resp_{previous_number}"
             assert number > previous_number
 
@@ -176,7 +177,13 @@ def test_rejects_a_config_with_both_or_neither_amount() -> None:
     [
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", 200, b"hi", 0, False),
         (b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nhiNEXT", 201, b"hi", 4, False),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3;x=1\r\nllo\r\n0\r\n\r\n", 200, b"hello", 0, False),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3;x=1\r\nllo\r\n0\r\n\r\n",
+            200,
+            b"hello",
+            0,
+            False,
+        ),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-T: 1\r\n\r\n", 200, b"a", 0, False),
         (b"HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", 404, b"", 0, True),
         (b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx", 200, b"x", 0, True),

@@ -14,8 +14,10 @@ continuing its own conversation (`previous_response_id` of its previous response
 `peers.<peer>.{rps,p50_ms,p99_ms,cpu_ms_per_turn}.{1,50,50_continue}`, `peers.<peer>.failures`.
 
 One conversation, many writers: 20 clients x 10 turns all on one `conversation`, the model taking 10 ms per
-turn so turns overlap; then one more turn reports how many user turns the history holds. A peer that keeps
-every turn shows 200: `peers.one_conversation.final_turns.<peer>`.
+turn (`bench.targets.slow_echo`, the stub's `--delay-ms`) as any real model takes time, so turns overlap;
+then one more turn reports how many user turns the history holds. A peer that keeps every turn shows 200:
+`peers.one_conversation.final_turns.<peer>`. (With a model that never yields to the event loop, G3's
+get-run-set cannot interleave and keeps all 200; from 1 ms on it keeps about one turn per round of writers.)
 
     python -m bench.peers [--quick|--full] [--json PATH]
 """
@@ -58,16 +60,25 @@ def g3(python: Path, delay_ms: float = 0.0) -> ServerSpec:
 
 
 def final_turns(spec: ServerSpec) -> tuple[int | None, int]:
-    """Run 20 clients x 10 turns on one conversation, then one more turn; (turns the history held, failures)."""
+    """Run 20 clients x 10 turns on one conversation, then one more turn; (turns the history held, failures).
+
+    The turn count is None when the extra turn fails or its reply carries no `turn N`; that counts as a failure.
+    """
     with running(spec) as server:
         conversation = f"conv_bench{secrets.token_hex(12)}"
         shape = Shape(
-            "one_conversation", ONE_CONVERSATION_CLIENTS, f"conversation={conversation}", requests=ONE_CONVERSATION_TURNS
+            "one_conversation",
+            ONE_CONVERSATION_CLIENTS,
+            f"conversation={conversation}",
+            requests=ONE_CONVERSATION_TURNS,
         )
         sample = measure(server, shape)
         status, body = post_json(server.url, {**REQUEST, "conversation": conversation})
-    turn = parse_turn(output_text(body)) if 200 <= status < 300 else None
-    return (None if turn is None else turn - 1), sample.failures
+    try:
+        turn = parse_turn(output_text(body)) if 200 <= status < 300 else None
+    except (ValueError, AttributeError):
+        turn = None
+    return (None, sample.failures + 1) if turn is None else (turn - 1, sample.failures)
 
 
 def _one_conversation(specs: list[ServerSpec], runs: int) -> Metrics:
