@@ -296,6 +296,11 @@ class FakeBotApi:
         """Updates not yet confirmed by getUpdates offset or a 2xx webhook answer."""
         return len(self._api.updates)
 
+    @property
+    def polling(self) -> bool:
+        """True while a getUpdates long poll is waiting for updates."""
+        return self._api.polling
+
     def webhook_info(self) -> dict[str, Any]:
         """What getWebhookInfo would return now."""
         return self._api.get_webhook_info(Params({}))

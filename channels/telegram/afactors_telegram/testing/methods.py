@@ -106,6 +106,11 @@ class BotApi:
         self.closing = False
         self._poller: list[bool] | None = None  # [terminated] flag of the running long poll
 
+    @property
+    def polling(self) -> bool:
+        """A getUpdates long poll is waiting."""
+        return self._poller is not None
+
     # ------------------------------------------------------------------------------------------ dispatch
 
     def call(self, method: str, params: Params) -> Reply:
@@ -464,7 +469,9 @@ class BotApi:
         if self.updates.webhook is not None:
             raise conflict(WEBHOOK_ACTIVE)
         offset = params.integer("offset")
-        limit = min(100, max(1, params.integer("limit", 100) or 100))
+        limit = params.integer("limit", 100) or 100
+        if not 1 <= limit <= 100:
+            limit = 100  # [?] out-of-range limits fall back to the default
         timeout = max(0.0, params.number("timeout", 0.0))
         self._set_allowed(params)
         if offset is not None:
@@ -473,6 +480,7 @@ class BotApi:
             self._poller[0] = True
             self.updates.wake()
         mine = self._poller = [False]
+        self.world.changes.poke()
         try:
             with trio.move_on_after(timeout):
                 while not self.updates.peek(1) and not self.closing:
