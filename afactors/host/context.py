@@ -109,6 +109,28 @@ class ChannelContext:
         self._host.track(turn_id, handle)
         return record
 
+    async def abandon(self, handle: TurnHandle) -> bool:
+        """Cancel a turn this channel submitted and no longer wants (its client went away): a queued turn never
+        runs, a running one is cut and nothing of it is committed. False if it already ended."""
+        return await self._host.system.cancel(handle.turn_id)
+
+    async def wait(self, turn_id: str, tenant: str, *, poll: float = 0.05) -> ResponseRecord | None:
+        """Wait until a stored turn of `tenant` has ended; its final record, or None once it is not visible.
+
+        A background turn started on this host is awaited through its update log; one accepted before a
+        restart (re-run from the inbox, with no log here) is re-read from the store every `poll` seconds.
+        """
+        while True:
+            record = self.record(turn_id, tenant)
+            if record is None or record.status not in ("queued", "in_progress"):
+                return record
+            log = self._host.turn_logs.get(turn_id)
+            if log is None:
+                await trio.sleep(poll)
+            else:
+                async for _ in log.follow():
+                    pass
+
     def watch(self, turn_id: str) -> AsyncIterator[Update] | None:
         """Replay-then-follow the updates of a running background turn; None when it is not running here."""
         log = self._host.turn_logs.get(turn_id)
