@@ -1,10 +1,10 @@
 """Output items of a response and their item-level stream events, built from a turn's updates (R-21, R-31).
 
 The items follow how the actor stores a reply (`ReplyBuilder`: all text first, then the whole parts): the text
-is one `message` item at output index 0, streamed as it arrives; whole parts (function calls, reasoning) become
-their own items after it. Whole parts reach a client only when the turn ends, and then they are taken from the
-finished reply, so the items a stream ends with are the items a later retrieval shows. Parts with no Responses
-output item (files, images, tool results) are not rendered.
+is one `message` item at output index 0, streamed as its deltas arrive. Whole parts reach a client only when the
+turn ends, taken from the finished reply: text parts extend the message, function calls and reasoning become their
+own items after it. So the items a stream ends with are the items a later retrieval shows. Parts with no
+Responses output item (files, images, tool results) are not rendered.
 
 With `chunked=True` text deltas are cut at fixed places of the text (after each word, or every `CHUNK_CHARS`
 characters) whatever the deltas the target produced, so a stream rendered live and one rendered later from the
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
-from afactors.model import FunctionCallPart, Message, ReasoningPart, TextPart, Update
+from afactors.model import FunctionCallPart, Message, ReasoningPart, Update
 
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
 
@@ -125,9 +125,9 @@ class OutputBuilder:
     # -- updates ----------------------------------------------------------------------------------------------
 
     def add(self, update: Update) -> list[dict[str, Any]]:
-        """Take one update; returns the events it causes now (whole parts wait for `close`)."""
-        text = update.delta + (update.part.text if isinstance(update.part, TextPart) else "")
-        return self._add_text(text)
+        """Take one update; returns the events it causes now. Whole parts (text ones too) wait for `close`,
+        where they come from the finished reply in the order the actor stored them."""
+        return self._add_text(update.delta)
 
     def _add_text(self, text: str) -> list[dict[str, Any]]:
         if not text:
