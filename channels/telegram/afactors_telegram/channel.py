@@ -1,0 +1,392 @@
+"""`TelegramChannel`: updates in (polling or webhook), envelopes to actors, replies out through `deliver`."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import httpx
+import trio
+
+from afactors.actors import ActorUnavailable, ConversationBusy, TurnHandle
+from afactors.host import ChannelContext, Command, Contribution, Delivery, DeliveryFailed, HookRejected, Route
+from afactors.model import ConversationKey, DataPart, Envelope, Identity, Message, Part, ReplyTarget, TextPart
+from afactors_telegram.api import BotApiClient, NetworkError, TelegramError
+from afactors_telegram.commands import NEW_CONVERSATION_TEXT, CommandCall, command_list, help_text
+from afactors_telegram.config import TelegramConfig
+from afactors_telegram.inbound import (
+    ALLOWED_UPDATES,
+    Address,
+    BotInfo,
+    CommandRequest,
+    Ignore,
+    MediaRef,
+    TurnRequest,
+    decide,
+    idempotency_key,
+    replied_message,
+    turn_id_for,
+)
+from afactors_telegram.intake import Intake
+from afactors_telegram.live import LiveTurn, LiveTurns, render_live
+from afactors_telegram.outbound import PhotoOut, TextOut, plan_reply
+from afactors_telegram.poller import poll
+from afactors_telegram.sender import Sender
+from afactors_telegram.webhook import webhook_view
+
+log = logging.getLogger("afactors.telegram")
+
+_READY_TIMEOUT = 10.0
+
+
+class TelegramStartupError(Exception):
+    """The channel could not start: the token was rejected, or Telegram refused the webhook."""
+
+
+@attrs.frozen
+class _Runtime:
+    """What exists while the channel runs: the API client, the sender, the intake and the bot's identity."""
+
+    api: BotApiClient
+    sender: Sender
+    intake: Intake
+    bot: BotInfo
+    nursery: trio.Nursery
+
+
+class TelegramChannel:
+    """A Telegram bot as a channel: `TelegramChannel(token=...)` or `TelegramChannel(TelegramConfig(...))`.
+
+    Every accepted message becomes an envelope with `idempotency_key` "tg:<bot>:<update_id>" and a
+    `reply_to` naming its chat; the update is acknowledged to Telegram (poll offset, webhook 2xx) only after
+    the envelope is in the durable inbox. The answer is pushed by `deliver` from the durable outbox.
+    """
+
+    name = "telegram"
+
+    def __init__(self, config: TelegramConfig | None = None, *, run_hook: Any = None, **settings: Any) -> None:
+        self.config = config if config is not None else TelegramConfig(**settings)
+        if config is not None and settings:
+            raise TypeError("pass either a TelegramConfig or settings, not both")
+        self.run_hook = run_hook
+        self.response_hook = None
+        self.secret_token = self.config.secret_token or secrets.token_urlsafe(32)
+        self.live = LiveTurns()
+        self._ctx: ChannelContext | None = None
+        self._runtime: _Runtime | None = None
+        self._running: trio.Event | None = None
+        self._progress: dict[str, int] = {}  # turn id -> messages of its reply already sent (retried deliveries)
+
+    # -- host contract ---------------------------------------------------------------------------------------
+
+    def contribute(self, ctx: ChannelContext) -> Contribution:
+        self._ctx = ctx
+        self._running = trio.Event()
+        routes = []
+        if self.config.webhook_url:
+            view = webhook_view(self.secret_token, self._intake, self.config.webhook_ack_timeout)
+            routes.append(Route(self.config.webhook_path, view, methods=("POST",)))
+        commands = [Command(c["command"], c["description"]) for c in command_list(self.config)]
+        return Contribution(routes=routes, tasks=[self._serve], commands=commands, deliver=self.deliver)
+
+    @property
+    def bot(self) -> BotInfo | None:
+        """The bot's identity once the channel runs (from getMe)."""
+        return None if self._runtime is None else self._runtime.bot
+
+    async def _intake(self) -> Intake | None:
+        """The running intake, waiting briefly while the channel starts."""
+        if self._running is not None and not self._running.is_set():
+            with trio.move_on_after(_READY_TIMEOUT):
+                await self._running.wait()
+        return None if self._runtime is None else self._runtime.intake
+
+    async def _serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        config = self.config
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+        async with httpx.AsyncClient(limits=limits) as http:
+            api = BotApiClient(http, config.token, config.api_base, timeout=30.0)
+            bot = await self._start(api)
+            try:
+                async with trio.open_nursery() as nursery:
+                    sender = Sender(api, config.limits, max_flood_waits=config.max_flood_waits)
+                    self._runtime = _Runtime(api, sender, Intake(nursery, self._handle_update), bot, nursery)
+                    if config.webhook_url:
+                        await self._set_webhook(api)
+                    else:
+                        await nursery.start(lambda task_status: poll(
+                            api, self._runtime.intake, timeout=config.poll_timeout, task_status=task_status))  # type: ignore[union-attr]
+                    assert self._running is not None
+                    self._running.set()
+                    task_status.started()
+                    await trio.sleep_forever()
+            finally:
+                self._runtime = None
+
+    async def _start(self, api: BotApiClient) -> BotInfo:
+        try:
+            me = await api.call("getMe")
+            if self.config.register_commands:
+                await api.call("setMyCommands", {"commands": command_list(self.config)})
+        except TelegramError as error:
+            raise TelegramStartupError(f"Telegram refused the bot ({error.code} {error.description}); check the token") from None
+        except NetworkError as error:
+            raise TelegramStartupError(f"cannot reach the Telegram Bot API at {self.config.api_base} ({error})") from None
+        if not isinstance(me, dict) or type(me.get("id")) is not int or not isinstance(me.get("username"), str):
+            raise TelegramStartupError("getMe did not return the bot's user")
+        return BotInfo(me["id"], me["username"])
+
+    async def _set_webhook(self, api: BotApiClient) -> None:
+        params = {
+            "url": self.config.webhook_url,
+            "secret_token": self.secret_token,
+            "allowed_updates": list(ALLOWED_UPDATES),
+            "max_connections": self.config.webhook_max_connections,
+        }
+        try:
+            await api.call("setWebhook", params)
+        except (TelegramError, NetworkError) as error:
+            raise TelegramStartupError(f"setWebhook failed: {error}") from None
+
+    # -- inbound ---------------------------------------------------------------------------------------------
+
+    async def _handle_update(self, update: Mapping[str, Any]) -> None:
+        runtime = self._runtime
+        if runtime is None:
+            raise RuntimeError("the Telegram channel is not running")
+        decision = decide(update, runtime.bot, self.config)
+        if isinstance(decision, Ignore):
+            log.debug("telegram update %s ignored: %s", update.get("update_id"), decision.reason)
+            return
+        await self._reactivate(decision.address.chat_id)
+        if isinstance(decision, CommandRequest):
+            await self._command(runtime, decision)
+        else:
+            await self._turn(runtime, decision)
+
+    def _conversation(self, base: str) -> ConversationKey:
+        """The conversation a base key is in now (/new moves it on)."""
+        assert self._ctx is not None
+        current = self._ctx.alias(f"conversation/{base}")
+        return ConversationKey(self.config.tenant, current["key"] if current else base)
+
+    async def _turn(self, runtime: _Runtime, request: TurnRequest) -> None:
+        assert self._ctx is not None
+        contents: list[Part] = [TextPart(request.text)] if request.text.strip() else []
+        for media in request.media:
+            contents.append(await self._fetch(runtime.api, media))
+        turn_id = turn_id_for(runtime.bot.id, request.address, request.message_id)
+        envelope = Envelope(
+            key=self._conversation(request.conversation),
+            input=(Message("user", tuple(contents)),),
+            turn_id=turn_id,
+            identity=Identity("telegram", str(request.sender.id), request.sender.name),
+            idempotency_key=idempotency_key(runtime.bot.id, request.update_id),
+            reply_to=ReplyTarget(self.name, request.address.to_dict()),
+            busy_policy=self.config.busy_policy,
+        )
+        reply_to = None if request.address.private else request.message_id
+        live = self.live.open(turn_id, request.address, reply_to)
+        try:
+            handle = await self._ctx.submit(envelope, stream=True)
+        except (HookRejected, ConversationBusy, ActorUnavailable) as refused:
+            self.live.discard(live)
+            await self._say(runtime, request.address, _refusal_text(refused), reply_to)
+            return
+        except BaseException:
+            self.live.discard(live)
+            raise
+        if handle.done:  # answered before (a redelivered update): nothing is live, deliver already ran
+            self.live.discard(live)
+            return
+        runtime.nursery.start_soon(self._render, live, handle)
+
+    async def _render(self, live: LiveTurn, handle: TurnHandle) -> None:
+        runtime = self._runtime
+        if runtime is not None:
+            await render_live(live, handle.updates(), runtime.sender, self.config, self._remember_preview)
+
+    async def _remember_preview(self, live: LiveTurn) -> None:
+        assert self._ctx is not None
+        await self._ctx.set_alias(f"preview/{live.turn_id}", {"message_id": live.message_id})
+
+    async def _fetch(self, api: BotApiClient, media: MediaRef) -> Part:
+        """A media attachment as a data part (getFile, then download); a text note when it cannot be had."""
+        label = media.name or media.kind
+        if media.size is not None and media.size > self.config.max_file_bytes:
+            return TextPart(f"[{media.kind} {label!r} not attached: {media.size} bytes is over the limit]")
+        try:
+            found = await api.call("getFile", {"file_id": media.file_id})
+            path = found.get("file_path") if isinstance(found, dict) else None
+            if not isinstance(path, str):
+                raise TelegramError("getFile", 400, "no file_path in the answer")
+            data, content_type = await api.download(path, self.config.max_file_bytes)
+        except TelegramError as error:
+            log.warning("telegram %s %s not attached: %s", media.kind, media.file_id, error)
+            return TextPart(f"[{media.kind} {label!r} not attached: {error.description}]")
+        media_type = media.media_type
+        if media.kind == "photo" and content_type and content_type.startswith("image/"):
+            media_type = content_type.split(";")[0]
+        return DataPart(data, media_type, media.name or path.rsplit("/", 1)[-1])
+
+    async def _command(self, runtime: _Runtime, request: CommandRequest) -> None:
+        assert self._ctx is not None
+        reply_to = None if request.address.private else request.message_id
+        if request.name == "start":
+            text: str | None = self.config.start_text
+        elif request.name == "help":
+            text = help_text(self.config)
+        elif request.name == "new":
+            fresh = f"{request.conversation}#{secrets.token_hex(4)}"
+            await self._ctx.set_alias(f"conversation/{request.conversation}", {"key": fresh})
+            text = NEW_CONVERSATION_TEXT
+        else:
+            text = await self._registered(request)
+        if text:
+            await self._say(runtime, request.address, text, reply_to)
+
+    async def _registered(self, request: CommandRequest) -> str | None:
+        command = next(c for c in self.config.commands if c.name == request.name)
+        address = request.address
+        call = CommandCall(request.name, request.args, request.sender.id, request.sender.name, address.chat_id,
+                           address.chat_type, address.thread_id, self._conversation(request.conversation))  # fmt: skip
+        try:
+            return await command.handler(call)
+        except Exception:
+            log.exception("telegram command /%s failed", request.name)
+            return f"Sorry, /{request.name} failed."
+
+    # -- chats the bot can no longer write to ----------------------------------------------------------------
+
+    def inactive(self, chat_id: int) -> bool:
+        """Whether the bot was blocked in (or removed from) this chat; a new message from it clears that."""
+        assert self._ctx is not None
+        state = self._ctx.alias(f"chat/{chat_id}")
+        return bool(state and state.get("inactive"))
+
+    async def _mark_inactive(self, chat_id: int, reason: str) -> None:
+        assert self._ctx is not None
+        log.info("telegram chat %s is inactive: %s", chat_id, reason)
+        await self._ctx.set_alias(f"chat/{chat_id}", {"inactive": True, "reason": reason})
+
+    async def _reactivate(self, chat_id: int) -> None:
+        if self.inactive(chat_id):
+            assert self._ctx is not None
+            await self._ctx.set_alias(f"chat/{chat_id}", {"inactive": False})
+
+    # -- outbound --------------------------------------------------------------------------------------------
+
+    async def _say(self, runtime: _Runtime, address: Address, text: str, reply_to: int | None) -> None:
+        """A channel message (command answers, refusals): sent once, failures only logged."""
+        try:
+            await self._send(runtime.sender, address, TextOut(text), reply_to)
+        except TelegramError as error:
+            if error.chat_gone:
+                await self._mark_inactive(address.chat_id, error.description)
+            else:
+                log.warning("telegram message to chat %s failed: %s", address.chat_id, error)
+        except NetworkError as error:
+            log.warning("telegram message to chat %s failed: %s", address.chat_id, error)
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """Push a committed turn's reply to its chat (the host calls this from the durable outbox).
+
+        A preview message the turn streamed into is edited into the first part of the answer; the rest goes
+        as new messages. A retry after a failure resumes after the messages already sent (within this
+        process; after a crash the whole reply is sent again). Raises `DeliveryFailed`: with `retry_after`
+        on a flood wait, `permanent` when the bot can no longer write to the chat (it is marked inactive)
+        or Telegram refuses the request itself.
+        """
+        runtime = self._runtime
+        if runtime is None or self._ctx is None:
+            raise DeliveryFailed("the Telegram channel is not running", retry_after=1.0)
+        try:
+            address = Address.from_dict(delivery.address)
+        except ValueError as error:
+            raise DeliveryFailed(str(error), permanent=True) from None
+        if self.inactive(address.chat_id):
+            raise DeliveryFailed(f"chat {address.chat_id} is inactive", permanent=True)
+        live = await self.live.claim(delivery.turn_id)
+        preview = live.message_id if live is not None else self._stored_preview(delivery.turn_id)
+        reply_to = None if address.private else replied_message(delivery.turn_id)
+        plan = plan_reply(delivery.reply, self.config.formatting)
+        start = self._progress.get(delivery.turn_id, 0)
+        try:
+            for index in range(start, len(plan)):
+                item = plan[index]
+                if index == 0 and preview is not None and isinstance(item, TextOut):
+                    await self._finish_preview(runtime.sender, address, preview, item, reply_to)
+                else:
+                    await self._send(runtime.sender, address, item, reply_to if index == 0 else None)
+                self._progress[delivery.turn_id] = index + 1
+        except TelegramError as error:
+            if error.code == 429:
+                raise DeliveryFailed(str(error), retry_after=error.retry_after) from None
+            self._progress.pop(delivery.turn_id, None)
+            if error.chat_gone:
+                await self._mark_inactive(address.chat_id, error.description)
+            if error.retryable:
+                raise DeliveryFailed(str(error)) from None
+            raise DeliveryFailed(str(error), permanent=True) from None
+        except NetworkError as error:
+            raise DeliveryFailed(str(error)) from None
+        self._progress.pop(delivery.turn_id, None)
+
+    def _stored_preview(self, turn_id: str) -> int | None:
+        assert self._ctx is not None
+        stored = self._ctx.alias(f"preview/{turn_id}")
+        message_id = stored.get("message_id") if stored else None
+        return message_id if type(message_id) is int else None
+
+    async def _finish_preview(self, sender: Sender, address: Address, message_id: int, item: TextOut,
+                              reply_to: int | None) -> None:  # fmt: skip
+        """Edit the streamed preview into the final text; if it cannot be edited, send the text anew."""
+        params: dict[str, Any] = {"chat_id": address.chat_id, "message_id": message_id}
+        try:
+            await self._formatted(sender, "editMessageText", params, item, group=not address.private)
+        except TelegramError as error:
+            if error.not_modified:
+                return
+            if error.code != 400 or error.chat_gone:
+                raise
+            log.info("telegram preview %s in chat %s not editable (%s); sending anew", message_id, address.chat_id, error)
+            await self._send(sender, address, item, reply_to)
+
+    async def _send(self, sender: Sender, address: Address, item: TextOut | PhotoOut, reply_to: int | None) -> None:
+        params: dict[str, Any] = {"chat_id": address.chat_id}
+        if address.thread_id is not None:
+            params["message_thread_id"] = address.thread_id
+        if reply_to is not None:
+            params["reply_parameters"] = {"message_id": reply_to, "allow_sending_without_reply": True}
+        group = not address.private
+        if isinstance(item, TextOut):
+            await self._formatted(sender, "sendMessage", params, item, group=group)
+        elif item.data is not None:
+            await sender.send("sendPhoto", params, group=group, files={"photo": (item.name, item.data, item.media_type)})
+        else:
+            await sender.send("sendPhoto", {**params, "photo": item.url}, group=group)
+
+    async def _formatted(self, sender: Sender, method: str, params: dict[str, Any], item: TextOut, *, group: bool) -> None:
+        """Send `item` formatted; if Telegram cannot parse the formatting, send its plain text instead."""
+        if item.html is not None:
+            try:
+                await sender.send(method, {**params, "text": item.html, "parse_mode": "HTML"}, group=group)
+                return
+            except TelegramError as error:
+                if not error.bad_markup:
+                    raise
+                log.info("telegram formatting rejected (%s); sending plain text", error.description)
+        await sender.send(method, {**params, "text": item.text}, group=group)
+
+
+def _refusal_text(refused: Exception) -> str:
+    """What a user is told when their message was not taken."""
+    if isinstance(refused, HookRejected):
+        return refused.message
+    if isinstance(refused, ConversationBusy):
+        return "I am still answering your previous message; send this one again in a moment."
+    retry_after = refused.retry_after if isinstance(refused, ActorUnavailable) else 60.0
+    return f"This conversation is paused after repeated errors; try again in {retry_after:.0f} seconds."

@@ -1,0 +1,269 @@
+"""What to do with an Update: ignore it, run a command, or start a turn (pure; no I/O).
+
+`decide` applies everything a message must pass before it may reach an actor: the chat kind, the sender,
+`accept_in_group` (mentions, replies to the bot, commands, /cmd@OtherBot), and it works out the
+conversation a message belongs to (`conversation_scope`, forum topics) and where replies go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from afactors_telegram.config import TelegramConfig
+from afactors_telegram.text import utf16_slice
+
+PRIVATE = "private"
+GROUPS = frozenset({"group", "supergroup"})
+BUILTIN_COMMANDS = ("start", "new", "help")
+ALLOWED_UPDATES = ("message",)
+"""The update kinds the channel asks Telegram for."""
+
+
+@attrs.frozen
+class BotInfo:
+    """The bot's own identity (from getMe): mentions and /cmd@username are checked against it."""
+
+    id: int
+    username: str
+
+
+@attrs.frozen
+class Address:
+    """Where a chat's replies go: the chat, its kind, and the forum topic (thread) if any."""
+
+    chat_id: int
+    chat_type: str
+    thread_id: int | None = None
+
+    @property
+    def private(self) -> bool:
+        return self.chat_type == PRIVATE
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"chat_id": self.chat_id, "chat_type": self.chat_type}
+        if self.thread_id is not None:
+            out["message_thread_id"] = self.thread_id
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Address:
+        """The address of a `ReplyTarget`; raises ValueError when it is not one of ours."""
+        chat_id, chat_type, thread = data.get("chat_id"), data.get("chat_type"), data.get("message_thread_id")
+        if type(chat_id) is not int or not isinstance(chat_type, str) or (thread is not None and type(thread) is not int):
+            raise ValueError(f"not a Telegram address: {dict(data)!r}")
+        return cls(chat_id, chat_type, thread)
+
+
+@attrs.frozen
+class Sender:
+    """The user who sent a message."""
+
+    id: int
+    name: str
+
+
+@attrs.frozen
+class MediaRef:
+    """A file attached to a message, fetched with getFile before the turn is submitted."""
+
+    kind: str
+    file_id: str
+    media_type: str
+    name: str | None = None
+    size: int | None = None
+
+
+@attrs.frozen
+class Ignore:
+    """Nothing reaches an actor; `reason` is for logs and tests."""
+
+    reason: str
+
+
+@attrs.frozen
+class CommandRequest:
+    """A command the channel answers itself (/start, /new, /help, or one registered with the channel)."""
+
+    name: str
+    args: str
+    address: Address
+    message_id: int
+    sender: Sender
+    conversation: str
+
+
+@attrs.frozen
+class TurnRequest:
+    """A message for the agent: its text (or caption) and attached media, in conversation `conversation`."""
+
+    update_id: int
+    address: Address
+    message_id: int
+    sender: Sender
+    conversation: str
+    text: str
+    media: tuple[MediaRef, ...] = ()
+
+
+Decision = Ignore | CommandRequest | TurnRequest
+
+
+def conversation_id(bot_id: int, scope: str, address: Address, user_id: int) -> str:
+    """The base conversation key of a message (before /new epochs), per spec §3.19.
+
+    A private chat is the user's own conversation; a group follows `scope`; a forum topic is a
+    conversation of its own (`<chat_id>:<thread_id>`).
+    """
+    user_key = f"telegram:{bot_id}:{user_id}"
+    where = str(address.chat_id) if address.thread_id is None else f"{address.chat_id}:{address.thread_id}"
+    if address.private:
+        return user_key if address.thread_id is None else f"{user_key}:{where}"
+    if scope == "per_user":
+        return user_key
+    if scope == "per_conversation":
+        return f"_conv:telegram:{bot_id}:{where}"
+    return f"{user_key}:{where}"
+
+
+def turn_id_for(bot_id: int, address: Address, message_id: int) -> str:
+    """The turn id of a message: the same on every delivery of it, and it names the message to reply to."""
+    return f"tg{bot_id}_{address.chat_id}_{message_id}"
+
+
+def replied_message(turn_id: str) -> int | None:
+    """The message a turn answers, from its `turn_id_for` id (None for other ids)."""
+    head, _, tail = turn_id.rpartition("_")
+    return int(tail) if head.startswith("tg") and tail.isdigit() else None
+
+
+def idempotency_key(bot_id: int, update_id: int) -> str:
+    """The inbox dedup key of an update (update ids are per bot, so the bot id is part of it)."""
+    return f"tg:{bot_id}:{update_id}"
+
+
+def _int(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _entities(message: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    raw = message.get(key)
+    if not isinstance(raw, list):
+        return []
+    return [e for e in raw if isinstance(e, Mapping) and _int(e.get("offset")) is not None and _int(e.get("length"))]
+
+
+def _command(text: str, entities: list[Mapping[str, Any]], bot: BotInfo) -> tuple[str, str, bool] | None:
+    """(name, args, addressed to us by @username) of a leading command, or None; a /cmd@OtherBot gives ("", "", False)."""
+    lead = next((e for e in entities if e.get("type") == "bot_command" and e["offset"] == 0), None)
+    if lead is None:
+        return None
+    token = utf16_slice(text, 0, lead["length"])
+    name, _, target = token[1:].partition("@")
+    if target and target.lower() != bot.username.lower():
+        return "", "", False
+    args = utf16_slice(text, lead["length"]).strip()
+    return name.lower(), args, bool(target)
+
+
+def _mentions_bot(entity: Mapping[str, Any], text: str, bot: BotInfo) -> bool:
+    kind = entity.get("type")
+    if kind == "mention":
+        return utf16_slice(text, entity["offset"], entity["length"]).lower() == f"@{bot.username}".lower()
+    if kind == "text_mention":
+        return _int(_dict(entity.get("user")).get("id")) == bot.id
+    return False
+
+
+def _replies_to_bot(message: Mapping[str, Any], bot: BotInfo) -> bool:
+    replied = _dict(message.get("reply_to_message"))
+    if _int(_dict(replied.get("from")).get("id")) != bot.id:
+        return False
+    # In a forum every message "replies" to its topic's first message; that is no reply to the bot.
+    return not (message.get("is_topic_message") and replied.get("message_id") == message.get("message_thread_id"))
+
+
+def _strip_leading_mention(text: str, entities: list[Mapping[str, Any]], bot: BotInfo) -> str:
+    lead = next((e for e in entities if e["offset"] == 0 and _mentions_bot(e, text, bot)), None)
+    if lead is None:
+        return text
+    rest = utf16_slice(text, lead["length"]).lstrip(" ,:\n")
+    return rest or text
+
+
+def _media(message: Mapping[str, Any]) -> tuple[MediaRef, ...]:
+    found: list[MediaRef] = []
+    photos = [p for p in message.get("photo") or () if isinstance(p, Mapping) and isinstance(p.get("file_id"), str)]
+    if photos:
+        largest = max(photos, key=lambda p: (_int(p.get("file_size")) or 0, (_int(p.get("width")) or 0) * (_int(p.get("height")) or 0)))
+        found.append(MediaRef("photo", largest["file_id"], "image/jpeg", None, _int(largest.get("file_size"))))
+    for kind, default_type in (("document", "application/octet-stream"), ("voice", "audio/ogg"),
+                               ("audio", "audio/mpeg"), ("video", "video/mp4")):  # fmt: skip
+        item = _dict(message.get(kind))
+        if isinstance(item.get("file_id"), str):
+            media_type = item.get("mime_type") if isinstance(item.get("mime_type"), str) else default_type
+            name = item.get("file_name") if isinstance(item.get("file_name"), str) else None
+            found.append(MediaRef(kind, item["file_id"], media_type, name, _int(item.get("file_size"))))
+    return tuple(found)
+
+
+def _accepted(policy: str, mentioned: bool, command: tuple[str, str, bool] | None, known: bool) -> bool:
+    """`accept_in_group` for one group message.
+
+    Commands the channel knows always count, and `/cmd@thisbot` counts as a mention. `mention_only` takes
+    mentions and replies to the bot; `mention_or_command` also any other `/command`; `command_only` only
+    commands; `all` everything.
+    """
+    if policy == "all" or known:
+        return True
+    addressed = mentioned or (command is not None and command[2])
+    if policy == "mention_only":
+        return addressed
+    if policy == "mention_or_command":
+        return addressed or command is not None
+    return command is not None
+
+
+def decide(update: Mapping[str, Any], bot: BotInfo, config: TelegramConfig) -> Decision:
+    """What the channel does with `update` (never raises, whatever the update holds)."""
+    update_id = _int(update.get("update_id"))
+    message = _dict(update.get("message"))
+    if update_id is None or not message:
+        return Ignore("not a message")
+    chat = _dict(message.get("chat"))
+    chat_id, chat_type, message_id = _int(chat.get("id")), chat.get("type"), _int(message.get("message_id"))
+    if chat_id is None or message_id is None or (chat_type != PRIVATE and chat_type not in GROUPS):
+        return Ignore("not a private or group chat message")
+    user = _dict(message.get("from"))
+    user_id = _int(user.get("id"))
+    if user_id is None or user.get("is_bot") is True:
+        return Ignore("not sent by a user")
+    thread = _int(message.get("message_thread_id")) if message.get("is_topic_message") is True else None
+    address = Address(chat_id, chat_type, thread)
+    names = [user.get("first_name"), user.get("last_name")]
+    sender = Sender(user_id, " ".join(n for n in names if isinstance(n, str) and n) or str(user_id))
+    text = message.get("text") if isinstance(message.get("text"), str) else message.get("caption")
+    text = text if isinstance(text, str) else ""
+    entities = _entities(message, "entities" if "text" in message else "caption_entities")
+    command = _command(text, entities, bot)
+    if command is not None and not command[0]:
+        return Ignore("a command for another bot")
+    known = command is not None and command[0] in {*BUILTIN_COMMANDS, *(c.name for c in config.commands)}
+    if not address.private:
+        mentioned = _replies_to_bot(message, bot) or any(_mentions_bot(e, text, bot) for e in entities)
+        if not _accepted(config.accept_in_group, mentioned, command, known):
+            return Ignore(f"not addressed to the bot ({config.accept_in_group})")
+        text = _strip_leading_mention(text, entities, bot)
+    conversation = conversation_id(bot.id, config.conversation_scope, address, user_id)
+    if known and command is not None:
+        return CommandRequest(command[0], command[1], address, message_id, sender, conversation)
+    media = _media(message)
+    if not text.strip() and not media:
+        return Ignore("no text or media")
+    return TurnRequest(update_id, address, message_id, sender, conversation, text, media)

@@ -1,0 +1,114 @@
+"""Sending discipline: rate limits, flood waits, group migrations, one send at a time per chat."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from afactors_telegram.api import BotApiClient, NetworkError, TelegramError, UploadFile
+from afactors_telegram.config import SendLimits
+from afactors_telegram.limits import SendLimiter
+
+log = logging.getLogger("afactors.telegram")
+
+_MAX_MIGRATIONS = 3
+
+
+class Sender:
+    """Every message, photo and edit the channel sends goes through here.
+
+    `send` waits for the per-chat, per-group and global buckets, follows `migrate_to_chat_id`, and on 429
+    waits exactly `retry_after` before trying again (at most `max_flood_waits` times, then the 429 is
+    raised). `try_send` is for live previews: it goes out only if the buckets allow it right now and the
+    chat is not busy, and never raises. `best_effort` is for calls Telegram does not count (typing, drafts).
+    """
+
+    def __init__(self, api: BotApiClient, limits: SendLimits, *, max_flood_waits: int = 3,
+                 clock: Callable[[], float] = trio.current_time) -> None:  # fmt: skip
+        self.api = api
+        self.limiter = SendLimiter(limits)
+        self.max_flood_waits = max_flood_waits
+        self._clock = clock
+        self._locks: dict[int, trio.Lock] = {}
+        self._migrated: dict[int, int] = {}
+
+    def resolve(self, chat_id: int) -> int:
+        """The chat id to use now (a basic group that became a supergroup has a new one)."""
+        for _ in range(_MAX_MIGRATIONS):
+            if chat_id not in self._migrated:
+                break
+            chat_id = self._migrated[chat_id]
+        return chat_id
+
+    @asynccontextmanager
+    async def _chat_lock(self, chat_id: int) -> AsyncIterator[None]:
+        lock = self._locks.get(chat_id)
+        if lock is None:
+            lock = self._locks[chat_id] = trio.Lock()
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._locks.pop(chat_id, None)
+
+    async def send(self, method: str, params: dict[str, Any], *, group: bool,
+                   files: dict[str, UploadFile] | None = None) -> Any:  # fmt: skip
+        """A rate-limited call to `params["chat_id"]`; raises `TelegramError`/`NetworkError` when it fails."""
+        for _ in range(_MAX_MIGRATIONS + 1):
+            chat_id = self.resolve(params["chat_id"])
+            params = {**params, "chat_id": chat_id}
+            try:
+                async with self._chat_lock(chat_id):
+                    return await self._send_in_chat(method, params, chat_id, group, files)
+            except TelegramError as error:
+                if error.migrate_to_chat_id is None:
+                    raise
+                log.info("telegram chat %s moved to %s", chat_id, error.migrate_to_chat_id)
+                self._migrated[chat_id] = error.migrate_to_chat_id
+                group = True
+        raise TelegramError(method, 400, "too many chat migrations")
+
+    async def _send_in_chat(self, method: str, params: dict[str, Any], chat_id: int, group: bool,
+                            files: dict[str, UploadFile] | None) -> Any:  # fmt: skip
+        waits = 0
+        while True:
+            await trio.sleep_until(self.limiter.chat_ready_at(chat_id, group, self._clock()))
+            await trio.sleep_until(self.limiter.global_slot(self._clock()))
+            self.limiter.commit_chat(chat_id, group, self._clock())
+            try:
+                return await self.api.call(method, params, files=files)
+            except TelegramError as error:
+                if error.code != 429 or error.retry_after is None or waits >= self.max_flood_waits:
+                    raise
+                waits += 1
+                log.info("telegram flood wait %.0f s for chat %s (%s)", error.retry_after, chat_id, method)
+                self.limiter.pause_chat(chat_id, self._clock() + error.retry_after)
+
+    async def try_send(self, method: str, params: dict[str, Any], *, group: bool) -> Any | None:
+        """A rate-limited call made only if it can go out now; its result, or None if skipped or failed."""
+        chat_id = self.resolve(params["chat_id"])
+        lock = self._locks.get(chat_id)
+        if (lock is not None and lock.locked()) or not self.limiter.try_take(chat_id, group, self._clock()):
+            return None
+        try:
+            return await self.api.call(method, {**params, "chat_id": chat_id})
+        except TelegramError as error:
+            if error.code == 429 and error.retry_after is not None:
+                self.limiter.pause_chat(chat_id, self._clock() + error.retry_after)
+            log.debug("telegram live %s skipped: %s", method, error)
+        except NetworkError as error:
+            log.debug("telegram live %s skipped: %s", method, error)
+        return None
+
+    async def best_effort(self, method: str, params: dict[str, Any]) -> Any | None:
+        """A call Telegram does not rate-limit as a message (typing, drafts); None if it failed."""
+        try:
+            return await self.api.call(method, {**params, "chat_id": self.resolve(params["chat_id"])})
+        except (TelegramError, NetworkError) as error:
+            log.debug("telegram %s skipped: %s", method, error)
+            return None
