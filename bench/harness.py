@@ -3,8 +3,9 @@
 Each server is a command started as its own process (pinned to `SERVER_CPU`) on a free loopback port with
 a fresh scratch directory; it is ready once a POST of the standard request answers 2xx. Each load shape runs
 `python -m bench.loadgen` as another process (pinned to `LOAD_CPU`), and the server's CPU time is read with
-psutil before and after. `compare` interleaves servers inside every run and rotates their order (run 1: A, B, C; run 2: B, C, A;
-...) so slow drift of a noisy machine spreads over all of them, and starts a fresh server for every run.
+psutil before and after. `compare` interleaves servers inside every run and rotates their order (run 1:
+A, B, C; run 2: B, C, A; ...) so slow drift of a noisy machine spreads over all of them, and starts a fresh
+server for every run.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ non-streaming). Peers:
   same with `--durability fast`. Skipped, with the reason, while `python -m afactors` cannot serve.
 
 Shapes, fresh server per run: 1 and 50 clients with a fresh conversation per request, and 50 clients each
-continuing its own conversation (`previous_response_id` of its previous response). Metrics:
+continuing its own conversation (`previous_response_id` of its previous response; chains grow for the whole
+measurement, so a peer whose turn cost grows with history shows lower numbers in --full than in --quick). Metrics:
 `peers.<peer>.{rps,p50_ms,p99_ms,cpu_ms_per_turn}.{1,50,50_continue}`, `peers.<peer>.failures`.
 
 One conversation, many writers: 20 clients x 10 turns all on one `conversation`, the model taking 10 ms per

@@ -46,7 +46,9 @@ from starlette.routing import Route
 from bench.common import turn_text
 
 
-class StubChatClient(FunctionInvocationLayer, ChatMiddlewareLayer, ChatTelemetryLayer, BaseChatClient):  # type: ignore[misc]
+class StubChatClient(  # type: ignore[misc]
+    FunctionInvocationLayer, ChatMiddlewareLayer, ChatTelemetryLayer, BaseChatClient
+):
     """An offline chat client composed like the published ones; replies `turn N` after `delay` seconds."""
 
     def __init__(self, delay: float = 0.0) -> None:
