@@ -406,18 +406,21 @@ class ActorSystem:
     async def _reaper(self) -> None:
         """Passivate actors idle for longer than `idle_timeout`; sleeps until the next one can expire."""
         while True:
-            now = trio.current_time()
-            due = now + self.idle_timeout
-            expired = []
-            for actor in self._live.values():
-                if actor.last_active + self.idle_timeout > now:
-                    due = actor.last_active + self.idle_timeout
-                    break
-                if actor.idle:
-                    expired.append(actor)
-            for actor in expired:
-                self._passivate(actor)
-            await trio.sleep_until(due)
+            await trio.sleep_until(self._passivate_expired(trio.current_time()))
+
+    def _passivate_expired(self, now: float) -> float:
+        """Passivate the idle actors whose idle time ran out; returns when the next one can run out."""
+        due = now + self.idle_timeout
+        expired = []
+        for actor in self._live.values():
+            if actor.last_active + self.idle_timeout > now:
+                due = actor.last_active + self.idle_timeout
+                break
+            if actor.idle:
+                expired.append(actor)
+        for actor in expired:
+            self._passivate(actor)
+        return due
 
     def _scan_inbox(self) -> None:
         """Group the inbox rows left by an earlier run by conversation, in arrival order."""
