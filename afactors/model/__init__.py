@@ -1,7 +1,7 @@
 """The attrs data model: messages, content parts, updates, replies and envelopes."""
 
 from afactors.model.agent import Agent, TurnContext
-from afactors.model.codec import converter, dumps, loads
+from afactors.model.codec import PartTypeError, converter, describe_error, dumps, loads
 from afactors.model.envelope import (
     BUSY_POLICIES,
     BusyPolicy,
@@ -25,5 +25,6 @@ from afactors.model.parts import (
 __all__ = [
     "Agent", "TurnContext", "BUSY_POLICIES", "ROLES", "BusyPolicy", "ConversationKey", "DataPart", "Envelope", "ErrorInfo",
     "FunctionCallPart", "FunctionResultPart", "Identity", "Message", "Part", "ReasoningPart", "Reply",
-    "ReplyTarget", "Role", "Status", "TextPart", "Update", "UriPart", "UsagePart", "converter", "dumps", "loads",
+    "PartTypeError", "ReplyTarget", "Role", "Status", "TextPart", "Update", "UriPart", "UsagePart", "converter",
+    "describe_error", "dumps", "loads",
 ]

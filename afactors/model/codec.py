@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import cattrs
 import orjson
 from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.orjson import make_converter
+from cattrs.v import format_exception
 
 from afactors.model.parts import PART_TYPES, Part
 
@@ -28,13 +29,17 @@ for _cls in PART_TYPES:  # keep the "type" tag even though it equals its default
     )
 
 
+class PartTypeError(ValueError):
+    """A content part that is not an object or has an unknown `type` tag."""
+
+
 def _structure_part(value: Any, _: Any) -> Part:
     if not isinstance(value, dict):
-        raise ValueError(f"a content part must be an object, got {type(value).__name__}")
+        raise PartTypeError(f"a content part must be an object, not {type(value).__name__}")
     tag = value.get("type")
     cls = _PART_BY_TAG.get(tag)  # type: ignore[arg-type]
     if cls is None:
-        raise ValueError(f"unknown content part type {tag!r}")
+        raise PartTypeError(f"unknown content part type {tag!r} (known: {', '.join(_PART_BY_TAG)})")
     return converter.structure(value, cls)
 
 
@@ -48,5 +53,28 @@ def dumps(obj: Any) -> bytes:
 
 
 def loads(data: bytes | str, cls: type[T]) -> T:
-    """Decode JSON bytes into `cls`; raises `cattrs` errors on bad shape."""
+    """Decode JSON bytes into `cls`; raises `cattrs` errors on bad shape (see `describe_error`)."""
     return converter.structure(orjson.loads(data), cls)
+
+
+def _literal_values(type_: Any) -> tuple[Any, ...]:
+    """The allowed values of a `Literal` type, also inside an Optional (empty for other types)."""
+    if get_origin(type_) is Literal:
+        return get_args(type_)
+    return tuple(value for member in get_args(type_) if get_origin(member) is Literal for value in get_args(member))
+
+
+def _format_exception(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, PartTypeError):
+        return str(exc)
+    allowed = _literal_values(type_)
+    if allowed and not isinstance(exc, KeyError):
+        return f"invalid value, expected one of {', '.join(repr(value) for value in allowed)}"
+    return format_exception(exc, type_)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line, user-facing account of a structuring error: each problem with its `$.path`."""
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc, format_exception=_format_exception))
+    return f"{type(exc).__name__}: {exc}"

@@ -6,7 +6,7 @@ from typing import Literal
 
 import attrs
 
-from afactors.model.parts import Part, TextPart, UsagePart
+from afactors.model.parts import PART_TYPES, Part, TextPart, UsagePart
 
 Role = Literal["user", "assistant", "system", "tool"]
 ROLES: frozenset[str] = frozenset({"user", "assistant", "system", "tool"})
@@ -18,12 +18,19 @@ def _parts(value: object) -> tuple[Part, ...]:
     return tuple(value)  # type: ignore[arg-type]
 
 
+def _check_parts(_: object, __: attrs.Attribute[tuple[Part, ...]], value: tuple[object, ...]) -> None:
+    for part in value:
+        if not isinstance(part, PART_TYPES):
+            names = ", ".join(cls.__name__ for cls in PART_TYPES)
+            raise TypeError(f"message contents must be content parts ({names}), not {type(part).__name__}")
+
+
 @attrs.frozen
 class Message:
     """One message of a conversation. `contents` also accepts a plain string."""
 
     role: Role = attrs.field(validator=attrs.validators.in_(ROLES))
-    contents: tuple[Part, ...] = attrs.field(converter=_parts, default=())
+    contents: tuple[Part, ...] = attrs.field(converter=_parts, validator=_check_parts, default=())
     name: str | None = None
 
     @property

@@ -1,8 +1,10 @@
 """The LMDB store: record kinds, group commit, durability settings."""
 
-from afactors.store.codec import MAX_KEY_BYTES, RecordDecodeError
+from afactors.store.codec import HEAD_BYTES, MAX_KEY_BYTES, RecordDecodeError
 from afactors.store.lmdb_store import (
+    DATA_DIR,
     DURABILITIES,
+    LOCK_FILE,
     Delete,
     Durability,
     Op,
@@ -27,7 +29,7 @@ from afactors.store.records import (
 )
 
 __all__ = [
-    "DURABILITIES", "KINDS", "MAX_KEY_BYTES", "DeadLetter", "DedupRecord", "Delete", "Durability", "Generic",
+    "DATA_DIR", "DURABILITIES", "HEAD_BYTES", "KINDS", "LOCK_FILE", "MAX_KEY_BYTES", "DeadLetter", "DedupRecord", "Delete", "Durability", "Generic",
     "InboxRecord", "Op", "OutboxRecord", "Put", "Quarantined", "RecordDecodeError", "ResponseRecord", "Snapshot",
     "StateDirLocked", "Store", "StoreClosed", "StoreError", "StoreStats", "TurnRecord",
 ]

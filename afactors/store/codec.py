@@ -1,4 +1,11 @@
-"""Record and key encoding for the store: versioned values, hashed long keys."""
+"""Record and key encoding for the store: versioned values, hashed long keys.
+
+A stored value is the JSON document `{"v": schema version, "d": record data}`, plus `"k": full key` when the
+key was too long to store as is. A key longer than `MAX_KEY_BYTES` is stored as its first `HEAD_BYTES` bytes,
+a 0xFF byte (never part of UTF-8, so it cannot clash with a short key) and the SHA-256 of the whole key. The
+head keeps prefix scans working: every key that starts with a prefix of up to `HEAD_BYTES` bytes is stored
+under a key that starts with the same bytes.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +14,39 @@ from typing import Any
 
 import orjson
 
-from afactors.model import converter
+from afactors.model import converter, describe_error
 from afactors.store.records import UPGRADES
 
 MAX_KEY_BYTES = 400
 """Keys longer than this (LMDB allows 511) are stored under a hash; the full key is kept in the value."""
 
-_HASHED = b"\x00#"
+HEAD_BYTES = MAX_KEY_BYTES - 1 - 32
+"""How much of a long key is kept in front of its hash (so a hashed key is `MAX_KEY_BYTES` long)."""
+
+_HASH_MARK = b"\xff"
 
 
 class RecordDecodeError(ValueError):
     """A stored value that no longer decodes into its record class."""
 
 
+def stored_key(raw: bytes) -> bytes:
+    """The LMDB key for the UTF-8 key `raw`: itself, or head + mark + hash when longer than `MAX_KEY_BYTES`."""
+    if len(raw) <= MAX_KEY_BYTES:
+        return raw
+    return raw[:HEAD_BYTES] + _HASH_MARK + hashlib.sha256(raw).digest()
+
+
 def encode_key(key: str) -> bytes:
-    """The LMDB key for `key`: its UTF-8 bytes, or a hash of them when too long (never empty)."""
-    raw = key.encode("utf-8")
-    if not raw:
+    """The LMDB key for a record key (which must not be empty)."""
+    if not key:
         raise ValueError("store keys must not be empty")
-    if len(raw) > MAX_KEY_BYTES:
-        return _HASHED + hashlib.sha256(raw).digest()
-    return raw
+    return stored_key(key.encode("utf-8"))
 
 
-def is_hashed(stored_key: bytes) -> bool:
-    return stored_key.startswith(_HASHED)
+def is_hashed(stored: bytes) -> bool:
+    """Whether `stored` is the hashed form of a long key."""
+    return len(stored) == MAX_KEY_BYTES and stored[HEAD_BYTES : HEAD_BYTES + 1] == _HASH_MARK
 
 
 def encode_value(record: Any, key: str, hashed: bool) -> bytes:
@@ -42,19 +57,24 @@ def encode_value(record: Any, key: str, hashed: bool) -> bytes:
     return orjson.dumps(doc)
 
 
-def decode_value(raw: bytes, cls: type, stored_key: bytes) -> tuple[str, Any]:
+def decode_value(raw: bytes, cls: type, stored: bytes) -> tuple[str, Any]:
     """Decode a stored value into `(full key, record)`, upgrading old schema versions on the way."""
     try:
         doc = orjson.loads(raw)
         version, data = doc["v"], doc["d"]
-        if is_hashed(stored_key):
+        if is_hashed(stored):
             key = doc["k"]
-            if encode_key(key) != stored_key:
-                raise RecordDecodeError("hashed key does not match the key kept in the value")
+            if not isinstance(key, str) or stored_key(key.encode("utf-8")) != stored:
+                raise RecordDecodeError("the full key kept in the value does not hash to the stored key")
         else:
-            key = stored_key.decode("utf-8")
+            key = stored.decode("utf-8")
+        if not isinstance(version, int):
+            raise RecordDecodeError(f"schema version {version!r} is not an integer")
         while version < cls.SCHEMA:
-            data = UPGRADES[(cls, version)](data)
+            upgrade = UPGRADES.get((cls, version))
+            if upgrade is None:
+                raise RecordDecodeError(f"no upgrade for {cls.__name__} schema version {version}")
+            data = upgrade(data)
             version += 1
         if version != cls.SCHEMA:
             raise RecordDecodeError(f"schema version {version} is newer than this code ({cls.SCHEMA})")
@@ -62,4 +82,4 @@ def decode_value(raw: bytes, cls: type, stored_key: bytes) -> tuple[str, Any]:
     except RecordDecodeError:
         raise
     except Exception as exc:  # any shape error of old or foreign data
-        raise RecordDecodeError(f"{type(exc).__name__}: {exc}") from exc
+        raise RecordDecodeError(describe_error(exc)) from exc

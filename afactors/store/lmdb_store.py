@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -15,7 +16,15 @@ import attrs
 import lmdb
 import trio
 
-from afactors.store.codec import RecordDecodeError, decode_value, encode_key, encode_value, is_hashed
+from afactors.store.codec import (
+    HEAD_BYTES,
+    RecordDecodeError,
+    decode_value,
+    encode_key,
+    encode_value,
+    is_hashed,
+    stored_key,
+)
 from afactors.store.records import KINDS, Quarantined
 
 log = logging.getLogger("afactors.store")
@@ -23,7 +32,13 @@ log = logging.getLogger("afactors.store")
 Durability = Literal["durable", "fast", "unsafe"]
 DURABILITIES: tuple[str, ...] = ("durable", "fast", "unsafe")
 
-_LOCK_FILE = "afactors.lock"
+LOCK_FILE = "afactors.lock"
+"""The file in the state directory that one process holds an exclusive lock on (it holds that process's pid)."""
+DATA_DIR = "data"
+"""The LMDB environment's folder inside the state directory (`data.mdb`, `lock.mdb`)."""
+
+_QUEUE_SIZE = 10_000
+_QUARANTINE = "quarantine"
 
 
 class StoreError(Exception):
@@ -60,7 +75,12 @@ Op = Put | Delete
 
 @attrs.define
 class StoreStats:
-    """Counters for operators and tests."""
+    """Counters for operators and tests.
+
+    `commits`: requests acknowledged as written; `transactions`: LMDB write transactions committed;
+    `failed_commits`: requests that got an error; `split_batches`: group transactions that failed and were
+    retried one request per transaction to find the failing ones.
+    """
 
     commits: int = 0
     transactions: int = 0
@@ -68,34 +88,68 @@ class StoreStats:
     map_grows: int = 0
     quarantined: int = 0
     map_size: int = 0
+    failed_commits: int = 0
+    split_batches: int = 0
+
+
+_Write = tuple[Any, bytes, bytes | None]  # (LMDB sub-database, stored key, value or None to delete)
 
 
 @attrs.define(eq=False)
 class _Request:
-    writes: list[tuple[str, bytes, bytes | None]]
+    """One caller's commit: its encoded writes, and its outcome once the writer is done with it."""
+
+    writes: list[_Write]
+    guard: _Write | None = None  # apply only if this key still holds exactly this value (quarantine moves)
+    moving: tuple[str, bytes] | None = None  # the (kind, key) a quarantine move sets aside
     done: trio.Event = attrs.Factory(trio.Event)
+    written: bool = False
     error: BaseException | None = None
 
 
 def _lock_state_dir(path: Path) -> int:
-    fd = os.open(path / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+    except OSError as exc:
+        owner = _lock_owner(fd)
         os.close(fd)
-        raise StateDirLocked(f"state directory {path} is already in use by process {owner}") from None
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise StoreError(f"cannot lock state directory {path}: {exc}") from exc
+        raise StateDirLocked(
+            f"state directory {path} is already in use by process {owner}; stop that process or use another"
+            " state directory"
+        ) from None
     os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _lock_owner(fd: int) -> str:
+    # The owner writes its pid right after taking the lock: give it a moment if we came in between.
+    for _ in range(50):
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if owner:
+            return owner
+        time.sleep(0.002)
+    return "(unknown pid)"
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key above every key that starts with `prefix` (None: no such key)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
 class Store:
     """The afactors state: named record kinds in one LMDB environment.
 
     Open with `async with Store.open(path) as store:`. Writes go through `await store.commit([...])`, which
-    returns once the batch is durable (per the durability setting); every batch queued while the writer was
-    busy is committed in the same transaction. Reads (`get`, `scan`) are short inline read transactions.
+    returns once the batch is written (durable per the durability setting); every batch queued while the
+    writer was busy is committed in the same LMDB transaction, in one thread hop. Reads (`get`, `scan`,
+    `count`) are short read transactions run inline: call them from trio tasks, never from other threads.
     """
 
     def __init__(self, path: Path, env: lmdb.Environment, durability: Durability, max_batch: int) -> None:
@@ -103,9 +157,11 @@ class Store:
         self.durability = durability
         self.stats = StoreStats(map_size=env.info()["map_size"])
         self._env = env
-        self._dbs = {name: env.open_db(name.encode()) for name in KINDS}
         self._max_batch = max_batch
-        self._send, self._receive = trio.open_memory_channel[_Request](10_000)
+        self._closed = False
+        self._quarantining: set[tuple[str, bytes]] = set()  # moves queued and not yet done
+        self._dbs = self._open_dbs()
+        self._send, self._receive = trio.open_memory_channel[_Request](_QUEUE_SIZE)
 
     @classmethod
     @asynccontextmanager
@@ -117,22 +173,37 @@ class Store:
         map_size: int = 256 << 20,
         max_batch: int = 4096,
     ) -> AsyncIterator[Store]:
-        """Open (creating) the state directory `path` and run the writer task until the block exits."""
+        """Open (creating) the state directory `path` and run the writer task until the block exits.
+
+        Raises `StateDirLocked` at once if another process has the directory open. On exit, every commit
+        already queued is written before the environment closes.
+        """
         if durability not in DURABILITIES:
             raise ValueError(f"durability must be one of {', '.join(DURABILITIES)}, not {durability!r}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        if map_size < 1:
+            raise ValueError(f"map_size must be positive, not {map_size}")
         state = Path(path)
-        state.mkdir(parents=True, exist_ok=True)
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create state directory {state}: {exc}") from exc
         lock_fd = _lock_state_dir(state)
         try:
-            env = lmdb.open(
-                str(state / "data"),
-                map_size=map_size,
-                max_dbs=len(KINDS) + 2,
-                max_readers=1024,
-                sync=durability != "unsafe",
-                metasync=durability == "durable",
-                writemap=False,
-            )
+            try:
+                env = lmdb.open(
+                    str(state / DATA_DIR),
+                    map_size=map_size,
+                    max_dbs=len(KINDS) + 2,
+                    max_readers=1024,
+                    sync=durability != "unsafe",
+                    metasync=durability == "durable",
+                    writemap=False,
+                )
+            except lmdb.Error as exc:
+                raise StoreError(f"cannot open the LMDB environment in {state}: {exc}") from exc
+            store: Store | None = None
             try:
                 env.reader_check()
                 store = cls(state, env, durability, max_batch)
@@ -142,150 +213,243 @@ class Store:
                         yield store
                     finally:
                         store._send.close()  # the writer drains what is queued, then exits
-                env.sync(True)
             finally:
-                env.close()
+                if store is not None:
+                    store._closed = True
+                try:
+                    env.sync(True)  # what `fast`/`unsafe` have not flushed yet
+                finally:
+                    env.close()
         finally:
             os.close(lock_fd)
+
+    @property
+    def queued(self) -> int:
+        """How many commits wait for the writer (not yet in a transaction)."""
+        return self._send.statistics().current_buffer_used
 
     # -- writes -------------------------------------------------------------------------------------------
 
     async def commit(self, ops: Iterable[Op]) -> None:
-        """Commit `ops` atomically; return when durable. Raises the error if this batch failed."""
+        """Commit `ops` atomically, all or nothing; return once written.
+
+        Raises `StoreError` if this batch could not be written (other callers' batches are not affected),
+        `StoreClosed` once the store is closing. Bad ops (unknown kind, wrong record class, empty key, a
+        record that cannot be encoded) raise `KeyError`/`TypeError`/`ValueError` here, before anything is
+        queued. An empty list is a barrier: it returns once every commit queued before it is written.
+        """
         request = _Request(self._encode(ops))
         try:
             await self._send.send(request)
-        except trio.ClosedResourceError:
-            raise StoreClosed("the store is closed") from None
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise StoreClosed(f"the store at {self.path} is closed") from None
         with trio.CancelScope(shield=True):  # once queued, the outcome is decided by the writer
             await request.done.wait()
         if request.error is not None:
             raise request.error
 
-    def _encode(self, ops: Iterable[Op]) -> list[tuple[str, bytes, bytes | None]]:
-        writes: list[tuple[str, bytes, bytes | None]] = []
+    def _encode(self, ops: Iterable[Op]) -> list[_Write]:
+        writes: list[_Write] = []
         for op in ops:
-            cls = KINDS.get(op.kind)
-            if cls is None:
-                raise KeyError(f"unknown record kind {op.kind!r}")
+            if not isinstance(op, Put | Delete):
+                raise TypeError(f"a commit takes Put and Delete operations, not {type(op).__name__}")
+            db = self._db(op.kind)
             key = encode_key(op.key)
-            if isinstance(op, Put):
-                if not isinstance(op.value, cls):
-                    raise TypeError(f"kind {op.kind!r} holds {cls.__name__}, not {type(op.value).__name__}")
-                writes.append((op.kind, key, encode_value(op.value, op.key, is_hashed(key))))
-            else:
-                writes.append((op.kind, key, None))
+            if isinstance(op, Delete):
+                writes.append((db, key, None))
+                continue
+            cls = KINDS[op.kind]
+            if not isinstance(op.value, cls):
+                raise TypeError(f"kind {op.kind!r} holds {cls.__name__} records, not {type(op.value).__name__}")
+            try:
+                value = encode_value(op.value, op.key, is_hashed(key))
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"cannot encode the {op.kind} record {op.key!r}: {exc}") from exc
+            writes.append((db, key, value))
         return writes
 
     async def _writer(self) -> None:
-        async with self._receive:
-            async for first in self._receive:
-                batch = [first]
-                while len(batch) < self._max_batch:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                await self._write(batch)
+        # Shielded: the writer stops when the send side closes (always, when the `open` block exits), and
+        # every queued caller waits shielded for its outcome, so the writer must not stop before that.
+        with trio.CancelScope(shield=True):
+            try:
+                async for first in self._receive:
+                    batch = [first]
+                    while len(batch) < self._max_batch:
+                        try:
+                            batch.append(self._receive.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    await self._write(batch)
+            finally:
+                self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        """Fail whatever is still queued (only if the writer itself crashed) so no caller waits forever."""
+        while True:
+            try:
+                request = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            request.error = StoreClosed("the store writer stopped before this commit was written")
+            request.done.set()
+        self._receive.close()
 
     async def _write(self, batch: list[_Request]) -> None:
+        try:
+            await self._commit_or_isolate(batch)
+        finally:
+            for request in batch:
+                if request.moving is not None:
+                    self._quarantining.discard(request.moving)
+                if not request.written and request.error is None:
+                    request.error = StoreClosed("the store writer stopped before this commit was written")
+                if request.error is not None:
+                    self.stats.failed_commits += 1
+                else:
+                    self.stats.commits += 1
+                request.done.set()
+            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+
+    async def _commit_or_isolate(self, batch: list[_Request]) -> None:
+        """One transaction for the batch; if it fails, one per request, so only the failing ones fail."""
+        try:
+            await self._transact(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                log.error("store commit failed: %s", exc)
+                batch[0].error = StoreError(f"commit failed: {exc}")
+                return
+            log.warning("group commit of %d requests failed (%s); retrying them one per transaction", len(batch), exc)
+            self.stats.split_batches += 1
+            for request in batch:
+                await self._commit_or_isolate([request])
+
+    async def _transact(self, batch: list[_Request]) -> None:
         while True:
             try:
                 if self.durability == "unsafe":
                     self._apply(batch)  # no fsync: cheaper inline than a thread hop
                 else:
                     await trio.to_thread.run_sync(self._apply, batch)
-                break
             except lmdb.MapFullError:
                 self._grow()
-            except Exception as exc:  # the environment itself failed: fail every caller in the batch
-                log.exception("store transaction failed")
-                for request in batch:
-                    request.error = StoreError(f"commit failed: {exc}")
-                break
-        self.stats.transactions += 1
-        self.stats.commits += len(batch)
-        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
-        for request in batch:
-            request.done.set()
+                continue
+            for request in batch:
+                request.written = True
+            self.stats.transactions += 1
+            return
+
+    @staticmethod
+    def _apply_writes(txn: lmdb.Transaction, writes: list[_Write]) -> None:
+        for db, key, value in writes:
+            if value is None:
+                txn.delete(key, db=db)
+            else:
+                txn.put(key, value, db=db)
 
     def _apply(self, batch: list[_Request]) -> None:
-        """One write transaction for the whole batch; each request in its own nested transaction."""
+        """The whole batch in one write transaction (runs in a worker thread unless durability is unsafe)."""
         with self._env.begin(write=True) as txn:
             for request in batch:
-                request.error = None
-                try:
-                    with self._env.begin(write=True, parent=txn) as child:
-                        for kind, key, value in request.writes:
-                            if value is None:
-                                child.delete(key, db=self._dbs[kind])
-                            else:
-                                child.put(key, value, db=self._dbs[kind])
-                except lmdb.MapFullError:
-                    raise
-                except lmdb.Error as exc:
-                    request.error = StoreError(f"commit rejected by LMDB: {exc}")
+                if request.guard is not None:
+                    db, key, expected = request.guard
+                    if txn.get(key, db=db) != expected:
+                        continue
+                self._apply_writes(txn, request.writes)
 
     def _grow(self) -> None:
-        # Runs in the trio thread while no transaction is open: reads never span an await.
+        # Runs in the trio thread with no transaction open: the writer's ended in its thread, and reads
+        # never span an await.
         new_size = self.stats.map_size * 2
         self._env.set_mapsize(new_size)
-        self.stats.map_size = new_size
+        self.stats.map_size = self._env.info()["map_size"]
         self.stats.map_grows += 1
-        log.warning("store map full: grew %s to %d KiB", self.path, new_size >> 10)
+        log.warning("store map full: grew the map of %s to %d KiB", self.path, self.stats.map_size >> 10)
+
+    def _open_dbs(self) -> dict[str, Any]:
+        while True:
+            try:
+                return {name: self._env.open_db(name.encode()) for name in KINDS}
+            except lmdb.MapFullError:
+                self._grow()
 
     # -- reads --------------------------------------------------------------------------------------------
 
+    def _db(self, kind: str) -> Any:
+        if self._closed:
+            raise StoreClosed(f"the store at {self.path} is closed")
+        db = self._dbs.get(kind)
+        if db is None:
+            raise KeyError(f"unknown record kind {kind!r}; known kinds: {', '.join(KINDS)}")
+        return db
+
     def get(self, kind: str, key: str) -> Any | None:
         """The record under `key`, or None. A record that no longer decodes is quarantined and reads as None."""
+        db = self._db(kind)
         stored = encode_key(key)
-        with self._env.begin(db=self._dbs[kind]) as txn:
+        with self._env.begin(db=db) as txn:
             raw = txn.get(stored)
         if raw is None:
             return None
-        return self._decode(kind, stored, raw)
+        item = self._decode(kind, stored, raw)
+        return None if item is None else item[1]
 
     def scan(
         self, kind: str, prefix: str = "", *, after: str | None = None, limit: int | None = None, reverse: bool = False
     ) -> list[tuple[str, Any]]:
-        """Records whose key starts with `prefix`, in key order (or reversed), after key `after`, up to `limit`."""
-        raw_prefix = prefix.encode()
-        found: list[tuple[bytes, bytes]] = []
-        with self._env.begin(db=self._dbs[kind]) as txn:
+        """`(key, record)` pairs whose key starts with `prefix`, in key order (or reversed), up to `limit`.
+
+        `after` continues a previous page: only keys after it (before it when `reverse`) are returned.
+        Records that no longer decode are quarantined and skipped. Keys longer than `MAX_KEY_BYTES` come back
+        whole; they sort by their first `HEAD_BYTES` bytes, then in an arbitrary but stable order.
+        """
+        db = self._db(kind)
+        found: list[tuple[str, Any]] = []
+        if limit is not None and limit <= 0:
+            return found
+        head = prefix.encode()[:HEAD_BYTES]  # every matching key, long or not, is stored under this prefix
+        with self._env.begin(db=db) as txn:
             cursor = txn.cursor()
             if reverse:
-                start = (after.encode() if after is not None else raw_prefix + b"\xff" * 8)
-                positioned = cursor.set_range(start)
-                if not positioned:
-                    positioned = cursor.last()
-                elif cursor.key() >= start:
-                    positioned = cursor.prev()
+                upper = _prefix_end(head)
+                if after is not None:
+                    mark = stored_key(after.encode())
+                    upper = mark if upper is None else min(upper, mark)
+                positioned = cursor.prev() if upper is not None and cursor.set_range(upper) else cursor.last()
                 step = cursor.prev
             else:
-                positioned = cursor.set_range(raw_prefix if after is None else after.encode() + b"\x00")
+                lower = head if after is None else max(head, stored_key(after.encode()) + b"\x00")
+                positioned = cursor.set_range(lower)
                 step = cursor.next
-            while positioned and (limit is None or len(found) < limit):
-                key = cursor.key()
-                if not key.startswith(raw_prefix):
+            while positioned:
+                stored = cursor.key()
+                if not stored.startswith(head):
                     break
-                found.append((key, cursor.value()))
+                item = self._decode(kind, stored, cursor.value())
+                if item is not None and item[0].startswith(prefix):
+                    found.append(item)
+                    if limit is not None and len(found) >= limit:
+                        break
                 positioned = step()
-        records = []
-        for stored, raw in found:
-            decoded = self._decode_item(kind, stored, raw)
-            if decoded is not None:
-                records.append(decoded)
-        return records
+        return found
 
     def count(self, kind: str) -> int:
-        with self._env.begin(db=self._dbs[kind]) as txn:
-            return txn.stat(self._dbs[kind])["entries"]
+        """How many records `kind` holds."""
+        db = self._db(kind)
+        with self._env.begin(db=db) as txn:
+            return int(txn.stat(db)["entries"])
 
-    def _decode(self, kind: str, stored: bytes, raw: bytes) -> Any | None:
-        item = self._decode_item(kind, stored, raw)
-        return None if item is None else item[1]
+    def map_usage(self) -> float:
+        """Fraction of the current map in use (the map grows when full)."""
+        if self._closed:
+            raise StoreClosed(f"the store at {self.path} is closed")
+        info, stat = self._env.info(), self._env.stat()
+        return (info["last_pgno"] + 1) * stat["psize"] / info["map_size"]
 
-    def _decode_item(self, kind: str, stored: bytes, raw: bytes) -> tuple[str, Any] | None:
+    # -- quarantine ---------------------------------------------------------------------------------------
+
+    def _decode(self, kind: str, stored: bytes, raw: bytes) -> tuple[str, Any] | None:
         try:
             return decode_value(raw, KINDS[kind], stored)
         except RecordDecodeError as exc:
@@ -293,19 +457,24 @@ class Store:
             return None
 
     def _quarantine(self, kind: str, stored: bytes, raw: bytes, reason: str) -> None:
+        """Move an undecodable record to the quarantine kind (if it still holds these bytes), and log it."""
         label = stored.decode("utf-8", errors="backslashreplace")
+        if (kind, stored) in self._quarantining:
+            return  # its move is queued already
+        if kind == _QUARANTINE:
+            log.error("undecodable quarantine record %r: %s", label, reason)
+            return
         log.error("quarantining undecodable %s record %r: %s", kind, label, reason)
-        record = Quarantined(kind=kind, key=label, raw=raw, reason=reason)
         qkey = f"{kind}/{label}/{time.time_ns()}"
-        writes = [("quarantine", encode_key(qkey), encode_value(record, qkey, is_hashed(encode_key(qkey)))), (kind, stored, None)]
+        qstored = encode_key(qkey)
+        record = Quarantined(kind=kind, key=label, raw=raw, reason=reason)
+        value = encode_value(record, qkey, is_hashed(qstored))
+        db = self._dbs[kind]
+        moves = [(self._dbs[_QUARANTINE], qstored, value), (db, stored, None)]
+        request = _Request(moves, guard=(db, stored, raw), moving=(kind, stored))
         try:
-            self._send.send_nowait(_Request(writes))
-            self.stats.quarantined += 1
-        except (trio.WouldBlock, trio.ClosedResourceError):
-            pass  # found again on the next read
-
-    def map_usage(self) -> float:
-        """Fraction of the map in use."""
-        info, stat = self._env.info(), self._env.stat()
-        return (info["last_pgno"] + 1) * stat["psize"] / info["map_size"]
-
+            self._send.send_nowait(request)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            return  # set aside on a later read
+        self._quarantining.add((kind, stored))
+        self.stats.quarantined += 1

@@ -1,0 +1,155 @@
+"""Store benchmark: durable commits/s and commit latency, one commit per transaction vs group commit.
+
+`python -m bench.store [--quick|--full] [--json PATH]`. Each run opens a fresh `durable` store in a temp
+directory on disk (`AFACTORS_BENCH_DIR`, default the system temp dir; the notes name its filesystem) and lets
+N committer tasks commit in a loop; each commit is one turn's writes (the conversation's snapshot and a new
+turn record) and waits until it is durable. `single` is a store with `max_batch=1` (the same code path, one
+commit per LMDB transaction), `group` the default (everything queued goes into one transaction). The modes
+and committer counts are interleaved inside every run so the machine's drift spreads over all of them.
+Runs in this process (the writer's fsync runs in a worker thread), so nothing is pinned.
+
+Metrics: `store.commits_per_s.<mode>.<committers>`, `store.commit_p50_ms...`, `store.commit_p99_ms...`,
+`store.batch_mean.group.<committers>` (commits per transaction), `store.group_speedup.200` (group over single
+at 200 committers, per run) and `store.gets_per_s` (inline point reads of a 10k-record kind).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import version
+from pathlib import Path
+
+import lmdb
+import trio
+
+from afactors.model import Message
+from afactors.store import DedupRecord, Put, Snapshot, Store, TurnRecord
+from bench.common import MIN_RUNS, Metrics, bench_main, summarize, turn_text
+
+COMMITTERS = (1, 10, 200)
+MODES = {"single": 1, "group": 4096}  # mode -> max_batch
+
+
+@contextmanager
+def _scratch() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="afactors-bench-store-", dir=os.environ.get("AFACTORS_BENCH_DIR")) as d:
+        yield Path(d)
+
+
+def _filesystem(path: Path) -> str:
+    """`fstype (device)` of the mount holding `path`, from /proc/mounts."""
+    best = ("", "unknown", "?")
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            device, mount, fstype, *_ = line.split()
+            if str(path.resolve()).startswith(mount) and len(mount) >= len(best[0]):
+                best = (mount, fstype, device)
+    except OSError:
+        pass
+    return f"{best[1]} ({best[2]} on {best[0] or '?'})"
+
+
+def _turn_commit(committer: int, n: int) -> list[Put]:
+    now = time.time()
+    turn = TurnRecord(
+        seq=n,
+        turn_id=f"turn-{committer}-{n}",
+        input=(Message("user", "hello"),),
+        output=(Message("assistant", turn_text(n)),),
+        created_at=now,
+        completed_at=now,
+    )
+    return [
+        Put("snapshots", f"bench/{committer}", Snapshot(seq=n, head=turn.turn_id, state={"n": n}, updated_at=now)),
+        Put("turns", f"bench/{committer}/{n:08}", turn),
+    ]
+
+
+async def _commit_load(directory: Path, max_batch: int, committers: int, seconds: float, warmup: float) -> dict[str, float]:
+    """Commits/s, p50/p99 latency (ms) and commits per transaction over `seconds` after `warmup`."""
+    latencies: list[float] = []  # of the commits that finished inside the window
+    window: dict[str, int] = {}
+    async with Store.open(directory, durability="durable", max_batch=max_batch) as store:
+        begin = time.perf_counter() + warmup
+        end = begin + seconds
+
+        async def committer(c: int) -> None:
+            n = 0
+            while (started := time.perf_counter()) < end:
+                n += 1
+                await store.commit(_turn_commit(c, n))
+                finished = time.perf_counter()
+                if begin <= finished <= end:
+                    latencies.append(finished - started)
+
+        async def sample_stats() -> None:
+            await trio.sleep_until(trio.current_time() + warmup)
+            window["transactions"] = -store.stats.transactions
+            await trio.sleep_until(trio.current_time() + seconds)
+            window["transactions"] += store.stats.transactions
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sample_stats)
+            for c in range(committers):
+                nursery.start_soon(committer, c)
+    quantiles = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else [math.nan] * 99
+    return {
+        "commits_per_s": len(latencies) / seconds,
+        "p50_ms": quantiles[49] * 1e3,
+        "p99_ms": quantiles[98] * 1e3,
+        "batch_mean": len(latencies) / max(window["transactions"], 1),
+    }
+
+
+async def _get_rate(directory: Path, reads: int) -> float:
+    async with Store.open(directory, durability="unsafe") as store:
+        await store.commit([Put("dedup", f"conv/{i:06}", DedupRecord(f"turn-{i}", i)) for i in range(10_000)])
+        keys = [f"conv/{(i * 7919) % 10_000:06}" for i in range(reads)]
+        started = time.perf_counter()
+        for key in keys:
+            store.get("dedup", key)
+        return reads / (time.perf_counter() - started)
+
+
+def run(quick: bool) -> Metrics:
+    """Median of `MIN_RUNS` runs of every (mode, committers) pair, interleaved."""
+    seconds, warmup = (1.0, 0.3) if quick else (4.0, 1.0)
+    samples: dict[str, list[float]] = defaultdict(list)
+    with _scratch() as probe:
+        filesystem = _filesystem(probe)
+    for run_no in range(MIN_RUNS):
+        pairs = [(mode, n) for n in COMMITTERS for mode in MODES]
+        pairs = pairs[run_no % len(pairs) :] + pairs[: run_no % len(pairs)]  # rotate the order per run
+        per_run: dict[tuple[str, int], float] = {}
+        for mode, committers in pairs:
+            with _scratch() as directory:
+                result = trio.run(_commit_load, directory, MODES[mode], committers, seconds, warmup)
+            per_run[mode, committers] = result["commits_per_s"]
+            samples[f"store.commits_per_s.{mode}.{committers}"].append(result["commits_per_s"])
+            samples[f"store.commit_p50_ms.{mode}.{committers}"].append(result["p50_ms"])
+            samples[f"store.commit_p99_ms.{mode}.{committers}"].append(result["p99_ms"])
+            if mode == "group":
+                samples[f"store.batch_mean.group.{committers}"].append(result["batch_mean"])
+            print(f"store: run {run_no + 1} {mode:6} x{committers:<3} {result['commits_per_s']:9,.0f} commits/s", file=sys.stderr)
+        samples["store.group_speedup.200"].append(per_run["group", 200] / per_run["single", 200])
+        with _scratch() as directory:
+            samples["store.gets_per_s"].append(trio.run(_get_rate, directory, 100_000 if quick else 1_000_000))
+    metrics = summarize(samples)
+    metrics.notes.update({
+        "store.filesystem": filesystem,
+        "store.versions": f"py-lmdb {lmdb.__version__}, LMDB {'.'.join(map(str, lmdb.version()))}, trio {version('trio')}",
+        "store.commit": "2 puts (snapshot + turn record), durable; single = max_batch 1",
+    })
+    return metrics
+
+
+if __name__ == "__main__":
+    sys.exit(bench_main("store", run))

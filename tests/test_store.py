@@ -1,0 +1,369 @@
+"""The LMDB store in one process: commits, reads, group commit, map growth, long keys, schema upgrades,
+quarantine and closing. Real LMDB environments in temp dirs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lmdb
+import orjson
+import pytest
+import trio
+import trio.testing
+
+from afactors.model import ConversationKey, Envelope, ErrorInfo, Message, UsagePart
+from afactors.store import (
+    DATA_DIR,
+    HEAD_BYTES,
+    KINDS,
+    MAX_KEY_BYTES,
+    DeadLetter,
+    DedupRecord,
+    Delete,
+    Generic,
+    InboxRecord,
+    OutboxRecord,
+    Put,
+    Quarantined,
+    ResponseRecord,
+    Snapshot,
+    Store,
+    StoreClosed,
+    TurnRecord,
+)
+from afactors.store.codec import encode_key
+
+
+def _raw_put(state: Path, kind: str, key: bytes, value: bytes) -> None:
+    """Write bytes straight into a kind with py-lmdb (the store must not be open)."""
+    env = lmdb.open(str(state / DATA_DIR), max_dbs=len(KINDS) + 2)
+    try:
+        with env.begin(write=True) as txn:
+            txn.put(key, value, db=env.open_db(kind.encode(), txn=txn))
+    finally:
+        env.close()
+
+
+async def _make_kinds(state: Path) -> None:
+    async with Store.open(state, durability="unsafe"):
+        pass
+
+
+async def test_commit_get_delete_count(tmp_path: Path) -> None:
+    async with Store.open(tmp_path, durability="unsafe") as store:
+        assert store.get("snapshots", "t/c1") is None
+        await store.commit([Put("snapshots", "t/c1", Snapshot(seq=1, head="turn-1")), Put("dedup", "t/m1", DedupRecord("turn-1", 1))])
+        assert store.get("snapshots", "t/c1") == Snapshot(seq=1, head="turn-1")
+        assert store.count("snapshots") == 1
+        await store.commit([Delete("dedup", "t/m1"), Delete("dedup", "never-written")])
+        assert store.get("dedup", "t/m1") is None
+        assert store.count("dedup") == 0
+    async with Store.open(tmp_path) as store:
+        assert store.get("snapshots", "t/c1") == Snapshot(seq=1, head="turn-1")
+
+
+def _one_of_each_record() -> dict[str, object]:
+    envelope = Envelope(ConversationKey("t", "c"), input=(Message("user", "hi"),), idempotency_key="m1")
+    return {
+        "snapshots": Snapshot(seq=3, head="turn-3", state={"x": [1, 2]}, updated_at=1.5),
+        "turns": TurnRecord(3, "turn-3", (Message("user", "q"),), (Message("assistant", "a"),), usage=UsagePart(1, 2)),
+        "responses": ResponseRecord("resp-1", "t", "c", "failed", error=ErrorInfo("boom", "it broke"), data={"k": 1}),
+        "inbox": InboxRecord(envelope, received_at=2.0),
+        "dedup": DedupRecord("turn-3", 3),
+        "outbox": OutboxRecord("telegram", {"chat_id": 1}, {"text": "hi"}, attempts=2, due_at=9.0),
+        "dead_letters": DeadLetter(envelope, "ValueError: poison"),
+        "checkpoints": Generic({"step": 1}),
+        "quarantine": Quarantined("turns", "t/c/1", b"\x00\xffgarbage", "not JSON"),
+    }
+
+
+async def test_every_record_class_roundtrips_through_the_store(tmp_path: Path) -> None:
+    records = _one_of_each_record()
+    async with Store.open(tmp_path, durability="unsafe") as store:
+        await store.commit([Put(kind, "k", record) for kind, record in records.items()])
+    async with Store.open(tmp_path) as store:
+        for kind, record in records.items():
+            assert store.get(kind, "k") == record
+
+
+async def test_bad_ops_fail_the_caller_before_anything_is_queued(tmp_path: Path) -> None:
+    async with Store.open(tmp_path, durability="unsafe") as store:
+        with pytest.raises(KeyError, match="unknown record kind 'nope'"):
+            await store.commit([Put("nope", "k", Generic())])
+        with pytest.raises(TypeError, match="kind 'snapshots' holds Snapshot records, not Generic"):
+            await store.commit([Put("snapshots", "k", Generic())])
+        with pytest.raises(ValueError, match="must not be empty"):
+            await store.commit([Delete("dedup", "")])
+        with pytest.raises(TypeError, match="takes Put and Delete operations, not tuple"):
+            await store.commit([("snapshots", "k", Snapshot())])  # type: ignore[list-item]
+        with pytest.raises(TypeError, match="cannot encode the checkpoints record 'k'"):
+            await store.commit([Put("checkpoints", "ok", Generic()), Put("checkpoints", "k", Generic({"s": object()}))])
+        with pytest.raises(KeyError, match="unknown record kind"):
+            store.get("nope", "k")
+        assert store.count("checkpoints") == 0  # the good op of the rejected commit was not written
+        assert store.stats.transactions == 0
+
+
+async def test_unencodable_commits_fail_only_their_callers(tmp_path: Path) -> None:
+    outcomes: dict[int, str] = {}
+
+    async def commit(i: int) -> None:
+        state = {"bad": object()} if i % 10 == 0 else {"i": i}
+        try:
+            await store.commit([Put("snapshots", f"c{i}", Snapshot(seq=i, state=state))])
+            outcomes[i] = "ok"
+        except TypeError:
+            outcomes[i] = "rejected"
+
+    async with Store.open(tmp_path) as store:
+        async with trio.open_nursery() as nursery:
+            for i in range(50):
+                nursery.start_soon(commit, i)
+        assert {i for i, o in outcomes.items() if o == "rejected"} == set(range(0, 50, 10))
+        assert store.count("snapshots") == 45
+        assert store.stats.failed_commits == 0  # rejected in the caller; the writer never saw them
+
+
+async def test_200_concurrent_committers_all_commit_in_grouped_transactions(tmp_path: Path) -> None:
+    async def committer(i: int) -> None:
+        for n in range(3):
+            await store.commit([Put("snapshots", f"c{i}", Snapshot(seq=n)), Put("dedup", f"c{i}/{n}", DedupRecord("t", n))])
+
+    async with Store.open(tmp_path) as store:
+        async with trio.open_nursery() as nursery:
+            for i in range(200):
+                nursery.start_soon(committer, i)
+        assert store.stats.commits == 600
+        assert store.stats.transactions < 600 // 10
+        assert store.stats.largest_batch > 10
+    async with Store.open(tmp_path) as store:
+        assert store.count("dedup") == 600
+        assert all(store.get("snapshots", f"c{i}") == Snapshot(seq=2) for i in range(200))
+
+
+async def test_tiny_map_grows_under_load_without_losing_a_write(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    payload = "x" * 2000
+
+    async def committer(i: int) -> None:
+        for n in range(20):
+            await store.commit([Put("checkpoints", f"{i:02}/{n:02}", Generic({"pad": payload, "n": n}))])
+            assert store.get("checkpoints", f"{i:02}/{n:02}") == Generic({"pad": payload, "n": n})
+
+    with caplog.at_level(logging.WARNING, logger="afactors.store"):
+        async with Store.open(tmp_path, map_size=32 << 10) as store:
+            async with trio.open_nursery() as nursery:
+                for i in range(50):
+                    nursery.start_soon(committer, i)
+            grows, size = store.stats.map_grows, store.stats.map_size
+            assert store.stats.failed_commits == 0
+    assert grows >= 5
+    assert size >= 2 << 20
+    assert sum("store map full: grew the map" in r.getMessage() for r in caplog.records) == grows
+    async with Store.open(tmp_path, map_size=32 << 10) as store:
+        assert store.count("checkpoints") == 1000
+        assert [k for k, _ in store.scan("checkpoints", "07/")] == [f"07/{n:02}" for n in range(20)]
+        await store.commit([Put("checkpoints", "more", Generic({"pad": payload * 100}))])  # grows again
+        assert store.get("checkpoints", "more") == Generic({"pad": payload * 100})
+        assert 0 < store.map_usage() <= 1
+
+
+async def test_scan_prefix_after_limit_reverse(tmp_path: Path) -> None:
+    keys = ["a", "b/1", "b/2", "b/3", "b/30", "b0", "c/1"]
+    async with Store.open(tmp_path, durability="unsafe") as store:
+        await store.commit([Put("dedup", k, DedupRecord(k, i)) for i, k in enumerate(keys)])
+
+        def scan(prefix: str = "", **kw: object) -> list[str]:
+            return [k for k, _ in store.scan("dedup", prefix, **kw)]  # type: ignore[arg-type]
+
+        assert scan() == keys
+        assert scan(reverse=True) == keys[::-1]
+        assert scan("b/") == ["b/1", "b/2", "b/3", "b/30"]
+        assert scan("b/", reverse=True) == ["b/30", "b/3", "b/2", "b/1"]
+        assert scan("b/", after="b/2") == ["b/3", "b/30"]
+        assert scan("b/", after="b/3", reverse=True) == ["b/2", "b/1"]
+        assert scan("b/", after="a") == ["b/1", "b/2", "b/3", "b/30"]  # `after` below the prefix range
+        assert scan("c/", after="b") == ["c/1"]
+        assert scan("b/", after="z", reverse=True) == ["b/30", "b/3", "b/2", "b/1"]
+        assert scan("b/", after="b/30") == []
+        assert scan("b/", limit=2) == ["b/1", "b/2"]
+        assert scan("b/", limit=2, reverse=True) == ["b/30", "b/3"]
+        assert scan("b/", limit=0) == []
+        assert scan("zzz") == []
+        assert store.scan("dedup", "c/") == [("c/1", DedupRecord("c/1", 6))]
+
+
+async def test_long_keys_are_hashed_and_come_back_whole(tmp_path: Path) -> None:
+    tenant = "t" * 300
+    head = f"{tenant}/conversation-"
+    long_keys = [head + "x" * 200 + f"/{n}" for n in range(5)]  # share far more than HEAD_BYTES
+    short_keys = [f"{tenant}/a", f"{tenant}/z"]
+    unicode_key = "ü" * 300  # 600 bytes of UTF-8
+    async with Store.open(tmp_path, durability="unsafe") as store:
+        await store.commit([Put("dedup", k, DedupRecord(k, 0)) for k in [*long_keys, *short_keys, unicode_key]])
+        for key in [*long_keys, unicode_key]:
+            assert len(key.encode()) > MAX_KEY_BYTES
+            assert store.get("dedup", key) == DedupRecord(key, 0)
+        assert store.get("dedup", long_keys[0] + "-other") is None
+
+        assert sorted(k for k, _ in store.scan("dedup", tenant)) == sorted([*long_keys, *short_keys])
+        assert sorted(k for k, _ in store.scan("dedup", head)) == sorted(long_keys)
+        assert len(head.encode()) < HEAD_BYTES < len(long_keys[0].encode()) - 2
+        assert [k for k, _ in store.scan("dedup", long_keys[3])] == [long_keys[3]]  # prefix longer than the head
+        assert [k for k, r in store.scan("dedup", "ü")] == [unicode_key]
+
+        for reverse in (False, True):  # paging one key at a time visits every key exactly once
+            seen: list[str] = []
+            after = None
+            while page := store.scan("dedup", tenant, after=after, limit=1, reverse=reverse):
+                seen.append(after := page[0][0])
+            assert sorted(seen) == sorted([*long_keys, *short_keys])
+
+        await store.commit([Delete("dedup", long_keys[1])])
+        assert store.get("dedup", long_keys[1]) is None
+        assert store.count("dedup") == 7
+
+
+async def test_schema_upgrade_from_a_hand_made_v0_record(tmp_path: Path) -> None:
+    await _make_kinds(tmp_path)
+    v0 = {"v": 0, "d": {"turns": 7, "head": "turn-7", "updated_at": 12.5}}
+    _raw_put(tmp_path, "snapshots", b"t/c1", orjson.dumps(v0))
+    async with Store.open(tmp_path, durability="unsafe") as store:
+        upgraded = Snapshot(seq=7, head="turn-7", state={}, updated_at=12.5)
+        assert store.get("snapshots", "t/c1") == upgraded
+        assert store.scan("snapshots") == [("t/c1", upgraded)]
+        await store.commit([Put("snapshots", "t/c1", upgraded)])  # rewritten at the current version
+    env = lmdb.open(str(tmp_path / DATA_DIR), max_dbs=len(KINDS) + 2, readonly=True)
+    try:
+        with env.begin(db=env.open_db(b"snapshots", create=False)) as txn:
+            assert orjson.loads(txn.get(b"t/c1"))["v"] == Snapshot.SCHEMA == 1
+    finally:
+        env.close()
+
+
+GARBAGE = {
+    b"t/not-json": b"\x00\x01 not json",
+    b"t/newer": orjson.dumps({"v": 99, "d": {}}),
+    b"t/wrong-shape": orjson.dumps({"v": 1, "d": {"seq": "many"}}),
+    b"t/no-version": orjson.dumps({"seq": 1}),
+}
+
+
+async def test_undecodable_records_read_as_none_are_logged_and_quarantined(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _make_kinds(tmp_path)
+    for key, value in GARBAGE.items():
+        _raw_put(tmp_path, "snapshots", key, value)
+    _raw_put(tmp_path, "snapshots", b"t/good", orjson.dumps({"v": 1, "d": {"seq": 1}}))
+    with caplog.at_level(logging.ERROR, logger="afactors.store"):
+        async with Store.open(tmp_path) as store:
+            assert store.get("snapshots", "t/not-json") is None
+            assert store.scan("snapshots") == [("t/good", Snapshot(seq=1))]  # the other three set aside here
+            await store.commit([])  # a barrier: the quarantine moves queued before it are written
+            assert store.scan("snapshots") == [("t/good", Snapshot(seq=1))]
+            assert store.count("snapshots") == 1
+            moved = {r.key: r for _, r in store.scan("quarantine", "snapshots/")}
+    assert set(moved) == {k.decode() for k in GARBAGE}
+    for key, value in GARBAGE.items():
+        record = moved[key.decode()]
+        assert (record.kind, record.raw) == ("snapshots", value)
+    assert "newer than this code" in moved["t/newer"].reason
+    assert "invalid value for type, expected int @ $.seq" in moved["t/wrong-shape"].reason
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("quarantining undecodable snapshots record 't/not-json'" in m for m in logged)
+    assert len(logged) == len(GARBAGE)
+
+
+async def test_a_hashed_key_whose_value_names_another_key_is_quarantined(tmp_path: Path) -> None:
+    long_key = "k" * 500
+    await _make_kinds(tmp_path)
+    bad = {"v": 1, "d": {"turn_id": "t", "seq": 1}, "k": "j" * 500}
+    _raw_put(tmp_path, "dedup", encode_key(long_key), orjson.dumps(bad))
+    async with Store.open(tmp_path, durability="unsafe") as store:
+        assert store.get("dedup", long_key) is None
+        await store.commit([])
+        [(_, record)] = store.scan("quarantine")
+        assert "does not hash to the stored key" in record.reason
+        assert store.count("dedup") == 0
+
+
+async def test_quarantine_never_removes_a_record_a_commit_replaced(tmp_path: Path) -> None:
+    # A reader finds garbage and queues its move while a writer replaces the garbage; trio runs the two in
+    # either order, so over a dozen rounds both orders occur. The valid record must survive every time.
+    rounds = 12
+    await _make_kinds(tmp_path)
+    for i in range(rounds):
+        _raw_put(tmp_path, "snapshots", f"k{i}".encode(), b"garbage")
+
+    async def read(key: str) -> None:
+        store.get("snapshots", key)
+
+    async with Store.open(tmp_path, durability="unsafe") as store:
+        for i in range(rounds):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store.commit, [Put("snapshots", f"k{i}", Snapshot(seq=i))])
+                nursery.start_soon(read, f"k{i}")
+        await store.commit([])
+        assert [store.get("snapshots", f"k{i}") for i in range(rounds)] == [Snapshot(seq=i) for i in range(rounds)]
+        assert store.count("quarantine") <= rounds
+
+
+async def test_close_completes_queued_commits_and_refuses_new_ones(tmp_path: Path) -> None:
+    done: list[int] = []
+
+    async def commit(i: int) -> None:
+        await store.commit([Put("dedup", f"m{i:03}", DedupRecord("t", i))])
+        done.append(i)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery, Store.open(tmp_path, max_batch=10) as store:
+            for i in range(100):
+                nursery.start_soon(commit, i)
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.queued > 0
+    assert store.stats.commits == 100  # closing waited for every queued commit
+    assert sorted(done) == list(range(100))
+    with pytest.raises(StoreClosed):
+        await store.commit([Put("dedup", "late", DedupRecord("t", 0))])
+    with pytest.raises(StoreClosed):
+        store.get("dedup", "m000")
+    async with Store.open(tmp_path) as store:
+        assert store.count("dedup") == 100
+
+
+async def test_a_caller_cancelled_while_its_commit_is_queued_still_gets_the_outcome(tmp_path: Path) -> None:
+    returned = False
+
+    async def cancel_when_blocked() -> None:
+        await trio.testing.wait_all_tasks_blocked()
+        scope.cancel()
+
+    async with Store.open(tmp_path) as store:
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cancel_when_blocked)
+                await store.commit([Put("dedup", "m", DedupRecord("t", 1))])
+                returned = True
+        assert returned
+        assert store.get("dedup", "m") == DedupRecord("t", 1)
+
+
+@pytest.mark.parametrize("durability", ["durable", "fast", "unsafe"])
+async def test_every_durability_setting_persists_across_reopen(tmp_path: Path, durability: str) -> None:
+    async with Store.open(tmp_path, durability=durability) as store:  # type: ignore[arg-type]
+        assert store.durability == durability
+        await store.commit([Put("dedup", "m", DedupRecord("t", 1))])
+    async with Store.open(tmp_path) as store:
+        assert store.get("dedup", "m") == DedupRecord("t", 1)
+
+
+async def test_bad_open_arguments_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="durability must be one of durable, fast, unsafe, not 'safe'"):
+        async with Store.open(tmp_path, durability="safe"):  # type: ignore[arg-type]
+            pass
+    with pytest.raises(ValueError, match="max_batch must be at least 1"):
+        async with Store.open(tmp_path, max_batch=0):
+            pass
