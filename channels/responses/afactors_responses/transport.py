@@ -1,0 +1,423 @@
+"""The Responses routes: thin I/O around the codec, talking to the host only through `ChannelContext`.
+
+`POST /v1/responses`, `GET|DELETE /v1/responses/{id}`, `POST /v1/responses/{id}/cancel`,
+`GET /v1/responses/{id}/input_items`, and a catch-all under `/v1/` so unknown paths and wrong methods get the
+OpenAI error envelope too. See docs/channels/responses.md for the wire behaviour.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import aclosing
+from functools import wraps
+from typing import Any, TypeVar
+
+import attrs
+import orjson
+import trio
+from quart import Response, request
+from werkzeug.exceptions import HTTPException
+
+from afactors.actors import ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle
+from afactors.host import ChannelContext, Contribution, HookRejected, ResponseHook, Route, RunHook, Unauthorized
+from afactors.model import BusyPolicy, ConversationKey, Envelope, Identity, Reply, Update
+from afactors.store import ResponseRecord
+from afactors_responses.codec import (
+    ApiError,
+    CreateRequest,
+    EventStream,
+    ResponseView,
+    error_body,
+    input_items_page,
+    not_found,
+    parse_create,
+    parse_page_query,
+    parse_response_id,
+    render_response,
+    replay,
+    request_options,
+    sse_frame,
+    view_of_record,
+    view_of_request,
+)
+from afactors_responses.codec.errors import bad_request
+
+log = logging.getLogger("afactors.responses")
+
+T = TypeVar("T")
+View = Callable[..., Awaitable[Response]]
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+CANCEL_GRACE = 5.0
+"""Seconds a disconnected stream may spend cancelling its turn."""
+
+
+def new_response_id() -> str:
+    return "resp_" + secrets.token_hex(16)
+
+
+def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status=status, headers=headers or {}, content_type="application/json")
+
+
+def error_response(error: ApiError) -> Response:
+    return json_response(error.body(), error.status, error.headers)
+
+
+def _as_api_error(exc: Exception) -> ApiError | None:
+    """The envelope for an exception a route may meet; None for a bug."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, Unauthorized):
+        return ApiError(401, str(exc), code="invalid_api_key")
+    if isinstance(exc, HookRejected):
+        return ApiError(exc.status, exc.message, code=exc.code)
+    if isinstance(exc, ConversationBusy):
+        return ApiError(
+            409,
+            "This conversation is already running a response; retry once it has finished.",
+            param="conversation",
+            code="conversation_busy",
+            headers={"x-should-retry": "false"},
+        )
+    if isinstance(exc, ActorUnavailable):
+        return ApiError(
+            503, str(exc), type="server_error", code="conversation_unavailable",
+            headers={"retry-after": str(max(1, round(exc.retry_after)))},
+        )
+    if isinstance(exc, SystemClosed):
+        return ApiError(503, "The server is shutting down; retry shortly.", type="server_error", code="shutting_down")
+    if isinstance(exc, HTTPException) and exc.code is not None:
+        return ApiError(exc.code, exc.description or exc.name, code=None)
+    return None
+
+
+def guarded(view: View) -> View:
+    """Render every refusal as the OpenAI error envelope; a bug becomes a logged 500 without a traceback."""
+
+    @wraps(view)
+    async def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return await view(*args, **kwargs)
+        except Exception as exc:
+            error = _as_api_error(exc)
+            if error is None:
+                log.exception("responses route %s %s failed", request.method, request.path)
+                error = ApiError(500, "The server had an error while processing your request.", type="server_error")
+            return error_response(error)
+
+    return wrapper
+
+
+def check_method(allowed: Iterable[str]) -> None:
+    method = "GET" if request.method == "HEAD" else request.method
+    allowed = tuple(allowed)
+    if method not in allowed:
+        raise ApiError(
+            405, f"Method {request.method} is not allowed for {request.path}; use {' or '.join(allowed)}.",
+            code="method_not_allowed", headers={"Allow": ", ".join(allowed)},
+        )
+
+
+def _flag_arg(name: str) -> bool:
+    value = request.args.get(name)
+    if value is None:
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise bad_request(f"Invalid '{name}': expected true or false, got {value!r}.", name)
+
+
+def _starting_after() -> int:
+    value = request.args.get("starting_after")
+    if value is None:
+        return -1
+    try:
+        number = int(value)
+    except ValueError:
+        raise bad_request(f"Invalid 'starting_after': expected an integer, got {value!r}.", "starting_after", "invalid_type") from None
+    if number < 0:
+        raise bad_request("Invalid 'starting_after': expected a value >= 0.", "starting_after", "integer_below_min_value")
+    return number
+
+
+async def read_json() -> object:
+    """The request body as JSON; 415 for another content type, 400 for bytes that are not JSON."""
+    if request.mimetype != "application/json":
+        raise ApiError(
+            415, f"Unsupported Content-Type {request.mimetype or '(none)'!r}: send the request body as application/json.",
+            code="unsupported_media_type",
+        )
+    data = await request.get_data(as_text=False)
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ApiError(
+            400, "We could not parse the JSON body of your request. Send valid JSON.", code="invalid_json"
+        ) from None
+
+
+_STOPPED = object()
+
+
+async def unless_stopped(stop: trio.Event, fn: Callable[[], Awaitable[T]]) -> T | object:
+    """`await fn()`, or `_STOPPED` as soon as `stop` is set (the call is then cancelled)."""
+    if stop.is_set():
+        return _STOPPED
+    result: T | object = _STOPPED
+    async with trio.open_nursery() as nursery:
+
+        async def call() -> None:
+            nonlocal result
+            result = await fn()
+            nursery.cancel_scope.cancel()
+
+        async def watch() -> None:
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(call)
+        nursery.start_soon(watch)
+    return result
+
+
+_END = object()
+
+
+async def until_stopped(stop: trio.Event, updates: AsyncIterator[Update]) -> AsyncIterator[Update]:
+    """The items of `updates` until they end or `stop` is set."""
+
+    async def pull() -> Update | object:
+        try:
+            return await updates.__anext__()
+        except StopAsyncIteration:
+            return _END
+
+    while True:
+        item = await unless_stopped(stop, pull)
+        if item is _STOPPED or item is _END:
+            return
+        yield item  # type: ignore[misc]
+
+
+@attrs.define
+class ResponsesChannel:
+    """The OpenAI Responses API (`afactors-responses`).
+
+    `busy_policy` overrides the host's for turns of this channel (named conversations only: every other
+    response is its own conversation and never busy). `run_hook` may rewrite or refuse envelopes
+    (`HookRejected` becomes the error envelope), `response_hook` may rewrite finished replies.
+    """
+
+    name: str = "responses"
+    busy_policy: BusyPolicy | None = None
+    run_hook: RunHook | None = None
+    response_hook: ResponseHook | None = None
+
+    def contribute(self, ctx: ChannelContext) -> Contribution:
+        routes = _Routes(ctx, self)
+        return Contribution(routes=[
+            Route("/v1/responses", guarded(routes.create), methods=METHODS),
+            Route("/v1/responses/<response_id>", guarded(routes.one), methods=METHODS),
+            Route("/v1/responses/<response_id>/cancel", guarded(routes.cancel), methods=METHODS),
+            Route("/v1/responses/<response_id>/input_items", guarded(routes.input_items), methods=METHODS),
+            Route("/v1/<path:rest>", guarded(routes.unknown), methods=METHODS),
+        ])
+
+
+class _Routes:
+    """The views of one channel on one host."""
+
+    def __init__(self, ctx: ChannelContext, channel: ResponsesChannel) -> None:
+        self.ctx = ctx
+        self.channel = channel
+
+    def _tenant(self) -> str:
+        return self.ctx.tenant(request.headers.get("Authorization"))
+
+    def _visible(self, response_id: str, tenant: str) -> ResponseView:
+        record = self.ctx.record(parse_response_id(response_id, "response_id"), tenant)
+        if record is None:
+            raise not_found(response_id)
+        return view_of_record(record)
+
+    # -- POST /v1/responses --------------------------------------------------------------------------------
+
+    async def create(self) -> Response:
+        check_method(("POST",))
+        tenant = self._tenant()
+        create = parse_create(await read_json())
+        if create.previous_response_id is not None:
+            self._check_previous(create.previous_response_id, tenant)
+        envelope = self._envelope(create, tenant)
+        if create.background:
+            record = await self.ctx.start_background(envelope)
+            view = view_of_record(record)
+            if create.stream:
+                return self._sse(self._follow(view, tenant, -1))
+            return json_response(render_response(view))
+        created_at = time.time()
+        handle = await self.ctx.submit(envelope, stream=create.stream)
+        view = view_of_request(create, handle.turn_id, created_at)
+        if create.stream:
+            return self._sse(self._stream_turn(envelope, handle, view, tenant))
+        try:
+            reply = await self.ctx.reply(envelope, handle)
+        finally:
+            if not handle.done:  # the client went away (R-37): the turn goes with it
+                with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_GRACE):
+                    await self.ctx.abandon(handle)
+        return json_response(render_response(self._finished(view, reply, tenant)))
+
+    def _check_previous(self, previous: str, tenant: str) -> None:
+        record = self.ctx.record(previous, tenant)
+        if record is None:
+            raise bad_request(
+                f"Previous response with id '{previous}' not found.", "previous_response_id", "previous_response_not_found"
+            )
+        if record.status in ("queued", "in_progress"):
+            raise bad_request(
+                f"Previous response with id '{previous}' is still {record.status}; continue it once it has finished.",
+                "previous_response_id",
+            )
+
+    def _envelope(self, create: CreateRequest, tenant: str) -> Envelope:
+        response_id = new_response_id()
+        conversation = "conv:" + create.conversation if create.conversation is not None else "resp:" + response_id
+        who = create.settings.get("safety_identifier") or create.settings.get("user")
+        return Envelope(
+            key=ConversationKey(tenant, conversation),
+            input=create.input,
+            turn_id=response_id,
+            parent=create.previous_response_id,
+            options=request_options(create),
+            identity=None if who is None else Identity(self.channel.name, who),
+            busy_policy=self.channel.busy_policy,
+        )
+
+    def _finished(self, view: ResponseView, reply: Reply, tenant: str) -> ResponseView:
+        """The view of a turn that ended, with the stored record's timestamps when it was stored."""
+        record = self.ctx.record(view.id, tenant) if view.store else None
+        created_at = record.created_at if record is not None else view.created_at
+        completed_at = record.completed_at if record is not None else time.time()
+        return attrs.evolve(
+            view, status=reply.status, output=reply.messages, usage=reply.usage, error=reply.error,
+            created_at=created_at, completed_at=completed_at,
+        )
+
+    # -- streams -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _sse(events: AsyncIterator[dict[str, Any]]) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            async with aclosing(events) as each:  # type: ignore[type-var]
+                async for event in each:
+                    yield sse_frame(event)
+
+        response = Response(body(), status=200, headers=SSE_HEADERS)
+        response.timeout = None  # Quart would end a long stream after RESPONSE_TIMEOUT
+        return response
+
+    async def _stream_turn(
+        self, envelope: Envelope, handle: TurnHandle, view: ResponseView, tenant: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """A foreground stream (R-31). If the client goes away the turn is cancelled (R-37)."""
+        stream = EventStream(view)
+        try:
+            for event in stream.start():
+                yield event
+            async for update in handle.updates():
+                for event in stream.add(update):
+                    yield event
+            try:
+                reply = await self.ctx.reply(envelope, handle)
+            except Exception:
+                log.exception("response hook failed on %s", view.id)
+                reply = Reply(status="failed", error=None)
+            for event in stream.finish(self._finished(view, reply, tenant)):
+                yield event
+        finally:
+            if not handle.done:
+                with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_GRACE):
+                    await self.ctx.abandon(handle)
+
+    async def _follow(self, view: ResponseView, tenant: str, starting_after: int) -> AsyncIterator[dict[str, Any]]:
+        """A background response's events from sequence 0 (R-41), without those up to `starting_after`.
+
+        Live while it runs on this host, rendered from the record once it has ended (the same events, see
+        `output.split_chunks`). The stream ends early when the host shuts down; a client going away does not
+        affect the run.
+        """
+        async with aclosing(self._background_events(view, tenant)) as events:
+            async for event in events:
+                if event["sequence_number"] > starting_after:
+                    yield event
+
+    async def _background_events(self, view: ResponseView, tenant: str) -> AsyncIterator[dict[str, Any]]:
+        if view.terminal:
+            for event in replay(view):
+                yield event
+            return
+        stream = EventStream(view, chunked=True)
+        for event in stream.start():
+            yield event
+        stop = self.ctx.shutting_down
+        live = self.ctx.watch(view.id)
+        if live is not None:
+            async with aclosing(live), aclosing(until_stopped(stop, live)) as updates:  # type: ignore[type-var]
+                async for update in updates:
+                    for event in stream.add(update):
+                        yield event
+        final = await unless_stopped(stop, lambda: self.ctx.wait(view.id, tenant))
+        if isinstance(final, ResponseRecord):
+            for event in stream.finish(view_of_record(final)):
+                yield event
+
+    # -- GET / DELETE /v1/responses/{id} --------------------------------------------------------------------
+
+    async def one(self, response_id: str) -> Response:
+        check_method(("GET", "DELETE"))
+        tenant = self._tenant()
+        if request.method == "DELETE":
+            if not await self.ctx.delete(parse_response_id(response_id, "response_id"), tenant):
+                raise not_found(response_id)
+            return json_response({"id": response_id, "object": "response", "deleted": True})
+        view = self._visible(response_id, tenant)
+        stream, starting_after = _flag_arg("stream"), _starting_after()
+        if not stream:
+            return json_response(render_response(view))
+        if not view.background:
+            raise bad_request("Only responses created with background=true can be streamed again.", "stream")
+        return self._sse(self._follow(view, tenant, starting_after))
+
+    # -- POST /v1/responses/{id}/cancel --------------------------------------------------------------------
+
+    async def cancel(self, response_id: str) -> Response:
+        check_method(("POST",))
+        tenant = self._tenant()
+        view = self._visible(response_id, tenant)
+        if not view.background:
+            raise bad_request("Only responses created with background=true can be cancelled.", None, None)
+        record = await self.ctx.cancel(view.id, tenant)
+        if record is None:
+            raise not_found(response_id)
+        return json_response(render_response(view_of_record(record)))
+
+    # -- GET /v1/responses/{id}/input_items ----------------------------------------------------------------
+
+    async def input_items(self, response_id: str) -> Response:
+        check_method(("GET",))
+        tenant = self._tenant()
+        view = self._visible(response_id, tenant)
+        return json_response(input_items_page(view, parse_page_query(dict(request.args))))
+
+    # -- anything else under /v1/ ----------------------------------------------------------------------------
+
+    async def unknown(self, rest: str) -> Response:
+        raise ApiError(404, f"Invalid URL ({request.method} {request.path})", code="unknown_url")
