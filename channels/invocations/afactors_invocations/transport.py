@@ -1,0 +1,247 @@
+"""The Invocations HTTP routes: thin views that read the request, call the codec and the `ChannelContext`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from quart import Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from afactors.actors import ActorUnavailable, ConversationBusy, SystemClosed
+from afactors.host import ChannelContext, HookRejected, Route, Unauthorized
+from afactors.model import ConversationKey, Envelope, Identity, Reply
+from afactors.store import ResponseRecord
+from afactors_invocations.codec import (
+    INVOCATION_ID_HEADER,
+    REQUEST_ID_HEADER,
+    SESSION_ENV_VAR,
+    SESSION_QUERY_PARAM,
+    SSE_DONE,
+    TERMINAL_STATUSES,
+    InvocationError,
+    InvocationIds,
+    decode_json,
+    echo_or_new,
+    is_protocol_id,
+    isolation,
+    reply_error,
+    resolve_session_id,
+    sse_delta,
+    sse_error,
+    status_body,
+    turn_id_of,
+    user_key,
+)
+
+if TYPE_CHECKING:
+    from afactors_invocations.channel import InvocationsChannel
+
+log = logging.getLogger("afactors.invocations")
+
+_OTHER_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def protocol_error(exc: Exception) -> InvocationError | None:
+    """The I-06 error for an exception a request may end in; None for a bug (answered as a 500)."""
+    if isinstance(exc, InvocationError):
+        return exc
+    if isinstance(exc, Unauthorized):
+        return InvocationError(401, "unauthorized", str(exc))
+    if isinstance(exc, HookRejected):
+        return InvocationError(exc.status, exc.code, exc.message)
+    if isinstance(exc, ConversationBusy):
+        return InvocationError(409, "conversation_busy", "this session is already running an invocation; retry when it ends")
+    if isinstance(exc, ActorUnavailable):
+        return InvocationError(503, "unavailable", str(exc))
+    if isinstance(exc, SystemClosed):
+        return InvocationError(503, "shutting_down", "the server is shutting down; retry on another instance")
+    if isinstance(exc, RequestEntityTooLarge):
+        return InvocationError(413, "payload_too_large", "request body is too large")
+    if isinstance(exc, (ValueError, TypeError, LookupError)):  # a user-supplied parser refusing the body
+        return InvocationError(422, "invalid_request", f"invalid request body: {exc}")
+    return None
+
+
+class Exchange:
+    """One request's ids as they become known; every response, error or not, carries them (I-02)."""
+
+    def __init__(self, headers: Mapping[str, str], args: Mapping[str, str]) -> None:
+        self.invocation_id = echo_or_new(headers.get(INVOCATION_ID_HEADER), _new_id)
+        self.request_id = echo_or_new(headers.get(REQUEST_ID_HEADER), _new_id)
+        self.query_session = args.get(SESSION_QUERY_PARAM)
+        self.session_id: str | None = None
+
+    def resolve_session(self, body_session: object = None) -> str:
+        self.session_id = resolve_session_id(self.query_session, body_session, os.environ.get(SESSION_ENV_VAR), _new_id)
+        return self.session_id
+
+    @property
+    def ids(self) -> InvocationIds:
+        if self.session_id is None:  # an error before the session was known: never fail again on a bad query value
+            try:
+                self.resolve_session()
+            except InvocationError:
+                self.session_id = resolve_session_id(None, None, os.environ.get(SESSION_ENV_VAR), _new_id)
+        assert self.session_id is not None
+        return InvocationIds(self.invocation_id, self.session_id, self.request_id)
+
+    def json(self, body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+        return Response(
+            orjson.dumps(body), status, {**self.ids.headers(), **(headers or {}), "content-type": "application/json"}
+        )
+
+    def error(self, exc: InvocationError) -> Response:
+        return self.json(exc.body(), exc.status)
+
+
+View = Callable[..., Awaitable[Response]]
+
+
+class InvocationsRoutes:
+    """The routes of one `InvocationsChannel` bound to its `ChannelContext`."""
+
+    def __init__(self, channel: InvocationsChannel, ctx: ChannelContext) -> None:
+        self.channel, self.ctx = channel, ctx
+
+    def routes(self) -> list[Route]:
+        path = self.channel.path
+        table: list[tuple[str, View, tuple[str, ...]]] = [
+            (path, self.invoke, ("POST",)),
+            (f"{path}/docs/openapi.json", self.openapi, ("GET",)),
+            (f"{path}/<invocation_id>", self.get_invocation, ("GET",)),
+            (f"{path}/<invocation_id>/cancel", self.cancel_invocation, ("POST",)),
+        ]
+        routes = []
+        for rule, view, methods in table:
+            routes.append(Route(rule, self._guarded(view), methods=methods))
+            others = tuple(m for m in _OTHER_METHODS if m not in methods)
+            routes.append(Route(rule, self._guarded(self._not_allowed(methods)), methods=others))
+        return routes
+
+    def _guarded(self, view: View) -> View:
+        async def guarded(**params: str) -> Response:
+            exchange = Exchange(request.headers, request.args)
+            try:
+                return await view(exchange, **params)
+            except Exception as exc:
+                error = protocol_error(exc)
+                if error is None:
+                    log.exception("invocations: unexpected error")
+                    error = InvocationError(500, "internal_error", "Internal server error")
+                return exchange.error(error)
+
+        guarded.__name__ = view.__name__
+        return guarded
+
+    @staticmethod
+    def _not_allowed(methods: tuple[str, ...]) -> View:
+        async def method_not_allowed(exchange: Exchange, **_: str) -> Response:
+            raise InvocationError(405, "method_not_allowed", f"use {' or '.join(methods)} here")
+
+        return method_not_allowed
+
+    # ------------------------------------------------------------ POST /invocations
+
+    async def invoke(self, exchange: Exchange) -> Response:
+        tenant = self.ctx.tenant(request.headers.get("authorization"))
+        parsed = self.channel.parser(decode_json(await request.get_data()))
+        session_id = exchange.resolve_session(parsed.session_id)
+        keys = isolation(request.headers, session_id, self.channel.local_user)
+        turn_id = turn_id_of(tenant, keys.user_key, exchange.invocation_id)
+        if self.ctx.record(turn_id, tenant) is not None:
+            raise InvocationError(
+                409, "invocation_exists", f"invocation {exchange.invocation_id!r} already exists: GET it instead"
+            )
+        envelope = Envelope(
+            key=ConversationKey(tenant, keys.conversation),
+            input=parsed.input,
+            turn_id=turn_id,
+            options={**parsed.options, "session_id": session_id},
+            identity=Identity(self.channel.name, keys.user_key),
+            trace_id=exchange.request_id,
+        )
+        if parsed.background:
+            record = await self.ctx.start_background(envelope)
+            location = {"location": f"{self.channel.path}/{exchange.invocation_id}"}
+            return exchange.json(status_body(exchange.ids, record.status), 202, location)
+        handle = await self.ctx.submit(envelope, stream=parsed.stream)
+        if parsed.stream:
+            response = Response(self._stream(exchange, envelope, handle), 200, {
+                **exchange.ids.headers(), "content-type": "text/event-stream", "cache-control": "no-cache",
+                "x-accel-buffering": "no",
+            })
+            response.timeout = None
+            return response
+        reply = await self.ctx.reply(envelope, handle)
+        if (error := reply_error(reply)) is not None:
+            raise error
+        return exchange.json(self.channel.renderer(reply, exchange.ids))
+
+    async def _stream(self, exchange: Exchange, envelope: Envelope, handle: Any) -> AsyncIterator[bytes]:
+        sent = []
+        async for update in handle.updates():
+            if update.delta:
+                sent.append(update.delta)
+                yield sse_delta(update.delta)
+        reply = await self.ctx.reply(envelope, handle)
+        if (error := reply_error(reply)) is not None:
+            yield sse_error(error)
+            return
+        streamed = "".join(sent)
+        if handle.stream_dropped and reply.text.startswith(streamed) and len(reply.text) > len(streamed):
+            yield sse_delta(reply.text[len(streamed):])  # we fell behind the turn: send the rest in one piece
+        yield SSE_DONE
+
+    # ------------------------------------------------------------ GET /invocations/<id>, POST .../cancel
+
+    def _lookup(self, exchange: Exchange, invocation_id: str) -> tuple[str, str, ResponseRecord]:
+        """The tenant, turn id and record of the caller's invocation; 404 when it is not theirs or unknown."""
+        tenant = self.ctx.tenant(request.headers.get("authorization"))
+        if not is_protocol_id(invocation_id):  # such an id is never issued
+            raise InvocationError(404, "not_found", f"invocation {invocation_id!r} not found")
+        exchange.invocation_id = invocation_id
+        turn_id = turn_id_of(tenant, user_key(request.headers, self.channel.local_user), invocation_id)
+        record = self.ctx.record(turn_id, tenant)
+        if record is None:
+            raise InvocationError(404, "not_found", f"invocation {invocation_id!r} not found")
+        exchange.session_id = record.data.get("session_id")
+        return tenant, turn_id, record
+
+    def _status(self, exchange: Exchange, record: ResponseRecord) -> Response:
+        result = error = None
+        if record.status in TERMINAL_STATUSES:
+            reply = Reply(messages=record.output, usage=record.usage, status=record.status, error=record.error)
+            failure = reply_error(reply)
+            if failure is None:
+                result = self.channel.renderer(reply, exchange.ids)
+            else:
+                error = failure.body()["error"]
+        return exchange.json(status_body(exchange.ids, record.status, result=result, error=error))
+
+    async def get_invocation(self, exchange: Exchange, invocation_id: str) -> Response:
+        _, _, record = self._lookup(exchange, invocation_id)
+        return self._status(exchange, record)
+
+    async def cancel_invocation(self, exchange: Exchange, invocation_id: str) -> Response:
+        tenant, turn_id, record = self._lookup(exchange, invocation_id)
+        if record.status in TERMINAL_STATUSES:
+            raise InvocationError(409, "invocation_finished", f"invocation {invocation_id!r} already ended ({record.status})")
+        record = await self.ctx.cancel(turn_id, tenant) or record
+        return self._status(exchange, record)
+
+    # ------------------------------------------------------------ GET /invocations/docs/openapi.json
+
+    async def openapi(self, exchange: Exchange) -> Response:
+        spec = self.channel.openapi()
+        if spec is None:
+            raise InvocationError(404, "not_found", "No OpenAPI spec registered")
+        return exchange.json(spec)
