@@ -385,6 +385,8 @@ async def open_fake_bot_api(
     config.accesslog = None
     config.loglevel = "WARNING"
     config.graceful_timeout = 1.0
+    config.keep_alive_max_requests = 1_000_000  # hypercorn's default (1000) makes load tests reconnect
+    config.backlog = 1024  # thousands of chats may connect at once
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
     async with httpx.AsyncClient(limits=limits, timeout=webhook.timeout) as client:
         app = BotApiApp(api, client)

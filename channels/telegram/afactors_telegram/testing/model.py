@@ -97,10 +97,6 @@ class Message:
     edit_date: int | None = None
     reply_markup: Mapping[str, Any] | None = None
 
-    @property
-    def text(self) -> str | None:
-        return self.content.get("text")
-
 
 @attrs.frozen
 class CallRecord:
