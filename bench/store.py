@@ -33,6 +33,7 @@ import trio
 from afactors.model import Message
 from afactors.store import DedupRecord, Put, Snapshot, Store, TurnRecord
 from bench.common import MIN_RUNS, Metrics, bench_main, summarize, turn_text
+from bench.harness import progress
 
 COMMITTERS = (1, 10, 200)
 MODES = {"single": 1, "group": 4096}  # mode -> max_batch
@@ -73,7 +74,9 @@ def _turn_commit(committer: int, n: int) -> list[Put]:
     ]
 
 
-async def _commit_load(directory: Path, max_batch: int, committers: int, seconds: float, warmup: float) -> dict[str, float]:
+async def _commit_load(
+    directory: Path, max_batch: int, committers: int, seconds: float, warmup: float
+) -> dict[str, float]:
     """Commits/s, p50/p99 latency (ms) and commits per transaction over `seconds` after `warmup`."""
     latencies: list[float] = []  # of the commits that finished inside the window
     window: dict[str, int] = {}
@@ -138,14 +141,17 @@ def run(quick: bool) -> Metrics:
             samples[f"store.commit_p99_ms.{mode}.{committers}"].append(result["p99_ms"])
             if mode == "group":
                 samples[f"store.batch_mean.group.{committers}"].append(result["batch_mean"])
-            print(f"store: run {run_no + 1} {mode:6} x{committers:<3} {result['commits_per_s']:9,.0f} commits/s", file=sys.stderr)
+            rate = result["commits_per_s"]
+            progress(f"store: run {run_no + 1} {mode:6} x{committers:<3} {rate:9,.0f} commits/s")
         samples["store.group_speedup.200"].append(per_run["group", 200] / per_run["single", 200])
         with _scratch() as directory:
             samples["store.gets_per_s"].append(trio.run(_get_rate, directory, 100_000 if quick else 1_000_000))
     metrics = summarize(samples)
     metrics.notes.update({
         "store.filesystem": filesystem,
-        "store.versions": f"py-lmdb {lmdb.__version__}, LMDB {'.'.join(map(str, lmdb.version()))}, trio {version('trio')}",
+        "store.versions": (
+            f"py-lmdb {lmdb.__version__}, LMDB {'.'.join(map(str, lmdb.version()))}, trio {version('trio')}"
+        ),
         "store.commit": "2 puts (snapshot + turn record), durable; single = max_batch 1",
     })
     return metrics

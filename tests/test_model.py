@@ -156,7 +156,8 @@ def test_bad_role_is_a_clear_error() -> None:
 
 
 def test_missing_fields_are_named_with_their_path() -> None:
-    text = _structure_error({"key": {"tenant": "t"}, "input": [{"role": "user", "contents": [{"type": "text"}]}]}, Envelope)
+    bad = {"key": {"tenant": "t"}, "input": [{"role": "user", "contents": [{"type": "text"}]}]}
+    text = _structure_error(bad, Envelope)
     assert "required field missing @ $.key.conversation" in text
     assert "required field missing @ $.input[0].contents[0].text" in text
 

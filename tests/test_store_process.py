@@ -115,7 +115,8 @@ async def _read_lines(proc: trio.Process, until: int | None = None) -> list[str]
 @asynccontextmanager
 async def _child(role: str, state: Path, **kw: object) -> AsyncIterator[trio.Process]:
     """Run this file as a child in `role`; kill it (if still running) and close its pipes on exit."""
-    proc = await trio.lowlevel.open_process([*CHILD, role, str(state)], stdout=subprocess.PIPE, **kw)  # type: ignore[arg-type]
+    argv = [*CHILD, role, str(state)]
+    proc = await trio.lowlevel.open_process(argv, stdout=subprocess.PIPE, **kw)  # type: ignore[arg-type]
     try:
         yield proc
     finally:

@@ -23,8 +23,8 @@ from afactors.model.parts import (
 )
 
 __all__ = [
-    "Agent", "TurnContext", "BUSY_POLICIES", "ROLES", "BusyPolicy", "ConversationKey", "DataPart", "Envelope", "ErrorInfo",
-    "FunctionCallPart", "FunctionResultPart", "Identity", "Message", "Part", "ReasoningPart", "Reply",
-    "PartTypeError", "ReplyTarget", "Role", "Status", "TextPart", "Update", "UriPart", "UsagePart", "converter",
-    "describe_error", "dumps", "loads",
+    "Agent", "TurnContext", "BUSY_POLICIES", "ROLES", "BusyPolicy", "ConversationKey", "DataPart", "Envelope",
+    "ErrorInfo", "FunctionCallPart", "FunctionResultPart", "Identity", "Message", "Part", "PartTypeError",
+    "ReasoningPart", "Reply", "ReplyTarget", "Role", "Status", "TextPart", "Update", "UriPart", "UsagePart",
+    "converter", "describe_error", "dumps", "loads",
 ]

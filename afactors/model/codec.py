@@ -20,12 +20,15 @@ converter: cattrs.Converter = make_converter(omit_if_default=True)
 converter.register_unstructure_hook(bytes, lambda b: base64.b64encode(b).decode("ascii"))
 converter.register_structure_hook(bytes, lambda v, _: base64.b64decode(v) if isinstance(v, str) else bytes(v))
 
-_PART_BY_TAG: dict[str, type] = {cls.__attrs_attrs__.type.default: cls for cls in PART_TYPES}  # type: ignore[attr-defined]
+_PART_BY_TAG: dict[str, type] = {
+    cls.__attrs_attrs__.type.default: cls for cls in PART_TYPES  # type: ignore[attr-defined]
+}
 
 
 for _cls in PART_TYPES:  # keep the "type" tag even though it equals its default
     converter.register_unstructure_hook(
-        _cls, make_dict_unstructure_fn(_cls, converter, _cattrs_omit_if_default=True, type=override(omit_if_default=False))
+        _cls,
+        make_dict_unstructure_fn(_cls, converter, _cattrs_omit_if_default=True, type=override(omit_if_default=False)),
     )
 
 
@@ -43,7 +46,9 @@ def _structure_part(value: Any, _: Any) -> Part:
     return converter.structure(value, cls)
 
 
-converter.register_unstructure_hook(Part, lambda part: converter.unstructure(part, unstructure_as=type(part)))  # type: ignore[arg-type]
+converter.register_unstructure_hook(
+    Part, lambda part: converter.unstructure(part, unstructure_as=type(part))  # type: ignore[arg-type]
+)
 converter.register_structure_hook(Part, _structure_part)  # type: ignore[arg-type]
 
 

@@ -29,7 +29,7 @@ from afactors.store.records import (
 )
 
 __all__ = [
-    "DATA_DIR", "DURABILITIES", "HEAD_BYTES", "KINDS", "LOCK_FILE", "MAX_KEY_BYTES", "DeadLetter", "DedupRecord", "Delete", "Durability", "Generic",
-    "InboxRecord", "Op", "OutboxRecord", "Put", "Quarantined", "RecordDecodeError", "ResponseRecord", "Snapshot",
-    "StateDirLocked", "Store", "StoreClosed", "StoreError", "StoreStats", "TurnRecord",
+    "DATA_DIR", "DURABILITIES", "HEAD_BYTES", "KINDS", "LOCK_FILE", "MAX_KEY_BYTES", "DeadLetter", "DedupRecord",
+    "Delete", "Durability", "Generic", "InboxRecord", "Op", "OutboxRecord", "Put", "Quarantined", "RecordDecodeError",
+    "ResponseRecord", "Snapshot", "StateDirLocked", "Store", "StoreClosed", "StoreError", "StoreStats", "TurnRecord",
 ]

@@ -221,6 +221,7 @@ class Store:
                 finally:
                     env.close()
         finally:
+            os.ftruncate(lock_fd, 0)  # no owner pid left behind after a clean close
             os.close(lock_fd)
 
     @property
