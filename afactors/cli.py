@@ -82,9 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     except TargetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    status = 0
     try:
         trio.run(serve, args, select_channels(plugins, args), target)
     except* (StateDirLocked, OSError) as group:
         print(f"error: {group.exceptions[0]}", file=sys.stderr)
-        return 1
-    return 0
+        status = 1
+    return status

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 import subprocess
 import sys
 from pathlib import Path
@@ -41,13 +42,20 @@ def test_api_keys_map_each_key_to_its_own_tenant() -> None:
     assert ApiKeys().tenant(None) == "default"
 
 
-def start_cli(state_dir: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+@contextmanager
+def start_cli(state_dir: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """`python -m afactors` on a free port; killed on the way out if a test left it running."""
+    with subprocess.Popen(
         [sys.executable, "-m", "afactors", "--port", "0", "--state-dir", str(state_dir), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
+    ) as proc:
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 def read_url(proc: subprocess.Popen[str]) -> str:
@@ -60,19 +68,15 @@ def read_url(proc: subprocess.Popen[str]) -> str:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_cli_prints_its_url_and_shuts_down_on_signal(state_dir: Path, sig: signal.Signals) -> None:
-    proc = start_cli(state_dir)
-    try:
+    with start_cli(state_dir) as proc:
         url = read_url(proc)
         assert httpx.get(url + "/readiness", timeout=5).status_code == 200
         proc.send_signal(sig)
         assert proc.wait(timeout=20) == 0
-    finally:
-        proc.kill()
 
 
 def test_second_process_on_the_same_state_dir_fails_clearly(state_dir: Path) -> None:
-    first = start_cli(state_dir)
-    try:
+    with start_cli(state_dir) as first:
         read_url(first)
         second = subprocess.run(
             [sys.executable, "-m", "afactors", "--port", "0", "--state-dir", str(state_dir)],
@@ -81,9 +85,8 @@ def test_second_process_on_the_same_state_dir_fails_clearly(state_dir: Path) -> 
         assert second.returncode != 0
         assert f"state directory {state_dir} is already in use by process {first.pid}" in second.stderr
         assert "Traceback" not in second.stderr
-    finally:
         first.send_signal(signal.SIGTERM)
-        first.wait(timeout=20)
+        assert first.wait(timeout=20) == 0
 
 
 def test_cli_rejects_a_bad_target_with_a_message(state_dir: Path) -> None:

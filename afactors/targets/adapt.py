@@ -50,10 +50,11 @@ class FunctionAgent:
 
 def as_agent(target: object) -> Agent:
     """Wrap `target` as an `Agent`, or raise `TargetError` naming what was expected."""
-    if isinstance(target, Agent) and not inspect.isfunction(target):
-        return target
-    if callable(target) and not inspect.isclass(target):
-        return FunctionAgent(target)  # type: ignore[arg-type]
+    if not inspect.isclass(target):
+        if isinstance(target, Agent) and not inspect.isroutine(target):
+            return target
+        if callable(target):
+            return FunctionAgent(target)  # type: ignore[arg-type]
     raise TargetError(
         f"{target!r} is not a target: expected an Agent (with run(ctx)), an async function, an async generator "
         "function or a plain function of the message list"
