@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import attrs
 
 from afactors.host import ChannelContext, Contribution, ResponseHook, RunHook
+from afactors.model import BusyPolicy
 from afactors_invocations.codec import Parser, Renderer, parse_default, render_default
 from afactors_invocations.openapi import default_openapi
 from afactors_invocations.transport import InvocationsRoutes
@@ -21,6 +22,7 @@ class InvocationsChannel:
     default body `{"message", "session_id"?, "stream"?, "background"?}` -> `{"response", "session_id",
     "invocation_id"}`. `openapi_spec` documents a replaced body; without one only the default body has a doc.
     `local_user` is the user key when a request carries no isolation headers (local development).
+    `busy_policy` overrides the host's for this channel's turns.
     """
 
     name: ClassVar[str] = "invocations"
@@ -32,6 +34,7 @@ class InvocationsChannel:
     run_hook: RunHook | None = None
     response_hook: ResponseHook | None = None
     local_user: str = "local"
+    busy_policy: BusyPolicy | None = None
 
     def openapi(self) -> dict[str, Any] | None:
         """The spec to serve: the given one, the default body's, or None for a replaced body without a spec."""

@@ -181,7 +181,8 @@ class InvocationRequest:
 
 
 Parser = Callable[[Any], InvocationRequest]
-"""Request JSON -> `InvocationRequest`; raises `InvocationError`, `HookRejected` or `ValueError` for a 4xx."""
+"""Request JSON -> `InvocationRequest`. To refuse a body raise `InvocationError` or `HookRejected` (their status),
+or `ValueError`/`TypeError`/`LookupError` (a 422 with the exception's message)."""
 
 Renderer = Callable[[Reply, InvocationIds], Any]
 """A finished reply -> the JSON of the response body."""

@@ -12,7 +12,7 @@ import orjson
 from quart import Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from afactors.actors import ActorUnavailable, ConversationBusy, SystemClosed
+from afactors.actors import ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle
 from afactors.host import ChannelContext, HookRejected, Route, Unauthorized
 from afactors.model import ConversationKey, Envelope, Identity, Reply
 from afactors.store import ResponseRecord
@@ -25,10 +25,12 @@ from afactors_invocations.codec import (
     TERMINAL_STATUSES,
     InvocationError,
     InvocationIds,
+    InvocationRequest,
     decode_json,
     echo_or_new,
     is_protocol_id,
     isolation,
+    parse_default,
     reply_error,
     resolve_session_id,
     sse_delta,
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("afactors.invocations")
 
-_OTHER_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 def _new_id() -> str:
@@ -66,8 +68,6 @@ def protocol_error(exc: Exception) -> InvocationError | None:
         return InvocationError(503, "shutting_down", "the server is shutting down; retry on another instance")
     if isinstance(exc, RequestEntityTooLarge):
         return InvocationError(413, "payload_too_large", "request body is too large")
-    if isinstance(exc, (ValueError, TypeError, LookupError)):  # a user-supplied parser refusing the body
-        return InvocationError(422, "invalid_request", f"invalid request body: {exc}")
     return None
 
 
@@ -123,8 +123,10 @@ class InvocationsRoutes:
         routes = []
         for rule, view, methods in table:
             routes.append(Route(rule, self._guarded(view), methods=methods))
-            others = tuple(m for m in _OTHER_METHODS if m not in methods)
+            others = tuple(m for m in _METHODS if m not in methods)
             routes.append(Route(rule, self._guarded(self._not_allowed(methods)), methods=others))
+        for rule in (f"{path}/", f"{path}/<path:rest>"):  # any other path under ours: 404 with the envelope
+            routes.append(Route(rule, self._guarded(self._no_route), methods=_METHODS))
         return routes
 
     def _guarded(self, view: View) -> View:
@@ -149,11 +151,15 @@ class InvocationsRoutes:
 
         return method_not_allowed
 
+    @staticmethod
+    async def _no_route(exchange: Exchange, **_: str) -> Response:
+        raise InvocationError(404, "not_found", f"no route {request.method} {request.path}")
+
     # ------------------------------------------------------------ POST /invocations
 
     async def invoke(self, exchange: Exchange) -> Response:
         tenant = self.ctx.tenant(request.headers.get("authorization"))
-        parsed = self.channel.parser(decode_json(await request.get_data()))
+        parsed = self._parse(decode_json(await request.get_data()))
         session_id = exchange.resolve_session(parsed.session_id)
         keys = isolation(request.headers, session_id, self.channel.local_user)
         turn_id = turn_id_of(tenant, keys.user_key, exchange.invocation_id)
@@ -167,6 +173,7 @@ class InvocationsRoutes:
             turn_id=turn_id,
             options={**parsed.options, "session_id": session_id},
             identity=Identity(self.channel.name, keys.user_key),
+            busy_policy=self.channel.busy_policy,
             trace_id=exchange.request_id,
         )
         if parsed.background:
@@ -186,8 +193,17 @@ class InvocationsRoutes:
             raise error
         return exchange.json(self.channel.renderer(reply, exchange.ids))
 
-    async def _stream(self, exchange: Exchange, envelope: Envelope, handle: Any) -> AsyncIterator[bytes]:
-        sent = []
+    def _parse(self, body: Any) -> InvocationRequest:
+        """The channel's parser on the request JSON; a custom parser's ValueError/TypeError/LookupError is a 422."""
+        if self.channel.parser is parse_default:
+            return parse_default(body)
+        try:
+            return self.channel.parser(body)
+        except (ValueError, TypeError, LookupError) as exc:
+            raise InvocationError(422, "invalid_request", f"invalid request body: {exc}") from None
+
+    async def _stream(self, exchange: Exchange, envelope: Envelope, handle: TurnHandle) -> AsyncIterator[bytes]:
+        sent: list[str] = []
         async for update in handle.updates():
             if update.delta:
                 sent.append(update.delta)

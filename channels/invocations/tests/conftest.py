@@ -34,9 +34,8 @@ def serve(tmp_path: Path) -> Serve:
             port=0,
             durability="unsafe",
             **host_kwargs,
-        ) as host:
-            async with httpx.AsyncClient(base_url=host.urls[0], timeout=10) as client:
-                yield client
+        ) as host, httpx.AsyncClient(base_url=host.urls[0], timeout=10) as client:
+            yield client
 
     return serving
 

@@ -228,8 +228,12 @@ async def test_i03_cancel_of_a_finished_invocation_is_409(serve: Serve) -> None:
     assert_envelope(cancel, 409, "invocation_finished", "completed")
 
 
-async def test_busy_conversation_under_reject_is_409(serve: Serve, gated: GatedAgent) -> None:
-    async with serve(gated, busy_policy="reject") as client:
+@pytest.mark.parametrize("where", ["host", "channel"])
+async def test_busy_conversation_under_reject_is_409(serve: Serve, gated: GatedAgent, where: str) -> None:
+    options: dict[str, Any] = (
+        {"busy_policy": "reject"} if where == "host" else {"channel": InvocationsChannel(busy_policy="reject")}
+    )
+    async with serve(gated, **options) as client:
         await invoke(client, "slow", background=True, session_id="s")
         await gated.entered.wait()
         busy = await invoke(client, "hi", session_id="s")
@@ -347,6 +351,13 @@ async def test_wrong_methods_are_405(serve: Serve) -> None:
         assert_envelope(resp, 405, "method_not_allowed")
 
 
+async def test_unknown_paths_under_the_channel_are_404(serve: Serve) -> None:
+    async with serve() as client:
+        responses = [await client.post("/invocations/"), await client.get("/invocations/a/b/c")]
+    for resp in responses:
+        assert_envelope(resp, 404, "not_found", "no route")
+
+
 async def test_oversized_body_is_413(serve: Serve) -> None:
     # Announce a 17 MiB body and send none: the server must refuse on the length alone, with the envelope.
     async with serve() as client:
@@ -390,7 +401,7 @@ def parse_order(body: Any) -> InvocationRequest:
     """A custom body: `{"order": {"item": str, "qty": int}, "customer": str}`."""
     order = body["order"]
     if not isinstance(order.get("qty"), int):
-        raise ValueError("'order.qty' must be an integer")
+        raise TypeError("'order.qty' must be an integer")
     return InvocationRequest(f"order {order['qty']} x {order['item']}", session_id=body.get("customer"))
 
 
