@@ -15,6 +15,7 @@ from afactors.actors import ActorSystem, TurnHandle
 from afactors.host.auth import ApiKeys
 from afactors.host.channel import Channel, Contribution, Route
 from afactors.host.context import ChannelContext, TurnLog
+from afactors.host.delivery import Outbox
 from afactors.host.server import build_app, serve_app, server_config
 from afactors.model import BusyPolicy
 from afactors.store import Durability, Store
@@ -36,6 +37,7 @@ class Host:
         self.ready = trio.Event()
         self.shutting_down = trio.Event()
         self.turn_logs: dict[str, TurnLog] = {}
+        self.outbox: Outbox | None = None
         self._nursery = nursery
 
     @staticmethod
@@ -108,6 +110,10 @@ async def open_host(
                     the_host.urls = await nursery.start(
                         serve_app, build_app(routes), server_config(host, port, drain_timeout), stop_server
                     )
+                    the_host.outbox = Outbox(
+                        store, {name: c.deliver for name, c in the_host.contributions.items() if c.deliver is not None}
+                    )
+                    await services.start(the_host.outbox.run)
                     for contribution in the_host.contributions.values():
                         for hook in contribution.on_startup:
                             await hook()

@@ -85,12 +85,13 @@ class DedupRecord:
 
 @attrs.frozen
 class DeadLetter:
-    """An envelope that failed twice (a poison message), with the error it raised."""
+    """An envelope that failed twice (a poison message), or a push that could not be delivered, with the error."""
 
     SCHEMA: ClassVar[int] = 1
-    envelope: Envelope
+    envelope: Envelope | None
     error: str
     failed_at: float = 0.0
+    delivery: OutboxRecord | None = None
 
 
 @attrs.frozen
