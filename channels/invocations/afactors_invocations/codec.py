@@ -243,11 +243,18 @@ def render_default(reply: Reply, ids: InvocationIds) -> dict[str, Any]:
 
 
 def reply_error(reply: Reply) -> InvocationError | None:
-    """The error a turn that did not complete answers with (I-06), or None when it completed."""
+    """The error a turn that did not complete answers with (I-06), or None when it completed.
+
+    Cancelled: 409 with the reason as code (`cancelled`, `interrupted`), or 503 when the host shut down first.
+    Failed or incomplete: 500 with the turn's error.
+    """
     if reply.status == "completed":
         return None
     if reply.status == "cancelled":
-        return InvocationError(409, "cancelled", "the invocation was cancelled before it finished")
+        code, message = (reply.error.code, reply.error.message) if reply.error else ("cancelled", "the turn was cancelled")
+        if code == "shutdown":
+            return InvocationError(503, "shutting_down", message)
+        return InvocationError(409, code, message)
     code, message = (reply.error.code, reply.error.message) if reply.error else ("internal_error", "Internal server error")
     return InvocationError(500, code, message)
 

@@ -218,7 +218,13 @@ def test_reply_errors() -> None:
     bare = reply_error(Reply(status="incomplete"))
     assert bare is not None and (bare.status, bare.code) == (500, "internal_error")
     cancelled = reply_error(Reply(status="cancelled", error=ErrorInfo("cancelled", "x")))
-    assert cancelled is not None and (cancelled.status, cancelled.code) == (409, "cancelled")
+    assert cancelled is not None and (cancelled.status, cancelled.code, cancelled.message) == (409, "cancelled", "x")
+    interrupted = reply_error(Reply(status="cancelled", error=ErrorInfo("interrupted", "newer")))
+    assert interrupted is not None and (interrupted.status, interrupted.code) == (409, "interrupted")
+    shutdown = reply_error(Reply(status="cancelled", error=ErrorInfo("shutdown", "stopping")))
+    assert shutdown is not None and (shutdown.status, shutdown.code) == (503, "shutting_down")
+    bare_cancel = reply_error(Reply(status="cancelled"))
+    assert bare_cancel is not None and (bare_cancel.status, bare_cancel.code) == (409, "cancelled")
 
 
 def test_status_body() -> None:

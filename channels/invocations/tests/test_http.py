@@ -244,6 +244,25 @@ async def test_busy_conversation_under_reject_is_409(serve: Serve, gated: GatedA
     assert other.status_code == 202
 
 
+async def test_interrupted_synchronous_invocation_is_409(serve: Serve, gated: GatedAgent) -> None:
+    answers: dict[str, httpx.Response] = {}
+    first_answered = trio.Event()
+
+    async def call(name: str, client: httpx.AsyncClient) -> None:
+        answers[name] = await invoke(client, name, session_id="s")
+        if name == "first":
+            first_answered.set()
+
+    async with serve(gated, busy_policy="interrupt") as client, trio.open_nursery() as nursery:
+        nursery.start_soon(call, "first", client)
+        await gated.entered.wait()
+        nursery.start_soon(call, "second", client)
+        await first_answered.wait()  # the second turn interrupted the first, which never passed the gate
+        gated.release()
+    assert_envelope(answers["first"], 409, "interrupted")
+    assert answers["second"].json()["response"] == "Turn 1. second"
+
+
 # ---------------------------------------------------------------- I-02 headers
 
 
