@@ -10,7 +10,9 @@ Runs in this process (the writer's fsync runs in a worker thread), so nothing is
 
 Metrics: `store.commits_per_s.<mode>.<committers>`, `store.commit_p50_ms...`, `store.commit_p99_ms...`,
 `store.batch_mean.group.<committers>` (commits per transaction), `store.group_speedup.200` (group over single
-at 200 committers, per run) and `store.gets_per_s` (inline point reads of a 10k-record kind).
+at 200 committers, per run) and `store.gets_per_s` (inline point reads of a 10k-record kind, decoded).
+Durable commits are bound by the disk's flush time: on a shared machine read the group rates next to
+`store.commits_per_s.single.1`, which is one flush pair per commit.
 """
 
 from __future__ import annotations

@@ -71,6 +71,7 @@ class Delete:
 
 
 Op = Put | Delete
+_OPS = (Put, Delete)
 
 
 @attrs.define
@@ -102,9 +103,29 @@ class _Request:
     writes: list[_Write]
     guard: _Write | None = None  # apply only if this key still holds exactly this value (quarantine moves)
     moving: tuple[str, bytes] | None = None  # the (kind, key) a quarantine move sets aside
-    done: trio.Event = attrs.Factory(trio.Event)
     written: bool = False
     error: BaseException | None = None
+    finished: bool = False
+    waiter: trio.lowlevel.Task | None = None
+
+    def finish(self) -> None:
+        """The writer is done with this request (written or `error` set): wake its caller."""
+        self.finished = True
+        if self.waiter is not None:
+            trio.lowlevel.reschedule(self.waiter)
+
+    async def outcome(self) -> None:
+        """Wait until finished, uncancellably (once queued, the writer decides); raise the error if any.
+
+        A bare park instead of an Event under a shielded cancel scope: this is the hot path of every commit.
+        """
+        if self.finished:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        else:
+            self.waiter = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+        if self.error is not None:
+            raise self.error
 
 
 def _lock_state_dir(path: Path) -> int:
@@ -162,6 +183,8 @@ class Store:
         self._quarantining: set[tuple[str, bytes]] = set()  # moves queued and not yet done
         self._dbs = self._open_dbs()
         self._send, self._receive = trio.open_memory_channel[_Request](_QUEUE_SIZE)
+        # The writer's own thread token: threads busy elsewhere (sync targets) never hold up a commit.
+        self._thread = trio.CapacityLimiter(1)
 
     @classmethod
     @asynccontextmanager
@@ -240,19 +263,20 @@ class Store:
         queued. An empty list is a barrier: it returns once every commit queued before it is written.
         """
         request = _Request(self._encode(ops))
+        await trio.lowlevel.checkpoint_if_cancelled()
         try:
-            await self._send.send(request)
+            try:
+                self._send.send_nowait(request)
+            except trio.WouldBlock:
+                await self._send.send(request)  # the queue is full: wait for room
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise StoreClosed(f"the store at {self.path} is closed") from None
-        with trio.CancelScope(shield=True):  # once queued, the outcome is decided by the writer
-            await request.done.wait()
-        if request.error is not None:
-            raise request.error
+        await request.outcome()
 
     def _encode(self, ops: Iterable[Op]) -> list[_Write]:
         writes: list[_Write] = []
         for op in ops:
-            if not isinstance(op, Put | Delete):
+            if not isinstance(op, _OPS):
                 raise TypeError(f"a commit takes Put and Delete operations, not {type(op).__name__}")
             db = self._db(op.kind)
             key = encode_key(op.key)
@@ -293,7 +317,7 @@ class Store:
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
             request.error = StoreClosed("the store writer stopped before this commit was written")
-            request.done.set()
+            request.finish()
         self._receive.close()
 
     async def _write(self, batch: list[_Request]) -> None:
@@ -309,7 +333,7 @@ class Store:
                     self.stats.failed_commits += 1
                 else:
                     self.stats.commits += 1
-                request.done.set()
+                request.finish()
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
 
     async def _commit_or_isolate(self, batch: list[_Request]) -> None:
@@ -332,7 +356,7 @@ class Store:
                 if self.durability == "unsafe":
                     self._apply(batch)  # no fsync: cheaper inline than a thread hop
                 else:
-                    await trio.to_thread.run_sync(self._apply, batch)
+                    await trio.to_thread.run_sync(self._apply, batch, limiter=self._thread)
             except lmdb.MapFullError:
                 self._grow()
                 continue
