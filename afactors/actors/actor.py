@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -57,10 +56,14 @@ class ActorInfo:
 class Entry:
     """One accepted envelope, the handles waiting for it, and its durable bookkeeping."""
 
-    __slots__ = ("envelope", "handles", "accepted_at", "stamp", "inbox_key", "written", "withdrawn", "batch")
+    __slots__ = (
+        "envelope", "turn_id", "handles", "accepted_at", "stamp", "inbox_key", "written", "withdrawn", "batch",
+        "unrecorded",
+    )
 
     def __init__(self, envelope: Envelope, handle: TurnHandle, accepted_at: float, stamp: int = 0) -> None:
-        self.envelope = envelope
+        self.envelope = envelope  # its turn_id may be None: `turn_id` is the one in force
+        self.turn_id = handle.turn_id
         self.handles = [handle]
         self.accepted_at = accepted_at
         self.stamp = stamp
@@ -68,11 +71,13 @@ class Entry:
         self.written: trio.Event | None = None  # set once the submit-time commit (inbox row, extra ops) settled
         self.withdrawn = False  # that commit failed: the envelope was never accepted
         self.batch: Batch | None = None
+        self.unrecorded = False  # the id was minted here and nothing was written: no response record exists yet
 
-    @property
-    def turn_id(self) -> str:
-        assert self.envelope.turn_id is not None
-        return self.envelope.turn_id
+    def stored_envelope(self) -> Envelope:
+        """The envelope as kept in the store (inbox, dead letters): always with its turn id."""
+        if self.envelope.turn_id == self.turn_id:
+            return self.envelope
+        return attrs.evolve(self.envelope, turn_id=self.turn_id)
 
 
 class Batch:
@@ -104,7 +109,7 @@ def _copy_state(state: dict[str, Any]) -> dict[str, Any]:
 class ConversationActor:
     """The only owner of one conversation's state. Created and passivated by `ActorSystem`.
 
-    It keeps no task while idle: a runner task exists only while its mailbox has work.
+    It keeps no task while idle: a worker task of the system drives it only while its mailbox has work.
     """
 
     __slots__ = (
@@ -249,7 +254,7 @@ class ConversationActor:
     # -- the runner --------------------------------------------------------------------------------------
 
     async def drive(self) -> None:
-        """Run queued batches one at a time until the mailbox is empty, then end (started by `ActorSystem.wake`)."""
+        """Run queued batches one at a time until the mailbox is empty (called by a worker of `ActorSystem`)."""
         try:
             while self._mailbox and not self._stopped and not self._system.cut:
                 if self._not_before > trio.current_time():
@@ -283,29 +288,14 @@ class ConversationActor:
             self._current = None
 
     async def _turn(self, batch: Batch) -> None:
-        system = self._system
-        store = system.store
-        for entry in batch.entries:
-            if entry.written is not None:
-                await entry.written.wait()
-        entries = batch.entries = [entry for entry in batch.entries if not entry.withdrawn]
+        entries = await self._accepted(batch)
         if not entries:
             return
+        existing = await self._mark_in_progress(entries)
         first = entries[0].envelope
-        existing: dict[str, ResponseRecord] = {}
-        started: list[Op] = []
-        for entry in entries:
-            record: ResponseRecord | None = store.get("responses", entry.turn_id)
-            if record is not None:
-                if record.status == "queued":
-                    record = attrs.evolve(record, status="in_progress")
-                    started.append(Put("responses", entry.turn_id, record))
-                existing[entry.turn_id] = record
-        if started:
-            await store.commit(started)
-        inputs = tuple(message for entry in entries for message in entry.envelope.input)
+        inputs = first.input if len(entries) == 1 else tuple(m for entry in entries for m in entry.envelope.input)
         if first.parent is not None:
-            context = load_chain(store, self.key, first.parent)
+            context = load_chain(self._system.store, self.key, first.parent)
             if context is None:
                 reply = failed("parent_not_found", f"there is no turn {first.parent!r} to continue")
                 await self._finish_failed(batch, existing, inputs, reply, dead_letter=None)
@@ -333,7 +323,7 @@ class ConversationActor:
                     error = exc
         batch.phase = "committing"
         if batch.cancel_reason is not None:
-            await system.cancel_entries(entries, batch.cancel_reason)
+            await self._system.cancel_entries(entries, batch.cancel_reason)
             self._outcome = "interrupted"
             return
         if error is None:
@@ -345,13 +335,44 @@ class ConversationActor:
                 error = exc
         await self._failed(batch, existing, inputs, error)
 
+    @staticmethod
+    async def _accepted(batch: Batch) -> list[Entry]:
+        """The batch's entries whose submit-time write (inbox row, extra ops) landed; waits for it."""
+        withdrawn = False
+        for entry in batch.entries:
+            if entry.written is not None:
+                await entry.written.wait()
+                withdrawn = withdrawn or entry.withdrawn
+        if withdrawn:
+            batch.entries = [entry for entry in batch.entries if not entry.withdrawn]
+        return batch.entries
+
+    async def _mark_in_progress(self, entries: list[Entry]) -> dict[str, ResponseRecord]:
+        """The existing response records of the entries; "queued" ones are committed as "in_progress" first."""
+        existing: dict[str, ResponseRecord] = {}
+        started: list[Op] = []
+        store = self._system.store
+        for entry in entries:
+            if entry.unrecorded:
+                continue
+            record: ResponseRecord | None = store.get("responses", entry.turn_id)
+            if record is not None:
+                if record.status == "queued":
+                    record = attrs.evolve(record, status="in_progress")
+                    started.append(Put("responses", entry.turn_id, record))
+                existing[entry.turn_id] = record
+        if started:
+            await store.commit(started)
+        return existing
+
     async def _call_agent(self, ctx: TurnContext, builder: ReplyBuilder, batch: Batch) -> None:
         updates = self._system.agent.run(ctx)
-        if hasattr(updates, "aclose"):
-            async with aclosing(updates):  # type: ignore[type-var]
-                await self._pump(updates, builder, batch)
-        else:
+        try:
             await self._pump(updates, builder, batch)
+        finally:
+            aclose = getattr(updates, "aclose", None)
+            if aclose is not None:  # an async generator: run its cleanup now, not at garbage collection
+                await aclose()
 
     @staticmethod
     async def _pump(updates: Any, builder: ReplyBuilder, batch: Batch) -> None:
@@ -445,7 +466,7 @@ class ConversationActor:
             ops.extend(self._settle(entry, 0, reply, now))
             if dead_letter is not None:
                 ops.append(Put("dead_letters", dead_letter_key(self.path, entry.turn_id),
-                               DeadLetter(envelope=entry.envelope, error=dead_letter, failed_at=now)))
+                               DeadLetter(envelope=entry.stored_envelope(), error=dead_letter, failed_at=now)))
         await system.store.commit(ops)
         if dead_letter is not None:
             system.stats.dead_letters += len(batch.entries)
@@ -539,4 +560,4 @@ def settle_ops(path: str, entry: Entry, seq: int) -> list[Op]:
 
 
 def inbox_row(entry: Entry) -> InboxRecord:
-    return InboxRecord(envelope=entry.envelope, received_at=entry.accepted_at)
+    return InboxRecord(envelope=entry.stored_envelope(), received_at=entry.accepted_at)

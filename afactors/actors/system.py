@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -25,6 +26,13 @@ log = logging.getLogger("afactors.actors")
 
 _EVICTION_SCAN = 64
 """How many least-recently-used actors `max_active` eviction looks at for an idle one."""
+
+GC_GEN0_THRESHOLD = 50_000
+"""Young-generation threshold while a system runs (`tune_gc`): every turn allocates a few dozen short-lived
+objects, and at the default (700) the cyclic collector takes a fifth of the CPU of a busy host."""
+
+MAX_IDLE_WORKERS = 256
+"""Worker tasks kept parked for the next busy actor (each costs a few KB); more than that end when idle."""
 
 _CANCEL_MESSAGES = {
     "cancelled": "the turn was cancelled",
@@ -90,7 +98,10 @@ class ActorSystem:
         self._turns: dict[str, Entry] = {}  # turn id -> queued or running entry
         self._keyed: dict[str, Entry] = {}  # dedup key -> queued or running entry
         self._stamp = 0
-        self._busy = 0
+        self._busy = 0  # actors being driven or waiting for a worker
+        self._ready: deque[ConversationActor] = deque()  # actors with work and no worker yet
+        self._idle_workers = 0
+        self._worker_lot = trio.lowlevel.ParkingLot()
         self._closing = False
         self._drained: trio.Event | None = None
 
@@ -113,13 +124,15 @@ class ActorSystem:
         drain_timeout: float = 10.0,
         stream_buffer: int = 1024,
         rng: random.Random | None = None,
+        tune_gc: bool = True,
     ) -> AsyncIterator[ActorSystem]:
         """Run an actor system until the block exits.
 
         On entry, conversations with inbox rows (accepted before a crash or shutdown) are recovered in the
         background, at most `recovery_limit` at a time. On exit: intake stops (`submit` raises `SystemClosed`),
         queued and running turns get `drain_timeout` seconds to finish, the rest are cancelled uncommitted
-        (inbox rows stay and replay on the next start).
+        (inbox rows stay and replay on the next start). `tune_gc` raises the cyclic collector's young-generation
+        threshold to `GC_GEN0_THRESHOLD` while the system runs (a process-wide setting, restored on exit).
         """
         if mailbox_size < 1 or max_active < 1 or recovery_limit < 1 or stream_buffer < 1:
             raise ValueError("mailbox_size, max_active, recovery_limit and stream_buffer must be at least 1")
@@ -131,6 +144,9 @@ class ActorSystem:
             rng=rng or random.Random(),
         )
         system: ActorSystem | None = None
+        thresholds = gc.get_threshold()
+        if tune_gc:
+            gc.set_threshold(max(thresholds[0], GC_GEN0_THRESHOLD), *thresholds[1:])
         try:
             async with trio.open_nursery() as nursery:
                 system = cls(
@@ -149,6 +165,8 @@ class ActorSystem:
                         await system._drain(drain_timeout)
                     nursery.cancel_scope.cancel()
         finally:
+            if tune_gc:
+                gc.set_threshold(*thresholds)
             if system is not None:
                 system._abandon_queued()
 
@@ -166,9 +184,7 @@ class ActorSystem:
         policy = envelope.busy_policy or self.busy_policy
         if policy not in BUSY_POLICIES:
             raise ValueError(f"busy policy must be one of {', '.join(sorted(BUSY_POLICIES))}, not {policy!r}")
-        if envelope.turn_id is None:
-            envelope = attrs.evolve(envelope, turn_id=new_turn_id())
-        turn_id: str = envelope.turn_id  # type: ignore[assignment]
+        turn_id = envelope.turn_id or new_turn_id()
         path = envelope.key.path
         keyed = None if envelope.idempotency_key is None else dedup_key(path, envelope.idempotency_key)
         if keyed is not None:
@@ -182,6 +198,7 @@ class ActorSystem:
             return handle
         handle = TurnHandle(turn_id, stream=stream, buffer=self.stream_buffer)
         entry = Entry(envelope, handle, time.time())
+        entry.unrecorded = envelope.turn_id is None and not extra_ops
         if keyed is not None:
             self._keyed[keyed] = entry
         try:
@@ -262,11 +279,27 @@ class ActorSystem:
             raise ActorUnavailable(actor.key, self.restart_policy.cooldown)
 
     def wake(self, actor: ConversationActor) -> None:
-        """Start the actor's runner if it has none."""
-        if not actor._driving and not self.cut:
-            actor._driving = True
-            self._busy += 1
-            self._nursery.start_soon(actor.drive)
+        """Hand an actor with new work to a worker task (a parked one, or a new one) unless one drives it."""
+        if actor._driving or self.cut:
+            return
+        actor._driving = True
+        self._busy += 1
+        self._ready.append(actor)
+        if self._idle_workers:
+            self._idle_workers -= 1
+            self._worker_lot.unpark()
+        else:
+            self._nursery.start_soon(self._worker)
+
+    async def _worker(self) -> None:
+        """Drive ready actors one after the other; park when there are none (up to `MAX_IDLE_WORKERS` do)."""
+        while not self.cut:
+            while self._ready:
+                await self._ready.popleft().drive()
+            if self._idle_workers >= MAX_IDLE_WORKERS:
+                return
+            self._idle_workers += 1  # `wake` takes it back when it unparks this worker
+            await self._worker_lot.park()
 
     def driver_done(self, actor: ConversationActor) -> None:
         self._busy -= 1
@@ -375,8 +408,8 @@ class ActorSystem:
         self._live[key.path] = actor
         self._stats.activations += 1
         for stored_key, row in self._recovering.pop(key.path, ()):
-            handle = TurnHandle(row.envelope.turn_id or new_turn_id())
-            envelope = row.envelope if row.envelope.turn_id else attrs.evolve(row.envelope, turn_id=handle.turn_id)
+            envelope = row.envelope
+            handle = TurnHandle(envelope.turn_id or new_turn_id())
             entry = Entry(envelope, handle, row.received_at, stamp=_stamp_of(stored_key, self))
             entry.inbox_key = stored_key
             self._turns[handle.turn_id] = entry

@@ -1,0 +1,212 @@
+"""Conversation actor runtime: memory per idle actor, memory at 100k conversations, durable turns/s, isolation.
+
+`python -m bench.actors [--quick|--full] [--json PATH]`. Every measurement runs in a fresh subprocess
+(`--worker NAME ARGS_JSON`), so memory figures are that process's own.
+
+* `actors.idle_bytes`: anonymous RSS of N conversations kept live after one turn each, minus the same run
+  with `max_active=1` (same work, nothing kept), divided by N. Target <= 8 KB.
+* `actors.rss_mb_100k`: peak RSS of 100,000 conversations of one durable turn each, `max_active=10,000`.
+  Target: finishes within 24 GiB.
+* `actors.turns_per_s.200`: durable turns/s (fsync'd group commits) of an echo target, 200 conversations
+  each sending its next turn as soon as the last one is answered. Target >= 15,000.
+* `actors.isolation_p99_ratio`: p99 turn latency of 50 fast conversations with one conversation whose turns
+  take 5 s beside them, divided by the p99 without it. Target <= 1.2.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from afactors.actors import ActorSystem
+from afactors.model import ConversationKey, Envelope, Message, TurnContext, Update
+from afactors.store import Store
+from bench.common import REPO_ROOT, Metrics, bench_main, summarize, turn_text
+
+CONCURRENCY = 200
+
+
+class Echo:
+    """Answers "turn N" at once; conversations named "slow..." first sleep 5 s."""
+
+    async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
+        if ctx.key.conversation.startswith("slow"):
+            await trio.sleep(5.0)
+        yield Update(delta=turn_text(ctx.seq))
+
+
+def _envelope(conversation: str) -> Envelope:
+    return Envelope(ConversationKey("bench", conversation), (Message("user", "hello"),))
+
+
+def _rss_anon_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no RssAnon in /proc/self/status")
+
+
+async def _one_turn_each(system: ActorSystem, count: int) -> None:
+    """`count` conversations of one turn each, `CONCURRENCY` at a time."""
+    names = iter(range(count))
+
+    async def worker() -> None:
+        for n in names:
+            await (await system.submit(_envelope(f"c{n}"))).reply()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(CONCURRENCY):
+            nursery.start_soon(worker)
+
+
+# -- workers (each runs in its own process) ------------------------------------------------------------------
+
+
+async def worker_idle(state: str, count: int, keep: bool) -> dict[str, float]:
+    async with Store.open(state, durability="unsafe", map_size=1 << 30) as store:
+        async with ActorSystem.open(store, Echo(), max_active=count if keep else 1) as system:
+            await _one_turn_each(system, count)
+            gc.collect()
+            return {"rss_anon": _rss_anon_bytes(), "active": system.stats.active}
+
+
+async def worker_scale(state: str, count: int, max_active: int) -> dict[str, float]:
+    async with Store.open(state, map_size=4 << 30) as store:
+        async with ActorSystem.open(store, Echo(), max_active=max_active) as system:
+            start = time.perf_counter()
+            await _one_turn_each(system, count)
+            elapsed = time.perf_counter() - start
+            return {
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "seconds": elapsed,
+                "active": system.stats.active,
+                "turns": system.stats.turns,
+            }
+
+
+async def worker_throughput(state: str, conversations: int, seconds: float) -> dict[str, float]:
+    async with Store.open(state) as store:
+        async with ActorSystem.open(store, Echo()) as system:
+            done = 0
+            stop = trio.current_time() + seconds
+
+            async def talk(name: str) -> None:
+                nonlocal done
+                while trio.current_time() < stop:
+                    await (await system.submit(_envelope(name))).reply()
+                    done += 1
+
+            await _one_turn_each(system, conversations)  # warm up: every actor active
+            start = time.perf_counter()
+            async with trio.open_nursery() as nursery:
+                for n in range(conversations):
+                    nursery.start_soon(talk, f"c{n}")
+            elapsed = time.perf_counter() - start
+            return {
+                "turns_per_s": done / elapsed,
+                "transactions": store.stats.transactions,
+                "largest_batch": store.stats.largest_batch,
+            }
+
+
+async def worker_isolation(state: str, fast: int, seconds: float, slow: bool) -> dict[str, float]:
+    latencies: list[float] = []
+    async with Store.open(state) as store:
+        async with ActorSystem.open(store, Echo()) as system:
+            stop = trio.current_time() + seconds
+            warm_until = trio.current_time() + 0.5
+
+            async def talk(name: str) -> None:
+                while trio.current_time() < stop:
+                    sent = trio.current_time()
+                    await (await system.submit(_envelope(name))).reply()
+                    if sent >= warm_until:
+                        latencies.append(trio.current_time() - sent)
+
+            async def slow_talk() -> None:
+                while trio.current_time() < stop:
+                    await (await system.submit(_envelope("slow"))).reply()
+
+            async with trio.open_nursery() as nursery:
+                if slow:
+                    nursery.start_soon(slow_talk)
+                for n in range(fast):
+                    nursery.start_soon(talk, f"fast{n}")
+    latencies.sort()
+    return {"p99_ms": 1000 * latencies[int(len(latencies) * 0.99)], "turns": len(latencies)}
+
+
+WORKERS: dict[str, Callable[..., Coroutine[Any, Any, dict[str, float]]]] = {
+    "idle": worker_idle,
+    "scale": worker_scale,
+    "throughput": worker_throughput,
+    "isolation": worker_isolation,
+}
+
+
+def _in_subprocess(name: str, **kwargs: Any) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="afactors-bench-actors-") as tmp:
+        kwargs["state"] = str(Path(tmp) / "state")
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.actors", "--worker", name, json.dumps(kwargs)],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=1800,
+        )
+    if out.returncode != 0:
+        raise RuntimeError(f"bench worker {name} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(quick: bool) -> Metrics:
+    """Run every measurement (3 runs each for timings) and return the medians."""
+    runs = 3
+    idle_count = 20_000 if quick else 100_000
+    seconds = 3.0 if quick else 10.0
+    samples: dict[str, list[float]] = {
+        "actors.idle_bytes": [], "actors.turns_per_s.200": [], "actors.isolation_p99_ratio": [],
+        "actors.isolation_p99_ms.alone": [], "actors.isolation_p99_ms.beside_slow": [], "actors.rss_mb_100k": [],
+        "actors.seconds_100k": [], "actors.largest_commit_batch": [],
+    }
+    for _ in range(runs):
+        kept = _in_subprocess("idle", count=idle_count, keep=True)
+        dropped = _in_subprocess("idle", count=idle_count, keep=False)
+        samples["actors.idle_bytes"].append((kept["rss_anon"] - dropped["rss_anon"]) / idle_count)
+    for _ in range(runs):
+        result = _in_subprocess("throughput", conversations=CONCURRENCY, seconds=seconds)
+        samples["actors.turns_per_s.200"].append(result["turns_per_s"])
+        samples["actors.largest_commit_batch"].append(result["largest_batch"])
+    for _ in range(runs):
+        alone = _in_subprocess("isolation", fast=50, seconds=6.0 if quick else 12.0, slow=False)
+        beside = _in_subprocess("isolation", fast=50, seconds=6.0 if quick else 12.0, slow=True)
+        samples["actors.isolation_p99_ms.alone"].append(alone["p99_ms"])
+        samples["actors.isolation_p99_ms.beside_slow"].append(beside["p99_ms"])
+        samples["actors.isolation_p99_ratio"].append(beside["p99_ms"] / alone["p99_ms"])
+    for _ in range(1 if quick else runs):
+        scale = _in_subprocess("scale", count=100_000, max_active=10_000)
+        samples["actors.rss_mb_100k"].append(scale["peak_rss_mb"])
+        samples["actors.seconds_100k"].append(scale["seconds"])
+    metrics = summarize(samples)
+    metrics.notes["actors.idle_bytes"] = f"{idle_count:,} live actors after one turn each, anonymous RSS"
+    metrics.notes["actors.durability"] = "turns/s, isolation and 100k runs use durability='durable' (fsync)"
+    return metrics
+
+
+def _worker_main(name: str, kwargs_json: str) -> int:
+    result = trio.run(lambda: WORKERS[name](**json.loads(kwargs_json)))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
+        raise SystemExit(_worker_main(sys.argv[2], sys.argv[3]))
+    raise SystemExit(bench_main("actors", run))
