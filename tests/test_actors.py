@@ -361,7 +361,8 @@ async def test_a_queued_background_record_goes_in_progress_then_completed(tmp_pa
 
 
 async def test_a_reply_to_target_gets_an_outbox_row_in_the_turn_commit(tmp_path: Path) -> None:
-    async with running(tmp_path, Script()) as (store, system):
+    announced: list[str] = []
+    async with running(tmp_path, Script(), on_outbox=announced.append) as (store, system):
         target = ReplyTarget("telegram", {"chat_id": 42})
         handle = await system.submit(env("hi", reply_to=target, idempotency_key="u1"))
         await handle.reply()
@@ -371,6 +372,7 @@ async def test_a_reply_to_target_gets_an_outbox_row_in_the_turn_commit(tmp_path:
         assert [row.payload["turn_id"] for _, row in rows] == [handle.turn_id, boom.turn_id]
         assert rows[0][1].channel == "telegram" and rows[0][1].address == {"chat_id": 42}
         assert rows[1][1].payload["reply"]["status"] == "failed"
+        assert announced == [key for key, _ in rows]
 
 
 # -- supervision -------------------------------------------------------------------------------------------------

@@ -407,6 +407,7 @@ class ConversationActor:
             )))
             ops.extend(self._settle(entry, seq, reply, now))
         await system.store.commit(ops)
+        system.announce_outbox(ops)
         self._snapshot = snapshot
         if self._history is not None:
             self._history.extend(inputs)
@@ -468,6 +469,7 @@ class ConversationActor:
                 ops.append(Put("dead_letters", dead_letter_key(self.path, entry.turn_id),
                                DeadLetter(envelope=entry.stored_envelope(), error=dead_letter, failed_at=now)))
         await system.store.commit(ops)
+        system.announce_outbox(ops)
         if dead_letter is not None:
             system.stats.dead_letters += len(batch.entries)
         self._outcome = "error"

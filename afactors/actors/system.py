@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import attrs
@@ -89,6 +89,7 @@ class ActorSystem:
         self.restart_policy = restart_policy
         self.stream_buffer = stream_buffer
         self.cut = False  # shutdown deadline passed: running turns are being cancelled
+        self.on_outbox: Callable[[str], None] | None = None
         self._stats = ActorStats()
         self._nursery = nursery
         self._recovery_limiter = trio.CapacityLimiter(recovery_limit)
@@ -125,6 +126,7 @@ class ActorSystem:
         stream_buffer: int = 1024,
         rng: random.Random | None = None,
         tune_gc: bool = True,
+        on_outbox: Callable[[str], None] | None = None,
     ) -> AsyncIterator[ActorSystem]:
         """Run an actor system until the block exits.
 
@@ -133,6 +135,8 @@ class ActorSystem:
         queued and running turns get `drain_timeout` seconds to finish, the rest are cancelled uncommitted
         (inbox rows stay and replay on the next start). `tune_gc` raises the cyclic collector's young-generation
         threshold to `GC_GEN0_THRESHOLD` while the system runs (a process-wide setting, restored on exit).
+        `on_outbox(key)` (also settable later as `system.on_outbox`) is called with the key of every outbox row
+        a turn commits (envelopes with a `reply_to`), right after the commit; it must not block.
         """
         if mailbox_size < 1 or max_active < 1 or recovery_limit < 1 or stream_buffer < 1:
             raise ValueError("mailbox_size, max_active, recovery_limit and stream_buffer must be at least 1")
@@ -154,6 +158,7 @@ class ActorSystem:
                     max_active=max_active, recovery_limit=recovery_limit, busy_policy=busy_policy,
                     restart_policy=policy, stream_buffer=stream_buffer,
                 )
+                system.on_outbox = on_outbox
                 system._scan_inbox()
                 nursery.start_soon(system._reaper)
                 if system._recovering:
@@ -342,6 +347,13 @@ class ActorSystem:
             self._stats.cancelled += len(entries)
             for entry in entries:
                 self.finish(entry, reply)
+
+    def announce_outbox(self, ops: list[Op]) -> None:
+        """Tell `on_outbox` about the outbox rows of a commit that just landed."""
+        if self.on_outbox is not None:
+            for op in ops:
+                if op.kind == "outbox":
+                    self.on_outbox(op.key)
 
     def cancel_entries_soon(self, entries: list[Entry], code: str) -> None:
         self._nursery.start_soon(self.cancel_entries, entries, code)
