@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 
 from afactors.actors import ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle
 from afactors.host import ChannelContext, Contribution, HookRejected, ResponseHook, Route, RunHook, Unauthorized
-from afactors.model import BusyPolicy, ConversationKey, Envelope, Identity, Reply, Update
+from afactors.model import BusyPolicy, ConversationKey, Envelope, ErrorInfo, Identity, Reply, Update
 from afactors.store import ResponseRecord
 from afactors_responses.codec import (
     ApiError,
@@ -92,7 +92,7 @@ def _as_api_error(exc: Exception) -> ApiError | None:
     if isinstance(exc, SystemClosed):
         return ApiError(503, "The server is shutting down; retry shortly.", type="server_error", code="shutting_down")
     if isinstance(exc, HTTPException) and exc.code is not None:
-        return ApiError(exc.code, exc.description or exc.name, code=None)
+        return ApiError(exc.code, exc.description or exc.name, code=exc.name.lower().replace(" ", "_"))
     return None
 
 
@@ -339,7 +339,7 @@ class _Routes:
                 reply = await self.ctx.reply(envelope, handle)
             except Exception:
                 log.exception("response hook failed on %s", view.id)
-                reply = Reply(status="failed", error=None)
+                reply = Reply(status="failed", error=ErrorInfo("server_error", "The response could not be finished."))
             for event in stream.finish(self._finished(view, reply, tenant)):
                 yield event
         finally:

@@ -120,3 +120,11 @@ async def test_r45_input_items_paginate_through_the_sdk(serve) -> None:
     assert [item.content[0].text for item in newest_first] == texts[::-1]
     assert [item.content[0].text for item in oldest_first.data] == texts
     assert len({item.id for item in newest_first}) == 5
+
+
+async def test_r42_include_parameters_are_accepted_and_ignored(serve) -> None:
+    async with serve() as served, served.sdk() as client:
+        created = await client.responses.create(model="m", input="x", include=["message.output_text.logprobs"])
+        got = await client.responses.retrieve(created.id, include=["message.output_text.logprobs"], include_obfuscation=False)
+        items = await client.responses.input_items.list(created.id, include=["message.input_image.image_url"])
+    assert got.output_text == created.output_text and len(items.data) == 1

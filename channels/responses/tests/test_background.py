@@ -143,3 +143,26 @@ async def test_r10_r31_background_stream_on_create_and_a_client_leaving_does_not
 
         finished = await poll(done)
     assert finished.output_text == "Turn 1. bg"
+
+
+async def test_a_follower_stream_ends_cleanly_when_the_host_shuts_down(serve, gate) -> None:
+    kinds: list[str] = []
+    following = trio.Event()
+    async with trio.open_nursery() as nursery:
+        async with serve(gate, drain_timeout=0.5) as served:
+            client = served.sdk()
+            queued = await client.responses.create(model="m", input="x", background=True)
+            await gate.entered.wait()
+
+            async def follower() -> None:
+                async with client:
+                    stream = await client.responses.retrieve(queued.id, stream=True)
+                    async with stream:
+                        async for event in stream:  # an incomplete chunked read would raise here
+                            kinds.append(event.type)
+                            following.set()
+
+            nursery.start_soon(follower)
+            await following.wait()
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert "response.completed" not in kinds

@@ -31,7 +31,6 @@ class EventStream:
         self.view = view
         self.output = OutputBuilder(view.id, chunked=chunked)
         self.next_sequence = 0
-        self.finished = False
 
     def _number(self, events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         numbered = []
@@ -56,7 +55,6 @@ class EventStream:
 
     def finish(self, final: ResponseView) -> list[dict[str, Any]]:
         """Close the items and end with the terminal event of `final`; nothing when it was cancelled."""
-        self.finished = True
         terminal = TERMINAL_EVENTS.get(final.status)
         if terminal is None:
             return []
