@@ -7,7 +7,9 @@ import base64
 import openai
 import pytest
 
-from afactors.model import DataPart, FunctionCallPart, FunctionResultPart, Message, TextPart
+from afactors.host import HookRejected
+from afactors.model import DataPart, Envelope, FunctionCallPart, FunctionResultPart, Message, TextPart
+from afactors_responses import ResponsesChannel
 
 PNG_URL = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake").decode()
 
@@ -128,3 +130,16 @@ async def test_r42_include_parameters_are_accepted_and_ignored(serve) -> None:
         got = await client.responses.retrieve(created.id, include=["message.output_text.logprobs"], include_obfuscation=False)
         items = await client.responses.input_items.list(created.id, include=["message.input_image.image_url"])
     assert got.output_text == created.output_text and len(items.data) == 1
+
+
+async def test_a_run_hook_can_refuse_a_request_with_its_own_status(serve) -> None:
+    def hook(envelope: Envelope) -> Envelope:
+        if "forbidden" in envelope.input[-1].text:
+            raise HookRejected("that topic is not allowed", status=403, code="topic_refused")
+        return envelope
+
+    async with serve(channel=ResponsesChannel(run_hook=hook)) as served, served.sdk() as client:
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            await client.responses.create(model="m", input="a forbidden thing")
+        allowed = await client.responses.create(model="m", input="fine")
+    assert refused.value.code == "topic_refused" and allowed.status == "completed"

@@ -166,3 +166,13 @@ async def test_a_follower_stream_ends_cleanly_when_the_host_shuts_down(serve, ga
             await following.wait()
     assert kinds[:2] == ["response.created", "response.in_progress"]
     assert "response.completed" not in kinds
+
+
+async def test_r07_a_response_still_running_cannot_be_continued_yet(serve, gate) -> None:
+    async with serve(gate) as served, served.sdk() as client:
+        running = await client.responses.create(model="m", input="x", background=True)
+        await gate.entered.wait()
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.responses.create(model="m", input="y", previous_response_id=running.id)
+        gate.open()
+    assert refused.value.param == "previous_response_id" and "in_progress" in refused.value.message
