@@ -30,6 +30,7 @@ from afactors.store import (
     Snapshot,
     Store,
     StoreClosed,
+    StoreError,
     TurnRecord,
 )
 from afactors.store.codec import encode_key
@@ -373,3 +374,19 @@ async def test_bad_open_arguments_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_batch must be at least 1"):
         async with Store.open(tmp_path, max_batch=0):
             pass
+    with pytest.raises(ValueError, match="map_size must be positive"):
+        async with Store.open(tmp_path, map_size=0):
+            pass
+
+
+async def test_a_state_directory_that_cannot_be_used_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(StoreError, match=f"cannot create state directory {tmp_path / 'file'}"):
+        async with Store.open(tmp_path / "file"):
+            pass
+    (tmp_path / "broken" / DATA_DIR).mkdir(parents=True)
+    (tmp_path / "broken" / DATA_DIR / "data.mdb").write_bytes(b"\x00" * 100 + b"not an LMDB file" * 1000)
+    for _ in range(2):  # the second time shows the failed open released the lock (else: StateDirLocked)
+        with pytest.raises(StoreError, match=f"cannot open the LMDB environment in {tmp_path / 'broken'}"):
+            async with Store.open(tmp_path / "broken"):
+                pass

@@ -344,8 +344,9 @@ class Store:
             if len(batch) == 1:
                 log.error("store commit failed: %s", exc)
                 batch[0].error = StoreError(f"commit failed: {exc}")
+                batch[0].error.__cause__ = exc
                 return
-            log.warning("group commit of %d requests failed (%s); retrying them one per transaction", len(batch), exc)
+            log.warning("group commit of %d requests failed (%s); retrying one per transaction", len(batch), exc)
             self.stats.split_batches += 1
             for request in batch:
                 await self._commit_or_isolate([request])
