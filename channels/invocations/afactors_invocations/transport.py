@@ -30,7 +30,6 @@ from afactors_invocations.codec import (
     echo_or_new,
     is_protocol_id,
     isolation,
-    parse_default,
     reply_error,
     resolve_session_id,
     sse_delta,
@@ -194,9 +193,7 @@ class InvocationsRoutes:
         return exchange.json(self.channel.renderer(reply, exchange.ids))
 
     def _parse(self, body: Any) -> InvocationRequest:
-        """The channel's parser on the request JSON; a custom parser's ValueError/TypeError/LookupError is a 422."""
-        if self.channel.parser is parse_default:
-            return parse_default(body)
+        """The channel's parser on the request JSON; a ValueError/TypeError/LookupError it raises is a 422."""
         try:
             return self.channel.parser(body)
         except (ValueError, TypeError, LookupError) as exc:
