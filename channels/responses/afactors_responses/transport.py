@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from functools import wraps
 from typing import Any, TypeVar
@@ -30,7 +30,6 @@ from afactors_responses.codec import (
     CreateRequest,
     EventStream,
     ResponseView,
-    error_body,
     input_items_page,
     not_found,
     parse_create,
@@ -141,7 +140,9 @@ def _starting_after() -> int:
     try:
         number = int(value)
     except ValueError:
-        raise bad_request(f"Invalid 'starting_after': expected an integer, got {value!r}.", "starting_after", "invalid_type") from None
+        raise bad_request(
+            f"Invalid 'starting_after': expected an integer, got {value!r}.", "starting_after", "invalid_type"
+        ) from None
     if number < 0:
         raise bad_request("Invalid 'starting_after': expected a value >= 0.", "starting_after", "integer_below_min_value")
     return number
@@ -190,7 +191,7 @@ async def unless_stopped(stop: trio.Event, fn: Callable[[], Awaitable[T]]) -> T 
 _END = object()
 
 
-async def until_stopped(stop: trio.Event, updates: AsyncIterator[Update]) -> AsyncIterator[Update]:
+async def until_stopped(stop: trio.Event, updates: AsyncIterator[Update]) -> AsyncGenerator[Update, None]:
     """The items of `updates` until they end or `stop` is set."""
 
     async def pull() -> Update | object:
@@ -314,9 +315,9 @@ class _Routes:
     # -- streams -------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _sse(events: AsyncIterator[dict[str, Any]]) -> Response:
+    def _sse(events: AsyncGenerator[dict[str, Any], None]) -> Response:
         async def body() -> AsyncIterator[bytes]:
-            async with aclosing(events) as each:  # type: ignore[type-var]
+            async with aclosing(events) as each:
                 async for event in each:
                     yield sse_frame(event)
 
@@ -326,7 +327,7 @@ class _Routes:
 
     async def _stream_turn(
         self, envelope: Envelope, handle: TurnHandle, view: ResponseView, tenant: str
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """A foreground stream (R-31). If the client goes away the turn is cancelled (R-37)."""
         stream = EventStream(view)
         try:
@@ -347,7 +348,7 @@ class _Routes:
                 with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_GRACE):
                     await self.ctx.abandon(handle)
 
-    async def _follow(self, view: ResponseView, tenant: str, starting_after: int) -> AsyncIterator[dict[str, Any]]:
+    async def _follow(self, view: ResponseView, tenant: str, starting_after: int) -> AsyncGenerator[dict[str, Any], None]:
         """A background response's events from sequence 0 (R-41), without those up to `starting_after`.
 
         Live while it runs on this host, rendered from the record once it has ended (the same events, see
@@ -359,7 +360,7 @@ class _Routes:
                 if event["sequence_number"] > starting_after:
                     yield event
 
-    async def _background_events(self, view: ResponseView, tenant: str) -> AsyncIterator[dict[str, Any]]:
+    async def _background_events(self, view: ResponseView, tenant: str) -> AsyncGenerator[dict[str, Any], None]:
         if view.terminal:
             for event in replay(view):
                 yield event

@@ -35,7 +35,9 @@ class ApiError(Exception):
         return error_body(self.message, type=self.type, param=self.param, code=self.code)
 
 
-def error_body(message: str, *, type: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, *, type: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     """`{"error": {"message", "type", "param", "code"}}`: what the SDK reads to build its `APIStatusError`."""
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 

@@ -171,7 +171,11 @@ class OutputBuilder:
                 "status": "completed",
             }
             events = [
-                {"type": "response.output_item.added", "output_index": index, "item": {**item, "arguments": "", "status": "in_progress"}},
+                {
+                    "type": "response.output_item.added",
+                    "output_index": index,
+                    "item": {**item, "arguments": "", "status": "in_progress"},
+                },
                 {"type": "response.function_call_arguments.delta", **ref, "delta": part.arguments},
                 {"type": "response.function_call_arguments.done", **ref, "arguments": part.arguments},
             ]
@@ -183,7 +187,11 @@ class OutputBuilder:
                 "status": "completed",
             }
             events = [
-                {"type": "response.output_item.added", "output_index": index, "item": {**item, "summary": [], "status": "in_progress"}}
+                {
+                    "type": "response.output_item.added",
+                    "output_index": index,
+                    "item": {**item, "summary": [], "status": "in_progress"},
+                }
             ]
         self.items.append(item)
         return [*events, {"type": "response.output_item.done", "output_index": index, "item": item}]

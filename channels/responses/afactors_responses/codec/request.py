@@ -415,7 +415,9 @@ def parse_tool_choice(value: object, tools: list[dict[str, Any]]) -> str | dict[
         return _choice(value, "tool_choice", _TOOL_CHOICES)
     choice = _object(value, "tool_choice")
     if choice.get("type") != "function":
-        raise bad_request("Invalid 'tool_choice': only {'type': 'function', 'name': ...} objects are supported.", "tool_choice.type")
+        raise bad_request(
+            "Invalid 'tool_choice': only {'type': 'function', 'name': ...} objects are supported.", "tool_choice.type"
+        )
     name = choice.get("name")
     if name not in {tool["name"] for tool in tools}:
         raise bad_request(f"Invalid 'tool_choice': no function tool named {name!r} in 'tools'.", "tool_choice.name")

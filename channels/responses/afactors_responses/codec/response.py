@@ -26,7 +26,7 @@ from afactors.model import (
 )
 from afactors.store import ResponseRecord
 from afactors.store.records import ResponseStatus
-from afactors_responses.codec.errors import ApiError, bad_request, response_error_code
+from afactors_responses.codec.errors import bad_request, response_error_code
 from afactors_responses.codec.output import ItemStatus, item_id, output_items
 from afactors_responses.codec.request import DEFAULT_MODEL, CreateRequest
 
@@ -265,7 +265,7 @@ def input_items_page(view: ResponseView, query: PageQuery) -> dict[str, Any]:
     if query.after is not None:
         ids = [item["id"] for item in items]
         if query.after not in ids:
-            raise ApiError(400, f"Invalid 'after': no input item with id '{query.after}' in this response.", param="after", code="invalid_value")
+            raise bad_request(f"Invalid 'after': no input item with id '{query.after}' in this response.", "after")
         start = ids.index(query.after) + 1
     page = items[start : start + query.limit]
     return {
