@@ -157,6 +157,28 @@ async def test_inline_keyboards_are_echoed_and_removed_by_an_edit_without_one(fa
     assert "reply_markup" not in edited
 
 
+async def test_button_presses_become_callback_queries(fake: FakeBotApi, bot: Bot) -> None:
+    ann = fake.user("Ann")
+    fake.private_chat(ann)
+    keyboard = {"inline_keyboard": [[{"text": "Yes", "callback_data": "y"}]]}
+    sent = await bot.result("sendMessage", chat_id=ann.id, text="Sure?", reply_markup=keyboard)
+    with pytest.raises(ValueError, match="no button"):
+        fake.press_button(ann, sent["message_id"], "n")
+    query_id = fake.press_button(ann, sent["message_id"], "y")
+    [update] = await bot.updates()
+    query = update["callback_query"]
+    assert (query["id"], query["data"], query["from"]["id"]) == (query_id, "y", ann.id)
+    assert query["message"]["reply_markup"] == keyboard
+    too_long = await bot.call("answerCallbackQuery", callback_query_id=query_id, text="x" * 201)
+    assert too_long["description"] == "Bad Request: MESSAGE_TOO_LONG"
+    assert await bot.result("answerCallbackQuery", callback_query_id=query_id, text="Done") is True
+    again = await bot.call("answerCallbackQuery", callback_query_id=query_id)
+    assert again["description"] == (
+        "Bad Request: query is too old and response timeout expired or query ID is invalid"
+    )
+    assert [(a.callback_query_id, a.text) for a in fake.callback_answers(ann)] == [(query_id, "Done")]
+
+
 async def test_replies_and_deletes(fake: FakeBotApi, bot: Bot) -> None:
     ann = fake.user("Ann")
     asked = fake.send_text(ann, "question")

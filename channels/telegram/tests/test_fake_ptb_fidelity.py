@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import telegram
-from telegram import BotCommand, ReplyParameters, TelegramObject
+from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, TelegramObject
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, ChatMigrated, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter
 
@@ -78,12 +78,16 @@ def test_every_injected_update_kind_parses(handle: ThreadedFake) -> None:
         sent = fake.send_voice(ann, b"OggS")
         fake.edit_text(ann, fake.send_text(ann, "typo")["message_id"], "fixed")
         fake.migrate_to_supergroup(group, by=ann)
-        fake.block(ann)
         return {"sent": sent["message_id"], "topic": topic}
 
     ids = handle.run_sync(inject)
 
     async def scenario(bot: telegram.Bot) -> None:
+        ann = ids["sent"] and (await bot.get_updates(timeout=0))[0].message.chat.id
+        keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Yes", callback_data="y")]])
+        asked = await bot.send_message(ann, "Sure?", reply_markup=keyboard)
+        query_id = handle.run_sync(lambda fake: fake.press_button(ann, asked.message_id, "y"))
+        handle.run_sync(lambda fake: fake.block(ann))
         updates = await bot.get_updates(timeout=0)
         for update in updates:
             _known(update)
@@ -100,8 +104,11 @@ def test_every_injected_update_kind_parses(handle: ThreadedFake) -> None:
         assert updates[8].edited_message.text == "fixed"
         assert updates[8].edited_message.edit_date is not None
         assert updates[9].message.migrate_to_chat_id == updates[10].message.chat.id
-        assert updates[11].my_chat_member.new_chat_member.status == "kicked"
-        assert len(updates) == 12
+        assert (updates[11].callback_query.id, updates[11].callback_query.data) == (query_id, "y")
+        assert updates[11].callback_query.message.reply_markup == keyboard
+        assert await bot.answer_callback_query(query_id, text="ok") is True
+        assert updates[12].my_chat_member.new_chat_member.status == "kicked"
+        assert len(updates) == 13
 
     _with_bot(handle, scenario)
 

@@ -25,7 +25,17 @@ from afactors_telegram.testing.errors import ApiError
 from afactors_telegram.testing.images import image_size
 from afactors_telegram.testing.markup import check_entities, detect_entities, format_text
 from afactors_telegram.testing.methods import BotApi, ForcedError, photo_size
-from afactors_telegram.testing.model import GROUP, PRIVATE, CallRecord, Chat, ChatAction, Draft, Edit, User
+from afactors_telegram.testing.model import (
+    GROUP,
+    PRIVATE,
+    CallbackAnswer,
+    CallRecord,
+    Chat,
+    ChatAction,
+    Draft,
+    Edit,
+    User,
+)
 from afactors_telegram.testing.params import Params
 from afactors_telegram.testing.ratelimit import RateLimits
 from afactors_telegram.testing.server import BotApiApp
@@ -161,6 +171,28 @@ class FakeBotApi:
         self._push("edited_message", state, body)
         return body
 
+    def press_button(self, chat: ChatRef, message_id: int, data: str, *, sender: User | None = None) -> str:
+        """A user presses an inline button of a bot message: a ``callback_query`` Update; returns its id."""
+        state = self._state(chat)
+        message = state.messages.get(message_id)
+        keyboard = (message.reply_markup or {}).get("inline_keyboard", []) if message is not None else []
+        if not any(button.get("callback_data") == data for row in keyboard for button in row):
+            raise ValueError(f"message {message_id} in chat {state.chat.id} has no button with callback_data {data!r}")
+        if sender is None:
+            if state.chat.type != PRIVATE:
+                raise ValueError("a button press in a group needs sender=")
+            sender = self._api.world.users[state.chat.id]
+        query_id = self._api.open_query(state.chat.id)
+        query = {
+            "id": query_id,
+            "from": sender.wire(),
+            "message": self._api.world.render(message),  # type: ignore[arg-type]
+            "chat_instance": str(abs(hash((self.bot.id, state.chat.id)))),
+            "data": data,
+        }
+        self._push("callback_query", state, query)
+        return query_id
+
     def _inject(self, chat: ChatRef, sender: User | None, content: dict[str, Any], thread_id: int | None,
                 reply_to: int | None) -> dict[str, Any]:  # fmt: skip
         if isinstance(chat, User):
@@ -271,6 +303,10 @@ class FakeBotApi:
         """Successful ``editMessageText`` calls (all, or in one chat)."""
         return _in_chat(self._api.edits, None if chat is None else self._chat_id(chat))
 
+    def callback_answers(self, chat: ChatRef | None = None) -> list[CallbackAnswer]:
+        """``answerCallbackQuery`` calls (all, or for button presses in one chat)."""
+        return _in_chat(self._api.callback_answers, None if chat is None else self._chat_id(chat))
+
     def commands(self, *, scope: dict[str, Any] | None = None, language_code: str = "") -> list[dict[str, str]]:
         """The bot's command list for a scope and language, as setMyCommands stored it."""
         key = (json.dumps(scope or {"type": "default"}, sort_keys=True), language_code)
@@ -280,7 +316,13 @@ class FakeBotApi:
         """Every request the fake answered (or those of one method, case-insensitive), oldest first."""
         if method is None:
             return list(self._api.calls)
-        return [c for c in self._api.calls if c.method.lower() == method.lower()]
+        return list(self._api.calls_by_method.get(method.lower(), ()))
+
+    def call_count(self, method: str | None = None) -> int:
+        """``len(calls(method))`` without copying: cheap enough for :meth:`wait_until` predicates."""
+        if method is None:
+            return len(self._api.calls)
+        return len(self._api.calls_by_method.get(method.lower(), ()))
 
     @property
     def rate_limit_violations(self) -> int:

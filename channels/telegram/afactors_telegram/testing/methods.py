@@ -6,6 +6,7 @@ No I/O: the ASGI transport (``server.py``) decodes requests into :class:`Params`
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from afactors_telegram.testing.errors import (
 )
 from afactors_telegram.testing.images import image_size
 from afactors_telegram.testing.markup import format_text, utf16_len
-from afactors_telegram.testing.model import PRIVATE, CallRecord, ChatAction, Draft, Edit, User
+from afactors_telegram.testing.model import PRIVATE, CallbackAnswer, CallRecord, ChatAction, Draft, Edit, User
 from afactors_telegram.testing.params import Params, Upload
 from afactors_telegram.testing.ratelimit import GLOBAL, FloodControl, RateLimits
 from afactors_telegram.testing.updates import UpdateQueue, Webhook
@@ -98,9 +99,13 @@ class BotApi:
         self.flood = FloodControl(rate_limits)
         self.clock = clock
         self.calls: list[CallRecord] = []
+        self.calls_by_method: dict[str, list[CallRecord]] = {}  # lower-case method name -> its calls
         self.drafts: list[Draft] = []
         self.actions: list[ChatAction] = []
         self.edits: list[Edit] = []
+        self.open_queries: dict[str, int] = {}  # callback query id -> chat id, until answered
+        self._query_ids = itertools.count(4_000_000_000_000_000_001)
+        self.callback_answers: list[CallbackAnswer] = []
         self.commands: dict[tuple[str, str], list[dict[str, str]]] = {}
         self.forced: list[ForcedError] = []
         self.closing = False
@@ -129,9 +134,9 @@ class BotApi:
         return self.call(method, params)
 
     def record(self, method: str, params: Params, status: int, response: dict[str, Any]) -> None:
-        self.calls.append(
-            CallRecord(method, dict(params.values), tuple(params.files), status, response, self.clock())
-        )
+        record = CallRecord(method, dict(params.values), tuple(params.files), status, response, self.clock())
+        self.calls.append(record)
+        self.calls_by_method.setdefault(method.lower(), []).append(record)
         self.world.changes.poke()
 
     def _raise_forced(self, method: str, params: Params) -> None:
@@ -361,6 +366,25 @@ class BotApi:
             content["caption_entities"] = entities
         return self._post(state, content, thread_id, reply_to, markup)
 
+    def open_query(self, chat_id: int) -> str:
+        """A new callback query id for a button press in ``chat_id``."""
+        query_id = str(next(self._query_ids))
+        self.open_queries[query_id] = chat_id
+        return query_id
+
+    def answer_callback_query(self, params: Params) -> bool:
+        query_id = params.text("callback_query_id") or ""
+        chat_id = self.open_queries.pop(query_id, None)
+        if chat_id is None:
+            raise bad_request("query is too old and response timeout expired or query ID is invalid")
+        text = params.text("text")
+        if text is not None and len(text) > 200:
+            self.open_queries[query_id] = chat_id
+            raise bad_request("MESSAGE_TOO_LONG")
+        self.callback_answers.append(CallbackAnswer(chat_id, query_id, text, params.flag("show_alert"), self.clock()))
+        self.world.changes.touch(chat_id)
+        return True
+
     def get_file(self, params: Params) -> dict[str, Any]:
         file_id = params.text("file_id")
         if not file_id:
@@ -521,6 +545,7 @@ _SYNC: dict[str, Callable[[BotApi, Params], Any]] = {
     "sendmessagedraft": BotApi.send_message_draft,
     "sendchataction": BotApi.send_chat_action,
     "sendphoto": BotApi.send_photo,
+    "answercallbackquery": BotApi.answer_callback_query,
     "getfile": BotApi.get_file,
     "setmycommands": BotApi.set_my_commands,
     "getmycommands": BotApi.get_my_commands,

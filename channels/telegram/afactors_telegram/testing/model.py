@@ -145,3 +145,14 @@ class Edit:
     text: str
     entities: tuple[Mapping[str, Any], ...]
     at: float
+
+
+@attrs.frozen
+class CallbackAnswer:
+    """An ``answerCallbackQuery`` call for a button press injected with ``press_button``."""
+
+    chat_id: int
+    callback_query_id: str
+    text: str | None
+    show_alert: bool
+    at: float
