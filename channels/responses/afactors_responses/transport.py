@@ -168,15 +168,20 @@ _STOPPED = object()
 
 
 async def unless_stopped(stop: trio.Event, fn: Callable[[], Awaitable[T]]) -> T | object:
-    """`await fn()`, or `_STOPPED` as soon as `stop` is set (the call is then cancelled)."""
+    """`await fn()`, or `_STOPPED` as soon as `stop` is set (the call is then cancelled). An exception of `fn`
+    comes out as itself, not wrapped in an ExceptionGroup."""
     if stop.is_set():
         return _STOPPED
     result: T | object = _STOPPED
+    error: Exception | None = None
     async with trio.open_nursery() as nursery:
 
         async def call() -> None:
-            nonlocal result
-            result = await fn()
+            nonlocal result, error
+            try:
+                result = await fn()
+            except Exception as exc:
+                error = exc
             nursery.cancel_scope.cancel()
 
         async def watch() -> None:
@@ -185,6 +190,8 @@ async def unless_stopped(stop: trio.Event, fn: Callable[[], Awaitable[T]]) -> T 
 
         nursery.start_soon(call)
         nursery.start_soon(watch)
+    if error is not None:
+        raise error
     return result
 
 

@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from afactors.host import HookRejected
-from afactors.model import DataPart, Envelope, FunctionCallPart, FunctionResultPart, Message, TextPart
+from afactors.model import DataPart, Envelope, FunctionCallPart, FunctionResultPart, Identity, Message, TextPart
 from afactors_responses import ResponsesChannel
 
 PNG_URL = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake").decode()
@@ -143,3 +143,11 @@ async def test_a_run_hook_can_refuse_a_request_with_its_own_status(serve) -> Non
             await client.responses.create(model="m", input="a forbidden thing")
         allowed = await client.responses.create(model="m", input="fine")
     assert refused.value.code == "topic_refused" and allowed.status == "completed"
+
+
+async def test_safety_identifier_or_user_becomes_the_envelope_identity(serve, recorder) -> None:
+    async with serve(recorder) as served, served.sdk() as client:
+        await client.responses.create(model="m", input="x", safety_identifier="sid-1", user="u-1")
+        await client.responses.create(model="m", input="x", user="u-2")
+        await client.responses.create(model="m", input="x")
+    assert [ctx.identity for ctx in recorder.seen] == [Identity("responses", "sid-1"), Identity("responses", "u-2"), None]

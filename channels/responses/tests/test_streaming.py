@@ -136,3 +136,19 @@ async def test_r35_no_invented_event_types_reach_a_strict_client(serve) -> None:
         "response.output_item.done", "response.completed",
     }
     assert isinstance(client, openai.AsyncOpenAI)
+
+
+async def torrent(messages: list) -> AsyncIterator[str]:
+    for n in range(3000):  # never yields to the scheduler: overflows the turn's stream buffer
+        yield f"w{n} "
+
+
+async def test_r31_a_stream_that_fell_behind_still_delivers_the_whole_text(serve) -> None:
+    async with serve(torrent) as served:
+        resp = await served.http.post("/v1/responses", json={"model": "m", "input": "go", "stream": True})
+    events = sse_events(resp.text)
+    expected = "".join(f"w{n} " for n in range(3000))
+    assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == expected
+    assert [e["text"] for e in events if e["type"] == "response.output_text.done"] == [expected]
+    assert events[-1]["type"] == "response.completed"
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
