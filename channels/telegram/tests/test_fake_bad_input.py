@@ -198,7 +198,8 @@ async def test_limits_are_inclusive(env: Env) -> None:
     for text in ("x" * 4096, "🏟" * 2048):
         answer = await _call(env, "sendMessage", {"chat_id": env.user_chat, "text": text})
         assert answer.status_code == 200
-    answer = await _call(env, "sendPhoto", {"chat_id": env.user_chat, "photo": env.photo_file_id, "caption": "c" * 1024})
+    caption = {"chat_id": env.user_chat, "photo": env.photo_file_id, "caption": "c" * 1024}
+    answer = await _call(env, "sendPhoto", caption)
     assert answer.status_code == 200
 
 

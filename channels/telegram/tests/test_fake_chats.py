@@ -214,8 +214,9 @@ async def test_user_media_is_served_through_get_file(fake: FakeBotApi, bot: Bot)
 
 async def test_send_photo_upload_reuse_and_attach(fake: FakeBotApi, bot: Bot) -> None:
     chat = fake.private_chat(fake.user("Ann"))
-    uploaded = await bot.client.post(f"{fake.bot_url}/sendPhoto", data={"chat_id": str(chat.id), "caption": "*hi*",
-                                     "parse_mode": "MarkdownV2"}, files={"photo": ("p.png", make_png(8, 6))})  # fmt: skip
+    fields = {"chat_id": str(chat.id), "caption": "*hi*", "parse_mode": "MarkdownV2"}
+    photo = {"photo": ("p.png", make_png(8, 6))}
+    uploaded = await bot.client.post(f"{fake.bot_url}/sendPhoto", data=fields, files=photo)
     first = uploaded.json()["result"]
     assert (first["caption"], first["caption_entities"]) == ("hi", [{"type": "bold", "offset": 0, "length": 2}])
     file_id = first["photo"][0]["file_id"]

@@ -31,7 +31,8 @@ def test_utf16_length_counts_astral_characters_twice() -> None:
 
 @pytest.mark.parametrize("char", list("]()>#+-=|{}.!"))
 def test_markdown_v2_reserved_characters_must_be_escaped(char: str) -> None:
-    assert _error(parse_markdown_v2, "a" + char) == f"Character '{char}' is reserved and must be escaped with the preceding '\\'"
+    expected = f"Character '{char}' is reserved and must be escaped with the preceding '\\'"
+    assert _error(parse_markdown_v2, "a" + char) == expected
     assert parse_markdown_v2("a\\" + char) == ("a" + char, [])
 
 

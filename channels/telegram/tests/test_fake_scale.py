@@ -31,8 +31,8 @@ async def test_thousand_chats_five_messages_each() -> None:
                 async with jobs_in:
                     offset = 0
                     while offset < CHATS:
-                        updates = (await client.post(f"{fake.bot_url}/getUpdates",
-                                                     json={"offset": offset + 1, "timeout": 1})).json()["result"]  # fmt: skip
+                        poll = {"offset": offset + 1, "timeout": 1}
+                        updates = (await client.post(f"{fake.bot_url}/getUpdates", json=poll)).json()["result"]
                         for update in updates:
                             for n in range(PER_CHAT):
                                 jobs_in.send_nowait((update["message"]["chat"]["id"], n))

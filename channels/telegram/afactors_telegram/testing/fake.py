@@ -43,6 +43,8 @@ from afactors_telegram.testing.webhook import WebhookPolicy, run_webhook_pusher
 from afactors_telegram.testing.world import ChatState
 
 DEFAULT_TOKEN = "123456789:AAFakeTokenForAfactorsTests_0123456789"
+DEFAULT_LIMITS = RateLimits()
+DEFAULT_WEBHOOK_POLICY = WebhookPolicy()
 ChatRef = Chat | User | int
 
 
@@ -115,7 +117,8 @@ class FakeBotApi:
     # ------------------------------------------------------------------------------------------- injecting
 
     def send_text(self, chat: ChatRef, text: str, *, sender: User | None = None, thread_id: int | None = None,
-                  reply_to: int | None = None, entities: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+                  reply_to: int | None = None,
+                  entities: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
         """A user's text message, as an Update; returns the Message.
 
         Commands (``/start``, ``/new@bot``), ``@mentions``, hashtags and URLs get entities like Telegram
@@ -195,10 +198,7 @@ class FakeBotApi:
 
     def _inject(self, chat: ChatRef, sender: User | None, content: dict[str, Any], thread_id: int | None,
                 reply_to: int | None) -> dict[str, Any]:  # fmt: skip
-        if isinstance(chat, User):
-            state = self._api.world.private_chat(chat)
-        else:
-            state = self._state(chat)
+        state = self._api.world.private_chat(chat) if isinstance(chat, User) else self._state(chat)
         if sender is None:
             if state.chat.type != PRIVATE:
                 raise ValueError("a group message needs sender=")
@@ -253,7 +253,8 @@ class FakeBotApi:
         if old.chat.type != GROUP:
             raise ValueError("only basic groups migrate")
         new = self._api.world.supergroup(old.chat.title or "Supergroup")
-        for state, content in ((old, {"migrate_to_chat_id": new.chat.id}), (new, {"migrate_from_chat_id": old.chat.id})):
+        notices = ((old, {"migrate_to_chat_id": new.chat.id}), (new, {"migrate_from_chat_id": old.chat.id}))
+        for state, content in notices:
             message = self._api.world.add_message(state, by, content)
             self._push("message", state, self._api.world.render(message))
         old.migrated_to = new.chat.id
@@ -272,7 +273,8 @@ class FakeBotApi:
         )
 
     def force_error(self, error_code: int, description: str, *, chat: ChatRef | None = None,
-                    method: str | None = None, times: int = 1, parameters: dict[str, Any] | None = None) -> None:  # fmt: skip
+                    method: str | None = None, times: int = 1,
+                    parameters: dict[str, Any] | None = None) -> None:  # fmt: skip
         """The next ``times`` matching calls fail with this envelope (e.g. 500, 502, a custom 400)."""
         chat_id = None if chat is None else self._state(chat).chat.id
         self._api.forced.append(
@@ -360,7 +362,8 @@ class FakeBotApi:
             while len(found := self.messages(chat_id, thread_id=thread_id)) < n:
                 await self._api.world.changes.chat(chat_id).wait()
             return found
-        raise TimeoutError(f"chat {chat_id}: wanted {n} bot messages, got {self.messages(chat_id, thread_id=thread_id)}")
+        sent = self.messages(chat_id, thread_id=thread_id)
+        raise TimeoutError(f"chat {chat_id}: wanted {n} bot messages, got {sent}")
 
     async def wait_until(self, condition: Callable[[], bool], *, timeout: float = 5.0) -> None:
         """Wait until ``condition()`` is true; it is re-checked after every change the fake sees."""
@@ -401,9 +404,9 @@ async def open_fake_bot_api(
     bot_username: str = "afactors_test_bot",
     *,
     bot_name: str = "Afactors Test Bot",
-    rate_limits: RateLimits | None = RateLimits(),
+    rate_limits: RateLimits | None = DEFAULT_LIMITS,
     clock: Callable[[], float] | None = None,
-    webhook: WebhookPolicy = WebhookPolicy(),
+    webhook: WebhookPolicy = DEFAULT_WEBHOOK_POLICY,
     first_update_id: int = 1,
     host: str = "127.0.0.1",
 ) -> AsyncIterator[FakeBotApi]:

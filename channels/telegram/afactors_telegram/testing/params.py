@@ -98,7 +98,7 @@ class Params:
         value = self.values.get("chat_id")
         if value is None or value == "":
             raise bad_request("chat_id is empty")
-        if isinstance(value, bool) or isinstance(value, (dict, list, float)):
+        if isinstance(value, (bool, dict, list, float)):
             raise bad_request("chat not found")
         if isinstance(value, int):
             return value
