@@ -392,11 +392,15 @@ class _Routes:
     async def one(self, response_id: str) -> Response:
         check_method(("GET", "DELETE"))
         tenant = self._tenant()
-        if request.method == "DELETE":
-            if not await self.ctx.delete(parse_response_id(response_id, "response_id"), tenant):
-                raise not_found(response_id)
-            return json_response({"id": response_id, "object": "response", "deleted": True})
         view = self._visible(response_id, tenant)
+        if request.method == "DELETE":
+            if not view.terminal:  # its commit would store it again; it must end (or be cancelled) first
+                raise bad_request(
+                    f"Response '{view.id}' is still {view.status}; cancel it or let it finish before deleting it.", None, None
+                )
+            if not await self.ctx.delete(view.id, tenant):
+                raise not_found(response_id)
+            return json_response({"id": view.id, "object": "response", "deleted": True})
         stream, starting_after = _flag_arg("stream"), _starting_after()
         if not stream:
             return json_response(render_response(view))

@@ -176,3 +176,16 @@ async def test_r07_a_response_still_running_cannot_be_continued_yet(serve, gate)
             await client.responses.create(model="m", input="y", previous_response_id=running.id)
         gate.open()
     assert refused.value.param == "previous_response_id" and "in_progress" in refused.value.message
+
+
+async def test_r44_an_unfinished_response_must_end_before_it_is_deleted(serve, gate) -> None:
+    async with serve(gate) as served, served.sdk() as client:
+        running = await client.responses.create(model="m", input="x", background=True)
+        await gate.entered.wait()
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.responses.delete(running.id)
+        await client.responses.cancel(running.id)
+        await client.responses.delete(running.id)
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.retrieve(running.id)
+    assert "in_progress" in refused.value.message
