@@ -226,3 +226,17 @@ async def test_every_failure_is_recorded(env: Env) -> None:
     last = env.fake.calls("sendMessage")[-1]
     assert (last.status, last.params, last.ok) == (400, {"chat_id": 777, "text": "x"}, False)
     assert last.response["description"] == "Bad Request: chat not found"
+
+
+async def test_a_crash_inside_the_fake_is_a_500_and_fails_the_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    from afactors_telegram.testing import methods
+
+    def broken(api: object, params: object) -> None:
+        raise KeyError("bug in the fake")
+
+    monkeypatch.setitem(methods._SYNC, "getme", broken)
+    with pytest.raises(RuntimeError, match="KeyError: 'bug in the fake'"):
+        async with open_fake_bot_api() as fake, httpx.AsyncClient() as client:
+            answer = await client.post(f"{fake.bot_url}/getMe")
+            assert answer.status_code == 500
+            assert answer.json() == {"ok": False, "error_code": 500, "description": "Internal Server Error"}
