@@ -557,3 +557,55 @@ async def test_recovery_runs_inboxed_envelopes_in_arrival_order_without_callers(
         for key in keys:
             assert [r.input[0].text for r in turns(store, key)] == ["block:x", "second"]
         assert store.count("inbox") == 0
+
+
+async def test_inboxed_envelopes_behind_a_stopped_actor_run_after_the_cool_down(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    agent = Script()
+    async with running(tmp_path, agent, max_restarts=1, cooldown=30.0) as (store, system):
+        boom = await system.submit(env("boom"))
+        later = await system.submit(env("later", idempotency_key="k-later"))
+        assert (await later.reply()).error.code == "actor_unavailable"  # type: ignore[union-attr]
+        assert (await boom.reply()).error.code == "agent_error"  # type: ignore[union-attr]
+        assert store.count("inbox") == 1 and "later" not in agent.calls
+        await trio.sleep(31)
+        last = await system.submit(env("next"))
+        await last.reply()
+        assert [r.input[0].text for r in turns(store)] == ["later", "next"]  # the kept row ran first, once
+        assert store.count("inbox") == 0
+
+
+async def test_cancel_a_turn_still_waiting_for_recovery(tmp_path: Path) -> None:
+    first, second = ConversationKey("t", "first"), ConversationKey("t", "second")
+    async with running(tmp_path, Script(), drain_timeout=0.0) as (_, system):
+        await system.submit(env("block:r", first, idempotency_key="a"))
+        waiting = await system.submit(env("never", second, idempotency_key="b"))
+    agent = Script()
+    async with running(tmp_path, agent, recovery_limit=1) as (store, system):
+        if not agent.started["block:r"].is_set():  # recovery order is the inbox's: "first" holds the limiter
+            await agent.started["block:r"].wait()
+        assert await system.cancel(waiting.turn_id)
+        assert store.get("responses", waiting.turn_id).status == "cancelled"
+        agent.gates["block:r"].set()
+        await settled(system)
+        assert "never" not in agent.calls and store.count("inbox") == 0
+        assert (await (await system.submit(env("never", second, idempotency_key="b"))).reply()).status == "cancelled"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"mailbox_size": 0}, {"max_active": 0}, {"recovery_limit": 0}, {"stream_buffer": 0}, {"busy_policy": "later"}],
+)
+async def test_bad_settings_are_refused(tmp_path: Path, options: dict[str, Any]) -> None:
+    async with Store.open(tmp_path / "state", durability="unsafe") as store:
+        with pytest.raises(ValueError):
+            async with ActorSystem.open(store, Script(), **options):
+                pass  # pragma: no cover
+
+
+async def test_a_bad_busy_policy_on_an_envelope_is_refused(tmp_path: Path) -> None:
+    async with running(tmp_path, Script()) as (_, system):
+        with pytest.raises(ValueError, match="busy policy"):
+            await system.submit(env("x", busy_policy="whenever"))  # type: ignore[arg-type]
+        assert system.actors() == [] or system.actors()[0].mailbox_depth == 0

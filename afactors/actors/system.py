@@ -487,8 +487,8 @@ class ActorSystem:
     async def _recover_one(self, path: str) -> None:
         try:
             rows = self._recovering.get(path)
-            if not rows or self._closing or path in self._live:
-                return  # activated by a submit meanwhile (which replayed the rows), or shutting down
+            if not rows or self._closing or path in self._live or path in self._stopped:
+                return  # activated by a submit meanwhile (which replayed the rows), cooling down, or shutting down
             handles: list[TurnHandle] = []
             self._activate(rows[0][1].envelope.key, handles)
             for handle in handles:
