@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import orjson
+import trio
 
 UploadFile = tuple[str, bytes, str]
 """(file name, bytes, media type) of a multipart upload."""
@@ -76,14 +77,27 @@ _REDACT = _RedactTokens()
 logging.getLogger("httpx").addFilter(_REDACT)
 
 
+MAX_CONNECTIONS = 32
+
+
+def http_client(connections: int = MAX_CONNECTIONS) -> httpx.AsyncClient:
+    """An httpx client sized for `BotApiClient` (keep-alive connections to one host)."""
+    return httpx.AsyncClient(limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections))
+
+
 class BotApiClient:
-    """Calls `<api_base>/bot<token>/<method>`; the caller owns `http` (its connection pool and lifetime)."""
+    """Calls `<api_base>/bot<token>/<method>`; the caller owns `http` (its connection pool and lifetime).
+
+    At most `MAX_CONNECTIONS` requests are handed to httpx at once; the rest queue in a trio limiter
+    (httpcore's pool does work proportional to its queue on every request, quadratic with thousands).
+    """
 
     def __init__(self, http: httpx.AsyncClient, token: str, api_base: str, *, timeout: float = 30.0) -> None:
         self._http = http
         self._base = f"{api_base.rstrip('/')}/bot{token}"
         self._files = f"{api_base.rstrip('/')}/file/bot{token}"
         self._timeout = timeout
+        self._slots = trio.CapacityLimiter(MAX_CONNECTIONS)
         _REDACT.tokens.add(token)
 
     async def call(self, method: str, params: dict[str, Any] | None = None, *,
@@ -92,13 +106,14 @@ class BotApiClient:
         url = f"{self._base}/{method}"
         wait = httpx.Timeout(timeout or self._timeout, connect=min(10.0, timeout or self._timeout))
         try:
-            if files:
-                data = {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in (params or {}).items()}
-                response = await self._http.post(url, data=data, files=files, timeout=wait)
-            else:
-                response = await self._http.post(
-                    url, content=orjson.dumps(params or {}), headers={"Content-Type": "application/json"}, timeout=wait
-                )
+            async with self._slots:
+                if files:
+                    data = {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in (params or {}).items()}
+                    response = await self._http.post(url, data=data, files=files, timeout=wait)
+                else:
+                    response = await self._http.post(
+                        url, content=orjson.dumps(params or {}), headers={"Content-Type": "application/json"}, timeout=wait
+                    )
         except httpx.TransportError as exc:
             raise NetworkError(f"{method}: {type(exc).__name__}") from None
         try:
@@ -116,7 +131,7 @@ class BotApiClient:
     async def download(self, file_path: str, max_bytes: int) -> tuple[bytes, str | None]:
         """The bytes of a file getFile pointed at, and its Content-Type; at most `max_bytes`."""
         try:
-            async with self._http.stream("GET", f"{self._files}/{file_path}", timeout=self._timeout) as response:
+            async with self._slots, self._http.stream("GET", f"{self._files}/{file_path}", timeout=self._timeout) as response:
                 if not response.is_success:
                     raise TelegramError("download", response.status_code, response.reason_phrase or "download failed")
                 chunks: list[bytes] = []

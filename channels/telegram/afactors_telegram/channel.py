@@ -8,13 +8,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import httpx
 import trio
 
 from afactors.actors import ActorUnavailable, ConversationBusy, TurnHandle
 from afactors.host import ChannelContext, Command, Contribution, Delivery, DeliveryFailed, HookRejected, Route
 from afactors.model import ConversationKey, DataPart, Envelope, Identity, Message, Part, ReplyTarget, TextPart
-from afactors_telegram.api import BotApiClient, NetworkError, TelegramError
+from afactors_telegram.api import BotApiClient, NetworkError, TelegramError, http_client
 from afactors_telegram.commands import NEW_CONVERSATION_TEXT, CommandCall, command_list, help_text
 from afactors_telegram.config import TelegramConfig
 from afactors_telegram.inbound import (
@@ -27,7 +26,6 @@ from afactors_telegram.inbound import (
     TurnRequest,
     decide,
     idempotency_key,
-    replied_message,
     turn_id_for,
 )
 from afactors_telegram.intake import Intake
@@ -40,6 +38,7 @@ from afactors_telegram.webhook import webhook_view
 log = logging.getLogger("afactors.telegram")
 
 _READY_TIMEOUT = 10.0
+_ORDER_TIMEOUT = 10.0
 
 
 class TelegramStartupError(Exception):
@@ -79,6 +78,8 @@ class TelegramChannel:
         self._runtime: _Runtime | None = None
         self._running: trio.Event | None = None
         self._progress: dict[str, int] = {}  # turn id -> messages of its reply already sent (retried deliveries)
+        self._outstanding: dict[int, set[str]] = {}  # chat id -> turns submitted here and not yet delivered
+        self._delivered = trio.Event()
 
     # -- host contract ---------------------------------------------------------------------------------------
 
@@ -106,8 +107,7 @@ class TelegramChannel:
 
     async def _serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         config = self.config
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
-        async with httpx.AsyncClient(limits=limits) as http:
+        async with http_client() as http:
             api = BotApiClient(http, config.token, config.api_base, timeout=30.0)
             bot = await self._start(api)
             try:
@@ -117,14 +117,21 @@ class TelegramChannel:
                     if config.webhook_url:
                         await self._set_webhook(api)
                     else:
-                        await nursery.start(lambda task_status: poll(
-                            api, self._runtime.intake, timeout=config.poll_timeout, task_status=task_status))  # type: ignore[union-attr]
+                        await nursery.start(self._poll, api, config)
                     assert self._running is not None
                     self._running.set()
                     task_status.started()
                     await trio.sleep_forever()
             finally:
                 self._runtime = None
+
+    async def _poll(self, api: BotApiClient, config: TelegramConfig, *,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
+        """Long polling on a connection of its own, so sends queued for the rate limits never delay it."""
+        assert self._runtime is not None
+        async with http_client(connections=1) as http:
+            own = BotApiClient(http, config.token, config.api_base, timeout=config.poll_timeout + 15)
+            await poll(own, self._runtime.intake, timeout=config.poll_timeout, task_status=task_status)
 
     async def _start(self, api: BotApiClient) -> BotInfo:
         try:
@@ -188,21 +195,40 @@ class TelegramChannel:
             reply_to=ReplyTarget(self.name, request.address.to_dict()),
             busy_policy=self.config.busy_policy,
         )
-        reply_to = None if request.address.private else request.message_id
-        live = self.live.open(turn_id, request.address, reply_to)
+        chat_id = request.address.chat_id
+        live = self.live.open(turn_id, request.address)
+        self._outstanding.setdefault(chat_id, set()).add(turn_id)
         try:
             handle = await self._ctx.submit(envelope, stream=True)
         except (HookRejected, ConversationBusy, ActorUnavailable) as refused:
-            self.live.discard(live)
-            await self._say(runtime, request.address, _refusal_text(refused), reply_to)
+            self._settled(chat_id, turn_id, live)
+            await self._say(runtime, request.address, _refusal_text(refused))
             return
         except BaseException:
-            self.live.discard(live)
+            self._settled(chat_id, turn_id, live)
             raise
         if handle.done:  # answered before (a redelivered update): nothing is live, deliver already ran
-            self.live.discard(live)
+            self._settled(chat_id, turn_id, live)
             return
         runtime.nursery.start_soon(self._render, live, handle)
+
+    def _settled(self, chat_id: int, turn_id: str, live: LiveTurn | None = None) -> None:
+        """A turn of this chat needs no delivery (any more)."""
+        if live is not None:
+            self.live.discard(live)
+        pending = self._outstanding.get(chat_id)
+        if pending is not None:
+            pending.discard(turn_id)
+            if not pending:
+                del self._outstanding[chat_id]
+        self._delivered.set()
+        self._delivered = trio.Event()
+
+    async def _after_replies(self, chat_id: int) -> None:
+        """Wait (a bounded time) until the chat's earlier turns are delivered, so channel messages keep order."""
+        with trio.move_on_after(_ORDER_TIMEOUT):
+            while self._outstanding.get(chat_id):
+                await self._delivered.wait()
 
     async def _render(self, live: LiveTurn, handle: TurnHandle) -> None:
         runtime = self._runtime
@@ -234,7 +260,6 @@ class TelegramChannel:
 
     async def _command(self, runtime: _Runtime, request: CommandRequest) -> None:
         assert self._ctx is not None
-        reply_to = None if request.address.private else request.message_id
         if request.name == "start":
             text: str | None = self.config.start_text
         elif request.name == "help":
@@ -246,7 +271,7 @@ class TelegramChannel:
         else:
             text = await self._registered(request)
         if text:
-            await self._say(runtime, request.address, text, reply_to)
+            await self._say(runtime, request.address, text)
 
     async def _registered(self, request: CommandRequest) -> str | None:
         command = next(c for c in self.config.commands if c.name == request.name)
@@ -279,10 +304,11 @@ class TelegramChannel:
 
     # -- outbound --------------------------------------------------------------------------------------------
 
-    async def _say(self, runtime: _Runtime, address: Address, text: str, reply_to: int | None) -> None:
-        """A channel message (command answers, refusals): sent once, failures only logged."""
+    async def _say(self, runtime: _Runtime, address: Address, text: str) -> None:
+        """A channel message (command answers, refusals), after the chat's pending answers; failures are logged."""
+        await self._after_replies(address.chat_id)
         try:
-            await self._send(runtime.sender, address, TextOut(text), reply_to)
+            await self._send(runtime.sender, address, TextOut(text), quote=True)
         except TelegramError as error:
             if error.chat_gone:
                 await self._mark_inactive(address.chat_id, error.description)
@@ -308,32 +334,32 @@ class TelegramChannel:
         except ValueError as error:
             raise DeliveryFailed(str(error), permanent=True) from None
         if self.inactive(address.chat_id):
+            self._settled(address.chat_id, delivery.turn_id)
             raise DeliveryFailed(f"chat {address.chat_id} is inactive", permanent=True)
         live = await self.live.claim(delivery.turn_id)
         preview = live.message_id if live is not None else self._stored_preview(delivery.turn_id)
-        reply_to = None if address.private else replied_message(delivery.turn_id)
         plan = plan_reply(delivery.reply, self.config.formatting)
         start = self._progress.get(delivery.turn_id, 0)
         try:
             for index in range(start, len(plan)):
                 item = plan[index]
                 if index == 0 and preview is not None and isinstance(item, TextOut):
-                    await self._finish_preview(runtime.sender, address, preview, item, reply_to)
+                    await self._finish_preview(runtime.sender, address, preview, item)
                 else:
-                    await self._send(runtime.sender, address, item, reply_to if index == 0 else None)
+                    await self._send(runtime.sender, address, item, quote=index == 0)
                 self._progress[delivery.turn_id] = index + 1
         except TelegramError as error:
-            if error.code == 429:
+            if error.retryable:
                 raise DeliveryFailed(str(error), retry_after=error.retry_after) from None
             self._progress.pop(delivery.turn_id, None)
+            self._settled(address.chat_id, delivery.turn_id)
             if error.chat_gone:
                 await self._mark_inactive(address.chat_id, error.description)
-            if error.retryable:
-                raise DeliveryFailed(str(error)) from None
             raise DeliveryFailed(str(error), permanent=True) from None
         except NetworkError as error:
             raise DeliveryFailed(str(error)) from None
         self._progress.pop(delivery.turn_id, None)
+        self._settled(address.chat_id, delivery.turn_id)
 
     def _stored_preview(self, turn_id: str) -> int | None:
         assert self._ctx is not None
@@ -341,8 +367,7 @@ class TelegramChannel:
         message_id = stored.get("message_id") if stored else None
         return message_id if type(message_id) is int else None
 
-    async def _finish_preview(self, sender: Sender, address: Address, message_id: int, item: TextOut,
-                              reply_to: int | None) -> None:  # fmt: skip
+    async def _finish_preview(self, sender: Sender, address: Address, message_id: int, item: TextOut) -> None:
         """Edit the streamed preview into the final text; if it cannot be edited, send the text anew."""
         params: dict[str, Any] = {"chat_id": address.chat_id, "message_id": message_id}
         try:
@@ -353,14 +378,15 @@ class TelegramChannel:
             if error.code != 400 or error.chat_gone:
                 raise
             log.info("telegram preview %s in chat %s not editable (%s); sending anew", message_id, address.chat_id, error)
-            await self._send(sender, address, item, reply_to)
+            await self._send(sender, address, item, quote=True)
 
-    async def _send(self, sender: Sender, address: Address, item: TextOut | PhotoOut, reply_to: int | None) -> None:
+    async def _send(self, sender: Sender, address: Address, item: TextOut | PhotoOut, *, quote: bool) -> None:
+        """One message; with `quote`, in a group it quotes the message it answers."""
         params: dict[str, Any] = {"chat_id": address.chat_id}
         if address.thread_id is not None:
             params["message_thread_id"] = address.thread_id
-        if reply_to is not None:
-            params["reply_parameters"] = {"message_id": reply_to, "allow_sending_without_reply": True}
+        if quote and address.reply_to is not None:
+            params["reply_parameters"] = {"message_id": address.reply_to, "allow_sending_without_reply": True}
         group = not address.private
         if isinstance(item, TextOut):
             await self._formatted(sender, "sendMessage", params, item, group=group)

@@ -93,7 +93,9 @@ class TelegramConfig:
     With `webhook_url` the channel registers that URL (setWebhook) and serves the webhook route at its path;
     otherwise it long-polls getUpdates. `secret_token` (random when not given) is what Telegram must send in
     the X-Telegram-Bot-Api-Secret-Token header. Private chats accept every message; groups follow
-    `accept_in_group` and key conversations by `conversation_scope`.
+    `accept_in_group` and key conversations by `conversation_scope`. While a turn runs the chat shows
+    "typing" (from `typing_delay` seconds after the message, so quick answers cost no extra call, then every
+    `typing_interval`) and, with `stream`, a preview of the text refreshed every `stream_interval`.
     """
 
     token: str = attrs.field(validator=_check_token, repr=False)
@@ -109,6 +111,7 @@ class TelegramConfig:
     busy_policy: BusyPolicy | None = None
     stream: bool = True
     stream_interval: float = 1.0
+    typing_delay: float = 0.3
     typing_interval: float = 4.0
     formatting: Literal["markdown", "plain"] = "markdown"
     limits: SendLimits = SendLimits()
@@ -127,8 +130,8 @@ class TelegramConfig:
             raise ValueError(f"command names must be unique and not built-in: {', '.join(clashes)}")
         if not 1 <= self.webhook_max_connections <= 100:
             raise ValueError("webhook_max_connections must be 1-100")
-        if self.stream_interval <= 0 or self.typing_interval <= 0:
-            raise ValueError("stream_interval and typing_interval must be positive")
+        if self.stream_interval <= 0 or self.typing_interval <= 0 or self.typing_delay < 0:
+            raise ValueError("stream_interval and typing_interval must be positive, typing_delay not negative")
 
     @property
     def bot_id(self) -> int:

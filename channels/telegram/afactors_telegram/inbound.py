@@ -32,29 +32,37 @@ class BotInfo:
 
 @attrs.frozen
 class Address:
-    """Where a chat's replies go: the chat, its kind, and the forum topic (thread) if any."""
+    """Where an answer goes: the chat, its kind, the forum topic (thread) if any, and in groups the message
+    it quotes (`reply_to`)."""
 
     chat_id: int
     chat_type: str
     thread_id: int | None = None
+    reply_to: int | None = None
 
     @property
     def private(self) -> bool:
         return self.chat_type == PRIVATE
 
     def to_dict(self) -> dict[str, Any]:
+        """The `ReplyTarget` address."""
         out: dict[str, Any] = {"chat_id": self.chat_id, "chat_type": self.chat_type}
         if self.thread_id is not None:
             out["message_thread_id"] = self.thread_id
+        if self.reply_to is not None:
+            out["reply_to_message_id"] = self.reply_to
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Address:
         """The address of a `ReplyTarget`; raises ValueError when it is not one of ours."""
-        chat_id, chat_type, thread = data.get("chat_id"), data.get("chat_type"), data.get("message_thread_id")
-        if type(chat_id) is not int or not isinstance(chat_type, str) or (thread is not None and type(thread) is not int):
+        chat_id, chat_type = data.get("chat_id"), data.get("chat_type")
+        thread, reply_to = data.get("message_thread_id"), data.get("reply_to_message_id")
+        if type(chat_id) is not int or not isinstance(chat_type, str) or any(
+            value is not None and type(value) is not int for value in (thread, reply_to)
+        ):
             raise ValueError(f"not a Telegram address: {dict(data)!r}")
-        return cls(chat_id, chat_type, thread)
+        return cls(chat_id, chat_type, thread, reply_to)
 
 
 @attrs.frozen
@@ -129,14 +137,8 @@ def conversation_id(bot_id: int, scope: str, address: Address, user_id: int) -> 
 
 
 def turn_id_for(bot_id: int, address: Address, message_id: int) -> str:
-    """The turn id of a message: the same on every delivery of it, and it names the message to reply to."""
+    """The turn id of a message: the same on every delivery of the update that carries it."""
     return f"tg{bot_id}_{address.chat_id}_{message_id}"
-
-
-def replied_message(turn_id: str) -> int | None:
-    """The message a turn answers, from its `turn_id_for` id (None for other ids)."""
-    head, _, tail = turn_id.rpartition("_")
-    return int(tail) if head.startswith("tg") and tail.isdigit() else None
 
 
 def idempotency_key(bot_id: int, update_id: int) -> str:
@@ -245,7 +247,7 @@ def decide(update: Mapping[str, Any], bot: BotInfo, config: TelegramConfig) -> D
     if user_id is None or user.get("is_bot") is True:
         return Ignore("not sent by a user")
     thread = _int(message.get("message_thread_id")) if message.get("is_topic_message") is True else None
-    address = Address(chat_id, chat_type, thread)
+    address = Address(chat_id, chat_type, thread, None if chat_type == PRIVATE else message_id)
     names = [user.get("first_name"), user.get("last_name")]
     sender = Sender(user_id, " ".join(n for n in names if isinstance(n, str) and n) or str(user_id))
     text = message.get("text") if isinstance(message.get("text"), str) else message.get("caption")

@@ -35,7 +35,6 @@ class LiveTurn:
 
     turn_id: str
     address: Address
-    reply_to: int | None
     message_id: int | None = None
     stop: trio.Event = attrs.Factory(trio.Event)
     settled: trio.Event = attrs.Factory(trio.Event)
@@ -52,8 +51,8 @@ class LiveTurns:
     def __init__(self) -> None:
         self._turns: dict[str, LiveTurn] = {}
 
-    def open(self, turn_id: str, address: Address, reply_to: int | None) -> LiveTurn:
-        live = self._turns[turn_id] = LiveTurn(turn_id, address, reply_to)
+    def open(self, turn_id: str, address: Address) -> LiveTurn:
+        live = self._turns[turn_id] = LiveTurn(turn_id, address)
         return live
 
     def discard(self, live: LiveTurn) -> None:
@@ -83,7 +82,7 @@ async def render_live(live: LiveTurn, updates: AsyncIterator[Update], sender: Se
     state = _Preview(live, sender, config, remember)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_typing, live, sender, config.typing_interval)
+            nursery.start_soon(_typing, live, sender, config.typing_delay, config.typing_interval)
             if config.stream:
                 nursery.start_soon(state.push_loop)
             nursery.start_soon(_until_stopped, live, nursery.cancel_scope)
@@ -106,7 +105,8 @@ def _where(address: Address) -> dict[str, Any]:
     return params
 
 
-async def _typing(live: LiveTurn, sender: Sender, interval: float) -> None:
+async def _typing(live: LiveTurn, sender: Sender, delay: float, interval: float) -> None:
+    await trio.sleep(delay)
     while True:
         with trio.CancelScope(shield=True), trio.move_on_after(_SEND_TIMEOUT):
             await sender.best_effort("sendChatAction", {**_where(live.address), "action": "typing"})
@@ -148,8 +148,8 @@ class _Preview:
             params = {**where, "message_id": live.message_id, "text": text}
             return await self.sender.try_send("editMessageText", params, group=True) is not None
         params = {**where, "text": text}
-        if live.reply_to is not None:
-            params["reply_parameters"] = {"message_id": live.reply_to, "allow_sending_without_reply": True}
+        if live.address.reply_to is not None:
+            params["reply_parameters"] = {"message_id": live.address.reply_to, "allow_sending_without_reply": True}
         sent = await self.sender.try_send("sendMessage", params, group=True)
         if not isinstance(sent, dict) or type(sent.get("message_id")) is not int:
             return False

@@ -81,7 +81,10 @@ class Sender:
             await trio.sleep_until(self.limiter.global_slot(self._clock()))
             self.limiter.commit_chat(chat_id, group, self._clock())
             try:
-                return await self.api.call(method, params, files=files)
+                # Once a send has started it is seen through: cancelled half-way, it could not be known
+                # whether Telegram took it (a graceful shutdown would then send it twice).
+                with trio.CancelScope(shield=True):
+                    return await self.api.call(method, params, files=files)
             except TelegramError as error:
                 if error.code != 429 or error.retry_after is None or waits >= self.max_flood_waits:
                     raise

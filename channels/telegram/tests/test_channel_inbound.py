@@ -17,7 +17,6 @@ from afactors_telegram.inbound import (
     conversation_id,
     decide,
     idempotency_key,
-    replied_message,
     turn_id_for,
 )
 from afactors_telegram.testing.markup import detect_entities
@@ -185,7 +184,7 @@ def test_forum_topics_are_conversations_of_their_own_and_replies_go_to_the_topic
     message = update(MENTION, chat=FORUM, sender=BOB, message_thread_id=40, is_topic_message=True,
                      reply_to_message=topic_root)  # fmt: skip
     decision = decide(message, BOT, config())
-    assert decision.address == Address(-100500, "supergroup", 40)
+    assert decision.address == Address(-100500, "supergroup", 40, 5)
     assert decision.conversation == "telegram:777:12:-100500:40"
     assert conversation_id(777, "per_conversation", decision.address, 12) == "_conv:telegram:777:-100500:40"
 
@@ -199,7 +198,7 @@ def test_in_a_forum_the_topic_root_is_no_reply_to_the_bot() -> None:
 
 def test_the_general_topic_and_reply_threads_are_the_chat_itself() -> None:
     general = decide(update(MENTION, chat=FORUM, sender=BOB), BOT, config())
-    assert general.address == Address(-100500, "supergroup", None)
+    assert general.address == Address(-100500, "supergroup", None, 5)
     thread = decide(update(MENTION, chat={**FORUM, "is_forum": False}, sender=BOB, message_thread_id=9), BOT, config())
     assert thread.address.thread_id is None
 
@@ -241,18 +240,17 @@ def test_media_in_groups_still_needs_addressing() -> None:
     assert isinstance(decision, TurnRequest) and decision.text == "see"
 
 
-def test_turn_ids_name_the_message_and_keys_the_update() -> None:
+def test_turn_ids_and_keys_are_stable_per_message_and_update() -> None:
     address = Address(-500, "group")
     turn_id = turn_id_for(777, address, 42)
     assert turn_id == "tg777_-500_42"
-    assert replied_message(turn_id) == 42
-    assert replied_message("turn_abc") is None
     assert idempotency_key(777, 9) == "tg:777:9"
 
 
 def test_addresses_round_trip_and_reject_foreign_ones() -> None:
-    for address in (Address(1, "private"), Address(-100, "supergroup", 7)):
+    for address in (Address(1, "private"), Address(-100, "supergroup", 7), Address(-100, "supergroup", None, 9)):
         assert Address.from_dict(address.to_dict()) == address
-    for bad in ({}, {"chat_id": "1", "chat_type": "private"}, {"chat_id": 1, "chat_type": "private", "message_thread_id": "x"}):
+    for bad in ({}, {"chat_id": "1", "chat_type": "private"}, {"chat_id": 1, "chat_type": "private", "message_thread_id": "x"},
+                {"chat_id": 1, "chat_type": "group", "reply_to_message_id": 1.5}):  # fmt: skip
         with pytest.raises(ValueError):
             Address.from_dict(bad)
