@@ -95,5 +95,6 @@ def test_store_keys_sort_in_order_and_name_their_conversation() -> None:
     assert inbox_key("t/c", 999) < inbox_key("t/c", 1000)
     assert outbox_key("t/c", 5) < outbox_key("t/c", 12)
     assert dedup_key("t/c", "m1") == "t/c/m1"
-    ids = {new_turn_id() for _ in range(100)}
-    assert len(ids) == 100 and all(i.startswith("turn_") for i in ids)
+    ids = [new_turn_id() for _ in range(100)]
+    assert len(set(ids)) == 100 and all(i.startswith("turn_") and len(i) == 29 for i in ids)
+    assert ids == sorted(ids)  # later ids sort later: new records append to the end of the B-tree

@@ -257,7 +257,7 @@ class ConversationActor:
         """Run queued batches one at a time until the mailbox is empty (called by a worker of `ActorSystem`)."""
         try:
             while self._mailbox and not self._stopped and not self._system.cut:
-                if self._not_before > trio.current_time():
+                if self._not_before and self._not_before > trio.current_time():
                     await trio.sleep_until(self._not_before)  # backoff after a restart
                     continue
                 batch = self._mailbox.popleft()

@@ -213,8 +213,7 @@ class ActorSystem:
                 self._keyed.pop(keyed, None)
             raise
         entry.stamp = self._next_stamp()
-        self._turns[turn_id] = entry
-        self._touch(actor)
+        self._turns[turn_id] = entry  # (no LRU touch here: an actor with work is never passivated)
         if keyed is not None or extra_ops:
             await self._write_accepted(entry, keyed is not None, extra_ops)
         return handle
