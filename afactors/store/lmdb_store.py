@@ -261,6 +261,7 @@ class Store:
         `StoreClosed` once the store is closing. Bad ops (unknown kind, wrong record class, empty key, a
         record that cannot be encoded) raise `KeyError`/`TypeError`/`ValueError` here, before anything is
         queued. An empty list is a barrier: it returns once every commit queued before it is written.
+        Cancelled before it is queued, nothing is written; once queued, it waits for its outcome regardless.
         """
         request = _Request(self._encode(ops))
         await trio.lowlevel.checkpoint_if_cancelled()
