@@ -358,10 +358,15 @@ async def test_a_caller_cancelled_while_its_commit_is_queued_still_gets_the_outc
         assert store.get("dedup", "m") == DedupRecord("t", 1)
 
 
-@pytest.mark.parametrize("durability", ["durable", "fast", "unsafe"])
-async def test_every_durability_setting_persists_across_reopen(tmp_path: Path, durability: str) -> None:
+@pytest.mark.parametrize(
+    ("durability", "sync", "metasync"), [("durable", True, True), ("fast", True, False), ("unsafe", False, False)]
+)
+async def test_every_durability_setting_persists_across_reopen(
+    tmp_path: Path, durability: str, sync: bool, metasync: bool
+) -> None:
     async with Store.open(tmp_path, durability=durability) as store:  # type: ignore[arg-type]
-        assert store.durability == durability
+        flags = store._env.flags()  # what LMDB flushes on commit; a crash of the OS is not testable here
+        assert (flags["sync"], flags["metasync"], flags["writemap"], flags["lock"]) == (sync, metasync, False, True)
         await store.commit([Put("dedup", "m", DedupRecord("t", 1))])
     async with Store.open(tmp_path) as store:
         assert store.get("dedup", "m") == DedupRecord("t", 1)
