@@ -6,7 +6,8 @@ Every record class has a `SCHEMA` version. On disk a record is `{"v": SCHEMA, "d
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Literal
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
 
 import attrs
 
