@@ -17,7 +17,17 @@ from afactors.actors.history import load_chain, load_history
 from afactors.actors.keys import dead_letter_key, dedup_key, outbox_key, turn_key
 from afactors.actors.replies import ReplyBuilder, cancelled, error_text, failed
 from afactors.actors.supervision import RestartTracker
-from afactors.model import BusyPolicy, ConversationKey, Envelope, Message, Reply, TurnContext, converter
+from afactors.model import (
+    BusyPolicy,
+    ConversationKey,
+    Envelope,
+    ErrorInfo,
+    Message,
+    Reply,
+    TurnContext,
+    UsagePart,
+    converter,
+)
 from afactors.store import (
     DeadLetter,
     DedupRecord,
@@ -100,6 +110,10 @@ class Batch:
         self.cancel_reason = reason
         if self.scope is not None:
             self.scope.cancel()
+
+
+_NO_RECORDS: dict[str, ResponseRecord] = {}  # shared, never written to
+_NO_OPS: list[Op] = []  # shared, never written to
 
 
 def _copy_state(state: dict[str, Any]) -> dict[str, Any]:
@@ -288,10 +302,14 @@ class ConversationActor:
             self._current = None
 
     async def _turn(self, batch: Batch) -> None:
-        entries = await self._accepted(batch)
-        if not entries:
-            return
-        existing = await self._mark_in_progress(entries)
+        entries = batch.entries
+        if len(entries) == 1 and entries[0].written is None and entries[0].unrecorded:
+            existing = _NO_RECORDS  # the common case: nothing was written for it, no record can exist
+        else:
+            entries = await self._accepted(batch)
+            if not entries:
+                return
+            existing = await self._mark_in_progress(entries)
         first = entries[0].envelope
         inputs = first.input if len(entries) == 1 else tuple(m for entry in entries for m in entry.envelope.input)
         if first.parent is not None:
@@ -368,20 +386,16 @@ class ConversationActor:
     async def _call_agent(self, ctx: TurnContext, builder: ReplyBuilder, batch: Batch) -> None:
         updates = self._system.agent.run(ctx)
         try:
-            await self._pump(updates, builder, batch)
+            async for update in updates:
+                builder.add(update)
+                for entry in batch.entries:
+                    for handle in entry.handles:
+                        if handle.streaming and handle._push(update):
+                            batch.streamed = True
         finally:
             aclose = getattr(updates, "aclose", None)
             if aclose is not None:  # an async generator: run its cleanup now, not at garbage collection
                 await aclose()
-
-    @staticmethod
-    async def _pump(updates: Any, builder: ReplyBuilder, batch: Batch) -> None:
-        async for update in updates:
-            builder.add(update)
-            for entry in batch.entries:
-                for handle in entry.handles:
-                    if handle.streaming and handle._push(update):
-                        batch.streamed = True
 
     # -- outcomes ----------------------------------------------------------------------------------------
 
@@ -414,7 +428,7 @@ class ConversationActor:
             self._history.extend(output)
         self.turns_done += 1
         self._outcome = "idle"
-        system.stats.turns += 1
+        system.counters.turns += 1
         for entry in batch.entries:
             system.finish(entry, reply)
 
@@ -425,12 +439,12 @@ class ConversationActor:
         system = self._system
         message = error_text(exc)
         log.warning("agent failed on turn %s of %s: %s", batch.entries[0].turn_id, self.path, message)
-        system.stats.failures += 1
+        system.counters.failures += 1
         now = trio.current_time()
         if self._tracker is None:
             self._tracker = RestartTracker(system.restart_policy)
         delay = self._tracker.record(now)
-        system.stats.restarts += 1
+        system.counters.restarts += 1
         self._restart()
         batch.failures += 1
         if batch.failures >= 2:
@@ -471,15 +485,17 @@ class ConversationActor:
         await system.store.commit(ops)
         system.announce_outbox(ops)
         if dead_letter is not None:
-            system.stats.dead_letters += len(batch.entries)
+            system.counters.dead_letters += len(batch.entries)
         self._outcome = "error"
         for entry in batch.entries:
             system.finish(entry, reply)
 
     def _settle(self, entry: Entry, seq: int, reply: Reply, now: float) -> list[Op]:
         """Inbox ack, dedup key and reply push of an entry whose turn ended for good."""
-        ops = settle_ops(self.path, entry, seq)
         target = entry.envelope.reply_to
+        if entry.inbox_key is None and entry.envelope.idempotency_key is None and target is None:
+            return _NO_OPS
+        ops = settle_ops(self.path, entry, seq)
         if target is not None:
             payload = {"turn_id": entry.turn_id, "reply": converter.unstructure(reply)}
             ops.append(Put("outbox", outbox_key(self.path, entry.stamp), OutboxRecord(
@@ -527,26 +543,23 @@ def response_record(
     status: Literal["completed", "failed", "cancelled"],
     inputs: tuple[Message, ...],
     now: float,
-    **fields: Any,
+    output: tuple[Message, ...] = (),
+    seq: int | None = None,
+    usage: UsagePart | None = None,
+    error: ErrorInfo | None = None,
 ) -> ResponseRecord:
     """The response record of an entry's ended turn; an existing record keeps its created_at and data."""
     if existing is not None:
-        return attrs.evolve(existing, status=status, input=inputs, completed_at=now, **fields)
+        return attrs.evolve(
+            existing, status=status, input=inputs, output=output, seq=seq, usage=usage, error=error, completed_at=now
+        )
     envelope = entry.envelope
     options = envelope.options
     return ResponseRecord(
-        id=entry.turn_id,
-        tenant=key.tenant,
-        conversation=key.path,
-        status=status,
-        input=inputs,
-        parent=envelope.parent,
-        background=bool(options.get("background", False)),
-        stored=bool(options.get("store", True)),
-        created_at=entry.accepted_at,
-        completed_at=now,
-        data=dict(options),
-        **fields,
+        id=entry.turn_id, tenant=key.tenant, conversation=key.path, status=status, input=inputs, output=output,
+        parent=envelope.parent, seq=seq, background=bool(options.get("background", False)),
+        stored=bool(options.get("store", True)), usage=usage, error=error, created_at=entry.accepted_at,
+        completed_at=now, data=dict(options),
     )
 
 

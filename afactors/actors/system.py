@@ -90,7 +90,7 @@ class ActorSystem:
         self.stream_buffer = stream_buffer
         self.cut = False  # shutdown deadline passed: running turns are being cancelled
         self.on_outbox: Callable[[str], None] | None = None
-        self._stats = ActorStats()
+        self.counters = ActorStats()  # updated in place; `stats` fills in the current values
         self._nursery = nursery
         self._recovery_limiter = trio.CapacityLimiter(recovery_limit)
         self._live: OrderedDict[str, ConversationActor] = OrderedDict()  # least recently active first
@@ -269,10 +269,10 @@ class ActorSystem:
     @property
     def stats(self) -> ActorStats:
         """Counters since the system opened (`active`, `busy` and `recovering` are current values)."""
-        self._stats.active = len(self._live)
-        self._stats.busy = self._busy
-        self._stats.recovering = sum(len(rows) for rows in self._recovering.values())
-        return self._stats
+        self.counters.active = len(self._live)
+        self.counters.busy = self._busy
+        self.counters.recovering = sum(len(rows) for rows in self._recovering.values())
+        return self.counters
 
     # -- used by actors -------------------------------------------------------------------------------------
 
@@ -343,7 +343,7 @@ class ActorSystem:
                 ops.extend(settle_ops(entry.envelope.key.path, entry, 0))
             if ops:
                 await self.store.commit(ops)
-            self._stats.cancelled += len(entries)
+            self.counters.cancelled += len(entries)
             for entry in entries:
                 self.finish(entry, reply)
 
@@ -360,7 +360,7 @@ class ActorSystem:
     def actor_stopped(self, actor: ConversationActor, queued: list[Entry]) -> None:
         """Restart intensity exceeded: refuse the conversation for the cool-down; queued inbox rows wait for it."""
         self._stopped[actor.path] = trio.current_time() + self.restart_policy.cooldown
-        self._stats.stopped += 1
+        self.counters.stopped += 1
         if self._live.get(actor.path) is actor:
             del self._live[actor.path]
         reply = failed("actor_unavailable", "the conversation failed repeatedly and was stopped; retry later")
@@ -417,7 +417,7 @@ class ActorSystem:
         actor = ConversationActor(key, self, snapshot if snapshot is not None else Snapshot())
         self._make_room()
         self._live[key.path] = actor
-        self._stats.activations += 1
+        self.counters.activations += 1
         for stored_key, row in self._recovering.pop(key.path, ()):
             envelope = row.envelope
             handle = TurnHandle(envelope.turn_id or new_turn_id())
@@ -445,7 +445,7 @@ class ActorSystem:
     def _passivate(self, actor: ConversationActor) -> None:
         del self._live[actor.path]
         actor.release()
-        self._stats.passivations += 1
+        self.counters.passivations += 1
 
     async def _reaper(self) -> None:
         """Passivate actors idle for longer than `idle_timeout`; sleeps until the next one can expire."""
@@ -492,7 +492,7 @@ class ActorSystem:
             self._activate(rows[0][1].envelope.key, handles)
             for handle in handles:
                 await handle.reply()
-            self._stats.recovered += len(handles)
+            self.counters.recovered += len(handles)
         finally:
             self._recovery_limiter.release_on_behalf_of(path)
 
