@@ -76,7 +76,7 @@ def _one_of_each_record() -> dict[str, object]:
         "inbox": InboxRecord(envelope, received_at=2.0),
         "dedup": DedupRecord("turn-3", 3),
         "outbox": OutboxRecord("telegram", {"chat_id": 1}, {"text": "hi"}, attempts=2, due_at=9.0),
-        "dead_letters": DeadLetter(envelope, "ValueError: poison"),
+        "dead_letters": DeadLetter(envelope, "ValueError: poison", delivery=OutboxRecord("telegram", {}, {"t": 1})),
         "checkpoints": Generic({"step": 1}),
         "quarantine": Quarantined("turns", "t/c/1", b"\x00\xffgarbage", "not JSON"),
     }
