@@ -18,7 +18,7 @@ import trio.testing
 from afactors.actors import ActorSystem, ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle
 from afactors.actors.keys import turn_key
 from afactors.model import ConversationKey, Envelope, Message, ReplyTarget, TurnContext, Update, UsagePart
-from afactors.store import Put, ResponseRecord, Store, TurnRecord
+from afactors.store import Put, ResponseRecord, Store, StoreError, TurnRecord
 
 KEY = ConversationKey("acme", "chat-1")
 
@@ -609,3 +609,24 @@ async def test_a_bad_busy_policy_on_an_envelope_is_refused(tmp_path: Path) -> No
         with pytest.raises(ValueError, match="busy policy"):
             await system.submit(env("x", busy_policy="whenever"))  # type: ignore[arg-type]
         assert system.actors() == [] or system.actors()[0].mailbox_depth == 0
+
+
+async def test_a_store_failure_is_not_a_target_failure_it_escalates(tmp_path: Path) -> None:
+    agent = Script()
+    handles: list[TurnHandle] = []
+    with pytest.raises(BaseExceptionGroup) as crashed:
+        async with running(tmp_path, agent) as (store, system):
+            real_commit = store.commit
+
+            async def failing_commit(ops: Any) -> None:
+                if any(op.kind == "turns" for op in ops):
+                    raise StoreError("disk on fire")
+                await real_commit(ops)
+
+            store.commit = failing_commit  # type: ignore[method-assign]
+            handles.append(await system.submit(env("hello")))
+            await trio.sleep_forever()  # the system's crash cancels this
+    assert crashed.value.subgroup(StoreError) is not None
+    reply = await handles[0].reply()
+    assert reply.status == "failed" and reply.error.code == "store_error"  # type: ignore[union-attr]
+    assert agent.calls == ["hello"]  # ran once: no retry, no dead letter
