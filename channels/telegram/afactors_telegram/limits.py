@@ -1,9 +1,9 @@
 """Send-rate accounting: per-chat, per-group and global token buckets (pure; the caller says what time it is).
 
 Each bucket is a GCRA ("virtual scheduling") token bucket: `rate` tokens per second, at most `burst` at once.
-A send first waits until its chat (and group) bucket has a token, then takes the next free global slot,
-then takes the chat tokens at the moment it actually goes out; the sender serialises sends per chat, so the
-chat spacing holds however long the global wait was.
+A send first waits until its chat (and group) bucket has a token, then waits its turn for the global
+bucket, and takes every token at the moment it actually goes out. The sender serialises sends per chat and
+globally, so the spacing holds between actual sends, even when a busy process wakes up late.
 """
 
 from __future__ import annotations
@@ -67,11 +67,13 @@ class SendLimiter:
         """When the chat's own buckets next have a token."""
         return max(bucket.ready_at(now) for bucket in self._chat_buckets(chat_id, group))
 
-    def global_slot(self, now: float) -> float:
-        """Reserve the next global token and return the time it is good for (slots go out in FIFO order)."""
-        at = self._global.ready_at(now)
+    def global_ready_at(self, now: float) -> float:
+        """When the global bucket next has a token."""
+        return self._global.ready_at(now)
+
+    def take_global(self, at: float) -> None:
+        """Spend a global token for a send going out at `at`."""
         self._global.take(at)
-        return at
 
     def commit_chat(self, chat_id: int, group: bool, at: float) -> None:
         """Spend the chat's tokens for a send going out at `at`."""

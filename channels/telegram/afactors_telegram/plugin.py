@@ -6,9 +6,10 @@ import argparse
 import os
 
 from afactors_telegram.channel import TelegramChannel
-from afactors_telegram.config import ACCEPT_POLICIES, DEFAULT_API_BASE, SCOPES, TelegramConfig
+from afactors_telegram.config import ACCEPT_POLICIES, DEFAULT_API_BASE, SCOPES, SendLimits, TelegramConfig
 
 TOKEN_ENV = "AFACTORS_TELEGRAM_TOKEN"
+_LIMITS = SendLimits()
 
 
 class TelegramPlugin:
@@ -30,6 +31,10 @@ class TelegramPlugin:
                            help="how group messages map to conversations")  # fmt: skip
         group.add_argument("--telegram-accept-in-group", choices=ACCEPT_POLICIES, default="mention_only",
                            help="which group messages reach the agent")  # fmt: skip
+        group.add_argument("--telegram-chat-rate", type=float, default=_LIMITS.per_chat_per_second, metavar="N",
+                           help="messages per second to one chat (default: %(default)s)")  # fmt: skip
+        group.add_argument("--telegram-global-rate", type=float, default=_LIMITS.global_per_second, metavar="N",
+                           help="messages per second in all (default: %(default)s; paid broadcasts allow more)")  # fmt: skip
 
     def create(self, args: argparse.Namespace) -> TelegramChannel | None:
         token = args.telegram_token or os.environ.get(TOKEN_ENV)
@@ -43,6 +48,7 @@ class TelegramPlugin:
                 secret_token=args.telegram_secret,
                 conversation_scope=args.telegram_scope,
                 accept_in_group=args.telegram_accept_in_group,
+                limits=SendLimits(per_chat_per_second=args.telegram_chat_rate, global_per_second=args.telegram_global_rate),
             )
         except ValueError as error:
             raise SystemExit(f"telegram: {error}") from None

@@ -34,6 +34,7 @@ class Sender:
         self.max_flood_waits = max_flood_waits
         self._clock = clock
         self._locks: dict[int, trio.Lock] = {}
+        self._global_turn = trio.Lock()  # FIFO: sends take global tokens in the order they became ready
         self._migrated: dict[int, int] = {}
 
     def resolve(self, chat_id: int) -> int:
@@ -78,8 +79,11 @@ class Sender:
         waits = 0
         while True:
             await trio.sleep_until(self.limiter.chat_ready_at(chat_id, group, self._clock()))
-            await trio.sleep_until(self.limiter.global_slot(self._clock()))
-            self.limiter.commit_chat(chat_id, group, self._clock())
+            async with self._global_turn:
+                await trio.sleep_until(self.limiter.global_ready_at(self._clock()))
+                now = self._clock()
+                self.limiter.take_global(now)
+                self.limiter.commit_chat(chat_id, group, now)
             try:
                 # Once a send has started it is seen through: cancelled half-way, it could not be known
                 # whether Telegram took it (a graceful shutdown would then send it twice).
@@ -96,7 +100,9 @@ class Sender:
         """A rate-limited call made only if it can go out now; its result, or None if skipped or failed."""
         chat_id = self.resolve(params["chat_id"])
         lock = self._locks.get(chat_id)
-        if (lock is not None and lock.locked()) or not self.limiter.try_take(chat_id, group, self._clock()):
+        if (lock is not None and lock.locked()) or self._global_turn.locked():
+            return None
+        if not self.limiter.try_take(chat_id, group, self._clock()):
             return None
         try:
             return await self.api.call(method, {**params, "chat_id": chat_id})

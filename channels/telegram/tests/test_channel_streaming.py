@@ -1,0 +1,89 @@
+"""Live rendering: drafts in private chats, a throttled edited preview in groups, typing actions (T-12..T-14)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import trio
+
+from afactors.model import TurnContext, Update
+from afactors_telegram.testing import FakeBotApi
+
+Serve = Callable[..., Any]  # the `serve` fixture of conftest.py
+WORDS = ["**Streaming**", "one", "word", "at", "a", "time,", "slowly", "enough", "to", "be", "seen."]
+FINAL = " ".join(WORDS)
+INTERVAL = 0.2
+
+
+class SlowWords:
+    """Streams `WORDS` with a pause between them (a slow model)."""
+
+    def __init__(self, pause: float = 0.08) -> None:
+        self.pause = pause
+
+    async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
+        for i, word in enumerate(WORDS):
+            yield Update(delta=word if i == 0 else " " + word)
+            await trio.sleep(self.pause)
+
+
+def _growing(texts: list[str]) -> bool:
+    return all(a != b and FINAL.startswith(b) and b.startswith(a) for a, b in zip(texts, texts[1:]))
+
+
+async def test_private_chats_stream_drafts_then_send_the_answer(fake: FakeBotApi, serve: Serve) -> None:
+    alice = fake.user("Alice")
+    async with serve(SlowWords(), stream_interval=INTERVAL, typing_interval=INTERVAL):
+        fake.send_text(alice, "tell me")
+        [answer] = await fake.wait_for_messages(alice, 1)
+    drafts = fake.drafts(alice)
+    assert len(drafts) >= 2
+    assert len({d.draft_id for d in drafts}) == 1 and drafts[0].draft_id != 0
+    assert _growing([d.text for d in drafts])
+    assert all(b.at - a.at >= INTERVAL * 0.95 for a, b in zip(drafts, drafts[1:]))
+    [sent] = fake.calls("sendMessage")
+    assert all(d.at <= sent.at for d in drafts)  # no preview after the answer
+    assert answer["text"] == FINAL.replace("**", "")
+    assert answer["entities"][0]["type"] == "bold"
+    assert not fake.edits(alice)
+    assert len(fake.chat_actions(alice)) >= 3  # typing while the turn runs (about 0.9 s)
+
+
+async def test_groups_stream_by_editing_one_message_into_the_answer(fake: FakeBotApi, serve: Serve) -> None:
+    alice = fake.user("Alice")
+    group = fake.supergroup("Team")
+    async with serve(SlowWords(), stream_interval=INTERVAL, typing_interval=INTERVAL):
+        question = fake.send_text(group, f"{fake.mention} tell me", sender=alice)
+        await fake.wait_until(lambda: any(e.text == FINAL.replace("**", "") for e in fake.edits(group)))
+    [message] = fake.messages(group)
+    assert message["text"] == FINAL.replace("**", "") and message["entities"][0]["type"] == "bold"
+    assert message["reply_to_message"]["message_id"] == question["message_id"]
+    edits = fake.edits(group)
+    previews = [e.text for e in edits[:-1]]
+    assert _growing(previews)
+    [placeholder] = fake.calls("sendMessage")
+    times = [placeholder.at, *(e.at for e in edits[:-1])]  # the last edit is the answer, not a preview
+    assert len(times) >= 3
+    assert all(b - a >= INTERVAL * 0.95 for a, b in zip(times, times[1:]))  # previews are throttled
+    assert not fake.drafts()
+    assert fake.rate_limit_violations == 0
+
+
+async def test_a_fast_turn_in_a_group_is_one_message_and_no_edits(fake: FakeBotApi, serve: Serve) -> None:
+    alice = fake.user("Alice")
+    group = fake.group("Team")
+    async with serve(stream_interval=INTERVAL):
+        fake.send_text(group, f"{fake.mention} quick", sender=alice)
+        await fake.wait_for_messages(group, 1)
+    assert not fake.edits(group)
+    assert len(fake.calls("sendMessage")) == 1
+
+
+async def test_streaming_can_be_turned_off(fake: FakeBotApi, serve: Serve) -> None:
+    alice = fake.user("Alice")
+    async with serve(SlowWords(), stream=False, stream_interval=INTERVAL, typing_interval=INTERVAL):
+        fake.send_text(alice, "tell me")
+        await fake.wait_for_messages(alice, 1)
+    assert not fake.drafts() and not fake.edits()
+    assert fake.chat_actions(alice)
