@@ -215,6 +215,28 @@ async def test_interrupt_cancels_the_running_turn_and_commits_nothing_of_it(tmp_
         assert system.get(KEY).status == "idle"
 
 
+async def test_interrupt_cuts_a_target_blocked_in_its_own_nursery(tmp_path: Path) -> None:
+    started = trio.Event()
+
+    class Nested:
+        async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
+            if ctx.messages[-1].text == "block":
+                started.set()
+                async with trio.open_nursery() as nursery:  # its Cancelled comes back wrapped in a group
+                    nursery.start_soon(trio.sleep_forever)
+                    nursery.start_soon(trio.sleep_forever)
+            yield Update(delta=f"re:{ctx.messages[-1].text}")
+
+    async with running(tmp_path, Nested()) as (store, system):
+        cut = await system.submit(env("block"))
+        await started.wait()
+        new = await system.submit(env("now", busy_policy="interrupt"))
+        assert (await cut.reply()).error.code == "interrupted"  # type: ignore[union-attr]
+        assert (await new.reply()).text == "re:now"
+        assert (await (await system.submit(env("after"))).reply()).text == "re:after"
+        assert [r.input[0].text for r in turns(store)] == ["now", "after"]
+
+
 async def test_steer_folds_queued_user_messages_into_one_next_turn(tmp_path: Path) -> None:
     agent = Script()
     async with running(tmp_path, agent) as (store, system):

@@ -106,7 +106,10 @@ class Batch:
         entry.batch = self
 
     def cancel(self, reason: str) -> None:
-        """Cut the turn: nothing of it is committed; its handles end with status "cancelled" and code `reason`."""
+        """Cut the turn: nothing of it is committed; its handles end with status "cancelled" and code `reason`.
+
+        Before the target runs this only marks the batch; while it runs, the driving worker's scope is cancelled.
+        """
         self.cancel_reason = reason
         if self.scope is not None:
             self.scope.cancel()
@@ -267,26 +270,35 @@ class ConversationActor:
 
     # -- the runner --------------------------------------------------------------------------------------
 
-    async def drive(self) -> None:
-        """Run queued batches one at a time until the mailbox is empty (called by a worker of `ActorSystem`)."""
+    async def drive(self, scope: trio.CancelScope) -> bool:
+        """Run queued batches one at a time until the mailbox is empty (called by a worker of `ActorSystem`).
+
+        `scope` is the worker's cancel scope: cancelling it cuts the running target. After a cut the worker needs
+        a fresh scope, so this returns False early, still holding the actor, and the worker drives it again.
+        """
+        released = True
         try:
             while self._mailbox and not self._stopped and not self._system.cut:
+                if scope.cancel_called:
+                    released = False
+                    return False
                 if self._not_before and self._not_before > trio.current_time():
                     await trio.sleep_until(self._not_before)  # backoff after a restart
                     continue
                 batch = self._mailbox.popleft()
                 self._room()
-                await self._run(batch)
+                await self._run(batch, scope)
+            return True
         finally:
-            self._driving = False
-            self._system.driver_done(self)
+            if released:
+                self._driving = False
+                self._system.driver_done(self)
 
-    async def _run(self, batch: Batch) -> None:
+    async def _run(self, batch: Batch, scope: trio.CancelScope) -> None:
         self._current = batch
         batch.phase = "starting"
-        batch.scope = trio.CancelScope()
         try:
-            await self._turn(batch)
+            await self._turn(batch, scope)
         except BaseException as exc:
             if isinstance(exc, StoreError):
                 reply = failed("store_error", "the turn could not be stored")
@@ -301,7 +313,7 @@ class ConversationActor:
         finally:
             self._current = None
 
-    async def _turn(self, batch: Batch) -> None:
+    async def _turn(self, batch: Batch, scope: trio.CancelScope) -> None:
         entries = batch.entries
         if len(entries) == 1 and entries[0].written is None and entries[0].unrecorded:
             existing = _NO_RECORDS  # the common case: nothing was written for it, no record can exist
@@ -332,13 +344,17 @@ class ConversationActor:
         )
         builder = ReplyBuilder()
         error: Exception | None = None
-        batch.phase = "running"
         if batch.cancel_reason is None:
-            with batch.scope:
-                try:
-                    await self._call_agent(ctx, builder, batch)
-                except Exception as exc:  # the agent's failure, not ours
-                    error = exc
+            batch.phase, batch.scope = "running", scope
+            try:
+                await self._call_agent(ctx, builder, batch)
+            except Exception as exc:  # the agent's failure, not ours
+                error = exc
+            except (trio.Cancelled, BaseExceptionGroup):
+                if batch.cancel_reason is None:
+                    raise  # not this turn's cut: the system is shutting down
+                # cut by `cancel`/`interrupt`: the worker's scope stays cancelled, the bookkeeping is shielded
+            batch.scope = None
         batch.phase = "committing"
         if batch.cancel_reason is not None:
             await self._system.cancel_entries(entries, batch.cancel_reason)
@@ -454,7 +470,7 @@ class ConversationActor:
                 for handle in entry.handles:
                     if batch.streamed:
                         handle._drop_stream()
-            batch.phase, batch.scope, batch.streamed = "queued", None, False
+            batch.phase, batch.streamed = "queued", False
             self._mailbox.appendleft(batch)
         if delay is None:
             self._stop()

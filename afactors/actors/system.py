@@ -296,14 +296,27 @@ class ActorSystem:
             self._nursery.start_soon(self._worker)
 
     async def _worker(self) -> None:
-        """Drive ready actors one after the other; park when there are none (up to `MAX_IDLE_WORKERS` do)."""
+        """Drive ready actors one after the other; park when there are none (up to `MAX_IDLE_WORKERS` do).
+
+        One cancel scope serves every turn the worker runs (a scope per turn costs more than the rest of the
+        scheduling); `cancel`/`interrupt` cancel it while a target runs, and then the worker opens a new one.
+        """
         while not self.cut:
-            while self._ready:
-                await self._ready.popleft().drive()
-            if self._idle_workers >= MAX_IDLE_WORKERS:
-                return
-            self._idle_workers += 1  # `wake` takes it back when it unparks this worker
-            await self._worker_lot.park()
+            with trio.CancelScope() as scope:
+                while not scope.cancel_called and not self.cut:
+                    if self._ready:
+                        await self._drive_next(scope)
+                        continue
+                    if self._idle_workers >= MAX_IDLE_WORKERS:
+                        return
+                    self._idle_workers += 1  # `wake` takes it back when it unparks this worker
+                    await self._worker_lot.park()
+
+    async def _drive_next(self, scope: trio.CancelScope) -> None:
+        # A method of its own so that a parked worker's frame keeps no reference to the actor it drove.
+        actor = self._ready.popleft()
+        if not await actor.drive(scope):
+            self._ready.appendleft(actor)  # a turn was cut: drive the rest under a fresh scope
 
     def driver_done(self, actor: ConversationActor) -> None:
         self._busy -= 1
