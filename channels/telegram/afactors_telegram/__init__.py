@@ -9,6 +9,12 @@ from afactors_telegram.config import ChatCommand, SendLimits, TelegramConfig
 from afactors_telegram.plugin import TelegramPlugin, plugin
 
 __all__ = [
-    "ChatCommand", "CommandCall", "SendLimits", "TelegramChannel", "TelegramConfig", "TelegramPlugin",
-    "TelegramStartupError", "plugin",
+    "ChatCommand",
+    "CommandCall",
+    "SendLimits",
+    "TelegramChannel",
+    "TelegramConfig",
+    "TelegramPlugin",
+    "TelegramStartupError",
+    "plugin",
 ]

@@ -112,7 +112,10 @@ class BotApiClient:
                     response = await self._http.post(url, data=data, files=files, timeout=wait)
                 else:
                     response = await self._http.post(
-                        url, content=orjson.dumps(params or {}), headers={"Content-Type": "application/json"}, timeout=wait
+                        url,
+                        content=orjson.dumps(params or {}),
+                        headers={"Content-Type": "application/json"},
+                        timeout=wait,
                     )
         except httpx.TransportError as exc:
             raise NetworkError(f"{method}: {type(exc).__name__}") from None
@@ -131,7 +134,10 @@ class BotApiClient:
     async def download(self, file_path: str, max_bytes: int) -> tuple[bytes, str | None]:
         """The bytes of a file getFile pointed at, and its Content-Type; at most `max_bytes`."""
         try:
-            async with self._slots, self._http.stream("GET", f"{self._files}/{file_path}", timeout=self._timeout) as response:
+            async with (
+                self._slots,
+                self._http.stream("GET", f"{self._files}/{file_path}", timeout=self._timeout) as response,
+            ):
                 if not response.is_success:
                     raise TelegramError("download", response.status_code, response.reason_phrase or "download failed")
                 chunks: list[bytes] = []

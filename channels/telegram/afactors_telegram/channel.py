@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from afactors.actors import ActorUnavailable, ConversationBusy, TurnHandle
-from afactors.host import ChannelContext, Command, Contribution, Delivery, DeliveryFailed, HookRejected, Route
+from afactors.host import ChannelContext, Command, Contribution, Delivery, DeliveryFailed, HookRejected, Route, RunHook
 from afactors.model import ConversationKey, DataPart, Envelope, Identity, Message, Part, ReplyTarget, TextPart
 from afactors_telegram.api import BotApiClient, NetworkError, TelegramError, http_client
 from afactors_telegram.commands import NEW_CONVERSATION_TEXT, CommandCall, command_list, help_text
@@ -66,7 +66,9 @@ class TelegramChannel:
 
     name = "telegram"
 
-    def __init__(self, config: TelegramConfig | None = None, *, run_hook: Any = None, **settings: Any) -> None:
+    def __init__(
+        self, config: TelegramConfig | None = None, *, run_hook: RunHook | None = None, **settings: Any
+    ) -> None:
         self.config = config if config is not None else TelegramConfig(**settings)
         if config is not None and settings:
             raise TypeError("pass either a TelegramConfig or settings, not both")
@@ -134,16 +136,24 @@ class TelegramChannel:
             await poll(own, self._runtime.intake, timeout=config.poll_timeout, task_status=task_status)
 
     async def _start(self, api: BotApiClient) -> BotInfo:
+        """getMe (a refused token or an unreachable API stops the start) and setMyCommands (only logged)."""
         try:
             me = await api.call("getMe")
-            if self.config.register_commands:
-                await api.call("setMyCommands", {"commands": command_list(self.config)})
         except TelegramError as error:
-            raise TelegramStartupError(f"Telegram refused the bot ({error.code} {error.description}); check the token") from None
+            raise TelegramStartupError(
+                f"Telegram refused the bot ({error.code} {error.description}); check the token"
+            ) from None
         except NetworkError as error:
-            raise TelegramStartupError(f"cannot reach the Telegram Bot API at {self.config.api_base} ({error})") from None
+            raise TelegramStartupError(
+                f"cannot reach the Telegram Bot API at {self.config.api_base} ({error})"
+            ) from None
         if not isinstance(me, dict) or type(me.get("id")) is not int or not isinstance(me.get("username"), str):
             raise TelegramStartupError("getMe did not return the bot's user")
+        if self.config.register_commands:
+            try:
+                await api.call("setMyCommands", {"commands": command_list(self.config)})
+            except (TelegramError, NetworkError) as error:
+                log.warning("telegram setMyCommands failed, the command menu is not updated: %s", error)
         return BotInfo(me["id"], me["username"])
 
     async def _set_webhook(self, api: BotApiClient) -> None:
@@ -202,7 +212,7 @@ class TelegramChannel:
             handle = await self._ctx.submit(envelope, stream=True)
         except (HookRejected, ConversationBusy, ActorUnavailable) as refused:
             self._settled(chat_id, turn_id, live)
-            await self._say(runtime, request.address, _refusal_text(refused))
+            await self._say(runtime, request.address, _refusal_text(refused), in_order=False)
             return
         except BaseException:
             self._settled(chat_id, turn_id, live)
@@ -304,9 +314,14 @@ class TelegramChannel:
 
     # -- outbound --------------------------------------------------------------------------------------------
 
-    async def _say(self, runtime: _Runtime, address: Address, text: str) -> None:
-        """A channel message (command answers, refusals), after the chat's pending answers; failures are logged."""
-        await self._after_replies(address.chat_id)
+    async def _say(self, runtime: _Runtime, address: Address, text: str, *, in_order: bool = True) -> None:
+        """A channel message (a command's answer, a refusal); failures are logged.
+
+        `in_order`: first wait (a bounded time) for the chat's pending answers, so it does not overtake them.
+        A refusal ("still answering your previous message") must not wait for the answer it is about.
+        """
+        if in_order:
+            await self._after_replies(address.chat_id)
         try:
             await self._send(runtime.sender, address, TextOut(text), quote=True)
         except TelegramError as error:
@@ -377,7 +392,9 @@ class TelegramChannel:
                 return
             if error.code != 400 or error.chat_gone:
                 raise
-            log.info("telegram preview %s in chat %s not editable (%s); sending anew", message_id, address.chat_id, error)
+            log.info(
+                "telegram preview %s in chat %s not editable (%s); sending anew", message_id, address.chat_id, error
+            )
             await self._send(sender, address, item, quote=True)
 
     async def _send(self, sender: Sender, address: Address, item: TextOut | PhotoOut, *, quote: bool) -> None:
@@ -391,11 +408,15 @@ class TelegramChannel:
         if isinstance(item, TextOut):
             await self._formatted(sender, "sendMessage", params, item, group=group)
         elif item.data is not None:
-            await sender.send("sendPhoto", params, group=group, files={"photo": (item.name, item.data, item.media_type)})
+            await sender.send(
+                "sendPhoto", params, group=group, files={"photo": (item.name, item.data, item.media_type)}
+            )
         else:
             await sender.send("sendPhoto", {**params, "photo": item.url}, group=group)
 
-    async def _formatted(self, sender: Sender, method: str, params: dict[str, Any], item: TextOut, *, group: bool) -> None:
+    async def _formatted(
+        self, sender: Sender, method: str, params: dict[str, Any], item: TextOut, *, group: bool
+    ) -> None:
         """Send `item` formatted; if Telegram cannot parse the formatting, send its plain text instead."""
         if item.html is not None:
             try:

@@ -104,7 +104,9 @@ class TelegramConfig:
     secret_token: str | None = attrs.field(default=None, validator=_check_secret, repr=False)
     conversation_scope: ConversationScope = attrs.field(default="per_user_per_conversation",
                                                         validator=attrs.validators.in_(SCOPES))  # fmt: skip
-    accept_in_group: AcceptInGroup = attrs.field(default="mention_only", validator=attrs.validators.in_(ACCEPT_POLICIES))
+    accept_in_group: AcceptInGroup = attrs.field(
+        default="mention_only", validator=attrs.validators.in_(ACCEPT_POLICIES)
+    )
     commands: tuple[ChatCommand, ...] = attrs.field(default=(), converter=tuple)
     register_commands: bool = True
     tenant: str = DEFAULT_TENANT
@@ -120,7 +122,9 @@ class TelegramConfig:
     max_file_bytes: int = 20 * 1024 * 1024
     webhook_max_connections: int = 40
     webhook_ack_timeout: float = 30.0
-    start_text: str = "Hello! Send me a message and I will answer. /new starts a fresh conversation, /help lists the commands."
+    start_text: str = (
+        "Hello! Send me a message and I will answer. /new starts a fresh conversation, /help lists the commands."
+    )
 
     def __attrs_post_init__(self) -> None:
         builtin = {"start", "new", "help"}

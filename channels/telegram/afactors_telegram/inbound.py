@@ -58,8 +58,10 @@ class Address:
         """The address of a `ReplyTarget`; raises ValueError when it is not one of ours."""
         chat_id, chat_type = data.get("chat_id"), data.get("chat_type")
         thread, reply_to = data.get("message_thread_id"), data.get("reply_to_message_id")
-        if type(chat_id) is not int or not isinstance(chat_type, str) or any(
-            value is not None and type(value) is not int for value in (thread, reply_to)
+        if (
+            type(chat_id) is not int
+            or not isinstance(chat_type, str)
+            or any(value is not None and type(value) is not int for value in (thread, reply_to))
         ):
             raise ValueError(f"not a Telegram address: {dict(data)!r}")
         return cls(chat_id, chat_type, thread, reply_to)
@@ -162,7 +164,10 @@ def _entities(message: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
 
 
 def _command(text: str, entities: list[Mapping[str, Any]], bot: BotInfo) -> tuple[str, str, bool] | None:
-    """(name, args, addressed to us by @username) of a leading command, or None; a /cmd@OtherBot gives ("", "", False)."""
+    """(name, args, addressed to us by @username) of a leading command, or None.
+
+    A command for another bot (/cmd@OtherBot) gives ("", "", False).
+    """
     lead = next((e for e in entities if e.get("type") == "bot_command" and e["offset"] == 0), None)
     if lead is None:
         return None
@@ -203,7 +208,10 @@ def _media(message: Mapping[str, Any]) -> tuple[MediaRef, ...]:
     found: list[MediaRef] = []
     photos = [p for p in message.get("photo") or () if isinstance(p, Mapping) and isinstance(p.get("file_id"), str)]
     if photos:
-        largest = max(photos, key=lambda p: (_int(p.get("file_size")) or 0, (_int(p.get("width")) or 0) * (_int(p.get("height")) or 0)))
+        largest = max(
+            photos,
+            key=lambda p: (_int(p.get("file_size")) or 0, (_int(p.get("width")) or 0) * (_int(p.get("height")) or 0)),
+        )
         found.append(MediaRef("photo", largest["file_id"], "image/jpeg", None, _int(largest.get("file_size"))))
     for kind, default_type in (("document", "application/octet-stream"), ("voice", "audio/ogg"),
                                ("audio", "audio/mpeg"), ("video", "video/mp4")):  # fmt: skip

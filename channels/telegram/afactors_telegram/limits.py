@@ -60,7 +60,9 @@ class SendLimiter:
             return [chat]
         bucket = self._groups.get(chat_id)
         if bucket is None:
-            bucket = self._groups[chat_id] = Bucket(60.0 / self.limits.per_group_per_minute, self.limits.per_group_burst)
+            bucket = self._groups[chat_id] = Bucket(
+                60.0 / self.limits.per_group_per_minute, self.limits.per_group_burst
+            )
         return [chat, bucket]
 
     def chat_ready_at(self, chat_id: int, group: bool, now: float) -> float:

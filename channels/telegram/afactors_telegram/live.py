@@ -143,7 +143,10 @@ class _Preview:
     async def _push(self, text: str) -> bool:
         live, where = self.live, _where(self.live.address)
         if live.address.private:
-            return await self.sender.best_effort("sendMessageDraft", {**where, "draft_id": live.draft_id, "text": text}) is not None
+            return (
+                await self.sender.best_effort("sendMessageDraft", {**where, "draft_id": live.draft_id, "text": text})
+                is not None
+            )
         if live.message_id is not None:
             params = {**where, "message_id": live.message_id, "text": text}
             return await self.sender.try_send("editMessageText", params, group=True) is not None

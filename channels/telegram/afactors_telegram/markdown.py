@@ -104,4 +104,3 @@ def split_markdown(markdown: str, limit: int = MAX_MESSAGE) -> list[str]:
         suffix = "" if open_language is None else "\n```"
         balanced.append(prefix + chunk + suffix)
     return balanced
-

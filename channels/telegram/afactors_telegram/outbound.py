@@ -55,7 +55,11 @@ def _photos(reply: Reply) -> list[PhotoOut]:
         for part in message.contents:
             if isinstance(part, DataPart) and part.media_type.startswith("image/"):
                 photos.append(PhotoOut(data=part.data, media_type=part.media_type, name=part.name or "image"))
-            elif isinstance(part, UriPart) and part.media_type.startswith("image/") and part.uri.startswith(("https://", "http://")):
+            elif (
+                isinstance(part, UriPart)
+                and part.media_type.startswith("image/")
+                and part.uri.startswith(("https://", "http://"))
+            ):
                 photos.append(PhotoOut(url=part.uri, media_type=part.media_type, name=part.name or "image"))
     return photos
 
@@ -68,4 +72,3 @@ def plan_reply(reply: Reply, formatting: Literal["markdown", "plain"]) -> list[O
         return [TextOut(CANCELLED)]
     out: list[Outgoing] = [*text_messages(reply.text, formatting), *_photos(reply)]
     return out or [TextOut(NO_RESPONSE)]
-

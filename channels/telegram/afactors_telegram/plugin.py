@@ -20,13 +20,15 @@ class TelegramPlugin:
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group("telegram channel")
-        group.add_argument("--telegram-token", metavar="TOKEN", help=f"bot token from @BotFather (default: ${TOKEN_ENV})")
+        group.add_argument(
+            "--telegram-token", metavar="TOKEN", help=f"bot token from @BotFather (default: ${TOKEN_ENV})"
+        )
         group.add_argument("--telegram-api-base", metavar="URL", default=DEFAULT_API_BASE,
                            help=f"Bot API server (default: {DEFAULT_API_BASE})")  # fmt: skip
         group.add_argument("--telegram-webhook-url", metavar="URL",
                            help="public URL Telegram posts updates to (default: long polling)")  # fmt: skip
         group.add_argument("--telegram-secret", metavar="SECRET",
-                           help="webhook secret token, 1-256 of A-Z a-z 0-9 _ - (default: random per start)")  # fmt: skip
+                           help="webhook secret, 1-256 of A-Z a-z 0-9 _ - (default: random per start)")  # fmt: skip
         group.add_argument("--telegram-scope", choices=SCOPES, default="per_user_per_conversation",
                            help="how group messages map to conversations")  # fmt: skip
         group.add_argument("--telegram-accept-in-group", choices=ACCEPT_POLICIES, default="mention_only",
@@ -34,7 +36,7 @@ class TelegramPlugin:
         group.add_argument("--telegram-chat-rate", type=float, default=_LIMITS.per_chat_per_second, metavar="N",
                            help="messages per second to one chat (default: %(default)s)")  # fmt: skip
         group.add_argument("--telegram-global-rate", type=float, default=_LIMITS.global_per_second, metavar="N",
-                           help="messages per second in all (default: %(default)s; paid broadcasts allow more)")  # fmt: skip
+                           help="messages per second in all (default: %(default)s)")  # fmt: skip
 
     def create(self, args: argparse.Namespace) -> TelegramChannel | None:
         token = args.telegram_token or os.environ.get(TOKEN_ENV)
@@ -48,7 +50,9 @@ class TelegramPlugin:
                 secret_token=args.telegram_secret,
                 conversation_scope=args.telegram_scope,
                 accept_in_group=args.telegram_accept_in_group,
-                limits=SendLimits(per_chat_per_second=args.telegram_chat_rate, global_per_second=args.telegram_global_rate),
+                limits=SendLimits(
+                    per_chat_per_second=args.telegram_chat_rate, global_per_second=args.telegram_global_rate
+                ),
             )
         except ValueError as error:
             raise SystemExit(f"telegram: {error}") from None

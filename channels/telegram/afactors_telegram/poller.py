@@ -46,7 +46,12 @@ async def poll(api: BotApiClient, intake: Intake, *, timeout: float,
             batch = await api.call("getUpdates", params, timeout=timeout + 15)
         except (TelegramError, NetworkError) as error:
             transient = isinstance(error, NetworkError) or error.retryable
-            log.log(logging.WARNING if transient else logging.ERROR, "telegram getUpdates failed (%s); retrying in %.1f s", error, backoff)
+            log.log(
+                logging.WARNING if transient else logging.ERROR,
+                "telegram getUpdates failed (%s); retrying in %.1f s",
+                error,
+                backoff,
+            )
             await trio.sleep(backoff * random.uniform(0.8, 1.2))
             backoff = min(backoff * 2, _BACKOFF[1])
             continue

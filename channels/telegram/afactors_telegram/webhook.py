@@ -22,7 +22,9 @@ def _answer(status: int, description: str | None = None) -> Response:
     return Response(orjson.dumps(body), status=status, content_type="application/json")
 
 
-def webhook_view(secret: str, intake: Callable[[], Awaitable[Intake | None]], ack_timeout: float) -> Callable[[], Awaitable[Response]]:
+def webhook_view(
+    secret: str, intake: Callable[[], Awaitable[Intake | None]], ack_timeout: float
+) -> Callable[[], Awaitable[Response]]:
     """A Quart view for Telegram's webhook POSTs.
 
     A missing or wrong X-Telegram-Bot-Api-Secret-Token gets 403 (compared in constant time); a body that

@@ -63,4 +63,3 @@ def serve(fake: FakeBotApi, tmp_path: Path) -> Serve:
             yield host, channel
 
     return serving
-

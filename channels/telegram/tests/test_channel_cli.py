@@ -49,7 +49,11 @@ def test_every_flag_reaches_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     ))  # fmt: skip
     assert channel is not None
     config = channel.config
-    assert (config.api_base, config.webhook_url, config.secret_token) == ("http://127.0.0.1:9", "https://bot.example.com/tg", "abc_DEF-1")
+    assert (config.api_base, config.webhook_url, config.secret_token) == (
+        "http://127.0.0.1:9",
+        "https://bot.example.com/tg",
+        "abc_DEF-1",
+    )
     assert (config.conversation_scope, config.accept_in_group) == ("per_conversation", "all")
     assert (config.limits.per_chat_per_second, config.limits.global_per_second) == (2.0, 100.0)
     assert config.webhook_path == "/tg"

@@ -175,7 +175,9 @@ def test_a_leading_mention_is_stripped_from_the_text() -> None:
 def test_conversation_scope_in_groups(scope: str, expected: str) -> None:
     decision = decide(group_message(MENTION), BOT, config(conversation_scope=scope))
     assert decision.conversation == expected
-    private = decide(update("hi", sender=BOB, chat={"id": 12, "type": "private"}), BOT, config(conversation_scope=scope))
+    private = decide(
+        update("hi", sender=BOB, chat={"id": 12, "type": "private"}), BOT, config(conversation_scope=scope)
+    )
     assert private.conversation == "telegram:777:12"
 
 
@@ -250,7 +252,12 @@ def test_turn_ids_and_keys_are_stable_per_message_and_update() -> None:
 def test_addresses_round_trip_and_reject_foreign_ones() -> None:
     for address in (Address(1, "private"), Address(-100, "supergroup", 7), Address(-100, "supergroup", None, 9)):
         assert Address.from_dict(address.to_dict()) == address
-    for bad in ({}, {"chat_id": "1", "chat_type": "private"}, {"chat_id": 1, "chat_type": "private", "message_thread_id": "x"},
-                {"chat_id": 1, "chat_type": "group", "reply_to_message_id": 1.5}):  # fmt: skip
+    bad_addresses = [
+        {},
+        {"chat_id": "1", "chat_type": "private"},
+        {"chat_id": 1, "chat_type": "private", "message_thread_id": "x"},
+        {"chat_id": 1, "chat_type": "group", "reply_to_message_id": 1.5},
+    ]
+    for bad in bad_addresses:
         with pytest.raises(ValueError):
             Address.from_dict(bad)

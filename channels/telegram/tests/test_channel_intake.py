@@ -33,7 +33,12 @@ async def test_a_blocked_chat_holds_back_only_itself_and_the_offset() -> None:
     async with trio.open_nursery() as nursery:
         intake = Intake(nursery, handler)
         assert intake.offset is None
-        events = [intake.offer(upd(1, 100)), intake.offer(upd(2, 100)), intake.offer(upd(3, 200)), intake.offer(upd(4, 300))]
+        events = [
+            intake.offer(upd(1, 100)),
+            intake.offer(upd(2, 100)),
+            intake.offer(upd(3, 200)),
+            intake.offer(upd(4, 300)),
+        ]
         await events[3].wait()
         await events[2].wait()
         assert handled == [3, 4] or handled == [4, 3]

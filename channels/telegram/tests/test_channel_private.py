@@ -7,7 +7,8 @@ from typing import Any
 
 import trio
 
-from afactors.model import DataPart, TurnContext, Update, UriPart
+from afactors.host import HookRejected
+from afactors.model import DataPart, Envelope, TurnContext, Update
 from afactors_telegram import ChatCommand, CommandCall
 from afactors_telegram.testing import FakeBotApi, make_png
 
@@ -232,3 +233,57 @@ async def test_a_flood_wait_is_waited_out_exactly(fake: FakeBotApi, serve: Serve
     assert 1.0 <= sent.at - refused.at < 1.5
     assert fake.rate_limit_violations == 0
     assert answer["text"] == "Turn 1. You said: hi"
+
+
+async def test_a_run_hook_refusal_is_told_to_the_user(fake: FakeBotApi, serve: Serve) -> None:
+    def no_secrets(envelope: Envelope) -> Envelope:
+        if "password" in envelope.input[0].text:
+            raise HookRejected("Please do not send passwords here.")
+        return envelope
+
+    alice = fake.user("Alice")
+    async with serve(run_hook=no_secrets):
+        fake.send_text(alice, "my password is hunter2")
+        fake.send_text(alice, "hello")
+        refused, answered = await fake.wait_for_messages(alice, 2)
+    assert refused["text"] == "Please do not send passwords here."
+    assert answered["text"] == "Turn 1. You said: hello"
+
+
+async def test_with_the_reject_policy_a_busy_conversation_says_so(fake: FakeBotApi, serve: Serve) -> None:
+    gate = trio.Event()
+
+    async def held(messages: list[Any]) -> str:
+        await gate.wait()
+        return "done"
+
+    alice = fake.user("Alice")
+    async with serve(held, busy_policy="reject"):
+        fake.send_text(alice, "first")
+        fake.send_text(alice, "second")
+        [busy] = await fake.wait_for_messages(alice, 1)
+        gate.set()
+        _, done = await fake.wait_for_messages(alice, 2)
+    assert busy["text"].startswith("I am still answering your previous message")
+    assert done["text"] == "done"
+
+
+async def test_a_full_mailbox_holds_up_only_its_own_chat(fake: FakeBotApi, serve: Serve) -> None:
+    gate = trio.Event()
+
+    async def slow_for_alice(messages: list[Any]) -> str:
+        if messages[-1].text.startswith("alice"):
+            await gate.wait()
+        return "answer to " + messages[-1].text
+
+    alice, bob = fake.user("Alice"), fake.user("Bob")
+    async with serve(slow_for_alice, host_kwargs={"mailbox_size": 1}):
+        for n in range(6):  # one runs, one waits in the mailbox, the rest wait in the channel
+            fake.send_text(alice, f"alice {n}")
+        fake.send_text(bob, "bob")
+        [for_bob] = await fake.wait_for_messages(bob, 1)
+        assert not fake.messages(alice)
+        gate.set()
+        answers = await fake.wait_for_messages(alice, 6)
+    assert for_bob["text"] == "answer to bob"
+    assert [m["text"] for m in answers] == [f"answer to alice {n}" for n in range(6)]

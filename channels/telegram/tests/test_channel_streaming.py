@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from itertools import pairwise
 from typing import Any
 
 import trio
@@ -29,7 +30,7 @@ class SlowWords:
 
 
 def _growing(texts: list[str]) -> bool:
-    return all(a != b and FINAL.startswith(b) and b.startswith(a) for a, b in zip(texts, texts[1:]))
+    return all(a != b and FINAL.startswith(b) and b.startswith(a) for a, b in pairwise(texts))
 
 
 async def test_private_chats_stream_drafts_then_send_the_answer(fake: FakeBotApi, serve: Serve) -> None:
@@ -41,7 +42,7 @@ async def test_private_chats_stream_drafts_then_send_the_answer(fake: FakeBotApi
     assert len(drafts) >= 2
     assert len({d.draft_id for d in drafts}) == 1 and drafts[0].draft_id != 0
     assert _growing([d.text for d in drafts])
-    assert all(b.at - a.at >= INTERVAL * 0.95 for a, b in zip(drafts, drafts[1:]))
+    assert all(b.at - a.at >= INTERVAL * 0.95 for a, b in pairwise(drafts))
     [sent] = fake.calls("sendMessage")
     assert all(d.at <= sent.at for d in drafts)  # no preview after the answer
     assert answer["text"] == FINAL.replace("**", "")
@@ -65,7 +66,7 @@ async def test_groups_stream_by_editing_one_message_into_the_answer(fake: FakeBo
     [placeholder] = fake.calls("sendMessage")
     times = [placeholder.at, *(e.at for e in edits[:-1])]  # the last edit is the answer, not a preview
     assert len(times) >= 3
-    assert all(b - a >= INTERVAL * 0.95 for a, b in zip(times, times[1:]))  # previews are throttled
+    assert all(b - a >= INTERVAL * 0.95 for a, b in pairwise(times))  # previews are throttled
     assert not fake.drafts()
     assert fake.rate_limit_violations == 0
 
@@ -87,3 +88,25 @@ async def test_streaming_can_be_turned_off(fake: FakeBotApi, serve: Serve) -> No
         await fake.wait_for_messages(alice, 1)
     assert not fake.drafts() and not fake.edits()
     assert fake.chat_actions(alice)
+
+
+async def test_a_preview_that_cannot_be_edited_is_replaced_by_a_new_message(fake: FakeBotApi, serve: Serve) -> None:
+    gate = trio.Event()
+
+    class HalfThenWait:
+        async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
+            yield Update(delta="thinking about it")
+            await gate.wait()
+            yield Update(delta=" - the answer")
+
+    alice = fake.user("Alice")
+    group = fake.supergroup("Team")
+    async with serve(HalfThenWait(), stream_interval=INTERVAL):
+        fake.send_text(group, f"{fake.mention} question", sender=alice)
+        [preview] = await fake.wait_for_messages(group, 1)
+        fake.force_error(400, "Bad Request: message to edit not found", method="editMessageText", times=5)
+        gate.set()
+        messages = await fake.wait_for_messages(group, 2)
+    assert preview["text"] == "thinking about it"
+    assert messages[1]["text"] == "thinking about it - the answer"
+    assert messages[1]["reply_to_message"]["message_id"] == preview["reply_to_message"]["message_id"]

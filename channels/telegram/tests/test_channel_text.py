@@ -132,7 +132,7 @@ def test_a_split_code_block_is_closed_and_reopened() -> None:
     assert all(utf16_len(c) <= 120 for c in chunks)
     assert chunks[0].endswith("\n```")
     assert all(c.startswith("```python\n") for c in chunks[1:-1])
-    assert to_html(chunks[0]).startswith("intro\n<pre><code class=\"language-python\">line 0")
+    assert to_html(chunks[0]).startswith('intro\n<pre><code class="language-python">line 0')
     for chunk in chunks[1:-1]:
         html = to_html(chunk)
         assert html.startswith('<pre><code class="language-python">line') and html.endswith("</code></pre>")
