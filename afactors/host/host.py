@@ -114,6 +114,7 @@ async def open_host(
                         store, {name: c.deliver for name, c in the_host.contributions.items() if c.deliver is not None}
                     )
                     await services.start(the_host.outbox.run)
+                    system.on_outbox = the_host.outbox.notify
                     for contribution in the_host.contributions.values():
                         for hook in contribution.on_startup:
                             await hook()
