@@ -58,8 +58,6 @@ def serve(fake: FakeBotApi, tmp_path: Path) -> Serve:
         channel = TelegramChannel(token=fake.token, api_base=fake.api_base, **settings)
         options = {"port": 0, "durability": "unsafe", **(host_kwargs or {})}
         async with afactors.open_host(target, channels=[channel], state_dir=tmp_path / state, **options) as host:
-            if host.system.on_outbox is None:  # TEMP until the host wires the outbox to the actors
-                host.system.on_outbox = host.outbox.notify
             yield host, channel
 
     return serving
