@@ -416,7 +416,12 @@ class ConversationActor:
     # -- outcomes ----------------------------------------------------------------------------------------
 
     async def _commit(
-        self, batch: Batch, existing: dict[str, ResponseRecord], ctx: TurnContext, inputs: tuple[Message, ...], reply: Reply
+        self,
+        batch: Batch,
+        existing: dict[str, ResponseRecord],
+        ctx: TurnContext,
+        inputs: tuple[Message, ...],
+        reply: Reply,
     ) -> None:
         """Commit the turn in one store transaction, then answer every handle."""
         system = self._system
@@ -432,9 +437,10 @@ class ConversationActor:
             )),
         ]
         for entry in batch.entries:
-            ops.append(Put("responses", entry.turn_id, response_record(
-                self.key, entry, existing.get(entry.turn_id), "completed", inputs, now, output=output, seq=seq, usage=reply.usage,
-            )))
+            record = response_record(
+                self.key, entry, existing.get(entry.turn_id), "completed", inputs, now, output, seq, reply.usage
+            )
+            ops.append(Put("responses", entry.turn_id, record))
             ops.extend(self._settle(entry, seq, reply, now))
         await system.store.commit(ops)
         system.announce_outbox(ops)

@@ -17,7 +17,9 @@ class ActorUnavailable(Exception):
     """The conversation's actor was stopped after too many restarts; it takes envelopes again after a cool-down."""
 
     def __init__(self, key: ConversationKey, retry_after: float) -> None:
-        super().__init__(f"conversation {key.path!r} is unavailable after repeated failures; retry in {retry_after:.0f} s")
+        super().__init__(
+            f"conversation {key.path!r} is unavailable after repeated failures; retry in {retry_after:.0f} s"
+        )
         self.key = key
         self.retry_after = retry_after
 

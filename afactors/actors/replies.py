@@ -56,8 +56,6 @@ def error_text(exc: BaseException) -> str:
 
 def from_record(record: ResponseRecord) -> Reply:
     """The reply a stored response record stands for (used when an idempotency key was already answered)."""
-    if record.status in ("completed", "failed", "cancelled", "incomplete"):
-        status = record.status
-    else:  # queued/in_progress never carry a dedup key; treat defensively as not finished
-        status = "incomplete"
+    # queued/in_progress never carry a dedup key; should one turn up, it reads as not finished
+    status = record.status if record.status in ("completed", "failed", "cancelled", "incomplete") else "incomplete"
     return Reply(messages=record.output, usage=record.usage, status=status, error=record.error)
