@@ -10,7 +10,7 @@ import sys
 import trio
 
 from afactors import __version__
-from afactors.host import Channel, installed_plugins, open_host
+from afactors.host import Channel, StartupError, installed_plugins, open_host
 from afactors.model import BUSY_POLICIES
 from afactors.store import DURABILITIES, StateDirLocked
 from afactors.targets import OpenAIChatAgent, TargetError, load_target
@@ -70,6 +70,13 @@ async def serve(args: argparse.Namespace, channels: list[Channel], target: objec
                 break
 
 
+def first_leaf(error: BaseException) -> BaseException:
+    """The first non-group exception inside (possibly nested) exception groups."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
 def main(argv: list[str] | None = None) -> int:
     plugins = installed_plugins()
     args = build_parser(plugins).parse_args(argv)
@@ -85,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     try:
         trio.run(serve, args, select_channels(plugins, args), target)
-    except* (StateDirLocked, OSError) as group:
-        print(f"error: {group.exceptions[0]}", file=sys.stderr)
+    except* (StateDirLocked, StartupError, OSError) as group:
+        print(f"error: {first_leaf(group)}", file=sys.stderr)
         status = 1
     return status

@@ -14,6 +14,7 @@ from afactors.host.channel import (
     ResponseHook,
     Route,
     RunHook,
+    StartupError,
     installed_plugins,
 )
 from afactors.host.context import ChannelContext
@@ -21,6 +22,6 @@ from afactors.host.host import Host, open_host
 
 __all__ = [
     "DEFAULT_TENANT", "ENTRY_POINT_GROUP", "ApiKeys", "Channel", "ChannelContext", "ChannelPlugin", "Command",
-    "Contribution", "Deliver", "Delivery", "DeliveryFailed", "HookRejected", "Host", "ResponseHook", "Route", "RunHook", "Unauthorized", "installed_plugins",
+    "Contribution", "Deliver", "Delivery", "DeliveryFailed", "HookRejected", "Host", "ResponseHook", "Route", "RunHook", "StartupError", "Unauthorized", "installed_plugins",
     "open_host",
 ]

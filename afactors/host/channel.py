@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "afactors.channels"
 
 
+class StartupError(Exception):
+    """A channel could not start (credentials refused, endpoint unreachable); the message says why."""
+
+
 class HookRejected(Exception):
     """Raised by a `run_hook` to refuse an envelope; the channel answers with its protocol's 4xx."""
 

@@ -52,7 +52,7 @@ class Outbox:
         *,
         max_attempts: int = 8,
         backoff: tuple[float, float] = (0.5, 60.0),
-        concurrency: int = 512,
+        concurrency: int = 10_000,
     ) -> None:
         self.stats = DeliveryStats()
         self._store = store
@@ -110,10 +110,17 @@ class Outbox:
             log.exception("delivery of %s through %s failed", key, row.channel)
             await self._failed(key, row, attempt, f"{type(exc).__name__}: {exc}", None, False)
         else:
-            await self._store.commit([Delete("outbox", key)])
+            with trio.CancelScope(shield=True):  # delivered: a shutdown now must not make it send again
+                await self._store.commit([Delete("outbox", key)])
             self.stats.delivered += 1
 
     async def _failed(
+        self, key: str, row: OutboxRecord, attempt: int, error: str, retry_after: float | None, permanent: bool
+    ) -> None:
+        with trio.CancelScope(shield=True):  # the attempt happened: record it even while shutting down
+            await self._record_failure(key, row, attempt, error, retry_after, permanent)
+
+    async def _record_failure(
         self, key: str, row: OutboxRecord, attempt: int, error: str, retry_after: float | None, permanent: bool
     ) -> None:
         if permanent or attempt >= self._max_attempts:

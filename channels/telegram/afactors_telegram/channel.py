@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from afactors.actors import ActorUnavailable, ConversationBusy, TurnHandle
-from afactors.host import ChannelContext, Command, Contribution, Delivery, DeliveryFailed, HookRejected, Route, RunHook
+from afactors.host import ChannelContext, Command, Contribution, Delivery, DeliveryFailed, HookRejected, Route, RunHook, StartupError
 from afactors.model import ConversationKey, DataPart, Envelope, Identity, Message, Part, ReplyTarget, TextPart
 from afactors_telegram.api import BotApiClient, NetworkError, TelegramError, http_client
 from afactors_telegram.commands import NEW_CONVERSATION_TEXT, CommandCall, command_list, help_text
@@ -41,7 +41,7 @@ _READY_TIMEOUT = 10.0
 _ORDER_TIMEOUT = 10.0
 
 
-class TelegramStartupError(Exception):
+class TelegramStartupError(StartupError):
     """The channel could not start: the token was rejected, or Telegram refused the webhook."""
 
 

@@ -89,3 +89,14 @@ def test_a_rejected_token_stops_the_cli_with_a_clear_error(tmp_path: object) -> 
     assert out.returncode != 0
     assert "cannot reach the Telegram Bot API" in out.stderr
     assert TOKEN not in out.stderr
+
+
+def test_an_unreachable_bot_api_stops_the_cli_with_a_message(tmp_path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "afactors", "--port", "0", "--state-dir", str(tmp_path / "state"),
+         "--telegram-token", TOKEN, "--telegram-api-base", "http://127.0.0.1:9"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert "cannot reach the Telegram Bot API at http://127.0.0.1:9" in out.stderr
+    assert "Traceback" not in out.stderr and "AAtoken" not in out.stderr
