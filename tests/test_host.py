@@ -14,7 +14,8 @@ import pytest
 import trio
 
 import afactors
-from afactors.host import ApiKeys, Unauthorized
+from afactors.host import ApiKeys, ChannelContext, Contribution, Unauthorized
+from afactors.model import ConversationKey, Envelope, Message
 
 
 async def test_readiness_answers_once_started(state_dir: Path) -> None:
@@ -96,3 +97,37 @@ def test_cli_rejects_a_bad_target_with_a_message(state_dir: Path) -> None:
     )
     assert out.returncode == 2
     assert "module:attr" in out.stderr
+
+
+class CapturingChannel:
+    """A route-less channel that hands its context to the test."""
+
+    name = "capture"
+    run_hook = None
+    response_hook = None
+
+    def contribute(self, ctx: ChannelContext) -> Contribution:
+        self.ctx = ctx
+        return Contribution()
+
+
+async def test_a_background_turn_hidden_while_running_stays_hidden(state_dir: Path) -> None:
+    release = trio.Event()
+
+    async def gated(messages: list[Message]) -> str:
+        await release.wait()
+        return "done"
+
+    channel = CapturingChannel()
+    async with afactors.open_host(gated, channels=[channel], state_dir=state_dir, port=0, durability="unsafe") as host:
+        ctx = channel.ctx
+        record = await ctx.start_background(Envelope(ConversationKey("default", "c1"), (Message("user", "hi"),)))
+        with trio.fail_after(5):
+            while ctx.record(record.id, "default").status != "in_progress":
+                await trio.sleep(0.01)
+        assert await ctx.delete(record.id, "default")
+        release.set()
+        with trio.fail_after(5):
+            while host.store.get("responses", record.id).status != "completed":
+                await trio.sleep(0.01)
+        assert ctx.record(record.id, "default") is None  # the completion did not undo the delete

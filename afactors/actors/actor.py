@@ -381,6 +381,13 @@ class ConversationActor:
             batch.entries = [entry for entry in batch.entries if not entry.withdrawn]
         return batch.entries
 
+    def _reread(self, existing: dict[str, ResponseRecord]) -> dict[str, ResponseRecord]:
+        """The records as they stand now: a channel may have changed one (e.g. hidden it) while the turn ran."""
+        if not existing:
+            return existing
+        store = self._system.store
+        return {turn_id: store.get("responses", turn_id) or record for turn_id, record in existing.items()}
+
     async def _mark_in_progress(self, entries: list[Entry]) -> dict[str, ResponseRecord]:
         """The existing response records of the entries; "queued" ones are committed as "in_progress" first."""
         existing: dict[str, ResponseRecord] = {}
@@ -426,6 +433,7 @@ class ConversationActor:
         """Commit the turn in one store transaction, then answer every handle."""
         system = self._system
         now = time.time()
+        existing = self._reread(existing)
         first = batch.entries[0]
         seq, output, parent = ctx.seq, reply.messages, first.envelope.parent
         snapshot = Snapshot(seq=seq, head=ctx.turn_id, state=ctx.state, updated_at=now)
@@ -495,6 +503,7 @@ class ConversationActor:
         """Answer a turn that will not run again: failed response records, inbox ack, dedup key, dead letters."""
         system = self._system
         now = time.time()
+        existing = self._reread(existing)
         ops: list[Op] = []
         for entry in batch.entries:
             ops.append(Put("responses", entry.turn_id, response_record(
