@@ -203,7 +203,7 @@ def run(quick: bool) -> Metrics:
         samples["actors.turns_per_s.200"].append(result["turns_per_s"])
         samples["actors.largest_commit_batch"].append(result["largest_batch"])
     for _ in range(runs):
-        isolation = _in_subprocess("isolation", fast=50, phases=4 if quick else 8)
+        isolation = _in_subprocess("isolation", fast=50, phases=2 if quick else 8)
         samples["actors.isolation_p99_ms.alone"].append(isolation["p99_alone_ms"])
         samples["actors.isolation_p99_ms.beside_slow"].append(isolation["p99_beside_ms"])
         samples["actors.isolation_p99_ratio"].append(isolation["ratio"])
