@@ -98,3 +98,24 @@ def test_store_keys_sort_in_order_and_name_their_conversation() -> None:
     ids = [new_turn_id() for _ in range(100)]
     assert len(set(ids)) == 100 and all(i.startswith("turn_") and len(i) == 29 for i in ids)
     assert ids == sorted(ids)  # later ids sort later: new records append to the end of the B-tree
+
+
+async def test_chain_cache_keeps_ended_turns_and_evicts_the_least_recent(tmp_path) -> None:
+    from afactors.actors.history import ChainCache
+    from afactors.model import Message
+    from afactors.store import Put, ResponseRecord, Store
+
+    async with Store.open(tmp_path / "s", durability="unsafe") as store:
+        def record(turn_id: str, status: str) -> Put:
+            return Put("responses", turn_id, ResponseRecord(
+                id=turn_id, tenant="t", conversation="t/c", status=status, input=(Message("user", turn_id),),
+            ))  # type: ignore[arg-type]
+
+        await store.commit([record("a", "completed"), record("b", "in_progress"), record("c", "completed")])
+        cache = ChainCache(capacity=1)
+        assert cache.link(store, "b") == ("t", None, (Message("user", "b"),))
+        await store.commit([record("b", "completed")])
+        assert cache.link(store, "b") is not None and cache.link(store, "b") == cache._links["b"]  # cached once ended
+        cache.link(store, "a")  # pushes "b" out
+        assert list(cache._links) == ["a"]
+        assert cache.link(store, "missing") is None

@@ -325,7 +325,7 @@ class ConversationActor:
         first = entries[0].envelope
         inputs = first.input if len(entries) == 1 else tuple(m for entry in entries for m in entry.envelope.input)
         if first.parent is not None:
-            context = load_chain(self._system.store, self.key, first.parent)
+            context = load_chain(self._system.store, self.key, first.parent, self._system.chains)
             if context is None:
                 reply = failed("parent_not_found", f"there is no turn {first.parent!r} to continue")
                 await self._finish_failed(batch, existing, inputs, reply, dead_letter=None)
@@ -452,6 +452,8 @@ class ConversationActor:
             ops.extend(self._settle(entry, seq, reply, now))
         await system.store.commit(ops)
         system.announce_outbox(ops)
+        for entry in batch.entries:
+            system.chains.remember(entry.turn_id, (self.key.tenant, parent, (*inputs, *output)))
         self._snapshot = snapshot
         if self._history is not None:
             self._history.extend(inputs)

@@ -16,6 +16,7 @@ import trio
 from afactors.actors.actor import ActorInfo, ConversationActor, Entry, inbox_row, response_record, settle_ops
 from afactors.actors.errors import ActorUnavailable, SystemClosed
 from afactors.actors.handle import TurnHandle
+from afactors.actors.history import ChainCache
 from afactors.actors.keys import dedup_key, inbox_key, new_turn_id, turn_key
 from afactors.actors.replies import cancelled, failed, from_record
 from afactors.actors.supervision import RestartPolicy
@@ -90,6 +91,7 @@ class ActorSystem:
         self.stream_buffer = stream_buffer
         self.cut = False  # shutdown deadline passed: running turns are being cancelled
         self.on_outbox: Callable[[str], None] | None = None
+        self.chains = ChainCache()
         self.counters = ActorStats()  # updated in place; `stats` fills in the current values
         self._nursery = nursery
         self._recovery_limiter = trio.CapacityLimiter(recovery_limit)
