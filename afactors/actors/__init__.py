@@ -7,10 +7,11 @@ See docs/actors.md for the turn lifecycle, busy policies, supervision, passivati
 from afactors.actors.actor import ActorInfo, ActorStatus, ConversationActor
 from afactors.actors.errors import ActorUnavailable, ConversationBusy, SystemClosed
 from afactors.actors.handle import TurnHandle
+from afactors.actors.keys import new_turn_id
 from afactors.actors.supervision import RestartPolicy
 from afactors.actors.system import ActorStats, ActorSystem
 
 __all__ = [
     "ActorInfo", "ActorStats", "ActorStatus", "ActorSystem", "ActorUnavailable", "ConversationActor",
-    "ConversationBusy", "RestartPolicy", "SystemClosed", "TurnHandle",
+    "ConversationBusy", "RestartPolicy", "SystemClosed", "TurnHandle", "new_turn_id",
 ]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from afactors.actors import TurnHandle
+from afactors.actors import TurnHandle, new_turn_id
 from afactors.host.channel import Channel
 from afactors.model import Envelope, Reply, Update
 from afactors.store import Generic, Put, ResponseRecord
@@ -91,7 +91,7 @@ class ChannelContext:
     async def start_background(self, envelope: Envelope) -> ResponseRecord:
         """Accept a turn durably and return its queued record; it runs (and survives restarts) without a caller."""
         envelope = await self._hooked(envelope)
-        turn_id = envelope.turn_id or self._host.new_turn_id()
+        turn_id = envelope.turn_id or new_turn_id()
         envelope = attrs.evolve(envelope, turn_id=turn_id, idempotency_key=envelope.idempotency_key or turn_id)
         record = ResponseRecord(
             id=turn_id,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 
@@ -39,10 +38,6 @@ class Host:
         self.turn_logs: dict[str, TurnLog] = {}
         self.outbox: Outbox | None = None
         self._nursery = nursery
-
-    @staticmethod
-    def new_turn_id() -> str:
-        return "resp_" + secrets.token_hex(16)
 
     def track(self, turn_id: str, handle: TurnHandle) -> None:
         """Keep the live updates of a background turn for watchers until it ends."""

@@ -8,7 +8,6 @@ OpenAI error envelope too. See docs/channels/responses.md for the wire behaviour
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
@@ -21,7 +20,7 @@ import trio
 from quart import Response, request
 from werkzeug.exceptions import HTTPException
 
-from afactors.actors import ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle
+from afactors.actors import ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle, new_turn_id
 from afactors.host import ChannelContext, Contribution, HookRejected, ResponseHook, Route, RunHook, Unauthorized
 from afactors.model import BusyPolicy, ConversationKey, Envelope, ErrorInfo, Identity, Reply, Update
 from afactors.store import ResponseRecord
@@ -53,10 +52,6 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 CANCEL_GRACE = 5.0
 """Seconds a disconnected stream may spend cancelling its turn."""
-
-
-def new_response_id() -> str:
-    return "resp_" + secrets.token_hex(16)
 
 
 def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -296,7 +291,7 @@ class _Routes:
             )
 
     def _envelope(self, create: CreateRequest, tenant: str) -> Envelope:
-        response_id = new_response_id()
+        response_id = new_turn_id("resp_")  # time-ordered: new records append to the B-tree
         conversation = "conv:" + create.conversation if create.conversation is not None else "resp:" + response_id
         who = create.settings.get("safety_identifier") or create.settings.get("user")
         return Envelope(
