@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -17,6 +17,12 @@ from afactors.store import Generic, Put, ResponseRecord
 
 if TYPE_CHECKING:
     from afactors.host.host import Host
+
+
+async def _called(hook: Callable[..., Any], *args: Any) -> Any:
+    """Call a hook that may be a plain or an async function."""
+    result = hook(*args)
+    return await result if inspect.isawaitable(result) else result
 
 
 class TurnLog:
@@ -70,10 +76,7 @@ class ChannelContext:
 
     async def _hooked(self, envelope: Envelope) -> Envelope:
         hook = self.channel.run_hook
-        if hook is None:
-            return envelope
-        result = hook(envelope)
-        return await result if inspect.isawaitable(result) else result
+        return envelope if hook is None else await _called(hook, envelope)
 
     async def submit(self, envelope: Envelope, *, stream: bool = False) -> TurnHandle:
         """Run the channel's `run_hook`, then hand the envelope to its conversation actor."""
@@ -83,10 +86,7 @@ class ChannelContext:
         """The turn's finished reply, rewritten by the channel's `response_hook`."""
         reply = await handle.reply()
         hook = self.channel.response_hook
-        if hook is None:
-            return reply
-        result = hook(envelope, reply)
-        return await result if inspect.isawaitable(result) else result
+        return reply if hook is None else await _called(hook, envelope, reply)
 
     async def start_background(self, envelope: Envelope) -> ResponseRecord:
         """Accept a turn durably and return its queued record; it runs (and survives restarts) without a caller."""

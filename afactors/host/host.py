@@ -55,8 +55,10 @@ class Host:
         self._nursery.start_soon(pump)
 
     async def _readiness(self) -> object:
-        if not self.ready.is_set() or self.shutting_down.is_set():
-            return jsonify({"status": "starting" if not self.shutting_down.is_set() else "stopping"}), 503
+        if self.shutting_down.is_set():
+            return jsonify({"status": "stopping"}), 503
+        if not self.ready.is_set():
+            return jsonify({"status": "starting"}), 503
         return jsonify({"status": "healthy", "channels": sorted(self.channels)})
 
 
