@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 import subprocess
 import sys
@@ -15,7 +15,7 @@ import trio
 
 import afactors
 from afactors.host import ApiKeys, ChannelContext, Contribution, Unauthorized
-from afactors.model import ConversationKey, Envelope, Message
+from afactors.model import ConversationKey, Envelope, Message, TurnContext, Update
 
 
 async def test_readiness_answers_once_started(state_dir: Path) -> None:
@@ -131,3 +131,24 @@ async def test_a_background_turn_hidden_while_running_stays_hidden(state_dir: Pa
             while host.store.get("responses", record.id).status != "completed":
                 await trio.sleep(0.01)
         assert ctx.record(record.id, "default") is None  # the completion did not undo the delete
+
+
+async def test_channel_context_reads_a_conversations_committed_state(state_dir: Path) -> None:
+    class Counting:
+        async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
+            ctx.state["turns"] = ctx.state.get("turns", 0) + 1
+            yield Update(delta="ok")
+
+    channel = CapturingChannel()
+    async with afactors.open_host(Counting(), channels=[channel], state_dir=state_dir, port=0, durability="unsafe"):
+        ctx = channel.ctx
+        key = ConversationKey("default", "c1")
+        assert ctx.state(key) == {}
+        for _ in range(2):
+            handle = await ctx.submit(Envelope(key, (Message("user", "hi"),)))
+            await ctx.reply(Envelope(key), handle)
+        state = ctx.state(key)
+        assert state == {"turns": 2}
+        state["turns"] = 99  # a copy: the conversation is not changed
+        assert ctx.state(key) == {"turns": 2}
+        assert ctx.state(ConversationKey("other-tenant", "c1")) == {}

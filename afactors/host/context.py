@@ -12,7 +12,7 @@ import trio
 
 from afactors.actors import TurnHandle, new_turn_id
 from afactors.host.channel import Channel
-from afactors.model import Envelope, Reply, Update
+from afactors.model import ConversationKey, Envelope, Reply, Update
 from afactors.store import Generic, Put, ResponseRecord
 
 if TYPE_CHECKING:
@@ -158,6 +158,14 @@ class ChannelContext:
         hidden = attrs.evolve(record, stored=False, data={**record.data, "deleted": True})
         await self._host.store.commit([Put("responses", turn_id, hidden)])
         return True
+
+    def state(self, key: ConversationKey) -> dict[str, Any]:
+        """The conversation's state as its last committed turn left it (`TurnContext.state`); {} before any turn.
+
+        A fresh copy read from the store: changing it changes nothing. `key` must carry the caller's tenant.
+        """
+        snapshot = self._host.store.get("snapshots", key.path)
+        return {} if snapshot is None else snapshot.state
 
     def alias(self, key: str) -> dict[str, Any] | None:
         """A channel-scoped durable value (e.g. which conversation a chat is in now)."""
