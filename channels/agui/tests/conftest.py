@@ -119,6 +119,23 @@ class Served:
 Serve = Callable[..., AbstractAsyncContextManager[Served]]
 
 
+async def stream_events(
+    client: httpx.AsyncClient, body: dict[str, Any], event_type: str, seen: list[dict[str, Any]], arrived: trio.Event
+) -> None:
+    """POST a run, collecting its validated events into `seen` as they come; set `arrived` once an `event_type`
+    event came (and at the end of the stream in any case)."""
+    async with client.stream("POST", "/agui", json=body) as response:
+        buffer = ""
+        async for chunk in response.aiter_text():
+            buffer += chunk
+            *frames, buffer = buffer.split("\n\n")
+            for frame in frames:
+                seen.extend(parse_sse(frame + "\n\n"))
+                if seen[-1]["type"] == event_type:
+                    arrived.set()
+    arrived.set()
+
+
 @pytest.fixture
 def serve(tmp_path: Path) -> Serve:
     """`async with serve(target, channel=..., **open_host_kwargs) as served:` a live host on 127.0.0.1."""

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 import trio
@@ -15,7 +14,7 @@ from afactors_agui import AguiChannel
 from afactors.channel import HookRejected, installed_plugins
 from afactors.model import Envelope, FunctionCallPart, Message, TurnContext, Update
 
-from .conftest import GatedAgent, Serve, WeatherAgent, assistant, parse_sse, run_input, user
+from .conftest import GatedAgent, Serve, WeatherAgent, assistant, parse_sse, run_input, stream_events, user
 
 # ---------------------------------------------------------------- runs and threads
 
@@ -154,31 +153,16 @@ async def test_context_forwarded_props_and_ids_reach_the_target(serve: Serve, we
 # ---------------------------------------------------------------- serialised runs, busy policies, disconnects
 
 
-async def _stream_until(client: httpx.AsyncClient, body: dict[str, Any], event_type: str, seen: list[dict[str, Any]],
-                        done: trio.Event) -> None:  # fmt: skip
-    """POST a run and collect its events into `seen`; set `done` when `event_type` arrived (or the stream ended)."""
-    async with client.stream("POST", "/agui", json=body) as response:
-        buffer = ""
-        async for chunk in response.aiter_text():
-            buffer += chunk
-            *frames, buffer = buffer.split("\n\n")
-            for frame in frames:
-                seen.extend(parse_sse(frame + "\n\n"))
-                if seen[-1]["type"] == event_type:
-                    done.set()
-    done.set()
-
-
 async def test_concurrent_runs_on_one_thread_are_serialised(serve: Serve, gated: GatedAgent) -> None:
     first: list[dict[str, Any]] = []
     second: list[dict[str, Any]] = []
     async with serve(gated) as served, trio.open_nursery() as nursery:
         first_started, second_started = trio.Event(), trio.Event()
-        nursery.start_soon(_stream_until, served.http, run_input("t1", [user("one")]), "TEXT_MESSAGE_CONTENT",
+        nursery.start_soon(stream_events, served.http, run_input("t1", [user("one")]), "TEXT_MESSAGE_CONTENT",
                            first, first_started)  # fmt: skip
         with trio.fail_after(5):
             await first_started.wait()
-        nursery.start_soon(_stream_until, served.http, run_input("t1", [user("two")]), "RUN_STARTED",
+        nursery.start_soon(stream_events, served.http, run_input("t1", [user("two")]), "RUN_STARTED",
                            second, second_started)  # fmt: skip
         with trio.fail_after(5):
             await second_started.wait()
@@ -193,7 +177,7 @@ async def test_reject_policy_refuses_a_second_run_before_streaming(serve: Serve,
     seen: list[dict[str, Any]] = []
     async with serve(gated, channel=AguiChannel(busy_policy="reject")) as served, trio.open_nursery() as nursery:
         started = trio.Event()
-        nursery.start_soon(_stream_until, served.http, run_input("t1", [user("one")]), "TEXT_MESSAGE_CONTENT",
+        nursery.start_soon(stream_events, served.http, run_input("t1", [user("one")]), "TEXT_MESSAGE_CONTENT",
                            seen, started)  # fmt: skip
         with trio.fail_after(5):
             await started.wait()
@@ -214,11 +198,11 @@ async def test_an_interrupted_run_ends_by_the_clients_protocol_version(
     async with serve(gated, channel=AguiChannel(busy_policy="interrupt")) as served, trio.open_nursery() as nursery:
         started = trio.Event()
         body = {**run_input("t1", [user("one")]), **extra}
-        nursery.start_soon(_stream_until, served.http, body, "TEXT_MESSAGE_CONTENT", seen, started)
+        nursery.start_soon(stream_events, served.http, body, "TEXT_MESSAGE_CONTENT", seen, started)
         with trio.fail_after(5):
             await started.wait()
         newer: list[dict[str, Any]] = []
-        nursery.start_soon(_stream_until, served.http, run_input("t1", [user("two")]), "", newer, trio.Event())
+        nursery.start_soon(stream_events, served.http, run_input("t1", [user("two")]), "", newer, trio.Event())
         with trio.fail_after(5):
             await gated.cut.wait()
         gated.release()
