@@ -21,7 +21,7 @@ from pydantic import BaseModel, TypeAdapter
 
 import afactors
 from afactors.channel import TurnView
-from afactors.model import FunctionCallPart, FunctionResultPart, TurnContext, Update, UsagePart
+from afactors.model import FunctionCallPart, FunctionResultPart, ReasoningPart, TurnContext, Update, UsagePart
 
 AGUI_VERSION = version("ag-ui-protocol")
 EVENTS: TypeAdapter[Any] = TypeAdapter(agui.Event)
@@ -164,6 +164,7 @@ class WeatherAgent:
     It merges the client's state into the conversation's state and counts its runs there. "weather" makes it
     call its own `get_weather` tool (call, result, then text); "confirm" makes it call the front-end's `confirm`
     tool and stop, and a tool message answering that call is read back. Every turn reports usage.
+    Before its weather tool call it reasons (a reasoning part).
     """
 
     def __init__(self) -> None:
@@ -180,6 +181,7 @@ class WeatherAgent:
             yield Update(delta=f"The front-end answered {results[0].result}.")
         elif "weather" in last.text:
             call_id = f"call_{ctx.seq}"
+            yield Update(part=ReasoningPart("The user wants the weather: call the tool."))
             yield Update(delta="Let me check. ")
             yield Update(part=FunctionCallPart(call_id, "get_weather", '{"city": "Paris"}'))
             yield Update(part=FunctionResultPart(call_id, "sunny"))

@@ -77,6 +77,8 @@ async def test_tool_calls_results_state_and_usage(serve: Serve, weather: Weather
         run = await served.run(run_input("t1", [user("what is the weather?")], state={"city": "Paris"}))
     assert run.types == [
         "RUN_STARTED",
+        "REASONING_START", "REASONING_MESSAGE_START", "REASONING_MESSAGE_CONTENT", "REASONING_MESSAGE_END",
+        "REASONING_END",
         "TEXT_MESSAGE_START", "TEXT_MESSAGE_CONTENT", "TEXT_MESSAGE_END",
         "TOOL_CALL_START", "TOOL_CALL_ARGS", "TOOL_CALL_END",
         "TOOL_CALL_RESULT",
@@ -95,7 +97,9 @@ async def test_tool_calls_results_state_and_usage(serve: Serve, weather: Weather
     assert orjson.loads(args["delta"]) == {"city": "Paris"} and end["toolCallId"] == "call_1"
     result = run.of("TOOL_CALL_RESULT")[0]
     assert (result["toolCallId"], result["content"], result["role"]) == ("call_1", "sunny", "tool")
-    assert len({first, second, result["messageId"]}) == 3
+    reasoning = run.of("REASONING_MESSAGE_CONTENT")[0]
+    assert reasoning["delta"] == "The user wants the weather: call the tool."
+    assert len({first, second, result["messageId"], reasoning["messageId"]}) == 4
     assert run.text == "Let me check. It is sunny in Paris."
     assert run.of("STATE_SNAPSHOT")[0]["snapshot"] == {"city": "Paris", "runs": 1}
     assert run.events[-1]["usage"] == [{"inputTokens": 10, "outputTokens": 5, "totalTokens": 15}]
