@@ -36,7 +36,7 @@ class AguiChannel:
     response_hook: ResponseHook | None = None
 
     def contribute(self, ctx: ChannelContext) -> Contribution:
-        return Contribution(routes=AguiRoutes(self, ctx).routes())
+        return Contribution(routes=AguiRoutes(ctx, self.path, self.busy_policy).routes())
 
 
 class AguiPlugin:

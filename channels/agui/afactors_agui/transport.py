@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import trio
@@ -28,12 +28,9 @@ from afactors.channel import (
     TurnHandle,
     Unauthorized,
 )
-from afactors.model import ConversationKey, Envelope, ErrorInfo, Reply
+from afactors.model import BusyPolicy, ConversationKey, Envelope, ErrorInfo, Reply
 from afactors_agui.events import Event, EventStream, sse_frame, state_to_show
 from afactors_agui.request import AguiError, RunRequest, parse_run_input
-
-if TYPE_CHECKING:
-    from afactors_agui.channel import AguiChannel
 
 log = logging.getLogger("afactors.agui")
 
@@ -125,15 +122,15 @@ def sse_response(events: AsyncGenerator[Event, None]) -> Response:
 
 
 class AguiRoutes:
-    """The route of one `AguiChannel` bound to its `ChannelContext`."""
+    """The AG-UI route at `path` on one host: runs go to `ctx`, with `busy_policy` (None: the host's)."""
 
-    def __init__(self, channel: AguiChannel, ctx: ChannelContext) -> None:
-        self.channel, self.ctx = channel, ctx
+    def __init__(self, ctx: ChannelContext, path: str, busy_policy: BusyPolicy | None) -> None:
+        self.ctx, self.path, self.busy_policy = ctx, path, busy_policy
 
     def routes(self) -> list[Route]:
         return [
-            Route(self.channel.path, guarded(self.run), methods=("POST",)),
-            Route(self.channel.path, guarded(self.not_allowed), methods=METHODS),
+            Route(self.path, guarded(self.run), methods=("POST",)),
+            Route(self.path, guarded(self.not_allowed), methods=METHODS),
         ]
 
     @staticmethod
@@ -154,7 +151,7 @@ class AguiRoutes:
 
     def _envelope(self, run: RunRequest, key: ConversationKey) -> Envelope:
         return Envelope(
-            key=key, input=run.input, options=run.options(), busy_policy=self.channel.busy_policy, trace_id=run.run_id
+            key=key, input=run.input, options=run.options(), busy_policy=self.busy_policy, trace_id=run.run_id
         )
 
     async def _no_turn(self, stream: EventStream, key: ConversationKey) -> AsyncGenerator[Event, None]:
