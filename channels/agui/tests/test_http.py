@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import trio
@@ -231,6 +232,44 @@ async def test_a_client_that_goes_away_cancels_its_run(serve: Serve, gated: Gate
         gated.release()
         after = await served.run(run_input("t1", [user("two")]))
     assert after.text == "Turn 1. two"  # nothing of the cut run was committed
+
+
+@pytest.mark.parametrize("finishes_in_time", [True, False])
+async def test_at_shutdown_a_run_gets_the_drain_timeout(
+    serve: Serve, gated: GatedAgent, finishes_in_time: bool
+) -> None:
+    seen: list[dict[str, Any]] = []
+    failure: list[Exception] = []
+
+    async def read(http: httpx.AsyncClient, started: trio.Event) -> None:
+        try:
+            await stream_events(http, run_input("t1", [user("one")]), "TEXT_MESSAGE_CONTENT", seen, started)
+        except httpx.RemoteProtocolError as exc:
+            failure.append(exc)
+
+    async with (
+        httpx.AsyncClient(timeout=20) as http,
+        trio.open_nursery() as nursery,
+        serve(gated, drain_timeout=0.5) as served,
+    ):
+        http.base_url = httpx.URL(served.url)
+        started = trio.Event()
+        nursery.start_soon(read, http, started)
+        with trio.fail_after(5):
+            await started.wait()
+        if finishes_in_time:
+            nursery.start_soon(_release_when, served.host.shutting_down, gated)
+    if finishes_in_time:
+        assert [e["type"] for e in seen][-2:] == ["TEXT_MESSAGE_END", "RUN_FINISHED"] and not failure
+        assert not gated.cut.is_set()
+    else:  # cut off: no closing event, and the turn was cancelled uncommitted
+        assert seen[-1]["type"] == "TEXT_MESSAGE_CONTENT" and failure
+        assert gated.cut.is_set()
+
+
+async def _release_when(event: trio.Event, gated: GatedAgent) -> None:
+    await event.wait()
+    gated.release()
 
 
 async def torrent(messages: list[Message]) -> AsyncIterator[str]:
