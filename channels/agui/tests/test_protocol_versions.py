@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,10 @@ WIRE = Path(__file__).with_name("agui_wire.py")
 
 async def with_agui_1_0(*args: str) -> str:
     """Run agui_wire.py beside `ag-ui-protocol==1.0.0`; its stdout."""
-    uv = os.environ.get("UV") or shutil.which("uv")
-    command = [uv, "run"] if uv else [sys.executable, "-m", "uv", "run"]
-    command += ["--no-project", "--isolated", "--quiet", "--with", "ag-ui-protocol==1.0.0", "python", str(WIRE), *args]
+    uv = os.environ.get("UV") or shutil.which("uv")  # `uv run` names itself in $UV
+    assert uv, "this test needs uv: run the suite with `python3 -m uv run pytest`"
+    command = [uv, "run", "--no-project", "--isolated", "--quiet", "--with", "ag-ui-protocol==1.0.0"]
+    command += ["python", str(WIRE), *args]
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
     with trio.fail_after(300):
         done = await trio.run_process(command, capture_stdout=True, capture_stderr=True, check=False, env=env)
