@@ -152,3 +152,26 @@ async def test_channel_context_reads_a_conversations_committed_state(state_dir: 
         state["turns"] = 99  # a copy: the conversation is not changed
         assert ctx.state(key) == {"turns": 2}
         assert ctx.state(ConversationKey("other-tenant", "c1")) == {}
+
+
+async def test_records_lists_a_tenants_stored_turns_by_id_prefix_and_conversation(state_dir: Path) -> None:
+    channel = CapturingChannel()
+    async with afactors.open_host(None, channels=[channel], state_dir=state_dir, port=0, durability="unsafe"):
+        ctx = channel.ctx
+
+        async def started(tenant: str, conversation: str, turn_id: str) -> None:
+            key = ConversationKey(tenant, conversation)
+            envelope = Envelope(key, (Message("user", "hi"),), turn_id=turn_id)
+            record = await ctx.start_background(envelope)
+            await ctx.wait(record.id, tenant)
+
+        await started("t1", "a", "x-1")
+        await started("t1", "b", "x-2")
+        await started("t2", "a", "x-3")
+        await started("t1", "a", "y-4")
+        await started("t1", "a", "x-5")
+        assert await ctx.delete("x-5", "t1")
+        assert [r.id for r in ctx.records("t1", "x-")] == ["x-1", "x-2"]
+        assert [r.id for r in ctx.records("t1", "x-", "t1/a")] == ["x-1"]
+        assert [r.id for r in ctx.records("t2", "x-")] == ["x-3"]
+        assert ctx.records("t3", "") == []

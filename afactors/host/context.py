@@ -143,6 +143,13 @@ class ChannelContext:
             return None
         return record
 
+    def records(self, tenant: str, prefix: str, conversation: str | None = None) -> list[ResponseRecord]:
+        """The stored records of `tenant` whose turn ids start with `prefix` (a channel's own id prefix), in id
+        order, optionally only those of one conversation (its `ConversationKey.path`). Reads every record under
+        the prefix: meant for a channel's listing endpoints, not for hot paths."""
+        found = (record for _, record in self._host.store.scan("responses", prefix))
+        return [r for r in found if r.tenant == tenant and r.stored and conversation in (None, r.conversation)]
+
     async def cancel(self, turn_id: str, tenant: str) -> ResponseRecord | None:
         """Cancel a queued or running turn of `tenant`; returns its record as it now stands."""
         if self.record(turn_id, tenant) is None:
