@@ -58,12 +58,17 @@ def parse_part(part: Fields, input_modes: tuple[str, ...]) -> Part:
     media_type = part.text("mediaType") or (JSON if kind == "data" else "text/plain" if kind == "text" else OCTETS)
     filename = part.text("filename")
     part.metadata()
+    parsed = _part_of_kind(part, kind, media_type, filename)
     if kind != "text" and not accepts(input_modes, media_type):
         raise RpcError(
             CONTENT_TYPE_NOT_SUPPORTED,
             f"Content type {media_type!r} of '{part.path}' is not supported; accepted: {', '.join(input_modes)}",
             metadata={"mediaType": media_type},
         )
+    return parsed
+
+
+def _part_of_kind(part: Fields, kind: str, media_type: str, filename: str | None) -> Part:
     if kind == "text":
         return TextPart(part.text("text", required=True, empty=True) or "")
     if kind == "url":
