@@ -3,7 +3,6 @@ client (1.0, or 0.3 through its compat transport) and a raw httpx client for wir
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 import trio
 from a2a.client import ClientConfig, create_client
 from a2a.client.client import Client
-from a2a.types import AgentCard, Message, Part, Role, SendMessageRequest
+from a2a.types import AgentCard
 from afactors_a2a import A2AChannel
 from afactors_a2a.testing import ScriptedAgent
 from google.protobuf.json_format import ParseDict
@@ -89,24 +88,6 @@ def serve(tmp_path: Path) -> Serve:
             yield Served(host, host.urls[0], http)
 
     return serving
-
-
-def user_message(text: str, *, context_id: str = "", task_id: str = "") -> Message:
-    return Message(
-        role=Role.ROLE_USER,
-        message_id=uuid.uuid4().hex,
-        parts=[Part(text=text)],
-        context_id=context_id,
-        task_id=task_id,
-    )
-
-
-def send_request(text: str, **kwargs: Any) -> SendMessageRequest:
-    config = kwargs.pop("configuration", None)
-    request = SendMessageRequest(message=user_message(text, **kwargs))
-    if config is not None:
-        request.configuration.CopyFrom(config)
-    return request
 
 
 async def eventually(check: Callable[[], Awaitable[T | None]]) -> T:
