@@ -138,7 +138,9 @@ class A2ARoutes:
     def routes(self) -> list[Route]:
         path = self.channel.path
         card = [Route(rule, self.card, methods=("GET",)) for rule in CARD_PATHS]
-        return [*card, Route(path, self.rpc, methods=("POST",)), Route(path, self.not_allowed, methods=_OTHER_METHODS)]
+        card_others = [Route(rule, self.card_not_allowed, methods=("POST", "PUT", "PATCH", "DELETE")) for rule in CARD_PATHS]
+        rpc = [Route(path, self.rpc, methods=("POST",)), Route(path, self.not_allowed, methods=_OTHER_METHODS)]
+        return [*card, *card_others, *rpc]
 
     # -- the card -------------------------------------------------------------------------------------------
 
@@ -155,6 +157,9 @@ class A2ARoutes:
         return _json(render_card(self.channel.card, self._url(), bearer=bearer))
 
     # -- the JSON-RPC endpoint ------------------------------------------------------------------------------
+
+    async def card_not_allowed(self) -> Response:
+        return _json({"error": {"code": 405, "message": "The agent card is read with GET"}}, 405, {"Allow": "GET"})
 
     async def not_allowed(self) -> Response:
         error = RpcError(INVALID_REQUEST, f"Invalid Request: use POST for JSON-RPC at {self.channel.path}")
