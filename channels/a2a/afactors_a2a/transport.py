@@ -138,7 +138,9 @@ class A2ARoutes:
     def routes(self) -> list[Route]:
         path = self.channel.path
         card = [Route(rule, self.card, methods=("GET",)) for rule in CARD_PATHS]
-        card_others = [Route(rule, self.card_not_allowed, methods=("POST", "PUT", "PATCH", "DELETE")) for rule in CARD_PATHS]
+        card_others = [
+            Route(rule, self.card_not_allowed, methods=("POST", "PUT", "PATCH", "DELETE")) for rule in CARD_PATHS
+        ]
         rpc = [Route(path, self.rpc, methods=("POST",)), Route(path, self.not_allowed, methods=_OTHER_METHODS)]
         return [*card, *card_others, *rpc]
 

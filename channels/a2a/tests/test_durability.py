@@ -17,9 +17,22 @@ import trio
 def server(state_dir: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """`python -m afactors` serving the A2A channel and the scripted agent; yields the process and its URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "afactors", "--channel", "a2a", "--port", "0", "--state-dir", str(state_dir),
-         "--target", "afactors_a2a.testing:scripted"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "afactors",
+            "--channel",
+            "a2a",
+            "--port",
+            "0",
+            "--state-dir",
+            str(state_dir),
+            "--target",
+            "afactors_a2a.testing:scripted",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -55,8 +68,11 @@ async def test_a_task_in_flight_survives_kill_9_and_completes_after_restart(tmp_
     with server(state_dir) as (proc, url):
         sent = await call(url, "SendMessage", {"message": message, "configuration": {"returnImmediately": True}})
         task = sent["task"]
-        second = await call(url, "SendMessage", {"message": {**queued, "contextId": task["contextId"]},
-                                                  "configuration": {"returnImmediately": True}})
+        second = await call(
+            url,
+            "SendMessage",
+            {"message": {**queued, "contextId": task["contextId"]}, "configuration": {"returnImmediately": True}},
+        )
 
         async def working() -> bool | None:
             return True if await state_of(url, task["id"]) == "TASK_STATE_WORKING" else None

@@ -26,9 +26,26 @@ def test_the_plugin_is_registered_and_needs_no_credentials() -> None:
 
 def test_flags_configure_the_channel() -> None:
     channel = channel_from(
-        "--a2a-path", "/agents/a2a", "--a2a-name", "Helper", "--a2a-description", "Helps.", "--a2a-version", "2.1",
-        "--a2a-skill", "search:Search:Finds things", "--a2a-skill", "sum", "--a2a-public-url", "https://agents.example",
-        "--a2a-input-mode", "text/plain", "--a2a-input-mode", "image/*", "--a2a-no-streaming", "--a2a-no-push",
+        "--a2a-path",
+        "/agents/a2a",
+        "--a2a-name",
+        "Helper",
+        "--a2a-description",
+        "Helps.",
+        "--a2a-version",
+        "2.1",
+        "--a2a-skill",
+        "search:Search:Finds things",
+        "--a2a-skill",
+        "sum",
+        "--a2a-public-url",
+        "https://agents.example",
+        "--a2a-input-mode",
+        "text/plain",
+        "--a2a-input-mode",
+        "image/*",
+        "--a2a-no-streaming",
+        "--a2a-no-push",
     )
     card = channel.card
     assert channel.path == "/agents/a2a" and channel.public_url == "https://agents.example"
@@ -46,7 +63,8 @@ async def test_the_card_uses_the_configured_path_and_public_url(serve) -> None:
     channel = A2AChannel(path="/agents/a2a", public_url="https://agents.example/")
     async with serve(channel=channel) as served:
         card = (await served.http.get("/.well-known/agent-card.json")).json()
-        answer = await served.http.post("/agents/a2a", json={"jsonrpc": "2.0", "id": 1, "method": "ListTasks"},
-                                        headers={"A2A-Version": "1.0"})
+        answer = await served.http.post(
+            "/agents/a2a", json={"jsonrpc": "2.0", "id": 1, "method": "ListTasks"}, headers={"A2A-Version": "1.0"}
+        )
     assert card["url"] == card["supportedInterfaces"][0]["url"] == "https://agents.example/agents/a2a"
     assert answer.json()["result"]["tasks"] == []

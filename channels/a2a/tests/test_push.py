@@ -75,7 +75,7 @@ async def test_a_push_config_given_with_the_message_gets_the_finished_task_with_
         async with served.client(push_notification_config=config) as client:
             request = SendMessageRequest(message=Message(role=Role.ROLE_USER, message_id="m", parts=[Part(text="hi")]))
             events = [event async for event in client.send_message(request)]
-        (headers, body), = await hook.wait_for(1)
+        ((headers, body),) = await hook.wait_for(1)
     task = events[0].task
     assert headers["x-a2a-notification-token"] == "tok-1" and headers["authorization"] == "Bearer s3cret"
     assert body["task"]["id"] == task.id and body["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
@@ -102,8 +102,10 @@ async def test_configs_set_on_a_running_task_are_served_in_their_own_version(ser
 async def test_an_input_required_turn_is_pushed_too(serve) -> None:
     async with serve() as served, receiver() as hook:
         push = {"url": hook.url}
-        await served.rpc("SendMessage", {"message": message("input-required"), "configuration": {"taskPushNotificationConfig": push}})
-        (_, body), = await hook.wait_for(1)
+        await served.rpc(
+            "SendMessage", {"message": message("input-required"), "configuration": {"taskPushNotificationConfig": push}}
+        )
+        ((_, body),) = await hook.wait_for(1)
     assert body["task"]["status"]["state"] == "TASK_STATE_INPUT_REQUIRED"
     assert body["task"]["status"]["message"]["parts"] == [{"text": "What is your name?"}]
 
@@ -111,7 +113,9 @@ async def test_an_input_required_turn_is_pushed_too(serve) -> None:
 async def test_a_failed_push_is_retried_by_the_outbox(serve) -> None:
     async with serve() as served, receiver(statuses=(503, 503)) as hook:
         push = {"url": hook.url}
-        await served.rpc("SendMessage", {"message": message("hello"), "configuration": {"taskPushNotificationConfig": push}})
+        await served.rpc(
+            "SendMessage", {"message": message("hello"), "configuration": {"taskPushNotificationConfig": push}}
+        )
         received = await hook.wait_for(3)
     assert len(received) == 3 and received[0][1] == received[2][1]
     assert served.host.outbox is not None and served.host.outbox.stats.delivered == 1
@@ -120,7 +124,9 @@ async def test_a_failed_push_is_retried_by_the_outbox(serve) -> None:
 async def test_a_push_refused_for_good_is_dead_lettered_not_retried(serve, poll) -> None:
     async with serve() as served, receiver(statuses=(404,)) as hook:
         push = {"url": hook.url}
-        await served.rpc("SendMessage", {"message": message("hello"), "configuration": {"taskPushNotificationConfig": push}})
+        await served.rpc(
+            "SendMessage", {"message": message("hello"), "configuration": {"taskPushNotificationConfig": push}}
+        )
         await hook.wait_for(1)
 
         async def dead() -> list | None:
