@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 import orjson
@@ -32,9 +32,9 @@ from afactors.channel import (
     Unauthorized,
     new_turn_id,
 )
-from afactors.model import Envelope, Message, ReplyTarget
+from afactors.model import BusyPolicy, Envelope, Message, ReplyTarget
 from afactors_a2a import push
-from afactors_a2a.card import render_card
+from afactors_a2a.card import CardSettings, render_card
 from afactors_a2a.errors import (
     CONTENT_TYPE_NOT_SUPPORTED,
     INTERNAL_ERROR,
@@ -78,9 +78,6 @@ from afactors_a2a.tasks import (
 )
 from afactors_a2a.versions import HEADER, STREAMING, V03, V1, negotiate, operation
 
-if TYPE_CHECKING:
-    from afactors_a2a.channel import A2AChannel
-
 log = logging.getLogger("afactors.a2a")
 
 CARD_PATHS = ("/.well-known/agent-card.json", "/.well-known/agent.json")
@@ -91,6 +88,18 @@ _OTHER_METHODS = ("GET", "PUT", "PATCH", "DELETE")
 _SETTLED = TERMINAL | INTERRUPTED
 
 Handler = Callable[[dict[str, Any], str, str], Awaitable[Any]]
+
+
+class Settings(Protocol):
+    """What the routes read of their channel (an `A2AChannel`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    path: str
+    card: CardSettings
+    public_url: str | None
+    busy_policy: BusyPolicy | None
 
 
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -119,7 +128,7 @@ def _host_error(exc: Exception) -> RpcError | None:
 class A2ARoutes:
     """The views of one `A2AChannel` on one host."""
 
-    def __init__(self, channel: A2AChannel, ctx: ChannelContext) -> None:
+    def __init__(self, channel: Settings, ctx: ChannelContext) -> None:
         self.channel, self.ctx = channel, ctx
         self.book = TaskBook(ctx)
         self.pusher = push.Pusher(ctx, self._push_body)

@@ -65,6 +65,27 @@ class Served:
 Serve = Callable[..., AbstractAsyncContextManager[Served]]
 
 
+async def raw_post(url: str, head: str, body: bytes, done: Callable[[bytes], bool]) -> bytes:
+    """POST `/a2a` over a raw socket (`head`: extra header lines), read until `done(received)`, hang up.
+    For what an HTTP client library cannot do cleanly: stop reading a stream early, send a body never finished."""
+    host, port = url.removeprefix("http://").split(":")
+    request = f"POST /a2a HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{head}\r\n".encode()
+    received = b""
+    async with await trio.open_tcp_stream(host, int(port)) as stream:
+        await stream.send_all(request + body)
+        while not done(received):
+            chunk = await stream.receive_some()
+            assert chunk, received
+            received += chunk
+    return received
+
+
+@pytest.fixture
+def raw() -> Callable[..., Awaitable[bytes]]:
+    """`await raw(url, head, body, done)`: see `raw_post`."""
+    return raw_post
+
+
 @pytest.fixture
 def serve(tmp_path: Path) -> Serve:
     """`async with serve(target=None, channel=None, **open_host_kwargs) as served:` a live host on 127.0.0.1."""

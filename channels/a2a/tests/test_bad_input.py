@@ -5,9 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import pytest
-import trio
-
 from afactors_a2a import A2AChannel, CardSettings
 
 MESSAGE = {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "hi"}]}
@@ -177,20 +174,14 @@ async def test_a_context_busy_under_the_reject_policy_is_32004(serve) -> None:
     assert "already running" in body["error"]["message"]
 
 
-async def test_an_oversized_body_is_413_with_a_json_rpc_error(serve) -> None:
+async def test_an_oversized_body_is_413_with_a_json_rpc_error(serve, raw) -> None:
     async with serve() as served:
-        host, port = served.url.removeprefix("http://").split(":")
-        head = (
-            f"POST /a2a HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {17 << 20}\r\n\r\n"
-        ).encode()
-        received = b""
-        async with await trio.open_tcp_stream(host, int(port)) as stream:
-            await stream.send_all(head + b'{"jsonrpc": "2.0", "x": "' + b"x" * 65536)  # answered before the rest
-            while b"\r\n\r\n" not in received or not received.rstrip().endswith(b"}"):
-                chunk = await stream.receive_some()
-                assert chunk, received
-                received += chunk
+        received = await raw(  # the server answers before the rest of the body
+            served.url,
+            f"Content-Length: {17 << 20}\r\n",
+            b'{"jsonrpc": "2.0", "x": "' + b"x" * 65536,
+            lambda got: b"\r\n\r\n" in got and got.rstrip().endswith(b"}"),
+        )
     status_line, _, rest = received.partition(b"\r\n")
     assert status_line.split()[1] == b"413"
     assert orjson.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == -32600

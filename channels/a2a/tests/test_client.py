@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-import trio
 from a2a.client import ClientConfig, create_client
 from a2a.types import (
     CancelTaskRequest,
@@ -367,29 +366,14 @@ def recorder_target() -> Any:
     return Recorder()
 
 
-async def first_event_then_hang_up(url: str, payload: dict[str, Any]) -> str:
-    """POST over a raw socket, read the first SSE event, drop the connection; the task id it named."""
-    host, port = url.removeprefix("http://").split(":")
-    body = json.dumps(payload).encode()
-    head = (
-        f"POST /a2a HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nA2A-Version: 1.0\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    received = b""
-    async with await trio.open_tcp_stream(host, int(port)) as stream:
-        await stream.send_all(head + body)
-        while b"\n\n" not in received.partition(b"data: ")[2]:
-            chunk = await stream.receive_some()
-            assert chunk, received
-            received += chunk
-    return json.loads(received.partition(b"data: ")[2].partition(b"\n")[0])["result"]["task"]["id"]
-
-
-async def test_a_stream_cut_by_the_client_leaves_the_task_running(serve, poll) -> None:
+async def test_a_stream_cut_by_the_client_leaves_the_task_running(serve, poll, raw) -> None:
     message = {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "delayed 0.3"}]}
     payload = {"jsonrpc": "2.0", "id": 1, "method": "SendStreamingMessage", "params": {"message": message}}
     async with serve() as served, served.client() as client:
-        task_id = await first_event_then_hang_up(served.url, payload)
+        body = json.dumps(payload).encode()
+        head = f"A2A-Version: 1.0\r\nContent-Length: {len(body)}\r\n"
+        received = await raw(served.url, head, body, lambda got: b"\n\n" in got.partition(b"data: ")[2])
+        task_id = json.loads(received.partition(b"data: ")[2].partition(b"\n")[0])["result"]["task"]["id"]
 
         async def done() -> Task | None:
             task = await client.get_task(GetTaskRequest(id=task_id))
