@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trio
 from a2a.client import ClientConfig, create_client
 from a2a.types import (
     CancelTaskRequest,
@@ -381,3 +382,27 @@ async def test_a_stream_cut_by_the_client_leaves_the_task_running(serve, poll, r
 
         finished = await poll(done)
     assert artifact_text(finished) == "Working, done: delayed 0.3"
+
+
+async def test_open_streams_end_when_the_host_shuts_down(serve, poll) -> None:
+    message = {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "hang"}]}
+    payload = {"jsonrpc": "2.0", "id": 1, "method": "SendStreamingMessage", "params": {"message": message}}
+    body: list[str] = []
+
+    async def read(url: str) -> None:
+        async with httpx.AsyncClient(timeout=20) as http:
+            body.append((await http.post(url + "/a2a", json=payload, headers={"A2A-Version": "1.0"})).text)
+
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            async with serve(drain_timeout=0.3) as served:
+                nursery.start_soon(read, served.url)
+
+                async def working() -> dict | None:
+                    listed = (await served.rpc("ListTasks", {})).json()["result"]["tasks"]
+                    return listed[0] if listed and listed[0]["status"]["state"] == "TASK_STATE_WORKING" else None
+
+                await poll(working)
+    events = [json.loads(line[6:])["result"] for line in body[0].splitlines() if line.startswith("data: ")]
+    assert events[0]["task"]["status"]["state"] == "TASK_STATE_SUBMITTED"
+    assert events[-1]["statusUpdate"]["status"]["state"] == "TASK_STATE_WORKING"  # not final: resubscribe later
