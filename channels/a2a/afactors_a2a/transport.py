@@ -42,6 +42,7 @@ from afactors_a2a.errors import (
     INVALID_REQUEST,
     PUSH_NOTIFICATION_NOT_SUPPORTED,
     TASK_NOT_CANCELABLE,
+    VERSION_NOT_SUPPORTED,
     RpcError,
     invalid_params,
     task_not_found,
@@ -177,13 +178,14 @@ class A2ARoutes:
         return _json(error_response(None, error, V1), 405, {"Allow": "POST"})
 
     async def rpc(self) -> Response:
-        version, request_id = V1, None
+        asked = request.headers.get(HEADER)
+        version, request_id = (V1 if asked and asked.strip() else V03), None  # how to spell errors until negotiated
         try:
             self._check_content_type()
             tenant = self.ctx.tenant(request.headers.get("Authorization"))
             call = parse_call(await request.get_data(as_text=False))  # type: ignore[arg-type]
             request_id = call.id
-            version = negotiate(request.headers.get(HEADER))
+            version = negotiate(asked)
             op = operation(call.method, version)
             params = params_from_v03(op, call.params) if version == V03 else call.params
             if op in STREAMING:
@@ -195,6 +197,8 @@ class A2ARoutes:
             return _json(result_response(request_id, result))
         except Exception as exc:
             error = _host_error(exc)
+            if error is not None and error.code == VERSION_NOT_SUPPORTED:
+                version = V1  # a version we do not speak: answer in the current one
             if error is None:
                 log.exception("a2a request failed")
                 error = RpcError(INTERNAL_ERROR, "Internal error: the request could not be handled")

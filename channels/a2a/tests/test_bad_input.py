@@ -123,7 +123,11 @@ async def test_a03_errors_in_v03_carry_plain_data(serve) -> None:
     async with serve() as served:
         body = rpc_error(await served.rpc("tasks/get", {"id": "a2a-x"}, version=None), -32001)
         v1 = rpc_error(await served.rpc("GetTask", {"id": "a2a-x"}), -32001)
+        unparsed = await served.http.post("/a2a", content=b"{", headers={"Content-Type": "application/json"})
+        version = rpc_error(await served.rpc("GetTask", {"id": "a2a-x"}, version=None), -32009)
     assert body["error"]["data"] == {"taskId": "a2a-x"}
+    assert "data" not in rpc_error(unparsed, -32700)["error"]  # no header: a v0.3 client, v0.3 errors
+    assert version["error"]["data"][0]["reason"] == "VERSION_NOT_SUPPORTED"
     assert v1["error"]["data"][0]["reason"] == "TASK_NOT_FOUND"
 
 
