@@ -259,8 +259,7 @@ class A2ARoutes:
         earlier: list[TurnView] = []
         turn_id = new_turn_id(ID_PREFIX)
         if message.task_id is not None:
-            earlier = self._continuable(tenant, message.task_id, message.context_id)
-            context_id = self.book.view(tenant, message.task_id, earlier).context_id  # type: ignore[union-attr]
+            earlier, context_id = self._continuable(tenant, message.task_id, message.context_id)
             await self.book.add_turn(tenant, message.task_id, turn_id)
         else:
             context_id = message.context_id or str(uuid.uuid4())
@@ -275,7 +274,7 @@ class A2ARoutes:
             key=conversation_key(tenant, context_id),
             input=(Message("user", message.parts),),
             turn_id=turn_id,
-            options={"a2a": {"task": task_id, "context": context_id, "message": message.message_id}},
+            options={"a2a": turn_options(task_id, context_id, send)},
             reply_to=ReplyTarget(self.channel.name, {"tenant": tenant, "task": task_id})
             if settings.push_notifications
             else None,
@@ -284,8 +283,8 @@ class A2ARoutes:
         record = await self.ctx.start_background(envelope)
         return send, [*earlier, record]
 
-    def _continuable(self, tenant: str, task_id: str, context_id: str | None) -> list[TurnView]:
-        """The turns of a task a message may continue: it exists, matches the context and waits for input."""
+    def _continuable(self, tenant: str, task_id: str, context_id: str | None) -> tuple[list[TurnView], str]:
+        """The turns and context of a task a message may continue: it exists, matches the context, waits for input."""
         turns = self.book.turns(tenant, task_id)
         view = self.book.view(tenant, task_id, turns)
         if turns is None or view is None:
@@ -299,7 +298,7 @@ class A2ARoutes:
             raise unsupported(f"Task {task_id!r} is {view.state}; it takes no more messages: start a new task")
         if not view.interrupted:
             raise unsupported(f"Task {task_id!r} is still {view.state}; send more input once it asks for it")
-        return turns
+        return turns, view.context_id
 
     async def _send(self, params: dict[str, Any], tenant: str, version: str) -> dict[str, Any]:
         send, turns = await self._start(params, tenant, version)
@@ -459,3 +458,17 @@ class A2ARoutes:
 
     async def _extended_card(self, params: dict[str, Any], tenant: str, version: str) -> dict[str, Any]:
         raise unsupported("This agent has no extended agent card (capabilities.extendedAgentCard is false)")
+
+
+def turn_options(task_id: str, context_id: str, send: SendRequest) -> dict[str, Any]:
+    """What a turn keeps in its record (and shows the target as `ctx.options["a2a"]`): the A2A ids, and the
+    request's and message's metadata and referenced tasks when given."""
+    message = send.message
+    options: dict[str, Any] = {"task": task_id, "context": context_id, "message": message.message_id}
+    extra = {
+        "metadata": send.metadata,
+        "messageMetadata": message.metadata,
+        "referenceTaskIds": message.reference_task_ids,
+    }
+    options.update({key: (list(value) if isinstance(value, tuple) else value) for key, value in extra.items() if value})
+    return options

@@ -342,11 +342,23 @@ async def test_file_input_reaches_the_agent_when_its_media_type_is_accepted(serv
         "parts": [{"text": "look"}, {"raw": raw, "mediaType": "image/png", "filename": "p.png"}],
     }
     async with serve(recorder_target, channel=channel) as served:
-        ok = (await served.rpc("SendMessage", {"message": message})).json()
+        ok = (
+            await served.rpc(
+                "SendMessage", {"message": {**message, "referenceTaskIds": ["a2a-1"]}, "metadata": {"k": 1}}
+            )
+        ).json()
         pdf = {**message, "parts": [{"raw": raw, "mediaType": "application/pdf"}]}
         refused = (await served.rpc("SendMessage", {"message": pdf})).json()
     assert ok["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
     assert recorder_target.seen[-1] == [("text", "look"), ("data", "image/png")]
+    task = ok["result"]["task"]
+    assert recorder_target.options[-1] == {
+        "task": task["id"],
+        "context": task["contextId"],
+        "message": "m",
+        "metadata": {"k": 1},
+        "referenceTaskIds": ["a2a-1"],
+    }
     assert refused["error"]["code"] == -32005
 
 
@@ -355,10 +367,12 @@ def recorder_target() -> Any:
     class Recorder:
         def __init__(self) -> None:
             self.seen: list[list[tuple[str, str]]] = []
+            self.options: list[dict[str, Any]] = []
 
         async def run(self, ctx: Any) -> Any:
             from afactors.model import Update
 
+            self.options.append(ctx.options["a2a"])
             self.seen.append(
                 [(p.type, getattr(p, "text", None) or getattr(p, "media_type", "")) for p in ctx.messages[-1].contents]
             )
