@@ -58,7 +58,7 @@ class A2APlugin:
         group.add_argument("--a2a-path", default="/a2a", help="JSON-RPC endpoint path (default: /a2a)")
         group.add_argument("--a2a-name", default=defaults.name, help="agent name on the card")
         group.add_argument("--a2a-description", default=defaults.description, help="agent description on the card")
-        group.add_argument("--a2a-version", default=defaults.version, help="agent version on the card")
+        group.add_argument("--a2a-agent-version", default=defaults.version, help="agent version on the card")
         group.add_argument(
             "--a2a-skill",
             action="append",
@@ -81,7 +81,7 @@ class A2APlugin:
         card = CardSettings(
             name=args.a2a_name,
             description=args.a2a_description,
-            version=args.a2a_version,
+            version=args.a2a_agent_version,
             skills=tuple(args.a2a_skill or (DEFAULT_SKILL,)),
             input_modes=tuple(args.a2a_input_mode or defaults.input_modes),
             streaming=not args.a2a_no_streaming,

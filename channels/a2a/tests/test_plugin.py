@@ -31,7 +31,7 @@ def test_flags_configure_the_channel() -> None:
         "Helper",
         "--a2a-description",
         "Helps.",
-        "--a2a-version",
+        "--a2a-agent-version",
         "2.1",
         "--a2a-skill",
         "search:Search:Finds things",
