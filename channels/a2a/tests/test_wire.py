@@ -1,4 +1,4 @@
-"""The v0.3 wire as a client without an A2A-Version header sees it (raw JSON-RPC, no SDK conversions)."""
+"""The wire as a raw client sees it (no SDK conversions): v0.3 without an A2A-Version header, and 1.0 corners."""
 
 from __future__ import annotations
 
@@ -53,3 +53,14 @@ async def test_v03_push_config_methods_use_the_v03_shapes(serve) -> None:
         after = (await served.rpc("tasks/pushNotificationConfig/list", {"id": task["id"]}, version=None)).json()
     assert made == config == first["result"] and listed["result"] == [config]
     assert deleted.json() == {"jsonrpc": "2.0", "id": 1, "result": None} and after["result"] == []
+
+
+async def test_subscribing_to_a_task_waiting_for_input_shows_it_and_closes(serve) -> None:
+    asked = {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "input-required"}]}
+    async with serve() as served:
+        sent = (await served.rpc("SendMessage", {"message": asked, "configuration": {"historyLength": 0}})).json()
+        task = sent["result"]["task"]
+        response = await served.rpc("SubscribeToTask", {"id": task["id"]})
+    events = [orjson.loads(line[6:])["result"] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert "history" not in task and task["status"]["state"] == "TASK_STATE_INPUT_REQUIRED"
+    assert len(events) == 1 and events[0]["task"]["status"]["state"] == "TASK_STATE_INPUT_REQUIRED"
