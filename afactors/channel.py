@@ -1,37 +1,246 @@
 """The channel contract: everything a channel may import from afactors besides `afactors.model`.
 
 A channel (one distribution under `channels/`) parses its protocol into `Envelope`s, hands them to the host
-through the `ChannelContext` it is given in `Channel.contribute`, and renders what comes back. It never
-imports `afactors.store`, `afactors.actors` or `afactors.host` directly: this module is the whole surface.
+through the `ChannelContext` it is given in `Channel.contribute`, and renders what comes back: `Update`s while a
+turn runs, a `Reply` when it ends, or a `TurnView` (the stored record of a turn) later. It never imports
+`afactors.store`, `afactors.actors` or `afactors.host`: this module is the whole surface, and the host provides
+the `ChannelContext` implementation.
+
+Must not import: `afactors.host` (the host imports this module).
 """
 
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+import trio
+
+from afactors._backoff import Backoff
 from afactors.actors import ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle, new_turn_id
-from afactors.host.auth import DEFAULT_TENANT, Unauthorized
-from afactors.host.channel import (
-    ENTRY_POINT_GROUP,
-    Channel,
-    ChannelPlugin,
-    Command,
-    Contribution,
-    Deliver,
-    Delivery,
-    DeliveryFailed,
-    HookRejected,
-    ResponseHook,
-    Route,
-    RunHook,
-    ServiceTask,
-    StartupError,
-    installed_plugins,
-)
-from afactors.host.context import ChannelContext
+from afactors.model import ENDED_STATUSES, ConversationKey, Envelope, Reply, Update
 from afactors.store.records import ResponseRecord as TurnView
 from afactors.store.records import ResponseStatus as TurnStatus
 
+ENTRY_POINT_GROUP = "afactors.channels"
+
+DEFAULT_TENANT = "default"
+"""The tenant of every request when the host has no API keys configured."""
+
+STORE_OPTION = "store"
+"""`Envelope.options[STORE_OPTION] = False` keeps a turn's record out of `ChannelContext.record` (not stored)."""
+
+
+class Unauthorized(Exception):
+    """Missing or wrong credentials; channels render it as their protocol's 401."""
+
+
+class StartupError(Exception):
+    """A channel could not start (credentials refused, endpoint unreachable); the message says why."""
+
+
+class HookRejected(Exception):
+    """Raised by a `run_hook` to refuse an envelope; the channel answers with its protocol's 4xx."""
+
+    def __init__(self, message: str, status: int = 400, code: str = "invalid_request") -> None:
+        super().__init__(message)
+        self.message, self.status, self.code = message, status, code
+
+
+RunHook = Callable[[Envelope], Awaitable[Envelope] | Envelope]
+"""Rewrite (return a new envelope) or refuse (raise `HookRejected`) an envelope before it reaches the actor."""
+
+ResponseHook = Callable[[Envelope, Reply], Awaitable[Reply] | Reply]
+"""Rewrite a finished reply for its destination."""
+
+
+@attrs.frozen
+class Route:
+    """An HTTP (or websocket) route: `rule` in Quart syntax, a Quart view function."""
+
+    rule: str
+    view: Callable[..., Awaitable[Any]]
+    methods: tuple[str, ...] = ("POST",)
+    websocket: bool = False
+
+
+@attrs.frozen
+class Command:
+    """A chat command a channel offers (Telegram's /start, /new ...)."""
+
+    name: str
+    description: str
+
+
+@attrs.frozen
+class Delivery:
+    """A finished turn's reply to push to `address` (a `ReplyTarget`'s address), from the durable outbox."""
+
+    turn_id: str
+    address: dict[str, Any]
+    reply: Reply
+    attempt: int = 1
+
+
+class DeliveryFailed(Exception):
+    """Raised by a channel's `deliver` to say how to go on: retry after `retry_after` seconds, or give up."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after, self.permanent = retry_after, permanent
+
+
+Deliver = Callable[[Delivery], Awaitable[None]]
+"""Pushes one reply. Returning means delivered (the outbox row is deleted); raising means retry or dead-letter."""
+
+ServiceTask = Callable[..., Awaitable[None]]
+"""A background service, started with `nursery.start(task)`: it must call `task_status.started()` when ready."""
+
+
+@attrs.frozen
+class Contribution:
+    """Everything a channel adds to a host.
+
+    `deliver`: how to push replies of envelopes that carry a `reply_to` for this channel. Such a turn's commit
+    writes an outbox row; the host calls `deliver` (in order per address, retrying with jittered backoff) and
+    deletes the row once it returns, so a reply survives a crash between commit and send.
+    """
+
+    routes: Sequence[Route] = ()
+    tasks: Sequence[ServiceTask] = ()
+    commands: Sequence[Command] = ()
+    on_startup: Sequence[Callable[[], Awaitable[None]]] = ()
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = ()
+    deliver: Deliver | None = None
+
+
+class ChannelContext(Protocol):
+    """The part of the host a channel may use, given to `Channel.contribute`. The host implements it.
+
+    Submitting runs the channel's `run_hook` first. Records are scoped by tenant: a turn of another tenant, or one
+    submitted with `options["store"] = False`, reads as absent.
+    """
+
+    @property
+    def name(self) -> str:
+        """The channel's name (the scope of its aliases)."""
+        ...
+
+    @property
+    def shutting_down(self) -> trio.Event:
+        """Set when the host stops taking new work; long streams should finish."""
+        ...
+
+    def tenant(self, authorization: str | None) -> str:
+        """The tenant of a request's `Authorization` header; raises `Unauthorized`."""
+        ...
+
+    async def submit(self, envelope: Envelope, *, stream: bool = False) -> TurnHandle:
+        """Run the channel's `run_hook`, then hand the envelope to its conversation's actor.
+
+        Raises `HookRejected`, `ConversationBusy`, `ActorUnavailable` or `SystemClosed`; waits while the
+        conversation's mailbox is full (backpressure).
+        """
+        ...
+
+    async def reply(self, envelope: Envelope, handle: TurnHandle) -> Reply:
+        """The turn's finished reply, rewritten by the channel's `response_hook`."""
+        ...
+
+    async def start_background(self, envelope: Envelope) -> TurnView:
+        """Accept a turn durably and return its queued record; it runs (and survives restarts) without a caller."""
+        ...
+
+    async def abandon(self, handle: TurnHandle) -> bool:
+        """Cancel a turn this channel submitted and no longer wants (its client went away): a queued turn never
+        runs, a running one is cut and nothing of it is committed. False if it already ended."""
+        ...
+
+    async def wait(self, turn_id: str, tenant: str) -> TurnView | None:
+        """Wait until a stored turn of `tenant` has ended; its final record, or None once it is not visible."""
+        ...
+
+    def watch(self, turn_id: str) -> AsyncIterator[Update] | None:
+        """Replay-then-follow the updates of a running background turn; None when it is not running here."""
+        ...
+
+    def record(self, turn_id: str, tenant: str) -> TurnView | None:
+        """The stored record of a turn, if it exists, was stored, and belongs to `tenant`."""
+        ...
+
+    def records(self, tenant: str, prefix: str, conversation: str | None = None) -> list[TurnView]:
+        """The stored records of `tenant` whose turn ids start with `prefix` (a channel's own id prefix), in id
+        order, optionally only those of one conversation (its `ConversationKey.path`). Reads every record under
+        the prefix: meant for a channel's listing endpoints, not for hot paths."""
+        ...
+
+    async def cancel(self, turn_id: str, tenant: str) -> TurnView | None:
+        """Cancel a queued or running turn of `tenant`; returns its record as it now stands."""
+        ...
+
+    async def delete(self, turn_id: str, tenant: str) -> bool:
+        """Hide a stored turn from retrieval; its conversation history is kept."""
+        ...
+
+    def state(self, key: ConversationKey) -> dict[str, Any]:
+        """The conversation's state as its last committed turn left it (`TurnContext.state`); {} before any turn.
+
+        A fresh copy read from the store: changing it changes nothing. `key` must carry the caller's tenant.
+        """
+        ...
+
+    def alias(self, key: str) -> dict[str, Any] | None:
+        """A channel-scoped durable value (e.g. which conversation a chat is in now)."""
+        ...
+
+    async def set_alias(self, key: str, value: dict[str, Any]) -> None:
+        """Store a channel-scoped durable value under `key`."""
+        ...
+
+    async def drop_alias(self, key: str) -> None:
+        """Delete a channel-scoped durable value (nothing happens when there is none)."""
+        ...
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """A wire protocol: parses requests into envelopes and renders replies, through a `ChannelContext`."""
+
+    name: str
+    run_hook: RunHook | None
+    response_hook: ResponseHook | None
+
+    def contribute(self, ctx: ChannelContext) -> Contribution: ...
+
+
+class ChannelPlugin(Protocol):
+    """The object an `afactors.channels` entry point names: CLI flags and a factory."""
+
+    name: str
+    needs_credentials: bool
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def create(self, args: argparse.Namespace) -> Channel | None:
+        """The channel configured from CLI args, or None when it lacks the credentials it needs."""
+        ...
+
+
+def installed_plugins() -> dict[str, ChannelPlugin]:
+    """Every channel plugin registered in the `afactors.channels` entry-point group, by name."""
+    return {ep.name: ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
 __all__ = [
     "DEFAULT_TENANT",
+    "ENDED_STATUSES",
     "ENTRY_POINT_GROUP",
+    "STORE_OPTION",
     "ActorUnavailable",
+    "Backoff",
     "Channel",
     "ChannelContext",
     "ChannelPlugin",

@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 from afactors.actors import ActorSystem, ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle
-from afactors.actors.keys import turn_key
+from afactors.actors._keys import turn_key
 from afactors.model import ConversationKey, Envelope, Message, ReplyTarget, TurnContext, Update, UsagePart
 from afactors.store import Put, ResponseRecord, Store, StoreError, TurnRecord
 
@@ -362,18 +362,17 @@ async def test_a_queued_background_record_goes_in_progress_then_completed(tmp_pa
     agent = Script()
     async with running(tmp_path, agent) as (store, system):
         agent.store = store
-        queued = ResponseRecord(
-            id="resp_1", tenant=KEY.tenant, conversation=KEY.path, status="queued", background=True,
-            created_at=123.0, data={"metadata": {"a": "b"}},
-        )
         handle = await system.submit(
-            env("hello", turn_id="resp_1", idempotency_key="resp_1", options={"background": True}),
-            extra_ops=[Put("responses", "resp_1", queued)],
+            env("hello", turn_id="resp_1", idempotency_key="resp_1", options={"metadata": {"a": "b"}}),
+            background=True,
         )
+        queued = store.get("responses", "resp_1")
+        assert queued.status == "queued" and queued.background and queued.data == {"metadata": {"a": "b"}}
         assert (await handle.reply()).text == "re:hello"
         assert agent.record_status["resp_1"] == "in_progress"
         record = store.get("responses", "resp_1")
-        assert record.status == "completed" and record.created_at == 123.0 and record.data == {"metadata": {"a": "b"}}
+        assert record.status == "completed" and record.created_at == queued.created_at
+        assert record.background and record.data == {"metadata": {"a": "b"}}
         assert record.seq == 1 and record.output[0].text == "re:hello" and record.usage == UsagePart(1, 1)
         plain = await system.submit(env("plain", options={"store": False}))
         await plain.reply()

@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 from afactors.actors import ActorSystem
-from afactors.actors.keys import turn_key
+from afactors.actors._keys import turn_key
 from afactors.model import ConversationKey, Envelope, Message, Update
 from afactors.store import Store
 

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from afactors.actors.keys import dedup_key, inbox_key, new_turn_id, outbox_key, turn_key
-from afactors.actors.replies import ReplyBuilder, error_text, from_record
-from afactors.actors.supervision import RestartPolicy, RestartTracker
+from afactors.actors._keys import dedup_key, inbox_key, new_turn_id, outbox_key, turn_key
+from afactors.actors._replies import ReplyBuilder, error_text, from_record
+from afactors.actors._supervision import RestartPolicy, RestartTracker
 from afactors.model import ErrorInfo, FunctionCallPart, Message, TextPart, Update, UsagePart
 from afactors.store import ResponseRecord
 
@@ -101,7 +101,7 @@ def test_store_keys_sort_in_order_and_name_their_conversation() -> None:
 
 
 async def test_chain_cache_keeps_ended_turns_and_evicts_the_least_recent(tmp_path) -> None:
-    from afactors.actors.history import ChainCache
+    from afactors.actors._history import ChainCache
     from afactors.model import Message
     from afactors.store import Put, ResponseRecord, Store
 

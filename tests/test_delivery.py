@@ -10,7 +10,8 @@ import trio
 
 import afactors
 from afactors.host import ChannelContext, Contribution, Delivery, DeliveryFailed
-from afactors.host.delivery import backoff_delay, group_of
+from afactors._backoff import Backoff
+from afactors.actors.ledger import outbox_group
 from afactors.model import ConversationKey, Envelope, Message, ReplyTarget
 
 
@@ -112,14 +113,21 @@ async def test_undelivered_replies_survive_a_restart(state_dir: Path) -> None:
 
 
 def test_group_of_strips_the_arrival_stamp() -> None:
-    assert group_of("default/push:a/00000000000000000042") == "default/push:a"
+    assert outbox_group("default/push:a/00000000000000000042") == "default/push:a"
 
 
 def test_backoff_grows_and_is_capped() -> None:
     import random
 
-    rng = random.Random(1)
-    delays = [backoff_delay(n, 0.5, 60.0, rng) for n in range(1, 12)]
+    backoff = Backoff(0.5, 60.0, rng=random.Random(1))
+    delays = [backoff.delay(n) for n in range(1, 12)]
     assert 0.4 <= delays[0] <= 0.6
     assert delays[3] > delays[0] * 4
     assert max(delays) <= 72.0
+
+
+def test_backoff_without_jitter_is_exact_and_never_overflows() -> None:
+    backoff = Backoff(1.0, 30.0, jitter=0.0)
+    assert [backoff.delay(n) for n in (1, 2, 3, 6, 10_000)] == [1.0, 2.0, 4.0, 30.0, 30.0]
+    with pytest.raises(ValueError):
+        Backoff(0.0, 1.0)

@@ -2,16 +2,29 @@
 
 `ActorSystem.open(store, agent)` runs them; channels call `submit(envelope)` and read the `TurnHandle`.
 See docs/actors.md for the turn lifecycle, busy policies, supervision, passivation and crash semantics.
+`afactors.actors.ledger` is the one writer of a turn's durable bookkeeping rows; the rest lives in private modules.
 """
 
-from afactors.actors.actor import ActorInfo, ActorStatus, ConversationActor
-from afactors.actors.errors import ActorUnavailable, ConversationBusy, SystemClosed
-from afactors.actors.handle import TurnHandle
-from afactors.actors.keys import new_turn_id
-from afactors.actors.supervision import RestartPolicy
-from afactors.actors.system import ActorStats, ActorSystem
+from afactors.actors._actor import ActorInfo, ActorStatus, ConversationActor
+from afactors.actors._errors import ActorUnavailable, ConversationBusy, SystemClosed
+from afactors.actors._handle import TurnHandle
+from afactors.actors._keys import new_turn_id
+from afactors.actors._owner import ActorOwner
+from afactors.actors._supervision import RestartPolicy
+from afactors.actors._system import ActorConfig, ActorStats, ActorSystem
 
 __all__ = [
-    "ActorInfo", "ActorStats", "ActorStatus", "ActorSystem", "ActorUnavailable", "ConversationActor",
-    "ConversationBusy", "RestartPolicy", "SystemClosed", "TurnHandle", "new_turn_id",
+    "ActorConfig",
+    "ActorInfo",
+    "ActorOwner",
+    "ActorStats",
+    "ActorStatus",
+    "ActorSystem",
+    "ActorUnavailable",
+    "ConversationActor",
+    "ConversationBusy",
+    "RestartPolicy",
+    "SystemClosed",
+    "TurnHandle",
+    "new_turn_id",
 ]

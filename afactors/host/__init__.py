@@ -1,9 +1,14 @@
-"""The host: channels, HTTP server, auth and shutdown around an actor system."""
+"""The host: channels, HTTP server, auth and shutdown around an actor system.
 
-from afactors.host.auth import DEFAULT_TENANT, ApiKeys, Unauthorized
-from afactors.host.channel import (
+Public surface: `open_host` (with `HostConfig`), `Host`, `ApiKeys`, and the channel contract's names
+(re-exported from `afactors.channel`, where channels import them).
+"""
+
+from afactors.channel import (
+    DEFAULT_TENANT,
     ENTRY_POINT_GROUP,
     Channel,
+    ChannelContext,
     ChannelPlugin,
     Command,
     Contribution,
@@ -15,13 +20,32 @@ from afactors.host.channel import (
     Route,
     RunHook,
     StartupError,
+    Unauthorized,
     installed_plugins,
 )
-from afactors.host.context import ChannelContext
-from afactors.host.host import Host, open_host
+from afactors.host.auth import ApiKeys
+from afactors.host.host import Host, HostConfig, open_host
 
 __all__ = [
-    "DEFAULT_TENANT", "ENTRY_POINT_GROUP", "ApiKeys", "Channel", "ChannelContext", "ChannelPlugin", "Command",
-    "Contribution", "Deliver", "Delivery", "DeliveryFailed", "HookRejected", "Host", "ResponseHook", "Route", "RunHook", "StartupError", "Unauthorized", "installed_plugins",
+    "DEFAULT_TENANT",
+    "ENTRY_POINT_GROUP",
+    "ApiKeys",
+    "Channel",
+    "ChannelContext",
+    "ChannelPlugin",
+    "Command",
+    "Contribution",
+    "Deliver",
+    "Delivery",
+    "DeliveryFailed",
+    "HookRejected",
+    "Host",
+    "HostConfig",
+    "ResponseHook",
+    "Route",
+    "RunHook",
+    "StartupError",
+    "Unauthorized",
+    "installed_plugins",
     "open_host",
 ]

@@ -6,11 +6,9 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
-DEFAULT_TENANT = "default"
+from afactors.channel import DEFAULT_TENANT, Unauthorized
 
-
-class Unauthorized(Exception):
-    """Missing or wrong credentials; channels render it as their protocol's 401."""
+__all__ = ["DEFAULT_TENANT", "ApiKeys", "Unauthorized", "tenant_of_key"]
 
 
 def tenant_of_key(key: str) -> str:

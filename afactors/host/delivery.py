@@ -9,34 +9,25 @@ channel's `deliver` returns, retries failures with jittered exponential backoff 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Mapping
 
 import attrs
 import trio
 
-from afactors.host.channel import Deliver, Delivery, DeliveryFailed
+from afactors._backoff import Backoff
+from afactors.actors import ledger
+from afactors.channel import Deliver, Delivery, DeliveryFailed
 from afactors.model import Reply, converter
-from afactors.store import DeadLetter, Delete, OutboxRecord, Put, Store
+from afactors.store import OutboxRecord, Store
 
 log = logging.getLogger("afactors.delivery")
 
-_STAMP_LEN = 20
 
-
-def group_of(outbox_key: str) -> str:
-    """The ordering group of an outbox row: its key without the trailing arrival stamp (the conversation)."""
-    return outbox_key[: -_STAMP_LEN - 1]
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Exponential backoff with ±20 % jitter: base, 2·base, 4·base ... capped at `cap`."""
-    return min(cap, base * 2 ** (attempt - 1)) * rng.uniform(0.8, 1.2)
-
-
-@attrs.define
+@attrs.frozen
 class DeliveryStats:
+    """A snapshot of an outbox's counts since it started."""
+
     delivered: int = 0
     retried: int = 0
     dead_lettered: int = 0
@@ -54,19 +45,27 @@ class Outbox:
         backoff: tuple[float, float] = (0.5, 60.0),
         concurrency: int = 10_000,
     ) -> None:
-        self.stats = DeliveryStats()
+        self._counts = {"delivered": 0, "retried": 0, "dead_lettered": 0}
         self._store = store
         self._delivers = dict(delivers)
         self._max_attempts = max_attempts
-        self._backoff = backoff
+        self._backoff = Backoff(*backoff)
         self._limiter = trio.CapacityLimiter(concurrency)
         self._active: set[str] = set()
         self._nursery: trio.Nursery | None = None
-        self._rng = random.Random()
+
+    def statistics(self) -> DeliveryStats:
+        """A frozen snapshot of the counts so far."""
+        return DeliveryStats(**self._counts)
+
+    @property
+    def stats(self) -> DeliveryStats:
+        """`statistics()`."""
+        return self.statistics()
 
     def notify(self, outbox_key: str) -> None:
         """A row was committed under `outbox_key`: make sure its group is being delivered."""
-        group = group_of(outbox_key)
+        group = ledger.outbox_group(outbox_key)
         if self._nursery is not None and group not in self._active:
             self._active.add(group)
             self._nursery.start_soon(self._drain, group)
@@ -111,8 +110,8 @@ class Outbox:
             await self._failed(key, row, attempt, f"{type(exc).__name__}: {exc}", None, False)
         else:
             with trio.CancelScope(shield=True):  # delivered: a shutdown now must not make it send again
-                await self._store.commit([Delete("outbox", key)])
-            self.stats.delivered += 1
+                await self._store.commit(ledger.delivered(key))
+            self._counts["delivered"] += 1
 
     async def _failed(
         self, key: str, row: OutboxRecord, attempt: int, error: str, retry_after: float | None, permanent: bool
@@ -125,10 +124,9 @@ class Outbox:
     ) -> None:
         if permanent or attempt >= self._max_attempts:
             log.warning("dead-lettering delivery %s after %d attempt(s): %s", key, attempt, error)
-            dead = DeadLetter(envelope=None, delivery=attrs.evolve(row, attempts=attempt), error=error, failed_at=time.time())
-            await self._store.commit([Delete("outbox", key), Put("dead_letters", f"outbox/{key}", dead)])
-            self.stats.dead_lettered += 1
+            await self._store.commit(ledger.undeliverable(key, row, attempt, error, time.time()))
+            self._counts["dead_lettered"] += 1
             return
-        delay = retry_after if retry_after is not None else backoff_delay(attempt, *self._backoff, self._rng)
-        await self._store.commit([Put("outbox", key, attrs.evolve(row, attempts=attempt, due_at=time.time() + delay))])
-        self.stats.retried += 1
+        delay = retry_after if retry_after is not None else self._backoff.delay(attempt)
+        await self._store.commit(ledger.redeliver(key, row, attempt, time.time() + delay))
+        self._counts["retried"] += 1

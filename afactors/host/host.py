@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
+import attrs
 import trio
 from quart import jsonify
 
-from afactors.actors import ActorSystem, TurnHandle
+from afactors.actors import ActorConfig, ActorSystem
+from afactors.channel import Channel, Contribution, Route
+from afactors.host._background import BackgroundTurns
 from afactors.host.auth import ApiKeys
-from afactors.host.channel import Channel, Contribution, Route
-from afactors.host.context import ChannelContext, TurnLog
+from afactors.host.context import HostChannelContext
 from afactors.host.delivery import Outbox
 from afactors.host.server import build_app, serve_app, server_config
 from afactors.model import BusyPolicy
@@ -23,36 +26,46 @@ from afactors.targets import DemoAgent, as_agent
 log = logging.getLogger("afactors.host")
 
 
-class Host:
-    """A running host. Create it with `open_host`; read `urls`, `channels`, `system`, `store`."""
+@attrs.frozen
+class HostConfig:
+    """How `open_host` runs: where state lives, where it listens, who may call, and how actors behave.
 
-    def __init__(self, store: Store, system: ActorSystem, api_keys: ApiKeys, nursery: trio.Nursery) -> None:
+    `durability`: the store's fsync policy. `api_keys`: bearer keys, each its own tenant (none: everyone is the
+    default tenant). `drain_timeout`: seconds running turns (and open connections) get at shutdown.
+    `mailbox_size`, `idle_timeout`, `max_active`, `busy_policy`: see `ActorConfig`.
+    """
+
+    state_dir: str | os.PathLike[str] = ".afactors"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    durability: Durability = "durable"
+    busy_policy: BusyPolicy = "enqueue"
+    api_keys: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    drain_timeout: float = 10.0
+    mailbox_size: int = 32
+    idle_timeout: float = 600.0
+    max_active: int = 10_000
+
+    def actor_config(self) -> ActorConfig:
+        return ActorConfig(
+            busy_policy=self.busy_policy, mailbox_size=self.mailbox_size, idle_timeout=self.idle_timeout,
+            max_active=self.max_active, drain_timeout=self.drain_timeout,
+        )  # fmt: skip
+
+
+class Host:
+    """A running host, made by `open_host`: read `urls`, `channels`, `system`, `store`, `outbox`."""
+
+    def __init__(self, store: Store, system: ActorSystem, config: HostConfig) -> None:
         self.store = store
         self.system = system
-        self.api_keys = api_keys
+        self.config = config
         self.urls: list[str] = []
         self.channels: dict[str, Channel] = {}
         self.contributions: dict[str, Contribution] = {}
         self.ready = trio.Event()
         self.shutting_down = trio.Event()
-        self.turn_logs: dict[str, TurnLog] = {}
         self.outbox: Outbox | None = None
-        self._nursery = nursery
-
-    def track(self, turn_id: str, handle: TurnHandle) -> None:
-        """Keep the live updates of a background turn for watchers until it ends."""
-        turn_log = self.turn_logs[turn_id] = TurnLog()
-
-        async def pump() -> None:
-            try:
-                async for update in handle.updates():
-                    turn_log.append(update)
-                await handle.reply()
-            finally:
-                turn_log.close()
-                self.turn_logs.pop(turn_id, None)
-
-        self._nursery.start_soon(pump)
 
     async def _readiness(self) -> object:
         if self.shutting_down.is_set():
@@ -65,47 +78,43 @@ class Host:
 @asynccontextmanager
 async def open_host(
     target: object = None,
+    config: HostConfig | None = None,
     *,
     channels: Iterable[Channel] = (),
-    state_dir: str | os.PathLike[str] = ".afactors",
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    durability: Durability = "durable",
-    busy_policy: BusyPolicy = "enqueue",
-    api_keys: Sequence[str] = (),
-    drain_timeout: float = 10.0,
-    mailbox_size: int = 32,
-    idle_timeout: float = 600.0,
-    max_active: int = 10_000,
+    **settings: Any,
 ) -> AsyncIterator[Host]:
     """Run a host inside the caller's trio program until the block exits, then shut down in order.
 
+    `settings` are `HostConfig` fields overriding `config` (`open_host(agent, port=0, state_dir=...)` works).
     Shutdown: stop intake (the server stops accepting and channel services stop), let running turns finish
     within `drain_timeout`, cancel the rest (their inbox rows replay on the next start), final commit.
     """
+    config = attrs.evolve(config or HostConfig(), **settings)
     agent = as_agent(target if target is not None else DemoAgent())
-    async with Store.open(state_dir, durability=durability) as store:
-        async with ActorSystem.open(
-            store,
-            agent,
-            busy_policy=busy_policy,
-            mailbox_size=mailbox_size,
-            idle_timeout=idle_timeout,
-            max_active=max_active,
-            drain_timeout=drain_timeout,
-        ) as system:
+    async with Store.open(config.state_dir, durability=config.durability) as store:
+        async with ActorSystem.open(store, agent, config.actor_config()) as system:
             async with trio.open_nursery() as nursery:
                 async with trio.open_nursery() as services:
-                    the_host = Host(store, system, ApiKeys(api_keys), services)
+                    the_host = Host(store, system, config)
+                    background = BackgroundTurns(system, services)
+                    background.track_recovered()
+                    api_keys = ApiKeys(config.api_keys)
                     routes: list[Route] = [Route("/readiness", the_host._readiness, methods=("GET",))]
                     for channel in channels:
-                        contribution = channel.contribute(ChannelContext(the_host, channel))
+                        ctx = HostChannelContext(
+                            channel, system=system, store=store, api_keys=api_keys, background=background,
+                            shutting_down=the_host.shutting_down,
+                        )  # fmt: skip
+                        contribution = channel.contribute(ctx)
                         the_host.channels[channel.name] = channel
                         the_host.contributions[channel.name] = contribution
                         routes.extend(contribution.routes)
                     stop_server = trio.Event()
                     the_host.urls = await nursery.start(
-                        serve_app, build_app(routes), server_config(host, port, drain_timeout), stop_server
+                        serve_app,
+                        build_app(routes),
+                        server_config(config.host, config.port, config.drain_timeout),
+                        stop_server,
                     )
                     the_host.outbox = Outbox(
                         store, {name: c.deliver for name, c in the_host.contributions.items() if c.deliver is not None}
@@ -129,3 +138,4 @@ async def open_host(
                 for contribution in the_host.contributions.values():
                     for hook in contribution.on_shutdown:
                         await hook()
+

@@ -10,7 +10,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
-from afactors.host.channel import Route
+from afactors.channel import Route
 
 _original_protocol_send = _tcp_server.TCPServer.protocol_send
 

@@ -10,7 +10,7 @@ from afactors.model.envelope import (
     Identity,
     ReplyTarget,
 )
-from afactors.model.messages import ROLES, ErrorInfo, Message, Reply, Role, Status, Update
+from afactors.model.messages import ENDED_STATUSES, ROLES, ErrorInfo, Message, Reply, Role, Status, Update
 from afactors.model.parts import (
     DataPart,
     FunctionCallPart,
@@ -24,6 +24,7 @@ from afactors.model.parts import (
 
 __all__ = [
     "BUSY_POLICIES",
+    "ENDED_STATUSES",
     "ROLES",
     "Agent",
     "BusyPolicy",

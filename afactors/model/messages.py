@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import attrs
 
@@ -48,6 +48,8 @@ class Update:
 
 
 Status = Literal["completed", "failed", "cancelled", "incomplete"]
+ENDED_STATUSES: frozenset[str] = frozenset(get_args(Status))
+"""The statuses of a turn that has ended (the only ones a `Reply` has); "queued" and "in_progress" are not."""
 
 
 @attrs.frozen

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
-from afactors.model import Envelope, ErrorInfo, Message, UsagePart
+from afactors.model import ENDED_STATUSES, Envelope, ErrorInfo, Message, UsagePart
 
 ResponseStatus = Literal["queued", "in_progress", "completed", "failed", "cancelled", "incomplete"]
 
@@ -64,6 +64,11 @@ class ResponseRecord:
     created_at: float = 0.0
     completed_at: float | None = None
     data: dict[str, Any] = attrs.Factory(dict)
+
+    @property
+    def ended(self) -> bool:
+        """Whether the turn has ended (completed, failed, cancelled or incomplete): the record changes no more."""
+        return self.status in ENDED_STATUSES
 
 
 @attrs.frozen

@@ -8,7 +8,7 @@ import time
 import attrs
 import pytest
 
-from afactors.actors.replies import ReplyBuilder
+from afactors.actors._replies import ReplyBuilder
 from afactors.model import FunctionCallPart, Message, ReasoningPart, TextPart, Update, UsagePart
 from afactors_responses.codec import EventStream, OutputBuilder, output_items, parse_create, replay, split_chunks, view_of_request
 from afactors_responses.codec.output import CHUNK_CHARS

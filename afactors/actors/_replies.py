@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from afactors.model import ErrorInfo, Message, Part, Reply, TextPart, Update, UsagePart
+from afactors.model import ENDED_STATUSES, ErrorInfo, Message, Part, Reply, TextPart, Update, UsagePart
 from afactors.store import ResponseRecord
 
 _MAX_ERROR_TEXT = 300
@@ -57,5 +57,5 @@ def error_text(exc: BaseException) -> str:
 def from_record(record: ResponseRecord) -> Reply:
     """The reply a stored response record stands for (used when an idempotency key was already answered)."""
     # queued/in_progress never carry a dedup key; should one turn up, it reads as not finished
-    status = record.status if record.status in ("completed", "failed", "cancelled", "incomplete") else "incomplete"
-    return Reply(messages=record.output, usage=record.usage, status=status, error=record.error)
+    status = record.status if record.status in ENDED_STATUSES else "incomplete"
+    return Reply(messages=record.output, usage=record.usage, status=status, error=record.error)  # type: ignore[arg-type]

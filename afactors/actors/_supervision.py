@@ -7,6 +7,8 @@ from collections import deque
 
 import attrs
 
+from afactors._backoff import Backoff
+
 
 @attrs.frozen
 class RestartPolicy:
@@ -26,14 +28,19 @@ class RestartPolicy:
     jitter: float = 0.2
     rng: random.Random = attrs.field(factory=random.Random, eq=False, repr=False)
 
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.backoff_min, self.backoff_max, self.jitter, self.rng)
+
 
 class RestartTracker:
     """The restarts of one actor so far."""
 
-    __slots__ = ("_policy", "_times", "_streak", "_last")
+    __slots__ = ("_policy", "_backoff", "_times", "_streak", "_last")
 
     def __init__(self, policy: RestartPolicy) -> None:
         self._policy = policy
+        self._backoff = policy.backoff
         self._times: deque[float] = deque()
         self._streak = 0
         self._last = float("-inf")
@@ -55,5 +62,4 @@ class RestartTracker:
             self._times.popleft()
         if len(self._times) > policy.max_restarts:
             return None
-        delay = min(policy.backoff_max, policy.backoff_min * 2 ** (self._streak - 1))
-        return delay * (1 + policy.jitter * (2 * policy.rng.random() - 1))
+        return self._backoff.delay(self._streak)

@@ -1,4 +1,7 @@
-"""`ActorSystem`: the registry of conversation actors, intake, cancellation, passivation, recovery, shutdown."""
+"""`ActorSystem`: the registry of conversation actors, intake, cancellation, passivation, recovery, shutdown.
+
+It implements `ActorOwner` for its actors (the only way they reach it) and writes through `ledger` only.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +12,33 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import attrs
 import trio
 
-from afactors.actors.actor import ActorInfo, ConversationActor, Entry, inbox_row, response_record, settle_ops
-from afactors.actors.errors import ActorUnavailable, SystemClosed
-from afactors.actors.handle import TurnHandle
-from afactors.actors.history import ChainCache
-from afactors.actors.keys import dedup_key, inbox_key, new_turn_id, turn_key
-from afactors.actors.replies import cancelled, failed, from_record
-from afactors.actors.supervision import RestartPolicy
-from afactors.model import BUSY_POLICIES, Agent, BusyPolicy, ConversationKey, Envelope, Reply
-from afactors.store import DedupRecord, InboxRecord, Op, Put, Snapshot, Store
+from afactors.actors import ledger
+from afactors.actors._actor import ActorInfo, ConversationActor
+from afactors.actors._errors import ActorUnavailable, SystemClosed
+from afactors.actors._handle import TurnHandle
+from afactors.actors._history import ChainCache, Link, load_chain, load_history
+from afactors.actors._keys import dedup_key, new_turn_id, stamp_of, turn_key
+from afactors.actors._owner import Counters
+from afactors.actors._phases import Entry, Phase
+from afactors.actors._replies import cancelled, failed, from_record
+from afactors.actors._supervision import RestartPolicy
+from afactors.model import (
+    BUSY_POLICIES,
+    Agent,
+    BusyPolicy,
+    ConversationKey,
+    Envelope,
+    Message,
+    Reply,
+    TurnContext,
+    Update,
+)
+from afactors.store import DedupRecord, InboxRecord, Op, ResponseRecord, Snapshot, Store
 
 log = logging.getLogger("afactors.actors")
 
@@ -42,9 +59,56 @@ _CANCEL_MESSAGES = {
 }
 
 
-@attrs.define
+def _at_least_one(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be at least 1")
+
+
+def _busy_policy(_: object, __: object, value: str) -> None:
+    if value not in BUSY_POLICIES:
+        raise ValueError(f"busy_policy must be one of {', '.join(sorted(BUSY_POLICIES))}, not {value!r}")
+
+
+@attrs.frozen
+class ActorConfig:
+    """How an `ActorSystem` runs its actors.
+
+    `mailbox_size`: envelopes queued per conversation before `submit` waits (backpressure). `idle_timeout`:
+    seconds an idle actor stays in memory. `max_active`: live actors before the least recently used idle one is
+    passivated. `recovery_limit`: conversations recovered from the inbox at a time after a restart.
+    `busy_policy`: what an envelope for a busy conversation does when it names no policy. Supervision: a failed
+    turn is retried once after a jittered backoff in `restart_backoff`; more than `max_restarts` restarts within
+    `restart_window` seconds stop the conversation for `cooldown` seconds. `drain_timeout`: seconds running turns
+    get at shutdown. `stream_buffer`: updates a streaming handle may fall behind before its stream is dropped.
+    `tune_gc`: raise the cyclic collector's young-generation threshold to `GC_GEN0_THRESHOLD` while the system
+    runs (a process-wide setting, restored on exit).
+    """
+
+    mailbox_size: int = attrs.field(default=32, validator=_at_least_one)
+    idle_timeout: float = 600.0
+    max_active: int = attrs.field(default=10_000, validator=_at_least_one)
+    recovery_limit: int = attrs.field(default=50, validator=_at_least_one)
+    busy_policy: BusyPolicy = attrs.field(default="enqueue", validator=_busy_policy)
+    restart_backoff: tuple[float, float] = (0.5, 30.0)
+    max_restarts: int = 5
+    restart_window: float = 30.0
+    cooldown: float = 60.0
+    drain_timeout: float = 10.0
+    stream_buffer: int = attrs.field(default=1024, validator=_at_least_one)
+    rng: random.Random | None = attrs.field(default=None, eq=False, repr=False)
+    tune_gc: bool = True
+
+    def restart_policy(self) -> RestartPolicy:
+        low, high = self.restart_backoff
+        return RestartPolicy(
+            backoff_min=low, backoff_max=high, max_restarts=self.max_restarts, window=self.restart_window,
+            cooldown=self.cooldown, rng=self.rng or random.Random(),
+        )  # fmt: skip
+
+
+@attrs.frozen
 class ActorStats:
-    """Counters of an actor system since it opened."""
+    """A snapshot of an actor system: current gauges (`active`, `busy`, `recovering`) and counts since it opened."""
 
     active: int = 0
     busy: int = 0
@@ -67,37 +131,22 @@ class ActorSystem:
     the store), queues the envelope by its busy policy, and returns a `TurnHandle`.
     """
 
-    def __init__(
-        self,
-        store: Store,
-        agent: Agent,
-        nursery: trio.Nursery,
-        *,
-        mailbox_size: int,
-        idle_timeout: float,
-        max_active: int,
-        recovery_limit: int,
-        busy_policy: BusyPolicy,
-        restart_policy: RestartPolicy,
-        stream_buffer: int,
-    ) -> None:
+    def __init__(self, store: Store, agent: Agent, nursery: trio.Nursery, config: ActorConfig) -> None:
         self.store = store
         self.agent = agent
-        self.mailbox_size = mailbox_size
-        self.idle_timeout = idle_timeout
-        self.max_active = max_active
-        self.busy_policy: BusyPolicy = busy_policy
-        self.restart_policy = restart_policy
-        self.stream_buffer = stream_buffer
-        self.cut = False  # shutdown deadline passed: running turns are being cancelled
+        self.config = config
+        self.mailbox_size = config.mailbox_size
+        self.restart_policy = config.restart_policy()
+        self.counters = Counters()
         self.on_outbox: Callable[[str], None] | None = None
-        self.chains = ChainCache()
-        self.counters = ActorStats()  # updated in place; `stats` fills in the current values
+        self._cut = False  # shutdown deadline passed: running turns are being cancelled
+        self._chains = ChainCache()
         self._nursery = nursery
-        self._recovery_limiter = trio.CapacityLimiter(recovery_limit)
+        self._recovery_limiter = trio.CapacityLimiter(config.recovery_limit)
         self._live: OrderedDict[str, ConversationActor] = OrderedDict()  # least recently active first
         self._stopped: dict[str, float] = {}  # path -> trio time the cool-down ends
         self._recovering: dict[str, list[tuple[str, InboxRecord]]] = {}  # inbox rows of actors not active yet
+        self._joiners: dict[str, list[TurnHandle]] = {}  # turn id of a recovering row -> handles waiting for it
         self._turns: dict[str, Entry] = {}  # turn id -> queued or running entry
         self._keyed: dict[str, Entry] = {}  # dedup key -> queued or running entry
         self._stamp = 0
@@ -114,52 +163,28 @@ class ActorSystem:
         cls,
         store: Store,
         agent: Agent,
+        config: ActorConfig | None = None,
         *,
-        mailbox_size: int = 32,
-        idle_timeout: float = 600.0,
-        max_active: int = 10_000,
-        recovery_limit: int = 50,
-        busy_policy: BusyPolicy = "enqueue",
-        restart_backoff: tuple[float, float] = (0.5, 30.0),
-        max_restarts: int = 5,
-        restart_window: float = 30.0,
-        cooldown: float = 60.0,
-        drain_timeout: float = 10.0,
-        stream_buffer: int = 1024,
-        rng: random.Random | None = None,
-        tune_gc: bool = True,
         on_outbox: Callable[[str], None] | None = None,
+        **settings: Any,
     ) -> AsyncIterator[ActorSystem]:
-        """Run an actor system until the block exits.
+        """Run an actor system until the block exits. `settings` are `ActorConfig` fields overriding `config`.
 
         On entry, conversations with inbox rows (accepted before a crash or shutdown) are recovered in the
         background, at most `recovery_limit` at a time. On exit: intake stops (`submit` raises `SystemClosed`),
         queued and running turns get `drain_timeout` seconds to finish, the rest are cancelled uncommitted
-        (inbox rows stay and replay on the next start). `tune_gc` raises the cyclic collector's young-generation
-        threshold to `GC_GEN0_THRESHOLD` while the system runs (a process-wide setting, restored on exit).
-        `on_outbox(key)` (also settable later as `system.on_outbox`) is called with the key of every outbox row
-        a turn commits (envelopes with a `reply_to`), right after the commit; it must not block.
+        (inbox rows stay and replay on the next start). `on_outbox(key)` (also settable later as
+        `system.on_outbox`) is called with the key of every outbox row a turn commits (envelopes with a
+        `reply_to`), right after the commit; it must not block.
         """
-        if mailbox_size < 1 or max_active < 1 or recovery_limit < 1 or stream_buffer < 1:
-            raise ValueError("mailbox_size, max_active, recovery_limit and stream_buffer must be at least 1")
-        if busy_policy not in BUSY_POLICIES:
-            raise ValueError(f"busy_policy must be one of {', '.join(sorted(BUSY_POLICIES))}, not {busy_policy!r}")
-        low, high = restart_backoff
-        policy = RestartPolicy(
-            backoff_min=low, backoff_max=high, max_restarts=max_restarts, window=restart_window, cooldown=cooldown,
-            rng=rng or random.Random(),
-        )
+        config = attrs.evolve(config or ActorConfig(), **settings)
         system: ActorSystem | None = None
         thresholds = gc.get_threshold()
-        if tune_gc:
+        if config.tune_gc:
             gc.set_threshold(max(thresholds[0], GC_GEN0_THRESHOLD), *thresholds[1:])
         try:
             async with trio.open_nursery() as nursery:
-                system = cls(
-                    store, agent, nursery, mailbox_size=mailbox_size, idle_timeout=idle_timeout,
-                    max_active=max_active, recovery_limit=recovery_limit, busy_policy=busy_policy,
-                    restart_policy=policy, stream_buffer=stream_buffer,
-                )
+                system = cls(store, agent, nursery, config)
                 system.on_outbox = on_outbox
                 system._scan_inbox()
                 nursery.start_soon(system._reaper)
@@ -169,26 +194,30 @@ class ActorSystem:
                     yield system
                 finally:
                     with trio.CancelScope(shield=True):
-                        await system._drain(drain_timeout)
+                        await system._drain(config.drain_timeout)
                     nursery.cancel_scope.cancel()
         finally:
-            if tune_gc:
+            if config.tune_gc:
                 gc.set_threshold(*thresholds)
             if system is not None:
                 system._abandon_queued()
 
     # -- public API ------------------------------------------------------------------------------------------
 
-    async def submit(self, envelope: Envelope, *, stream: bool = False, extra_ops: Sequence[Op] = ()) -> TurnHandle:
+    async def submit(self, envelope: Envelope, *, stream: bool = False, background: bool = False) -> TurnHandle:
         """Accept `envelope` by its busy policy (or the system's) and return its turn's handle.
 
         With an `idempotency_key` already answered, the handle is already finished with the stored reply; one
         queued or running gets a handle on that same turn. Otherwise a keyed envelope is written to the inbox
-        (with `extra_ops`, in the same commit) before this returns. `extra_ops` without a key are committed
-        before the turn starts. Raises `ConversationBusy`, `ActorUnavailable` or `SystemClosed`.
+        before this returns; `background` also writes its "queued" response record in that commit.
+        Raises `ConversationBusy`, `ActorUnavailable` or `SystemClosed`.
+
+        Not a checkpoint when the conversation has room and nothing must be written first (the fast path): the
+        envelope is queued when this returns. Cancelled while it waits for room, nothing is left behind; cancelled
+        while its accept commit is in flight, the commit still settles (shielded) and the turn runs.
         """
         self._check_open()
-        policy = envelope.busy_policy or self.busy_policy
+        policy = envelope.busy_policy or self.config.busy_policy
         if policy not in BUSY_POLICIES:
             raise ValueError(f"busy policy must be one of {', '.join(sorted(BUSY_POLICIES))}, not {policy!r}")
         turn_id = envelope.turn_id or new_turn_id()
@@ -200,12 +229,13 @@ class ActorSystem:
                 return TurnHandle.finished(done.turn_id, self._stored_reply(path, done), stream=stream)
         actor = self.get(envelope.key)  # activation replays inbox rows first, so duplicates show up below
         if keyed is not None and (running := self._keyed.get(keyed)) is not None:
-            handle = TurnHandle(running.turn_id, stream=stream, buffer=self.stream_buffer)
+            handle = TurnHandle(running.turn_id, stream=stream, buffer=self.config.stream_buffer)
             running.handles.append(handle)
             return handle
-        handle = TurnHandle(turn_id, stream=stream, buffer=self.stream_buffer)
+        handle = TurnHandle(turn_id, stream=stream, buffer=self.config.stream_buffer)
         entry = Entry(envelope, handle, time.time())
-        entry.unrecorded = envelope.turn_id is None and not extra_ops
+        entry.background = background
+        entry.recorded = envelope.turn_id is not None or background
         if keyed is not None:
             self._keyed[keyed] = entry
         try:
@@ -216,9 +246,30 @@ class ActorSystem:
             raise
         entry.stamp = self._next_stamp()
         self._turns[turn_id] = entry  # (no LRU touch here: an actor with work is never passivated)
-        if keyed is not None or extra_ops:
-            await self._write_accepted(entry, keyed is not None, extra_ops)
+        if keyed is not None or background:
+            await self._write_accepted(entry, keyed is not None)
         return handle
+
+    def join(self, turn_id: str, *, stream: bool = False) -> TurnHandle | None:
+        """A new handle on a queued, running or not yet recovered turn; None when the system does not hold it.
+
+        The handle resolves with the turn's reply; with `stream`, it gets the updates from now on.
+        """
+        handle = TurnHandle(turn_id, stream=stream, buffer=self.config.stream_buffer)
+        entry = self._turns.get(turn_id)
+        if entry is not None:
+            entry.handles.append(handle)
+            return handle
+        if self._closing:
+            return None  # rows not recovered by now wait for the next start
+        if any(row.envelope.turn_id == turn_id for rows in self._recovering.values() for _, row in rows):
+            self._joiners.setdefault(turn_id, []).append(handle)
+            return handle
+        return None
+
+    def recovering_turns(self) -> list[str]:
+        """The turn ids of inbox rows accepted before a restart (or a stop) whose conversation is not active yet."""
+        return [row.envelope.turn_id for rows in self._recovering.values() for _, row in rows if row.envelope.turn_id]
 
     async def cancel(self, turn_id: str) -> bool:
         """Cancel a queued (it never runs) or running (cut, nothing committed) turn; False if unknown or ending.
@@ -228,19 +279,21 @@ class ActorSystem:
         entry = self._turns.get(turn_id)
         if entry is None:
             return await self._cancel_recovering(turn_id)
-        batch = entry.batch
-        if batch is None:
+        turn = entry.turn
+        if turn is None:
             return False
-        if batch.phase == "queued":
-            actor = self._live[entry.envelope.key.path]
-            actor.remove_queued(entry)
+        if turn.phase is Phase.QUEUED:
+            self._live[entry.envelope.key.path].remove_queued(entry)
             await self.cancel_entries([entry], "cancelled")
             return True
-        if batch.phase in ("starting", "running"):
-            batch.cancel("cancelled")
+        if turn.phase in (Phase.STARTING, Phase.RUNNING) and turn.cancel("cancelled"):
             await entry.handles[0].reply()
             return True
         return False
+
+    async def hide(self, record: ResponseRecord) -> None:
+        """Withdraw a stored turn's record from retrieval; its conversation history is kept."""
+        await self.store.commit(ledger.hidden(record))
 
     def get(self, key: ConversationKey) -> ConversationActor:
         """The live actor of `key`, activating it from the store if needed. Raises `ActorUnavailable`."""
@@ -268,27 +321,60 @@ class ActorSystem:
         """What every live actor is doing, least recently active first."""
         return [actor.info() for actor in self._live.values()]
 
+    def statistics(self) -> ActorStats:
+        """A frozen snapshot: counts since the system opened, and the current `active`, `busy`, `recovering`."""
+        counters = attrs.asdict(self.counters)
+        recovering = sum(len(rows) for rows in self._recovering.values())
+        return ActorStats(active=len(self._live), busy=self._busy, recovering=recovering, **counters)
+
     @property
     def stats(self) -> ActorStats:
-        """Counters since the system opened (`active`, `busy` and `recovering` are current values)."""
-        self.counters.active = len(self._live)
-        self.counters.busy = self._busy
-        self.counters.recovering = sum(len(rows) for rows in self._recovering.values())
-        return self.counters
+        """`statistics()`."""
+        return self.statistics()
 
-    # -- used by actors -------------------------------------------------------------------------------------
+    # -- ActorOwner: what actors use -------------------------------------------------------------------------
 
-    def check_accepting(self, actor: ConversationActor) -> None:
-        """For a sender that waited for room: raise if the system closed or the actor stopped meanwhile."""
+    @property
+    def cut(self) -> bool:
+        return self._cut
+
+    def run_target(self, ctx: TurnContext) -> AsyncIterator[Update]:
+        return self.agent.run(ctx)
+
+    def snapshot(self, path: str) -> Snapshot:
+        snapshot: Snapshot | None = self.store.get("snapshots", path)
+        return snapshot if snapshot is not None else Snapshot()
+
+    def history(self, path: str, seq: int) -> list[Message]:
+        return load_history(self.store, path, seq)
+
+    def chain(self, key: ConversationKey, parent: str) -> list[Message] | None:
+        return load_chain(self.store, key, parent, self._chains)
+
+    def chained(self, turn_id: str, link: Link) -> None:
+        self._chains.remember(turn_id, link)
+
+    def record(self, turn_id: str) -> ResponseRecord | None:
+        record: ResponseRecord | None = self.store.get("responses", turn_id)
+        return record
+
+    async def commit(self, ops: Sequence[Op]) -> None:
+        await self.store.commit(ops)
+        if self.on_outbox is not None:
+            for op in ops:
+                if op.kind == "outbox":
+                    self.on_outbox(op.key)
+
+    def admit(self, actor: ConversationActor) -> None:
         self._check_open()
         if actor.stopped:
             raise ActorUnavailable(actor.key, self.restart_policy.cooldown)
 
-    def wake(self, actor: ConversationActor) -> None:
+    def schedule(self, actor: ConversationActor) -> None:
         """Hand an actor with new work to a worker task (a parked one, or a new one) unless one drives it."""
-        if actor._driving or self.cut:
+        if actor.driving or self._cut:
             return
-        actor._driving = True
+        actor.driving = True
         self._busy += 1
         self._ready.append(actor)
         if self._idle_workers:
@@ -297,38 +383,15 @@ class ActorSystem:
         else:
             self._nursery.start_soon(self._worker)
 
-    async def _worker(self) -> None:
-        """Drive ready actors one after the other; park when there are none (up to `MAX_IDLE_WORKERS` do).
-
-        One cancel scope serves every turn the worker runs (a scope per turn costs more than the rest of the
-        scheduling); `cancel`/`interrupt` cancel it while a target runs, and then the worker opens a new one.
-        """
-        while not self.cut:
-            with trio.CancelScope() as scope:
-                while not scope.cancel_called and not self.cut:
-                    if self._ready:
-                        await self._drive_next(scope)
-                        continue
-                    if self._idle_workers >= MAX_IDLE_WORKERS:
-                        return
-                    self._idle_workers += 1  # `wake` takes it back when it unparks this worker
-                    await self._worker_lot.park()
-
-    async def _drive_next(self, scope: trio.CancelScope) -> None:
-        # A method of its own so that a parked worker's frame keeps no reference to the actor it drove.
-        actor = self._ready.popleft()
-        if not await actor.drive(scope):
-            self._ready.appendleft(actor)  # a turn was cut: drive the rest under a fresh scope
-
-    def driver_done(self, actor: ConversationActor) -> None:
+    def released(self, actor: ConversationActor) -> None:
+        actor.driving = False
         self._busy -= 1
         self._touch(actor)
         if self._busy == 0 and self._drained is not None:
             self._drained.set()
 
-    def finish(self, entry: Entry, reply: Reply) -> None:
+    def answered(self, entry: Entry, reply: Reply) -> None:
         """Answer every handle of an entry whose turn ended, and forget the entry."""
-        entry.batch = None
         if self._turns.get(entry.turn_id) is entry:
             del self._turns[entry.turn_id]
         if entry.envelope.idempotency_key is not None:
@@ -342,51 +405,58 @@ class ActorSystem:
         """Answer entries that will never run: "cancelled" response records, inbox acks and dedup keys."""
         with trio.CancelScope(shield=True):  # once decided, the bookkeeping must land
             for entry in entries:
-                if entry.written is not None:
-                    await entry.written.wait()
+                await entry.settled()
             reply = cancelled(code, _CANCEL_MESSAGES.get(code, "the turn was cancelled"))
-            now = time.time()
-            ops: list[Op] = []
-            for entry in entries:
-                if entry.withdrawn:
-                    continue
-                existing = self.store.get("responses", entry.turn_id)
-                record = response_record(
-                    entry.envelope.key, entry, existing, "cancelled", entry.envelope.input, now, error=reply.error
-                )
-                ops.append(Put("responses", entry.turn_id, record))
-                ops.extend(settle_ops(entry.envelope.key.path, entry, 0))
+            accepted = [entry for entry in entries if not entry.withdrawn]
+            records = {entry.turn_id: record for entry in accepted if (record := self.record(entry.turn_id))}
+            ops = ledger.cancelled(accepted, records, reply, time.time())
             if ops:
                 await self.store.commit(ops)
             self.counters.cancelled += len(entries)
             for entry in entries:
-                self.finish(entry, reply)
+                self.answered(entry, reply)
 
-    def announce_outbox(self, ops: list[Op]) -> None:
-        """Tell `on_outbox` about the outbox rows of a commit that just landed."""
-        if self.on_outbox is not None:
-            for op in ops:
-                if op.kind == "outbox":
-                    self.on_outbox(op.key)
-
-    def cancel_entries_soon(self, entries: list[Entry], code: str) -> None:
+    def cancel_soon(self, entries: list[Entry], code: str) -> None:
         self._nursery.start_soon(self.cancel_entries, entries, code)
 
-    def actor_stopped(self, actor: ConversationActor, queued: list[Entry]) -> None:
+    def stopped(self, actor: ConversationActor, queued: list[Entry]) -> None:
         """Restart intensity exceeded: refuse the conversation for the cool-down; queued inbox rows wait for it."""
         self._stopped[actor.path] = trio.current_time() + self.restart_policy.cooldown
         self.counters.stopped += 1
         if self._live.get(actor.path) is actor:
             del self._live[actor.path]
         reply = failed("actor_unavailable", "the conversation failed repeatedly and was stopped; retry later")
-        rows = [(entry.inbox_key, inbox_row(entry)) for entry in queued if entry.inbox_key is not None]
+        rows = [(entry.inbox_key, ledger.inbox_row(entry)) for entry in queued if entry.inbox_key is not None]
         if rows:
             self._recovering.setdefault(actor.path, []).extend(rows)  # replayed when it is reactivated
         for entry in queued:
-            self.finish(entry, reply)
+            self.answered(entry, reply)
         log.error("conversation %s stopped after too many restarts", actor.path)
 
     # -- internals -------------------------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        """Drive ready actors one after the other; park when there are none (up to `MAX_IDLE_WORKERS` do).
+
+        One cancel scope serves every turn the worker runs (see `_actor` for why); `cancel`/`interrupt` cancel it
+        while a target runs, and then the worker opens a new one.
+        """
+        while not self._cut:
+            with trio.CancelScope() as scope:
+                while not scope.cancel_called and not self._cut:
+                    if self._ready:
+                        await self._drive_next(scope)
+                        continue
+                    if self._idle_workers >= MAX_IDLE_WORKERS:
+                        return
+                    self._idle_workers += 1  # `schedule` takes it back when it unparks this worker
+                    await self._worker_lot.park()
+
+    async def _drive_next(self, scope: trio.CancelScope) -> None:
+        # A method of its own so that a parked worker's frame keeps no reference to the actor it drove.
+        actor = self._ready.popleft()
+        if not await actor.drive(scope):
+            self._ready.appendleft(actor)  # a turn was cut: drive the rest under a fresh scope
 
     def _check_open(self) -> None:
         if self._closing:
@@ -401,25 +471,23 @@ class ActorSystem:
         if self._live.get(actor.path) is actor:
             self._live.move_to_end(actor.path)
 
-    async def _write_accepted(self, entry: Entry, keyed: bool, extra_ops: Sequence[Op]) -> None:
-        """Commit what must be durable before `submit` returns: the inbox row and the caller's extra ops."""
-        ops = list(extra_ops)
-        if keyed:
-            entry.inbox_key = inbox_key(entry.envelope.key.path, entry.stamp)
-            ops.append(Put("inbox", entry.inbox_key, inbox_row(entry)))
-        entry.written = trio.Event()
+    async def _write_accepted(self, entry: Entry, keyed: bool) -> None:
+        """Commit what must be durable before `submit` returns: the inbox row, a background turn's record."""
+        ops = ledger.accepted(entry, inbox=keyed)
+        entry.begin_write()
+        landed = False
         try:
             with trio.CancelScope(shield=True):  # the entry is queued: its write must settle either way
                 await self.store.commit(ops)
+            landed = True
         except BaseException:
-            entry.withdrawn = True
-            self.finish(entry, failed("store_error", "the envelope could not be stored"))
+            self.answered(entry, failed("store_error", "the envelope could not be stored"))
             raise
         finally:
-            entry.written.set()
+            entry.end_write(landed=landed)
 
     def _stored_reply(self, path: str, done: DedupRecord) -> Reply:
-        record = self.store.get("responses", done.turn_id)
+        record = self.record(done.turn_id)
         if record is not None:
             return from_record(record)
         turn = self.store.get("turns", turn_key(path, done.seq)) if done.seq else None
@@ -428,27 +496,32 @@ class ActorSystem:
         return Reply()
 
     def _activate(self, key: ConversationKey, recovered: list[TurnHandle] | None = None) -> ConversationActor:
-        snapshot = self.store.get("snapshots", key.path)
-        actor = ConversationActor(key, self, snapshot if snapshot is not None else Snapshot())
+        actor = ConversationActor(key, self, self.snapshot(key.path))
         self._make_room()
         self._live[key.path] = actor
         self.counters.activations += 1
         for stored_key, row in self._recovering.pop(key.path, ()):
-            envelope = row.envelope
-            handle = TurnHandle(envelope.turn_id or new_turn_id())
-            entry = Entry(envelope, handle, row.received_at, stamp=_stamp_of(stored_key, self))
-            entry.inbox_key = stored_key
-            self._turns[handle.turn_id] = entry
-            if envelope.idempotency_key is not None:
-                self._keyed[dedup_key(key.path, envelope.idempotency_key)] = entry
+            entry = self._recovered_entry(stored_key, row)
+            self._turns[entry.turn_id] = entry
+            if row.envelope.idempotency_key is not None:
+                self._keyed[dedup_key(key.path, row.envelope.idempotency_key)] = entry
             actor.enqueue_recovered(entry)
             if recovered is not None:
-                recovered.append(handle)
+                recovered.append(entry.handles[0])
         return actor
+
+    def _recovered_entry(self, stored_key: str, row: InboxRecord) -> Entry:
+        """The entry of an inbox row replayed from the store, with the handles joined to it meanwhile."""
+        handle = TurnHandle(row.envelope.turn_id or new_turn_id())
+        stamp = stamp_of(stored_key)
+        entry = Entry(row.envelope, handle, row.received_at, stamp=self._next_stamp() if stamp is None else stamp)
+        entry.inbox_key = stored_key
+        entry.handles.extend(self._joiners.pop(entry.turn_id, ()))
+        return entry
 
     def _make_room(self) -> None:
         """`max_active`: passivate the least recently active idle actor when the registry is full."""
-        if len(self._live) < self.max_active:
+        if len(self._live) < self.config.max_active:
             return
         for n, actor in enumerate(self._live.values()):
             if actor.idle:
@@ -469,11 +542,12 @@ class ActorSystem:
 
     def _passivate_expired(self, now: float) -> float:
         """Passivate the idle actors whose idle time ran out; returns when the next one can run out."""
-        due = now + self.idle_timeout
+        idle_timeout = self.config.idle_timeout
+        due = now + idle_timeout
         expired = []
         for actor in self._live.values():
-            if actor.last_active + self.idle_timeout > now:
-                due = actor.last_active + self.idle_timeout
+            if actor.last_active + idle_timeout > now:
+                due = actor.last_active + idle_timeout
                 break
             if actor.idle:
                 expired.append(actor)
@@ -518,9 +592,7 @@ class ActorSystem:
                     del rows[n]
                     if not rows:
                         del self._recovering[path]
-                    entry = Entry(row.envelope, TurnHandle(turn_id), row.received_at)
-                    entry.inbox_key = stored_key
-                    await self.cancel_entries([entry], "cancelled")
+                    await self.cancel_entries([self._recovered_entry(stored_key, row)], "cancelled")
                     return True
         return False
 
@@ -535,16 +607,14 @@ class ActorSystem:
                 await self._drained.wait()
             if self._busy:
                 log.warning("shutdown: cancelling %d conversations still running after %.1f s", self._busy, timeout)
-        self.cut = True
+        self._cut = True
 
     def _abandon_queued(self) -> None:
         """After shutdown: answer what never started (inboxed ones replay on the next start)."""
         reply = cancelled("shutdown", _CANCEL_MESSAGES["shutdown"])
         for entry in list(self._turns.values()):
-            self.finish(entry, reply)
-
-
-def _stamp_of(stored_key: str, system: ActorSystem) -> int:
-    """The arrival stamp kept at the end of an inbox key (a fresh one if the key is not ours)."""
-    tail = stored_key.rsplit("/", 1)[-1]
-    return int(tail) if tail.isdigit() else system._next_stamp()
+            self.answered(entry, reply)
+        for handles in self._joiners.values():
+            for handle in handles:
+                handle._resolve(reply)
+        self._joiners.clear()

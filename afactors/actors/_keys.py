@@ -1,9 +1,11 @@
-"""The store keys a conversation actor writes, all under the conversation's `key.path`."""
+"""The store keys of a conversation's rows, all under the conversation's `key.path`: made and parsed only here."""
 
 from __future__ import annotations
 
 import secrets
 import time
+
+_STAMP_DIGITS = 20
 
 
 def turn_key(path: str, seq: int) -> str:
@@ -13,7 +15,7 @@ def turn_key(path: str, seq: int) -> str:
 
 def inbox_key(path: str, stamp: int) -> str:
     """Key of an inbox row; `stamp` grows with arrival so rows sort in arrival order."""
-    return f"{path}/{stamp:020d}"
+    return f"{path}/{stamp:0{_STAMP_DIGITS}d}"
 
 
 def dedup_key(path: str, idempotency_key: str) -> str:
@@ -26,13 +28,29 @@ def dead_letter_key(path: str, turn_id: str) -> str:
     return f"{path}/{turn_id}"
 
 
+def undelivered_key(outbox_key: str) -> str:
+    """Key of the `DeadLetter` of a push that could not be delivered (kept apart from poison envelopes)."""
+    return f"outbox/{outbox_key}"
+
+
 def outbox_key(path: str, stamp: int) -> str:
     """Key of the push answering the envelope accepted at `stamp` (its inbox stamp when it has one).
 
     One envelope gets at most one push; the key sorts in arrival order and stays the same when an inboxed
     envelope is replayed, so a receiver can deduplicate on it.
     """
-    return f"{path}/{stamp:020d}"
+    return f"{path}/{stamp:0{_STAMP_DIGITS}d}"
+
+
+def stamp_of(stored_key: str) -> int | None:
+    """The arrival stamp at the end of an inbox or outbox key; None when the key is not one of ours."""
+    tail = stored_key.rsplit("/", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def outbox_group(key: str) -> str:
+    """The ordering group of an outbox row (its conversation): the key without the trailing arrival stamp."""
+    return key[: -_STAMP_DIGITS - 1]
 
 
 _last_ns = 0

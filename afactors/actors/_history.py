@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from afactors.actors.keys import turn_key
+from afactors.actors._keys import turn_key
 from afactors.model import ConversationKey, Message
 from afactors.store import ResponseRecord, Store, TurnRecord
 
@@ -22,8 +22,6 @@ def load_history(store: Store, path: str, seq: int) -> list[Message]:
             messages.extend(record.output)
     return messages
 
-
-_ENDED = frozenset({"completed", "failed", "cancelled", "incomplete"})
 
 Link = tuple[str, str | None, tuple[Message, ...]]
 """One turn of a response chain: its tenant, its parent turn id, and its messages (input, then output)."""
@@ -55,7 +53,7 @@ class ChainCache:
         if record is None:
             return None
         link = (record.tenant, record.parent, (*record.input, *record.output))
-        if record.status in _ENDED:
+        if record.ended:
             self.remember(turn_id, link)
         return link
 

@@ -1,0 +1,238 @@
+"""The durable bookkeeping of a turn, as pure functions that return store ops (no I/O, no clock, no state).
+
+This module is the only writer of the rows that record where a turn stands: inbox rows, dedup keys, response
+records, outbox rows and dead letters (and, for a completed turn, the snapshot and turn record of the same
+commit). Callers read what they need, call one function here, commit the ops it returns in one transaction, and
+only then answer whoever waits. The points in a turn's life:
+
+- `accepted`: at submit time, the inbox row of a keyed envelope and the queued record of a background turn;
+- `started`: queued records of a turn about to run become "in_progress";
+- `completed` / `failed` / `cancelled`: the turn ended; records get their final status, inbox rows are
+  acknowledged, idempotency keys marked done, replies queued in the outbox, poison envelopes dead-lettered;
+- `hidden`: a record withdrawn from retrieval (its conversation history is kept);
+- `delivered` / `redeliver` / `undeliverable`: what the delivery outbox does with a pushed reply.
+
+Must not import: the actor, the system or anything that does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+
+from afactors.actors._keys import (
+    dead_letter_key,
+    dedup_key,
+    inbox_key,
+    outbox_group,
+    outbox_key,
+    turn_key,
+    undelivered_key,
+)
+from afactors.actors._phases import Entry
+from afactors.model import ConversationKey, Envelope, Message, Reply, converter
+from afactors.store import (
+    DeadLetter,
+    DedupRecord,
+    Delete,
+    InboxRecord,
+    Op,
+    OutboxRecord,
+    Put,
+    ResponseRecord,
+    Snapshot,
+    TurnRecord,
+)
+
+STORE_OPTION = "store"
+"""`Envelope.options[STORE_OPTION] = False`: the turn's record is kept but not retrievable (`stored=False`)."""
+
+Records = Mapping[str, ResponseRecord]
+"""The response records of a turn's entries as they stand, by turn id (entries without one are absent)."""
+
+_NO_OPS: list[Op] = []  # shared, never written to
+
+__all__ = [
+    "STORE_OPTION", "Records", "accepted", "cancelled", "completed", "delivered", "failed", "hidden", "inbox_row",
+    "outbox_group", "queued_record", "redeliver", "started", "undeliverable",
+]
+
+
+def queued_record(envelope: Envelope, turn_id: str, now: float) -> ResponseRecord:
+    """The record of a background turn when it is accepted: "queued", stored, visible at once."""
+    return ResponseRecord(
+        id=turn_id, tenant=envelope.key.tenant, conversation=envelope.key.path, status="queued",
+        input=envelope.input, parent=envelope.parent, background=True, stored=True, created_at=now,
+        data=dict(envelope.options),
+    )  # fmt: skip
+
+
+def accepted(entry: Entry, *, inbox: bool) -> list[Op]:
+    """What must be durable before `submit` returns: the inbox row (sets `entry.inbox_key`), the queued record."""
+    ops: list[Op] = []
+    if entry.background:
+        ops.append(Put("responses", entry.turn_id, queued_record(entry.envelope, entry.turn_id, entry.accepted_at)))
+    if inbox:
+        entry.inbox_key = inbox_key(entry.envelope.key.path, entry.stamp)
+        ops.append(Put("inbox", entry.inbox_key, inbox_row(entry)))
+    return ops
+
+
+def inbox_row(entry: Entry) -> InboxRecord:
+    """An entry's inbox row (also what a stopped conversation keeps to replay later)."""
+    return InboxRecord(envelope=entry.stored_envelope(), received_at=entry.accepted_at)
+
+
+def started(records: Records) -> tuple[dict[str, ResponseRecord], list[Op]]:
+    """The records as the turn starts, and the ops that move "queued" ones to "in_progress"."""
+    now_records: dict[str, ResponseRecord] = {}
+    ops: list[Op] = []
+    for turn_id, record in records.items():
+        if record.status == "queued":
+            record = attrs.evolve(record, status="in_progress")
+            ops.append(Put("responses", turn_id, record))
+        now_records[turn_id] = record
+    return now_records, ops
+
+
+def completed(
+    key: ConversationKey,
+    entries: Sequence[Entry],
+    records: Records,
+    *,
+    seq: int,
+    state: dict[str, Any],
+    inputs: tuple[Message, ...],
+    reply: Reply,
+    now: float,
+) -> tuple[Snapshot, list[Op]]:
+    """A committed turn: the new snapshot, its turn record, each entry's record and settlement (one commit)."""
+    first = entries[0]
+    turn_id, parent, output = first.turn_id, first.envelope.parent, reply.messages
+    snapshot = Snapshot(seq=seq, head=turn_id, state=state, updated_at=now)
+    ops: list[Op] = [
+        Put("snapshots", key.path, snapshot),
+        Put("turns", turn_key(key.path, seq), TurnRecord(
+            seq=seq, turn_id=turn_id, input=inputs, output=output, parent=parent, usage=reply.usage,
+            created_at=first.accepted_at, completed_at=now,
+        )),
+    ]  # fmt: skip
+    for entry in entries:
+        ops.append(Put("responses", entry.turn_id, _ended(
+            key, entry, records.get(entry.turn_id), "completed", inputs, now, reply, seq
+        )))  # fmt: skip
+        ops.extend(_settle(key.path, entry, seq, reply, now))
+    return snapshot, ops
+
+
+def failed(
+    key: ConversationKey,
+    entries: Sequence[Entry],
+    records: Records,
+    *,
+    inputs: tuple[Message, ...],
+    reply: Reply,
+    now: float,
+    dead_letter: str | None,
+) -> list[Op]:
+    """A turn that will not run again: failed records, settlements, and dead letters when it was poison."""
+    ops: list[Op] = []
+    for entry in entries:
+        ops.append(Put("responses", entry.turn_id, _ended(
+            key, entry, records.get(entry.turn_id), "failed", inputs, now, reply
+        )))  # fmt: skip
+        ops.extend(_settle(key.path, entry, 0, reply, now))
+        if dead_letter is not None:
+            letter = DeadLetter(envelope=entry.stored_envelope(), error=dead_letter, failed_at=now)
+            ops.append(Put("dead_letters", dead_letter_key(key.path, entry.turn_id), letter))
+    return ops
+
+
+def cancelled(entries: Iterable[Entry], records: Records, reply: Reply, now: float) -> list[Op]:
+    """Turns that will never run (or were cut): "cancelled" records, inbox acks and dedup keys; no push."""
+    ops: list[Op] = []
+    for entry in entries:
+        key = entry.envelope.key
+        record = _ended(key, entry, records.get(entry.turn_id), "cancelled", entry.envelope.input, now, reply)
+        ops.append(Put("responses", entry.turn_id, record))
+        ops.extend(_acknowledge(key.path, entry, 0))
+    return ops
+
+
+def hidden(record: ResponseRecord) -> list[Op]:
+    """Withdraw a record from retrieval (`stored=False`, marked deleted); the conversation's history stays."""
+    return [Put("responses", record.id, attrs.evolve(record, stored=False, data={**record.data, "deleted": True}))]
+
+
+def delivered(key: str) -> list[Op]:
+    """A pushed reply arrived: its outbox row goes."""
+    return [Delete("outbox", key)]
+
+
+def redeliver(key: str, row: OutboxRecord, attempt: int, due_at: float) -> list[Op]:
+    """A push failed and will be tried again at `due_at`."""
+    return [Put("outbox", key, attrs.evolve(row, attempts=attempt, due_at=due_at))]
+
+
+def undeliverable(key: str, row: OutboxRecord, attempt: int, error: str, now: float) -> list[Op]:
+    """A push that will never arrive: out of the outbox, into the dead letters."""
+    dead = DeadLetter(envelope=None, delivery=attrs.evolve(row, attempts=attempt), error=error, failed_at=now)
+    return [Delete("outbox", key), Put("dead_letters", undelivered_key(key), dead)]
+
+
+# -- shared parts --------------------------------------------------------------------------------------------
+
+
+def _ended(
+    key: ConversationKey,
+    entry: Entry,
+    existing: ResponseRecord | None,
+    status: Literal["completed", "failed", "cancelled"],
+    inputs: tuple[Message, ...],
+    now: float,
+    reply: Reply,
+    seq: int | None = None,
+) -> ResponseRecord:
+    """The record of an entry's ended turn; an existing record keeps its created_at and data."""
+    output = reply.messages if status == "completed" else ()
+    usage = reply.usage if status == "completed" else None
+    if existing is not None:
+        return attrs.evolve(
+            existing, status=status, input=inputs, output=output, seq=seq, usage=usage, error=reply.error,
+            completed_at=now,
+        )  # fmt: skip
+    envelope = entry.envelope
+    options = envelope.options
+    return ResponseRecord(
+        id=entry.turn_id, tenant=key.tenant, conversation=key.path, status=status, input=inputs, output=output,
+        parent=envelope.parent, seq=seq, background=entry.background,
+        stored=bool(options.get(STORE_OPTION, True)), usage=usage, error=reply.error,
+        created_at=entry.accepted_at, completed_at=now, data=dict(options),
+    )  # fmt: skip
+
+
+def _settle(path: str, entry: Entry, seq: int, reply: Reply, now: float) -> list[Op]:
+    """Inbox ack, dedup key and reply push of an entry whose turn ended for good."""
+    target = entry.envelope.reply_to
+    if entry.inbox_key is None and entry.envelope.idempotency_key is None and target is None:
+        return _NO_OPS
+    ops = _acknowledge(path, entry, seq)
+    if target is not None:
+        payload = {"turn_id": entry.turn_id, "reply": converter.unstructure(reply)}
+        ops.append(Put("outbox", outbox_key(path, entry.stamp), OutboxRecord(
+            channel=target.channel, address=dict(target.address), payload=payload, due_at=now,
+        )))  # fmt: skip
+    return ops
+
+
+def _acknowledge(path: str, entry: Entry, seq: int) -> list[Op]:
+    """Delete the entry's inbox row and mark its idempotency key done (both only when it has them)."""
+    ops: list[Op] = []
+    if entry.inbox_key is not None:
+        ops.append(Delete("inbox", entry.inbox_key))
+    idempotency_key = entry.envelope.idempotency_key
+    if idempotency_key is not None:
+        ops.append(Put("dedup", dedup_key(path, idempotency_key), DedupRecord(turn_id=entry.turn_id, seq=seq)))
+    return ops
