@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from afactors.host import ChannelContext, Contribution, ResponseHook, RunHook
+from afactors.channel import ChannelContext, Contribution, ResponseHook, RunHook
 from afactors.model import BusyPolicy
 from afactors_invocations.codec import Parser, Renderer, parse_default, render_default
 from afactors_invocations.openapi import default_openapi

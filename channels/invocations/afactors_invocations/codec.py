@@ -36,8 +36,6 @@ _PROTOCOL_ID = re.compile(r"[A-Za-z0-9\-_.:]+")
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 _HEADER_TEXT = re.compile(r"[\x20-\x7e]+")
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "incomplete"})
-
 
 class InvocationError(Exception):
     """A protocol error: an HTTP status and the I-06 envelope `{"error": {"code", "message"}}`."""

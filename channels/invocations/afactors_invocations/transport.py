@@ -6,26 +6,35 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from quart import Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from afactors.actors import ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle
-from afactors.host import ChannelContext, HookRejected, Route, Unauthorized
-from afactors.model import ConversationKey, Envelope, Identity, Reply
-from afactors.store import ResponseRecord
+from afactors.channel import (
+    ActorUnavailable,
+    ChannelContext,
+    ConversationBusy,
+    HookRejected,
+    Route,
+    SystemClosed,
+    TurnHandle,
+    TurnView,
+    Unauthorized,
+)
+from afactors.model import BusyPolicy, ConversationKey, Envelope, Identity, Reply
 from afactors_invocations.codec import (
     INVOCATION_ID_HEADER,
     REQUEST_ID_HEADER,
     SESSION_ENV_VAR,
     SESSION_QUERY_PARAM,
     SSE_DONE,
-    TERMINAL_STATUSES,
     InvocationError,
     InvocationIds,
     InvocationRequest,
+    Parser,
+    Renderer,
     decode_json,
     echo_or_new,
     is_protocol_id,
@@ -38,9 +47,6 @@ from afactors_invocations.codec import (
     turn_id_of,
     user_key,
 )
-
-if TYPE_CHECKING:
-    from afactors_invocations.channel import InvocationsChannel
 
 log = logging.getLogger("afactors.invocations")
 
@@ -105,10 +111,27 @@ class Exchange:
 View = Callable[..., Awaitable[Response]]
 
 
+class RoutesSettings(Protocol):
+    """What the routes read of their channel (an `InvocationsChannel`; named here so neither imports the other)."""
+
+    name: str
+    path: str
+    local_user: str
+    busy_policy: BusyPolicy | None
+
+    @property
+    def parser(self) -> Parser: ...
+
+    @property
+    def renderer(self) -> Renderer: ...
+
+    def openapi(self) -> dict[str, Any] | None: ...
+
+
 class InvocationsRoutes:
     """The routes of one `InvocationsChannel` bound to its `ChannelContext`."""
 
-    def __init__(self, channel: InvocationsChannel, ctx: ChannelContext) -> None:
+    def __init__(self, channel: RoutesSettings, ctx: ChannelContext) -> None:
         self.channel, self.ctx = channel, ctx
 
     def routes(self) -> list[Route]:
@@ -216,7 +239,7 @@ class InvocationsRoutes:
 
     # ------------------------------------------------------------ GET /invocations/<id>, POST .../cancel
 
-    def _lookup(self, exchange: Exchange, invocation_id: str) -> tuple[str, str, ResponseRecord]:
+    def _lookup(self, exchange: Exchange, invocation_id: str) -> tuple[str, str, TurnView]:
         """The tenant, turn id and record of the caller's invocation; 404 when it is not theirs or unknown."""
         tenant = self.ctx.tenant(request.headers.get("authorization"))
         if not is_protocol_id(invocation_id):  # such an id is never issued
@@ -229,9 +252,9 @@ class InvocationsRoutes:
         exchange.session_id = record.data.get("session_id")
         return tenant, turn_id, record
 
-    def _status(self, exchange: Exchange, record: ResponseRecord) -> Response:
+    def _status(self, exchange: Exchange, record: TurnView) -> Response:
         result = error = None
-        if record.status in TERMINAL_STATUSES:
+        if record.ended:
             reply = Reply(messages=record.output, usage=record.usage, status=record.status, error=record.error)
             failure = reply_error(reply)
             if failure is None:
@@ -246,7 +269,7 @@ class InvocationsRoutes:
 
     async def cancel_invocation(self, exchange: Exchange, invocation_id: str) -> Response:
         tenant, turn_id, record = self._lookup(exchange, invocation_id)
-        if record.status in TERMINAL_STATUSES:
+        if record.ended:
             raise InvocationError(409, "invocation_finished", f"invocation {invocation_id!r} already ended ({record.status})")
         record = await self.ctx.cancel(turn_id, tenant) or record
         return self._status(exchange, record)

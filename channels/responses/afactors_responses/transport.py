@@ -20,10 +20,22 @@ import trio
 from quart import Response, request
 from werkzeug.exceptions import HTTPException
 
-from afactors.actors import ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle, new_turn_id
-from afactors.host import ChannelContext, Contribution, HookRejected, ResponseHook, Route, RunHook, Unauthorized
+from afactors.channel import (
+    ActorUnavailable,
+    ChannelContext,
+    Contribution,
+    ConversationBusy,
+    HookRejected,
+    ResponseHook,
+    Route,
+    RunHook,
+    SystemClosed,
+    TurnHandle,
+    TurnView,
+    Unauthorized,
+    new_turn_id,
+)
 from afactors.model import BusyPolicy, ConversationKey, Envelope, ErrorInfo, Identity, Reply, Update
-from afactors.store import ResponseRecord
 from afactors_responses.codec import (
     ApiError,
     CreateRequest,
@@ -378,7 +390,7 @@ class _Routes:
                     for event in stream.add(update):
                         yield event
         final = await unless_stopped(stop, lambda: self.ctx.wait(view.id, tenant))
-        if isinstance(final, ResponseRecord):
+        if isinstance(final, TurnView):
             for event in stream.finish(view_of_record(final)):
                 yield event
 

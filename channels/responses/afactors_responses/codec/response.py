@@ -1,7 +1,7 @@
 """The Response object (R-20..R-24) and input-item pages (R-45), rendered from a stored record or a live turn.
 
 The request fields a response echoes travel as the envelope's options (`request_options`), which the store keeps
-as `ResponseRecord.data`, so a response read back later echoes what its request said.
+as `TurnView.data`, so a response read back later echoes what its request said.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from afactors.model import (
+    ENDED_STATUSES,
     DataPart,
     ErrorInfo,
     FunctionCallPart,
@@ -24,13 +25,10 @@ from afactors.model import (
     UriPart,
     UsagePart,
 )
-from afactors.store import ResponseRecord
-from afactors.store.records import ResponseStatus
+from afactors.channel import TurnStatus, TurnView
 from afactors_responses.codec.errors import bad_request, response_error_code
 from afactors_responses.codec.output import ItemStatus, item_id, output_items
 from afactors_responses.codec.request import DEFAULT_MODEL, CreateRequest
-
-TERMINAL = frozenset({"completed", "failed", "cancelled", "incomplete"})
 
 SETTING_DEFAULTS: dict[str, Any] = {
     "instructions": None,
@@ -61,7 +59,7 @@ class ResponseView:
     """Everything a Response object shows: a stored record, or a turn the channel is running right now."""
 
     id: str
-    status: ResponseStatus
+    status: TurnStatus
     created_at: float
     options: dict[str, Any] = attrs.Factory(dict)
     completed_at: float | None = None
@@ -78,7 +76,7 @@ class ResponseView:
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL
+        return self.status in ENDED_STATUSES
 
 
 def request_options(request: CreateRequest) -> dict[str, Any]:
@@ -105,7 +103,7 @@ def view_of_request(request: CreateRequest, response_id: str, created_at: float)
     )
 
 
-def view_of_record(record: ResponseRecord) -> ResponseView:
+def view_of_record(record: TurnView) -> ResponseView:
     return ResponseView(
         id=record.id,
         status=record.status,
@@ -138,7 +136,7 @@ def _seconds(stamp: float | None) -> int | None:
     return None if stamp is None else math.floor(stamp)
 
 
-def item_status(status: ResponseStatus) -> ItemStatus:
+def item_status(status: TurnStatus) -> ItemStatus:
     """The status of a finished response's items: `completed` for a completed response, else `incomplete`."""
     return "completed" if status == "completed" else "incomplete"
 
