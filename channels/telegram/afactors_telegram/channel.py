@@ -10,8 +10,20 @@ from typing import Any
 import attrs
 import trio
 
-from afactors.actors import ActorUnavailable, ConversationBusy, TurnHandle
-from afactors.host import ChannelContext, Command, Contribution, Delivery, DeliveryFailed, HookRejected, Route, RunHook, StartupError
+from afactors.channel import (
+    ActorUnavailable,
+    ChannelContext,
+    Command,
+    Contribution,
+    ConversationBusy,
+    Delivery,
+    DeliveryFailed,
+    HookRejected,
+    Route,
+    RunHook,
+    StartupError,
+    TurnHandle,
+)
 from afactors.model import ConversationKey, DataPart, Envelope, Identity, Message, Part, ReplyTarget, TextPart
 from afactors_telegram.api import BotApiClient, NetworkError, TelegramError, http_client
 from afactors_telegram.commands import NEW_CONVERSATION_TEXT, CommandCall, command_list, help_text
@@ -92,7 +104,7 @@ class TelegramChannel:
         if self.config.webhook_url:
             view = webhook_view(self.secret_token, self._intake, self.config.webhook_ack_timeout)
             routes.append(Route(self.config.webhook_path, view, methods=("POST",)))
-        commands = [Command(c["command"], c["description"]) for c in command_list(self.config)]
+        commands = [Command(c["command"], c["description"]) for c in command_list(self.config.commands)]
         return Contribution(routes=routes, tasks=[self._serve], commands=commands, deliver=self.deliver)
 
     @property
@@ -151,7 +163,7 @@ class TelegramChannel:
             raise TelegramStartupError("getMe did not return the bot's user")
         if self.config.register_commands:
             try:
-                await api.call("setMyCommands", {"commands": command_list(self.config)})
+                await api.call("setMyCommands", {"commands": command_list(self.config.commands)})
             except (TelegramError, NetworkError) as error:
                 log.warning("telegram setMyCommands failed, the command menu is not updated: %s", error)
         return BotInfo(me["id"], me["username"])
@@ -273,7 +285,7 @@ class TelegramChannel:
         if request.name == "start":
             text: str | None = self.config.start_text
         elif request.name == "help":
-            text = help_text(self.config)
+            text = help_text(self.config.commands)
         elif request.name == "new":
             fresh = f"{request.conversation}#{secrets.token_hex(4)}"
             await self._ctx.set_alias(f"conversation/{request.conversation}", {"key": fresh})
@@ -350,6 +362,7 @@ class TelegramChannel:
             raise DeliveryFailed(str(error), permanent=True) from None
         if self.inactive(address.chat_id):
             self._settled(address.chat_id, delivery.turn_id)
+            await self._forget_preview(delivery.turn_id)
             raise DeliveryFailed(f"chat {address.chat_id} is inactive", permanent=True)
         live = await self.live.claim(delivery.turn_id)
         preview = live.message_id if live is not None else self._stored_preview(delivery.turn_id)
@@ -368,6 +381,8 @@ class TelegramChannel:
                 raise DeliveryFailed(str(error), retry_after=error.retry_after) from None
             self._progress.pop(delivery.turn_id, None)
             self._settled(address.chat_id, delivery.turn_id)
+            if preview is not None:
+                await self._forget_preview(delivery.turn_id)
             if error.chat_gone:
                 await self._mark_inactive(address.chat_id, error.description)
             raise DeliveryFailed(str(error), permanent=True) from None
@@ -375,6 +390,13 @@ class TelegramChannel:
             raise DeliveryFailed(str(error)) from None
         self._progress.pop(delivery.turn_id, None)
         self._settled(address.chat_id, delivery.turn_id)
+        if preview is not None:
+            await self._forget_preview(delivery.turn_id)
+
+    async def _forget_preview(self, turn_id: str) -> None:
+        """The turn's reply is out (or never will be): its preview row is not needed any more."""
+        assert self._ctx is not None
+        await self._ctx.drop_alias(f"preview/{turn_id}")
 
     def _stored_preview(self, turn_id: str) -> int | None:
         assert self._ctx is not None

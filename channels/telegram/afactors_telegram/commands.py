@@ -1,18 +1,26 @@
-"""Chat commands: the built-in ones, what registered handlers receive, the setMyCommands list (pure)."""
+"""Chat commands: the built-in ones, the ones a channel registers, what their handlers receive, the
+setMyCommands list (pure). The one place the built-in command names are listed."""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 
 from afactors.model import ConversationKey
-from afactors_telegram.config import TelegramConfig
 
 BUILTIN_DESCRIPTIONS = (
     ("start", "Start talking to the bot"),
     ("new", "Start a new conversation (the old one is kept)"),
     ("help", "List the commands"),
 )
+BUILTIN_COMMANDS: tuple[str, ...] = tuple(name for name, _ in BUILTIN_DESCRIPTIONS)
+"""The names of the commands the channel answers itself: /start, /new, /help."""
+
 NEW_CONVERSATION_TEXT = "Started a new conversation."
+
+_COMMAND = re.compile(r"^[a-z0-9_]{1,32}$")
 
 
 @attrs.frozen
@@ -29,12 +37,31 @@ class CommandCall:
     conversation: ConversationKey
 
 
-def command_list(config: TelegramConfig) -> list[dict[str, str]]:
+CommandHandler = Callable[[CommandCall], Awaitable[str | None]]
+"""A channel command: gets the call, returns the text to answer with (or None to stay silent)."""
+
+
+@attrs.frozen
+class ChatCommand:
+    """A command the channel answers itself, without the agent (listed with setMyCommands)."""
+
+    name: str
+    description: str
+    handler: CommandHandler
+
+    def __attrs_post_init__(self) -> None:
+        if not _COMMAND.match(self.name):
+            raise ValueError(f"command name {self.name!r} must be 1-32 of a-z, 0-9 and _")
+        if not 1 <= len(self.description.strip()) <= 256:
+            raise ValueError(f"command {self.name!r}: the description must have 1-256 characters")
+
+
+def command_list(commands: Sequence[ChatCommand]) -> list[dict[str, str]]:
     """The BotCommand list registered with setMyCommands: built-in commands, then the channel's own."""
     builtin = [{"command": name, "description": text} for name, text in BUILTIN_DESCRIPTIONS]
-    return builtin + [{"command": c.name, "description": c.description} for c in config.commands]
+    return builtin + [{"command": c.name, "description": c.description} for c in commands]
 
 
-def help_text(config: TelegramConfig) -> str:
+def help_text(commands: Sequence[ChatCommand]) -> str:
     """The answer to /help."""
-    return "\n".join(f"/{c['command']} - {c['description']}" for c in command_list(config))
+    return "\n".join(f"/{c['command']} - {c['description']}" for c in command_list(commands))

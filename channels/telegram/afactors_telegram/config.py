@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 import attrs
 
-from afactors.host import DEFAULT_TENANT
+from afactors.channel import DEFAULT_TENANT
 from afactors.model import BusyPolicy
+from afactors_telegram.commands import BUILTIN_COMMANDS, ChatCommand, CommandHandler
 
-if TYPE_CHECKING:
-    from afactors_telegram.commands import CommandCall
+__all__ = ["ChatCommand", "CommandHandler", "SendLimits", "TelegramConfig"]
 
 DEFAULT_API_BASE = "https://api.telegram.org"
 DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
@@ -25,10 +24,6 @@ ACCEPT_POLICIES: tuple[str, ...] = ("mention_only", "command_only", "mention_or_
 
 _TOKEN = re.compile(r"^[0-9]+:[A-Za-z0-9_-]+$")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
-_COMMAND = re.compile(r"^[a-z0-9_]{1,32}$")
-
-CommandHandler = Callable[["CommandCall"], Awaitable[str | None]]
-"""A channel command: gets the call, returns the text to answer with (or None to stay silent)."""
 
 
 @attrs.frozen
@@ -54,21 +49,6 @@ class SendLimits:
         for name in ("per_chat_burst", "per_group_burst", "global_burst"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-
-
-@attrs.frozen
-class ChatCommand:
-    """A command the channel answers itself, without the agent (listed with setMyCommands)."""
-
-    name: str
-    description: str
-    handler: CommandHandler
-
-    def __attrs_post_init__(self) -> None:
-        if not _COMMAND.match(self.name):
-            raise ValueError(f"command name {self.name!r} must be 1-32 of a-z, 0-9 and _")
-        if not 1 <= len(self.description.strip()) <= 256:
-            raise ValueError(f"command {self.name!r}: the description must have 1-256 characters")
 
 
 def _check_token(_: object, __: object, token: str) -> None:
@@ -127,9 +107,8 @@ class TelegramConfig:
     )
 
     def __attrs_post_init__(self) -> None:
-        builtin = {"start", "new", "help"}
         names = [c.name for c in self.commands]
-        clashes = sorted(builtin.intersection(names) | {n for n in names if names.count(n) > 1})
+        clashes = sorted(set(BUILTIN_COMMANDS).intersection(names) | {n for n in names if names.count(n) > 1})
         if clashes:
             raise ValueError(f"command names must be unique and not built-in: {', '.join(clashes)}")
         if not 1 <= self.webhook_max_connections <= 100:

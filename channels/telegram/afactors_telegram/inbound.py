@@ -12,12 +12,12 @@ from typing import Any
 
 import attrs
 
+from afactors_telegram.commands import BUILTIN_COMMANDS
 from afactors_telegram.config import TelegramConfig
 from afactors_telegram.text import utf16_slice
 
 PRIVATE = "private"
 GROUPS = frozenset({"group", "supergroup"})
-BUILTIN_COMMANDS = ("start", "new", "help")
 ALLOWED_UPDATES = ("message",)
 """The update kinds the channel asks Telegram for."""
 

@@ -110,3 +110,27 @@ async def test_a_preview_that_cannot_be_edited_is_replaced_by_a_new_message(fake
     assert preview["text"] == "thinking about it"
     assert messages[1]["text"] == "thinking about it - the answer"
     assert messages[1]["reply_to_message"]["message_id"] == preview["reply_to_message"]["message_id"]
+
+
+async def test_a_preview_row_is_kept_while_its_turn_runs_and_deleted_once_answered(
+    fake: FakeBotApi, serve: Serve, eventually: Callable[..., Any]
+) -> None:
+    gate = trio.Event()
+
+    class HalfThenWait:
+        async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
+            yield Update(delta="thinking about it")
+            await gate.wait()
+            yield Update(delta=" - the answer")
+
+    alice = fake.user("Alice")
+    group = fake.supergroup("Team")
+    async with serve(HalfThenWait(), stream_interval=INTERVAL) as (host, _):
+        fake.send_text(group, f"{fake.mention} question", sender=alice)
+        [preview] = await fake.wait_for_messages(group, 1)
+        await eventually(lambda: host.store.scan("aliases", "telegram/preview/"))
+        rows = host.store.scan("aliases", "telegram/preview/")
+        assert [row.data for _, row in rows] == [{"message_id": preview["message_id"]}]
+        gate.set()
+        await fake.wait_until(lambda: any(e.text == "thinking about it - the answer" for e in fake.edits(group)))
+        await eventually(lambda: not host.store.scan("aliases", "telegram/preview/"))
