@@ -14,12 +14,14 @@ from typing import Any
 
 import trio
 
+from afactors.channel import Backoff
+
 log = logging.getLogger("afactors.telegram")
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[None]]
 _RECENT = 4096  # done update ids remembered, so a redelivered update is not handled twice
 _ATTEMPTS = 5
-_RETRY_DELAY = (0.5, 8.0)
+_RETRY = Backoff(0.5, 8.0, jitter=0.0)
 
 
 def lane_of(update: Mapping[str, Any]) -> int | str:
@@ -103,7 +105,6 @@ class Intake:
                 del self._lanes[lane_key]
 
     async def _handle(self, update: Mapping[str, Any]) -> None:
-        delay = _RETRY_DELAY[0]
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 await self._handler(update)
@@ -114,8 +115,7 @@ class Intake:
                     return
                 log.warning("telegram update %s failed (attempt %d), retrying", update.get("update_id"), attempt,
                             exc_info=True)  # fmt: skip
-            await trio.sleep(delay)
-            delay = min(delay * 2, _RETRY_DELAY[1])
+            await trio.sleep(_RETRY.delay(attempt))
 
     def _finish(self, update_id: int, done: trio.Event) -> None:
         del self._events[update_id]

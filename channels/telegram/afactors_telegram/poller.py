@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Mapping
 from typing import Any
 
 import trio
 
+from afactors.channel import Backoff
 from afactors_telegram.api import BotApiClient, NetworkError, TelegramError
 from afactors_telegram.inbound import ALLOWED_UPDATES
 from afactors_telegram.intake import Intake
 
 log = logging.getLogger("afactors.telegram")
 
-_BACKOFF = (1.0, 30.0)
+_BACKOFF = Backoff(1.0, 30.0)
 _REFILL_BELOW = 50  # half of the 100 updates one getUpdates call returns
 
 
@@ -35,7 +35,7 @@ async def poll(api: BotApiClient, intake: Intake, *, timeout: float,
     """
     await api.call("deleteWebhook", {"drop_pending_updates": False})
     task_status.started()
-    backoff = _BACKOFF[0]
+    failures = 0
     while True:
         while intake.in_flight > _REFILL_BELOW:
             await intake.wait_progress()
@@ -46,16 +46,17 @@ async def poll(api: BotApiClient, intake: Intake, *, timeout: float,
             batch = await api.call("getUpdates", params, timeout=timeout + 15)
         except (TelegramError, NetworkError) as error:
             transient = isinstance(error, NetworkError) or error.retryable
+            failures += 1
+            delay = _BACKOFF.delay(failures)
             log.log(
                 logging.WARNING if transient else logging.ERROR,
                 "telegram getUpdates failed (%s); retrying in %.1f s",
                 error,
-                backoff,
+                delay,
             )
-            await trio.sleep(backoff * random.uniform(0.8, 1.2))
-            backoff = min(backoff * 2, _BACKOFF[1])
+            await trio.sleep(delay)
             continue
-        backoff = _BACKOFF[0]
+        failures = 0
         updates = [u for u in batch if _valid(u)] if isinstance(batch, list) else []
         fresh = [u for u in updates if not intake.known(u["update_id"])]
         for update in fresh:
