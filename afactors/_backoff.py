@@ -30,7 +30,7 @@ class Backoff:
 
     def plain(self, attempt: int) -> float:
         """The delay before retry number `attempt` (from 1) without jitter."""
-        return min(self.cap, self.base * 2 ** min(max(attempt - 1, 0), _MAX_DOUBLINGS))
+        return min(self.cap, self.base * 2.0 ** min(max(attempt - 1, 0), _MAX_DOUBLINGS))
 
     def delay(self, attempt: int) -> float:
         """The jittered delay before retry number `attempt` (from 1)."""

@@ -10,13 +10,14 @@ import sys
 import trio
 
 from afactors import __version__
-from afactors.host import Channel, StartupError, installed_plugins, open_host
+from afactors.channel import Channel, ChannelPlugin, StartupError, installed_plugins
+from afactors.host import open_host
 from afactors.model import BUSY_POLICIES
 from afactors.store import DURABILITIES, StateDirLocked
 from afactors.targets import OpenAIChatAgent, TargetError, load_target
 
 
-def build_parser(plugins: dict) -> argparse.ArgumentParser:
+def build_parser(plugins: dict[str, ChannelPlugin]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m afactors", description="Host one agent behind many protocols.")
     parser.add_argument("--version", action="version", version=f"afactors {__version__}")
     parser.add_argument("--target", metavar="MODULE:ATTR", help="what to host (default: the built-in demo agent)")
@@ -29,7 +30,9 @@ def build_parser(plugins: dict) -> argparse.ArgumentParser:
     parser.add_argument("--channel", action="append", choices=sorted(plugins), help="serve this channel (repeatable)")
     parser.add_argument("--busy-policy", choices=sorted(BUSY_POLICIES), default="enqueue")
     parser.add_argument("--durability", choices=DURABILITIES, default="durable")
-    parser.add_argument("--api-key", action="append", default=[], help="require this bearer key (repeatable; one tenant per key)")
+    parser.add_argument(
+        "--api-key", action="append", default=[], help="require this bearer key (repeatable; one tenant per key)"
+    )
     parser.add_argument("--drain-timeout", type=float, default=10.0, help="seconds running turns get at shutdown")
     parser.add_argument("--log-level", default="WARNING")
     for plugin in plugins.values():
@@ -37,7 +40,7 @@ def build_parser(plugins: dict) -> argparse.ArgumentParser:
     return parser
 
 
-def select_channels(plugins: dict, args: argparse.Namespace) -> list[Channel]:
+def select_channels(plugins: dict[str, ChannelPlugin], args: argparse.Namespace) -> list[Channel]:
     """The channels to serve: those named, or every one that is configured (needs no missing credentials)."""
     chosen: list[Channel] = []
     for name in args.channel or sorted(plugins):

@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.monotonic()
         try:
             metrics = importlib.import_module(f"bench.{name}").run(args.quick)
-        except Exception:  # noqa: BLE001 -- report it and run the other benchmarks
+        except Exception:
             traceback.print_exc()
             progress(f"== {name}: FAILED")
             failed.append(name)

@@ -96,28 +96,27 @@ async def worker_scale(state: str, count: int, max_active: int) -> dict[str, flo
 
 
 async def worker_throughput(state: str, conversations: int, seconds: float) -> dict[str, float]:
-    async with Store.open(state) as store:
-        async with ActorSystem.open(store, Echo()) as system:
-            done = 0
-            stop = trio.current_time() + seconds
+    async with Store.open(state) as store, ActorSystem.open(store, Echo()) as system:
+        done = 0
+        stop = trio.current_time() + seconds
 
-            async def talk(name: str) -> None:
-                nonlocal done
-                while trio.current_time() < stop:
-                    await (await system.submit(_envelope(name))).reply()
-                    done += 1
+        async def talk(name: str) -> None:
+            nonlocal done
+            while trio.current_time() < stop:
+                await (await system.submit(_envelope(name))).reply()
+                done += 1
 
-            await _one_turn_each(system, conversations)  # warm up: every actor active
-            start = time.perf_counter()
-            async with trio.open_nursery() as nursery:
-                for n in range(conversations):
-                    nursery.start_soon(talk, f"c{n}")
-            elapsed = time.perf_counter() - start
-            return {
-                "turns_per_s": done / elapsed,
-                "transactions": store.stats.transactions,
-                "largest_batch": store.stats.largest_batch,
-            }
+        await _one_turn_each(system, conversations)  # warm up: every actor active
+        start = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for n in range(conversations):
+                nursery.start_soon(talk, f"c{n}")
+        elapsed = time.perf_counter() - start
+        return {
+            "turns_per_s": done / elapsed,
+            "transactions": store.stats.transactions,
+            "largest_batch": store.stats.largest_batch,
+        }
 
 
 def _slow_phase(n: int) -> bool:
@@ -177,7 +176,11 @@ def _in_subprocess(name: str, **kwargs: Any) -> dict[str, float]:
         kwargs["state"] = str(Path(tmp) / "state")
         out = subprocess.run(
             [sys.executable, "-m", "bench.actors", "--worker", name, json.dumps(kwargs)],
-            cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=1800,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=1800,
         )
     if out.returncode != 0:
         raise RuntimeError(f"bench worker {name} failed:\n{out.stderr[-3000:]}")
@@ -190,9 +193,14 @@ def run(quick: bool) -> Metrics:
     idle_count = 20_000 if quick else 100_000
     seconds = 3.0 if quick else 10.0
     samples: dict[str, list[float]] = {
-        "actors.idle_bytes": [], "actors.turns_per_s.200": [], "actors.isolation_p99_ratio": [],
-        "actors.isolation_p99_ms.alone": [], "actors.isolation_p99_ms.beside_slow": [], "actors.rss_mb_100k": [],
-        "actors.seconds_100k": [], "actors.largest_commit_batch": [],
+        "actors.idle_bytes": [],
+        "actors.turns_per_s.200": [],
+        "actors.isolation_p99_ratio": [],
+        "actors.isolation_p99_ms.alone": [],
+        "actors.isolation_p99_ms.beside_slow": [],
+        "actors.rss_mb_100k": [],
+        "actors.seconds_100k": [],
+        "actors.largest_commit_batch": [],
     }
     for _ in range(runs):
         kept = _in_subprocess("idle", count=idle_count, keep=True)

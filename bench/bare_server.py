@@ -20,6 +20,7 @@ from functools import partial
 import orjson
 import trio
 from hypercorn.config import Config
+from hypercorn.events import Event
 from hypercorn.trio import serve, tcp_server
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -34,7 +35,7 @@ def _patch_hypercorn() -> None:
     """
     original = tcp_server.TCPServer.protocol_send
 
-    async def protocol_send(self: tcp_server.TCPServer, event: object) -> None:
+    async def protocol_send(self: tcp_server.TCPServer, event: Event) -> None:
         with trio.CancelScope(shield=True):
             await original(self, event)
 

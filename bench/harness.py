@@ -253,7 +253,7 @@ class Comparison:
 
     def ratio(self, server: str, baseline: str, shape: str) -> list[float]:
         """Per run: `server` req/s over `baseline` req/s on `shape` (servers of one run ran back to back)."""
-        pairs = zip(self.samples.get((server, shape), []), self.samples.get((baseline, shape), []))
+        pairs = zip(self.samples.get((server, shape), []), self.samples.get((baseline, shape), []), strict=False)
         return [a.result.rps / b.result.rps for a, b in pairs if b.result.rps > 0]
 
     def metrics(self, prefix: str) -> Metrics:

@@ -18,6 +18,7 @@ prints one JSON object (`LoadResult.to_json()`) on stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import json
@@ -509,10 +510,8 @@ class _Run:
 
     def _close(self, conn: _Conn) -> None:
         assert conn.sock is not None
-        try:
+        with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(conn.sock)
-        except (KeyError, ValueError):
-            pass
         conn.sock.close()
         conn.sock = None
         conn.writing = False

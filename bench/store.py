@@ -149,13 +149,15 @@ def run(quick: bool) -> Metrics:
         with _scratch() as directory:
             samples["store.gets_per_s"].append(trio.run(_get_rate, directory, 100_000 if quick else 1_000_000))
     metrics = summarize(samples)
-    metrics.notes.update({
-        "store.filesystem": filesystem,
-        "store.versions": (
-            f"py-lmdb {lmdb.__version__}, LMDB {'.'.join(map(str, lmdb.version()))}, trio {version('trio')}"
-        ),
-        "store.commit": "2 puts (snapshot + turn record), durable; single = max_batch 1",
-    })
+    metrics.notes.update(
+        {
+            "store.filesystem": filesystem,
+            "store.versions": (
+                f"py-lmdb {lmdb.__version__}, LMDB {'.'.join(map(str, lmdb.version()))}, trio {version('trio')}"
+            ),
+            "store.commit": "2 puts (snapshot + turn record), durable; single = max_batch 1",
+        }
+    )
     return metrics
 
 

@@ -10,11 +10,11 @@ import tempfile
 from collections.abc import AsyncIterator
 
 import trio
+from afactors_responses import ResponsesChannel
 from openai import AsyncOpenAI
 
 import afactors
 from afactors.model import Message
-from afactors_responses import ResponsesChannel
 
 
 async def shouting_agent(messages: list[Message]) -> AsyncIterator[str]:
@@ -32,7 +32,9 @@ async def main(state_dir: str) -> None:
             print(first.output_text.strip())
             second = await client.responses.create(model="any", input="and again", previous_response_id=first.id)
             print(second.output_text.strip())
-            async with client.responses.stream(model="any", input="stream me", previous_response_id=second.id) as stream:
+            async with client.responses.stream(
+                model="any", input="stream me", previous_response_id=second.id
+            ) as stream:
                 async for event in stream:
                     if event.type == "response.output_text.delta":
                         print(event.delta, end="", flush=True)

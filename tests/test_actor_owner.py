@@ -120,7 +120,10 @@ async def test_a_turn_runs_commits_through_the_owner_and_is_answered() -> None:
     await _drive(actor)
     [ops] = owner.commits
     assert _kinds(ops) == [
-        ("snapshots", "t/c"), ("turns", "t/c/000000000001"), ("responses", "turn_1"), ("dedup", "t/c/m1")
+        ("snapshots", "t/c"),
+        ("turns", "t/c/000000000001"),
+        ("responses", "turn_1"),
+        ("dedup", "t/c/m1"),
     ]
     assert owner.answers == [("turn_1", Reply(messages=(Message("assistant", "1:hi"),)))]
     assert owner.releases == 1 and owner.counters.turns == 1 and "turn_1" in owner.chains

@@ -18,7 +18,7 @@ import trio.testing
 from afactors.actors import ActorSystem, ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle
 from afactors.actors._keys import turn_key
 from afactors.model import ConversationKey, Envelope, Message, ReplyTarget, TurnContext, Update, UsagePart
-from afactors.store import Put, ResponseRecord, Store, StoreError, TurnRecord
+from afactors.store import Store, StoreError, TurnRecord
 
 KEY = ConversationKey("acme", "chat-1")
 
@@ -54,7 +54,7 @@ class Script:
         self.overlap = max(self.overlap, self.running[path])
         try:
             ctx.state["n"] = ctx.state.get("n", 0) + 1
-            await trio.sleep(0)  # let other tasks in: turns of one conversation must still not overlap
+            await trio.lowlevel.checkpoint()  # let other tasks in: turns of one conversation must still not overlap
             if text.startswith("block:"):
                 yield Update(delta="partial ")
                 self.started[text].set()

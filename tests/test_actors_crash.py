@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-CHILD = r'''
+CHILD = r"""
 import json, sys
 from pathlib import Path
 
@@ -58,7 +58,7 @@ async def main():
 
 
 trio.run(main)
-'''
+"""
 
 
 def _start(tmp_path: Path, mode: str) -> subprocess.Popen[str]:
@@ -66,7 +66,9 @@ def _start(tmp_path: Path, mode: str) -> subprocess.Popen[str]:
     script.write_text(CHILD)
     return subprocess.Popen(
         [sys.executable, str(script), mode, str(tmp_path / "state"), str(tmp_path / "runs.txt")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -92,8 +94,13 @@ def test_kill_9_mid_turn_then_restart_commits_the_turn_exactly_once(tmp_path: Pa
 
     first = _finish(_start(tmp_path, "recover"))  # the redelivered envelope joins the replayed turn
     assert first == {
-        "turn_id": turn_id, "text": "working paid", "status": "completed", "seq": 1, "state": {"paid": 1},
-        "turns": [turn_id], "inbox": 0,
+        "turn_id": turn_id,
+        "text": "working paid",
+        "status": "completed",
+        "seq": 1,
+        "state": {"paid": 1},
+        "turns": [turn_id],
+        "inbox": 0,
     }
     assert runs.read_text().split() == [turn_id, turn_id]  # the target ran again: at-least-once
 

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from afactors.actors._keys import dedup_key, inbox_key, new_turn_id, outbox_key, turn_key
-from afactors.actors._replies import ReplyBuilder, error_text, from_record
+from afactors.actors._replies import ReplyBuilder, error_text
 from afactors.actors._supervision import RestartPolicy, RestartTracker
 from afactors.model import ErrorInfo, FunctionCallPart, Message, TextPart, Update, UsagePart
 from afactors.store import ResponseRecord
@@ -16,8 +16,13 @@ from afactors.store import ResponseRecord
 def test_reply_joins_deltas_then_whole_parts_and_sums_usage() -> None:
     builder = ReplyBuilder()
     call = FunctionCallPart("c1", "lookup", "{}")
-    for update in (Update(delta="Hel"), Update(part=UsagePart(3, 1)), Update(delta="lo"), Update(part=call),
-                   Update(part=UsagePart(2, 5))):
+    for update in (
+        Update(delta="Hel"),
+        Update(part=UsagePart(3, 1)),
+        Update(delta="lo"),
+        Update(part=call),
+        Update(part=UsagePart(2, 5)),
+    ):
         builder.add(update)
     reply = builder.reply()
     assert reply.status == "completed" and reply.error is None
@@ -57,10 +62,12 @@ def test_error_text_is_capped() -> None:
 def test_a_stored_record_becomes_the_reply_it_stands_for() -> None:
     out = (Message("assistant", "hi"),)
     done = ResponseRecord(id="r", tenant="t", conversation="t/c", status="completed", output=out, usage=UsagePart(1, 1))
-    assert from_record(done).text == "hi" and from_record(done).usage == UsagePart(1, 1)
+    assert done.as_reply().text == "hi" and done.as_reply().usage == UsagePart(1, 1)
     err = ErrorInfo("agent_error", "RuntimeError: boom")
     bad = ResponseRecord(id="r", tenant="t", conversation="t/c", status="failed", error=err)
-    assert from_record(bad).status == "failed" and from_record(bad).error == err
+    assert bad.as_reply().status == "failed" and bad.as_reply().error == err
+    running = ResponseRecord(id="r", tenant="t", conversation="t/c", status="in_progress")
+    assert running.as_reply().status == "incomplete" and not running.ended and done.ended
 
 
 def _policy(**overrides: object) -> RestartPolicy:
@@ -106,10 +113,19 @@ async def test_chain_cache_keeps_ended_turns_and_evicts_the_least_recent(tmp_pat
     from afactors.store import Put, ResponseRecord, Store
 
     async with Store.open(tmp_path / "s", durability="unsafe") as store:
+
         def record(turn_id: str, status: str) -> Put:
-            return Put("responses", turn_id, ResponseRecord(
-                id=turn_id, tenant="t", conversation="t/c", status=status, input=(Message("user", turn_id),),
-            ))  # type: ignore[arg-type]
+            return Put(
+                "responses",
+                turn_id,
+                ResponseRecord(
+                    id=turn_id,
+                    tenant="t",
+                    conversation="t/c",
+                    status=status,
+                    input=(Message("user", turn_id),),
+                ),
+            )  # type: ignore[arg-type]
 
         await store.commit([record("a", "completed"), record("b", "in_progress"), record("c", "completed")])
         cache = ChainCache(capacity=1)

@@ -9,11 +9,10 @@ import pytest
 import trio
 
 import afactors
-from afactors.host import ChannelContext, Contribution, Delivery, DeliveryFailed
 from afactors._backoff import Backoff
 from afactors.actors.ledger import outbox_group
+from afactors.host import ChannelContext, Contribution, Delivery, DeliveryFailed
 from afactors.model import ConversationKey, Envelope, Message, ReplyTarget
-
 
 
 @attrs.define
@@ -92,7 +91,7 @@ async def test_a_permanent_failure_is_dead_lettered(state_dir: Path) -> None:
         with trio.fail_after(10):
             while host.store.count("dead_letters") == 0:
                 await trio.sleep(0.01)
-        [(key, dead)] = host.store.scan("dead_letters", "outbox/")
+        [(_, dead)] = host.store.scan("dead_letters", "outbox/")
         assert dead.error == "bot was blocked"
         assert dead.delivery.address == {"chat": "a"}
         assert host.store.count("outbox") == 0

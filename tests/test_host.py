@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -81,7 +81,9 @@ def test_second_process_on_the_same_state_dir_fails_clearly(state_dir: Path) -> 
         read_url(first)
         second = subprocess.run(
             [sys.executable, "-m", "afactors", "--port", "0", "--state-dir", str(state_dir)],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert second.returncode != 0
         assert f"state directory {state_dir} is already in use by process {first.pid}" in second.stderr
@@ -93,7 +95,9 @@ def test_second_process_on_the_same_state_dir_fails_clearly(state_dir: Path) -> 
 def test_cli_rejects_a_bad_target_with_a_message(state_dir: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "afactors", "--target", "nope", "--state-dir", str(state_dir)],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert out.returncode == 2
     assert "module:attr" in out.stderr

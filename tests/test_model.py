@@ -57,7 +57,14 @@ def test_message_with_every_part_type_roundtrips() -> None:
 def test_every_part_carries_its_type_tag_on_the_wire() -> None:
     doc = orjson.loads(dumps(Message("user", EVERY_PART)))
     assert [p["type"] for p in doc["contents"]] == [
-        "text", "data", "uri", "function_call", "function_result", "reasoning", "usage", "text",
+        "text",
+        "data",
+        "uri",
+        "function_call",
+        "function_result",
+        "reasoning",
+        "usage",
+        "text",
     ]
 
 
@@ -168,7 +175,7 @@ def test_bad_busy_policy_is_a_clear_error() -> None:
 
 
 def test_message_contents_must_be_parts() -> None:
-    with pytest.raises(TypeError, match="message contents must be content parts .* not dict"):
+    with pytest.raises(TypeError, match=r"message contents must be content parts .* not dict"):
         Message("user", [{"type": "text", "text": "hi"}])  # type: ignore[list-item]
 
 

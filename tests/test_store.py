@@ -54,10 +54,12 @@ async def _make_kinds(state: Path) -> None:
 async def test_commit_get_delete_count(tmp_path: Path) -> None:
     async with Store.open(tmp_path, durability="unsafe") as store:
         assert store.get("snapshots", "t/c1") is None
-        await store.commit([
-            Put("snapshots", "t/c1", Snapshot(seq=1, head="turn-1")),
-            Put("dedup", "t/m1", DedupRecord("turn-1", 1)),
-        ])
+        await store.commit(
+            [
+                Put("snapshots", "t/c1", Snapshot(seq=1, head="turn-1")),
+                Put("dedup", "t/m1", DedupRecord("turn-1", 1)),
+            ]
+        )
         assert store.get("snapshots", "t/c1") == Snapshot(seq=1, head="turn-1")
         assert store.count("snapshots") == 1
         await store.commit([Delete("dedup", "t/m1"), Delete("dedup", "never-written")])
@@ -132,10 +134,12 @@ async def test_unencodable_commits_fail_only_their_callers(tmp_path: Path) -> No
 async def test_200_concurrent_committers_all_commit_in_grouped_transactions(tmp_path: Path) -> None:
     async def committer(i: int) -> None:
         for n in range(3):
-            await store.commit([
-                Put("snapshots", f"c{i}", Snapshot(seq=n)),
-                Put("dedup", f"c{i}/{n}", DedupRecord("t", n)),
-            ])
+            await store.commit(
+                [
+                    Put("snapshots", f"c{i}", Snapshot(seq=n)),
+                    Put("dedup", f"c{i}/{n}", DedupRecord("t", n)),
+                ]
+            )
 
     async with Store.open(tmp_path) as store:
         async with trio.open_nursery() as nursery:

@@ -42,11 +42,13 @@ async def _commit_stream(state: str) -> None:
         while True:
             seq += 1
             cid = f"{task}.{seq}"
-            await store.commit([
-                Put("checkpoints", f"a/{cid}", Generic({"cid": cid, "pad": "x" * 3000})),
-                Put("checkpoints", f"b/{cid}", Generic({"cid": cid})),
-                Put("snapshots", f"task{task}", Snapshot(seq=seq, head=cid)),
-            ])
+            await store.commit(
+                [
+                    Put("checkpoints", f"a/{cid}", Generic({"cid": cid, "pad": "x" * 3000})),
+                    Put("checkpoints", f"b/{cid}", Generic({"cid": cid})),
+                    Put("snapshots", f"task{task}", Snapshot(seq=seq, head=cid)),
+                ]
+            )
             _ack(cid)
 
     async with Store.open(state) as store, trio.open_nursery() as nursery:

@@ -19,7 +19,9 @@ from afactors.targets.openai_chat import parse_sse_line
 def ctx(*texts: str, state: dict | None = None, options: dict | None = None) -> TurnContext:
     roles = ["user", "assistant"]
     messages = tuple(Message(roles[i % 2], t) for i, t in enumerate(texts))  # type: ignore[arg-type]
-    return TurnContext(ConversationKey("t", "c"), messages, state if state is not None else {}, "turn_1", 1, options or {})
+    return TurnContext(
+        ConversationKey("t", "c"), messages, state if state is not None else {}, "turn_1", 1, options or {}
+    )
 
 
 async def collect(agent: object, turn: TurnContext) -> list[Update]:
@@ -80,7 +82,10 @@ async def test_demo_agent_streams_words_counts_turns_and_keeps_notes() -> None:
     updates = await collect(DemoAgent(), ctx("remember the key is under the mat"))
     assert len(updates) > 3  # streamed word by word
     assert "".join(u.delta for u in updates) == "Turn 1. I will remember that the key is under the mat."
-    recall = "".join(u.delta for u in await collect(DemoAgent(), ctx("remember the key is under the mat", "ok", "what do you remember?")))
+    recall = "".join(
+        u.delta
+        for u in await collect(DemoAgent(), ctx("remember the key is under the mat", "ok", "what do you remember?"))
+    )
     assert recall == "Turn 2. I remember: the key is under the mat."
     assert "".join(u.delta for u in await collect(DemoAgent(), ctx("what do you remember?"))) == (
         "Turn 1. I don't remember anything yet."

@@ -61,8 +61,23 @@ class ConversationActor:
     """The only owner of one conversation's state. Created and passivated by its owner (`ActorSystem`)."""
 
     __slots__ = (
-        "key", "path", "driving", "turns_done", "last_active", "_owner", "_mailbox", "_space", "_snapshot",
-        "_history", "_current", "_outcome", "_stopped", "_passivated", "_tracker", "_not_before", "__weakref__",
+        "__weakref__",
+        "_current",
+        "_history",
+        "_mailbox",
+        "_not_before",
+        "_outcome",
+        "_owner",
+        "_passivated",
+        "_snapshot",
+        "_space",
+        "_stopped",
+        "_tracker",
+        "driving",
+        "key",
+        "last_active",
+        "path",
+        "turns_done",
     )
 
     def __init__(self, key: ConversationKey, owner: ActorOwner[ConversationActor], snapshot: Snapshot) -> None:

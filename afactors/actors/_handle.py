@@ -17,7 +17,7 @@ class TurnHandle:
     (`stream_dropped` becomes True and `updates()` ends early), never the turn: `reply()` has everything.
     """
 
-    __slots__ = ("turn_id", "stream_dropped", "_done", "_reply", "_send", "_receive")
+    __slots__ = ("_done", "_receive", "_reply", "_send", "stream_dropped", "turn_id")
 
     def __init__(self, turn_id: str, *, stream: bool = False, buffer: int = 1024) -> None:
         self.turn_id = turn_id

@@ -82,8 +82,17 @@ class Entry:
     """One accepted envelope, the handles waiting for it, and its durable bookkeeping."""
 
     __slots__ = (
-        "envelope", "turn_id", "handles", "accepted_at", "stamp", "inbox_key", "write", "_written", "turn",
-        "recorded", "background",
+        "_written",
+        "accepted_at",
+        "background",
+        "envelope",
+        "handles",
+        "inbox_key",
+        "recorded",
+        "stamp",
+        "turn",
+        "turn_id",
+        "write",
     )
 
     def __init__(self, envelope: Envelope, handle: TurnHandle, accepted_at: float, stamp: int = 0) -> None:
@@ -134,7 +143,7 @@ class Entry:
 class Turn:
     """What one turn runs: one entry, or several user turns folded together by the `steer` policy."""
 
-    __slots__ = ("entries", "steer", "phase", "scope", "cancel_reason", "failures", "streamed")
+    __slots__ = ("cancel_reason", "entries", "failures", "phase", "scope", "steer", "streamed")
 
     def __init__(self, entry: Entry, steer: bool) -> None:
         self.entries = [entry]

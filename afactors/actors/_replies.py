@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from afactors.model import ENDED_STATUSES, ErrorInfo, Message, Part, Reply, TextPart, Update, UsagePart
-from afactors.store import ResponseRecord
+from afactors.model import ErrorInfo, Message, Part, Reply, TextPart, Update, UsagePart
 
 _MAX_ERROR_TEXT = 300
 
@@ -52,10 +51,3 @@ def error_text(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 3] + "..."
-
-
-def from_record(record: ResponseRecord) -> Reply:
-    """The reply a stored response record stands for (used when an idempotency key was already answered)."""
-    # queued/in_progress never carry a dedup key; should one turn up, it reads as not finished
-    status = record.status if record.status in ENDED_STATUSES else "incomplete"
-    return Reply(messages=record.output, usage=record.usage, status=status, error=record.error)  # type: ignore[arg-type]

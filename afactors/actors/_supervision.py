@@ -36,7 +36,7 @@ class RestartPolicy:
 class RestartTracker:
     """The restarts of one actor so far."""
 
-    __slots__ = ("_policy", "_backoff", "_times", "_streak", "_last")
+    __slots__ = ("_backoff", "_last", "_policy", "_streak", "_times")
 
     def __init__(self, policy: RestartPolicy) -> None:
         self._policy = policy

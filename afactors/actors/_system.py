@@ -25,7 +25,7 @@ from afactors.actors._history import ChainCache, Link, load_chain, load_history
 from afactors.actors._keys import dedup_key, new_turn_id, stamp_of, turn_key
 from afactors.actors._owner import Counters
 from afactors.actors._phases import Entry, Phase
-from afactors.actors._replies import cancelled, failed, from_record
+from afactors.actors._replies import cancelled, failed
 from afactors.actors._supervision import RestartPolicy
 from afactors.model import (
     BUSY_POLICIES,
@@ -489,7 +489,7 @@ class ActorSystem:
     def _stored_reply(self, path: str, done: DedupRecord) -> Reply:
         record = self.record(done.turn_id)
         if record is not None:
-            return from_record(record)
+            return record.as_reply()
         turn = self.store.get("turns", turn_key(path, done.seq)) if done.seq else None
         if turn is not None:
             return Reply(messages=turn.output, usage=turn.usage)
@@ -537,7 +537,7 @@ class ActorSystem:
 
     async def _reaper(self) -> None:
         """Passivate actors idle for longer than `idle_timeout`; sleeps until the next one can expire."""
-        while True:
+        while True:  # noqa: ASYNC110 (a timer: it sleeps until the next actor can expire, nothing to wait on)
             await trio.sleep_until(self._passivate_expired(trio.current_time()))
 
     def _passivate_expired(self, now: float) -> float:

@@ -55,8 +55,20 @@ Records = Mapping[str, ResponseRecord]
 _NO_OPS: list[Op] = []  # shared, never written to
 
 __all__ = [
-    "STORE_OPTION", "Records", "accepted", "cancelled", "completed", "delivered", "failed", "hidden", "inbox_row",
-    "outbox_group", "queued_record", "redeliver", "started", "undeliverable",
+    "STORE_OPTION",
+    "Records",
+    "accepted",
+    "cancelled",
+    "completed",
+    "delivered",
+    "failed",
+    "hidden",
+    "inbox_row",
+    "outbox_group",
+    "queued_record",
+    "redeliver",
+    "started",
+    "undeliverable",
 ]
 
 

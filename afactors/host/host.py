@@ -93,49 +93,47 @@ async def open_host(
     agent = as_agent(target if target is not None else DemoAgent())
     async with Store.open(config.state_dir, durability=config.durability) as store:
         async with ActorSystem.open(store, agent, config.actor_config()) as system:
-            async with trio.open_nursery() as nursery:
-                async with trio.open_nursery() as services:
-                    the_host = Host(store, system, config)
-                    background = BackgroundTurns(system, services)
-                    background.track_recovered()
-                    api_keys = ApiKeys(config.api_keys)
-                    routes: list[Route] = [Route("/readiness", the_host._readiness, methods=("GET",))]
-                    for channel in channels:
-                        ctx = HostChannelContext(
-                            channel, system=system, store=store, api_keys=api_keys, background=background,
-                            shutting_down=the_host.shutting_down,
-                        )  # fmt: skip
-                        contribution = channel.contribute(ctx)
-                        the_host.channels[channel.name] = channel
-                        the_host.contributions[channel.name] = contribution
-                        routes.extend(contribution.routes)
-                    stop_server = trio.Event()
-                    the_host.urls = await nursery.start(
-                        serve_app,
-                        build_app(routes),
-                        server_config(config.host, config.port, config.drain_timeout),
-                        stop_server,
-                    )
-                    the_host.outbox = Outbox(
-                        store, {name: c.deliver for name, c in the_host.contributions.items() if c.deliver is not None}
-                    )
-                    await services.start(the_host.outbox.run)
-                    system.on_outbox = the_host.outbox.notify
-                    for contribution in the_host.contributions.values():
-                        for hook in contribution.on_startup:
-                            await hook()
-                        for task in contribution.tasks:
-                            await services.start(task)
-                    the_host.ready.set()
-                    log.info("afactors serving %s", ", ".join(the_host.urls))
-                    try:
-                        yield the_host
-                    finally:
-                        the_host.shutting_down.set()
-                        stop_server.set()
-                        services.cancel_scope.cancel()
+            async with trio.open_nursery() as nursery, trio.open_nursery() as services:
+                the_host = Host(store, system, config)
+                background = BackgroundTurns(system, services)
+                background.track_recovered()
+                api_keys = ApiKeys(config.api_keys)
+                routes: list[Route] = [Route("/readiness", the_host._readiness, methods=("GET",))]
+                for channel in channels:
+                    ctx = HostChannelContext(
+                        channel, system=system, store=store, api_keys=api_keys, background=background,
+                        shutting_down=the_host.shutting_down,
+                    )  # fmt: skip
+                    contribution = channel.contribute(ctx)
+                    the_host.channels[channel.name] = channel
+                    the_host.contributions[channel.name] = contribution
+                    routes.extend(contribution.routes)
+                stop_server = trio.Event()
+                the_host.urls = await nursery.start(
+                    serve_app,
+                    build_app(routes),
+                    server_config(config.host, config.port, config.drain_timeout),
+                    stop_server,
+                )
+                the_host.outbox = Outbox(
+                    store, {name: c.deliver for name, c in the_host.contributions.items() if c.deliver is not None}
+                )
+                await services.start(the_host.outbox.run)
+                system.on_outbox = the_host.outbox.notify
+                for contribution in the_host.contributions.values():
+                    for hook in contribution.on_startup:
+                        await hook()
+                    for task in contribution.tasks:
+                        await services.start(task)
+                the_host.ready.set()
+                log.info("afactors serving %s", ", ".join(the_host.urls))
+                try:
+                    yield the_host
+                finally:
+                    the_host.shutting_down.set()
+                    stop_server.set()
+                    services.cancel_scope.cancel()
             with trio.CancelScope(shield=True):
                 for contribution in the_host.contributions.values():
                     for hook in contribution.on_shutdown:
                         await hook()
-

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import hypercorn.trio.tcp_server as _tcp_server
 import trio
 from hypercorn.config import Config
+from hypercorn.events import Event
 from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
@@ -15,7 +16,7 @@ from afactors.channel import Route
 _original_protocol_send = _tcp_server.TCPServer.protocol_send
 
 
-async def _shielded_protocol_send(self: _tcp_server.TCPServer, event: object) -> None:
+async def _shielded_protocol_send(self: _tcp_server.TCPServer, event: Event) -> None:
     # quart-trio runs hypercorn's connection bookkeeping from an already-cancelled task; without the shield
     # keep-alive timeouts, `Connection: close` and graceful shutdown all misbehave (see docs/architecture.md).
     with trio.CancelScope(shield=True):
@@ -50,7 +51,11 @@ def server_config(host: str, port: int, graceful_timeout: float) -> Config:
 
 
 async def serve_app(
-    app: QuartTrio, config: Config, shutdown: trio.Event, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+    app: QuartTrio,
+    config: Config,
+    shutdown: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until `shutdown` is set, then close gracefully; reports the bound URLs when listening."""
-    await serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)  # type: ignore[arg-type]
+    await serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)

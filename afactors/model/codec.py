@@ -21,7 +21,8 @@ converter.register_unstructure_hook(bytes, lambda b: base64.b64encode(b).decode(
 converter.register_structure_hook(bytes, lambda v, _: base64.b64decode(v) if isinstance(v, str) else bytes(v))
 
 _PART_BY_TAG: dict[str, type] = {
-    cls.__attrs_attrs__.type.default: cls for cls in PART_TYPES  # type: ignore[attr-defined]
+    cls.__attrs_attrs__.type.default: cls  # type: ignore[attr-defined]
+    for cls in PART_TYPES
 }
 
 
@@ -40,16 +41,17 @@ def _structure_part(value: Any, _: Any) -> Part:
     if not isinstance(value, dict):
         raise PartTypeError(f"a content part must be an object, not {type(value).__name__}")
     tag = value.get("type")
-    cls = _PART_BY_TAG.get(tag)  # type: ignore[arg-type]
+    cls = _PART_BY_TAG.get(tag) if isinstance(tag, str) else None
     if cls is None:
         raise PartTypeError(f"unknown content part type {tag!r} (known: {', '.join(_PART_BY_TAG)})")
     return converter.structure(value, cls)
 
 
 converter.register_unstructure_hook(
-    Part, lambda part: converter.unstructure(part, unstructure_as=type(part))  # type: ignore[arg-type]
+    Part,
+    lambda part: converter.unstructure(part, unstructure_as=type(part)),
 )
-converter.register_structure_hook(Part, _structure_part)  # type: ignore[arg-type]
+converter.register_structure_hook(Part, _structure_part)
 
 
 def dumps(obj: Any) -> bytes:

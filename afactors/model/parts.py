@@ -79,4 +79,12 @@ class UsagePart:
 
 
 Part = TextPart | DataPart | UriPart | FunctionCallPart | FunctionResultPart | ReasoningPart | UsagePart
-PART_TYPES: tuple[type, ...] = (TextPart, DataPart, UriPart, FunctionCallPart, FunctionResultPart, ReasoningPart, UsagePart)
+PART_TYPES: tuple[type, ...] = (
+    TextPart,
+    DataPart,
+    UriPart,
+    FunctionCallPart,
+    FunctionResultPart,
+    ReasoningPart,
+    UsagePart,
+)

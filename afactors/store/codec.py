@@ -57,7 +57,7 @@ def encode_value(record: Any, key: str, hashed: bool) -> bytes:
     return orjson.dumps(doc)
 
 
-def decode_value(raw: bytes, cls: type, stored: bytes) -> tuple[str, Any]:
+def decode_value(raw: bytes, cls: type[Any], stored: bytes) -> tuple[str, Any]:
     """Decode a stored value into `(full key, record)`, upgrading old schema versions on the way."""
     try:
         doc = orjson.loads(raw)

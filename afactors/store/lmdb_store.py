@@ -341,7 +341,7 @@ class Store:
         """One transaction for the batch; if it fails, one per request, so only the failing ones fail."""
         try:
             await self._transact(batch)
-        except Exception as exc:  # noqa: BLE001 -- whatever failed, only its own callers may see it
+        except Exception as exc:
             if len(batch) == 1:
                 log.error("store commit failed: %s", exc)
                 batch[0].error = StoreError(f"commit failed: {exc}")

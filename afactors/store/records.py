@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
-from afactors.model import ENDED_STATUSES, Envelope, ErrorInfo, Message, UsagePart
+from afactors.model import ENDED_STATUSES, Envelope, ErrorInfo, Message, Reply, Status, UsagePart
 
 ResponseStatus = Literal["queued", "in_progress", "completed", "failed", "cancelled", "incomplete"]
 
@@ -69,6 +69,11 @@ class ResponseRecord:
     def ended(self) -> bool:
         """Whether the turn has ended (completed, failed, cancelled or incomplete): the record changes no more."""
         return self.status in ENDED_STATUSES
+
+    def as_reply(self) -> Reply:
+        """The reply this record stands for; a turn that has not ended reads as "incomplete"."""
+        status: Status = "incomplete" if self.status in ("queued", "in_progress") else self.status  # type: ignore[assignment]
+        return Reply(messages=self.output, usage=self.usage, status=status, error=self.error)
 
 
 @attrs.frozen

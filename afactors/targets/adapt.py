@@ -31,7 +31,9 @@ class FunctionAgent:
 
     def __init__(self, fn: Callable[[list[Message]], Any]) -> None:
         self.fn = fn
-        self._kind = "asyncgen" if inspect.isasyncgenfunction(fn) else "async" if inspect.iscoroutinefunction(fn) else "sync"
+        self._kind = (
+            "asyncgen" if inspect.isasyncgenfunction(fn) else "async" if inspect.iscoroutinefunction(fn) else "sync"
+        )
 
     def __repr__(self) -> str:
         return f"FunctionAgent({getattr(self.fn, '__qualname__', self.fn)!r})"
@@ -54,7 +56,7 @@ def as_agent(target: object) -> Agent:
         if isinstance(target, Agent) and not inspect.isroutine(target):
             return target
         if callable(target):
-            return FunctionAgent(target)  # type: ignore[arg-type]
+            return FunctionAgent(target)
     raise TargetError(
         f"{target!r} is not a target: expected an Agent (with run(ctx)), an async function, an async generator "
         "function or a plain function of the message list"

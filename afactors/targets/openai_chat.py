@@ -33,7 +33,8 @@ def parse_sse_line(line: str) -> dict[str, Any] | None:
     if not payload or payload == "[DONE]":
         return None
     try:
-        return orjson.loads(payload)
+        parsed: dict[str, Any] | None = orjson.loads(payload)
+        return parsed
     except orjson.JSONDecodeError as exc:
         raise UpstreamError(f"unreadable stream chunk: {payload[:80]!r}") from exc
 
@@ -41,7 +42,9 @@ def parse_sse_line(line: str) -> dict[str, Any] | None:
 class OpenAIChatAgent:
     """Streams each turn from `{base_url}/chat/completions` with the whole conversation as context."""
 
-    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 120.0) -> None:
+    def __init__(
+        self, model: str, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 120.0
+    ) -> None:
         self.model = model
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY", "")

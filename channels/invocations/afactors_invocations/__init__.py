@@ -4,6 +4,12 @@ from afactors_invocations.channel import InvocationsChannel, InvocationsPlugin, 
 from afactors_invocations.codec import InvocationError, InvocationIds, InvocationRequest, Parser, Renderer
 
 __all__ = [
-    "InvocationError", "InvocationIds", "InvocationRequest", "InvocationsChannel", "InvocationsPlugin", "Parser",
-    "Renderer", "plugin",
+    "InvocationError",
+    "InvocationIds",
+    "InvocationRequest",
+    "InvocationsChannel",
+    "InvocationsPlugin",
+    "Parser",
+    "Renderer",
+    "plugin",
 ]

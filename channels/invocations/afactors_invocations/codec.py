@@ -28,7 +28,9 @@ CHAT_ISOLATION_HEADER = "x-agent-chat-isolation-key"
 SESSION_QUERY_PARAM = "agent_session_id"
 SESSION_ENV_VAR = "FOUNDRY_AGENT_SESSION_ID"
 
-PLATFORM_SERVER = f"afactors-invocations/{version('afactors-invocations')} (python/{'.'.join(platform.python_version_tuple()[:2])})"
+PLATFORM_SERVER = (
+    f"afactors-invocations/{version('afactors-invocations')} (python/{'.'.join(platform.python_version_tuple()[:2])})"
+)
 
 MAX_ID_CHARS = 256
 MAX_HEADER_CHARS = 1024
@@ -211,7 +213,7 @@ def parse_default(body: Any) -> InvocationRequest:
         raise InvocationError(422, "invalid_request", f"request body must be a JSON object, got {_json_type(body)}")
     message = body.get("message")
     if message is None:
-        raise InvocationError(422, "invalid_request", "missing 'message': send {\"message\": \"...\"}")
+        raise InvocationError(422, "invalid_request", 'missing \'message\': send {"message": "..."}')
     if not isinstance(message, str):
         raise InvocationError(422, "invalid_request", f"'message' must be a string, got {_json_type(message)}")
     if not message.strip():
@@ -222,13 +224,22 @@ def parse_default(body: Any) -> InvocationRequest:
     stream, background = _flag(body, "stream"), _flag(body, "background")
     if stream and background:
         raise InvocationError(
-            422, "invalid_request", "'stream' and 'background' cannot both be true: poll a background invocation instead"
+            422,
+            "invalid_request",
+            "'stream' and 'background' cannot both be true: poll a background invocation instead",
         )
     return InvocationRequest(message, session_id=session_id, stream=stream, background=background)
 
 
 def _json_type(value: object) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
@@ -249,15 +260,21 @@ def reply_error(reply: Reply) -> InvocationError | None:
     if reply.status == "completed":
         return None
     if reply.status == "cancelled":
-        code, message = (reply.error.code, reply.error.message) if reply.error else ("cancelled", "the turn was cancelled")
+        code, message = (
+            (reply.error.code, reply.error.message) if reply.error else ("cancelled", "the turn was cancelled")
+        )
         if code == "shutdown":
             return InvocationError(503, "shutting_down", message)
         return InvocationError(409, code, message)
-    code, message = (reply.error.code, reply.error.message) if reply.error else ("internal_error", "Internal server error")
+    code, message = (
+        (reply.error.code, reply.error.message) if reply.error else ("internal_error", "Internal server error")
+    )
     return InvocationError(500, code, message)
 
 
-def status_body(ids: InvocationIds, status: str, *, result: Any = None, error: dict[str, Any] | None = None) -> dict[str, Any]:
+def status_body(
+    ids: InvocationIds, status: str, *, result: Any = None, error: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The polling envelope: ids and status; `result` (what a synchronous call would have returned) when completed."""
     body: dict[str, Any] = {"invocation_id": ids.invocation_id, "session_id": ids.session_id, "status": status}
     if result is not None:

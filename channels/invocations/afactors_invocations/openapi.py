@@ -38,7 +38,10 @@ def default_openapi(path: str) -> dict[str, Any]:
                     },
                     "responses": {
                         "200": {
-                            "description": "The reply; `text/event-stream` of `{\"delta\"}` frames ending in `[DONE]` when `stream` is true",
+                            "description": (
+                                'The reply; `text/event-stream` of `{"delta"}` frames ending in `[DONE]` when '
+                                "`stream` is true"
+                            ),
                             "content": {
                                 "application/json": {"schema": {"$ref": "#/components/schemas/InvocationResponse"}},
                                 "text/event-stream": {"schema": {"type": "string"}},

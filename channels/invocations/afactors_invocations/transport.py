@@ -6,7 +6,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 from quart import Response, request
@@ -23,7 +23,7 @@ from afactors.channel import (
     TurnView,
     Unauthorized,
 )
-from afactors.model import BusyPolicy, ConversationKey, Envelope, Identity, Reply
+from afactors.model import BusyPolicy, ConversationKey, Envelope, Identity
 from afactors_invocations.codec import (
     INVOCATION_ID_HEADER,
     REQUEST_ID_HEADER,
@@ -53,6 +53,11 @@ log = logging.getLogger("afactors.invocations")
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
+def _headers() -> Mapping[str, str]:
+    """The request's headers as the codec reads them (werkzeug's `Headers` looks up case-insensitively)."""
+    return cast("Mapping[str, str]", request.headers)
+
+
 def _new_id() -> str:
     return str(uuid.uuid4())
 
@@ -66,7 +71,9 @@ def protocol_error(exc: Exception) -> InvocationError | None:
     if isinstance(exc, HookRejected):
         return InvocationError(exc.status, exc.code, exc.message)
     if isinstance(exc, ConversationBusy):
-        return InvocationError(409, "conversation_busy", "this session is already running an invocation; retry when it ends")
+        return InvocationError(
+            409, "conversation_busy", "this session is already running an invocation; retry when it ends"
+        )
     if isinstance(exc, ActorUnavailable):
         return InvocationError(503, "unavailable", str(exc))
     if isinstance(exc, SystemClosed):
@@ -114,10 +121,17 @@ View = Callable[..., Awaitable[Response]]
 class RoutesSettings(Protocol):
     """What the routes read of their channel (an `InvocationsChannel`; named here so neither imports the other)."""
 
-    name: str
-    path: str
-    local_user: str
-    busy_policy: BusyPolicy | None
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def local_user(self) -> str: ...
+
+    @property
+    def busy_policy(self) -> BusyPolicy | None: ...
 
     @property
     def parser(self) -> Parser: ...
@@ -153,7 +167,7 @@ class InvocationsRoutes:
 
     def _guarded(self, view: View) -> View:
         async def guarded(**params: str) -> Response:
-            exchange = Exchange(request.headers, request.args)
+            exchange = Exchange(_headers(), request.args)
             try:
                 return await view(exchange, **params)
             except Exception as exc:
@@ -181,9 +195,9 @@ class InvocationsRoutes:
 
     async def invoke(self, exchange: Exchange) -> Response:
         tenant = self.ctx.tenant(request.headers.get("authorization"))
-        parsed = self._parse(decode_json(await request.get_data()))
+        parsed = self._parse(decode_json(await request.get_data(cache=True, as_text=False, parse_form_data=False)))
         session_id = exchange.resolve_session(parsed.session_id)
-        keys = isolation(request.headers, session_id, self.channel.local_user)
+        keys = isolation(_headers(), session_id, self.channel.local_user)
         turn_id = turn_id_of(tenant, keys.user_key, exchange.invocation_id)
         if self.ctx.record(turn_id, tenant) is not None:
             raise InvocationError(
@@ -204,10 +218,16 @@ class InvocationsRoutes:
             return exchange.json(status_body(exchange.ids, record.status), 202, location)
         handle = await self.ctx.submit(envelope, stream=parsed.stream)
         if parsed.stream:
-            response = Response(self._stream(exchange, envelope, handle), 200, {
-                **exchange.ids.headers(), "content-type": "text/event-stream", "cache-control": "no-cache",
-                "x-accel-buffering": "no",
-            })
+            response = Response(
+                self._stream(exchange, envelope, handle),
+                200,
+                {
+                    **exchange.ids.headers(),
+                    "content-type": "text/event-stream",
+                    "cache-control": "no-cache",
+                    "x-accel-buffering": "no",
+                },
+            )
             response.timeout = None
             return response
         reply = await self.ctx.reply(envelope, handle)
@@ -234,7 +254,7 @@ class InvocationsRoutes:
             return
         streamed = "".join(sent)
         if handle.stream_dropped and reply.text.startswith(streamed) and len(reply.text) > len(streamed):
-            yield sse_delta(reply.text[len(streamed):])  # we fell behind the turn: send the rest in one piece
+            yield sse_delta(reply.text[len(streamed) :])  # we fell behind the turn: send the rest in one piece
         yield SSE_DONE
 
     # ------------------------------------------------------------ GET /invocations/<id>, POST .../cancel
@@ -245,7 +265,7 @@ class InvocationsRoutes:
         if not is_protocol_id(invocation_id):  # such an id is never issued
             raise InvocationError(404, "not_found", f"invocation {invocation_id!r} not found")
         exchange.invocation_id = invocation_id
-        turn_id = turn_id_of(tenant, user_key(request.headers, self.channel.local_user), invocation_id)
+        turn_id = turn_id_of(tenant, user_key(_headers(), self.channel.local_user), invocation_id)
         record = self.ctx.record(turn_id, tenant)
         if record is None:
             raise InvocationError(404, "not_found", f"invocation {invocation_id!r} not found")
@@ -255,7 +275,7 @@ class InvocationsRoutes:
     def _status(self, exchange: Exchange, record: TurnView) -> Response:
         result = error = None
         if record.ended:
-            reply = Reply(messages=record.output, usage=record.usage, status=record.status, error=record.error)
+            reply = record.as_reply()
             failure = reply_error(reply)
             if failure is None:
                 result = self.channel.renderer(reply, exchange.ids)
@@ -270,7 +290,9 @@ class InvocationsRoutes:
     async def cancel_invocation(self, exchange: Exchange, invocation_id: str) -> Response:
         tenant, turn_id, record = self._lookup(exchange, invocation_id)
         if record.ended:
-            raise InvocationError(409, "invocation_finished", f"invocation {invocation_id!r} already ended ({record.status})")
+            raise InvocationError(
+                409, "invocation_finished", f"invocation {invocation_id!r} already ended ({record.status})"
+            )
         record = await self.ctx.cancel(turn_id, tenant) or record
         return self._status(exchange, record)
 

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from afactors_invocations import InvocationsChannel
 
 import afactors
 from afactors.model import TurnContext, Update
-from afactors_invocations import InvocationsChannel
 
 Serve = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
@@ -27,14 +27,17 @@ def serve(tmp_path: Path) -> Serve:
     async def serving(
         target: object = None, channel: InvocationsChannel | None = None, **host_kwargs: Any
     ) -> AsyncIterator[httpx.AsyncClient]:
-        async with afactors.open_host(
-            target,
-            channels=[channel or InvocationsChannel()],
-            state_dir=tmp_path / f"state{next(runs)}",
-            port=0,
-            durability="unsafe",
-            **host_kwargs,
-        ) as host, httpx.AsyncClient(base_url=host.urls[0], timeout=10) as client:
+        async with (
+            afactors.open_host(
+                target,
+                channels=[channel or InvocationsChannel()],
+                state_dir=tmp_path / f"state{next(runs)}",
+                port=0,
+                durability="unsafe",
+                **host_kwargs,
+            ) as host,
+            httpx.AsyncClient(base_url=host.urls[0], timeout=10) as client,
+        ):
             yield client
 
     return serving

@@ -7,8 +7,6 @@ from typing import Any
 
 import orjson
 import pytest
-
-from afactors.model import ErrorInfo, Message, Reply, TextPart
 from afactors_invocations.codec import (
     PLATFORM_SERVER,
     SSE_DONE,
@@ -31,6 +29,8 @@ from afactors_invocations.codec import (
     turn_id_of,
     user_key,
 )
+
+from afactors.model import ErrorInfo, Message, Reply, TextPart
 
 
 def counter() -> Any:
@@ -136,7 +136,9 @@ def test_turn_ids_are_scoped_by_tenant_and_user() -> None:
     base = turn_id_of("t1", "u1", "inv")
     assert base.startswith("inv_") and len(base) == 36
     assert base == turn_id_of("t1", "u1", "inv")
-    assert len({base, turn_id_of("t2", "u1", "inv"), turn_id_of("t1", "u2", "inv"), turn_id_of("t1", "u1", "inv2")}) == 4
+    assert (
+        len({base, turn_id_of("t2", "u1", "inv"), turn_id_of("t1", "u2", "inv"), turn_id_of("t1", "u1", "inv2")}) == 4
+    )
 
 
 # ---------------------------------------------------------------- default body
@@ -189,7 +191,9 @@ def test_request_input_accepts_text_message_or_messages() -> None:
     assert InvocationRequest([m, m]).input == (m, m)
 
 
-@pytest.mark.parametrize(("raw", "text"), [(b"", "empty"), (b"  \n", "empty"), (b"{", "not valid JSON"), (b"\xff", "not valid JSON")])
+@pytest.mark.parametrize(
+    ("raw", "text"), [(b"", "empty"), (b"  \n", "empty"), (b"{", "not valid JSON"), (b"\xff", "not valid JSON")]
+)
 def test_unparsable_json_is_400(raw: bytes, text: str) -> None:
     with pytest.raises(InvocationError) as exc:
         decode_json(raw)

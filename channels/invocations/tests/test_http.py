@@ -10,10 +10,10 @@ import httpx
 import orjson
 import pytest
 import trio
+from afactors_invocations import InvocationIds, InvocationRequest, InvocationsChannel
 
 from afactors.host import HookRejected, installed_plugins
 from afactors.model import Envelope, Reply
-from afactors_invocations import InvocationIds, InvocationRequest, InvocationsChannel
 
 from .conftest import GatedAgent, Serve
 
@@ -66,7 +66,9 @@ async def test_i01_turn_two_of_a_session_sees_turn_one(serve: Serve) -> None:
         second = await invoke(client, "again", session_id="s1")
     assert first.status_code == second.status_code == 200
     assert first.json() == {
-        "response": "Turn 1. You said: hello", "session_id": "s1", "invocation_id": first.headers["x-agent-invocation-id"]
+        "response": "Turn 1. You said: hello",
+        "session_id": "s1",
+        "invocation_id": first.headers["x-agent-invocation-id"],
     }
     assert second.json()["response"] == "Turn 2. You said: again"
     assert first.json()["invocation_id"] != second.json()["invocation_id"]
@@ -117,7 +119,9 @@ async def test_i08_users_with_the_same_session_are_isolated(serve: Serve) -> Non
         await invoke(client, "hi", session_id="s", headers={"x-agent-user-id": "alice"})
         bob = await invoke(client, "hi", session_id="s", headers={"x-agent-user-isolation-key": "bob"})
         local = await invoke(client, "hi", session_id="s")
-        alice = await invoke(client, "hi", session_id="s", headers={"x-agent-user-id": "alice", "x-agent-user-isolation-key": "x"})
+        alice = await invoke(
+            client, "hi", session_id="s", headers={"x-agent-user-id": "alice", "x-agent-user-isolation-key": "x"}
+        )
     assert [r.json()["response"][:7] for r in (bob, local, alice)] == ["Turn 1.", "Turn 1.", "Turn 2."]
 
 
@@ -135,7 +139,9 @@ async def test_i08_chat_isolation_key_overrides_the_session(serve: Serve) -> Non
 
 async def test_i01_streaming_sends_json_deltas_then_done(serve: Serve) -> None:
     async with serve() as client:
-        async with client.stream("POST", "/invocations", json={"message": "hi there", "stream": True, "session_id": "s"}) as resp:
+        async with client.stream(
+            "POST", "/invocations", json={"message": "hi there", "stream": True, "session_id": "s"}
+        ) as resp:
             text = "".join([chunk async for chunk in resp.aiter_text()])
         after = await invoke(client, "next", session_id="s")
     assert resp.status_code == 200
@@ -178,7 +184,9 @@ async def test_i06_failing_agent_is_a_500_envelope_without_a_trace(serve: Serve)
 
 async def test_i03_background_invocation_is_polled_to_completion(serve: Serve, gated: GatedAgent) -> None:
     async with serve(gated) as client:
-        accepted = await invoke(client, "slow", background=True, session_id="s", headers={"x-agent-invocation-id": "job-1"})
+        accepted = await invoke(
+            client, "slow", background=True, session_id="s", headers={"x-agent-invocation-id": "job-1"}
+        )
         await gated.entered.wait()
         running = await client.get("/invocations/job-1")
         gated.release()
@@ -190,7 +198,9 @@ async def test_i03_background_invocation_is_polled_to_completion(serve: Serve, g
     assert running.json()["status"] == "in_progress" and "result" not in running.json()
     assert done.status_code == 200
     assert done.json() == {
-        "invocation_id": "job-1", "session_id": "s", "status": "completed",
+        "invocation_id": "job-1",
+        "session_id": "s",
+        "status": "completed",
         "result": {"response": "Turn 1. slow", "session_id": "s", "invocation_id": "job-1"},
     }
     assert done.headers["x-agent-invocation-id"] == "job-1" and done.headers["x-agent-session-id"] == "s"
@@ -457,7 +467,9 @@ async def test_custom_parser_renderer_and_run_hook_replace_the_default_body(serv
 
 async def test_custom_body_with_its_own_openapi_spec(serve: Serve) -> None:
     spec = {"openapi": "3.1.0", "info": {"title": "orders", "version": "1"}, "paths": {}}
-    async with serve(channel=InvocationsChannel(parser=parse_order, renderer=render_order, openapi_spec=spec)) as client:
+    async with serve(
+        channel=InvocationsChannel(parser=parse_order, renderer=render_order, openapi_spec=spec)
+    ) as client:
         resp = await client.get("/invocations/docs/openapi.json")
     assert resp.json() == spec
 

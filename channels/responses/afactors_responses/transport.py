@@ -92,7 +92,10 @@ def _as_api_error(exc: Exception) -> ApiError | None:
         )
     if isinstance(exc, ActorUnavailable):
         return ApiError(
-            503, str(exc), type="server_error", code="conversation_unavailable",
+            503,
+            str(exc),
+            type="server_error",
+            code="conversation_unavailable",
             headers={"retry-after": str(max(1, round(exc.retry_after)))},
         )
     if isinstance(exc, SystemClosed):
@@ -124,8 +127,10 @@ def check_method(allowed: Iterable[str]) -> None:
     allowed = tuple(allowed)
     if method not in allowed:
         raise ApiError(
-            405, f"Method {request.method} is not allowed for {request.path}; use {' or '.join(allowed)}.",
-            code="method_not_allowed", headers={"Allow": ", ".join(allowed)},
+            405,
+            f"Method {request.method} is not allowed for {request.path}; use {' or '.join(allowed)}.",
+            code="method_not_allowed",
+            headers={"Allow": ", ".join(allowed)},
         )
 
 
@@ -151,7 +156,9 @@ def _starting_after() -> int:
             f"Invalid 'starting_after': expected an integer, got {value!r}.", "starting_after", "invalid_type"
         ) from None
     if number < 0:
-        raise bad_request("Invalid 'starting_after': expected a value >= 0.", "starting_after", "integer_below_min_value")
+        raise bad_request(
+            "Invalid 'starting_after': expected a value >= 0.", "starting_after", "integer_below_min_value"
+        )
     return number
 
 
@@ -159,7 +166,8 @@ async def read_json() -> object:
     """The request body as JSON; 415 for another content type, 400 for bytes that are not JSON."""
     if request.mimetype != "application/json":
         raise ApiError(
-            415, f"Unsupported Content-Type {request.mimetype or '(none)'!r}: send the request body as application/json.",
+            415,
+            f"Unsupported Content-Type {request.mimetype or '(none)'!r}: send the request body as application/json.",
             code="unsupported_media_type",
         )
     data = await request.get_data(as_text=False)
@@ -237,13 +245,15 @@ class ResponsesChannel:
 
     def contribute(self, ctx: ChannelContext) -> Contribution:
         routes = _Routes(ctx, self)
-        return Contribution(routes=[
-            Route("/v1/responses", guarded(routes.create), methods=METHODS),
-            Route("/v1/responses/<response_id>", guarded(routes.one), methods=METHODS),
-            Route("/v1/responses/<response_id>/cancel", guarded(routes.cancel), methods=METHODS),
-            Route("/v1/responses/<response_id>/input_items", guarded(routes.input_items), methods=METHODS),
-            Route("/v1/<path:rest>", guarded(routes.unknown), methods=METHODS),
-        ])
+        return Contribution(
+            routes=[
+                Route("/v1/responses", guarded(routes.create), methods=METHODS),
+                Route("/v1/responses/<response_id>", guarded(routes.one), methods=METHODS),
+                Route("/v1/responses/<response_id>/cancel", guarded(routes.cancel), methods=METHODS),
+                Route("/v1/responses/<response_id>/input_items", guarded(routes.input_items), methods=METHODS),
+                Route("/v1/<path:rest>", guarded(routes.unknown), methods=METHODS),
+            ]
+        )
 
 
 class _Routes:
@@ -294,7 +304,9 @@ class _Routes:
         record = self.ctx.record(previous, tenant)
         if record is None:
             raise bad_request(
-                f"Previous response with id '{previous}' not found.", "previous_response_id", "previous_response_not_found"
+                f"Previous response with id '{previous}' not found.",
+                "previous_response_id",
+                "previous_response_not_found",
             )
         if record.status in ("queued", "in_progress"):
             raise bad_request(
@@ -322,8 +334,13 @@ class _Routes:
         created_at = record.created_at if record is not None else view.created_at
         completed_at = record.completed_at if record is not None else time.time()
         return attrs.evolve(
-            view, status=reply.status, output=reply.messages, usage=reply.usage, error=reply.error,
-            created_at=created_at, completed_at=completed_at,
+            view,
+            status=reply.status,
+            output=reply.messages,
+            usage=reply.usage,
+            error=reply.error,
+            created_at=created_at,
+            completed_at=completed_at,
         )
 
     # -- streams -------------------------------------------------------------------------------------------
@@ -362,7 +379,9 @@ class _Routes:
                 with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_GRACE):
                     await self.ctx.abandon(handle)
 
-    async def _follow(self, view: ResponseView, tenant: str, starting_after: int) -> AsyncGenerator[dict[str, Any], None]:
+    async def _follow(
+        self, view: ResponseView, tenant: str, starting_after: int
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """A background response's events from sequence 0 (R-41), without those up to `starting_after`.
 
         Live while it runs on this host, rendered from the record once it has ended (the same events, see
@@ -403,7 +422,9 @@ class _Routes:
         if request.method == "DELETE":
             if not view.terminal:  # its commit would store it again; it must end (or be cancelled) first
                 raise bad_request(
-                    f"Response '{view.id}' is still {view.status}; cancel it or let it finish before deleting it.", None, None
+                    f"Response '{view.id}' is still {view.status}; cancel it or let it finish before deleting it.",
+                    None,
+                    None,
                 )
             if not await self.ctx.delete(view.id, tenant):
                 raise not_found(response_id)

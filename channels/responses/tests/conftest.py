@@ -13,11 +13,11 @@ import openai
 import orjson
 import pytest
 import trio
+from afactors_responses import ResponsesChannel
 
 import afactors
 from afactors.host import Host
 from afactors.model import TurnContext, Update
-from afactors_responses import ResponsesChannel
 
 
 @attrs.frozen
@@ -45,17 +45,21 @@ def serve(tmp_path: Path) -> Serve:
     runs = iter(range(1_000_000))
 
     @asynccontextmanager
-    async def serving(target: object = None, channel: ResponsesChannel | None = None, **host_kwargs: Any) -> AsyncIterator[Served]:
+    async def serving(
+        target: object = None, channel: ResponsesChannel | None = None, **host_kwargs: Any
+    ) -> AsyncIterator[Served]:
         host_kwargs.setdefault("durability", "unsafe")
-        async with afactors.open_host(
-            target,
-            channels=[channel or ResponsesChannel()],
-            state_dir=tmp_path / f"state{next(runs)}",
-            port=0,
-            **host_kwargs,
-        ) as host:
-            async with httpx.AsyncClient(base_url=host.urls[0], timeout=20) as http:
-                yield Served(host, host.urls[0], http)
+        async with (
+            afactors.open_host(
+                target,
+                channels=[channel or ResponsesChannel()],
+                state_dir=tmp_path / f"state{next(runs)}",
+                port=0,
+                **host_kwargs,
+            ) as host,
+            httpx.AsyncClient(base_url=host.urls[0], timeout=20) as http,
+        ):
+            yield Served(host, host.urls[0], http)
 
     return serving
 

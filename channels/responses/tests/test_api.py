@@ -1,4 +1,7 @@
-"""Create, retrieve, delete and input items through the official SDK in strict mode (R-01..R-14, R-20..R-24, R-40..R-45)."""
+"""Create, retrieve, delete and input items through the official SDK in strict mode.
+
+Covers R-01..R-14, R-20..R-24 and R-40..R-45.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,10 @@ import base64
 
 import openai
 import pytest
+from afactors_responses import ResponsesChannel
 
 from afactors.host import HookRejected
 from afactors.model import DataPart, Envelope, FunctionCallPart, FunctionResultPart, Identity, Message, TextPart
-from afactors_responses import ResponsesChannel
 
 PNG_URL = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake").decode()
 
@@ -26,14 +29,22 @@ async def test_r01_r03_r20_r21_create_answers_a_string_input(serve) -> None:
 
 async def test_r04_r05_list_input_reaches_the_target_as_messages(serve, recorder) -> None:
     async with serve(recorder) as served, served.sdk() as client:
-        await client.responses.create(model="m", input=[
-            {"role": "developer", "content": "rules"},
-            {"type": "message", "role": "user", "content": [
-                {"type": "input_text", "text": "see"}, {"type": "input_image", "image_url": PNG_URL, "detail": "low"},
-            ]},
-            {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": "{}"},
-            {"type": "function_call_output", "call_id": "c1", "output": "42"},
-        ])
+        await client.responses.create(
+            model="m",
+            input=[
+                {"role": "developer", "content": "rules"},
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "see"},
+                        {"type": "input_image", "image_url": PNG_URL, "detail": "low"},
+                    ],
+                },
+                {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "42"},
+            ],
+        )
     assert recorder.seen[0].messages == (
         Message("system", "rules"),
         Message("user", (TextPart("see"), DataPart(b"\x89PNG fake", "image/png"))),
@@ -52,10 +63,21 @@ async def test_r06_instructions_reach_the_target_and_are_not_inherited(serve, re
 
 
 async def test_r11_r12_r14_settings_are_echoed_and_unknown_fields_ignored(serve) -> None:
-    tool = {"type": "function", "name": "get_weather", "description": "w", "parameters": {"type": "object"}, "strict": True}
+    tool = {
+        "type": "function",
+        "name": "get_weather",
+        "description": "w",
+        "parameters": {"type": "object"},
+        "strict": True,
+    }
     async with serve() as served, served.sdk() as client:
         response = await client.responses.create(
-            model="m", input="x", metadata={"order": "42"}, tools=[tool], temperature=0.2, max_output_tokens=50,
+            model="m",
+            input="x",
+            metadata={"order": "42"},
+            tools=[tool],
+            temperature=0.2,
+            max_output_tokens=50,
             extra_body={"not_a_field": {"deep": True}},
         )
         again = await client.responses.retrieve(response.id)
@@ -73,7 +95,10 @@ async def test_r40_retrieve_shows_the_same_response_and_unknown_ids_are_404(serv
             await client.responses.retrieve("resp_doesnotexist")
     assert got.model_dump() == created.model_dump()
     assert missing.value.body == {
-        "message": "Response with id 'resp_doesnotexist' not found.", "type": "invalid_request_error", "param": None, "code": None,
+        "message": "Response with id 'resp_doesnotexist' not found.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
     }
 
 
@@ -93,7 +118,9 @@ async def test_r07_unknown_previous_response_is_400(serve) -> None:
         with pytest.raises(openai.BadRequestError) as refused:
             await client.responses.create(model="m", input="x", previous_response_id="resp_nope")
     assert (refused.value.status_code, refused.value.param, refused.value.code) == (
-        400, "previous_response_id", "previous_response_not_found",
+        400,
+        "previous_response_id",
+        "previous_response_not_found",
     )
 
 
@@ -127,7 +154,9 @@ async def test_r45_input_items_paginate_through_the_sdk(serve) -> None:
 async def test_r42_include_parameters_are_accepted_and_ignored(serve) -> None:
     async with serve() as served, served.sdk() as client:
         created = await client.responses.create(model="m", input="x", include=["message.output_text.logprobs"])
-        got = await client.responses.retrieve(created.id, include=["message.output_text.logprobs"], include_obfuscation=False)
+        got = await client.responses.retrieve(
+            created.id, include=["message.output_text.logprobs"], include_obfuscation=False
+        )
         items = await client.responses.input_items.list(created.id, include=["message.input_image.image_url"])
     assert got.output_text == created.output_text and len(items.data) == 1
 
@@ -150,4 +179,8 @@ async def test_safety_identifier_or_user_becomes_the_envelope_identity(serve, re
         await client.responses.create(model="m", input="x", safety_identifier="sid-1", user="u-1")
         await client.responses.create(model="m", input="x", user="u-2")
         await client.responses.create(model="m", input="x")
-    assert [ctx.identity for ctx in recorder.seen] == [Identity("responses", "sid-1"), Identity("responses", "u-2"), None]
+    assert [ctx.identity for ctx in recorder.seen] == [
+        Identity("responses", "sid-1"),
+        Identity("responses", "u-2"),
+        None,
+    ]

@@ -47,6 +47,7 @@ async def test_r41_a_running_background_response_replays_from_zero_then_follows(
     assert final.output_text == "Turn 1. hello there"
     assert [e.sequence_number for e in seen] == list(range(len(seen)))
     assert seen[0].response.status == "queued" and seen[-1].type == "response.completed"
+
     def essence(event: dict) -> tuple:
         return event["sequence_number"], event["type"], event.get("delta"), event.get("text")
 
@@ -130,7 +131,9 @@ async def test_r43_cancelling_a_finished_response_returns_it_unchanged(serve) ->
     assert after.status == "completed" and after.output_text == "Turn 1. You said: x"
 
 
-async def test_r10_r31_background_stream_on_create_and_a_client_leaving_does_not_stop_it(serve, gate, poll, first_event) -> None:
+async def test_r10_r31_background_stream_on_create_and_a_client_leaving_does_not_stop_it(
+    serve, gate, poll, first_event
+) -> None:
     async with serve(gate) as served, served.sdk() as client:
         first = await first_event(served.url, {"model": "m", "input": "bg", "background": True, "stream": True})
         assert first["type"] == "response.created" and first["response"]["status"] == "queued"
@@ -148,22 +151,21 @@ async def test_r10_r31_background_stream_on_create_and_a_client_leaving_does_not
 async def test_a_follower_stream_ends_cleanly_when_the_host_shuts_down(serve, gate) -> None:
     kinds: list[str] = []
     following = trio.Event()
-    async with trio.open_nursery() as nursery:
-        async with serve(gate, drain_timeout=0.5) as served:
-            client = served.sdk()
-            queued = await client.responses.create(model="m", input="x", background=True)
-            await gate.entered.wait()
+    async with trio.open_nursery() as nursery, serve(gate, drain_timeout=0.5) as served:
+        client = served.sdk()
+        queued = await client.responses.create(model="m", input="x", background=True)
+        await gate.entered.wait()
 
-            async def follower() -> None:
-                async with client:
-                    stream = await client.responses.retrieve(queued.id, stream=True)
-                    async with stream:
-                        async for event in stream:  # an incomplete chunked read would raise here
-                            kinds.append(event.type)
-                            following.set()
+        async def follower() -> None:
+            async with client:
+                stream = await client.responses.retrieve(queued.id, stream=True)
+                async with stream:
+                    async for event in stream:  # an incomplete chunked read would raise here
+                        kinds.append(event.type)
+                        following.set()
 
-            nursery.start_soon(follower)
-            await following.wait()
+        nursery.start_soon(follower)
+        await following.wait()
     assert kinds[:2] == ["response.created", "response.in_progress"]
     assert "response.completed" not in kinds
 

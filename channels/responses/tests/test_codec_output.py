@@ -7,11 +7,19 @@ import time
 
 import attrs
 import pytest
+from afactors_responses.codec import (
+    EventStream,
+    OutputBuilder,
+    output_items,
+    parse_create,
+    replay,
+    split_chunks,
+    view_of_request,
+)
+from afactors_responses.codec.output import CHUNK_CHARS
 
 from afactors.actors._replies import ReplyBuilder
 from afactors.model import FunctionCallPart, Message, ReasoningPart, TextPart, Update, UsagePart
-from afactors_responses.codec import EventStream, OutputBuilder, output_items, parse_create, replay, split_chunks, view_of_request
-from afactors_responses.codec.output import CHUNK_CHARS
 
 
 def chunk_all(text: str) -> list[str]:
@@ -64,13 +72,20 @@ def test_close_sends_text_the_stream_missed_then_the_done_events() -> None:
     events = builder.close("completed", (Message("assistant", "Hello world"),))
     assert deltas(events) == [" world"]
     assert [e["type"] for e in events[1:]] == [
-        "response.output_text.done", "response.content_part.done", "response.output_item.done",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
     ]
     assert events[1]["text"] == "Hello world"
-    assert builder.items == [{
-        "type": "message", "id": "msg_x_0", "role": "assistant", "status": "completed",
-        "content": [{"type": "output_text", "text": "Hello world", "annotations": [], "logprobs": []}],
-    }]
+    assert builder.items == [
+        {
+            "type": "message",
+            "id": "msg_x_0",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": "Hello world", "annotations": [], "logprobs": []}],
+        }
+    ]
 
 
 def test_close_with_text_that_does_not_continue_the_stream_ends_with_the_reply_text() -> None:
@@ -90,16 +105,30 @@ def test_close_without_a_reply_keeps_the_streamed_text_as_incomplete() -> None:
 
 
 def test_whole_parts_follow_the_text_as_their_own_items() -> None:
-    final = (Message("assistant", (
-        TextPart("Let me check."), ReasoningPart("thinking"), FunctionCallPart("c1", "lookup", '{"q":1}'), UsagePart(1, 2),
-    )),)
+    final = (
+        Message(
+            "assistant",
+            (
+                TextPart("Let me check."),
+                ReasoningPart("thinking"),
+                FunctionCallPart("c1", "lookup", '{"q":1}'),
+                UsagePart(1, 2),
+            ),
+        ),
+    )
     items = output_items("resp_abc", final, "completed")
     assert [(i["type"], i["id"]) for i in items] == [
-        ("message", "msg_abc_0"), ("reasoning", "rs_abc_1"), ("function_call", "fc_abc_2"),
+        ("message", "msg_abc_0"),
+        ("reasoning", "rs_abc_1"),
+        ("function_call", "fc_abc_2"),
     ]
     assert items[1]["summary"] == [{"type": "summary_text", "text": "thinking"}]
     assert items[2] == {
-        "type": "function_call", "id": "fc_abc_2", "call_id": "c1", "name": "lookup", "arguments": '{"q":1}',
+        "type": "function_call",
+        "id": "fc_abc_2",
+        "call_id": "c1",
+        "name": "lookup",
+        "arguments": '{"q":1}',
         "status": "completed",
     }
 
@@ -114,8 +143,12 @@ UPDATE_PATTERNS = {
     "word deltas": [Update(delta=w) for w in ["Turn", " 1.", " You", " said:", " hi"]],
     "odd deltas": [Update(delta=d) for d in ["Tu", "rn 1. Y", "ou sa", "id: h", "i  ", "x" * 70]],
     "deltas and parts": [
-        Update(part=FunctionCallPart("c1", "f", "{}")), Update(delta="Hello"), Update(part=TextPart(" whole")),
-        Update(delta=" there"), Update(part=ReasoningPart("hmm")), Update(part=UsagePart(3, 4)),
+        Update(part=FunctionCallPart("c1", "f", "{}")),
+        Update(delta="Hello"),
+        Update(part=TextPart(" whole")),
+        Update(delta=" there"),
+        Update(part=ReasoningPart("hmm")),
+        Update(part=UsagePart(3, 4)),
     ],
     "only parts": [Update(part=FunctionCallPart("c1", "f", "{}"))],
     "nothing": [],

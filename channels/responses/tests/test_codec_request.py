@@ -6,9 +6,9 @@ import base64
 from typing import Any
 
 import pytest
+from afactors_responses.codec import ApiError, parse_create, request_options
 
 from afactors.model import DataPart, FunctionCallPart, FunctionResultPart, Message, TextPart, UriPart
-from afactors_responses.codec import ApiError, parse_create, request_options
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
 PNG_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
@@ -33,12 +33,20 @@ def test_r02_model_defaults_when_absent_and_is_echoed_whatever_its_value() -> No
 
 
 def test_r04_message_items_with_and_without_type_and_every_role() -> None:
-    request = parse_create({"input": [
-        {"role": "developer", "content": "be brief"},
-        {"type": "message", "role": "system", "content": [{"type": "input_text", "text": "sys"}]},
-        {"role": "assistant", "content": [{"type": "output_text", "text": "earlier"}]},
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "a"}, {"type": "input_text", "text": "b"}]},
-    ]})
+    request = parse_create(
+        {
+            "input": [
+                {"role": "developer", "content": "be brief"},
+                {"type": "message", "role": "system", "content": [{"type": "input_text", "text": "sys"}]},
+                {"role": "assistant", "content": [{"type": "output_text", "text": "earlier"}]},
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "a"}, {"type": "input_text", "text": "b"}],
+                },
+            ]
+        }
+    )
     assert request.input == (
         Message("system", "be brief"),
         Message("system", "sys"),
@@ -48,11 +56,20 @@ def test_r04_message_items_with_and_without_type_and_every_role() -> None:
 
 
 def test_r04_image_parts_by_data_url_url_and_file_id() -> None:
-    request = parse_create({"input": [{"role": "user", "content": [
-        {"type": "input_image", "image_url": PNG_URL, "detail": "high"},
-        {"type": "input_image", "image_url": "https://example.com/cat.jpg", "detail": "original"},
-        {"type": "input_image", "file_id": "file-123"},
-    ]}]})
+    request = parse_create(
+        {
+            "input": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_image", "image_url": PNG_URL, "detail": "high"},
+                        {"type": "input_image", "image_url": "https://example.com/cat.jpg", "detail": "original"},
+                        {"type": "input_image", "file_id": "file-123"},
+                    ],
+                }
+            ]
+        }
+    )
     assert request.input[0].contents == (
         DataPart(PNG, "image/png"),
         UriPart("https://example.com/cat.jpg", "image/*"),
@@ -62,12 +79,21 @@ def test_r04_image_parts_by_data_url_url_and_file_id() -> None:
 
 def test_r04_file_parts_by_data_raw_base64_url_and_id() -> None:
     raw = base64.b64encode(b"%PDF-1.4").decode()
-    request = parse_create({"input": [{"role": "user", "content": [
-        {"type": "input_file", "file_data": "data:application/pdf;base64," + raw, "filename": "a.pdf"},
-        {"type": "input_file", "file_data": raw, "filename": "b.pdf"},
-        {"type": "input_file", "file_url": "https://example.com/c.txt"},
-        {"type": "input_file", "file_id": "file-9", "filename": "d.csv"},
-    ]}]})
+    request = parse_create(
+        {
+            "input": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_file", "file_data": "data:application/pdf;base64," + raw, "filename": "a.pdf"},
+                        {"type": "input_file", "file_data": raw, "filename": "b.pdf"},
+                        {"type": "input_file", "file_url": "https://example.com/c.txt"},
+                        {"type": "input_file", "file_id": "file-9", "filename": "d.csv"},
+                    ],
+                }
+            ]
+        }
+    )
     assert request.input[0].contents == (
         DataPart(b"%PDF-1.4", "application/pdf", "a.pdf"),
         DataPart(b"%PDF-1.4", "application/pdf", "b.pdf"),
@@ -77,14 +103,23 @@ def test_r04_file_parts_by_data_raw_base64_url_and_id() -> None:
 
 
 def test_r05_function_call_and_function_call_output_items() -> None:
-    request = parse_create({"input": [
-        {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": '{"city":"Oslo"}'},
-        {"type": "function_call_output", "call_id": "c1", "output": "12C"},
-        {"type": "function_call_output", "call_id": "c2", "output": [
-            {"type": "input_text", "text": "see "}, {"type": "input_text", "text": "image"},
-            {"type": "input_image", "image_url": PNG_URL},
-        ]},
-    ]})
+    request = parse_create(
+        {
+            "input": [
+                {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": '{"city":"Oslo"}'},
+                {"type": "function_call_output", "call_id": "c1", "output": "12C"},
+                {
+                    "type": "function_call_output",
+                    "call_id": "c2",
+                    "output": [
+                        {"type": "input_text", "text": "see "},
+                        {"type": "input_text", "text": "image"},
+                        {"type": "input_image", "image_url": PNG_URL},
+                    ],
+                },
+            ]
+        }
+    )
     assert request.input == (
         Message("assistant", (FunctionCallPart("c1", "get_weather", '{"city":"Oslo"}'),)),
         Message("tool", (FunctionResultPart("c1", "12C"),)),
@@ -94,23 +129,55 @@ def test_r05_function_call_and_function_call_output_items() -> None:
 
 def test_r06_r11_r12_r24_settings_are_validated_and_kept_for_the_echo() -> None:
     tool = {"type": "function", "name": "f", "description": "d", "parameters": {"type": "object"}, "strict": True}
-    request = parse_create({
-        "input": "x", "instructions": "be nice", "metadata": {"k": "v"}, "tools": [tool],
-        "tool_choice": {"type": "function", "name": "f"}, "temperature": 0.5, "top_p": 0.9, "max_output_tokens": 100,
-        "parallel_tool_calls": False, "truncation": "auto", "user": "u1", "text": {"format": {"type": "json_object"}},
-        "reasoning": {"effort": "low"}, "service_tier": "flex", "top_logprobs": 3,
-    })
+    request = parse_create(
+        {
+            "input": "x",
+            "instructions": "be nice",
+            "metadata": {"k": "v"},
+            "tools": [tool],
+            "tool_choice": {"type": "function", "name": "f"},
+            "temperature": 0.5,
+            "top_p": 0.9,
+            "max_output_tokens": 100,
+            "parallel_tool_calls": False,
+            "truncation": "auto",
+            "user": "u1",
+            "text": {"format": {"type": "json_object"}},
+            "reasoning": {"effort": "low"},
+            "service_tier": "flex",
+            "top_logprobs": 3,
+        }
+    )
     assert request.settings == {
-        "instructions": "be nice", "metadata": {"k": "v"}, "tools": [tool], "tool_choice": {"type": "function", "name": "f"},
-        "temperature": 0.5, "top_p": 0.9, "max_output_tokens": 100, "parallel_tool_calls": False, "truncation": "auto",
-        "user": "u1", "text": {"format": {"type": "json_object"}}, "reasoning": {"effort": "low", "summary": None},
-        "service_tier": "flex", "top_logprobs": 3,
+        "instructions": "be nice",
+        "metadata": {"k": "v"},
+        "tools": [tool],
+        "tool_choice": {"type": "function", "name": "f"},
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "max_output_tokens": 100,
+        "parallel_tool_calls": False,
+        "truncation": "auto",
+        "user": "u1",
+        "text": {"format": {"type": "json_object"}},
+        "reasoning": {"effort": "low", "summary": None},
+        "service_tier": "flex",
+        "top_logprobs": 3,
     }
 
 
 def test_r14_unknown_fields_and_nulls_are_ignored() -> None:
-    request = parse_create({"input": "x", "frobnicate": {"a": 1}, "include": ["reasoning.encrypted_content"],
-                            "stream": None, "metadata": None, "tools": None, "instructions": None})
+    request = parse_create(
+        {
+            "input": "x",
+            "frobnicate": {"a": 1},
+            "include": ["reasoning.encrypted_content"],
+            "stream": None,
+            "metadata": None,
+            "tools": None,
+            "instructions": None,
+        }
+    )
     assert request.settings == {} and request.stream is False
 
 
@@ -123,8 +190,16 @@ def test_flags_and_continuation_fields() -> None:
 
 
 def test_request_options_carry_what_the_record_must_echo() -> None:
-    request = parse_create({"input": "x", "model": "m", "metadata": {"a": "b"}, "conversation": "c", "background": True})
-    assert request_options(request) == {"metadata": {"a": "b"}, "model": "m", "store": True, "background": True, "conversation": "c"}
+    request = parse_create(
+        {"input": "x", "model": "m", "metadata": {"a": "b"}, "conversation": "c", "background": True}
+    )
+    assert request_options(request) == {
+        "metadata": {"a": "b"},
+        "model": "m",
+        "store": True,
+        "background": True,
+        "conversation": "c",
+    }
 
 
 BAD_BODIES: list[tuple[str, Any, str | None, str | None]] = [
@@ -142,30 +217,130 @@ BAD_BODIES: list[tuple[str, Any, str | None, str | None]] = [
     ("no content", {"input": [{"role": "user"}]}, "input[0].content", "missing_required_parameter"),
     ("content number", {"input": [{"role": "user", "content": 5}]}, "input[0].content", "invalid_type"),
     ("part not object", {"input": [{"role": "user", "content": ["x"]}]}, "input[0].content[0]", "invalid_type"),
-    ("bad part type", {"input": [{"role": "user", "content": [{"type": "input_audio"}]}]}, "input[0].content[0].type", "invalid_value"),
-    ("text missing", {"input": [{"role": "user", "content": [{"type": "input_text"}]}]}, "input[0].content[0].text", "missing_required_parameter"),
-    ("text not string", {"input": [{"role": "user", "content": [{"type": "input_text", "text": 1}]}]}, "input[0].content[0].text", "invalid_type"),
-    ("image both", {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": PNG_URL, "file_id": "f"}]}]}, "input[0].content[0]", "invalid_value"),
-    ("image none", {"input": [{"role": "user", "content": [{"type": "input_image"}]}]}, "input[0].content[0]", "invalid_value"),
-    ("image bad detail", {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": PNG_URL, "detail": "max"}]}]}, "input[0].content[0].detail", "invalid_value"),
-    ("image bad scheme", {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "ftp://x/y.png"}]}]}, "input[0].content[0].image_url", "invalid_value"),
-    ("image not image", {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:text/plain;base64,aGk="}]}]}, "input[0].content[0].image_url", "invalid_value"),
-    ("image bad base64", {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:image/png;base64,@@@"}]}]}, "input[0].content[0].image_url", "invalid_value"),
-    ("image malformed data url", {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:image/png;base64"}]}]}, "input[0].content[0].image_url", "invalid_value"),
-    ("file two sources", {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "a", "file_url": "https://x"}]}]}, "input[0].content[0]", "invalid_value"),
-    ("file bad base64", {"input": [{"role": "user", "content": [{"type": "input_file", "file_data": "!!"}]}]}, "input[0].content[0].file_data", "invalid_value"),
-    ("file bad url", {"input": [{"role": "user", "content": [{"type": "input_file", "file_url": "file:///etc/passwd"}]}]}, "input[0].content[0].file_url", "invalid_value"),
-    ("file empty name", {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "a", "filename": ""}]}]}, "input[0].content[0].filename", "empty_string"),
-    ("fco no call id", {"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id", "missing_required_parameter"),
-    ("fco no output", {"input": [{"type": "function_call_output", "call_id": "c"}]}, "input[0].output", "missing_required_parameter"),
-    ("fco bad output part", {"input": [{"type": "function_call_output", "call_id": "c", "output": [{"type": "output_text", "text": "x"}]}]}, "input[0].output[0].type", "invalid_value"),
-    ("fc no name", {"input": [{"type": "function_call", "call_id": "c", "arguments": "{}"}]}, "input[0].name", "missing_required_parameter"),
-    ("fc args not string", {"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": {}}]}, "input[0].arguments", "invalid_type"),
+    (
+        "bad part type",
+        {"input": [{"role": "user", "content": [{"type": "input_audio"}]}]},
+        "input[0].content[0].type",
+        "invalid_value",
+    ),
+    (
+        "text missing",
+        {"input": [{"role": "user", "content": [{"type": "input_text"}]}]},
+        "input[0].content[0].text",
+        "missing_required_parameter",
+    ),
+    (
+        "text not string",
+        {"input": [{"role": "user", "content": [{"type": "input_text", "text": 1}]}]},
+        "input[0].content[0].text",
+        "invalid_type",
+    ),
+    (
+        "image both",
+        {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": PNG_URL, "file_id": "f"}]}]},
+        "input[0].content[0]",
+        "invalid_value",
+    ),
+    (
+        "image none",
+        {"input": [{"role": "user", "content": [{"type": "input_image"}]}]},
+        "input[0].content[0]",
+        "invalid_value",
+    ),
+    (
+        "image bad detail",
+        {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": PNG_URL, "detail": "max"}]}]},
+        "input[0].content[0].detail",
+        "invalid_value",
+    ),
+    (
+        "image bad scheme",
+        {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "ftp://x/y.png"}]}]},
+        "input[0].content[0].image_url",
+        "invalid_value",
+    ),
+    (
+        "image not image",
+        {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:text/plain;base64,aGk="}]}]},
+        "input[0].content[0].image_url",
+        "invalid_value",
+    ),
+    (
+        "image bad base64",
+        {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:image/png;base64,@@@"}]}]},
+        "input[0].content[0].image_url",
+        "invalid_value",
+    ),
+    (
+        "image malformed data url",
+        {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:image/png;base64"}]}]},
+        "input[0].content[0].image_url",
+        "invalid_value",
+    ),
+    (
+        "file two sources",
+        {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "a", "file_url": "https://x"}]}]},
+        "input[0].content[0]",
+        "invalid_value",
+    ),
+    (
+        "file bad base64",
+        {"input": [{"role": "user", "content": [{"type": "input_file", "file_data": "!!"}]}]},
+        "input[0].content[0].file_data",
+        "invalid_value",
+    ),
+    (
+        "file bad url",
+        {"input": [{"role": "user", "content": [{"type": "input_file", "file_url": "file:///etc/passwd"}]}]},
+        "input[0].content[0].file_url",
+        "invalid_value",
+    ),
+    (
+        "file empty name",
+        {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "a", "filename": ""}]}]},
+        "input[0].content[0].filename",
+        "empty_string",
+    ),
+    (
+        "fco no call id",
+        {"input": [{"type": "function_call_output", "output": "x"}]},
+        "input[0].call_id",
+        "missing_required_parameter",
+    ),
+    (
+        "fco no output",
+        {"input": [{"type": "function_call_output", "call_id": "c"}]},
+        "input[0].output",
+        "missing_required_parameter",
+    ),
+    (
+        "fco bad output part",
+        {"input": [{"type": "function_call_output", "call_id": "c", "output": [{"type": "output_text", "text": "x"}]}]},
+        "input[0].output[0].type",
+        "invalid_value",
+    ),
+    (
+        "fc no name",
+        {"input": [{"type": "function_call", "call_id": "c", "arguments": "{}"}]},
+        "input[0].name",
+        "missing_required_parameter",
+    ),
+    (
+        "fc args not string",
+        {"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": {}}]},
+        "input[0].arguments",
+        "invalid_type",
+    ),
     ("model not string", {"input": "x", "model": 4}, "model", "invalid_type"),
     ("model empty", {"input": "x", "model": ""}, "model", "empty_string"),
     ("instructions list", {"input": "x", "instructions": ["a"]}, "instructions", "invalid_type"),
     ("metadata list", {"input": "x", "metadata": ["a"]}, "metadata", "invalid_type"),
-    ("metadata 17 pairs", {"input": "x", "metadata": {str(i): "v" for i in range(17)}}, "metadata", "object_above_max_properties"),
+    (
+        "metadata 17 pairs",
+        {"input": "x", "metadata": {str(i): "v" for i in range(17)}},
+        "metadata",
+        "object_above_max_properties",
+    ),
     ("metadata long key", {"input": "x", "metadata": {"k" * 65: "v"}}, "metadata", "string_above_max_length"),
     ("metadata long value", {"input": "x", "metadata": {"k": "v" * 513}}, "metadata.k", "string_above_max_length"),
     ("metadata number value", {"input": "x", "metadata": {"k": 1}}, "metadata.k", "invalid_type"),
@@ -174,12 +349,37 @@ BAD_BODIES: list[tuple[str, Any, str | None, str | None]] = [
     ("tool web search", {"input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type", "unsupported_value"),
     ("tool no name", {"input": "x", "tools": [{"type": "function"}]}, "tools[0].name", "missing_required_parameter"),
     ("tool bad name", {"input": "x", "tools": [{"type": "function", "name": "a b"}]}, "tools[0].name", "invalid_value"),
-    ("tool bad parameters", {"input": "x", "tools": [{"type": "function", "name": "f", "parameters": "{}"}]}, "tools[0].parameters", "invalid_type"),
-    ("tool bad strict", {"input": "x", "tools": [{"type": "function", "name": "f", "strict": "yes"}]}, "tools[0].strict", "invalid_type"),
-    ("tool duplicate", {"input": "x", "tools": [{"type": "function", "name": "f"}, {"type": "function", "name": "f"}]}, "tools", "invalid_value"),
+    (
+        "tool bad parameters",
+        {"input": "x", "tools": [{"type": "function", "name": "f", "parameters": "{}"}]},
+        "tools[0].parameters",
+        "invalid_type",
+    ),
+    (
+        "tool bad strict",
+        {"input": "x", "tools": [{"type": "function", "name": "f", "strict": "yes"}]},
+        "tools[0].strict",
+        "invalid_type",
+    ),
+    (
+        "tool duplicate",
+        {"input": "x", "tools": [{"type": "function", "name": "f"}, {"type": "function", "name": "f"}]},
+        "tools",
+        "invalid_value",
+    ),
     ("tool_choice word", {"input": "x", "tool_choice": "sometimes"}, "tool_choice", "invalid_value"),
-    ("tool_choice unknown fn", {"input": "x", "tool_choice": {"type": "function", "name": "g"}}, "tool_choice.name", "invalid_value"),
-    ("tool_choice other type", {"input": "x", "tool_choice": {"type": "web_search"}}, "tool_choice.type", "invalid_value"),
+    (
+        "tool_choice unknown fn",
+        {"input": "x", "tool_choice": {"type": "function", "name": "g"}},
+        "tool_choice.name",
+        "invalid_value",
+    ),
+    (
+        "tool_choice other type",
+        {"input": "x", "tool_choice": {"type": "web_search"}},
+        "tool_choice.type",
+        "invalid_value",
+    ),
     ("temperature string", {"input": "x", "temperature": "hot"}, "temperature", "invalid_type"),
     ("temperature range", {"input": "x", "temperature": 3}, "temperature", "invalid_value"),
     ("top_p bool", {"input": "x", "top_p": True}, "top_p", "invalid_type"),
@@ -188,7 +388,12 @@ BAD_BODIES: list[tuple[str, Any, str | None, str | None]] = [
     ("top_logprobs big", {"input": "x", "top_logprobs": 21}, "top_logprobs", "integer_above_max_value"),
     ("text not object", {"input": "x", "text": "plain"}, "text", "invalid_type"),
     ("text bad format", {"input": "x", "text": {"format": {"type": "xml"}}}, "text.format.type", "invalid_value"),
-    ("json_schema no schema", {"input": "x", "text": {"format": {"type": "json_schema", "name": "n"}}}, "text.format.schema", "missing_required_parameter"),
+    (
+        "json_schema no schema",
+        {"input": "x", "text": {"format": {"type": "json_schema", "name": "n"}}},
+        "text.format.schema",
+        "missing_required_parameter",
+    ),
     ("reasoning bad effort", {"input": "x", "reasoning": {"effort": "extreme"}}, "reasoning.effort", "invalid_value"),
     ("truncation", {"input": "x", "truncation": "sometimes"}, "truncation", "invalid_value"),
     ("stream string", {"input": "x", "stream": "yes"}, "stream", "invalid_type"),
@@ -197,14 +402,29 @@ BAD_BODIES: list[tuple[str, Any, str | None, str | None]] = [
     ("background unstored", {"input": "x", "background": True, "store": False}, "background", "invalid_value"),
     ("previous not string", {"input": "x", "previous_response_id": 7}, "previous_response_id", "invalid_type"),
     ("previous malformed", {"input": "x", "previous_response_id": "abc"}, "previous_response_id", "invalid_value"),
-    ("previous with slash", {"input": "x", "previous_response_id": "resp_a/b"}, "previous_response_id", "invalid_value"),
-    ("previous too long", {"input": "x", "previous_response_id": "resp_" + "a" * 300}, "previous_response_id", "string_above_max_length"),
+    (
+        "previous with slash",
+        {"input": "x", "previous_response_id": "resp_a/b"},
+        "previous_response_id",
+        "invalid_value",
+    ),
+    (
+        "previous too long",
+        {"input": "x", "previous_response_id": "resp_" + "a" * 300},
+        "previous_response_id",
+        "string_above_max_length",
+    ),
     ("conversation number", {"input": "x", "conversation": 5}, "conversation", "invalid_type"),
     ("conversation empty", {"input": "x", "conversation": ""}, "conversation", "empty_string"),
     ("conversation no id", {"input": "x", "conversation": {}}, "conversation.id", "missing_required_parameter"),
     ("conversation control char", {"input": "x", "conversation": "a\nb"}, "conversation", "invalid_value"),
     ("conversation too long", {"input": "x", "conversation": "c" * 257}, "conversation", "string_above_max_length"),
-    ("conversation and previous", {"input": "x", "conversation": "c", "previous_response_id": "resp_1"}, "conversation", None),
+    (
+        "conversation and previous",
+        {"input": "x", "conversation": "c", "previous_response_id": "resp_1"},
+        "conversation",
+        None,
+    ),
 ]
 
 
@@ -212,5 +432,7 @@ BAD_BODIES: list[tuple[str, Any, str | None, str | None]] = [
 def test_bad_bodies_are_refused_with_param_and_code(case: str, body: Any, param: str | None, code: str | None) -> None:
     error = refused(body)
     assert (error.param, error.code) == (param, code)
-    assert error.body() == {"error": {"message": error.message, "type": "invalid_request_error", "param": param, "code": code}}
+    assert error.body() == {
+        "error": {"message": error.message, "type": "invalid_request_error", "param": param, "code": code}
+    }
     assert error.message

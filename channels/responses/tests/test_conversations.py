@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import openai
 import pytest
 import trio
+from afactors_responses import ResponsesChannel
 
 from afactors.model import TurnContext, Update
-from afactors_responses import ResponsesChannel
 
 
 async def test_r07_a_five_turn_chain_carries_its_context(serve) -> None:
@@ -34,7 +34,12 @@ async def test_r07_branches_from_one_response_never_see_each_other(serve, record
         left = await client.responses.create(model="m", input="left", previous_response_id=root.id)
         await client.responses.create(model="m", input="right", previous_response_id=root.id)
         await client.responses.create(model="m", input="again", previous_response_id=left.id)
-    assert [user_texts(ctx) for ctx in recorder.seen] == [["root"], ["root", "left"], ["root", "right"], ["root", "left", "again"]]
+    assert [user_texts(ctx) for ctx in recorder.seen] == [
+        ["root"],
+        ["root", "left"],
+        ["root", "right"],
+        ["root", "left", "again"],
+    ]
     assert recorder.seen[3].messages[1].role == "assistant"  # the chain carries the answers too
 
 
@@ -106,14 +111,13 @@ async def test_twenty_concurrent_turns_of_one_conversation_are_serialised(serve)
 @pytest.mark.parametrize("where", ["host", "channel"])
 async def test_r51_reject_policy_answers_409_without_retry(serve, gate, where: str) -> None:
     options = {"busy_policy": "reject"} if where == "host" else {"channel": ResponsesChannel(busy_policy="reject")}
-    async with serve(gate, **options) as served, served.sdk() as client:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: client.responses.create(model="m", input="first", conversation="c"))
-            await gate.entered.wait()
-            with pytest.raises(openai.ConflictError) as busy:
-                await client.responses.create(model="m", input="second", conversation="c")
-            raw = await served.http.post("/v1/responses", json={"input": "third", "conversation": "c"})
-            gate.open()
+    async with serve(gate, **options) as served, served.sdk() as client, trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: client.responses.create(model="m", input="first", conversation="c"))
+        await gate.entered.wait()
+        with pytest.raises(openai.ConflictError) as busy:
+            await client.responses.create(model="m", input="second", conversation="c")
+        raw = await served.http.post("/v1/responses", json={"input": "third", "conversation": "c"})
+        gate.open()
     assert busy.value.code == "conversation_busy" and busy.value.status_code == 409
     assert raw.status_code == 409 and raw.headers["x-should-retry"] == "false"
     assert raw.json()["error"]["code"] == "conversation_busy"

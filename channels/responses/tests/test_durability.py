@@ -21,9 +21,23 @@ def server(state_dir: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """`python -m afactors` serving the Responses channel and the slow target; yields the process and its URL."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "afactors", "--channel", "responses", "--port", "0", "--state-dir", str(state_dir),
-         "--target", "slow_target:slow"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "afactors",
+            "--channel",
+            "responses",
+            "--port",
+            "0",
+            "--state-dir",
+            str(state_dir),
+            "--target",
+            "slow_target:slow",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None
@@ -42,7 +56,9 @@ def server(state_dir: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
 
 
 def sdk(url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0, _strict_response_validation=True, timeout=30)
+    return openai.AsyncOpenAI(
+        base_url=url + "/v1", api_key="x", max_retries=0, _strict_response_validation=True, timeout=30
+    )
 
 
 @pytest.mark.slow
@@ -75,7 +91,9 @@ async def test_a_queued_background_response_can_be_cancelled_after_a_restart(tmp
     state_dir = tmp_path / "state"
     with server(state_dir) as (proc, url):
         async with sdk(url) as client:
-            first = await client.responses.create(model="m", input="one more thing to say", background=True, conversation="c")
+            first = await client.responses.create(
+                model="m", input="one more thing to say", background=True, conversation="c"
+            )
             second = await client.responses.create(model="m", input="two", background=True, conversation="c")
         proc.kill()
         await trio.to_thread.run_sync(proc.wait)

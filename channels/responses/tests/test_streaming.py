@@ -31,8 +31,18 @@ async def test_r31_r32_the_sdk_stream_helper_accepts_the_stream(serve) -> None:
             final = await stream.get_final_response()
         stored = await client.responses.retrieve(final.id)
     assert final.output_text == "Turn 1. You said: stream me" == stored.output_text
-    assert kinds[:4] == ["response.created", "response.in_progress", "response.output_item.added", "response.content_part.added"]
-    assert kinds[-4:] == ["response.output_text.done", "response.content_part.done", "response.output_item.done", "response.completed"]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     assert final.output[0].id == stored.output[0].id
 
 
@@ -57,7 +67,7 @@ async def test_r34_a_failing_target_ends_the_stream_with_response_failed(serve) 
     async with serve(failing) as served, served.sdk() as client:
         async with client.responses.stream(model="m", input="x") as stream:
             events = [event async for event in stream]
-            with pytest.raises(RuntimeError, match="response.completed"):
+            with pytest.raises(RuntimeError, match=r"response\.completed"):
                 await stream.get_final_response()
         failed = await client.responses.retrieve(events[0].response.id)
     assert events[-1].type == "response.failed"
@@ -131,9 +141,15 @@ async def test_r35_no_invented_event_types_reach_a_strict_client(serve) -> None:
         async with stream:
             kinds = {event.type async for event in stream}
     assert kinds <= {
-        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
-        "response.output_text.delta", "response.output_text.done", "response.content_part.done",
-        "response.output_item.done", "response.completed",
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
     }
     assert isinstance(client, openai.AsyncOpenAI)
 

@@ -19,7 +19,9 @@ async def test_a_response_of_one_key_is_404_to_another_and_cannot_be_continued(s
             await bob.responses.cancel(mine.id)
         with pytest.raises(openai.NotFoundError):
             await bob.responses.delete(mine.id)
-        bob_stream = await served.http.get(f"/v1/responses/{mine.id}?stream=true", headers={"Authorization": "Bearer key-b"})
+        bob_stream = await served.http.get(
+            f"/v1/responses/{mine.id}?stream=true", headers={"Authorization": "Bearer key-b"}
+        )
         with pytest.raises(openai.BadRequestError) as refused:
             await bob.responses.create(model="m", input="steal", previous_response_id=mine.id)
         still_mine = await alice.responses.retrieve(mine.id)

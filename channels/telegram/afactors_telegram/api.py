@@ -127,7 +127,8 @@ class BotApiClient:
             raise TelegramError(method, response.status_code, response.reason_phrase or "no JSON answer")
         if body.get("ok") is True and response.is_success:
             return body.get("result")
-        code = body.get("error_code") if type(body.get("error_code")) is int else response.status_code
+        error_code = body.get("error_code")
+        code = int(error_code) if type(error_code) is int else response.status_code
         parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else None
         raise TelegramError(method, code, str(body.get("description") or "error"), parameters)
 

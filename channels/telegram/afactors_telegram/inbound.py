@@ -217,7 +217,8 @@ def _media(message: Mapping[str, Any]) -> tuple[MediaRef, ...]:
                                ("audio", "audio/mpeg"), ("video", "video/mp4")):  # fmt: skip
         item = _dict(message.get(kind))
         if isinstance(item.get("file_id"), str):
-            media_type = item.get("mime_type") if isinstance(item.get("mime_type"), str) else default_type
+            mime_type = item.get("mime_type")
+            media_type = mime_type if isinstance(mime_type, str) else default_type
             name = item.get("file_name") if isinstance(item.get("file_name"), str) else None
             found.append(MediaRef(kind, item["file_id"], media_type, name, _int(item.get("file_size"))))
     return tuple(found)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from afactors_telegram.testing import FakeBotApi, RateLimits, open_fake_bot_api
 
 CHATS = 20

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import trio
+from afactors_telegram import ChatCommand, CommandCall
+from afactors_telegram.testing import FakeBotApi, make_png
 
 from afactors.host import HookRejected
 from afactors.model import DataPart, Envelope, TurnContext, Update
-from afactors_telegram import ChatCommand, CommandCall
-from afactors_telegram.testing import FakeBotApi, make_png
 
 Serve = Callable[..., Any]  # the `serve` fixture of conftest.py
 
@@ -205,7 +205,7 @@ async def test_a_blocked_chat_is_marked_inactive_and_comes_back_when_the_user_wr
         return f"answer to {messages[-1].text}"
 
     alice, bob = fake.user("Alice"), fake.user("Bob")
-    async with serve(held) as (host, channel):
+    async with serve(held) as (_, channel):
         fake.send_text(alice, "one")
         await fake.wait_until(lambda: bool(fake.chat_actions(alice)))
         fake.block(alice)

@@ -7,7 +7,6 @@ import attrs
 import httpx
 import pytest
 import trio
-
 from afactors_telegram.testing import FakeBotApi, make_png, open_fake_bot_api
 
 
@@ -173,9 +172,7 @@ async def test_button_presses_become_callback_queries(fake: FakeBotApi, bot: Bot
     assert too_long["description"] == "Bad Request: MESSAGE_TOO_LONG"
     assert await bot.result("answerCallbackQuery", callback_query_id=query_id, text="Done") is True
     again = await bot.call("answerCallbackQuery", callback_query_id=query_id)
-    assert again["description"] == (
-        "Bad Request: query is too old and response timeout expired or query ID is invalid"
-    )
+    assert again["description"] == ("Bad Request: query is too old and response timeout expired or query ID is invalid")
     assert [(a.callback_query_id, a.text) for a in fake.callback_answers(ann)] == [(query_id, "Done")]
 
 

@@ -1,7 +1,6 @@
 """Pure tests of the fake's formatted-text handling (parse modes, entities, detection)."""
 
 import pytest
-
 from afactors_telegram.testing.errors import ApiError
 from afactors_telegram.testing.markup import (
     check_entities,
@@ -109,11 +108,11 @@ def test_html_errors_use_telegram_wording(text: str, message: str) -> None:
 
 def test_html_tags_entities_and_character_references() -> None:
     text, entities = parse_html(
-        '<b>b</b><strong>s</strong><i>i</i><u>u</u><s>x</s><tg-spoiler>p</tg-spoiler>'
+        "<b>b</b><strong>s</strong><i>i</i><u>u</u><s>x</s><tg-spoiler>p</tg-spoiler>"
         '<a href="https://t.me/x">l</a> &lt;&amp;&gt;&quot;&#65;&#x42;'
         '<pre><code class="language-py">c</code></pre><blockquote expandable>q</blockquote>'
     )
-    assert text == "bsiuxpl <&>\"ABcq"
+    assert text == 'bsiuxpl <&>"ABcq'
     assert [(e["type"], e["offset"], e["length"]) for e in entities] == [
         ("bold", 0, 1), ("bold", 1, 1), ("italic", 2, 1), ("underline", 3, 1), ("strikethrough", 4, 1),
         ("spoiler", 5, 1), ("text_link", 6, 1), ("pre", 14, 1), ("expandable_blockquote", 15, 1),

@@ -1,7 +1,6 @@
 """Pure tests of request decoding (JSON, urlencoded, multipart, query string)."""
 
 import pytest
-
 from afactors_telegram.testing.errors import ApiError
 from afactors_telegram.testing.params import Params, decode_body
 
@@ -19,8 +18,8 @@ def test_json_form_and_query_values_read_the_same() -> None:
 
 def test_multipart_keeps_fields_and_files() -> None:
     body = (
-        b"--XyZ\r\nContent-Disposition: form-data; name=\"chat_id\"\r\n\r\n42\r\n"
-        b"--XyZ\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"a.png\"\r\n"
+        b'--XyZ\r\nContent-Disposition: form-data; name="chat_id"\r\n\r\n42\r\n'
+        b'--XyZ\r\nContent-Disposition: form-data; name="photo"; filename="a.png"\r\n'
         b"Content-Type: image/png\r\n\r\n\x89PNG\r\n\x00\xff\r\n"
         b"--XyZ--\r\n"
     )

@@ -6,7 +6,6 @@ from typing import Any
 import httpx
 import pytest
 import trio
-
 from afactors_telegram.testing import FakeBotApi, open_fake_bot_api
 
 

@@ -5,13 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 # `ResponseError.code` of openai 3.54.0 is a Literal: any other code fails strict validation.
-RESPONSE_ERROR_CODES: frozenset[str] = frozenset({
-    "server_error", "rate_limit_exceeded", "invalid_prompt", "data_residency_mismatch", "bio_policy",
-    "misalignment_policy_violation", "vector_store_timeout", "invalid_image", "invalid_image_format",
-    "invalid_base64_image", "invalid_image_url", "image_too_large", "image_too_small", "image_parse_error",
-    "image_content_policy_violation", "invalid_image_mode", "image_file_too_large", "unsupported_image_media_type",
-    "empty_image_file", "failed_to_download_image", "image_file_not_found",
-})
+RESPONSE_ERROR_CODES: frozenset[str] = frozenset(
+    {
+        "server_error",
+        "rate_limit_exceeded",
+        "invalid_prompt",
+        "data_residency_mismatch",
+        "bio_policy",
+        "misalignment_policy_violation",
+        "vector_store_timeout",
+        "invalid_image",
+        "invalid_image_format",
+        "invalid_base64_image",
+        "invalid_image_url",
+        "image_too_large",
+        "image_too_small",
+        "image_parse_error",
+        "image_content_policy_violation",
+        "invalid_image_mode",
+        "image_file_too_large",
+        "unsupported_image_media_type",
+        "empty_image_file",
+        "failed_to_download_image",
+        "image_file_not_found",
+    }
+)
 
 
 class ApiError(Exception):

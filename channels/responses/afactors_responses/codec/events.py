@@ -42,10 +42,12 @@ class EventStream:
     def start(self) -> list[dict[str, Any]]:
         """`response.created` (status `queued` for a background response) and `response.in_progress`."""
         created = "queued" if self.view.background else "in_progress"
-        return self._number([
-            {"type": "response.created", "response": self._snapshot(created)},
-            {"type": "response.in_progress", "response": self._snapshot("in_progress")},
-        ])
+        return self._number(
+            [
+                {"type": "response.created", "response": self._snapshot(created)},
+                {"type": "response.in_progress", "response": self._snapshot("in_progress")},
+            ]
+        )
 
     def _snapshot(self, status: str) -> dict[str, Any]:
         return render_response(_with_status(self.view, status), output=[])

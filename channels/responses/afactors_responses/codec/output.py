@@ -60,7 +60,11 @@ def reply_text(messages: Iterable[Message]) -> str:
 def reply_items(messages: Iterable[Message]) -> list[FunctionCallPart | ReasoningPart]:
     """The whole parts of a reply that become their own output items, in order."""
     return [
-        p for m in messages if m.role == "assistant" for p in m.contents if isinstance(p, (FunctionCallPart, ReasoningPart))
+        p
+        for m in messages
+        if m.role == "assistant"
+        for p in m.contents
+        if isinstance(p, (FunctionCallPart, ReasoningPart))
     ]
 
 

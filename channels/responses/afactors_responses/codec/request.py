@@ -90,7 +90,9 @@ def _string(value: object, param: str, *, max_chars: int = MAX_STRING_FIELD, all
     if not isinstance(value, str):
         raise invalid_type(param, "a string", value)
     if not allow_empty and not value:
-        raise bad_request(f"Invalid '{param}': empty string. Expected a string with at least 1 character.", param, "empty_string")
+        raise bad_request(
+            f"Invalid '{param}': empty string. Expected a string with at least 1 character.", param, "empty_string"
+        )
     if len(value) > max_chars:
         raise bad_request(
             f"Invalid '{param}': string too long. Expected a string with maximum length {max_chars}, but got a string "
@@ -143,7 +145,9 @@ def _choice(value: object, param: str, allowed: frozenset[str]) -> str:
     if not isinstance(value, str):
         raise invalid_type(param, "a string", value)
     if value not in allowed:
-        raise bad_request(f"Invalid value for '{param}': {value!r}. Supported values are: {', '.join(sorted(allowed))}.", param)
+        raise bad_request(
+            f"Invalid value for '{param}': {value!r}. Supported values are: {', '.join(sorted(allowed))}.", param
+        )
     return value
 
 
@@ -222,7 +226,9 @@ def _image_part(part: Mapping[str, Any], param: str) -> Part:
     if url.startswith("data:"):
         data, media = parse_data_url(url, f"{param}.image_url")
         if not media.startswith("image/"):
-            raise bad_request(f"Invalid '{param}.image_url': expected an image data URL, got {media!r}.", f"{param}.image_url")
+            raise bad_request(
+                f"Invalid '{param}.image_url': expected an image data URL, got {media!r}.", f"{param}.image_url"
+            )
         return DataPart(data, media)
     if not _is_url(url):
         raise bad_request(f"Invalid '{param}.image_url': expected an http(s) or data URL.", f"{param}.image_url")
@@ -256,7 +262,8 @@ def _content_part(part: object, param: str, kinds: frozenset[str]) -> Part:
     kind = part.get("type")
     if kind not in kinds:
         raise bad_request(
-            f"Invalid value for '{param}.type': {kind!r}. Supported values are: {', '.join(sorted(kinds))}.", f"{param}.type"
+            f"Invalid value for '{param}.type': {kind!r}. Supported values are: {', '.join(sorted(kinds))}.",
+            f"{param}.type",
         )
     if kind in ("input_text", "output_text"):
         if "text" not in part:
@@ -358,8 +365,8 @@ def parse_metadata(value: object) -> dict[str, str]:
     pairs = _object(value, "metadata")
     if len(pairs) > MAX_METADATA_PAIRS:
         raise bad_request(
-            f"Invalid 'metadata': too many properties. Expected an object with at most {MAX_METADATA_PAIRS} properties, "
-            f"but got an object with {len(pairs)} properties instead.",
+            f"Invalid 'metadata': too many properties. Expected an object with at most {MAX_METADATA_PAIRS} "
+            f"properties, but got an object with {len(pairs)} properties instead.",
             "metadata",
             "object_above_max_properties",
         )
@@ -500,7 +507,11 @@ def parse_create(body: object) -> CreateRequest:
         settings["tools"] = tools
     if body.get("tool_choice") is not None:
         settings["tool_choice"] = parse_tool_choice(body["tool_choice"], tools)
-    stream, store, background = _flag(body, "stream", False), _flag(body, "store", True), _flag(body, "background", False)
+    stream, store, background = (
+        _flag(body, "stream", False),
+        _flag(body, "store", True),
+        _flag(body, "background", False),
+    )
     if background and not store:
         raise bad_request("Background responses must be stored: 'background': true needs 'store': true.", "background")
     previous = body.get("previous_response_id")

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from afactors.channel import TurnStatus, TurnView
 from afactors.model import (
     ENDED_STATUSES,
     DataPart,
@@ -25,7 +26,6 @@ from afactors.model import (
     UriPart,
     UsagePart,
 )
-from afactors.channel import TurnStatus, TurnView
 from afactors_responses.codec.errors import bad_request, response_error_code
 from afactors_responses.codec.output import ItemStatus, item_id, output_items
 from afactors_responses.codec.request import DEFAULT_MODEL, CreateRequest
@@ -83,7 +83,10 @@ def request_options(request: CreateRequest) -> dict[str, Any]:
     """The envelope options of a request: its non-default echoed settings plus model, store, background and
     conversation (the actor stores `store` and `background` in the record's own fields too)."""
     options: dict[str, Any] = {
-        **request.settings, "model": request.model, "store": request.store, "background": request.background,
+        **request.settings,
+        "model": request.model,
+        "store": request.store,
+        "background": request.background,
     }
     if request.conversation is not None:
         options["conversation"] = request.conversation
@@ -194,8 +197,16 @@ def _media_part(part: DataPart | UriPart) -> dict[str, Any]:
         return {"type": "input_file", "file_data": url, "filename": part.name}
     is_url = ":" in part.uri
     if part.media_type.startswith("image/"):
-        return {"type": "input_image", "detail": "auto", **({"image_url": part.uri} if is_url else {"file_id": part.uri})}
-    return {"type": "input_file", "filename": part.name, **({"file_url": part.uri} if is_url else {"file_id": part.uri})}
+        return {
+            "type": "input_image",
+            "detail": "auto",
+            **({"image_url": part.uri} if is_url else {"file_id": part.uri}),
+        }
+    return {
+        "type": "input_file",
+        "filename": part.name,
+        **({"file_url": part.uri} if is_url else {"file_id": part.uri}),
+    }
 
 
 def input_items(view: ResponseView) -> list[dict[str, Any]]:
@@ -206,25 +217,41 @@ def input_items(view: ResponseView) -> list[dict[str, Any]]:
         results = [p for p in message.contents if isinstance(p, FunctionResultPart)]
         if calls:
             call = calls[0]
-            items.append({
-                "type": "function_call", "id": item_id("fc", view.id, index), "call_id": call.call_id,
-                "name": call.name, "arguments": call.arguments, "status": "completed",
-            })
+            items.append(
+                {
+                    "type": "function_call",
+                    "id": item_id("fc", view.id, index),
+                    "call_id": call.call_id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                    "status": "completed",
+                }
+            )
         elif results:
             media = [_media_part(p) for p in message.contents if isinstance(p, (DataPart, UriPart))]
             output: str | list[dict[str, Any]] = (
                 results[0].result if not media else [{"type": "input_text", "text": results[0].result}, *media]
             )
-            items.append({
-                "type": "function_call_output", "id": item_id("fco", view.id, index), "call_id": results[0].call_id,
-                "output": output, "status": "completed",
-            })
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "id": item_id("fco", view.id, index),
+                    "call_id": results[0].call_id,
+                    "output": output,
+                    "status": "completed",
+                }
+            )
         else:
             content = [c for p in message.contents if (c := _content_part(p, message.role)) is not None]
-            items.append({
-                "type": "message", "id": item_id("msg", view.id, index), "role": message.role,
-                "status": "completed", "content": content,
-            })
+            items.append(
+                {
+                    "type": "message",
+                    "id": item_id("msg", view.id, index),
+                    "role": message.role,
+                    "status": "completed",
+                    "content": content,
+                }
+            )
     return items
 
 
@@ -244,7 +271,9 @@ def parse_page_query(args: dict[str, str]) -> PageQuery:
         try:
             limit = int(args["limit"])
         except ValueError:
-            raise bad_request(f"Invalid 'limit': expected an integer, got {args['limit']!r}.", "limit", "invalid_type") from None
+            raise bad_request(
+                f"Invalid 'limit': expected an integer, got {args['limit']!r}.", "limit", "invalid_type"
+            ) from None
         if not 1 <= limit <= MAX_PAGE:
             raise bad_request(f"Invalid 'limit': {limit}. Expected a value from 1 to {MAX_PAGE}.", "limit")
     order = args.get("order", "desc")

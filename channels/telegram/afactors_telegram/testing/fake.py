@@ -268,8 +268,13 @@ class FakeBotApi:
         chat_id = None if chat is None else self._state(chat).chat.id
         description = f"Too Many Requests: retry after {retry_after}"
         self._api.forced.append(
-            ForcedError(partial(ApiError, 429, description, {"retry_after": retry_after}),
-                        method and method.lower(), chat_id, times, flood_wait=retry_after)  # fmt: skip
+            ForcedError(
+                partial(ApiError, 429, description, {"retry_after": retry_after}),
+                method and method.lower(),
+                chat_id,
+                times,
+                flood_wait=retry_after,
+            )
         )
 
     def force_error(self, error_code: int, description: str, *, chat: ChatRef | None = None,
@@ -278,8 +283,9 @@ class FakeBotApi:
         """The next ``times`` matching calls fail with this envelope (e.g. 500, 502, a custom 400)."""
         chat_id = None if chat is None else self._state(chat).chat.id
         self._api.forced.append(
-            ForcedError(partial(ApiError, error_code, description, parameters), method and method.lower(),
-                        chat_id, times)  # fmt: skip
+            ForcedError(
+                partial(ApiError, error_code, description, parameters), method and method.lower(), chat_id, times
+            )
         )
 
     # ------------------------------------------------------------------------------------------- reading
@@ -397,7 +403,6 @@ def _in_chat(records: list[Any], chat_id: int | None) -> list[Any]:
     return list(records) if chat_id is None else [r for r in records if r.chat_id == chat_id]
 
 
-
 @asynccontextmanager
 async def open_fake_bot_api(
     token: str = DEFAULT_TOKEN,
@@ -467,4 +472,3 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-

@@ -297,7 +297,7 @@ def parse_html(src: str) -> Parsed:
             b.emit(c)
             i += 1
     if b.stack:
-        raise parse_error(f"Can't find end tag corresponding to start tag \"{b.stack[-1]['tag']}\"")
+        raise parse_error(f'Can\'t find end tag corresponding to start tag "{b.stack[-1]["tag"]}"')
     return b.result()
 
 

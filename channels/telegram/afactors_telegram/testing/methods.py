@@ -399,7 +399,7 @@ class BotApi:
     def set_my_commands(self, params: Params) -> bool:
         commands = params.json("commands")
         if commands is None:
-            raise bad_request("parameter \"commands\" is required")  # [?] our wording
+            raise bad_request('parameter "commands" is required')  # [?] our wording
         if not isinstance(commands, list):
             raise bad_request("can't parse commands JSON object")
         if len(commands) > 100:
@@ -556,4 +556,3 @@ _SYNC: dict[str, Callable[[BotApi, Params], Any]] = {
 }
 _DESCRIBED = frozenset({BotApi.set_webhook, BotApi.delete_webhook})
 METHODS = frozenset({*_SYNC, "getupdates"})
-

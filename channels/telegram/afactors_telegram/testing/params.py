@@ -43,7 +43,7 @@ class Params:
         if value is None:
             return default
         if isinstance(value, (dict, list)):
-            raise bad_request(f"field \"{name}\" must be of type String")  # [?] our wording
+            raise bad_request(f'field "{name}" must be of type String')  # [?] our wording
         if isinstance(value, bool):
             return "true" if value else "false"
         return str(value)

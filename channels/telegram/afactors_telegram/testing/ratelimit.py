@@ -76,9 +76,7 @@ class FloodControl:
             self._bucket("chat", chat_id, lim.per_chat_burst, lim.per_chat_per_second, now),
         ]
         if is_group:
-            found.append(
-                self._bucket("group", chat_id, lim.per_group_per_minute, lim.per_group_per_minute / 60.0, now)
-            )
+            found.append(self._bucket("group", chat_id, lim.per_group_per_minute, lim.per_group_per_minute / 60.0, now))
         return found
 
     def check(self, chat_id: int, is_group: bool, now: float) -> int | None:

@@ -1,8 +1,8 @@
 """Run the fake in a background thread with its own trio loop, for asyncio or synchronous test code.
 
-    with fake_bot_api_in_thread(rate_limits=None) as handle:
-        bot = telegram.Bot(handle.token, base_url=handle.base_url, base_file_url=handle.base_file_url)
-        user = handle.run_sync(lambda fake: fake.user("Ann"))
+with fake_bot_api_in_thread(rate_limits=None) as handle:
+    bot = telegram.Bot(handle.token, base_url=handle.base_url, base_file_url=handle.base_file_url)
+    user = handle.run_sync(lambda fake: fake.user("Ann"))
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def fake_bot_api_in_thread(**options: Any) -> Iterator[ThreadedFake]:
     def main() -> None:
         try:
             trio.run(serve)
-        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread below
+        except BaseException as error:
             box["error"] = error
         finally:
             ready.set()
