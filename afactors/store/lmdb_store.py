@@ -74,9 +74,9 @@ Op = Put | Delete
 _OPS = (Put, Delete)
 
 
-@attrs.define
+@attrs.frozen
 class StoreStats:
-    """Counters for operators and tests.
+    """A snapshot of a store's counters, for operators and tests (`Store.statistics()`).
 
     `commits`: requests acknowledged as written; `transactions`: LMDB write transactions committed;
     `failed_commits`: requests that got an error; `split_batches`: group transactions that failed and were
@@ -176,7 +176,8 @@ class Store:
     def __init__(self, path: Path, env: lmdb.Environment, durability: Durability, max_batch: int) -> None:
         self.path = path
         self.durability = durability
-        self.stats = StoreStats(map_size=env.info()["map_size"])
+        self._counts: dict[str, int] = dict.fromkeys(attrs.fields_dict(StoreStats), 0)  # `statistics()` copies
+        self._counts["map_size"] = env.info()["map_size"]
         self._env = env
         self._max_batch = max_batch
         self._closed = False
@@ -246,6 +247,15 @@ class Store:
         finally:
             os.ftruncate(lock_fd, 0)  # no owner pid left behind after a clean close
             os.close(lock_fd)
+
+    def statistics(self) -> StoreStats:
+        """A frozen snapshot of the counters so far."""
+        return StoreStats(**self._counts)
+
+    @property
+    def stats(self) -> StoreStats:
+        """`statistics()`."""
+        return self.statistics()
 
     @property
     def queued(self) -> int:
@@ -331,11 +341,11 @@ class Store:
                 if not request.written and request.error is None:
                     request.error = StoreClosed("the store writer stopped before this commit was written")
                 if request.error is not None:
-                    self.stats.failed_commits += 1
+                    self._counts["failed_commits"] += 1
                 else:
-                    self.stats.commits += 1
+                    self._counts["commits"] += 1
                 request.finish()
-            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            self._counts["largest_batch"] = max(self._counts["largest_batch"], len(batch))
 
     async def _commit_or_isolate(self, batch: list[_Request]) -> None:
         """One transaction for the batch; if it fails, one per request, so only the failing ones fail."""
@@ -348,7 +358,7 @@ class Store:
                 batch[0].error.__cause__ = exc
                 return
             log.warning("group commit of %d requests failed (%s); retrying one per transaction", len(batch), exc)
-            self.stats.split_batches += 1
+            self._counts["split_batches"] += 1
             for request in batch:
                 await self._commit_or_isolate([request])
 
@@ -364,7 +374,7 @@ class Store:
                 continue
             for request in batch:
                 request.written = True
-            self.stats.transactions += 1
+            self._counts["transactions"] += 1
             return
 
     @staticmethod
@@ -388,11 +398,11 @@ class Store:
     def _grow(self) -> None:
         # Runs in the trio thread with no transaction open: the writer's ended in its thread, and reads
         # never span an await.
-        new_size = self.stats.map_size * 2
+        new_size = self._counts["map_size"] * 2
         self._env.set_mapsize(new_size)
-        self.stats.map_size = self._env.info()["map_size"]
-        self.stats.map_grows += 1
-        log.warning("store map full: grew the map of %s to %d KiB", self.path, self.stats.map_size >> 10)
+        self._counts["map_size"] = self._env.info()["map_size"]
+        self._counts["map_grows"] += 1
+        log.warning("store map full: grew the map of %s to %d KiB", self.path, self._counts["map_size"] >> 10)
 
     def _open_dbs(self) -> dict[str, Any]:
         while True:
@@ -504,4 +514,4 @@ class Store:
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             return  # set aside on a later read
         self._quarantining.add((kind, stored))
-        self.stats.quarantined += 1
+        self._counts["quarantined"] += 1
