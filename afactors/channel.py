@@ -22,8 +22,8 @@ import trio
 from afactors._backoff import Backoff
 from afactors.actors import ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle, new_turn_id
 from afactors.model import ENDED_STATUSES, ConversationKey, Envelope, Reply, Update
-from afactors.store.records import ResponseRecord as TurnView
-from afactors.store.records import ResponseStatus as TurnStatus
+from afactors.store import ResponseRecord as TurnView
+from afactors.store import ResponseStatus as TurnStatus
 
 ENTRY_POINT_GROUP = "afactors.channels"
 

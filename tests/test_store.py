@@ -33,7 +33,7 @@ from afactors.store import (
     StoreError,
     TurnRecord,
 )
-from afactors.store.codec import encode_key
+from afactors.store._codec import encode_key
 
 
 def _raw_put(state: Path, kind: str, key: bytes, value: bytes) -> None:

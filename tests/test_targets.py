@@ -10,7 +10,7 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from afactors.host.server import serve_app, server_config
+from afactors.host._server import serve_app, server_config
 from afactors.model import ConversationKey, Message, TurnContext, Update, UsagePart
 from afactors.targets import DemoAgent, OpenAIChatAgent, TargetError, UpstreamError, as_agent, load_target
 from afactors.targets.openai_chat import parse_sse_line

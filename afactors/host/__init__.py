@@ -23,8 +23,8 @@ from afactors.channel import (
     Unauthorized,
     installed_plugins,
 )
-from afactors.host.auth import ApiKeys
-from afactors.host.host import Host, HostConfig, open_host
+from afactors.host._auth import ApiKeys
+from afactors.host._host import Host, HostConfig, open_host
 
 __all__ = [
     "DEFAULT_TENANT",

@@ -4,7 +4,7 @@ A background turn (accepted by `ChannelContext.start_background`, or recovered f
 runs with no caller. Its updates are recorded in a `TurnLog` from its first one, so a client that connects later
 gets the stream from the start; waiting for its end joins the live turn (never polls the store).
 
-Must not import: `afactors.host.host` or `afactors.host.context` (they import this).
+Must not import: `afactors.host._host` or `afactors.host.context` (they import this).
 """
 
 from __future__ import annotations

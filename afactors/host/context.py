@@ -3,7 +3,7 @@
 It holds exactly what a channel may reach (the actor system, the alias rows of the store, the API keys, the
 background turns) and never the `Host` itself. Channels never touch the store, the system or the target.
 
-Must not import: `afactors.host.host` (it imports this).
+Must not import: `afactors.host._host` (it imports this).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import trio
 
 from afactors.actors import ActorSystem, TurnHandle, ledger, new_turn_id
 from afactors.channel import Channel, TurnView
+from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
-from afactors.host.auth import ApiKeys
 from afactors.model import ConversationKey, Envelope, Reply, Update
 from afactors.store import Delete, Generic, Put, Store
 

@@ -1,7 +1,7 @@
 """The LMDB store: record kinds, group commit, durability settings."""
 
-from afactors.store.codec import HEAD_BYTES, MAX_KEY_BYTES, RecordDecodeError
-from afactors.store.lmdb_store import (
+from afactors.store._codec import HEAD_BYTES, MAX_KEY_BYTES, RecordDecodeError
+from afactors.store._lmdb_store import (
     DATA_DIR,
     DURABILITIES,
     LOCK_FILE,
@@ -15,7 +15,7 @@ from afactors.store.lmdb_store import (
     StoreError,
     StoreStats,
 )
-from afactors.store.records import (
+from afactors.store._records import (
     KINDS,
     DeadLetter,
     DedupRecord,
@@ -24,6 +24,7 @@ from afactors.store.records import (
     OutboxRecord,
     Quarantined,
     ResponseRecord,
+    ResponseStatus,
     Snapshot,
     TurnRecord,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "Quarantined",
     "RecordDecodeError",
     "ResponseRecord",
+    "ResponseStatus",
     "Snapshot",
     "StateDirLocked",
     "Store",

@@ -16,7 +16,7 @@ import attrs
 import lmdb
 import trio
 
-from afactors.store.codec import (
+from afactors.store._codec import (
     HEAD_BYTES,
     RecordDecodeError,
     decode_value,
@@ -25,7 +25,7 @@ from afactors.store.codec import (
     is_hashed,
     stored_key,
 )
-from afactors.store.records import KINDS, Quarantined
+from afactors.store._records import KINDS, Quarantined
 
 log = logging.getLogger("afactors.store")
 

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from afactors.model import converter, describe_error
-from afactors.store.records import UPGRADES
+from afactors.store._records import UPGRADES
 
 MAX_KEY_BYTES = 400
 """Keys longer than this (LMDB allows 511) are stored under a hash; the full key is kept in the value."""

@@ -14,11 +14,11 @@ from quart import jsonify
 
 from afactors.actors import ActorConfig, ActorSystem
 from afactors.channel import Channel, Contribution, Route
+from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
-from afactors.host.auth import ApiKeys
+from afactors.host._delivery import Outbox
+from afactors.host._server import build_app, serve_app, server_config
 from afactors.host.context import HostChannelContext
-from afactors.host.delivery import Outbox
-from afactors.host.server import build_app, serve_app, server_config
 from afactors.model import BusyPolicy
 from afactors.store import Durability, Store
 from afactors.targets import DemoAgent, as_agent
