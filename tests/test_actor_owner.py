@@ -6,6 +6,7 @@ and asks for scheduling, supervision and cancellation through the owner and noth
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ class FakeOwner:
     def __init__(self, script: dict[str, Any]) -> None:
         self.mailbox_size = 2
         self.restart_policy = RestartPolicy(backoff_min=0.01, backoff_max=0.01, jitter=0.0, max_restarts=5)
-        self.counters = Counters()
+        self.counters: Counters = Counter()
         self.script = script
         self.commits: list[list[Op]] = []
         self.answers: list[tuple[str, Reply]] = []
@@ -126,7 +127,7 @@ async def test_a_turn_runs_commits_through_the_owner_and_is_answered() -> None:
         ("dedup", "t/c/m1"),
     ]
     assert owner.answers == [("turn_1", Reply(messages=(Message("assistant", "1:hi"),)))]
-    assert owner.releases == 1 and owner.counters.turns == 1 and "turn_1" in owner.chains
+    assert owner.releases == 1 and owner.counters["turns"] == 1 and "turn_1" in owner.chains
     assert actor.snapshot.seq == 1 and actor.status == "idle" and actor.turns_done == 1
 
 
@@ -151,7 +152,7 @@ async def test_a_failing_target_is_retried_once_then_dead_lettered() -> None:
     assert _kinds(ops) == [("responses", "turn_x"), ("dead_letters", "t/c/turn_x")]
     [(turn_id, reply)] = owner.answers
     assert turn_id == "turn_x" and reply.status == "failed" and reply.error is not None
-    assert reply.error.code == "agent_error" and owner.counters.failures == 2 and owner.counters.restarts == 2
+    assert reply.error.code == "agent_error" and owner.counters["failures"] == 2 and owner.counters["restarts"] == 2
 
 
 async def test_interrupt_drops_the_queue_through_the_owner() -> None:

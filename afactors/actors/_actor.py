@@ -372,7 +372,7 @@ class ConversationActor:
             self._history.extend(reply.messages)
         self.turns_done += 1
         self._outcome = "idle"
-        owner.counters.turns += 1
+        owner.counters["turns"] += 1
         self._answer(turn, reply)
 
     async def _failed(
@@ -382,12 +382,12 @@ class ConversationActor:
         owner = self._owner
         message = error_text(exc)
         log.warning("target failed on turn %s of %s: %s", turn.entries[0].turn_id, self.path, message)
-        owner.counters.failures += 1
+        owner.counters["failures"] += 1
         now = trio.current_time()
         if self._tracker is None:
             self._tracker = RestartTracker(owner.restart_policy)
         delay = self._tracker.record(now)
-        owner.counters.restarts += 1
+        owner.counters["restarts"] += 1
         self._restart()
         if turn.failures >= 1:
             await self._finish_failed(turn, records, inputs, failed("agent_error", message), dead_letter=message)
@@ -415,7 +415,7 @@ class ConversationActor:
         )  # fmt: skip
         await owner.commit(ops)
         if dead_letter is not None:
-            owner.counters.dead_letters += len(turn.entries)
+            owner.counters["dead_letters"] += len(turn.entries)
         self._outcome = "error"
         self._answer(turn, reply)
 

@@ -9,10 +9,9 @@ Must not import: the actor or the system.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, TypeVar
-
-import attrs
 
 from afactors.actors._history import Link
 from afactors.actors._phases import Entry
@@ -24,19 +23,9 @@ Actor = TypeVar("Actor", contravariant=True)
 """The actor type an owner drives (`ConversationActor`; a type variable so this module need not import it)."""
 
 
-@attrs.define
-class Counters:
-    """What the actors of one system have done since it opened (mutable; `ActorStats` is the frozen view)."""
-
-    activations: int = 0
-    passivations: int = 0
-    turns: int = 0
-    failures: int = 0
-    restarts: int = 0
-    dead_letters: int = 0
-    cancelled: int = 0
-    stopped: int = 0
-    recovered: int = 0
+Counters = Counter[str]
+"""What the actors of one system have done since it opened, by `ActorStats` field name (mutable; the system's
+`statistics()` turns them into a frozen `ActorStats`)."""
 
 
 class ActorOwner(Protocol[Actor]):

@@ -9,7 +9,7 @@ import gc
 import logging
 import random
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -137,7 +137,7 @@ class ActorSystem:
         self.config = config
         self.mailbox_size = config.mailbox_size
         self.restart_policy = config.restart_policy()
-        self.counters = Counters()
+        self.counters: Counters = Counter()
         self.on_outbox: Callable[[str], None] | None = None
         self._cut = False  # shutdown deadline passed: running turns are being cancelled
         self._chains = ChainCache()
@@ -323,9 +323,8 @@ class ActorSystem:
 
     def statistics(self) -> ActorStats:
         """A frozen snapshot: counts since the system opened, and the current `active`, `busy`, `recovering`."""
-        counters = attrs.asdict(self.counters)
         recovering = sum(len(rows) for rows in self._recovering.values())
-        return ActorStats(active=len(self._live), busy=self._busy, recovering=recovering, **counters)
+        return ActorStats(active=len(self._live), busy=self._busy, recovering=recovering, **self.counters)
 
     @property
     def stats(self) -> ActorStats:
@@ -412,7 +411,7 @@ class ActorSystem:
             ops = ledger.cancelled(accepted, records, reply, time.time())
             if ops:
                 await self.store.commit(ops)
-            self.counters.cancelled += len(entries)
+            self.counters["cancelled"] += len(entries)
             for entry in entries:
                 self.answered(entry, reply)
 
@@ -422,7 +421,7 @@ class ActorSystem:
     def stopped(self, actor: ConversationActor, queued: list[Entry]) -> None:
         """Restart intensity exceeded: refuse the conversation for the cool-down; queued inbox rows wait for it."""
         self._stopped[actor.path] = trio.current_time() + self.restart_policy.cooldown
-        self.counters.stopped += 1
+        self.counters["stopped"] += 1
         if self._live.get(actor.path) is actor:
             del self._live[actor.path]
         reply = failed("actor_unavailable", "the conversation failed repeatedly and was stopped; retry later")
@@ -499,7 +498,7 @@ class ActorSystem:
         actor = ConversationActor(key, self, self.snapshot(key.path))
         self._make_room()
         self._live[key.path] = actor
-        self.counters.activations += 1
+        self.counters["activations"] += 1
         for stored_key, row in self._recovering.pop(key.path, ()):
             entry = self._recovered_entry(stored_key, row)
             self._turns[entry.turn_id] = entry
@@ -533,7 +532,7 @@ class ActorSystem:
     def _passivate(self, actor: ConversationActor) -> None:
         del self._live[actor.path]
         actor.release()
-        self.counters.passivations += 1
+        self.counters["passivations"] += 1
 
     async def _reaper(self) -> None:
         """Passivate actors idle for longer than `idle_timeout`; sleeps until the next one can expire."""
@@ -581,7 +580,7 @@ class ActorSystem:
             self._activate(rows[0][1].envelope.key, handles)
             for handle in handles:
                 await handle.reply()
-            self.counters.recovered += len(handles)
+            self.counters["recovered"] += len(handles)
         finally:
             self._recovery_limiter.release_on_behalf_of(path)
 

@@ -29,6 +29,18 @@ class SlowWords:
             await trio.sleep(self.pause)
 
 
+class HalfThenWait:
+    """Streams half an answer, then waits for `gate` before the rest."""
+
+    def __init__(self, gate: trio.Event) -> None:
+        self.gate = gate
+
+    async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
+        yield Update(delta="thinking about it")
+        await self.gate.wait()
+        yield Update(delta=" - the answer")
+
+
 def _growing(texts: list[str]) -> bool:
     return all(a != b and FINAL.startswith(b) and b.startswith(a) for a, b in pairwise(texts))
 
@@ -92,16 +104,9 @@ async def test_streaming_can_be_turned_off(fake: FakeBotApi, serve: Serve) -> No
 
 async def test_a_preview_that_cannot_be_edited_is_replaced_by_a_new_message(fake: FakeBotApi, serve: Serve) -> None:
     gate = trio.Event()
-
-    class HalfThenWait:
-        async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
-            yield Update(delta="thinking about it")
-            await gate.wait()
-            yield Update(delta=" - the answer")
-
     alice = fake.user("Alice")
     group = fake.supergroup("Team")
-    async with serve(HalfThenWait(), stream_interval=INTERVAL):
+    async with serve(HalfThenWait(gate), stream_interval=INTERVAL):
         fake.send_text(group, f"{fake.mention} question", sender=alice)
         [preview] = await fake.wait_for_messages(group, 1)
         fake.force_error(400, "Bad Request: message to edit not found", method="editMessageText", times=5)
@@ -116,16 +121,9 @@ async def test_a_preview_row_is_kept_while_its_turn_runs_and_deleted_once_answer
     fake: FakeBotApi, serve: Serve, eventually: Callable[..., Any]
 ) -> None:
     gate = trio.Event()
-
-    class HalfThenWait:
-        async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
-            yield Update(delta="thinking about it")
-            await gate.wait()
-            yield Update(delta=" - the answer")
-
     alice = fake.user("Alice")
     group = fake.supergroup("Team")
-    async with serve(HalfThenWait(), stream_interval=INTERVAL) as (host, _):
+    async with serve(HalfThenWait(gate), stream_interval=INTERVAL) as (host, _):
         fake.send_text(group, f"{fake.mention} question", sender=alice)
         [preview] = await fake.wait_for_messages(group, 1)
         await eventually(lambda: host.store.scan("aliases", "telegram/preview/"))
