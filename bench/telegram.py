@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import trio
-from afactors_telegram.testing import FakeBotApi, RateLimits, open_fake_bot_api
 
+from afactors_telegram.testing import FakeBotApi, RateLimits, open_fake_bot_api
 from bench.common import LOAD_CPU, MIN_RUNS, REPO_ROOT, SERVER_CPU, Metrics, bench_main, pin, summarize
 from bench.harness import free_port, progress
 

@@ -10,11 +10,11 @@ import tempfile
 from collections.abc import AsyncIterator
 
 import trio
-from afactors_responses import ResponsesChannel
 from openai import AsyncOpenAI
 
 import afactors
 from afactors.model import Message
+from afactors_responses import ResponsesChannel
 
 
 async def shouting_agent(messages: list[Message]) -> AsyncIterator[str]:

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from afactors_invocations import InvocationsChannel
 
 import afactors
 from afactors.model import TurnContext, Update
+from afactors_invocations import InvocationsChannel
 
 Serve = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+
+from afactors.model import ErrorInfo, Message, Reply, TextPart
 from afactors_invocations.codec import (
     PLATFORM_SERVER,
     SSE_DONE,
@@ -29,8 +31,6 @@ from afactors_invocations.codec import (
     turn_id_of,
     user_key,
 )
-
-from afactors.model import ErrorInfo, Message, Reply, TextPart
 
 
 def counter() -> Any:

@@ -10,10 +10,10 @@ import httpx
 import orjson
 import pytest
 import trio
-from afactors_invocations import InvocationIds, InvocationRequest, InvocationsChannel
 
 from afactors.host import HookRejected, installed_plugins
 from afactors.model import Envelope, Reply
+from afactors_invocations import InvocationIds, InvocationRequest, InvocationsChannel
 
 from .conftest import GatedAgent, Serve
 

@@ -13,11 +13,11 @@ import openai
 import orjson
 import pytest
 import trio
-from afactors_responses import ResponsesChannel
 
 import afactors
 from afactors.host import Host
 from afactors.model import TurnContext, Update
+from afactors_responses import ResponsesChannel
 
 
 @attrs.frozen

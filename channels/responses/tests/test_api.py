@@ -9,10 +9,10 @@ import base64
 
 import openai
 import pytest
-from afactors_responses import ResponsesChannel
 
 from afactors.host import HookRejected
 from afactors.model import DataPart, Envelope, FunctionCallPart, FunctionResultPart, Identity, Message, TextPart
+from afactors_responses import ResponsesChannel
 
 PNG_URL = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake").decode()
 

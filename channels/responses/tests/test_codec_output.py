@@ -7,6 +7,9 @@ import time
 
 import attrs
 import pytest
+
+from afactors.actors._replies import ReplyBuilder
+from afactors.model import FunctionCallPart, Message, ReasoningPart, TextPart, Update, UsagePart
 from afactors_responses.codec import (
     EventStream,
     OutputBuilder,
@@ -17,9 +20,6 @@ from afactors_responses.codec import (
     view_of_request,
 )
 from afactors_responses.codec.output import CHUNK_CHARS
-
-from afactors.actors._replies import ReplyBuilder
-from afactors.model import FunctionCallPart, Message, ReasoningPart, TextPart, Update, UsagePart
 
 
 def chunk_all(text: str) -> list[str]:

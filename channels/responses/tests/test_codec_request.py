@@ -6,9 +6,9 @@ import base64
 from typing import Any
 
 import pytest
-from afactors_responses.codec import ApiError, parse_create, request_options
 
 from afactors.model import DataPart, FunctionCallPart, FunctionResultPart, Message, TextPart, UriPart
+from afactors_responses.codec import ApiError, parse_create, request_options
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
 PNG_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()

@@ -9,6 +9,11 @@ from typing import Any
 import attrs
 import orjson
 import pytest
+from openai._models import validate_type
+from openai.types.responses import Response, ResponseItem, ResponseStreamEvent
+
+from afactors.model import ErrorInfo, Message, Update, UsagePart
+from afactors.store import ResponseRecord
 from afactors_responses.codec import (
     ApiError,
     EventStream,
@@ -23,11 +28,6 @@ from afactors_responses.codec import (
     view_of_record,
     view_of_request,
 )
-from openai._models import validate_type
-from openai.types.responses import Response, ResponseItem, ResponseStreamEvent
-
-from afactors.model import ErrorInfo, Message, Update, UsagePart
-from afactors.store import ResponseRecord
 
 OPEN_RESPONSES_REQUIRED = {
     "id",

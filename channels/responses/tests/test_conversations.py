@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import openai
 import pytest
 import trio
-from afactors_responses import ResponsesChannel
 
 from afactors.model import TurnContext, Update
+from afactors_responses import ResponsesChannel
 
 
 async def test_r07_a_five_turn_chain_carries_its_context(serve) -> None:

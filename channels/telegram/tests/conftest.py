@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import trio
-from afactors_telegram import SendLimits, TelegramChannel
-from afactors_telegram.testing import FakeBotApi, RateLimits, open_fake_bot_api
 
 import afactors
 from afactors.host import Host
+from afactors_telegram import SendLimits, TelegramChannel
+from afactors_telegram.testing import FakeBotApi, RateLimits, open_fake_bot_api
 
 FAKE_FAST = RateLimits(per_chat_per_second=50.0, per_chat_burst=10, per_group_per_minute=3000,
                        global_per_second=2000.0, global_burst=200)  # fmt: skip

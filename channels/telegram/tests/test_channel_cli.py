@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from afactors_telegram import TelegramChannel, plugin
-from afactors_telegram.plugin import TOKEN_ENV
 
 from afactors.host import installed_plugins
+from afactors_telegram import TelegramChannel, plugin
+from afactors_telegram.plugin import TOKEN_ENV
 
 TOKEN = "123:AAtoken"
 

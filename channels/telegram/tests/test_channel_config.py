@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from afactors_telegram import ChatCommand, SendLimits, TelegramConfig
 from afactors_telegram.commands import command_list, help_text
 

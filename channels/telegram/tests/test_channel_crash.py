@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from afactors_telegram.testing import FakeBotApi, RateLimits, open_fake_bot_api
 
 CHATS = 20

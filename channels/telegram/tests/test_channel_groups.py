@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import trio
+
 from afactors_telegram.testing import FakeBotApi
 
 Serve = Callable[..., Any]  # the `serve` fixture of conftest.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from afactors_telegram.config import ChatCommand, TelegramConfig
 from afactors_telegram.inbound import (
     Address,

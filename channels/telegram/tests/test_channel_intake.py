@@ -7,6 +7,7 @@ from typing import Any
 
 import trio
 import trio.testing
+
 from afactors_telegram.intake import Intake, lane_of
 
 

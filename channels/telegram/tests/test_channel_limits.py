@@ -6,6 +6,7 @@ import heapq
 import random
 
 import pytest
+
 from afactors_telegram.config import SendLimits
 from afactors_telegram.limits import Bucket, SendLimiter
 from afactors_telegram.testing.ratelimit import FloodControl, RateLimits

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import trio
+
 from afactors_telegram import SendLimits
 from afactors_telegram.testing import FakeBotApi, RateLimits, open_fake_bot_api
 

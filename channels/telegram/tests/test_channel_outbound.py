@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from afactors_telegram.outbound import CANCELLED, NO_RESPONSE, PhotoOut, TextOut, failure_text, plan_reply
-
 from afactors.model import DataPart, ErrorInfo, Message, Reply, TextPart, UriPart
+from afactors_telegram.outbound import CANCELLED, NO_RESPONSE, PhotoOut, TextOut, failure_text, plan_reply
 
 PNG = b"\x89PNG-bytes"
 

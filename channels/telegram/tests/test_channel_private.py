@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import trio
-from afactors_telegram import ChatCommand, CommandCall
-from afactors_telegram.testing import FakeBotApi, make_png
 
 from afactors.host import HookRejected
 from afactors.model import DataPart, Envelope, TurnContext, Update
+from afactors_telegram import ChatCommand, CommandCall
+from afactors_telegram.testing import FakeBotApi, make_png
 
 Serve = Callable[..., Any]  # the `serve` fixture of conftest.py
 

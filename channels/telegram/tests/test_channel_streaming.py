@@ -7,9 +7,9 @@ from itertools import pairwise
 from typing import Any
 
 import trio
-from afactors_telegram.testing import FakeBotApi
 
 from afactors.model import TurnContext, Update
+from afactors_telegram.testing import FakeBotApi
 
 Serve = Callable[..., Any]  # the `serve` fixture of conftest.py
 WORDS = ["**Streaming**", "one", "word", "at", "a", "time,", "slowly", "enough", "to", "be", "seen."]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from afactors_telegram.markdown import split_markdown, to_html
 from afactors_telegram.outbound import text_messages
 from afactors_telegram.testing.markup import parse_html

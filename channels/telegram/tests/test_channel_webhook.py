@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from afactors_telegram.testing import SECRET_HEADER, FakeBotApi
 
 Serve = Callable[..., Any]  # the `serve` fixture of conftest.py

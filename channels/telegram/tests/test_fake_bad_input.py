@@ -6,6 +6,7 @@ from typing import Any
 import attrs
 import httpx
 import pytest
+
 from afactors_telegram.testing import FakeBotApi, make_png, open_fake_bot_api
 
 

@@ -7,6 +7,7 @@ import attrs
 import httpx
 import pytest
 import trio
+
 from afactors_telegram.testing import FakeBotApi, make_png, open_fake_bot_api
 
 

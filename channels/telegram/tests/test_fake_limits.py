@@ -3,6 +3,7 @@
 from typing import Any
 
 import httpx
+
 from afactors_telegram.testing import FakeBotApi, ManualClock, RateLimits, open_fake_bot_api
 
 

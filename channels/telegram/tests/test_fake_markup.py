@@ -1,6 +1,7 @@
 """Pure tests of the fake's formatted-text handling (parse modes, entities, detection)."""
 
 import pytest
+
 from afactors_telegram.testing.errors import ApiError
 from afactors_telegram.testing.markup import (
     check_entities,

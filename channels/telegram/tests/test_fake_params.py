@@ -1,6 +1,7 @@
 """Pure tests of request decoding (JSON, urlencoded, multipart, query string)."""
 
 import pytest
+
 from afactors_telegram.testing.errors import ApiError
 from afactors_telegram.testing.params import Params, decode_body
 

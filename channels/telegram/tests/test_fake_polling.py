@@ -6,6 +6,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+
 from afactors_telegram.testing import FakeBotApi, open_fake_bot_api
 
 

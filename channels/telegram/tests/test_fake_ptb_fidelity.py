@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 import telegram
-from afactors_telegram.testing import FakeBotApi, ManualClock, RateLimits, make_png
-from afactors_telegram.testing.threaded import ThreadedFake, fake_bot_api_in_thread
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, TelegramObject
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, ChatMigrated, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter
+
+from afactors_telegram.testing import FakeBotApi, ManualClock, RateLimits, make_png
+from afactors_telegram.testing.threaded import ThreadedFake, fake_bot_api_in_thread
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@
 import httpx
 import pytest
 import trio
+
 from afactors_telegram.testing import open_fake_bot_api
 
 CHATS, PER_CHAT, SENDERS = 1000, 5, 8  # more httpx connections only slow the client (httpcore's pool)

@@ -10,9 +10,10 @@ import httpx
 import orjson
 import pytest
 import trio
-from afactors_telegram.testing import SECRET_HEADER, FakeBotApi, WebhookPolicy, make_png, open_fake_bot_api
 from hypercorn.config import Config
 from hypercorn.trio import serve
+
+from afactors_telegram.testing import SECRET_HEADER, FakeBotApi, WebhookPolicy, make_png, open_fake_bot_api
 
 Answer = tuple[int, dict[str, Any]]
 
