@@ -16,12 +16,12 @@ import httpx
 import orjson
 import pytest
 import trio
-from afactors_agui import AguiChannel
 from pydantic import BaseModel, TypeAdapter
 
 import afactors
 from afactors.channel import TurnView
 from afactors.model import FunctionCallPart, FunctionResultPart, ReasoningPart, TurnContext, Update, UsagePart
+from afactors_agui import AguiChannel
 
 AGUI_VERSION = version("ag-ui-protocol")
 EVENTS: TypeAdapter[Any] = TypeAdapter(agui.Event)

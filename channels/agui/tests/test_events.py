@@ -8,8 +8,6 @@ from typing import Any
 
 import orjson
 import pytest
-from afactors_agui import EventStream, RunRequest, sse_frame
-from afactors_agui.events import Event, declares_outcomes, state_to_show
 
 from afactors.model import (
     DataPart,
@@ -24,6 +22,8 @@ from afactors.model import (
     UriPart,
     UsagePart,
 )
+from afactors_agui import EventStream, RunRequest, sse_frame
+from afactors_agui.events import Event, declares_outcomes, state_to_show
 
 from .conftest import validate_event
 

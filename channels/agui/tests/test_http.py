@@ -10,10 +10,10 @@ import httpx
 import orjson
 import pytest
 import trio
-from afactors_agui import AguiChannel
 
 from afactors.channel import HookRejected, installed_plugins
 from afactors.model import Envelope, FunctionCallPart, Message, TurnContext, Update
+from afactors_agui import AguiChannel
 
 from .conftest import GatedAgent, Serve, WeatherAgent, assistant, parse_sse, run_input, stream_events, user
 

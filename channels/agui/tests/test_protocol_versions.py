@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 import pytest
 import trio
-from afactors_agui import AguiChannel, EventStream, RunRequest
 
 from afactors.model import ErrorInfo, FunctionCallPart, ReasoningPart, Reply, Update, UsagePart
+from afactors_agui import AguiChannel, EventStream, RunRequest
 
 from .conftest import GatedAgent, Serve, WeatherAgent, run_input, stream_events, user
 

@@ -6,10 +6,10 @@ import base64
 from typing import Any
 
 import pytest
-from afactors_agui import AguiError, RunRequest, parse_run_input
-from afactors_agui.request import new_input
 
 from afactors.model import DataPart, FunctionResultPart, Message, TextPart, UriPart
+from afactors_agui import AguiError, RunRequest, parse_run_input
+from afactors_agui.request import new_input
 
 from .conftest import assistant, run_input, user
 
