@@ -15,12 +15,12 @@ import trio
 from a2a.client import ClientConfig, create_client
 from a2a.client.client import Client
 from a2a.types import AgentCard
-from afactors_a2a import A2AChannel
-from afactors_a2a.testing import ScriptedAgent
 from google.protobuf.json_format import ParseDict
 
 import afactors
 from afactors.host import Host
+from afactors_a2a import A2AChannel
+from afactors_a2a.testing import ScriptedAgent
 
 T = TypeVar("T")
 
@@ -114,7 +114,7 @@ def serve(tmp_path: Path) -> Serve:
 async def eventually(check: Callable[[], Awaitable[T | None]]) -> T:
     """Poll `check` (for state only a poll can see, like a stored record) until it returns something, within 10 s."""
     with trio.fail_after(10):
-        while (result := await check()) is None:  # noqa: ASYNC110
+        while (result := await check()) is None:
             await trio.sleep(0.02)
         return result
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+
 from afactors_a2a.errors import RpcError, task_not_found
 from afactors_a2a.jsonrpc import Call, error_response, parse_call, result_response
 from afactors_a2a.versions import OPERATIONS, V03, V1, negotiate, operation

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
+
+from afactors.model import DataPart, FunctionCallPart, Message, ReasoningPart, TextPart, UriPart
 from afactors_a2a.errors import RpcError
 from afactors_a2a.fields import Fields
 from afactors_a2a.messages import (
@@ -18,8 +20,6 @@ from afactors_a2a.messages import (
     render_message,
     render_part,
 )
-
-from afactors.model import DataPart, FunctionCallPart, Message, ReasoningPart, TextPart, UriPart
 
 MODES = ("text/plain", "application/json", "image/*")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from afactors.model import TextPart
 from afactors_a2a.errors import RpcError
 from afactors_a2a.fields import Fields
 from afactors_a2a.requests import (
@@ -17,8 +19,6 @@ from afactors_a2a.requests import (
     parse_send,
     parse_task_query,
 )
-
-from afactors.model import TextPart
 
 MODES = ("text/plain",)
 MESSAGE = {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "hi"}]}

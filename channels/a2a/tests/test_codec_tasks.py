@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
+from afactors.channel import TurnView
+from afactors.model import DataPart, ErrorInfo, Message, ReasoningPart, TextPart, Update, UriPart
 from afactors_a2a.errors import RpcError
 from afactors_a2a.listing import list_page
 from afactors_a2a.requests import ListQuery
@@ -19,9 +22,6 @@ from afactors_a2a.tasks import (
     task_view,
     timestamp,
 )
-
-from afactors.channel import TurnView
-from afactors.model import DataPart, ErrorInfo, Message, ReasoningPart, TextPart, Update, UriPart
 
 
 def record(turn: str, status: str = "completed", *, task: str | None = None, out: tuple = (), **kw: Any) -> TurnView:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from afactors_a2a import A2AChannel, Skill
 
 from afactors.channel import installed_plugins
 from afactors.cli import build_parser
+from afactors_a2a import A2AChannel, Skill
 
 
 def channel_from(*argv: str) -> A2AChannel:
