@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,7 @@ import afactors
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mcp_agents import ScriptedAgent
-
-Serve = Callable[..., AbstractAsyncContextManager[str]]
+from wire import Serve
 
 
 @pytest.fixture
