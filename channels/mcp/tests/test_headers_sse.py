@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from afactors_mcp.headers import (
     accepts,
     check_content_type,

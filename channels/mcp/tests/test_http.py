@@ -12,6 +12,7 @@ import trio
 from afactors_mcp import McpConfig
 from wire import Serve, Wire, events, messages
 
+
 @pytest.fixture
 async def wire(serve: Serve) -> AsyncIterator[Wire]:
     async with serve() as url, httpx.AsyncClient(timeout=10) as http:

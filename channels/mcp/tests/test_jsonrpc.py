@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from afactors_mcp.jsonrpc import (
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -66,9 +65,8 @@ def test_bad_messages_are_refused_with_400_and_the_right_code(body: bytes, code:
 def test_a_refusal_keeps_the_id_when_it_could_be_read() -> None:
     with pytest.raises(RpcError) as caught:
         parse_message(b'{"jsonrpc":"2.0","id":"r1","method":"m","params":[]}')
-    assert caught.value.body() == {
-        "jsonrpc": "2.0", "id": "r1", "error": {"code": INVALID_PARAMS, "message": 'Invalid params: "params" must be an object'},
-    }  # fmt: skip
+    message = 'Invalid params: "params" must be an object'
+    assert caught.value.body() == {"jsonrpc": "2.0", "id": "r1", "error": {"code": INVALID_PARAMS, "message": message}}
     with pytest.raises(RpcError) as caught:
         parse_message(b"nope")
     assert caught.value.body()["id"] is None
@@ -76,7 +74,11 @@ def test_a_refusal_keeps_the_id_when_it_could_be_read() -> None:
 
 def test_for_request_answers_the_same_error_to_an_id() -> None:
     error = RpcError(200, INVALID_PARAMS, "m", data={"x": 1}).for_request(9)
-    assert error.body() == {"jsonrpc": "2.0", "id": 9, "error": {"code": INVALID_PARAMS, "message": "m", "data": {"x": 1}}}
+    assert error.body() == {
+        "jsonrpc": "2.0",
+        "id": 9,
+        "error": {"code": INVALID_PARAMS, "message": "m", "data": {"x": 1}},
+    }
 
 
 def test_rendering() -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
 from afactors_mcp.jsonrpc import INVALID_PARAMS, RpcError
 from afactors_mcp.protocol import (
     HANDSHAKE_VERSIONS,
-    LATEST_VERSION,
     INPUT_SCHEMA,
+    LATEST_VERSION,
     OUTPUT_SCHEMA,
     Hello,
     ServerInfo,
