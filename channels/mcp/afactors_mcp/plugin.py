@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from afactors_mcp.channel import McpChannel, McpConfig
+from afactors_mcp.channel import McpChannel
+from afactors_mcp.config import McpConfig
 from afactors_mcp.protocol import ToolSpec
 
 _DEFAULTS = McpConfig()

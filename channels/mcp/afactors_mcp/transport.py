@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import wraps
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import trio
@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from afactors.channel import ChannelContext, Route, Unauthorized
 from afactors_mcp import headers
 from afactors_mcp.calls import cancel_call, run_call
+from afactors_mcp.config import McpConfig
 from afactors_mcp.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -41,9 +42,6 @@ from afactors_mcp.protocol import (
 )
 from afactors_mcp.sessions import Call, EventLog, Session, SessionTable
 from afactors_mcp.sse import event_id, parse_event_id, priming
-
-if TYPE_CHECKING:
-    from afactors_mcp.channel import McpChannel
 
 log = logging.getLogger("afactors.mcp")
 
@@ -84,10 +82,10 @@ def guarded(view: View) -> View:
 
 
 class McpServer:
-    """The endpoint of one `McpChannel`, its session table and the nursery its tool calls run in."""
+    """The endpoint of one MCP channel, its session table and the nursery its tool calls run in."""
 
-    def __init__(self, channel: McpChannel, ctx: ChannelContext) -> None:
-        self.channel, self.ctx, self.config = channel, ctx, channel.config
+    def __init__(self, config: McpConfig, ctx: ChannelContext) -> None:
+        self.config, self.ctx = config, ctx
         self.sessions = SessionTable(
             max_sessions=self.config.max_sessions,
             idle_timeout=self.config.session_idle_timeout,
@@ -210,6 +208,8 @@ class McpServer:
     # ------------------------------------------------------------------------------------------ GET
 
     async def get(self) -> Response:
+        if request.method == "HEAD":  # Quart routes HEAD to GET views; a stream has no head of its own
+            return await self.not_allowed()
         tenant = self._common_checks()
         headers.check_get_accept(request.headers.get("accept"))
         session = self._session(tenant)
@@ -222,13 +222,15 @@ class McpServer:
             return self._sse(session, stream, position[1])
         if session.listening:
             raise RpcError(409, INVALID_REQUEST, "Conflict: only one GET stream per session is allowed")
-        session.listening = True
         return self._sse(session, session.new_log(), 0, standalone=True)
 
     def _sse(self, session: Session, stream: EventLog, after: int, *, standalone: bool = False) -> Response:
         """An SSE response following `stream` from event `after`; a fresh stream starts with a priming event."""
 
         async def body() -> AsyncIterator[bytes]:
+            # Marked listening only once the body runs: a response never sent (a client gone first) must not
+            # leave the session holding a stream.
+            session.listening = session.listening or standalone
             try:
                 if after == 0:
                     yield priming(event_id(stream.stream, 0), self.config.retry_ms)

@@ -201,6 +201,14 @@ async def test_m07_get_opens_one_server_stream_per_session(wire: Wire) -> None:
         assert [line async for line in lines] == [""]
 
 
+async def test_m07_head_is_405_and_leaves_no_stream_open(wire: Wire) -> None:
+    await wire.initialize()
+    head = await wire.http.head(wire.url, headers=wire.headers(accept="text/event-stream"))
+    assert head.status_code == 405 and head.headers["allow"] == "GET, POST, DELETE"
+    async with wire.http.stream("GET", wire.url, headers=wire.headers(accept="text/event-stream")) as stream:
+        assert stream.status_code == 200
+
+
 async def test_m07_last_event_id_replays_a_response_stream(wire: Wire) -> None:
     await wire.initialize()
     params = {"name": "ask_agent", "arguments": {"prompt": "a b"}, "_meta": {"progressToken": 1}}
