@@ -8,6 +8,8 @@ session's `EventLog`; the POST that started it and any resuming GET only follow 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from afactors.channel import (
     ActorUnavailable,
@@ -59,10 +61,11 @@ async def run_call(
     parsed: ToolCall,
     stream: EventLog,
     busy_policy: BusyPolicy | None,
+    finish: Callable[[dict[str, Any]], dict[str, Any]] = dict,
 ) -> None:
     """Run the turn of one tool call, writing its progress and result to `stream`, then close the stream.
 
-    A call the client cancelled (`notifications/cancelled`) gets no result, as the spec asks.
+    `finish` completes a result for its revision. A call the client cancelled gets no result, as the spec asks.
     """
     session_id = parsed.session_id or session.conversation
     envelope = Envelope(
@@ -80,7 +83,8 @@ async def run_call(
             if text is None:  # a bug must not take the channel's nursery (and every other call) down
                 log.exception("mcp: submitting a tool call failed")
                 text = "The server failed to start the agent's turn."
-            stream.append(result_body(request_id, call_result(text, session_id, session.version, is_error=True)))
+            result = call_result(text, session_id, session.version, is_error=True)
+            stream.append(result_body(request_id, finish(result)))
             return
         call.handle = handle
         if call.cancelled:  # cancelled while it was being submitted
@@ -96,7 +100,7 @@ async def run_call(
             return
         failure = failure_text(reply)
         result = call_result(failure or reply.text, session_id, session.version, is_error=failure is not None)
-        stream.append(result_body(request_id, result))
+        stream.append(result_body(request_id, finish(result)))
     finally:
         stream.close()
         session.calls.pop(request_id, None)

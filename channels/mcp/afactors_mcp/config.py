@@ -26,7 +26,9 @@ class McpConfig:
     loopback ones; a request with any other `Origin` gets 403 (DNS-rebinding protection). `max_sessions` and
     `session_idle_timeout` bound the sessions kept in memory; `keep_streams` is how many finished response
     streams per session stay resumable with `Last-Event-ID`. `retry_ms` is the reconnect delay SSE streams
-    announce; `keepalive` the seconds of silence after which a stream sends a comment.
+    announce; `keepalive` the seconds of silence after which a stream sends a comment. `stateless` also serves
+    the 2026-07-28 revision (`server/discover` and self-contained requests without sessions); without it the
+    discover probe is refused so newer clients fall back to 2025-11-25.
     """
 
     path: str = attrs.field(default="/mcp", validator=_check_path)
@@ -38,4 +40,5 @@ class McpConfig:
     keep_streams: int = attrs.field(default=16, validator=attrs.validators.ge(1))
     retry_ms: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
     keepalive: float = attrs.field(default=15.0, validator=_positive)
+    stateless: bool = False
     busy_policy: BusyPolicy | None = None

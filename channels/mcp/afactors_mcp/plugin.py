@@ -31,6 +31,8 @@ class McpPlugin:
                            help="sessions kept in memory (default: %(default)s)")  # fmt: skip
         group.add_argument("--mcp-session-idle-timeout", type=float, default=_DEFAULTS.session_idle_timeout,
                            metavar="SECONDS", help="drop a session idle this long (default: %(default)s)")  # fmt: skip
+        group.add_argument("--mcp-stateless", action="store_true",
+                           help="also serve the stateless 2026-07-28 revision (no sessions)")  # fmt: skip
 
     def create(self, args: argparse.Namespace) -> McpChannel:
         try:
@@ -43,6 +45,7 @@ class McpPlugin:
                 allowed_origins=tuple(args.mcp_allow_origin),
                 max_sessions=args.mcp_max_sessions,
                 session_idle_timeout=args.mcp_session_idle_timeout,
+                stateless=args.mcp_stateless,
             )
         except ValueError as error:
             raise SystemExit(f"mcp: {error}") from None

@@ -18,6 +18,8 @@ from afactors_mcp.jsonrpc import INVALID_PARAMS, RequestId, RpcError
 LATEST_VERSION = "2025-11-25"
 HANDSHAKE_VERSIONS: tuple[str, ...] = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 """Revisions reachable through `initialize`, oldest first."""
+MODERN_VERSIONS: tuple[str, ...] = ("2026-07-28",)
+"""Stateless revisions (no `initialize`, no session): served when the channel is configured `stateless`."""
 DEFAULT_HEADER_VERSION = "2025-03-26"
 """What a request without an `MCP-Protocol-Version` header is assumed to speak (the spec's fallback)."""
 STRUCTURED_SINCE = "2025-06-18"
@@ -29,7 +31,8 @@ _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 
 def structured(version: str) -> bool:
     """Whether `version` knows tool titles, output schemas and structured results."""
-    return HANDSHAKE_VERSIONS.index(version) >= HANDSHAKE_VERSIONS.index(STRUCTURED_SINCE)
+    known = (*HANDSHAKE_VERSIONS, *MODERN_VERSIONS)
+    return known.index(version) >= known.index(STRUCTURED_SINCE)
 
 
 def negotiate(requested: str) -> str:
@@ -49,8 +52,8 @@ class ToolSpec:
     name: str = attrs.field(default="ask_agent", validator=_check_tool_name)
     title: str = "Ask the agent"
     description: str = (
-        "Send a message to the agent and get its answer. The agent remembers the conversation: to continue it, "
-        "pass the session_id from an earlier result; omit session_id to continue this connection's conversation."
+        "Send a message to the agent and get its answer. The agent remembers conversations: to continue one, pass "
+        "the session_id of an earlier result."
     )
 
     def definition(self, version: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from afactors_mcp.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
+    Message,
     Notification,
     Request,
     RpcError,
@@ -32,8 +33,10 @@ from afactors_mcp.jsonrpc import (
     parse_message,
     result_body,
 )
+from afactors_mcp.modern import as_modern, check_envelope, discover_result, list_result, stamped
 from afactors_mcp.protocol import (
     HANDSHAKE_VERSIONS,
+    MODERN_VERSIONS,
     cancelled_request,
     initialize_result,
     list_tools_result,
@@ -138,8 +141,11 @@ class McpServer:
         if isinstance(message, Request) and message.method == "initialize":
             return await self._respond(message, lambda: self._initialize(tenant, message))
         sessionless = headers.SESSION_HEADER not in request.headers
-        if isinstance(message, Request) and message.method == "server/discover" and sessionless:
-            return self._discover(message)
+        discover = isinstance(message, Request) and message.method == "server/discover" and sessionless
+        if self._modern_request() or (discover and self.config.stateless):
+            return await self._modern(tenant, message)
+        if discover and isinstance(message, Request):
+            return self._refuse_discover(message)
         session = self._session(tenant)
         if isinstance(message, Notification):
             await self._notified(session, message)
@@ -147,7 +153,7 @@ class McpServer:
         if not isinstance(message, Request):  # a client's answer to a request: this server sends none
             return Response(b"", 202)
         if message.method == "tools/call":
-            return self._call(session, message)
+            return self._start_call(session, message)
         return await self._respond(message, lambda: self._answer(session, message))
 
     @staticmethod
@@ -169,7 +175,7 @@ class McpServer:
         return initialize_result(hello.version, self.config.server), session
 
     @staticmethod
-    def _discover(message: Request) -> Response:
+    def _refuse_discover(message: Request) -> Response:
         """The 2026-07-28 `server/discover` probe: not spoken here, so the client falls back to `initialize`."""
         error = error_body(message.id, METHOD_NOT_FOUND, "Method not found: server/discover; use initialize",
                            {"supported": list(HANDSHAKE_VERSIONS)})  # fmt: skip
@@ -190,7 +196,8 @@ class McpServer:
                 await cancel_call(self.ctx, call)
         # notifications/initialized and every other notification need nothing from us
 
-    def _call(self, session: Session, message: Request) -> Response:
+    def _start_call(self, session: Session, message: Request, *, modern: bool = False) -> Response:
+        """Start a `tools/call` in the channel's nursery and answer with the SSE stream that follows it."""
         try:
             parsed = parse_call(message.params, self.config.tool)
             if message.id in session.calls:
@@ -198,17 +205,66 @@ class McpServer:
             if self._nursery is None:
                 raise RpcError(503, INTERNAL_ERROR, "The server is shutting down; retry shortly")
         except RpcError as exc:
+            if modern:
+                raise
             error = exc.for_request(message.id)
             return json_response(error.body(), error.status)
         call = session.calls[message.id] = Call()
         stream = session.new_log()
-        self._nursery.start_soon(run_call, self.ctx, session, message.id, call, parsed, stream, self.config.busy_policy)
+        server = self.config.server
+        finish = (lambda result: stamped(result, server)) if modern else dict
+        self._nursery.start_soon(
+            run_call, self.ctx, session, message.id, call, parsed, stream, self.config.busy_policy, finish
+        )
+        if modern:
+            return self._stateless_sse(call, stream)
         return self._sse(session, stream, 0)
+
+    def _stateless_sse(self, call: Call, stream: EventLog) -> Response:
+        """A 2026-07-28 call's stream: not resumable, and the client closing it cancels the call."""
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in stream.follow(0, self.config.keepalive):
+                    yield chunk
+            finally:
+                if not stream.done and self._nursery is not None:
+                    call.cancelled = True
+                    self._nursery.start_soon(cancel_call, self.ctx, call)
+
+        response = Response(body(), 200, SSE_HEADERS)
+        response.timeout = None
+        return response
+
+    # ------------------------------------------------------------------------------------------ 2026-07-28
+
+    def _modern_request(self) -> bool:
+        """Whether a request speaks the stateless revision (only served when the channel is `stateless`)."""
+        return self.config.stateless and request.headers.get(headers.VERSION_HEADER) in MODERN_VERSIONS
+
+    async def _modern(self, tenant: str, message: Message) -> Response:
+        """One self-contained 2026-07-28 exchange: no session, the envelope in `_meta`, errors by code."""
+        if not isinstance(message, Request):  # notifications mean nothing without a session
+            return Response(b"", 202)
+        try:
+            version = check_envelope(message, {k.lower(): v for k, v in request.headers.items()})
+            if message.method == "tools/call":
+                return self._start_call(Session("", tenant, version, 1), message, modern=True)
+            if message.method == "server/discover":
+                result = discover_result(self.config.server)
+            elif message.method == "tools/list":
+                result = list_result(self.config.tool, version, message.params, self.config.server)
+            else:
+                raise RpcError(404, METHOD_NOT_FOUND, f"Method not found: {message.method}")
+        except RpcError as exc:
+            error = as_modern(exc.for_request(message.id))
+            return json_response(error.body(), error.status)
+        return json_response(result_body(message.id, result))
 
     # ------------------------------------------------------------------------------------------ GET
 
     async def get(self) -> Response:
-        if request.method == "HEAD":  # Quart routes HEAD to GET views; a stream has no head of its own
+        if request.method == "HEAD" or self._modern_request():  # no stream without a session; HEAD has none
             return await self.not_allowed()
         tenant = self._common_checks()
         headers.check_get_accept(request.headers.get("accept"))
@@ -248,6 +304,8 @@ class McpServer:
     # ------------------------------------------------------------------------------------------ DELETE
 
     async def delete(self) -> Response:
+        if self._modern_request():
+            return await self.not_allowed()
         tenant = self._common_checks()
         session = self._session(tenant)
         self.sessions.remove(session.id)

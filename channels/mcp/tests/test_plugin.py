@@ -26,12 +26,13 @@ def test_flags_configure_the_channel() -> None:
     channel = plugin.create(parse(
         "--mcp-path", "/tools/mcp", "--mcp-tool-name", "ask_bob", "--mcp-tool-description", "Bob knows.",
         "--mcp-allow-origin", "https://a.example", "--mcp-allow-origin", "https://b.example",
-        "--mcp-max-sessions", "5", "--mcp-session-idle-timeout", "60",
+        "--mcp-max-sessions", "5", "--mcp-session-idle-timeout", "60", "--mcp-stateless",
     ))  # fmt: skip
     config = channel.config
     assert (config.path, config.tool.name, config.tool.description) == ("/tools/mcp", "ask_bob", "Bob knows.")
     assert config.allowed_origins == ("https://a.example", "https://b.example")
-    assert (config.max_sessions, config.session_idle_timeout) == (5, 60.0)
+    assert (config.max_sessions, config.session_idle_timeout, config.stateless) == (5, 60.0, True)
+    assert not plugin.create(parse()).config.stateless
 
 
 @pytest.mark.parametrize(

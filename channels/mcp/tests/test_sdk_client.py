@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import httpx2
 import pytest
 import trio
+from afactors_mcp import McpConfig
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -181,3 +182,48 @@ async def test_after_a_restart_the_session_is_gone_and_the_conversation_goes_on(
                     return text_of(continued)
 
         assert await in_asyncio(before, seconds=60) == "turn 2: it is me"
+
+
+@pytest.mark.parametrize("mode", ["2026-07-28", "auto"])
+async def test_stateless_mode_serves_the_modern_client(serve: Serve, mode: str) -> None:
+    async with serve(McpConfig(stateless=True)) as url:
+
+        async def scenario() -> dict[str, Any]:
+            seen: list[str | None] = []
+
+            async def progress(value: float, total: float | None, message: str | None) -> None:
+                seen.append(message)
+
+            async with Client(url, mode=mode) as client:
+                first = await client.call_tool("ask_agent", {"prompt": "hello"}, progress_callback=progress)
+                session_id = first.structured_content["session_id"]
+                second = await client.call_tool("ask_agent", {"prompt": "again", "session_id": session_id})
+                return {"modern": client.session.discover_result is not None, "tools": await client.list_tools(),
+                        "first": first, "second": second, "seen": seen}  # fmt: skip
+
+        got = await in_asyncio(scenario)
+    assert got["modern"] and [tool.name for tool in got["tools"].tools] == ["ask_agent"]
+    assert (text_of(got["first"]), got["seen"]) == ("turn 1: hello", ["turn 1:", " hello"])
+    assert text_of(got["second"]) == "turn 2: again"
+
+
+async def test_stateless_mode_cancels_a_call_whose_stream_the_client_closes(serve: Serve) -> None:
+    async with serve(McpConfig(stateless=True)) as url:
+
+        async def scenario() -> str:
+            async with Client(url, mode="2026-07-28") as client:
+                holding = asyncio.Event()
+
+                async def progress(value: float, total: float | None, message: str | None) -> None:
+                    holding.set()
+
+                arguments = {"prompt": "hold it", "session_id": "m1"}
+                call = asyncio.create_task(client.call_tool("ask_agent", arguments, progress_callback=progress))
+                await holding.wait()
+                call.cancel()
+                with suppress(asyncio.CancelledError):
+                    await call
+                after = await client.call_tool("ask_agent", {"prompt": "after", "session_id": "m1"})
+                return text_of(after)
+
+        assert await in_asyncio(scenario) == "turn 1: after"
