@@ -263,3 +263,22 @@ async def test_a_body_over_the_size_limit_is_413(wire: Wire) -> None:
     await wire.initialize()
     response = await wire.post(b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"' + b"x" * (17 << 20) + b'"}}')
     assert response.status_code == 413 and error_of(response)["code"] == -32600
+
+
+async def test_m07_a_dropped_call_stream_is_resumed_and_its_turn_goes_on(wire: Wire) -> None:
+    await wire.initialize()
+    params = {"name": "ask_agent", "arguments": {"prompt": "delay 0.3 then answer"}}
+    body = orjson.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params})
+    url = httpx.URL(wire.url)
+    head = "".join(f"{name}: {value}\r\n" for name, value in wire.headers().items())
+    raw = f"POST {url.path} HTTP/1.1\r\nhost: {url.host}\r\n{head}content-length: {len(body)}\r\n\r\n"
+    with trio.fail_after(10):  # a raw socket, so the client can vanish right after the priming event
+        connection = await trio.open_tcp_stream(url.host, url.port or 80)
+        async with connection:
+            await connection.send_all(raw.encode() + body)
+            received = b""
+            while b"id: 1-0" not in received:
+                received += await connection.receive_some()
+        resumed = await wire.http.get(wire.url, headers=wire.headers(last_event_id="1-0"))
+    [result] = messages(resumed.text)
+    assert result["id"] == 7 and result["result"]["content"][0]["text"] == "turn 1: delay 0.3 then answer"
