@@ -30,14 +30,14 @@ _STATUS = {PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, HEADER_M
 _SENTINEL = re.compile(r"^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$")
 
 
-def modern_status(code: int) -> int:
-    """The HTTP status a 2026-07-28 error with JSON-RPC `code` travels with (200 for codes without one)."""
-    return _STATUS.get(code, 200)
+def modern_status(code: int, default: int = 200) -> int:
+    """The HTTP status a 2026-07-28 error with JSON-RPC `code` travels with (`default` for codes without one)."""
+    return _STATUS.get(code, default)
 
 
 def as_modern(error: RpcError) -> RpcError:
-    """`error` with the status 2026-07-28 gives its code (a legacy refusal keeps its code and message)."""
-    return RpcError(modern_status(error.code), error.code, error.message, id=error.id, data=error.data)
+    """`error` with the status 2026-07-28 gives its code; other codes (a 503 when full) keep their status."""
+    return RpcError(modern_status(error.code, error.status), error.code, error.message, id=error.id, data=error.data)
 
 
 def _header_value(value: str | None) -> str | None:

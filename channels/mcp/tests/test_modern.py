@@ -16,6 +16,7 @@ from afactors_mcp.modern import (
     SERVER_INFO_KEY,
     UNSUPPORTED_VERSION,
     VERSION_KEY,
+    as_modern,
     check_envelope,
     discover_result,
     list_result,
@@ -76,6 +77,8 @@ def test_statuses_by_code() -> None:
     assert [modern_status(c) for c in (-32700, -32600, -32602, -32020, -32022, -32601, -32603)] == [
         400, 400, 400, 400, 400, 404, 200
     ]  # fmt: skip
+    assert as_modern(RpcError(200, -32602, "m", id=3)).status == 400
+    assert as_modern(RpcError(503, -32603, "full")).status == 503
 
 
 def test_discover_and_list_results_are_stamped() -> None:
