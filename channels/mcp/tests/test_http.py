@@ -282,3 +282,24 @@ async def test_m07_a_dropped_call_stream_is_resumed_and_its_turn_goes_on(wire: W
         resumed = await wire.http.get(wire.url, headers=wire.headers(last_event_id="1-0"))
     [result] = messages(resumed.text)
     assert result["id"] == 7 and result["result"]["content"][0]["text"] == "turn 1: delay 0.3 then answer"
+
+
+async def test_an_idle_session_expires(serve: Serve) -> None:
+    async with serve(McpConfig(session_idle_timeout=0.2)) as url, httpx.AsyncClient() as http:
+        wire = Wire(http, url)
+        await wire.initialize()
+        statuses = []
+        for _ in range(30):  # each request touches the session, so pause longer than the timeout between them
+            statuses.append((await wire.request("tools/list")).status_code)
+            if statuses[-1] != 200:
+                break
+            await trio.sleep(0.3)
+        assert statuses[-1] == 404 and set(statuses[:-1]) <= {200}
+
+
+async def test_at_max_sessions_the_least_recently_used_one_is_dropped(serve: Serve) -> None:
+    async with serve(McpConfig(max_sessions=2)) as url, httpx.AsyncClient() as http:
+        wires = [Wire(http, url) for _ in range(3)]
+        for wire in wires:
+            await wire.initialize()
+        assert [(await wire.request("ping")).status_code for wire in wires] == [404, 200, 200]
