@@ -17,7 +17,7 @@ suite="$tools/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 state="$(mktemp -d)"
 log="$state/server.log"
 cd "$root"
-PYTHONPATH="$here/../tests${PYTHONPATH:+:$PYTHONPATH}" python3 -m uv run python -m afactors --channel mcp \
+PYTHONPATH="$here/../tests${PYTHONPATH:+:$PYTHONPATH}" python3 -m uv run --frozen python -m afactors --channel mcp \
   --port 0 --state-dir "$state/state" --durability fast --target mcp_agents:agent >"$log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$state"' EXIT
