@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from afactors_mcp import McpChannel, McpConfig
 
 import afactors
+from afactors_mcp import McpChannel, McpConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mcp_agents import ScriptedAgent

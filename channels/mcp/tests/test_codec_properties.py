@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from afactors_mcp.jsonrpc import Message, RpcError, parse_message, parse_value
 from afactors_mcp.modern import check_envelope
 from afactors_mcp.protocol import ToolSpec, parse_call, parse_initialize
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),

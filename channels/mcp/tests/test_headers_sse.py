@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from afactors_mcp.headers import (
     accepts,
     check_content_type,

@@ -9,8 +9,9 @@ import httpx
 import orjson
 import pytest
 import trio
-from afactors_mcp import McpConfig
 from wire import Serve, Wire, events, messages
+
+from afactors_mcp import McpConfig
 
 
 @pytest.fixture

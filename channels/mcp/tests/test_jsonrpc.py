@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from afactors_mcp.jsonrpc import (
     INVALID_PARAMS,
     INVALID_REQUEST,

@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from wire import ACCEPT_BOTH, Serve, messages
+
 from afactors_mcp import McpConfig, ServerInfo, ToolSpec
 from afactors_mcp.jsonrpc import Request, RpcError
 from afactors_mcp.modern import (
@@ -22,7 +24,6 @@ from afactors_mcp.modern import (
     list_result,
     modern_status,
 )
-from wire import ACCEPT_BOTH, Serve, messages
 
 MODERN = "2026-07-28"
 META = {VERSION_KEY: MODERN, CAPABILITIES_KEY: {}, "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}}

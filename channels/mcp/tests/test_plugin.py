@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from afactors_mcp import McpChannel, plugin
 
 from afactors.channel import installed_plugins
+from afactors_mcp import McpChannel, plugin
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -21,11 +21,12 @@ from typing import Any, TypeVar
 import httpx2
 import pytest
 import trio
-from afactors_mcp import McpConfig
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from wire import Serve
+
+from afactors_mcp import McpConfig
 
 T = TypeVar("T")
 TESTS = Path(__file__).parent

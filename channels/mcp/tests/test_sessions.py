@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
+
 from afactors_mcp.jsonrpc import RpcError
 from afactors_mcp.sessions import Call, EventLog, SessionTable
 
