@@ -204,6 +204,11 @@ class ChannelContext(Protocol):
         """Delete a channel-scoped durable value (nothing happens when there is none)."""
         ...
 
+    async def push(self, key: ConversationKey, address: dict[str, Any], reply: Reply) -> str:
+        """Queue `reply` for this channel's `deliver` to `address` without a turn (a welcome, a proactive message):
+        a durable outbox row, delivered in order with conversation `key`'s replies. Returns the push's id."""
+        ...
+
 
 @runtime_checkable
 class Channel(Protocol):

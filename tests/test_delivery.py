@@ -12,7 +12,7 @@ import afactors
 from afactors._backoff import Backoff
 from afactors.actors.ledger import outbox_group
 from afactors.host import ChannelContext, Contribution, Delivery, DeliveryFailed
-from afactors.model import ConversationKey, Envelope, Message, ReplyTarget
+from afactors.model import ConversationKey, Envelope, Message, Reply, ReplyTarget
 
 
 @attrs.define
@@ -130,3 +130,23 @@ def test_backoff_without_jitter_is_exact_and_never_overflows() -> None:
     assert [backoff.delay(n) for n in (1, 2, 3, 6, 10_000)] == [1.0, 2.0, 4.0, 30.0, 30.0]
     with pytest.raises(ValueError):
         Backoff(0.0, 1.0)
+
+
+async def test_a_push_without_a_turn_is_delivered_in_order_with_the_conversations_replies(state_dir: Path) -> None:
+    channel = PushChannel(want=3)
+    async with afactors.open_host(echo, channels=[channel], state_dir=state_dir, port=0, durability="unsafe") as host:
+        assert channel.ctx is not None
+        await channel.send("a", "first")
+        with trio.fail_after(10):
+            while len(channel.delivered) < 1:
+                await trio.sleep(0.01)
+        push_id = await channel.ctx.push(
+            ConversationKey("default", "push:a"), {"chat": "a"}, Reply((Message("assistant", "pushed"),))
+        )
+        await channel.send("a", "second")
+        with trio.fail_after(10):
+            await channel.arrived.wait()
+            while host.store.count("outbox"):
+                await trio.sleep(0.01)
+        assert push_id.startswith("push_")
+    assert channel.delivered == [("a", "re: first"), ("a", "pushed"), ("a", "re: second")]

@@ -65,6 +65,7 @@ __all__ = [
     "hidden",
     "inbox_row",
     "outbox_group",
+    "pushed",
     "queued_record",
     "redeliver",
     "started",
@@ -176,6 +177,16 @@ def cancelled(entries: Iterable[Entry], records: Records, reply: Reply, now: flo
 def hidden(record: ResponseRecord) -> list[Op]:
     """Withdraw a record from retrieval (`stored=False`, marked deleted); the conversation's history stays."""
     return [Put("responses", record.id, attrs.evolve(record, stored=False, data={**record.data, "deleted": True}))]
+
+
+def pushed(
+    key: ConversationKey, stamp: int, channel: str, address: Mapping[str, Any], push_id: str, reply: Reply, now: float
+) -> list[Op]:
+    """A reply pushed without a turn (a welcome, a proactive message): an outbox row for `channel`, delivered in
+    order with the replies of conversation `key` (`stamp` from the same clock as their arrival stamps)."""
+    payload = {"turn_id": push_id, "reply": converter.unstructure(reply)}
+    row = OutboxRecord(channel=channel, address=dict(address), payload=payload, due_at=now)
+    return [Put("outbox", outbox_key(key.path, stamp), row)]
 
 
 def delivered(key: str) -> list[Op]:

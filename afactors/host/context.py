@@ -154,6 +154,15 @@ class HostChannelContext:
     async def set_alias(self, key: str, value: dict[str, Any]) -> None:
         await self._store.commit([Put("aliases", self._alias_key(key), Generic(value))])
 
+    async def push(self, key: ConversationKey, address: dict[str, Any], reply: Reply) -> str:
+        """Queue `reply` for this channel's `deliver` to `address` without running a turn (a welcome, a refusal,
+        a proactive message): one durable outbox row, delivered in order with the replies of conversation `key`.
+        Returns the push's id (the `turn_id` its `Delivery` carries)."""
+        push_id = new_turn_id("push_")
+        stamp = self._system._next_stamp()  # the clock of the conversation's own rows: pushes sort among them
+        await self._system.commit(ledger.pushed(key, stamp, self.name, address, push_id, reply, time.time()))
+        return push_id
+
     async def drop_alias(self, key: str) -> None:
         """Delete a channel-scoped durable value (nothing happens when there is none)."""
         await self._store.commit([Delete("aliases", self._alias_key(key))])
