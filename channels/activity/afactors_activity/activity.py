@@ -202,6 +202,8 @@ def parse_activity(body: Any) -> Activity:
     """Check a decoded request body and read the Activity in it; raises `BadActivity`."""
     data = _object(body, "the body")
     kind = _string(data, "type", required=True)
+    conversation = _conversation(data.get("conversation"), "conversation")
+    channel_id = _string(data, "channelId", required=True)
     service_url = _string(data, "serviceUrl", required=True)
     if http_url_parts(service_url) is None:
         raise BadActivity("serviceUrl must be an http(s) URL")
@@ -213,9 +215,9 @@ def parse_activity(body: Any) -> Activity:
         raise BadActivity("membersAdded must be a list")
     return Activity(
         type=kind,
-        channel_id=_string(data, "channelId", required=True),
+        channel_id=channel_id,
         service_url=service_url,
-        conversation=_conversation(data.get("conversation"), "conversation"),
+        conversation=conversation,
         id=_string(data, "id"),
         sender=None if sender is None else _account(sender, "from"),
         recipient=None if recipient is None else _account(recipient, "recipient"),

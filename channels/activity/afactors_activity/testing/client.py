@@ -33,7 +33,7 @@ class BotClient:
             entities.append(Mention(mentioned=self.bot, text=tag))
         group = conversation_type != "personal"
         return Activity(
-            type="message",
+            type=fields.pop("type", "message"),
             id=fields.pop("id", f"msg-{next(self._ids)}"),
             channel_id=fields.pop("channel_id", self.channel_id),
             service_url=fields.pop("service_url", self.service_url),

@@ -1,0 +1,161 @@
+"""Inbound authentication on the wire: every kind of bad token is refused before anything runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from afactors_activity.testing import FakeConnector
+
+CALLS: list[str] = []
+
+
+async def recording(messages: Any) -> str:
+    CALLS.append(messages[-1].text)
+    return "ok"
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> None:
+    CALLS.clear()
+
+
+@pytest.mark.parametrize(
+    "kind", ["expired", "wrong_audience", "wrong_issuer", "mismatched_serviceurl", "bad_signature", "alg_none",
+             "unknown_key"],
+)  # fmt: skip
+async def test_a_bad_token_gets_401_and_nothing_runs(serve: Any, kind: str) -> None:
+    async with serve(recording) as bot:
+        answer = await bot.send(bot.client.message("hi"), token=kind)
+        assert answer.status_code == 401
+        assert answer.json() == {"error": {"code": "Unauthorized", "message": "authentication failed"}}
+        await trio.sleep(0.1)
+        assert CALLS == [] and bot.connector.calls == []
+
+
+async def test_no_token_or_a_malformed_header_gets_401(serve: Any) -> None:
+    async with serve(recording) as bot:
+        body = bot.client.message("hi").model_dump(by_alias=True, exclude_none=True, mode="json")
+        assert (await bot.send(body, token=None)).status_code == 401
+        for header in ("Basic dXNlcjpwdw==", "Bearer", "Bearer not-a-jwt"):
+            answer = await bot.client.http.post(bot.client.endpoint, json=body, headers={"Authorization": header})
+            assert answer.status_code == 401, header
+        assert CALLS == []
+
+
+async def test_a_valid_token_is_accepted(serve: Any) -> None:
+    async with serve(recording) as bot:
+        assert (await bot.say("hi")).status_code == 202
+        await bot.connector.wait_until(lambda: bot.connector.delivered())
+        assert CALLS == ["hi"]
+        assert bot.identity.key_fetches == 1
+        assert (await bot.say("again")).status_code == 202
+        assert bot.identity.key_fetches == 1  # the keys are cached
+
+
+async def test_a_key_not_endorsed_for_the_channel_is_refused(serve: Any) -> None:
+    async with serve(recording) as bot:
+        answer = await bot.send(bot.client.message("hi", channel_id="slack"))
+        assert answer.status_code == 401 and CALLS == []
+
+
+async def test_bad_bodies_get_400_but_only_after_authentication(serve: Any) -> None:
+    async with serve(recording) as bot:
+        url = bot.client.endpoint
+        token = bot.identity.token(bot.connector.service_url)
+        auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        bad = await bot.client.http.post(url, content=b"{not json", headers=auth)
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "BadArgument"
+        assert (await bot.client.http.post(url, content=b"{not json")).status_code == 401
+        no_url = {"type": "message", "channelId": "msteams", "conversation": {"id": "c"}}
+        missing = await bot.client.http.post(url, json=no_url, headers=auth)
+        assert missing.status_code == 400 and "serviceUrl is required" in missing.json()["error"]["message"]
+        no_type = {"serviceUrl": bot.connector.service_url, "channelId": "msteams", "conversation": {"id": "c"}}
+        assert "type is required" in (await bot.client.http.post(url, json=no_type, headers=auth)).json()["error"]["message"]
+        no_conversation = {**no_type, "type": "message", "conversation": {}}
+        answer = await bot.client.http.post(url, json=no_conversation, headers=auth)
+        assert answer.status_code == 400 and "conversation.id" in answer.json()["error"]["message"]
+        assert CALLS == []
+
+
+async def test_only_post_is_served(serve: Any) -> None:
+    async with serve(recording) as bot:
+        assert (await bot.client.http.get(bot.client.endpoint)).status_code == 405
+        assert (await bot.client.http.put(bot.client.endpoint, json={})).status_code == 405
+
+
+async def test_the_path_is_configurable(serve: Any) -> None:
+    async with serve(recording, path="/bots/helper/messages") as bot:
+        assert bot.client.endpoint.endswith("/bots/helper/messages")
+        assert (await bot.say("hi")).status_code == 202
+
+
+async def test_unreachable_signing_keys_get_503_so_the_service_retries(serve: Any) -> None:
+    async with serve(recording, openid_metadata_url="http://127.0.0.1:9/nothing") as bot:
+        answer = await bot.say("hi")
+        assert answer.status_code == 503 and CALLS == []
+
+
+async def test_disabled_auth_takes_requests_without_a_token(serve: Any, identity: Any) -> None:
+    async with FakeConnector(None).running() as anonymous:  # expects no Authorization header at all
+        async with serve(recording, app_id=None, app_password=None, auth="disabled",
+                         service_url_allowlist=(anonymous.base_url,)) as bot:  # fmt: skip
+            answer = await bot.send(bot.client.message("hi", service_url=anonymous.service_url), token=None)
+            assert answer.status_code == 202
+            await anonymous.wait_until(lambda: anonymous.delivered())
+            assert anonymous.delivered()[0].authorization is None  # B-12: no app id, no token
+            assert identity.token_requests == []
+
+
+def test_jwt_auth_cannot_be_left_without_an_app_id() -> None:
+    from afactors_activity import ActivityConfig
+
+    with pytest.raises(ValueError, match="auth='disabled' explicitly"):
+        ActivityConfig()
+    with pytest.raises(ValueError, match="client secret"):
+        ActivityConfig(app_id="x")
+
+
+async def test_forged_service_url_is_refused_and_never_contacted(serve: Any, identity: Any) -> None:
+    async with FakeConnector(identity).running() as forged:
+        async with serve(recording) as bot:
+            # a token whose serviceurl claim matches the forged URL (as if the service itself were fooled)
+            activity = bot.client.message("hi", service_url=forged.service_url)
+            answer = await bot.send(activity)
+            assert answer.status_code == 401
+            # and with auth disabled the allowlist still holds
+        async with serve(recording, app_id=None, app_password=None, auth="disabled") as open_bot:
+            answer = await open_bot.send(open_bot.client.message("hi", service_url=forged.service_url), token=None)
+            assert answer.status_code == 401
+        await trio.sleep(0.1)
+        assert forged.calls == [] and CALLS == [] and identity.token_requests == []
+
+
+async def test_a_push_to_a_forged_service_url_is_dead_lettered_without_a_token(serve: Any, identity: Any) -> None:
+    from afactors.model import ConversationKey, Message, Reply
+
+    async with FakeConnector(identity).running() as forged:
+        async with serve(recording) as bot:
+            await bot.say("hi")  # a real conversation first
+            await bot.connector.wait_until(lambda: bot.connector.delivered())
+            requests_before = len(identity.token_requests)
+            ref = bot.channel.reference("activity:msteams:tenant-1:29:user-1")
+            assert ref is not None
+            address = {**ref.to_dict(), "serviceUrl": forged.service_url}
+            assert bot.channel._ctx is not None
+            await bot.channel._ctx.push(ConversationKey("default", "x"), address, Reply((Message("assistant", "leak?"),)))
+            with trio.fail_after(10):
+                while bot.host.store.count("dead_letters") == 0:
+                    await trio.sleep(0.01)
+            assert forged.calls == [] and len(identity.token_requests) == requests_before
+
+
+async def test_http_client_errors_do_not_leak(serve: Any) -> None:
+    async with serve(recording) as bot:
+        answer = await bot.client.http.post(bot.client.endpoint, content=b"\xff\xfe", headers={
+            "Authorization": f"Bearer {bot.identity.token(bot.connector.service_url)}"})  # fmt: skip
+        assert answer.status_code == 400 and "Traceback" not in answer.text
+        assert isinstance(answer, httpx.Response)
