@@ -39,7 +39,7 @@ from afactors_activity.claims import AuthFailure, check_endorsement, check_servi
 from afactors_activity.config import ActivityConfig
 from afactors_activity.connector import Connector, OutboundError, TokenSource
 from afactors_activity.inbound import Ignore, Invoke, NewConversation, TurnRequest, Welcome, decide
-from afactors_activity.live import LiveTurns, render_live
+from afactors_activity.live import LiveTurns, Pace, render_live
 from afactors_activity.outbound import (
     BUSY_TEXT,
     GENERIC_ERROR,
@@ -228,7 +228,8 @@ class ActivityChannel:
         if handle.done or handle.turn_id != turn_id:  # a redelivered activity: its turn already exists
             self.live.discard(live)
             return _json(202)
-        runtime.nursery.start_soon(render_live, live, handle.updates(), runtime.connector, self.config.typing_interval)
+        typing = Pace(self.config.typing_delay, self.config.typing_interval)
+        runtime.nursery.start_soon(render_live, live, handle.updates(), runtime.connector, typing)
         return _json(202)
 
     async def _turn_now(self, request: TurnRequest) -> Response:

@@ -21,6 +21,14 @@ from afactors_activity.outbound import stream_chunk, typing_activity
 log = logging.getLogger("afactors.activity")
 
 
+@attrs.frozen
+class Pace:
+    """When typing indicators go out: first after `delay` seconds, then every `interval`."""
+
+    delay: float
+    interval: float
+
+
 @attrs.define(eq=False)
 class LiveTurn:
     """A running turn's live rendering: `interval` seconds between stream chunks (None: typing only)."""
@@ -69,17 +77,17 @@ class LiveTurns:
         return self._turns.pop(turn_id, None)
 
 
-async def render_live(live: LiveTurn, updates: AsyncIterator[Update], connector: Connector,
-                      typing_interval: float) -> None:  # fmt: skip
-    """Show typing (every `typing_interval` until the stream starts) and stream the text as it grows."""
+async def render_live(live: LiveTurn, updates: AsyncIterator[Update], connector: Connector, typing: Pace) -> None:
+    """Show typing (after `typing.delay`, then every `typing.interval`, until the stream starts) and stream the
+    text as it grows."""
     text = ""
     grew = trio.Event()
     try:
         async with trio.open_nursery() as nursery:
-            typing = trio.CancelScope()
-            nursery.start_soon(_typing, live, connector, typing_interval, typing)
+            typing_scope = trio.CancelScope()
+            nursery.start_soon(_typing, live, connector, typing, typing_scope)
             if live.interval is not None:
-                nursery.start_soon(_stream, live, connector, lambda: text, lambda: grew, typing)
+                nursery.start_soon(_stream, live, connector, lambda: text, lambda: grew, typing_scope)
             async for update in updates:
                 if update.delta:
                     text += update.delta
@@ -90,15 +98,16 @@ async def render_live(live: LiveTurn, updates: AsyncIterator[Update], connector:
         live.finished.set()
 
 
-async def _typing(live: LiveTurn, connector: Connector, interval: float, scope: trio.CancelScope) -> None:
+async def _typing(live: LiveTurn, connector: Connector, pace: Pace, scope: trio.CancelScope) -> None:
     with scope:
+        await trio.sleep(pace.delay)
         while True:
             try:
                 await connector.send(live.ref, typing_activity(live.ref))
             except OutboundError as error:
                 log.info("activity: typing indicator for %s not sent: %s", live.turn_id, error)
                 return
-            await trio.sleep(interval)
+            await trio.sleep(pace.interval)
 
 
 async def _stream(live: LiveTurn, connector: Connector, text: Callable[[], str], grew: Callable[[], trio.Event],

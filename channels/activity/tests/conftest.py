@@ -10,12 +10,13 @@ from typing import Any
 import attrs
 import httpx
 import pytest
+import trio
+from afactors_activity import ActivityChannel
+from afactors_activity.testing import BotClient, FakeConnector, FakeIdentity
 from microsoft_agents.activity import Activity
 
 import afactors
 from afactors.host import Host
-from afactors_activity import ActivityChannel
-from afactors_activity.testing import BotClient, FakeConnector, FakeIdentity
 
 APP_ID = "00000000-aaaa-bbbb-cccc-000000000001"
 APP_PASSWORD = "client-secret-1"
@@ -39,6 +40,14 @@ class Bot:
 
     async def say(self, text: str, **fields: Any) -> httpx.Response:
         return await self.send(self.client.message(text, **fields))
+
+    async def dead_lettered(self) -> list[Any]:
+        """The dead letters of the outbox, once there is one (the store cannot signal: polled, bounded)."""
+        with trio.fail_after(10):
+            while True:
+                if found := self.host.store.scan("dead_letters", "outbox/"):
+                    return [dead for _, dead in found]
+                await trio.sleep(0.01)
 
 
 Serve = Callable[..., AbstractAsyncContextManager[Bot]]
@@ -77,11 +86,12 @@ def serve(identity: FakeIdentity, connector: FakeConnector, tmp_path: Path) -> S
                       **settings: Any) -> AsyncIterator[Bot]:  # fmt: skip
         channel = ActivityChannel(**{**channel_settings(identity, connector), **settings})
         options: dict[str, Any] = {"port": 0, "durability": "unsafe"}
-        async with afactors.open_host(target, channels=[channel], state_dir=tmp_path / state, **options) as host:
-            async with httpx.AsyncClient(timeout=30) as http:
-                endpoint = host.urls[0] + channel.config.path
-                client = BotClient(http, endpoint, connector.service_url, channel_id=channel_id)
-                yield Bot(host, channel, client, identity, connector)
+        async with (
+            afactors.open_host(target, channels=[channel], state_dir=tmp_path / state, **options) as host,
+            httpx.AsyncClient(timeout=30) as http,
+        ):
+            endpoint = host.urls[0] + channel.config.path
+            client = BotClient(http, endpoint, connector.service_url, channel_id=channel_id)
+            yield Bot(host, channel, client, identity, connector)
 
     return serving
-

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from microsoft_agents.activity import Activity
-
-from afactors_activity.outbound import GENERIC_ERROR
-
 
 async def echo(messages: Any) -> str:
     return "echo: " + messages[-1].text

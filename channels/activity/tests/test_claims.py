@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from afactors_activity.claims import (
     AuthFailure,
     bearer_token,
@@ -43,7 +42,13 @@ def test_anything_but_a_bearer_token_fails(header: str | None) -> None:
 
 def test_header_must_be_rs256_with_a_key_id() -> None:
     assert check_header({"alg": "RS256", "kid": "k1"}) == "k1"
-    for header in ({"alg": "none", "kid": "k"}, {"alg": "HS256", "kid": "k"}, {"alg": "RS256"}, {"alg": "RS256", "kid": ""}, {}):
+    for header in (
+        {"alg": "none", "kid": "k"},
+        {"alg": "HS256", "kid": "k"},
+        {"alg": "RS256"},
+        {"alg": "RS256", "kid": ""},
+        {},
+    ):
         with pytest.raises(AuthFailure):
             check_header(header)
 

@@ -6,10 +6,6 @@ import copy
 from typing import Any
 
 import pytest
-from microsoft_agents.activity import Activity as ModelActivity
-from microsoft_agents.activity import ConversationReference
-
-from afactors.model import ErrorInfo, Message, Reply, UriPart
 from afactors_activity.activity import BadActivity, ConversationRef, parse_activity
 from afactors_activity.inbound import (
     Ignore,
@@ -31,6 +27,10 @@ from afactors_activity.outbound import (
     stream_interval,
     typing_activity,
 )
+from microsoft_agents.activity import Activity as ModelActivity
+from microsoft_agents.activity import ConversationReference
+
+from afactors.model import ErrorInfo, Message, Reply, UriPart
 
 BOT = {"id": "28:bot", "name": "Helper"}
 MESSAGE: dict[str, Any] = {
@@ -121,8 +121,14 @@ def test_a_reference_round_trips_and_is_a_conversation_reference() -> None:
     assert model.activity_id == "1:abc"
 
 
-@pytest.mark.parametrize("data", [{}, {"serviceUrl": "https://x/", "channelId": "c"},
-                                  {"serviceUrl": "https://x/", "channelId": "c", "conversation": {"id": "c"}, "bot": {}}])  # fmt: skip
+BROKEN_REFS = [
+    {},
+    {"serviceUrl": "https://x/", "channelId": "c"},
+    {"serviceUrl": "https://x/", "channelId": "c", "conversation": {"id": "c"}, "bot": {}},
+]
+
+
+@pytest.mark.parametrize("data", BROKEN_REFS)
 def test_a_broken_reference_is_refused(data: dict[str, Any]) -> None:
     with pytest.raises(BadActivity):
         ConversationRef.from_dict(data)
@@ -167,7 +173,9 @@ def test_conversation_scopes_key_groups_like_telegram() -> None:
     personal = parse_activity(MESSAGE)
     for scope in ("per_user_per_conversation", "per_user", "per_conversation"):
         assert conversation_id(personal, scope) == "activity:msteams:t1:29:alice"
-    assert conversation_id(parse_activity(activity(conversation={"id": "c"})), "per_user") == "activity:msteams:-:29:alice"
+    assert (
+        conversation_id(parse_activity(activity(conversation={"id": "c"})), "per_user") == "activity:msteams:-:29:alice"
+    )
 
 
 def test_no_activity_id_means_no_dedup_key() -> None:
@@ -228,7 +236,9 @@ def test_connector_urls_encode_ids_and_handle_trailing_slashes() -> None:
     assert activities_url(REF, reply=False).endswith("/v3/conversations/a%3A1x%3Bmessageid%3D9/activities")
     bare = ConversationRef.from_dict({**REF.to_dict(), "serviceUrl": "https://webchat.botframework.com"})
     assert activities_url(bare).startswith("https://webchat.botframework.com/v3/conversations/")
-    teams = ConversationRef.from_dict({**REF.to_dict(), "conversation": {"id": "19:x@thread.tacv2"}, "activityId": None})
+    teams = ConversationRef.from_dict(
+        {**REF.to_dict(), "conversation": {"id": "19:x@thread.tacv2"}, "activityId": None}
+    )
     assert activities_url(teams).endswith("/v3/conversations/19%3Ax%40thread.tacv2/activities")
 
 
@@ -244,7 +254,9 @@ def test_a_reply_has_the_shape_of_create_reply() -> None:
 def test_typing_and_stream_activities_validate() -> None:
     assert ModelActivity.model_validate(typing_activity(REF)).type == "typing"
     first = stream_chunk(REF, "Hel", 1, None)
-    assert "id" not in first and first["entities"] == [{"type": "streaminfo", "streamType": "streaming", "streamSequence": 1}]
+    assert "id" not in first and first["entities"] == [
+        {"type": "streaminfo", "streamType": "streaming", "streamSequence": 1}
+    ]
     later = stream_chunk(REF, "Hello", 2, "s-1", "streaming")
     assert later["id"] == "s-1" and later["entities"][0]["streamId"] == "s-1" and later["text"] == "Hello"
     final = stream_final(REF, "Hello!", "s-1")

@@ -31,5 +31,5 @@ def test_other_mentions_become_plain_names() -> None:
 
 def test_text_without_entities_keeps_names_but_loses_tags() -> None:
     assert strip_bot_mentions("<at>Helper</at> hi", [], BOT) == "Helper hi"
-    assert strip_bot_mentions("<AT id=\"0\">Helper</AT> hi", [], BOT) == "Helper hi"
+    assert strip_bot_mentions('<AT id="0">Helper</AT> hi', [], BOT) == "Helper hi"
     assert strip_bot_mentions("plain text", [MENTION], BOT) == "plain text"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from afactors_activity.config import DEFAULT_SERVICE_HOSTS, ActivityConfig
 from afactors_activity.service_url import check_allowlist_entry, is_allowed, same_service_url
 
@@ -57,7 +56,9 @@ def test_an_origin_entry_allows_exactly_that_scheme_host_and_port() -> None:
     assert is_allowed("https://example.org:443/", ("https://example.org",))
 
 
-@pytest.mark.parametrize("entry", ["", ".botframework.com", "https://host/path", "host/path", "host:1", "ftp://x", "a b"])
+@pytest.mark.parametrize(
+    "entry", ["", ".botframework.com", "https://host/path", "host/path", "host:1", "ftp://x", "a b"]
+)
 def test_bad_allowlist_entries_are_refused(entry: str) -> None:
     with pytest.raises(ValueError, match="allowlist entry"):
         check_allowlist_entry(entry)

@@ -48,7 +48,8 @@ class FakeConnector:
 
     With an `identity`, a call must carry `Authorization: Bearer <a token that identity issued>` (else 401);
     without one, a call must carry no Authorization header at all. `fail_next(status, retry_after)` makes the
-    next calls fail. `invalid` collects every body the models rejected (a test asserts it stays empty).
+    next calls fail; `refuse_streaming` answers streaming chunks 403 as Teams does where it cannot stream.
+    `invalid` collects every body the models rejected (a test asserts it stays empty).
     """
 
     def __init__(self, identity: FakeIdentity | None = None) -> None:
@@ -56,6 +57,7 @@ class FakeConnector:
         self.calls: list[Call] = []
         self.invalid: list[str] = []
         self.failures: deque[tuple[int, str | None]] = deque()
+        self.refuse_streaming = False
         self.base_url = ""
         self._ids = itertools.count(1)
         self._changed = trio.Event()
@@ -102,6 +104,8 @@ class FakeConnector:
                 self.invalid.append(str(error))
                 status, answer = 400, {"error": {"code": "BadArgument", "message": "not an Activity"}}
         headers: dict[str, str] = {}
+        if status == 200 and self.refuse_streaming and _is_stream_chunk(body):
+            status, answer = 403, {"error": {"code": "ContentStreamNotAllowed", "message": "streaming refused"}}
         if status == 200 and self.failures:
             status, retry_after = self.failures.popleft()
             answer = {"error": {"code": "ServiceError", "message": f"injected {status}"}}
@@ -133,3 +137,8 @@ class FakeConnector:
         with trio.fail_after(within):
             while not condition():
                 await self._changed.wait()
+
+
+def _is_stream_chunk(body: dict[str, Any]) -> bool:
+    entities = body.get("entities") or ()
+    return any(e.get("type") == "streaminfo" and e.get("streamType") != "final" for e in entities)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import secrets
 import time
@@ -25,6 +26,12 @@ TOKEN_KINDS = ("valid", "expired", "wrong_audience", "wrong_issuer", "mismatched
 """What `FakeIdentity.token` can mint: one good token and every way a token can be wrong."""
 
 
+@functools.cache
+def _signing_keys() -> tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]:
+    """The fake's signing key and a rogue one (for bad signatures), made once per process (RSA is slow)."""
+    return tuple(rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))  # type: ignore[return-value]
+
+
 def _b64(number: int) -> str:
     raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
@@ -43,8 +50,7 @@ class FakeIdentity:
 
     def __init__(self, app_id: str, app_password: str) -> None:
         self.app_id, self.app_password = app_id, app_password
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._rogue = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._key, self._rogue = _signing_keys()
         numbers = self._key.public_key().public_numbers()
         self.jwk = {"kty": "RSA", "use": "sig", "kid": KID, "n": _b64(numbers.n), "e": _b64(numbers.e),
                     "endorsements": ENDORSEMENTS}  # fmt: skip
