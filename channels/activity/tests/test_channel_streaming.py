@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import trio
@@ -11,10 +11,18 @@ import trio
 from afactors.model import Message
 
 
-async def slow_words(messages: list[Message]) -> AsyncIterator[str]:
-    for word in ("Once ", "upon ", "a ", "time."):
-        yield word
-        await trio.sleep(0.4)
+def words(pause: float) -> Callable[[list[Message]], AsyncIterator[str]]:
+    """A target streaming "Once upon a time." a word at a time, `pause` seconds apart."""
+
+    async def target(messages: list[Message]) -> AsyncIterator[str]:
+        for word in ("Once ", "upon ", "a ", "time."):
+            yield word
+            await trio.sleep(pause)
+
+    return target
+
+
+slow_words = words(0.4)
 
 
 def chunks(bot: Any) -> list[Any]:
@@ -58,7 +66,7 @@ async def test_teams_personal_chat_takes_the_stream_id_from_the_first_answer(ser
 
 
 async def test_teams_group_chats_get_typing_and_only_the_final_message(serve: Any) -> None:
-    async with serve(slow_words) as bot:
+    async with serve(words(0.15)) as bot:
         await bot.say("a story", mention_bot=True, conversation="19:g@thread.v2", conversation_type="groupChat")
         await bot.connector.wait_until(lambda: bot.connector.delivered(), within=20)
         assert chunks(bot) == []
@@ -68,14 +76,14 @@ async def test_teams_group_chats_get_typing_and_only_the_final_message(serve: An
 
 
 async def test_streaming_can_be_switched_off(serve: Any) -> None:
-    async with serve(slow_words, stream=False, channel_id="webchat") as bot:
+    async with serve(words(0.05), stream=False, channel_id="webchat") as bot:
         await bot.say("a story")
         await bot.connector.wait_until(lambda: bot.connector.delivered(), within=20)
         assert chunks(bot) == [] and bot.connector.delivered()[-1].stream_info is None
 
 
 async def test_a_refused_stream_falls_back_to_the_final_message(serve: Any) -> None:
-    async with serve(slow_words) as bot:
+    async with serve(words(0.05)) as bot:
         bot.connector.refuse_streaming = True  # Teams answers 403 ContentStreamNotAllowed
         await bot.say("a story")
         await bot.connector.wait_until(lambda: bot.connector.delivered(), within=20)
