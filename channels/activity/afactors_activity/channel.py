@@ -30,6 +30,7 @@ from afactors.channel import (
     Route,
     RunHook,
     SystemClosed,
+    TurnHandle,
     new_turn_id,
 )
 from afactors.model import ConversationKey, Envelope, Identity, Message, Part, Reply, ReplyTarget, TextPart
@@ -39,7 +40,7 @@ from afactors_activity.claims import AuthFailure, check_endorsement, check_servi
 from afactors_activity.config import ActivityConfig
 from afactors_activity.connector import Connector, OutboundError, TokenSource
 from afactors_activity.inbound import Ignore, Invoke, NewConversation, TurnRequest, Welcome, decide
-from afactors_activity.live import LiveTurns, Pace, render_live
+from afactors_activity.live import LiveTurn, LiveTurns, Pace, render_live
 from afactors_activity.outbound import (
     BUSY_TEXT,
     GENERIC_ERROR,
@@ -87,12 +88,12 @@ class ActivityChannel:
     name = "activity"
 
     def __init__(self, config: ActivityConfig | None = None, *, run_hook: RunHook | None = None,
-                 response_hook: ResponseHook | None = None, **settings: Any) -> None:  # fmt: skip
+                 **settings: Any) -> None:  # fmt: skip
         if config is not None and settings:
             raise TypeError("pass either an ActivityConfig or settings, not both")
         self.config = config if config is not None else ActivityConfig(**settings)
         self.run_hook = run_hook
-        self.response_hook = response_hook
+        self.response_hook: ResponseHook | None = None
         self.live = LiveTurns()
         self._ctx: ChannelContext | None = None
         self._runtime: _Runtime | None = None
@@ -134,6 +135,7 @@ class ActivityChannel:
         runtime = await self._ready()
         if runtime is None:
             return _error(503, "ServiceUnavailable", "the bot is not running")
+        body = await request.get_data()  # read in full first: the connection stays usable whatever the answer
         verified: Verified | None = None
         if runtime.auth is not None:
             try:
@@ -144,7 +146,7 @@ class ActivityChannel:
             except KeysUnavailable:
                 return _error(503, "ServiceUnavailable", "cannot check the request's token now; try again")
         try:
-            activity = parse_activity(orjson.loads(await request.get_data()))
+            activity = parse_activity(orjson.loads(body))
         except orjson.JSONDecodeError:
             return _error(400, "BadArgument", "the body is not JSON")
         except BadActivity as bad:
@@ -228,9 +230,17 @@ class ActivityChannel:
         if handle.done or handle.turn_id != turn_id:  # a redelivered activity: its turn already exists
             self.live.discard(live)
             return _json(202)
-        typing = Pace(self.config.typing_delay, self.config.typing_interval)
-        runtime.nursery.start_soon(render_live, live, handle.updates(), runtime.connector, typing)
+        runtime.nursery.start_soon(self._render, live, handle, runtime.connector)
         return _json(202)
+
+    async def _render(self, live: LiveTurn, handle: TurnHandle, connector: Connector) -> None:
+        """Typing and streaming while the turn runs; then, if no delivery claimed the live turn within
+        `_CLAIM_TIMEOUT` (the turn left no reply to send), forget it."""
+        typing = Pace(self.config.typing_delay, self.config.typing_interval)
+        await render_live(live, handle.updates(), connector, typing)
+        await handle.reply()
+        await trio.sleep(_CLAIM_TIMEOUT)
+        self.live.discard(live)
 
     async def _turn_now(self, request: TurnRequest) -> Response:
         """`expectReplies`: run the turn while the caller waits and answer 200 with the replies (no streaming)."""
