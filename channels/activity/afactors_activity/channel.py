@@ -172,14 +172,14 @@ class ActivityChannel:
                           welcome=config.welcome_text is not None)  # fmt: skip
         if isinstance(decision, Ignore):
             log.debug("activity %s (%s) ignored: %s", activity.id, activity.type, decision.reason)
-            return _json(202)
+            return _expected_replies([]) if activity.expects_replies else _json(202)
         if isinstance(decision, Invoke):
             return _json(501, error_body("NotImplemented", f"invoke {decision.name!r} is not supported"))
         if isinstance(decision, Welcome):
             assert config.welcome_text is not None
             ref = decision.ref
             key = ConversationKey(config.tenant, f"_welcome:activity:{ref.channel_id}:{ref.conversation.id}")
-            return await self._say(key, ref, config.welcome_text, expect_replies=False)
+            return await self._say(key, ref, config.welcome_text, expect_replies=activity.expects_replies)
         if isinstance(decision, NewConversation):
             assert self._ctx is not None
             fresh = f"{decision.conversation}#{secrets.token_hex(4)}"

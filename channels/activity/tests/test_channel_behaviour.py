@@ -34,6 +34,9 @@ async def test_expect_replies_answers_200_with_the_replies_and_posts_nothing(ser
         assert [Activity.model_validate(a).text for a in replies.activities] == ["echo: sync please"]
         reply = Activity.model_validate(replies.activities[0])
         assert reply.reply_to_id is not None and reply.type == "message"
+        ignored = await bot.say("not for the bot", conversation="19:g", conversation_type="groupChat",
+                                delivery_mode="expectReplies")  # fmt: skip
+        assert ignored.status_code == 200 and ignored.json() == {"activities": []}
         await trio.sleep(0.2)
         assert bot.connector.calls == []  # no typing, no streaming, no posted reply
 
