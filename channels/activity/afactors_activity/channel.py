@@ -218,7 +218,8 @@ class ActivityChannel:
         await self._remember(request.conversation, ref)
         turn_id = new_turn_id()
         envelope = self._envelope(request, reply_to=ReplyTarget(self.name, ref.to_dict()), turn_id=turn_id)
-        live = self.live.open(turn_id, ref, stream_interval(ref) if self.config.stream else None)
+        interval = stream_interval(ref) if self.config.stream else None
+        live = self.live.open(turn_id, ref, interval, self.config.informative_text)
         try:
             handle = await ctx.submit(envelope, stream=True)
         except (HookRejected, ConversationBusy, ActorUnavailable) as refused:

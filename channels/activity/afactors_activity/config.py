@@ -48,7 +48,8 @@ class ActivityConfig:
     Replies are posted only to a `serviceUrl` on `service_url_allowlist`, with a client-credentials token
     from `token_endpoint` (none when there is no `app_id`). While a turn runs the user sees "typing" (from
     `typing_delay` seconds on, so quick answers cost no extra call, then every `typing_interval`) and, with
-    `stream`, the answer as it grows where the channel supports that (Teams 1:1 chats, Web Chat, Direct Line).
+    `stream`, the answer as it grows where the channel supports that (Teams 1:1 chats, Web Chat, Direct Line),
+    opened by an informative chunk saying `informative_text` (e.g. "Thinking...") when that is set.
     """
 
     app_id: str | None = None
@@ -70,6 +71,7 @@ class ActivityConfig:
     tenant: str = DEFAULT_TENANT
     busy_policy: BusyPolicy | None = None
     stream: bool = True
+    informative_text: str | None = None
     typing_delay: float = 0.3
     typing_interval: float = 3.0
     welcome_text: str | None = None

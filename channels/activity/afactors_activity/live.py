@@ -16,7 +16,7 @@ import trio
 from afactors.model import Update
 from afactors_activity.activity import ConversationRef
 from afactors_activity.connector import Connector, OutboundError
-from afactors_activity.outbound import stream_chunk, typing_activity
+from afactors_activity.outbound import StreamType, stream_chunk, typing_activity
 
 log = logging.getLogger("afactors.activity")
 
@@ -31,11 +31,13 @@ class Pace:
 
 @attrs.define(eq=False)
 class LiveTurn:
-    """A running turn's live rendering: `interval` seconds between stream chunks (None: typing only)."""
+    """A running turn's live rendering: `interval` seconds between stream chunks (None: typing only), opened by
+    an `informative` chunk when one is configured."""
 
     turn_id: str
     ref: ConversationRef
     interval: float | None
+    informative: str | None = None
     stream_id: str | None = None
     sequence: int = 0
     last_sent: float = -1e9
@@ -59,8 +61,10 @@ class LiveTurns:
     def __init__(self) -> None:
         self._turns: dict[str, LiveTurn] = {}
 
-    def open(self, turn_id: str, ref: ConversationRef, interval: float | None) -> LiveTurn:
-        live = LiveTurn(turn_id, ref, interval)
+    def open(self, turn_id: str, ref: ConversationRef, interval: float | None, informative: str | None) -> LiveTurn:
+        """Register a turn about to run: `interval` between stream chunks (None: no streaming), the first chunk
+        `informative` ("Thinking...") when given."""
+        live = LiveTurn(turn_id, ref, interval, informative)
         if interval is not None and ref.channel_id != "msteams":
             live.stream_id = str(uuid.uuid4())  # Web Chat / Direct Line: the bot names the stream (Teams does)
         self._turns[turn_id] = live
@@ -112,26 +116,36 @@ async def _typing(live: LiveTurn, connector: Connector, pace: Pace, scope: trio.
 
 async def _stream(live: LiveTurn, connector: Connector, text: Callable[[], str], grew: Callable[[], trio.Event],
                   typing: trio.CancelScope) -> None:  # fmt: skip
-    """Send the text so far as a chunk whenever it grew and the pace allows (B-14)."""
+    """Open the stream with the informative text, if any, then send the text so far as a chunk whenever it grew
+    and the pace allows (B-14)."""
     assert live.interval is not None
+    if live.informative and not await _chunk(live, connector, live.informative, "informative", typing):
+        return
     sent = ""
     while True:
         if text() == sent:
             await grew().wait()
         await trio.sleep_until(live.last_sent + live.interval)
         sent = text()
-        live.sequence += 1
-        try:
-            stream_id = await connector.send(live.ref, stream_chunk(live.ref, sent, live.sequence, live.stream_id))
-        except OutboundError as error:
-            log.info("activity: streaming stopped for %s (the final message still comes): %s", live.turn_id, error)
-            live.stream_id, live.sequence = None, 0
+        if not await _chunk(live, connector, sent, "streaming", typing):
             return
-        live.last_sent = trio.current_time()
-        typing.cancel()
-        if live.stream_id is None:
-            if stream_id is None:
-                log.info("activity: no stream id came back for %s; sending only the final message", live.turn_id)
-                live.sequence = 0
-                return
-            live.stream_id = stream_id
+
+
+async def _chunk(live: LiveTurn, connector: Connector, text: str, kind: StreamType, typing: trio.CancelScope) -> bool:
+    """Send one chunk; False when streaming has stopped for this turn (refused, or no stream id came back)."""
+    live.sequence += 1
+    try:
+        stream_id = await connector.send(live.ref, stream_chunk(live.ref, text, live.sequence, live.stream_id, kind))
+    except OutboundError as error:
+        log.info("activity: streaming stopped for %s (the final message still comes): %s", live.turn_id, error)
+        live.stream_id, live.sequence = None, 0
+        return False
+    live.last_sent = trio.current_time()
+    typing.cancel()
+    if live.stream_id is None:
+        if stream_id is None:
+            log.info("activity: no stream id came back for %s; sending only the final message", live.turn_id)
+            live.sequence = 0
+            return False
+        live.stream_id = stream_id
+    return True

@@ -84,6 +84,11 @@ class ActivityPlugin:
             help="which group messages reach the agent",
         )
         group.add_argument("--activity-welcome", metavar="TEXT", help="greeting sent when the bot is added")
+        group.add_argument(
+            "--activity-informative",
+            metavar="TEXT",
+            help="status shown when a streamed answer starts (e.g. 'Thinking...')",
+        )
         group.add_argument("--activity-no-stream", action="store_true", help="send only final messages, never stream")
 
     def create(self, args: argparse.Namespace) -> ActivityChannel | None:
@@ -107,6 +112,7 @@ class ActivityPlugin:
                 accept_in_group=args.activity_accept_in_group,
                 welcome_text=args.activity_welcome,
                 stream=not args.activity_no_stream,
+                informative_text=args.activity_informative,
                 **settings,  # type: ignore[arg-type]
             )
         except ValueError as error:

@@ -51,7 +51,7 @@ async def test_web_chat_streams_paced_chunks_with_one_stream_id_then_a_final_mes
 
 
 async def test_teams_personal_chat_takes_the_stream_id_from_the_first_answer(serve: Any) -> None:
-    async with serve(slow_words) as bot:
+    async with serve(words(0.3)) as bot:
         await bot.say("a story")
         await bot.connector.wait_until(lambda: bot.connector.delivered(), within=20)
         streamed = chunks(bot)
@@ -63,6 +63,23 @@ async def test_teams_personal_chat_takes_the_stream_id_from_the_first_answer(ser
     assert len(ids) == 1 and next(iter(ids)).startswith("act-")  # the id the Connector gave the first chunk
     times = [c.at for c in streamed] + [final.at]
     assert all(b - a >= 0.95 for a, b in itertools.pairwise(times))  # B-14: 1 s apart on Teams
+
+
+async def test_an_informative_chunk_opens_the_stream(serve: Any) -> None:
+    async with serve(words(0.5), informative_text="Thinking...") as bot:
+        await bot.say("a story")
+        await bot.connector.wait_until(lambda: bot.connector.delivered(), within=20)
+        streamed = chunks(bot)
+        final = bot.connector.delivered()[-1]
+    first = streamed[0]
+    assert first.body["text"] == "Thinking..." and first.stream_info == {
+        "type": "streaminfo", "streamType": "informative", "streamSequence": 1}  # fmt: skip
+    assert [c.stream_info["streamType"] for c in streamed[1:]] == ["streaming"] * (len(streamed) - 1)
+    assert [c.stream_info["streamSequence"] for c in streamed] == list(range(1, len(streamed) + 1))
+    assert len(streamed) >= 2 and {c.stream_info.get("streamId") for c in streamed[1:]} == {
+        final.stream_info["streamId"]
+    }
+    assert bot.connector.delivered("typing") == streamed  # no plain typing indicator once the stream is open
 
 
 async def test_teams_group_chats_get_typing_and_only_the_final_message(serve: Any) -> None:
