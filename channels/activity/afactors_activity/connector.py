@@ -25,6 +25,8 @@ log = logging.getLogger("afactors.activity")
 
 _REFRESH_MARGIN = 300.0
 _RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 600.0
+"""The longest wait a `Retry-After` can impose: later replies of the conversation queue behind it."""
 
 
 class OutboundError(Exception):
@@ -37,19 +39,20 @@ class OutboundError(Exception):
 
 
 def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """A `Retry-After` header (seconds or an HTTP date) as seconds from `now`; None when absent or unreadable."""
+    """A `Retry-After` header (seconds or an HTTP date) as seconds from `now`, at most `MAX_RETRY_AFTER`; None
+    when absent or unreadable."""
     if not value:
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        return min(float(value), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, when.timestamp() - now)
+    return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER)
 
 
 class TokenSource:

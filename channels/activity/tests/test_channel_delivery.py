@@ -6,7 +6,7 @@ import email.utils
 from typing import Any
 
 import trio
-from afactors_activity.connector import retry_after_seconds
+from afactors_activity.connector import MAX_RETRY_AFTER, retry_after_seconds
 
 from afactors.model import Message
 
@@ -20,6 +20,8 @@ def test_retry_after_is_read_as_seconds_or_a_date() -> None:
     assert retry_after_seconds("7", now) == 7.0
     assert retry_after_seconds(email.utils.formatdate(now + 30, usegmt=True), now) == 30.0
     assert retry_after_seconds(email.utils.formatdate(now - 30, usegmt=True), now) == 0.0
+    assert retry_after_seconds("86400", now) == MAX_RETRY_AFTER  # one reply cannot stall a conversation for a day
+    assert retry_after_seconds(email.utils.formatdate(now + 86400, usegmt=True), now) == MAX_RETRY_AFTER
     for unreadable in (None, "", "soon", "-5", "1.5e3", "Mon, 99 Foo 2026 00:00:00"):
         assert retry_after_seconds(unreadable, now) is None, unreadable
 
