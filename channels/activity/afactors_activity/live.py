@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import attrs
 import trio
@@ -107,7 +108,7 @@ async def _typing(live: LiveTurn, connector: Connector, pace: Pace, scope: trio.
         await trio.sleep(pace.delay)
         while True:
             try:
-                await connector.send(live.ref, typing_activity(live.ref))
+                await _whole(connector, live.ref, typing_activity(live.ref))
             except OutboundError as error:
                 log.info("activity: typing indicator for %s not sent: %s", live.turn_id, error)
                 return
@@ -135,7 +136,7 @@ async def _chunk(live: LiveTurn, connector: Connector, text: str, kind: StreamTy
     """Send one chunk; False when streaming has stopped for this turn (refused, or no stream id came back)."""
     live.sequence += 1
     try:
-        stream_id = await connector.send(live.ref, stream_chunk(live.ref, text, live.sequence, live.stream_id, kind))
+        stream_id = await _whole(connector, live.ref, stream_chunk(live.ref, text, live.sequence, live.stream_id, kind))
     except OutboundError as error:
         log.info("activity: streaming stopped for %s (the final message still comes): %s", live.turn_id, error)
         live.stream_id, live.sequence = None, 0
@@ -149,3 +150,11 @@ async def _chunk(live: LiveTurn, connector: Connector, text: str, kind: StreamTy
             return False
         live.stream_id = stream_id
     return True
+
+
+async def _whole(connector: Connector, ref: ConversationRef, activity: dict[str, Any]) -> str | None:
+    """Send one activity to the end even when the turn ends meanwhile: a chunk cut off mid-request could
+    arrive after the final message, and the final message waits for this (bounded by the request timeout)."""
+    with trio.CancelScope(shield=True):
+        sent = await connector.send(ref, activity)
+    return sent

@@ -41,6 +41,14 @@ class Bot:
     async def say(self, text: str, **fields: Any) -> httpx.Response:
         return await self.send(self.client.message(text, **fields))
 
+    async def outbox_drained(self) -> None:
+        """Wait (a bounded time) until every reply was delivered or dead-lettered."""
+        with trio.move_on_after(10):
+            while True:
+                if not self.host.store.count("outbox"):
+                    return
+                await trio.sleep(0.01)
+
     async def dead_lettered(self) -> list[Any]:
         """The dead letters of the outbox, once there is one (the store cannot signal: polled, bounded)."""
         with trio.fail_after(10):
@@ -92,6 +100,8 @@ def serve(identity: FakeIdentity, connector: FakeConnector, tmp_path: Path) -> S
         ):
             endpoint = host.urls[0] + channel.config.path
             client = BotClient(http, endpoint, connector.service_url, channel_id=channel_id)
-            yield Bot(host, channel, client, identity, connector)
+            bot = Bot(host, channel, client, identity, connector)
+            yield bot
+            await bot.outbox_drained()  # no delivery cut off mid-request by the shutdown
 
     return serving
