@@ -11,12 +11,12 @@ import attrs
 import httpx
 import pytest
 import trio
-from afactors_activity import ActivityChannel
-from afactors_activity.testing import BotClient, FakeConnector, FakeIdentity
 from microsoft_agents.activity import Activity
 
 import afactors
 from afactors.host import Host
+from afactors_activity import ActivityChannel
+from afactors_activity.testing import BotClient, FakeConnector, FakeIdentity
 
 APP_ID = "00000000-aaaa-bbbb-cccc-000000000001"
 APP_PASSWORD = "client-secret-1"

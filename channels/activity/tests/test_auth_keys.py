@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+
 from afactors_activity.auth import InboundAuth, KeysUnavailable
 from afactors_activity.claims import AuthFailure
 from afactors_activity.config import ActivityConfig

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 import trio
-from afactors_activity.testing import TOKEN_KINDS, FakeConnector
 
 from afactors.model import ConversationKey, Envelope, Message, ReplyTarget
+from afactors_activity.testing import TOKEN_KINDS, FakeConnector
 
 CALLS: list[str] = []
 

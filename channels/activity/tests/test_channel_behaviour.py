@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import trio
-from afactors_activity.outbound import GENERIC_ERROR, NEW_CONVERSATION_TEXT
 from microsoft_agents.activity import Activity, ChannelAccount, ExpectedReplies
 
 from afactors.model import Message
+from afactors_activity.outbound import GENERIC_ERROR, NEW_CONVERSATION_TEXT
 
 
 async def echo(messages: list[Message]) -> str:

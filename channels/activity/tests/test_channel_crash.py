@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+
 from afactors_activity.testing import BotClient, FakeConnector, FakeIdentity
 
 APP_ID = "crash-app"

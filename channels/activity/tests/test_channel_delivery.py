@@ -6,9 +6,9 @@ import email.utils
 from typing import Any
 
 import trio
-from afactors_activity.connector import MAX_RETRY_AFTER, retry_after_seconds
 
 from afactors.model import Message
+from afactors_activity.connector import MAX_RETRY_AFTER, retry_after_seconds
 
 
 async def echo(messages: list[Message]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from afactors_activity.claims import (
     AuthFailure,
     bearer_token,

@@ -6,6 +6,10 @@ import copy
 from typing import Any
 
 import pytest
+from microsoft_agents.activity import Activity as ModelActivity
+from microsoft_agents.activity import ConversationReference
+
+from afactors.model import ErrorInfo, Message, Reply, UriPart
 from afactors_activity.activity import BadActivity, ConversationRef, parse_activity
 from afactors_activity.inbound import (
     Ignore,
@@ -27,10 +31,6 @@ from afactors_activity.outbound import (
     stream_interval,
     typing_activity,
 )
-from microsoft_agents.activity import Activity as ModelActivity
-from microsoft_agents.activity import ConversationReference
-
-from afactors.model import ErrorInfo, Message, Reply, UriPart
 
 BOT = {"id": "28:bot", "name": "Helper"}
 MESSAGE: dict[str, Any] = {

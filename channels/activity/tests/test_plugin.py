@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 
 import pytest
+
+from afactors.channel import installed_plugins
 from afactors_activity import ActivityChannel
 from afactors_activity.config import DEFAULT_SERVICE_HOSTS
 from afactors_activity.plugin import APP_ID_ENV, APP_PASSWORD_ENV, plugin
-
-from afactors.channel import installed_plugins
 
 
 def parse(*argv: str) -> argparse.Namespace:

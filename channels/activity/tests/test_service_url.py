@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from afactors_activity.config import DEFAULT_SERVICE_HOSTS, ActivityConfig
 from afactors_activity.service_url import check_allowlist_entry, is_allowed, same_service_url
 
