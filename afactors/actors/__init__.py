@@ -11,7 +11,7 @@ from afactors.actors._handle import TurnHandle
 from afactors.actors._keys import new_turn_id
 from afactors.actors._owner import ActorOwner
 from afactors.actors._supervision import RestartPolicy
-from afactors.actors._system import ActorConfig, ActorStats, ActorSystem
+from afactors.actors._system import ActorConfig, ActorStats, ActorSystem, EndedTurn, TurnInfo
 
 __all__ = [
     "ActorConfig",
@@ -23,8 +23,10 @@ __all__ = [
     "ActorUnavailable",
     "ConversationActor",
     "ConversationBusy",
+    "EndedTurn",
     "RestartPolicy",
     "SystemClosed",
     "TurnHandle",
+    "TurnInfo",
     "new_turn_id",
 ]

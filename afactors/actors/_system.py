@@ -124,6 +124,33 @@ class ActorStats:
     recovering: int = 0
 
 
+@attrs.frozen
+class TurnInfo:
+    """A turn the system holds (queued, running or committing). `accepted_at` is wall-clock time."""
+
+    turn_id: str
+    key: ConversationKey
+    phase: str
+    accepted_at: float
+    background: bool
+
+
+@attrs.frozen
+class EndedTurn:
+    """A turn that just ended, as `ActorSystem.on_turn_ended` sees it; times are wall-clock seconds."""
+
+    turn_id: str
+    envelope: Envelope
+    status: str
+    accepted_at: float
+    ended_at: float
+
+    @property
+    def duration(self) -> float:
+        """Seconds from acceptance (queueing included) to the end."""
+        return max(0.0, self.ended_at - self.accepted_at)
+
+
 class ActorSystem:
     """Every live conversation actor of one store and one agent. Open with `ActorSystem.open(store, agent)`.
 
@@ -139,6 +166,7 @@ class ActorSystem:
         self.restart_policy = config.restart_policy()
         self.counters: Counters = Counter()
         self.on_outbox: Callable[[str], None] | None = None
+        self.on_turn_ended: Callable[[EndedTurn], None] | None = None
         self._cut = False  # shutdown deadline passed: running turns are being cancelled
         self._chains = ChainCache()
         self._nursery = nursery
@@ -321,6 +349,19 @@ class ActorSystem:
         """What every live actor is doing, least recently active first."""
         return [actor.info() for actor in self._live.values()]
 
+    def turns_in_flight(self) -> list[TurnInfo]:
+        """Every turn accepted and not ended yet, in acceptance order (`phase` "queued" until it starts)."""
+        return [
+            TurnInfo(
+                entry.turn_id,
+                entry.envelope.key,
+                "queued" if entry.turn is None else entry.turn.phase.value,
+                entry.accepted_at,
+                entry.background,
+            )
+            for entry in self._turns.values()
+        ]
+
     def statistics(self) -> ActorStats:
         """A frozen snapshot: counts since the system opened, and the current `active`, `busy`, `recovering`."""
         recovering = sum(len(rows) for rows in self._recovering.values())
@@ -390,9 +431,12 @@ class ActorSystem:
             self._drained.set()
 
     def answered(self, entry: Entry, reply: Reply) -> None:
-        """Answer every handle of an entry whose turn ended, and forget the entry."""
+        """Answer every handle of an entry whose turn ended, forget the entry, and tell `on_turn_ended`."""
         if self._turns.get(entry.turn_id) is entry:
             del self._turns[entry.turn_id]
+            if self.on_turn_ended is not None:
+                ended = EndedTurn(entry.turn_id, entry.envelope, reply.status, entry.accepted_at, time.time())
+                self.on_turn_ended(ended)
         if entry.envelope.idempotency_key is not None:
             keyed = dedup_key(entry.envelope.key.path, entry.envelope.idempotency_key)
             if self._keyed.get(keyed) is entry:
