@@ -68,6 +68,8 @@ async def serve(args: argparse.Namespace, channels: list[Channel], target: objec
             print(f"afactors {__version__}: channels {', '.join(host.channels) or '(none)'}", flush=True)
             for url in host.urls:
                 print(f"serving on {url}", flush=True)
+            if host.urls and host.config.web_ui:
+                print(f"chat: {host.urls[0]}/  status: {host.urls[0]}/status", flush=True)
             async for _ in signals:
                 print("shutting down", flush=True)
                 break

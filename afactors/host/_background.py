@@ -86,6 +86,10 @@ class BackgroundTurns:
         turn_log = self._logs.get(turn_id)
         return None if turn_log is None else turn_log.follow()
 
+    def progress(self) -> dict[str, int]:
+        """How many updates each running background turn has produced so far, by turn id."""
+        return {turn_id: len(turn_log.updates) for turn_id, turn_log in self._logs.items()}
+
     async def ended(self, turn_id: str) -> bool:
         """Wait until the turn has ended; False at once when neither this host nor its system holds it."""
         turn_log = self._logs.get(turn_id)

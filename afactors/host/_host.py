@@ -17,7 +17,10 @@ from afactors.channel import Channel, Contribution, Route
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
 from afactors.host._delivery import Outbox
+from afactors.host._monitor import TurnMonitor
 from afactors.host._server import build_app, serve_app, server_config
+from afactors.host._status import StatusSources
+from afactors.host._web import web_routes
 from afactors.host.context import HostChannelContext
 from afactors.model import BusyPolicy
 from afactors.store import Durability, Store
@@ -45,6 +48,7 @@ class HostConfig:
     mailbox_size: int = 32
     idle_timeout: float = 600.0
     max_active: int = 10_000
+    web_ui: bool = True
 
     def actor_config(self) -> ActorConfig:
         return ActorConfig(
@@ -66,6 +70,7 @@ class Host:
         self.ready = trio.Event()
         self.shutting_down = trio.Event()
         self.outbox: Outbox | None = None
+        self.monitor = TurnMonitor()
 
     async def _readiness(self) -> object:
         if self.shutting_down.is_set():
@@ -98,11 +103,18 @@ async def open_host(
                 background = BackgroundTurns(system, services)
                 background.track_recovered()
                 api_keys = ApiKeys(config.api_keys)
+                system.on_turn_ended = the_host.monitor.ended
                 routes: list[Route] = [Route("/readiness", the_host._readiness, methods=("GET",))]
+                if config.web_ui:
+                    sources = StatusSources(
+                        system, store, background, the_host.monitor, lambda: sorted(the_host.channels),
+                        lambda: the_host.outbox,
+                    )  # fmt: skip
+                    routes.extend(web_routes(sources, api_keys))
                 for channel in channels:
                     ctx = HostChannelContext(
                         channel, system=system, store=store, api_keys=api_keys, background=background,
-                        shutting_down=the_host.shutting_down,
+                        shutting_down=the_host.shutting_down, monitor=the_host.monitor,
                     )  # fmt: skip
                     contribution = channel.contribute(ctx)
                     the_host.channels[channel.name] = channel

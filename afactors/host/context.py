@@ -20,6 +20,7 @@ from afactors.actors import ActorSystem, TurnHandle, ledger, new_turn_id
 from afactors.channel import Channel, TurnView
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
+from afactors.host._monitor import TurnMonitor
 from afactors.model import ConversationKey, Envelope, Reply, Update
 from afactors.store import Delete, Generic, Put, Store
 
@@ -42,6 +43,7 @@ class HostChannelContext:
         api_keys: ApiKeys,
         background: BackgroundTurns,
         shutting_down: trio.Event,
+        monitor: TurnMonitor | None = None,
     ) -> None:
         self.channel = channel
         self._system = system
@@ -49,6 +51,7 @@ class HostChannelContext:
         self._api_keys = api_keys
         self._background = background
         self._shutting_down = shutting_down
+        self._monitor = monitor
 
     @property
     def name(self) -> str:
@@ -69,7 +72,13 @@ class HostChannelContext:
 
     async def submit(self, envelope: Envelope, *, stream: bool = False) -> TurnHandle:
         """Run the channel's `run_hook`, then hand the envelope to its conversation actor."""
-        return await self._system.submit(await self._hooked(envelope), stream=stream)
+        handle = await self._system.submit(await self._hooked(envelope), stream=stream)
+        self._noted(handle)
+        return handle
+
+    def _noted(self, handle: TurnHandle) -> None:
+        if self._monitor is not None and not handle.done:
+            self._monitor.submitted(handle.turn_id, self.name)
 
     async def reply(self, envelope: Envelope, handle: TurnHandle) -> Reply:
         """The turn's finished reply, rewritten by the channel's `response_hook`."""
@@ -83,6 +92,7 @@ class HostChannelContext:
         turn_id = envelope.turn_id or new_turn_id()
         envelope = attrs.evolve(envelope, turn_id=turn_id, idempotency_key=envelope.idempotency_key or turn_id)
         handle = await self._system.submit(envelope, stream=True, background=True)
+        self._noted(handle)
         if not handle.done:
             self._background.track(turn_id, handle)
         # read before any checkpoint: the turn has not started, so this is the record as accepted

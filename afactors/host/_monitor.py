@@ -1,0 +1,73 @@
+"""`TurnMonitor`: which channel submitted each turn, the last turns that ended, and listeners for ended turns.
+
+Fed by the host's channel contexts (`submitted`) and the actor system's `on_turn_ended`; read by the status page
+and the metrics. It keeps no message bodies.
+
+Must not import: `afactors.host._host` (it imports this).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable
+
+import attrs
+
+from afactors.actors import EndedTurn
+
+MAX_PENDING = 100_000
+"""Turns whose channel is remembered while they run; the oldest are forgotten beyond this (then labelled by
+their envelope)."""
+
+
+@attrs.frozen
+class TurnSummary:
+    """What an operator sees of one ended turn: ids, channel, status and timing (wall-clock seconds)."""
+
+    turn_id: str
+    tenant: str
+    conversation: str
+    channel: str
+    status: str
+    accepted_at: float
+    ended_at: float
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.ended_at - self.accepted_at)
+
+
+def channel_of(ended: EndedTurn) -> str:
+    """The channel an ended turn came from when nobody said so: where its reply goes, or who sent it."""
+    envelope = ended.envelope
+    if envelope.reply_to is not None:
+        return envelope.reply_to.channel
+    if envelope.identity is not None:
+        return envelope.identity.channel
+    return "unknown"
+
+
+class TurnMonitor:
+    """Remembers the last `keep` ended turns and tells `listeners` about every one."""
+
+    def __init__(self, keep: int = 50) -> None:
+        self.recent: deque[TurnSummary] = deque(maxlen=keep)
+        self.listeners: list[Callable[[TurnSummary], None]] = []
+        self._channels: OrderedDict[str, str] = OrderedDict()
+
+    def submitted(self, turn_id: str, channel: str) -> None:
+        """Note the channel of a turn that has not ended yet."""
+        self._channels[turn_id] = channel
+        if len(self._channels) > MAX_PENDING:
+            self._channels.popitem(last=False)
+
+    def ended(self, ended: EndedTurn) -> None:
+        """`ActorSystem.on_turn_ended`: summarise the turn, keep it, and tell the listeners."""
+        key = ended.envelope.key
+        channel = self._channels.pop(ended.turn_id, None) or channel_of(ended)
+        summary = TurnSummary(
+            ended.turn_id, key.tenant, key.conversation, channel, ended.status, ended.accepted_at, ended.ended_at
+        )
+        self.recent.append(summary)
+        for listener in self.listeners:
+            listener(summary)
