@@ -7,7 +7,7 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -186,6 +186,9 @@ class Store:
         self._send, self._receive = trio.open_memory_channel[_Request](_QUEUE_SIZE)
         # The writer's own thread token: threads busy elsewhere (sync targets) never hold up a commit.
         self._thread = trio.CapacityLimiter(1)
+        self.on_transaction: Callable[[int, float], None] | None = None
+        """Called after every committed write transaction with its number of commits and its seconds (must not
+        block): the host's metrics observe batch sizes and commit latency through it."""
 
     @classmethod
     @asynccontextmanager
@@ -363,6 +366,7 @@ class Store:
                 await self._commit_or_isolate([request])
 
     async def _transact(self, batch: list[_Request]) -> None:
+        started = time.perf_counter()
         while True:
             try:
                 if self.durability == "unsafe":
@@ -375,6 +379,8 @@ class Store:
             for request in batch:
                 request.written = True
             self._counts["transactions"] += 1
+            if self.on_transaction is not None:
+                self.on_transaction(len(batch), time.perf_counter() - started)
             return
 
     @staticmethod
