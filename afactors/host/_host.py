@@ -17,6 +17,7 @@ from afactors.channel import Channel, Contribution, Route
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
 from afactors.host._delivery import Outbox
+from afactors.host._metrics import HostMetrics
 from afactors.host._monitor import TurnMonitor
 from afactors.host._server import build_app, serve_app, server_config
 from afactors.host._status import StatusSources
@@ -49,6 +50,7 @@ class HostConfig:
     idle_timeout: float = 600.0
     max_active: int = 10_000
     web_ui: bool = True
+    metrics: bool = True
 
     def actor_config(self) -> ActorConfig:
         return ActorConfig(
@@ -105,12 +107,17 @@ async def open_host(
                 api_keys = ApiKeys(config.api_keys)
                 system.on_turn_ended = the_host.monitor.ended
                 routes: list[Route] = [Route("/readiness", the_host._readiness, methods=("GET",))]
+                sources = StatusSources(
+                    system, store, background, the_host.monitor, lambda: sorted(the_host.channels),
+                    lambda: the_host.outbox,
+                )  # fmt: skip
                 if config.web_ui:
-                    sources = StatusSources(
-                        system, store, background, the_host.monitor, lambda: sorted(the_host.channels),
-                        lambda: the_host.outbox,
-                    )  # fmt: skip
                     routes.extend(web_routes(sources, api_keys))
+                if config.metrics:
+                    metrics = HostMetrics(sources)
+                    the_host.monitor.listeners.append(metrics.turn_ended)
+                    store.on_transaction = metrics.transaction
+                    routes.extend(metrics.routes())
                 for channel in channels:
                     ctx = HostChannelContext(
                         channel, system=system, store=store, api_keys=api_keys, background=background,
