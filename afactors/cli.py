@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 
 import trio
 
 from afactors import __version__
+from afactors._logging import configure as configure_logging
 from afactors.channel import Channel, ChannelPlugin, StartupError, installed_plugins
 from afactors.host import open_host
 from afactors.model import BUSY_POLICIES
@@ -34,7 +34,8 @@ def build_parser(plugins: dict[str, ChannelPlugin]) -> argparse.ArgumentParser:
         "--api-key", action="append", default=[], help="require this bearer key (repeatable; one tenant per key)"
     )
     parser.add_argument("--drain-timeout", type=float, default=10.0, help="seconds running turns get at shutdown")
-    parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--log-level", default="WARNING", help="WARNING (default), INFO (one line per turn), DEBUG")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one object per line")
     for plugin in plugins.values():
         plugin.add_arguments(parser)
     return parser
@@ -85,7 +86,7 @@ def first_leaf(error: BaseException) -> BaseException:
 def main(argv: list[str] | None = None) -> int:
     plugins = installed_plugins()
     args = build_parser(plugins).parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     try:
         if args.model:
             target: object = OpenAIChatAgent(args.model, base_url=args.openai_base_url, api_key=args.openai_api_key)

@@ -8,12 +8,15 @@ Must not import: `afactors.host._host` (it imports this).
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
 import attrs
 
 from afactors.actors import EndedTurn
+
+log = logging.getLogger("afactors.turns")
 
 MAX_PENDING = 100_000
 """Turns whose channel is remembered while they run; the oldest are forgotten beyond this (then labelled by
@@ -69,5 +72,9 @@ class TurnMonitor:
             ended.turn_id, key.tenant, key.conversation, channel, ended.status, ended.accepted_at, ended.ended_at
         )
         self.recent.append(summary)
+        if log.isEnabledFor(logging.INFO):
+            duration_ms = round(summary.duration * 1000, 3)
+            fields = {"turn_id": summary.turn_id, "channel": channel, "status": summary.status}
+            log.info("turn %s", summary.status, extra={**fields, "duration_ms": duration_ms})
         for listener in self.listeners:
             listener(summary)

@@ -30,7 +30,8 @@ async def test_metrics_count_turns_by_channel_and_status_and_read_the_snapshots(
     async with afactors.open_host(agent, state_dir=state_dir, port=0, channels=channels) as host:
         async with httpx.AsyncClient(base_url=host.urls[0], timeout=30) as client:
             for text in ("one", "two"):
-                assert (await client.post("/v1/responses", json={"input": text, "conversation": "c"})).status_code == 200
+                made = await client.post("/v1/responses", json={"input": text, "conversation": "c"})
+                assert made.status_code == 200
             failed = await client.post("/v1/responses", json={"input": "boom secret-body"})
             resp = await client.get("/metrics")
     assert failed.json()["status"] == "failed"
