@@ -1,6 +1,6 @@
 """The host: channels, HTTP server, auth and shutdown around an actor system.
 
-Public surface: `open_host` (with `HostConfig`), `Host`, `ApiKeys`, and the channel contract's names
+Public surface: `open_host` (with `HostConfig`, `RetentionConfig`), `Host`, `ApiKeys`, and the channel contract's names
 (re-exported from `afactors.channel`, where channels import them).
 """
 
@@ -25,6 +25,7 @@ from afactors.channel import (
 )
 from afactors.host._auth import ApiKeys
 from afactors.host._host import Host, HostConfig, open_host
+from afactors.host._retention import RetentionConfig
 
 __all__ = [
     "DEFAULT_TENANT",
@@ -41,6 +42,7 @@ __all__ = [
     "HookRejected",
     "Host",
     "HostConfig",
+    "RetentionConfig",
     "ResponseHook",
     "Route",
     "RunHook",

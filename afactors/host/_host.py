@@ -19,6 +19,7 @@ from afactors.host._background import BackgroundTurns
 from afactors.host._delivery import Outbox
 from afactors.host._metrics import HostMetrics
 from afactors.host._monitor import TurnMonitor
+from afactors.host._retention import RetentionConfig, Sweeper
 from afactors.host._server import build_app, serve_app, server_config
 from afactors.host._status import StatusSources
 from afactors.host._web import web_routes
@@ -51,6 +52,7 @@ class HostConfig:
     max_active: int = 10_000
     web_ui: bool = True
     metrics: bool = True
+    retention: RetentionConfig = attrs.field(factory=RetentionConfig)
 
     def actor_config(self) -> ActorConfig:
         return ActorConfig(
@@ -73,6 +75,7 @@ class Host:
         self.shutting_down = trio.Event()
         self.outbox: Outbox | None = None
         self.monitor = TurnMonitor()
+        self.sweeper = Sweeper(store, system, config.retention)
 
     async def _readiness(self) -> object:
         if self.shutting_down.is_set():
@@ -114,7 +117,7 @@ async def open_host(
                 if config.web_ui:
                     routes.extend(web_routes(sources, api_keys))
                 if config.metrics:
-                    metrics = HostMetrics(sources)
+                    metrics = HostMetrics(sources, the_host.sweeper)
                     the_host.monitor.listeners.append(metrics.turn_ended)
                     store.on_transaction = metrics.transaction
                     routes.extend(metrics.routes())
@@ -138,6 +141,8 @@ async def open_host(
                     store, {name: c.deliver for name, c in the_host.contributions.items() if c.deliver is not None}
                 )
                 await services.start(the_host.outbox.run)
+                if config.retention.enabled:
+                    await services.start(the_host.sweeper.run)
                 system.on_outbox = the_host.outbox.notify
                 for contribution in the_host.contributions.values():
                     for hook in contribution.on_startup:

@@ -21,6 +21,7 @@ from quart import Response
 
 from afactors.channel import Route
 from afactors.host._monitor import TurnSummary
+from afactors.host._retention import RETAINED_KINDS, Sweeper
 from afactors.host._status import StatusSources, store_file_size
 from afactors.store import KINDS
 
@@ -41,8 +42,9 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 class _Snapshots(Collector):
     """Reads the statistics snapshots at scrape time."""
 
-    def __init__(self, sources: StatusSources) -> None:
+    def __init__(self, sources: StatusSources, sweeper: Sweeper) -> None:
         self._sources = sources
+        self._sweeper = sweeper
 
     def collect(self) -> Iterator[Metric]:
         system, store = self._sources.system, self._sources.store
@@ -89,12 +91,17 @@ class _Snapshots(Collector):
         for name in ("commits", "transactions", "failed_commits", "split_batches", "map_grows", "quarantined"):
             doc = f"Store {name.replace('_', ' ')} since start."
             yield _counter(f"afactors_store_{name}", doc, getattr(stats, name))
+        removed = CounterMetricFamily("afactors_retention_removed", "Records deleted by retention.", labels=["kind"])
+        for kind in RETAINED_KINDS:
+            removed.add_metric([kind], self._sweeper.removed[kind])
+        yield removed
+        yield _counter("afactors_retention_sweeps", "Retention sweeps finished.", self._sweeper.sweeps)
 
 
 class HostMetrics:
     """The host's Prometheus registry; `turn_ended` and `transaction` are the event-driven observers."""
 
-    def __init__(self, sources: StatusSources) -> None:
+    def __init__(self, sources: StatusSources, sweeper: Sweeper) -> None:
         self.registry = CollectorRegistry()
         self._turns = Counter(
             "afactors_turns", "Ended turns by channel and status.", ["channel", "status"], registry=self.registry
@@ -111,7 +118,7 @@ class HostMetrics:
             "afactors_store_transaction_seconds", "Seconds per LMDB write transaction, fsync included.",
             buckets=COMMIT_SECONDS, registry=self.registry,
         )  # fmt: skip
-        self.registry.register(_Snapshots(sources))
+        self.registry.register(_Snapshots(sources, sweeper))
 
     def turn_ended(self, summary: TurnSummary) -> None:
         self._turns.labels(summary.channel, summary.status).inc()

@@ -1,0 +1,95 @@
+"""Retention: the sweeper deletes expired records of each kind in small batches, and only those."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+import afactors
+from afactors.actors import new_turn_id
+from afactors.host import RetentionConfig
+from afactors.host._retention import DAY, turn_id_time
+from afactors.model import ConversationKey
+from afactors.store import DeadLetter, Generic, Put
+from afactors_responses import ResponsesChannel
+
+
+def test_turn_ids_carry_their_creation_time() -> None:
+    before = time.time()
+    made = turn_id_time(new_turn_id("resp_"))
+    assert made is not None and before - 1 <= made <= time.time() + 1
+    assert turn_id_time("caller-chosen") is None and turn_id_time("x" * 30) is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("dedup", -1, "retention dedup must be at least 0 seconds or None"), ("batch", 0, "batch must be greater than 0")],
+)
+def test_bad_retention_settings_name_the_setting(field: str, value: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RetentionConfig(**{field: value})
+
+
+async def test_sweeper_removes_expired_records_per_kind_and_keeps_the_rest(state_dir: Path) -> None:
+    retention = RetentionConfig(interval=3600, batch=2)  # pages of 2: many small commits
+    channels = [ResponsesChannel()]
+    async with afactors.open_host(state_dir=state_dir, port=0, channels=channels, retention=retention) as host:
+        store, sweeper = host.store, host.sweeper
+        async with httpx.AsyncClient(base_url=host.urls[0], timeout=30) as client:
+            ids = []
+            for text in ("one", "two", "three"):
+                made = await client.post("/v1/responses", json={"input": text, "conversation": "old"})
+                ids.append(made.json()["id"])
+            background = await client.post("/v1/responses", json={"input": "bg", "background": True})
+            with trio.fail_after(10):
+                while store.count("dedup") < 1 or store.count("inbox"):
+                    await trio.sleep(0.01)
+            now = time.time()
+            await store.commit(
+                [
+                    Put("dead_letters", "a/old", DeadLetter(None, "boom", failed_at=now - 40 * DAY)),
+                    Put("dead_letters", "a/new", DeadLetter(None, "boom", failed_at=now)),
+                    Put("tokens", "expired", Generic({"expires_at": now - 1})),
+                    Put("tokens", "valid", Generic({"expires_at": now + DAY})),
+                    Put("tokens", "forever", Generic({})),
+                ]
+            )
+            assert host.system.passivate(ConversationKey("default", "conv:old"))
+            with trio.fail_after(10):
+                while sweeper.sweeps < 1:  # the startup sweep is over
+                    await trio.sleep(0.01)
+
+            assert await sweeper.sweep(now) == {"dedup": 0, "responses": 0, "dead_letters": 1, "tokens": 1,
+                                                "closed_turns": 0}  # fmt: skip
+            assert [k for k, _ in store.scan("tokens")] == ["forever", "valid"]
+            assert [k for k, _ in store.scan("dead_letters")] == ["a/new"]
+
+            month = await sweeper.sweep(now + 31 * DAY)
+            assert month == {"dedup": 1, "responses": 4, "dead_letters": 1, "tokens": 1, "closed_turns": 0}
+            gone = await client.get(f"/v1/responses/{ids[0]}")
+            assert gone.status_code == 404 and background.status_code == 200
+            assert store.count("turns") == 4  # history is kept until the conversation is closed long enough
+
+            assert (await sweeper.sweep(now + 91 * DAY))["closed_turns"] == 3  # the background one's actor is live
+            assert store.count("turns") == 1 and store.count("snapshots") == 2  # turn counts and state stay
+            metrics = (await client.get("/metrics")).text
+    assert 'afactors_retention_removed_total{kind="responses"} 4.0' in metrics
+    assert 'afactors_retention_removed_total{kind="closed_turns"} 3.0' in metrics
+
+
+async def test_turns_of_a_conversation_in_memory_are_kept(state_dir: Path) -> None:
+    async with afactors.open_host(state_dir=state_dir, port=0, channels=[ResponsesChannel()]) as host:
+        async with httpx.AsyncClient(base_url=host.urls[0], timeout=30) as client:
+            await client.post("/v1/responses", json={"input": "hi", "conversation": "live"})
+        removed = await host.sweeper.sweep(time.time() + 365 * DAY)
+        assert removed["closed_turns"] == 0 and host.store.count("turns") == 1
+
+
+async def test_retention_can_be_off(state_dir: Path) -> None:
+    async with afactors.open_host(state_dir=state_dir, port=0, retention=RetentionConfig(enabled=False)) as host:
+        await trio.sleep(0.05)
+        assert host.sweeper.sweeps == 0
