@@ -6,7 +6,7 @@ and asks for scheduling, supervision and cancellation through the owner and noth
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from afactors.actors import ConversationActor, ConversationBusy, RestartPolicy, TurnHandle
-from afactors.actors._history import Link
+from afactors.actors._history import History, Link
 from afactors.actors._owner import ActorOwner, Counters
 from afactors.actors._phases import Entry
 from afactors.model import ConversationKey, Envelope, Message, Reply, TurnContext, Update
@@ -56,8 +56,8 @@ class FakeOwner:
     def snapshot(self, path: str) -> Snapshot:
         return Snapshot()
 
-    def history(self, path: str, seq: int) -> list[Message]:
-        return []
+    def history(self, path: str, seq: int) -> History:
+        return deque()
 
     def chain(self, key: ConversationKey, parent: str) -> list[Message] | None:
         return None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import attrs
@@ -26,6 +27,7 @@ import trio
 
 from afactors.actors import ledger
 from afactors.actors._errors import ConversationBusy
+from afactors.actors._history import History
 from afactors.actors._owner import ActorOwner
 from afactors.actors._phases import Entry, Event, Phase, Turn, Write
 from afactors.actors._replies import ReplyBuilder, cancelled, error_text, failed
@@ -90,7 +92,7 @@ class ConversationActor:
         self._mailbox: deque[Turn] = deque()
         self._space: trio.lowlevel.ParkingLot | None = None  # senders waiting for room (created on first wait)
         self._snapshot = snapshot
-        self._history: list[Message] | None = None  # loaded on the first turn that needs it
+        self._history: History | None = None  # loaded on the first turn that needs it
         self._current: Turn | None = None
         self._outcome: ActorStatus = "idle"
         self._stopped = False
@@ -126,8 +128,9 @@ class ConversationActor:
         return self._snapshot
 
     def history(self) -> tuple[Message, ...]:
-        """The conversation's committed messages in order: each turn's input, then its output."""
-        return tuple(self._load_history())
+        """The committed messages the next turn sees, in order (each turn's input, then its output): every turn,
+        or the last `history_turns`."""
+        return tuple(message for turn in self._load_history() for message in turn)
 
     def info(self) -> ActorInfo:
         wall = time.time() - (trio.current_time() - self.last_active)
@@ -274,6 +277,7 @@ class ConversationActor:
             records = await self._mark_started(entries)
         first = entries[0].envelope
         inputs = first.input if len(entries) == 1 else tuple(m for entry in entries for m in entry.envelope.input)
+        context: Sequence[Message] | None
         if first.parent is not None:
             context = self._owner.chain(self.key, first.parent)
             if context is None:
@@ -282,7 +286,7 @@ class ConversationActor:
                 await self._finish_failed(turn, records, inputs, reply, dead_letter=None)
                 return
         else:
-            context = self._load_history()
+            context = self.history()
         snapshot = self._snapshot
         ctx = TurnContext(
             key=self.key,
@@ -368,8 +372,7 @@ class ConversationActor:
             owner.chained(entry.turn_id, link)
         self._snapshot = snapshot
         if self._history is not None:
-            self._history.extend(inputs)
-            self._history.extend(reply.messages)
+            self._history.append((*inputs, *reply.messages))
         self.turns_done += 1
         self._outcome = "idle"
         owner.counters["turns"] += 1
@@ -427,7 +430,7 @@ class ConversationActor:
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
-    def _load_history(self) -> list[Message]:
+    def _load_history(self) -> History:
         if self._history is None:
             self._history = self._owner.history(self.path, self._snapshot.seq)
         return self._history

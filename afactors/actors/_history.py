@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 from afactors.actors._keys import turn_key
 from afactors.model import ConversationKey, Message
@@ -12,15 +12,22 @@ MAX_CHAIN = 100_000
 """Longest parent chain followed (a guard against corrupt, cyclic chains)."""
 
 
-def load_history(store: Store, path: str, seq: int) -> list[Message]:
-    """The messages of turns 1..`seq` of conversation `path`, in order (each turn: its input, then its output)."""
-    messages: list[Message] = []
-    for n in range(1, seq + 1):
+History = deque[tuple[Message, ...]]
+"""A conversation's context: one tuple per turn (its input, then its output), oldest first; its `maxlen` is the
+history window (None: every turn)."""
+
+
+def load_history(store: Store, path: str, seq: int, window: int | None = None) -> History:
+    """The turns of conversation `path` up to `seq`: the last `window` of them (all when None), in order.
+
+    Reads only the turns inside the window, so a long conversation costs no more to load than a short one.
+    """
+    turns: History = deque(maxlen=window)
+    for n in range(1 if window is None else max(1, seq - window + 1), seq + 1):
         record: TurnRecord | None = store.get("turns", turn_key(path, n))
         if record is not None:
-            messages.extend(record.input)
-            messages.extend(record.output)
-    return messages
+            turns.append((*record.input, *record.output))
+    return turns
 
 
 Link = tuple[str, str | None, tuple[Message, ...]]
@@ -58,20 +65,26 @@ class ChainCache:
         return link
 
 
-def load_chain(store: Store, key: ConversationKey, parent: str, cache: ChainCache) -> list[Message] | None:
-    """The messages of the response chain ending at turn `parent`, root first; None if `parent` is unknown.
+def load_chain(
+    store: Store, key: ConversationKey, parent: str, cache: ChainCache, window: int | None = None
+) -> list[Message] | None:
+    """The messages of the response chain ending at turn `parent` (its last `window` turns), root first; None if
+    `parent` is unknown.
 
     A record of another tenant counts as unknown, so a chain never crosses tenants.
     """
+    limit = MAX_CHAIN if window is None else min(window, MAX_CHAIN)
     links: list[tuple[Message, ...]] = []
     seen: set[str] = set()
     turn_id: str | None = parent
     while turn_id is not None:
         link = cache.link(store, turn_id)
-        if link is None or link[0] != key.tenant or turn_id in seen or len(links) >= MAX_CHAIN:
+        if link is None or link[0] != key.tenant or turn_id in seen:
             if not links:
                 return None
             break  # the chain's older part is gone: use what is left
+        if len(links) >= limit:
+            break
         seen.add(turn_id)
         links.append(link[2])
         turn_id = link[1]

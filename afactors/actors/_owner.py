@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, TypeVar
 
-from afactors.actors._history import Link
+from afactors.actors._history import History, Link
 from afactors.actors._phases import Entry
 from afactors.actors._supervision import RestartPolicy
 from afactors.model import ConversationKey, Message, Reply, TurnContext, Update
@@ -50,8 +50,8 @@ class ActorOwner(Protocol[Actor]):
         """The conversation's last committed snapshot (an empty one for a new conversation)."""
         ...
 
-    def history(self, path: str, seq: int) -> list[Message]:
-        """The messages of the conversation's turns 1..`seq`, in order."""
+    def history(self, path: str, seq: int) -> History:
+        """The conversation's turns up to `seq` inside the history window, in order."""
         ...
 
     def chain(self, key: ConversationKey, parent: str) -> list[Message] | None:

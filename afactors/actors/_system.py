@@ -21,7 +21,7 @@ from afactors.actors import ledger
 from afactors.actors._actor import ActorInfo, ConversationActor
 from afactors.actors._errors import ActorUnavailable, SystemClosed
 from afactors.actors._handle import TurnHandle
-from afactors.actors._history import ChainCache, Link, load_chain, load_history
+from afactors.actors._history import ChainCache, History, Link, load_chain, load_history
 from afactors.actors._keys import dedup_key, new_turn_id, stamp_of, turn_key
 from afactors.actors._owner import Counters
 from afactors.actors._phases import Entry, Phase
@@ -80,6 +80,8 @@ class ActorConfig:
     turn is retried once after a jittered backoff in `restart_backoff`; more than `max_restarts` restarts within
     `restart_window` seconds stop the conversation for `cooldown` seconds. `drain_timeout`: seconds running turns
     get at shutdown. `stream_buffer`: updates a streaming handle may fall behind before its stream is dropped.
+    `history_turns`: the target sees at most this many earlier turns of its conversation (or of a response
+    chain), the most recent ones; None: all of them. The store keeps every turn either way (until retention).
     `tune_gc`: raise the cyclic collector's young-generation threshold to `GC_GEN0_THRESHOLD` while the system
     runs (a process-wide setting, restored on exit).
     """
@@ -97,6 +99,7 @@ class ActorConfig:
     stream_buffer: int = attrs.field(default=1024, validator=_at_least_one)
     rng: random.Random | None = attrs.field(default=None, eq=False, repr=False)
     tune_gc: bool = True
+    history_turns: int | None = attrs.field(default=None, validator=attrs.validators.optional(_at_least_one))
 
     def restart_policy(self) -> RestartPolicy:
         low, high = self.restart_backoff
@@ -385,11 +388,11 @@ class ActorSystem:
         snapshot: Snapshot | None = self.store.get("snapshots", path)
         return snapshot if snapshot is not None else Snapshot()
 
-    def history(self, path: str, seq: int) -> list[Message]:
-        return load_history(self.store, path, seq)
+    def history(self, path: str, seq: int) -> History:
+        return load_history(self.store, path, seq, self.config.history_turns)
 
     def chain(self, key: ConversationKey, parent: str) -> list[Message] | None:
-        return load_chain(self.store, key, parent, self._chains)
+        return load_chain(self.store, key, parent, self._chains, self.config.history_turns)
 
     def chained(self, turn_id: str, link: Link) -> None:
         self._chains.remember(turn_id, link)

@@ -37,7 +37,7 @@ class HostConfig:
 
     `durability`: the store's fsync policy. `api_keys`: bearer keys, each its own tenant (none: everyone is the
     default tenant). `drain_timeout`: seconds running turns (and open connections) get at shutdown.
-    `mailbox_size`, `idle_timeout`, `max_active`, `busy_policy`: see `ActorConfig`.
+    `mailbox_size`, `idle_timeout`, `max_active`, `busy_policy`, `history_turns`: see `ActorConfig`.
     """
 
     state_dir: str | os.PathLike[str] = ".afactors"
@@ -53,11 +53,12 @@ class HostConfig:
     web_ui: bool = True
     metrics: bool = True
     retention: RetentionConfig = attrs.field(factory=RetentionConfig)
+    history_turns: int | None = None
 
     def actor_config(self) -> ActorConfig:
         return ActorConfig(
             busy_policy=self.busy_policy, mailbox_size=self.mailbox_size, idle_timeout=self.idle_timeout,
-            max_active=self.max_active, drain_timeout=self.drain_timeout,
+            max_active=self.max_active, drain_timeout=self.drain_timeout, history_turns=self.history_turns,
         )  # fmt: skip
 
 
