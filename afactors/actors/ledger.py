@@ -10,7 +10,8 @@ only then answer whoever waits. The points in a turn's life:
 - `completed` / `failed` / `cancelled`: the turn ended; records get their final status, inbox rows are
   acknowledged, idempotency keys marked done, replies queued in the outbox, poison envelopes dead-lettered;
 - `hidden`: a record withdrawn from retrieval (its conversation history is kept);
-- `delivered` / `redeliver` / `undeliverable`: what the delivery outbox does with a pushed reply.
+- `delivered` / `redeliver` / `undeliverable`: what the delivery outbox does with a pushed reply;
+- `replayed`: an operator gives a dead letter another go.
 
 Must not import: the actor, the system or anything that does I/O.
 """
@@ -203,6 +204,22 @@ def undeliverable(key: str, row: OutboxRecord, attempt: int, error: str, now: fl
     """A push that will never arrive: out of the outbox, into the dead letters."""
     dead = DeadLetter(envelope=None, delivery=attrs.evolve(row, attempts=attempt), error=error, failed_at=now)
     return [Delete("outbox", key), Put("dead_letters", undelivered_key(key), dead)]
+
+
+def replayed(dead_key: str, letter: DeadLetter, stamp: int, now: float) -> list[Op]:
+    """A dead letter given another go: an undelivered push goes back into the outbox with its attempts reset; a
+    poison envelope goes back into its conversation's inbox (it runs, under its turn id, when a host starts)."""
+    ops: list[Op] = [Delete("dead_letters", dead_key)]
+    if letter.delivery is not None:
+        ops.append(
+            Put("outbox", dead_key.removeprefix("outbox/"), attrs.evolve(letter.delivery, attempts=0, due_at=now))
+        )
+    elif letter.envelope is not None:
+        path = letter.envelope.key.path
+        ops.append(Put("inbox", inbox_key(path, stamp), InboxRecord(envelope=letter.envelope, received_at=now)))
+    else:
+        raise ValueError(f"dead letter {dead_key!r} holds neither an envelope nor a push")
+    return ops
 
 
 # -- shared parts --------------------------------------------------------------------------------------------

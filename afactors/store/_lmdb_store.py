@@ -477,6 +477,16 @@ class Store:
                 positioned = step()
         return found
 
+    def copy_compacted(self, dest: str | os.PathLike[str]) -> Path:
+        """Copy the environment, without its free pages, into the new state directory `dest` (which must not
+        exist); returns the copy's data file. Runs inline: meant for a store no host is using."""
+        if self._closed:
+            raise StoreClosed(f"the store at {self.path} is closed")
+        target = Path(dest) / DATA_DIR
+        target.mkdir(parents=True)
+        self._env.copy(str(target), compact=True)
+        return target / "data.mdb"
+
     def count(self, kind: str) -> int:
         """How many records `kind` holds."""
         db = self._db(kind)
