@@ -10,6 +10,8 @@ import trio
 
 from afactors import __version__
 from afactors._logging import configure as configure_logging
+from afactors.admin.cli import COMMANDS as OPERATOR_COMMANDS
+from afactors.admin.cli import main as operator_main
 from afactors.channel import Channel, ChannelPlugin, StartupError, installed_plugins
 from afactors.host import open_host
 from afactors.model import BUSY_POLICIES
@@ -84,6 +86,9 @@ def first_leaf(error: BaseException) -> BaseException:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in OPERATOR_COMMANDS:
+        return operator_main(argv)
     plugins = installed_plugins()
     args = build_parser(plugins).parse_args(argv)
     configure_logging(args.log_level, args.log_format)

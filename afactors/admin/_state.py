@@ -1,0 +1,224 @@
+"""What the operator commands do to a store: reports (JSON-able data) and the ops they commit.
+
+Pure of terminal output: `afactors.admin.cli` renders these as tables or JSON. Deletes and imports go through the
+store's writer in batches of `BATCH` keys.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+
+from afactors.actors import ledger
+from afactors.model import converter
+from afactors.store import KINDS, DeadLetter, Delete, Op, Put, ResponseRecord, Snapshot, Store
+
+EXPORT_FORMAT = "afactors-export"
+EXPORT_VERSION = 1
+BATCH = 500
+CONVERSATION_KINDS = ("turns", "inbox", "outbox", "dedup", "dead_letters", "checkpoints")
+"""Kinds whose keys start with the conversation's path (`tenant/conversation/...`)."""
+
+
+def schema_of(cls: type) -> int:
+    """The schema version a record class writes."""
+    return int(vars(cls)["SCHEMA"])
+
+
+class ExportError(ValueError):
+    """An export file that cannot be imported; the message names the line."""
+
+
+def _text(messages: Iterable[Any], limit: int = 200) -> str:
+    text = " | ".join(f"{m.role}: {m.text}" for m in messages)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def inspect_report(store: Store) -> dict[str, Any]:
+    """Sizes and counts of the whole state, and its conversations (most recently active first, up to 50)."""
+    conversations = sorted(
+        ((path, snap) for path, snap in store.scan("snapshots")), key=lambda item: item[1].updated_at, reverse=True
+    )
+    return {
+        "state_dir": str(store.path),
+        "records": {kind: store.count(kind) for kind in KINDS},
+        "map_usage": round(store.map_usage(), 4),
+        "conversations": [
+            {
+                "conversation": path,
+                "turns": snap.seq,
+                "updated_at": snap.updated_at,
+                "pending": len(store.scan("inbox", path + "/")),
+            }
+            for path, snap in conversations[:50]
+        ],
+    }
+
+
+def conversation_report(store: Store, path: str) -> dict[str, Any] | None:
+    """One conversation (`tenant/conversation`): snapshot, turns, response records, pending inbox and outbox
+    rows, dead letters; None when the store knows nothing of it."""
+    snapshot: Snapshot | None = store.get("snapshots", path)
+    prefix = path + "/"
+    turns = store.scan("turns", prefix)
+    responses = [r for _, r in store.scan("responses") if isinstance(r, ResponseRecord) and r.conversation == path]
+    inbox, outbox = store.scan("inbox", prefix), store.scan("outbox", prefix)
+    letters = store.scan("dead_letters", prefix)
+    if snapshot is None and not (turns or responses or inbox or outbox or letters):
+        return None
+    return {
+        "conversation": path,
+        "turns_done": 0 if snapshot is None else snapshot.seq,
+        "updated_at": None if snapshot is None else snapshot.updated_at,
+        "state": {} if snapshot is None else snapshot.state,
+        "history": [
+            {"seq": t.seq, "turn_id": t.turn_id, "status": t.status, "input": _text(t.input), "output": _text(t.output)}
+            for _, t in turns
+        ],
+        "responses": [
+            {"id": r.id, "status": r.status, "background": r.background, "created_at": r.created_at} for r in responses
+        ],
+        "inbox": [{"key": k, "turn_id": row.envelope.turn_id, "received_at": row.received_at} for k, row in inbox],
+        "outbox": [{"key": k, "channel": row.channel, "attempts": row.attempts} for k, row in outbox],
+        "dead_letters": [k for k, _ in letters],
+    }
+
+
+def _dead_letter_row(key: str, letter: DeadLetter) -> dict[str, Any]:
+    envelope = letter.envelope
+    return {
+        "key": key,
+        "kind": "push" if letter.delivery is not None else "envelope",
+        "conversation": envelope.key.path if envelope is not None else None,
+        "channel": letter.delivery.channel if letter.delivery is not None else None,
+        "turn_id": envelope.turn_id if envelope is not None else None,
+        "error": letter.error,
+        "failed_at": letter.failed_at,
+    }
+
+
+def dead_letters(store: Store, key: str | None = None) -> list[dict[str, Any]]:
+    """Every dead letter (or the one under `key`), summarised; `show` adds the whole record as `record`."""
+    if key is None:
+        return [_dead_letter_row(k, letter) for k, letter in store.scan("dead_letters")]
+    letter: DeadLetter | None = store.get("dead_letters", key)
+    if letter is None:
+        return []
+    return [{**_dead_letter_row(key, letter), "record": converter.unstructure(letter)}]
+
+
+async def replay_dead_letter(store: Store, key: str) -> bool:
+    """Give a dead letter another go (see `ledger.replayed`); False when there is none under `key`."""
+    letter: DeadLetter | None = store.get("dead_letters", key)
+    if letter is None:
+        return False
+    await store.commit(ledger.replayed(key, letter, time.time_ns(), time.time()))
+    return True
+
+
+async def _delete_all(store: Store, deletes: Iterable[Delete]) -> int:
+    batch: list[Op] = []
+    done = 0
+    for op in deletes:
+        batch.append(op)
+        if len(batch) >= BATCH:
+            await store.commit(batch)
+            done, batch = done + len(batch), []
+    if batch:
+        await store.commit(batch)
+        done += len(batch)
+    return done
+
+
+async def purge_dead_letters(store: Store, keys: Iterable[str] | None = None) -> int:
+    """Delete the dead letters under `keys` (all when None); returns how many there were."""
+    wanted = (
+        [k for k, _ in store.scan("dead_letters")]
+        if keys is None
+        else [k for k in keys if store.get("dead_letters", k)]
+    )
+    return await _delete_all(store, (Delete("dead_letters", k) for k in wanted))
+
+
+async def purge_conversation(store: Store, path: str) -> dict[str, int]:
+    """Forget a conversation durably: its snapshot, turns, responses, inbox, outbox, dedup keys, dead letters
+    (its undelivered pushes included) and checkpoints. Returns what was deleted, by kind."""
+    prefix = path + "/"
+    removed: dict[str, int] = {}
+    removed["snapshots"] = await _delete_all(store, [Delete("snapshots", path)] if store.get("snapshots", path) else [])
+    for kind in CONVERSATION_KINDS:
+        removed[kind] = await _delete_all(store, [Delete(kind, k) for k, _ in store.scan(kind, prefix)])
+    removed["dead_letters"] += await _delete_all(
+        store, [Delete("dead_letters", k) for k, _ in store.scan("dead_letters", "outbox/" + prefix)]
+    )
+    responses = [k for k, r in store.scan("responses") if isinstance(r, ResponseRecord) and r.conversation == path]
+    removed["responses"] = await _delete_all(store, (Delete("responses", k) for k in responses))
+    return removed
+
+
+def export_lines(store: Store, kinds: Iterable[str] = KINDS) -> Iterator[bytes]:
+    """The state as JSON lines: a header `{"format", "version", "exported_at"}`, then one `{"kind", "key", "v",
+    "d"}` per record (`v`: the record class's schema version, `d`: the record as stored)."""
+    yield orjson.dumps({"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_at": time.time()})
+    for kind in kinds:
+        schema = schema_of(KINDS[kind])
+        for key, record in store.scan(kind):
+            yield orjson.dumps({"kind": kind, "key": key, "v": schema, "d": converter.unstructure(record)})
+
+
+async def import_lines(store: Store, lines: Iterable[bytes | str]) -> dict[str, int]:
+    """Write every record of an export into the store (same keys overwritten); returns counts by kind.
+
+    Raises `ExportError` naming the line for anything that is not an afactors export this version can read; on
+    an error nothing after the last committed batch is written.
+    """
+    counts: dict[str, int] = {}
+    batch: list[Op] = []
+    number = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ExportError(f"line {number}: not JSON ({exc})") from exc
+        if number == 1:
+            if not isinstance(item, dict) or item.get("format") != EXPORT_FORMAT:
+                raise ExportError(f"line 1: not an afactors export (expected format {EXPORT_FORMAT!r})")
+            if item.get("version") != EXPORT_VERSION:
+                raise ExportError(
+                    f"line 1: export version {item.get('version')!r}; this afactors reads {EXPORT_VERSION}"
+                )
+            continue
+        batch.append(_record_op(item, number))
+        kind = batch[-1].kind
+        counts[kind] = counts.get(kind, 0) + 1
+        if len(batch) >= BATCH:
+            await store.commit(batch)
+            batch = []
+    if number == 0:
+        raise ExportError("line 1: the export is empty")
+    if batch:
+        await store.commit(batch)
+    return counts
+
+
+def _record_op(item: Any, number: int) -> Put:
+    if not isinstance(item, dict) or not {"kind", "key", "v", "d"} <= set(item):
+        raise ExportError(f"line {number}: expected an object with kind, key, v and d")
+    kind, key, version = item["kind"], item["key"], item["v"]
+    cls = KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ExportError(f"line {number}: unknown kind {kind!r}; known kinds: {', '.join(KINDS)}")
+    if not isinstance(key, str) or not key:
+        raise ExportError(f"line {number}: key must be a non-empty string")
+    if version != schema_of(cls):
+        raise ExportError(f"line {number}: {kind} schema version {version!r}; this afactors reads {schema_of(cls)}")
+    try:
+        record: Any = converter.structure(item["d"], cls)
+    except Exception as exc:
+        raise ExportError(f"line {number}: not a valid {kind} record ({exc})") from exc
+    return Put(kind, key, record)

@@ -1,0 +1,169 @@
+"""`python -m afactors inspect|show|dead-letters|purge|export|import|compact`: operator commands on a stopped
+state directory. Tables for people, `--json` for scripts. Exit status: 0 done, 1 failed (message on stderr),
+2 bad usage."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+
+from afactors import admin
+from afactors.store import DATA_DIR, StateDirLocked, Store, StoreError
+
+COMMANDS = ("inspect", "show", "dead-letters", "purge", "export", "import", "compact")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m afactors", description="Operator commands on a stopped host.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", default=".afactors", help="the state directory (default: .afactors)")
+    common.add_argument("--json", action="store_true", help="JSON output for scripts")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("inspect", parents=[common], help="counts, sizes and conversations")
+    show = sub.add_parser("show", parents=[common], help="one conversation: history, records, pending rows")
+    show.add_argument("conversation", help="TENANT/CONVERSATION, as `inspect` lists it")
+    dead = sub.add_parser("dead-letters", parents=[common], help="list, show, replay or purge dead letters")
+    dead.add_argument("action", choices=("list", "show", "replay", "purge"))
+    dead.add_argument("keys", nargs="*", help="dead-letter keys (show/replay: one or more; purge: none = all)")
+    purge = sub.add_parser("purge", parents=[common], help="durably forget one conversation (every record kind)")
+    purge.add_argument("conversation", help="TENANT/CONVERSATION")
+    export = sub.add_parser("export", parents=[common], help="every record as schema-versioned JSON lines")
+    export.add_argument("output", nargs="?", default="-", help="file to write (default: stdout)")
+    imp = sub.add_parser("import", parents=[common], help="write the records of an export into the state")
+    imp.add_argument("input", nargs="?", default="-", help="file to read (default: stdin)")
+    compact = sub.add_parser("compact", parents=[common], help="copy the state to a new, compacted state dir")
+    compact.add_argument("destination", help="a new directory (must not exist)")
+    return parser
+
+
+def _when(stamp: float | None) -> str:
+    return "-" if not stamp else datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    """Columns padded to their widest cell."""
+    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
+
+
+def _render(command: str, action: str | None, data: Any) -> str:
+    if command == "inspect":
+        kinds = table(sorted(data["records"].items()), ("kind", "records"))
+        convs = table(
+            [(c["conversation"], c["turns"], c["pending"], _when(c["updated_at"])) for c in data["conversations"]],
+            ("conversation", "turns", "pending", "last turn (UTC)"),
+        )
+        return f"state {data['state_dir']} (map {100 * data['map_usage']:.1f} % used)\n\n{kinds}\n\n{convs}"
+    if command == "show":
+        head = f"{data['conversation']}: {data['turns_done']} turns, last {_when(data['updated_at'])}"
+        history = table([(t["seq"], t["turn_id"], t["status"], t["input"], t["output"]) for t in data["history"]],
+                        ("seq", "turn", "status", "input", "output"))  # fmt: skip
+        responses = table([(r["id"], r["status"], r["background"]) for r in data["responses"]],
+                          ("response", "status", "background"))  # fmt: skip
+        pending = f"inbox {len(data['inbox'])}, outbox {len(data['outbox'])}, dead letters {len(data['dead_letters'])}"
+        return f"{head}\n\n{history}\n\n{responses}\n\n{pending}"
+    if command == "dead-letters" and action in ("list", "show"):
+        rows = [
+            (d["key"], d["kind"], d["conversation"] or d["channel"], _when(d["failed_at"]), d["error"]) for d in data
+        ]
+        out = table(rows, ("key", "kind", "conversation/channel", "failed (UTC)", "error"))
+        if action == "show":
+            out += "\n\n" + "\n".join(orjson.dumps(d["record"], option=orjson.OPT_INDENT_2).decode() for d in data)
+        return out
+    if command == "purge":
+        return table(sorted(data.items()), ("kind", "deleted"))
+    if command == "import":
+        return table(sorted(data.items()), ("kind", "imported"))
+    return "\n".join(f"{k}: {v}" for k, v in data.items())
+
+
+async def _run(args: argparse.Namespace) -> tuple[Any, int]:
+    """The command's result (to render) and exit status."""
+    async with Store.open(args.state_dir) as store:
+        if args.command == "inspect":
+            return admin.inspect_report(store), 0
+        if args.command == "show":
+            report = admin.conversation_report(store, args.conversation)
+            if report is None:
+                raise LookupError(f"no conversation {args.conversation!r} in {args.state_dir} (see `inspect`)")
+            return report, 0
+        if args.command == "dead-letters":
+            return await _dead_letters(store, args.action, args.keys), 0
+        if args.command == "purge":
+            return await admin.purge_conversation(store, args.conversation), 0
+        if args.command == "export":
+            lines = admin.export_lines(store)
+            if args.output == "-":
+                written = sum(sys.stdout.buffer.write(line + b"\n") > 0 for line in lines)
+            else:
+                async with await trio.open_file(args.output, "wb") as out:
+                    written = 0
+                    for line in lines:
+                        await out.write(line + b"\n")
+                        written += 1
+            return {"exported": written - 1, "file": args.output}, 0
+        if args.command == "import":
+            if args.input == "-":
+                content = sys.stdin.buffer.read()
+            else:
+                async with await trio.open_file(args.input, "rb") as source:
+                    content = await source.read()
+            return await admin.import_lines(store, content.splitlines()), 0
+        destination = Path(args.destination)
+        if destination.exists():
+            raise FileExistsError(f"{destination} exists; compact writes a new state directory")
+        data_file = store.copy_compacted(destination)
+        before = (Path(args.state_dir) / DATA_DIR / "data.mdb").stat().st_size
+        return {"copy": str(destination), "bytes_before": before, "bytes_after": data_file.stat().st_size}, 0
+
+
+async def _dead_letters(store: Store, action: str, keys: list[str]) -> Any:
+    if action == "list":
+        return admin.dead_letters(store)
+    if action == "purge":
+        return {"purged": await admin.purge_dead_letters(store, keys or None)}
+    if not keys:
+        raise ValueError(f"dead-letters {action} needs at least one key (see `dead-letters list`)")
+    missing = [k for k in keys if not store.get("dead_letters", k)]
+    if missing:
+        raise LookupError(f"no dead letter {missing[0]!r} (see `dead-letters list`)")
+    if action == "show":
+        return [row for k in keys for row in admin.dead_letters(store, k)]
+    for key in keys:
+        await admin.replay_dead_letter(store, key)
+    return {"replayed": len(keys), "note": "envelopes run when a host next starts on this state directory"}
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if not (Path(args.state_dir) / DATA_DIR).is_dir() and args.command != "import":
+        print(f"error: no afactors state in {args.state_dir} (no {DATA_DIR}/ folder)", file=sys.stderr)
+        return 1
+    try:
+        result, status = trio.run(_run, args)
+    except Exception as exc:
+        error: BaseException = exc
+        while isinstance(error, BaseExceptionGroup):  # the store's nursery wraps what the command raised
+            error = error.exceptions[0]
+        if isinstance(error, StateDirLocked):
+            print(f"error: {error} (a running host: use its admin API)", file=sys.stderr)
+            return 1
+        if isinstance(error, LookupError | ValueError | OSError | StoreError):
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        raise
+    if args.command == "export" and args.output == "-":
+        return status
+    if args.json:
+        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(_render(args.command, getattr(args, "action", None), result))
+    return status
