@@ -136,11 +136,11 @@ def test_export_import_round_trips(state: Path, tmp_path: Path, capsys: pytest.C
         (
             '{"format": "afactors-export", "version": 1}\n{"kind": "dedup", "key": "k", "v": 7, "d": {}}',
             "dedup schema version 7; this afactors reads 1",
-        ),  # fmt: skip
+        ),
         (
             '{"format": "afactors-export", "version": 1}\n{"kind": "dedup", "key": "k", "v": 1, "d": {}}',
             "line 2: not a valid dedup record",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bad_exports_are_refused_naming_the_line(
