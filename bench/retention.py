@@ -4,9 +4,10 @@
 system, each with an idempotency key like a Telegram update, so every turn writes a dedup key, a turn record and
 a response record) with 20 senders at a steady 200 turns/s in all; each sender moves to a new conversation
 every 3 turns, so old conversations close. Once with retention off, once with short ages (3 s for dedup keys,
-responses and the turns of closed conversations; a sweep every second), each for N seconds (default 40). Prints, every few seconds, the size of
-`data.mdb`, the records kept and the turns done; then the growth of the file over the second half of each run.
-With retention on the file stops growing: LMDB reuses the pages the sweeper frees.
+responses and the turns of closed conversations; a sweep every second), each for N seconds (default 40).
+Prints, every few seconds, the size of `data.mdb`, the records kept and the turns done; then the growth of the
+file over the second half of each run. With retention on the file stops growing: LMDB reuses the pages the
+sweeper frees.
 """
 
 from __future__ import annotations
