@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -35,6 +36,10 @@ def build_parser(plugins: dict[str, ChannelPlugin]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--api-key", action="append", default=[], help="require this bearer key (repeatable; one tenant per key)"
     )
+    parser.add_argument(
+        "--admin-key", default=os.environ.get("AFACTORS_ADMIN_KEY"),
+        help="serve the admin API under /admin/ to this bearer key (default: $AFACTORS_ADMIN_KEY; none: off)",
+    )  # fmt: skip
     parser.add_argument("--drain-timeout", type=float, default=10.0, help="seconds running turns get at shutdown")
     parser.add_argument("--log-level", default="WARNING", help="WARNING (default), INFO (one line per turn), DEBUG")
     parser.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one object per line")
@@ -67,6 +72,7 @@ async def serve(args: argparse.Namespace, channels: list[Channel], target: objec
             busy_policy=args.busy_policy,
             api_keys=args.api_key,
             drain_timeout=args.drain_timeout,
+            admin_key=args.admin_key,
         ) as host:
             print(f"afactors {__version__}: channels {', '.join(host.channels) or '(none)'}", flush=True)
             for url in host.urls:

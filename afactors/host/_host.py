@@ -14,6 +14,7 @@ from quart import jsonify
 
 from afactors.actors import ActorConfig, ActorSystem
 from afactors.channel import Channel, Contribution, Route
+from afactors.host._admin import admin_routes
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
 from afactors.host._delivery import Outbox
@@ -54,6 +55,7 @@ class HostConfig:
     metrics: bool = True
     retention: RetentionConfig = attrs.field(factory=RetentionConfig)
     history_turns: int | None = None
+    admin_key: str | None = attrs.field(default=None, repr=False)
 
     def actor_config(self) -> ActorConfig:
         return ActorConfig(
@@ -117,6 +119,8 @@ async def open_host(
                 )  # fmt: skip
                 if config.web_ui:
                     routes.extend(web_routes(sources, api_keys))
+                if config.admin_key:
+                    routes.extend(admin_routes(store, system, config.admin_key))
                 if config.metrics:
                     metrics = HostMetrics(sources, the_host.sweeper)
                     the_host.monitor.listeners.append(metrics.turn_ended)

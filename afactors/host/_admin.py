@@ -1,0 +1,90 @@
+"""The admin HTTP API of a running host: off unless `HostConfig.admin_key` is set, and only with that key.
+
+The same operations as the operator commands (`afactors.admin`) on the live store:
+
+    GET    /admin/inspect                           counts, sizes, conversations
+    GET    /admin/conversations/<tenant>/<conv>     one conversation (404 when unknown)
+    DELETE /admin/conversations/<tenant>/<conv>     purge it (409 while its actor has work)
+    GET    /admin/dead-letters[?key=K]              list (or show one)
+    POST   /admin/dead-letters/replay?key=K         replay one
+    DELETE /admin/dead-letters[?key=K]              purge one (or all)
+
+Errors are `{"error": {"type", "message"}}` with 401, 404 or 409.
+
+Must not import: `afactors.host._host` (it imports this).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from quart import Response, request
+
+from afactors import admin
+from afactors.actors import ActorSystem
+from afactors.channel import Route
+from afactors.model import ConversationKey
+from afactors.store import Store
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(data), status=status, content_type="application/json", headers={"Cache-Control": "no-store"}
+    )
+
+
+def _error(status: int, kind: str, message: str) -> Response:
+    return _json({"error": {"type": kind, "message": message}}, status)
+
+
+def admin_routes(store: Store, system: ActorSystem, key: str) -> list[Route]:
+    """The admin routes, each checking `Authorization: Bearer <key>` in constant time."""
+    expected = f"Bearer {key}".encode()
+
+    def guarded(view: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+        async def checked(**kwargs: Any) -> Response:
+            given = (request.headers.get("Authorization") or "").encode()
+            if not hmac.compare_digest(given, expected):
+                return _error(401, "unauthorized", "the admin API needs 'Authorization: Bearer <admin key>'")
+            return await view(**kwargs)
+
+        checked.__name__ = f"admin_{view.__name__}"
+        return checked
+
+    async def inspect() -> Response:
+        return _json(admin.inspect_report(store))
+
+    async def conversation(tenant: str, conversation: str) -> Response:
+        path = f"{tenant}/{conversation}"
+        if request.method == "DELETE":
+            key_ = ConversationKey(tenant, conversation)
+            if any(info.key == key_ for info in system.actors()) and not system.passivate(key_):
+                return _error(409, "conversation_busy", f"{path} has a turn queued or running; try again later")
+            return _json(await admin.purge_conversation(store, path))
+        report = admin.conversation_report(store, path)
+        return _error(404, "not_found", f"no conversation {path!r}") if report is None else _json(report)
+
+    async def dead_letters() -> Response:
+        one = request.args.get("key")
+        if request.method == "DELETE":
+            return _json({"purged": await admin.purge_dead_letters(store, None if one is None else [one])})
+        found = admin.dead_letters(store, one)
+        if one is not None and not found:
+            return _error(404, "not_found", f"no dead letter {one!r}")
+        return _json(found)
+
+    async def replay() -> Response:
+        one = request.args.get("key", "")
+        if not await admin.replay_dead_letter(store, one):
+            return _error(404, "not_found", f"no dead letter {one!r}")
+        return _json({"replayed": 1})
+
+    return [
+        Route("/admin/inspect", guarded(inspect), methods=("GET",)),
+        Route("/admin/conversations/<tenant>/<path:conversation>", guarded(conversation), methods=("GET", "DELETE")),
+        Route("/admin/dead-letters", guarded(dead_letters), methods=("GET", "DELETE")),
+        Route("/admin/dead-letters/replay", guarded(replay), methods=("POST",)),
+    ]
