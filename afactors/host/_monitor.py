@@ -25,19 +25,16 @@ their envelope)."""
 
 @attrs.frozen
 class TurnSummary:
-    """What an operator sees of one ended turn: ids, channel, status and timing (wall-clock seconds)."""
+    """What an operator sees of one ended turn: ids, channel, status, when it ended (wall clock) and how long it
+    took from acceptance (seconds, queueing included)."""
 
     turn_id: str
     tenant: str
     conversation: str
     channel: str
     status: str
-    accepted_at: float
     ended_at: float
-
-    @property
-    def duration(self) -> float:
-        return max(0.0, self.ended_at - self.accepted_at)
+    duration: float
 
 
 def channel_of(ended: EndedTurn) -> str:
@@ -69,7 +66,7 @@ class TurnMonitor:
         key = ended.envelope.key
         channel = self._channels.pop(ended.turn_id, None) or channel_of(ended)
         summary = TurnSummary(
-            ended.turn_id, key.tenant, key.conversation, channel, ended.status, ended.accepted_at, ended.ended_at
+            ended.turn_id, key.tenant, key.conversation, channel, ended.status, ended.ended_at, ended.duration
         )
         self.recent.append(summary)
         if log.isEnabledFor(logging.INFO):

@@ -14,9 +14,25 @@ function authHeaders(extra) {
   return headers;
 }
 
+// The key form, added under the page's header the first time a key is needed.
+function keyForm() {
+  let form = document.getElementById("key-form");
+  if (form) return form;
+  form = document.createElement("form");
+  form.id = "key-form";
+  form.hidden = true;
+  form.innerHTML =
+    '<p id="key-note"></p>' +
+    '<input id="key-input" type="password" autocomplete="off" placeholder="API key"> ' +
+    '<button class="primary" type="submit">Use key</button> ' +
+    "<small>kept in this tab only (sessionStorage)</small>";
+  document.querySelector("header").after(form);
+  return form;
+}
+
 // Shows the key form; resolves once a key was saved.
 function askForKey(message) {
-  const form = document.getElementById("key-form");
+  const form = keyForm();
   const note = document.getElementById("key-note");
   note.textContent = message || "This host needs an API key.";
   form.hidden = false;
