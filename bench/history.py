@@ -26,7 +26,7 @@ from afactors.targets import DemoAgent
 BAND = 100
 
 
-def p(values: list[float], q: float) -> float:
+def p(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if q < 100 else max(values)
 
 
