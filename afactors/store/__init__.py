@@ -1,6 +1,7 @@
 """The LMDB store: record kinds, group commit, durability settings."""
 
 from afactors.store._codec import HEAD_BYTES, MAX_KEY_BYTES, RecordDecodeError
+from afactors.store._integrity import StoreDamaged, StoreError, StoreFull
 from afactors.store._lmdb_store import (
     DATA_DIR,
     DURABILITIES,
@@ -12,7 +13,6 @@ from afactors.store._lmdb_store import (
     StateDirLocked,
     Store,
     StoreClosed,
-    StoreError,
     StoreStats,
 )
 from afactors.store._records import (
@@ -28,6 +28,7 @@ from afactors.store._records import (
     Snapshot,
     TurnRecord,
 )
+from afactors.store._salvage import salvage, verify
 
 __all__ = [
     "DATA_DIR",
@@ -53,7 +54,11 @@ __all__ = [
     "StateDirLocked",
     "Store",
     "StoreClosed",
+    "StoreDamaged",
     "StoreError",
+    "StoreFull",
     "StoreStats",
     "TurnRecord",
+    "salvage",
+    "verify",
 ]

@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from math import inf
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,22 @@ from afactors.store._codec import (
     is_hashed,
     stored_key,
 )
+from afactors.store._integrity import (
+    CORRUPTION_ERRORS,
+    DATA_FILE,
+    MARKER_INTERVAL,
+    MIN_FREE_BYTES,
+    StoreDamaged,
+    StoreError,
+    StoreFull,
+    check_after_open,
+    check_before_open,
+    current_marker,
+    free_bytes,
+    is_disk_full,
+    write_marker,
+)
+from afactors.store._readers import check_readable
 from afactors.store._records import KINDS, Quarantined
 
 log = logging.getLogger("afactors.store")
@@ -39,10 +56,6 @@ DATA_DIR = "data"
 
 _QUEUE_SIZE = 10_000
 _QUARANTINE = "quarantine"
-
-
-class StoreError(Exception):
-    """Base class of store failures."""
 
 
 class StateDirLocked(StoreError):
@@ -80,7 +93,8 @@ class StoreStats:
 
     `commits`: requests acknowledged as written; `transactions`: LMDB write transactions committed;
     `failed_commits`: requests that got an error; `split_batches`: group transactions that failed and were
-    retried one request per transaction to find the failing ones.
+    retried one request per transaction to find the failing ones; `refused_full`: requests refused because the
+    disk was full.
     """
 
     commits: int = 0
@@ -91,6 +105,7 @@ class StoreStats:
     map_size: int = 0
     failed_commits: int = 0
     split_batches: int = 0
+    refused_full: int = 0
 
 
 _Write = tuple[Any, bytes, bytes | None]  # (LMDB sub-database, stored key, value or None to delete)
@@ -128,8 +143,12 @@ class _Request:
             raise self.error
 
 
-def _lock_state_dir(path: Path) -> int:
-    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+def _lock_state_dir(path: Path) -> tuple[int, bool]:
+    """Take the state directory's lock; (its fd, whether the last holder exited without closing the store)."""
+    try:
+        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot open the lock file of state directory {path}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -141,9 +160,10 @@ def _lock_state_dir(path: Path) -> int:
             f"state directory {path} is already in use by process {owner}; stop that process or use another"
             " state directory"
         ) from None
+    unclean = bool(os.pread(fd, 32, 0).strip())
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+    return fd, unclean
 
 
 def _lock_owner(fd: int) -> str:
@@ -154,6 +174,25 @@ def _lock_owner(fd: int) -> str:
             return owner
         time.sleep(0.002)
     return "(unknown pid)"
+
+
+VERIFY_LIMIT = 1 << 30
+"""Data files larger than this are not read whole after a crash (it would delay the start too long)."""
+
+
+def _verify_after_crash(data_dir: Path) -> None:
+    data = data_dir / DATA_FILE
+    if not data.is_file():
+        return
+    if data.stat().st_size > VERIFY_LIMIT:
+        log.warning("store %s was not closed cleanly; too large to verify at start", data_dir)
+        return
+    problem = check_readable(str(data_dir))
+    if problem is not None:
+        raise StoreDamaged(
+            f"the store in {data_dir} was not closed cleanly and is damaged: {problem}; run `python -m afactors store"
+            f" salvage --state-dir {data_dir.parent} --to NEW_DIR` to copy every readable record"
+        )
 
 
 def _prefix_end(prefix: bytes) -> bytes | None:
@@ -173,13 +212,19 @@ class Store:
     `count`) are short read transactions run inline: call them from trio tasks, never from other threads.
     """
 
-    def __init__(self, path: Path, env: lmdb.Environment, durability: Durability, max_batch: int) -> None:
+    def __init__(
+        self, path: Path, env: lmdb.Environment, durability: Durability, max_batch: int, min_free: int = MIN_FREE_BYTES
+    ) -> None:
         self.path = path
         self.durability = durability
         self._counts: dict[str, int] = dict.fromkeys(attrs.fields_dict(StoreStats), 0)  # `statistics()` copies
         self._counts["map_size"] = env.info()["map_size"]
+        self.min_free = min_free
         self._env = env
         self._max_batch = max_batch
+        self._full = False
+        self._space_checked = -inf  # monotonic time of the last free-space check
+        self._marker_at = time.monotonic()
         self._closed = False
         self._quarantining: set[tuple[str, bytes]] = set()  # moves queued and not yet done
         self._dbs = self._open_dbs()
@@ -199,11 +244,18 @@ class Store:
         durability: Durability = "durable",
         map_size: int = 256 << 20,
         max_batch: int = 4096,
+        min_free: int = MIN_FREE_BYTES,
+        verify_after_crash: bool = True,
     ) -> AsyncIterator[Store]:
         """Open (creating) the state directory `path` and run the writer task until the block exits.
 
-        Raises `StateDirLocked` at once if another process has the directory open. On exit, every commit
-        already queued is written before the environment closes.
+        Raises `StateDirLocked` at once if another process has the directory open, `StoreDamaged` if the data
+        file is missing, emptied, truncated or older than the store's marker (see `afactors.store._integrity`),
+        `StoreError` for anything else that stops it opening. On exit, every commit already queued is written
+        before the environment closes. Writes are refused with `StoreFull` while the filesystem has less than
+        `min_free` bytes free, and resume by themselves once it has twice that. With `verify_after_crash`, a
+        store the last process did not close (it crashed, or was killed) is first read whole in child processes
+        (LMDB aborts a process that meets some damaged pages), up to `VERIFY_LIMIT` bytes of data file.
         """
         if durability not in DURABILITIES:
             raise ValueError(f"durability must be one of {', '.join(DURABILITIES)}, not {durability!r}")
@@ -216,8 +268,14 @@ class Store:
             state.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create state directory {state}: {exc}") from exc
-        lock_fd = _lock_state_dir(state)
+        if not state.is_dir():
+            raise StoreError(f"the state directory {state} is not a directory")
+        lock_fd, unclean = _lock_state_dir(state)
         try:
+            data_dir = state / DATA_DIR
+            marker = check_before_open(data_dir)
+            if unclean and verify_after_crash:
+                await trio.to_thread.run_sync(_verify_after_crash, data_dir)
             try:
                 env = lmdb.open(
                     str(state / DATA_DIR),
@@ -229,11 +287,16 @@ class Store:
                     writemap=False,
                 )
             except lmdb.Error as exc:
-                raise StoreError(f"cannot open the LMDB environment in {state}: {exc}") from exc
+                raise StoreError(f"cannot open the LMDB environment in {data_dir}: {exc}") from None
             store: Store | None = None
             try:
+                check_after_open(data_dir, env, marker)
                 env.reader_check()
-                store = cls(state, env, durability, max_batch)
+                try:
+                    store = cls(state, env, durability, max_batch, min_free)
+                except lmdb.Error as exc:
+                    raise StoreDamaged(f"cannot read the record kinds of {data_dir}: {exc}") from None
+                store._write_marker()
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(store._writer)
                     try:
@@ -241,10 +304,10 @@ class Store:
                     finally:
                         store._send.close()  # the writer drains what is queued, then exits
             finally:
-                if store is not None:
-                    store._closed = True
                 try:
-                    env.sync(True)  # what `fast`/`unsafe` have not flushed yet
+                    if store is not None:
+                        store._closed = True
+                        store._write_marker()  # flushes what `fast`/`unsafe` have not flushed yet
                 finally:
                     env.close()
         finally:
@@ -265,6 +328,50 @@ class Store:
         """How many commits wait for the writer (not yet in a transaction)."""
         return self._send.statistics().current_buffer_used
 
+    @property
+    def full(self) -> bool:
+        """Whether writes are refused for want of disk space: below `min_free` free bytes it turns on, and it
+        turns off by itself once twice that is free again (free space is looked at most every 0.1 s)."""
+        now = time.monotonic()
+        if now - self._space_checked >= 0.1:
+            self._space_checked = now
+            try:
+                free = free_bytes(self.path)
+            except OSError:
+                return self._full
+            if self._full and free >= 2 * self.min_free:
+                self._full = False
+                log.warning("store %s: disk space is back; writes resume", self.path)
+            elif not self._full and free < self.min_free:
+                self._set_full()
+        return self._full
+
+    def _check_space(self) -> None:
+        """Refuse a write while the disk is (nearly) full."""
+        if self.full:
+            raise StoreFull(self._full_message())
+
+    def _set_full(self) -> None:
+        if not self._full:
+            log.error("store %s: %s", self.path, self._full_message())
+        self._full = True
+        self._space_checked = time.monotonic()
+
+    def _full_message(self) -> str:
+        return (
+            f"the disk holding {self.path} is full (less than {self.min_free >> 20} MiB free): writes are refused"
+            " until space is freed; reads still work"
+        )
+
+    def _write_marker(self) -> None:
+        """Flush the environment and record its last transaction in the marker (see `integrity`)."""
+        try:
+            self._env.sync(True)
+            write_marker(self.path / DATA_DIR, current_marker(self._env))
+        except (OSError, lmdb.Error) as exc:
+            log.warning("store %s: could not update the commit marker: %s", self.path, exc)
+        self._marker_at = time.monotonic()
+
     # -- writes -------------------------------------------------------------------------------------------
 
     async def commit(self, ops: Iterable[Op]) -> None:
@@ -277,6 +384,9 @@ class Store:
         Cancelled before it is queued, nothing is written; once queued, it waits for its outcome regardless.
         """
         request = _Request(self._encode(ops))
+        if self._full and self.full:
+            self._counts["refused_full"] += 1
+            raise StoreFull(self._full_message())
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
             try:
@@ -351,19 +461,35 @@ class Store:
             self._counts["largest_batch"] = max(self._counts["largest_batch"], len(batch))
 
     async def _commit_or_isolate(self, batch: list[_Request]) -> None:
-        """One transaction for the batch; if it fails, one per request, so only the failing ones fail."""
+        """One transaction for the batch; if it fails, one per request, so only the failing ones fail.
+
+        Out of disk space, the whole batch fails with `StoreFull` (and so does every write until space returns).
+        """
         try:
+            self._check_space()
             await self._transact(batch)
-        except Exception as exc:
+        except StoreFull as exc:
+            self._fail_full(batch, exc)
+        except Exception as exc:  # whatever failed, only its own callers may see it
+            if is_disk_full(exc, self.path, self.min_free):
+                self._set_full()
+                self._fail_full(batch, StoreFull(self._full_message()))
+                return
             if len(batch) == 1:
                 log.error("store commit failed: %s", exc)
-                batch[0].error = StoreError(f"commit failed: {exc}")
+                damaged = isinstance(exc, CORRUPTION_ERRORS)
+                batch[0].error = (StoreDamaged if damaged else StoreError)(f"commit failed: {exc}")
                 batch[0].error.__cause__ = exc
                 return
             log.warning("group commit of %d requests failed (%s); retrying one per transaction", len(batch), exc)
             self._counts["split_batches"] += 1
             for request in batch:
                 await self._commit_or_isolate([request])
+
+    def _fail_full(self, batch: list[_Request], error: StoreFull) -> None:
+        self._counts["refused_full"] += len(batch)
+        for request in batch:
+            request.error = error
 
     async def _transact(self, batch: list[_Request]) -> None:
         started = time.perf_counter()
@@ -381,6 +507,8 @@ class Store:
             self._counts["transactions"] += 1
             if self.on_transaction is not None:
                 self.on_transaction(len(batch), time.perf_counter() - started)
+            if time.monotonic() - self._marker_at >= MARKER_INTERVAL:
+                await trio.to_thread.run_sync(self._write_marker, limiter=self._thread)
             return
 
     @staticmethod
@@ -431,8 +559,11 @@ class Store:
         """The record under `key`, or None. A record that no longer decodes is quarantined and reads as None."""
         db = self._db(kind)
         stored = encode_key(key)
-        with self._env.begin(db=db) as txn:
-            raw = txn.get(stored)
+        try:
+            with self._env.begin(db=db) as txn:
+                raw = txn.get(stored)
+        except CORRUPTION_ERRORS as exc:
+            raise StoreDamaged(f"cannot read the {kind} record {key!r}: {exc}") from None
         if raw is None:
             return None
         item = self._decode(kind, stored, raw)
@@ -451,6 +582,21 @@ class Store:
         found: list[tuple[str, Any]] = []
         if limit is not None and limit <= 0:
             return found
+        try:
+            return self._scan(kind, db, prefix, after, limit, reverse, found)
+        except CORRUPTION_ERRORS as exc:
+            raise StoreDamaged(f"cannot read the {kind} records under {prefix!r}: {exc}") from None
+
+    def _scan(
+        self,
+        kind: str,
+        db: Any,
+        prefix: str,
+        after: str | None,
+        limit: int | None,
+        reverse: bool,
+        found: list[tuple[str, Any]],
+    ) -> list[tuple[str, Any]]:
         head = prefix.encode()[:HEAD_BYTES]  # every matching key, long or not, is stored under this prefix
         with self._env.begin(db=db) as txn:
             cursor = txn.cursor()

@@ -96,13 +96,15 @@ class DedupRecord:
 
 @attrs.frozen
 class DeadLetter:
-    """An envelope that failed twice (a poison message), or a push that could not be delivered, with the error."""
+    """An envelope that failed twice (a poison message), a push that could not be delivered, or an input a channel
+    could not handle (`data`), with the error."""
 
     SCHEMA: ClassVar[int] = 1
     envelope: Envelope | None
     error: str
     failed_at: float = 0.0
     delivery: OutboxRecord | None = None
+    data: dict[str, Any] = attrs.Factory(dict)  # what a channel could not turn into an envelope (a poison update)
 
 
 @attrs.frozen
@@ -115,6 +117,8 @@ class OutboxRecord:
     payload: dict[str, Any]
     attempts: int = 0
     due_at: float = 0.0
+    first_failed_at: float = 0.0  # when its first attempt failed (the retry budget runs from there)
+    ambiguous: int = 0  # attempts whose request went out but whose answer was lost
 
 
 @attrs.frozen
