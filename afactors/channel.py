@@ -24,6 +24,7 @@ from afactors.actors import ActorUnavailable, ConversationBusy, SystemClosed, Tu
 from afactors.model import ENDED_STATUSES, ConversationKey, Envelope, Reply, Update
 from afactors.store import ResponseRecord as TurnView
 from afactors.store import ResponseStatus as TurnStatus
+from afactors.store import StoreFull
 
 ENTRY_POINT_GROUP = "afactors.channels"
 
@@ -86,11 +87,17 @@ class Delivery:
 
 
 class DeliveryFailed(Exception):
-    """Raised by a channel's `deliver` to say how to go on: retry after `retry_after` seconds, or give up."""
+    """Raised by a channel's `deliver` to say how to go on: retry after `retry_after` seconds, or give up.
 
-    def __init__(self, message: str, *, retry_after: float | None = None, permanent: bool = False) -> None:
+    `ambiguous`: the request went out but its answer was lost, so the reply may have arrived; such failures
+    are retried at most `DeliveryPolicy.max_ambiguous_retries` times (the receiver may show it twice).
+    """
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, permanent: bool = False, ambiguous: bool = False
+    ) -> None:
         super().__init__(message)
-        self.retry_after, self.permanent = retry_after, permanent
+        self.retry_after, self.permanent, self.ambiguous = retry_after, permanent, ambiguous
 
 
 Deliver = Callable[[Delivery], Awaitable[None]]
@@ -200,6 +207,11 @@ class ChannelContext(Protocol):
         """Store a channel-scoped durable value under `key`."""
         ...
 
+    async def dead_letter(self, key: str, reason: str, data: dict[str, Any]) -> None:
+        """Keep an input the channel could not handle (a poison update) with the reason, under `<channel>/<key>`,
+        so it is never dropped silently; operators find it among the dead letters."""
+        ...
+
     async def drop_alias(self, key: str) -> None:
         """Delete a channel-scoped durable value (nothing happens when there is none)."""
         ...
@@ -261,6 +273,7 @@ __all__ = [
     "RunHook",
     "ServiceTask",
     "StartupError",
+    "StoreFull",
     "SystemClosed",
     "TurnHandle",
     "TurnStatus",

@@ -14,9 +14,10 @@ from afactors._logging import configure as configure_logging
 from afactors.admin.cli import COMMANDS as OPERATOR_COMMANDS
 from afactors.admin.cli import main as operator_main
 from afactors.channel import Channel, ChannelPlugin, StartupError, installed_plugins
-from afactors.host import open_host
+from afactors.host import ServerLimits, open_host
 from afactors.model import BUSY_POLICIES
-from afactors.store import DURABILITIES, StateDirLocked
+from afactors.store import DURABILITIES, StoreError
+from afactors.store_cli import main as store_main
 from afactors.targets import OpenAIChatAgent, TargetError, load_target
 
 
@@ -41,6 +42,11 @@ def build_parser(plugins: dict[str, ChannelPlugin]) -> argparse.ArgumentParser:
         help="serve the admin API under /admin/ to this bearer key (default: $AFACTORS_ADMIN_KEY; none: off)",
     )  # fmt: skip
     parser.add_argument("--drain-timeout", type=float, default=10.0, help="seconds running turns get at shutdown")
+    parser.add_argument("--max-connections", type=int, help="open connections at most (default: fd limit - 256)")
+    parser.add_argument("--header-timeout", type=float, default=10.0, help="seconds a request's headers may take")
+    parser.add_argument("--body-timeout", type=float, default=60.0, help="seconds a request's body may take")
+    parser.add_argument("--history-budget-mb", type=int, default=256, help="MiB of cached history in all")
+    parser.add_argument("--tenant-budget-mb", type=int, default=64, help="MiB of cached history per tenant")
     parser.add_argument("--log-level", default="WARNING", help="WARNING (default), INFO (one line per turn), DEBUG")
     parser.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one object per line")
     for plugin in plugins.values():
@@ -73,6 +79,11 @@ async def serve(args: argparse.Namespace, channels: list[Channel], target: objec
             api_keys=args.api_key,
             drain_timeout=args.drain_timeout,
             admin_key=args.admin_key,
+            limits=ServerLimits(
+                header_timeout=args.header_timeout, body_timeout=args.body_timeout, max_connections=args.max_connections
+            ),
+            history_budget=args.history_budget_mb << 20,
+            tenant_budget=args.tenant_budget_mb << 20,
         ) as host:
             print(f"afactors {__version__}: channels {', '.join(host.channels) or '(none)'}", flush=True)
             for url in host.urls:
@@ -95,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in OPERATOR_COMMANDS:
         return operator_main(argv)
+    if argv[:1] == ["store"]:
+        return store_main(argv[1:])
     plugins = installed_plugins()
     args = build_parser(plugins).parse_args(argv)
     configure_logging(args.log_level, args.log_format)
@@ -109,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     try:
         trio.run(serve, args, select_channels(plugins, args), target)
-    except* (StateDirLocked, StartupError, OSError) as group:
+    except* (StoreError, StartupError, OSError) as group:
         print(f"error: {first_leaf(group)}", file=sys.stderr)
         status = 1
     return status

@@ -18,7 +18,7 @@ from afactors.actors._history import History, Link
 from afactors.actors._owner import ActorOwner, Counters
 from afactors.actors._phases import Entry
 from afactors.model import ConversationKey, Envelope, Message, Reply, TurnContext, Update
-from afactors.store import Op, ResponseRecord, Snapshot
+from afactors.store import Op, ResponseRecord, Snapshot, StoreDamaged, StoreFull
 
 KEY = ConversationKey("t", "c")
 
@@ -38,6 +38,10 @@ class FakeOwner:
         self.releases = 0
         self.records: dict[str, ResponseRecord] = {}
         self.chains: dict[str, Link] = {}
+        self.commit_error: Exception | None = None
+        self.quarantined: list[str] = []
+        self.stops: list[list[str]] = []
+        self.history_deltas: list[int] = []
 
     @property
     def cut(self) -> bool:
@@ -70,6 +74,8 @@ class FakeOwner:
 
     async def commit(self, ops: Sequence[Op]) -> None:
         await trio.lowlevel.checkpoint()
+        if self.commit_error is not None:
+            raise self.commit_error
         self.commits.append(list(ops))
 
     def schedule(self, actor: ConversationActor) -> None:
@@ -95,7 +101,13 @@ class FakeOwner:
         self.cancelled.append(([entry.turn_id for entry in entries], code))
 
     def stopped(self, actor: ConversationActor, queued: list[Entry]) -> None:
-        raise AssertionError("not expected to stop")
+        self.stops.append([entry.turn_id for entry in queued])
+
+    def quarantine(self, path: str, reason: str) -> None:
+        self.quarantined.append(path)
+
+    def history_changed(self, actor: ConversationActor, delta: int) -> None:
+        self.history_deltas.append(delta)
 
 
 def _entry(text: str, turn_id: str, **fields: Any) -> Entry:
@@ -129,6 +141,7 @@ async def test_a_turn_runs_commits_through_the_owner_and_is_answered() -> None:
     assert owner.answers == [("turn_1", Reply(messages=(Message("assistant", "1:hi"),)))]
     assert owner.releases == 1 and owner.counters["turns"] == 1 and "turn_1" in owner.chains
     assert actor.snapshot.seq == 1 and actor.status == "idle" and actor.turns_done == 1
+    assert owner.history_deltas and sum(owner.history_deltas) == actor.history_bytes > 0 and owner.stops == []
 
 
 async def test_reject_refuses_while_busy_and_a_full_mailbox_makes_the_sender_wait() -> None:
@@ -163,3 +176,32 @@ async def test_interrupt_drops_the_queue_through_the_owner() -> None:
     assert owner.cancelled == [(["turn_a"], "interrupted")] and actor.mailbox_depth == 1
     await _drive(actor)
     assert [turn_id for turn_id, _ in owner.answers] == ["turn_b"]
+
+
+async def test_a_full_store_fails_only_that_turn_and_the_actor_goes_on() -> None:
+    owner = FakeOwner({})
+    actor = ConversationActor(KEY, owner, Snapshot())
+    owner.commit_error = StoreFull("disk full")
+    await actor.accept(_entry("a", "turn_a"), "enqueue")
+    await _drive(actor)
+    [(turn_id, reply)] = owner.answers
+    assert turn_id == "turn_a" and reply.status == "failed" and reply.error is not None
+    assert reply.error.code == "store_full" and owner.quarantined == [] and not actor.stopped
+    assert actor.history_bytes == 0 and sum(owner.history_deltas) == 0  # the cached history was dropped
+    owner.commit_error = None
+    await actor.accept(_entry("b", "turn_b"), "enqueue")
+    await _drive(actor)
+    assert [turn_id for turn_id, _ in owner.answers] == ["turn_a", "turn_b"] and owner.answers[1][
+        1
+    ].status == "completed"
+
+
+async def test_damaged_records_quarantine_the_conversation_through_the_owner() -> None:
+    owner = FakeOwner({})
+    actor = ConversationActor(KEY, owner, Snapshot())
+    owner.commit_error = StoreDamaged("page 12 unreadable")
+    await actor.accept(_entry("a", "turn_a"), "enqueue")
+    await _drive(actor)
+    [(_, reply)] = owner.answers
+    assert reply.error is not None and reply.error.code == "store_damaged"
+    assert owner.quarantined == ["t/c"] and owner.stops == [[]] and actor.stopped

@@ -131,7 +131,8 @@ async def test_chain_cache_keeps_ended_turns_and_evicts_the_least_recent(tmp_pat
         cache = ChainCache(capacity=1)
         assert cache.link(store, "b") == ("t", None, (Message("user", "b"),))
         await store.commit([record("b", "completed")])
-        assert cache.link(store, "b") is not None and cache.link(store, "b") == cache._links["b"]  # cached once ended
+        link = cache.link(store, "b")
+        assert link is not None and link == cache._links["b"][0]  # cached once ended
         cache.link(store, "a")  # pushes "b" out
         assert list(cache._links) == ["a"]
         assert cache.link(store, "missing") is None

@@ -27,13 +27,13 @@ import trio
 
 from afactors.actors import ledger
 from afactors.actors._errors import ConversationBusy
-from afactors.actors._history import History
+from afactors.actors._history import History, message_bytes
 from afactors.actors._owner import ActorOwner
 from afactors.actors._phases import Entry, Event, Phase, Turn, Write
 from afactors.actors._replies import ReplyBuilder, cancelled, error_text, failed
 from afactors.actors._supervision import RestartTracker
 from afactors.model import BusyPolicy, ConversationKey, Message, Reply, TurnContext
-from afactors.store import ResponseRecord, Snapshot, StoreError
+from afactors.store import ResponseRecord, Snapshot, StoreDamaged, StoreError, StoreFull
 
 log = logging.getLogger("afactors.actors")
 
@@ -76,6 +76,7 @@ class ConversationActor:
         "_stopped",
         "_tracker",
         "driving",
+        "history_bytes",
         "key",
         "last_active",
         "path",
@@ -93,6 +94,7 @@ class ConversationActor:
         self._space: trio.lowlevel.ParkingLot | None = None  # senders waiting for room (created on first wait)
         self._snapshot = snapshot
         self._history: History | None = None  # loaded on the first turn that needs it
+        self.history_bytes = 0  # estimated size of `_history` (the owner keeps live histories within budgets)
         self._current: Turn | None = None
         self._outcome: ActorStatus = "idle"
         self._stopped = False
@@ -250,6 +252,15 @@ class ConversationActor:
         turn.fire(Event.START)
         try:
             await self._turn(turn, scope)
+        except (StoreFull, StoreDamaged) as exc:
+            # Not the target's fault and not the whole store's: fail this turn (inbox rows stay for a restart);
+            # a damaged conversation is refused for the cool-down, every other one goes on.
+            damaged = isinstance(exc, StoreDamaged)
+            self._answer(turn, failed("store_damaged" if damaged else "store_full", str(exc)))
+            self.drop_history()
+            if damaged:
+                self._owner.quarantine(self.path, str(exc))
+                self._stop()
         except BaseException as exc:
             if isinstance(exc, StoreError):
                 reply = failed("store_error", "the turn could not be stored")
@@ -372,7 +383,12 @@ class ConversationActor:
             owner.chained(entry.turn_id, link)
         self._snapshot = snapshot
         if self._history is not None:
-            self._history.append((*inputs, *reply.messages))
+            added = (*inputs, *reply.messages)
+            history = self._history
+            full = history.maxlen is not None and len(history) == history.maxlen
+            dropped = message_bytes(history[0]) if full and history else 0  # the window's oldest turn leaves
+            history.append(added)
+            self._account(message_bytes(added) - dropped)
         self.turns_done += 1
         self._outcome = "idle"
         owner.counters["turns"] += 1
@@ -431,14 +447,27 @@ class ConversationActor:
     # -- lifecycle -----------------------------------------------------------------------------------------
 
     def _load_history(self) -> History:
-        if self._history is None:
-            self._history = self._owner.history(self.path, self._snapshot.seq)
-        return self._history
+        history = self._history
+        if history is None:
+            history = self._history = self._owner.history(self.path, self._snapshot.seq)
+            # may drop it again at once (over budget): use it this once
+            self._account(message_bytes(message for turn in history for message in turn))
+        return history
+
+    def _account(self, delta: int) -> None:
+        self.history_bytes += delta
+        self._owner.history_changed(self, delta)
+
+    def drop_history(self) -> None:
+        """Forget the cached history (memory budgets); the next turn that needs it reads it from the store."""
+        self._history = None
+        if self.history_bytes:
+            self._account(-self.history_bytes)
 
     def _restart(self) -> None:
         """Forget everything in memory and start again from the last committed snapshot."""
         self._snapshot = self._owner.snapshot(self.path)
-        self._history = None
+        self.drop_history()
 
     def _stop(self) -> None:
         """Too many restarts: stop taking envelopes until the cool-down ends; queued ones get an error."""
@@ -454,5 +483,5 @@ class ConversationActor:
     def release(self) -> None:
         """Passivation: drop the conversation's state from memory (the store has all of it)."""
         self._passivated = True
-        self._history = None
+        self.drop_history()
         self._tracker = None

@@ -14,12 +14,11 @@ class ConversationBusy(Exception):
 
 
 class ActorUnavailable(Exception):
-    """The conversation's actor was stopped after too many restarts; it takes envelopes again after a cool-down."""
+    """The conversation's actor was stopped (too many restarts, or its records are damaged); it takes envelopes again
+    after a cool-down."""
 
-    def __init__(self, key: ConversationKey, retry_after: float) -> None:
-        super().__init__(
-            f"conversation {key.path!r} is unavailable after repeated failures; retry in {retry_after:.0f} s"
-        )
+    def __init__(self, key: ConversationKey, retry_after: float, reason: str = "after repeated failures") -> None:
+        super().__init__(f"conversation {key.path!r} is unavailable {reason}; retry in {retry_after:.0f} s")
         self.key = key
         self.retry_after = retry_after
 

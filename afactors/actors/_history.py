@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 
 from afactors.actors._keys import turn_key
 from afactors.model import ConversationKey, Message
@@ -30,6 +31,22 @@ def load_history(store: Store, path: str, seq: int, window: int | None = None) -
     return turns
 
 
+_MESSAGE_OVERHEAD = 200
+_PART_OVERHEAD = 100
+
+
+def message_bytes(messages: Iterable[Message]) -> int:
+    """A cheap estimate of the memory `messages` hold: their text and data, plus a fixed overhead each."""
+    total = 0
+    for message in messages:
+        total += _MESSAGE_OVERHEAD
+        for part in message.contents:
+            payload = getattr(part, "text", None) or getattr(part, "data", None) or getattr(part, "arguments", None)
+            payload = payload or getattr(part, "result", None) or getattr(part, "uri", None) or ""
+            total += _PART_OVERHEAD + len(payload)
+    return total
+
+
 Link = tuple[str, str | None, tuple[Message, ...]]
 """One turn of a response chain: its tenant, its parent turn id, and its messages (input, then output)."""
 
@@ -37,25 +54,37 @@ Link = tuple[str, str | None, tuple[Message, ...]]
 class ChainCache:
     """The most recently used links of response chains, decoded, so continuing a chain costs no store reads.
 
-    Only ended turns are kept: their tenant, parent and messages never change afterwards.
+    Only ended turns are kept: their tenant, parent and messages never change afterwards. Bounded by count
+    (`capacity`) and by the estimated bytes of the messages (`max_bytes`); a link larger than a sixteenth of
+    `max_bytes` is not kept at all (it is read from the store when needed), so one huge input never evicts
+    everything else.
     """
 
-    def __init__(self, capacity: int = 20_000) -> None:
+    def __init__(self, capacity: int = 20_000, max_bytes: int = 64 << 20) -> None:
         self.capacity = capacity
-        self._links: OrderedDict[str, Link] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._links: OrderedDict[str, tuple[Link, int]] = OrderedDict()
 
     def remember(self, turn_id: str, link: Link) -> None:
-        self._links[turn_id] = link
-        self._links.move_to_end(turn_id)
-        if len(self._links) > self.capacity:
-            self._links.popitem(last=False)
+        size = message_bytes(link[2])
+        old = self._links.pop(turn_id, None)
+        if old is not None:
+            self.bytes -= old[1]
+        if size > self.max_bytes // 16:
+            return
+        self._links[turn_id] = (link, size)
+        self.bytes += size
+        while len(self._links) > self.capacity or self.bytes > self.max_bytes:
+            _, (_, dropped) = self._links.popitem(last=False)
+            self.bytes -= dropped
 
     def link(self, store: Store, turn_id: str) -> Link | None:
         """The link of `turn_id`, from memory or else from its response record."""
-        link = self._links.get(turn_id)
-        if link is not None:
+        cached = self._links.get(turn_id)
+        if cached is not None:
             self._links.move_to_end(turn_id)
-            return link
+            return cached[0]
         record: ResponseRecord | None = store.get("responses", turn_id)
         if record is None:
             return None

@@ -28,9 +28,23 @@ def dead_letter_key(path: str, turn_id: str) -> str:
     return f"{path}/{turn_id}"
 
 
+def rejected_input_key(channel: str, key: str) -> str:
+    """Key of the `DeadLetter` of an input channel `channel` could not handle (its own `key` for it)."""
+    return f"{channel}/{key}"
+
+
+UNDELIVERED_PREFIX = "outbox/"
+"""The dead letters of pushes that could not be delivered are kept under this prefix plus their outbox key."""
+
+
 def undelivered_key(outbox_key: str) -> str:
     """Key of the `DeadLetter` of a push that could not be delivered (kept apart from poison envelopes)."""
-    return f"outbox/{outbox_key}"
+    return f"{UNDELIVERED_PREFIX}{outbox_key}"
+
+
+def redriven_key(undelivered: str) -> str:
+    """The outbox key a dead-lettered push goes back under (the inverse of `undelivered_key`)."""
+    return undelivered.removeprefix(UNDELIVERED_PREFIX)
 
 
 def outbox_key(path: str, stamp: int) -> str:

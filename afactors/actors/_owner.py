@@ -99,3 +99,14 @@ class ActorOwner(Protocol[Actor]):
     def stopped(self, actor: Actor, queued: list[Entry]) -> None:
         """Restart intensity exceeded: refuse the conversation for the cool-down; its queued entries wait for it."""
         ...
+
+    def quarantine(self, path: str, reason: str) -> None:
+        """The conversation's records no longer read (`StoreDamaged`): refuse it for the cool-down."""
+        ...
+
+    # -- memory ----------------------------------------------------------------------------------------------
+
+    def history_changed(self, actor: Actor, delta: int) -> None:
+        """The actor's cached history grew or shrank by `delta` bytes (estimated): keep the memory budgets, which
+        may call the actor's `drop_history`."""
+        ...

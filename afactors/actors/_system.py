@@ -38,7 +38,7 @@ from afactors.model import (
     TurnContext,
     Update,
 )
-from afactors.store import DedupRecord, InboxRecord, Op, ResponseRecord, Snapshot, Store
+from afactors.store import DedupRecord, InboxRecord, Op, ResponseRecord, Snapshot, Store, StoreDamaged, StoreFull
 
 log = logging.getLogger("afactors.actors")
 
@@ -83,7 +83,10 @@ class ActorConfig:
     `history_turns`: the target sees at most this many earlier turns of its conversation (or of a response
     chain), the most recent ones; None: all of them. The store keeps every turn either way (until retention).
     `tune_gc`: raise the cyclic collector's young-generation threshold to `GC_GEN0_THRESHOLD` while the system
-    runs (a process-wide setting, restored on exit).
+    runs (a process-wide setting, restored on exit). Memory: live actors' cached histories are kept within
+    `history_budget` bytes in all and `tenant_budget` bytes per tenant (estimated); past either, the least
+    recently active actors' histories are dropped (read from the store on their next turn). The chain-link
+    cache gets a quarter of `history_budget`.
     """
 
     mailbox_size: int = attrs.field(default=32, validator=_at_least_one)
@@ -100,6 +103,8 @@ class ActorConfig:
     rng: random.Random | None = attrs.field(default=None, eq=False, repr=False)
     tune_gc: bool = True
     history_turns: int | None = attrs.field(default=None, validator=attrs.validators.optional(_at_least_one))
+    history_budget: int = attrs.field(default=256 << 20, validator=_at_least_one)
+    tenant_budget: int = attrs.field(default=64 << 20, validator=_at_least_one)
 
     def restart_policy(self) -> RestartPolicy:
         low, high = self.restart_backoff
@@ -111,7 +116,9 @@ class ActorConfig:
 
 @attrs.frozen
 class ActorStats:
-    """A snapshot of an actor system: current gauges (`active`, `busy`, `recovering`) and counts since it opened."""
+    """A snapshot of an actor system: current gauges (`active`, `busy`, `recovering`; `history_bytes` and
+    `chain_bytes`, the estimated memory of live actors' cached histories and of the chain-link cache) and counts
+    since it opened."""
 
     active: int = 0
     busy: int = 0
@@ -125,6 +132,9 @@ class ActorStats:
     stopped: int = 0
     recovered: int = 0
     recovering: int = 0
+    quarantined: int = 0
+    history_bytes: int = 0
+    chain_bytes: int = 0
 
 
 @attrs.frozen
@@ -171,7 +181,9 @@ class ActorSystem:
         self.on_outbox: Callable[[str], None] | None = None
         self.on_turn_ended: Callable[[EndedTurn], None] | None = None
         self._cut = False  # shutdown deadline passed: running turns are being cancelled
-        self._chains = ChainCache()
+        self._chains = ChainCache(max_bytes=config.history_budget // 4)
+        self._history_bytes = 0  # estimated bytes of every live actor's cached history
+        self._tenant_bytes: dict[str, int] = {}
         self._nursery = nursery
         self._recovery_limiter = trio.CapacityLimiter(config.recovery_limit)
         self._live: OrderedDict[str, ConversationActor] = OrderedDict()  # least recently active first
@@ -207,6 +219,8 @@ class ActorSystem:
         (inbox rows stay and replay on the next start). `on_outbox(key)` (also settable later as
         `system.on_outbox`) is called with the key of every outbox row a turn commits (envelopes with a
         `reply_to`), right after the commit; it must not block.
+        Memory: live actors' cached histories are kept within `history_budget` bytes in all and `tenant_budget`
+        bytes per tenant (see `ActorConfig`).
         """
         config = attrs.evolve(config or ActorConfig(), **settings)
         system: ActorSystem | None = None
@@ -225,7 +239,7 @@ class ActorSystem:
                     yield system
                 finally:
                     with trio.CancelScope(shield=True):
-                        await system._drain(config.drain_timeout)
+                        await system.drain(config.drain_timeout)
                     nursery.cancel_scope.cancel()
         finally:
             if config.tune_gc:
@@ -241,13 +255,16 @@ class ActorSystem:
         With an `idempotency_key` already answered, the handle is already finished with the stored reply; one
         queued or running gets a handle on that same turn. Otherwise a keyed envelope is written to the inbox
         before this returns; `background` also writes its "queued" response record in that commit.
-        Raises `ConversationBusy`, `ActorUnavailable` or `SystemClosed`.
+        Raises `ConversationBusy`, `ActorUnavailable`, `SystemClosed`, or `StoreFull` while the disk is full
+        (nothing is accepted that could not be stored).
 
         Not a checkpoint when the conversation has room and nothing must be written first (the fast path): the
         envelope is queued when this returns. Cancelled while it waits for room, nothing is left behind; cancelled
         while its accept commit is in flight, the commit still settles (shielded) and the turn runs.
         """
         self._check_open()
+        if self.store.full:
+            raise StoreFull("the disk holding the state is full: no new turns are accepted until space is freed")
         policy = envelope.busy_policy or self.config.busy_policy
         if policy not in BUSY_POLICIES:
             raise ValueError(f"busy policy must be one of {', '.join(sorted(BUSY_POLICIES))}, not {policy!r}")
@@ -338,7 +355,18 @@ class ActorSystem:
             if left > 0:
                 raise ActorUnavailable(key, left)
             del self._stopped[key.path]
-        return self._activate(key)
+        try:
+            return self._activate(key)
+        except StoreDamaged as exc:
+            self.quarantine(key.path, str(exc))
+            reason = "because its stored records are damaged"
+            raise ActorUnavailable(key, self.restart_policy.cooldown, reason) from None
+
+    def quarantine(self, path: str, reason: str) -> None:
+        """A conversation whose records no longer read: refuse it for the cool-down; other conversations go on."""
+        log.error("conversation %s quarantined: %s", path, reason)
+        self._stopped[path] = trio.current_time() + self.restart_policy.cooldown
+        self.counters["quarantined"] += 1
 
     def passivate(self, key: ConversationKey) -> bool:
         """Passivate the actor of `key` now if it is live and idle."""
@@ -366,9 +394,12 @@ class ActorSystem:
         ]
 
     def statistics(self) -> ActorStats:
-        """A frozen snapshot: counts since the system opened, and the current `active`, `busy`, `recovering`."""
+        """A frozen snapshot: counts since the system opened, and the current gauges."""
         recovering = sum(len(rows) for rows in self._recovering.values())
-        return ActorStats(active=len(self._live), busy=self._busy, recovering=recovering, **self.counters)
+        return ActorStats(
+            active=len(self._live), busy=self._busy, recovering=recovering, history_bytes=self._history_bytes,
+            chain_bytes=self._chains.bytes, **self.counters,
+        )  # fmt: skip
 
     @property
     def stats(self) -> ActorStats:
@@ -426,6 +457,28 @@ class ActorSystem:
         else:
             self._nursery.start_soon(self._worker)
 
+    def history_changed(self, actor: ConversationActor, delta: int) -> None:
+        """An actor's cached history grew or shrank by `delta` bytes: keep the budgets."""
+        tenant = actor.key.tenant
+        self._history_bytes += delta
+        self._tenant_bytes[tenant] = self._tenant_bytes.get(tenant, 0) + delta
+        config = self.config
+        if delta > 0 and (
+            self._history_bytes > config.history_budget or self._tenant_bytes[tenant] > config.tenant_budget
+        ):
+            self._trim_histories(tenant)
+
+    def _trim_histories(self, tenant: str) -> None:
+        """Drop cached histories, least recently active first: the tenant's own while it is over its budget,
+        then anyone's while the total is over."""
+        config = self.config
+        for actor in list(self._live.values()):
+            over_tenant = self._tenant_bytes.get(tenant, 0) > config.tenant_budget
+            if not over_tenant and self._history_bytes <= config.history_budget:
+                return
+            if actor.history_bytes and (actor.key.tenant == tenant or not over_tenant):
+                actor.drop_history()
+
     def released(self, actor: ConversationActor) -> None:
         actor.driving = False
         self._busy -= 1
@@ -457,7 +510,10 @@ class ActorSystem:
             records = {entry.turn_id: record for entry in accepted if (record := self.record(entry.turn_id))}
             ops = ledger.cancelled(accepted, records, reply, time.time())
             if ops:
-                await self.store.commit(ops)
+                try:
+                    await self.store.commit(ops)
+                except (StoreFull, StoreDamaged) as exc:  # their inbox rows stay: they run again after a restart
+                    log.error("could not record %d cancelled turns: %s", len(ops), exc)
             self.counters["cancelled"] += len(entries)
             for entry in entries:
                 self.answered(entry, reply)
@@ -642,18 +698,22 @@ class ActorSystem:
                     return True
         return False
 
-    async def _drain(self, timeout: float) -> None:
-        """Stop intake, then give queued and running turns `timeout` seconds; after that they are cut."""
+    async def drain(self, grace: float) -> bool:
+        """Stop intake (`submit` raises `SystemClosed`), then give queued and running turns `grace` seconds;
+        after that they are cut. True if everything finished in time. Called again, it returns at once."""
+        if self.cut:
+            return not self._busy
         self._closing = True
         for actor in self._live.values():
             actor.wake_all_senders()
         if self._busy:
             self._drained = trio.Event()
-            with trio.move_on_after(timeout):
+            with trio.move_on_after(grace):
                 await self._drained.wait()
             if self._busy:
-                log.warning("shutdown: cancelling %d conversations still running after %.1f s", self._busy, timeout)
+                log.warning("shutdown: cancelling %d conversations still running after %.1f s", self._busy, grace)
         self._cut = True
+        return not self._busy
 
     def _abandon_queued(self) -> None:
         """After shutdown: answer what never started (inboxed ones replay on the next start)."""

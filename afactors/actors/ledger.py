@@ -10,8 +10,9 @@ only then answer whoever waits. The points in a turn's life:
 - `completed` / `failed` / `cancelled`: the turn ended; records get their final status, inbox rows are
   acknowledged, idempotency keys marked done, replies queued in the outbox, poison envelopes dead-lettered;
 - `hidden`: a record withdrawn from retrieval (its conversation history is kept);
-- `delivered` / `redeliver` / `undeliverable`: what the delivery outbox does with a pushed reply;
-- `replayed`: an operator gives a dead letter another go.
+- `delivered` / `redeliver` / `undeliverable` / `redriven`: what the delivery outbox does with a pushed reply;
+- `replayed`: an operator gives a dead letter another go;
+- `rejected_input`: an input a channel could not turn into an envelope (a poison update), dead-lettered.
 
 Must not import: the actor, the system or anything that does I/O.
 """
@@ -24,11 +25,14 @@ from typing import Any, Literal
 import attrs
 
 from afactors.actors._keys import (
+    UNDELIVERED_PREFIX,
     dead_letter_key,
     dedup_key,
     inbox_key,
     outbox_group,
     outbox_key,
+    redriven_key,
+    rejected_input_key,
     turn_key,
     undelivered_key,
 )
@@ -57,6 +61,8 @@ _NO_OPS: list[Op] = []  # shared, never written to
 
 __all__ = [
     "STORE_OPTION",
+    "UNDELIVERED_PREFIX",
+    "attempt_failed",
     "Records",
     "accepted",
     "cancelled",
@@ -69,6 +75,9 @@ __all__ = [
     "pushed",
     "queued_record",
     "redeliver",
+    "redriven",
+    "redriven_key",
+    "rejected_input",
     "started",
     "undeliverable",
 ]
@@ -195,14 +204,22 @@ def delivered(key: str) -> list[Op]:
     return [Delete("outbox", key)]
 
 
-def redeliver(key: str, row: OutboxRecord, attempt: int, due_at: float) -> list[Op]:
-    """A push failed and will be tried again at `due_at`."""
-    return [Put("outbox", key, attrs.evolve(row, attempts=attempt, due_at=due_at))]
+def attempt_failed(row: OutboxRecord, attempt: int, now: float, *, ambiguous: bool) -> OutboxRecord:
+    """A push's row after its attempt number `attempt` failed (the retry budget runs from the first failure;
+    `ambiguous`: the request went out but its answer was lost)."""
+    return attrs.evolve(
+        row, attempts=attempt, first_failed_at=row.first_failed_at or now, ambiguous=row.ambiguous + ambiguous
+    )
 
 
-def undeliverable(key: str, row: OutboxRecord, attempt: int, error: str, now: float) -> list[Op]:
-    """A push that will never arrive: out of the outbox, into the dead letters."""
-    dead = DeadLetter(envelope=None, delivery=attrs.evolve(row, attempts=attempt), error=error, failed_at=now)
+def redeliver(key: str, row: OutboxRecord, due_at: float) -> list[Op]:
+    """A push failed (`row` as `attempt_failed` left it) and will be tried again at `due_at`."""
+    return [Put("outbox", key, attrs.evolve(row, due_at=due_at))]
+
+
+def undeliverable(key: str, row: OutboxRecord, error: str, now: float) -> list[Op]:
+    """A push that will never arrive: out of the outbox, into the dead letters (under `UNDELIVERED_PREFIX`)."""
+    dead = DeadLetter(envelope=None, delivery=row, error=error, failed_at=now)
     return [Delete("outbox", key), Put("dead_letters", undelivered_key(key), dead)]
 
 
@@ -220,6 +237,20 @@ def replayed(dead_key: str, letter: DeadLetter, stamp: int, now: float) -> list[
     else:
         raise ValueError(f"dead letter {dead_key!r} holds neither an envelope nor a push")
     return ops
+
+
+def redriven(dead_key: str, dead: DeadLetter, now: float) -> list[Op]:
+    """A dead-lettered push back in the outbox under its original key, with a fresh retry budget."""
+    if dead.delivery is None:
+        return _NO_OPS
+    fresh = attrs.evolve(dead.delivery, attempts=0, first_failed_at=0.0, ambiguous=0, due_at=now)
+    return [Delete("dead_letters", dead_key), Put("outbox", redriven_key(dead_key), fresh)]
+
+
+def rejected_input(channel: str, key: str, reason: str, data: dict[str, Any], now: float) -> list[Op]:
+    """An input channel `channel` could not handle, kept with the reason (never dropped silently)."""
+    letter = DeadLetter(envelope=None, error=reason, failed_at=now, data=data)
+    return [Put("dead_letters", rejected_input_key(channel, key), letter)]
 
 
 # -- shared parts --------------------------------------------------------------------------------------------

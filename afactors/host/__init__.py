@@ -24,8 +24,10 @@ from afactors.channel import (
     installed_plugins,
 )
 from afactors.host._auth import ApiKeys
+from afactors.host._delivery import DeliveryPolicy
 from afactors.host._host import Host, HostConfig, open_host
 from afactors.host._retention import RetentionConfig
+from afactors.host._server import ServerLimits
 
 __all__ = [
     "DEFAULT_TENANT",
@@ -39,6 +41,7 @@ __all__ = [
     "Deliver",
     "Delivery",
     "DeliveryFailed",
+    "DeliveryPolicy",
     "HookRejected",
     "Host",
     "HostConfig",
@@ -46,6 +49,7 @@ __all__ = [
     "ResponseHook",
     "Route",
     "RunHook",
+    "ServerLimits",
     "StartupError",
     "Unauthorized",
     "installed_plugins",

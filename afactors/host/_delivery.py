@@ -3,14 +3,16 @@
 A turn whose envelope carries a `reply_to` commits an outbox row in the same transaction as the turn. This
 worker delivers rows in key order per conversation (concurrently across conversations), deletes a row once its
 channel's `deliver` returns, retries failures with jittered exponential backoff (or the channel's
-`retry_after`), and moves a row to the dead letters after `max_attempts` or a permanent failure.
+`retry_after`) for as long as its `DeliveryPolicy` allows (by time, so an outage of several minutes is ridden
+out), and moves a row to the dead letters after that, after a permanent failure, or after a second send whose
+answer was lost. `Outbox.redrive` puts dead-lettered deliveries back in the outbox.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import attrs
 import trio
@@ -19,9 +21,27 @@ from afactors._backoff import Backoff
 from afactors.actors import ledger
 from afactors.channel import Deliver, Delivery, DeliveryFailed
 from afactors.model import Reply, converter
-from afactors.store import OutboxRecord, Store
+from afactors.store import DeadLetter, OutboxRecord, Store, StoreError
 
 log = logging.getLogger("afactors.delivery")
+
+STORE_RETRY = 5.0
+"""Seconds a conversation's deliveries wait after their bookkeeping could not be stored (a full disk)."""
+
+
+@attrs.frozen
+class DeliveryPolicy:
+    """How long and how often the outbox retries a push.
+
+    `retry_for`: seconds from a row's first failure after which it is dead-lettered (default 15 minutes);
+    `max_attempts`: an optional cap on attempts as well; `backoff`: (first, longest) delay between attempts;
+    `max_ambiguous_retries`: how many times a send whose answer was lost (it may have arrived) is sent again.
+    """
+
+    retry_for: float = 900.0
+    max_attempts: int | None = None
+    backoff: tuple[float, float] = (0.5, 60.0)
+    max_ambiguous_retries: int = 1
 
 
 @attrs.frozen
@@ -31,6 +51,7 @@ class DeliveryStats:
     delivered: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    redriven: int = 0
 
 
 class Outbox:
@@ -41,15 +62,14 @@ class Outbox:
         store: Store,
         delivers: Mapping[str, Deliver],
         *,
-        max_attempts: int = 8,
-        backoff: tuple[float, float] = (0.5, 60.0),
+        policy: DeliveryPolicy | None = None,
         concurrency: int = 10_000,
     ) -> None:
-        self._counts = {"delivered": 0, "retried": 0, "dead_lettered": 0}
+        self._counts = dict.fromkeys(attrs.fields_dict(DeliveryStats), 0)
+        self.policy = policy or DeliveryPolicy()
         self._store = store
         self._delivers = dict(delivers)
-        self._max_attempts = max_attempts
-        self._backoff = Backoff(*backoff)
+        self._backoff = Backoff(*self.policy.backoff)
         self._limiter = trio.CapacityLimiter(concurrency)
         self._active: set[str] = set()
         self._nursery: trio.Nursery | None = None
@@ -85,7 +105,12 @@ class Outbox:
                 key, row = rows[0]
                 if (wait := row.due_at - time.time()) > 0:
                     await trio.sleep(wait)
-                await self._deliver_one(key, row)
+                try:
+                    await self._deliver_one(key, row)
+                except StoreError as exc:  # a full disk: keep the row, try again once writes may work
+                    log.error("delivery bookkeeping of %s could not be stored (%s); retrying in %.0f s", key, exc,
+                              STORE_RETRY)  # fmt: skip
+                    await trio.sleep(STORE_RETRY)
         finally:
             self._active.discard(group)
 
@@ -104,29 +129,65 @@ class Outbox:
             async with self._limiter:
                 await deliver(delivery)
         except DeliveryFailed as exc:
-            await self._failed(key, row, attempt, str(exc), exc.retry_after, exc.permanent)
+            await self._failed(key, row, attempt, str(exc), exc.retry_after, exc.permanent, exc.ambiguous)
         except Exception as exc:  # a channel bug must not stop deliveries of other rows
             log.exception("delivery of %s through %s failed", key, row.channel)
-            await self._failed(key, row, attempt, f"{type(exc).__name__}: {exc}", None, False)
+            await self._failed(key, row, attempt, f"{type(exc).__name__}: {exc}", None, False, False)
         else:
             with trio.CancelScope(shield=True):  # delivered: a shutdown now must not make it send again
                 await self._store.commit(ledger.delivered(key))
             self._counts["delivered"] += 1
 
     async def _failed(
-        self, key: str, row: OutboxRecord, attempt: int, error: str, retry_after: float | None, permanent: bool
-    ) -> None:
+        self, key: str, row: OutboxRecord, attempt: int, error: str, retry_after: float | None, permanent: bool,
+        ambiguous: bool,
+    ) -> None:  # fmt: skip
         with trio.CancelScope(shield=True):  # the attempt happened: record it even while shutting down
-            await self._record_failure(key, row, attempt, error, retry_after, permanent)
+            now = time.time()
+            row = ledger.attempt_failed(row, attempt, now, ambiguous=ambiguous)
+            give_up = self._give_up(row, now, permanent)
+            if give_up is not None:
+                await self._dead_letter(key, row, error if permanent else f"{error} ({give_up})", now)
+                return
+            delay = retry_after if retry_after is not None else self._backoff.delay(attempt)
+            await self._store.commit(ledger.redeliver(key, row, now + delay))
+            self._counts["retried"] += 1
 
-    async def _record_failure(
-        self, key: str, row: OutboxRecord, attempt: int, error: str, retry_after: float | None, permanent: bool
-    ) -> None:
-        if permanent or attempt >= self._max_attempts:
-            log.warning("dead-lettering delivery %s after %d attempt(s): %s", key, attempt, error)
-            await self._store.commit(ledger.undeliverable(key, row, attempt, error, time.time()))
-            self._counts["dead_lettered"] += 1
-            return
-        delay = retry_after if retry_after is not None else self._backoff.delay(attempt)
-        await self._store.commit(ledger.redeliver(key, row, attempt, time.time() + delay))
-        self._counts["retried"] += 1
+    def _give_up(self, row: OutboxRecord, now: float, permanent: bool) -> str | None:
+        """Why a failed row is dead-lettered now, or None to retry it."""
+        policy = self.policy
+        if permanent:
+            return "permanent failure"
+        if row.ambiguous > policy.max_ambiguous_retries:
+            return f"{row.ambiguous} sends whose answer was lost: it may have arrived; not sent again"
+        if now - row.first_failed_at >= policy.retry_for:
+            return f"still failing {now - row.first_failed_at:.0f} s after the first failure"
+        if policy.max_attempts is not None and row.attempts >= policy.max_attempts:
+            return f"{row.attempts} attempts"
+        return None
+
+    async def _dead_letter(self, key: str, row: OutboxRecord, error: str, now: float) -> None:
+        log.warning("dead-lettering delivery %s after %d attempt(s): %s", key, row.attempts, error)
+        await self._store.commit(ledger.undeliverable(key, row, error, now))
+        self._counts["dead_lettered"] += 1
+
+    def dead_letters(self, channel: str | None = None) -> list[tuple[str, DeadLetter]]:
+        """The dead-lettered deliveries (all, or one channel's), oldest conversation key first."""
+        found = self._store.scan("dead_letters", ledger.UNDELIVERED_PREFIX)
+        return [(key, dead) for key, dead in found if dead.delivery and channel in (None, dead.delivery.channel)]
+
+    async def redrive(self, channel: str | None = None, keys: Sequence[str] | None = None) -> int:
+        """Put dead-lettered deliveries back in the outbox with a fresh retry budget; how many were moved.
+
+        All of them, one channel's, or those whose dead-letter `keys` are given (from `dead_letters`). Each goes
+        back under its original outbox key, so it is delivered in order with its conversation's later replies.
+        """
+        chosen = [(k, d) for k, d in self.dead_letters(channel) if keys is None or k in keys]
+        now = time.time()
+        ops = [op for key, dead in chosen for op in ledger.redriven(key, dead, now)]
+        if ops:
+            await self._store.commit(ops)
+        for key, _ in chosen:
+            self.notify(ledger.redriven_key(key))
+        self._counts["redriven"] += len(chosen)
+        return len(chosen)

@@ -17,11 +17,11 @@ from afactors.channel import Channel, Contribution, Route
 from afactors.host._admin import admin_routes
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
-from afactors.host._delivery import Outbox
+from afactors.host._delivery import DeliveryPolicy, Outbox
 from afactors.host._metrics import HostMetrics
 from afactors.host._monitor import TurnMonitor
 from afactors.host._retention import RetentionConfig, Sweeper
-from afactors.host._server import build_app, serve_app, server_config
+from afactors.host._server import ServerLimits, build_app, serve_app, server_config
 from afactors.host._status import StatusSources
 from afactors.host._web import web_routes
 from afactors.host.context import HostChannelContext
@@ -38,7 +38,10 @@ class HostConfig:
 
     `durability`: the store's fsync policy. `api_keys`: bearer keys, each its own tenant (none: everyone is the
     default tenant). `drain_timeout`: seconds running turns (and open connections) get at shutdown.
-    `mailbox_size`, `idle_timeout`, `max_active`, `busy_policy`, `history_turns`: see `ActorConfig`.
+    `limits`: the HTTP server's connection and request limits. `delivery`: how long the outbox retries pushes
+    (`host.outbox.redrive()` puts dead-lettered ones back). `mailbox_size`, `idle_timeout`, `max_active`,
+    `busy_policy`, `history_turns`, `history_budget`, `tenant_budget` (bytes of conversation history kept in
+    memory, in all and per tenant): see `ActorConfig`.
     """
 
     state_dir: str | os.PathLike[str] = ".afactors"
@@ -56,11 +59,16 @@ class HostConfig:
     retention: RetentionConfig = attrs.field(factory=RetentionConfig)
     history_turns: int | None = None
     admin_key: str | None = attrs.field(default=None, repr=False)
+    history_budget: int = 256 << 20
+    tenant_budget: int = 64 << 20
+    limits: ServerLimits = attrs.field(factory=ServerLimits)
+    delivery: DeliveryPolicy = attrs.field(factory=DeliveryPolicy)
 
     def actor_config(self) -> ActorConfig:
         return ActorConfig(
             busy_policy=self.busy_policy, mailbox_size=self.mailbox_size, idle_timeout=self.idle_timeout,
             max_active=self.max_active, drain_timeout=self.drain_timeout, history_turns=self.history_turns,
+            history_budget=self.history_budget, tenant_budget=self.tenant_budget,
         )  # fmt: skip
 
 
@@ -85,6 +93,9 @@ class Host:
             return jsonify({"status": "stopping"}), 503
         if not self.ready.is_set():
             return jsonify({"status": "starting"}), 503
+        if self.store.full:
+            reason = "the disk holding the state is full: writes are refused until space is freed"
+            return jsonify({"status": "degraded", "reason": "store_full", "message": reason}), 503
         return jsonify({"status": "healthy", "channels": sorted(self.channels)})
 
 
@@ -99,8 +110,10 @@ async def open_host(
     """Run a host inside the caller's trio program until the block exits, then shut down in order.
 
     `settings` are `HostConfig` fields overriding `config` (`open_host(agent, port=0, state_dir=...)` works).
-    Shutdown: stop intake (the server stops accepting and channel services stop), let running turns finish
-    within `drain_timeout`, cancel the rest (their inbox rows replay on the next start), final commit.
+    Shutdown: channel services stop and intake closes (new turns get the channels' 503 `shutting_down`, the
+    listener stays open meanwhile), running turns get `drain_timeout` to finish, then the server stops
+    accepting and closes its connections, the turns still running are cancelled (their inbox rows replay on
+    the next start), final commit.
     """
     config = attrs.evolve(config or HostConfig(), **settings)
     agent = as_agent(target if target is not None else DemoAgent())
@@ -136,15 +149,10 @@ async def open_host(
                     the_host.contributions[channel.name] = contribution
                     routes.extend(contribution.routes)
                 stop_server = trio.Event()
-                the_host.urls = await nursery.start(
-                    serve_app,
-                    build_app(routes),
-                    server_config(config.host, config.port, config.drain_timeout),
-                    stop_server,
-                )
-                the_host.outbox = Outbox(
-                    store, {name: c.deliver for name, c in the_host.contributions.items() if c.deliver is not None}
-                )
+                server = server_config(config.host, config.port, config.drain_timeout, config.limits)
+                the_host.urls = await nursery.start(serve_app, build_app(routes, config.limits), server, stop_server)
+                delivers = {name: c.deliver for name, c in the_host.contributions.items() if c.deliver is not None}
+                the_host.outbox = Outbox(store, delivers, policy=config.delivery)
                 await services.start(the_host.outbox.run)
                 if config.retention.enabled:
                     await services.start(the_host.sweeper.run)
@@ -160,8 +168,11 @@ async def open_host(
                     yield the_host
                 finally:
                     the_host.shutting_down.set()
-                    stop_server.set()
                     services.cancel_scope.cancel()
+                    with trio.CancelScope(shield=True):
+                        if not await system.drain(config.drain_timeout):
+                            server.graceful_timeout = 0.5  # the turns left are cut: don't wait for them twice
+                    stop_server.set()
             with trio.CancelScope(shield=True):
                 for contribution in the_host.contributions.values():
                     for hook in contribution.on_shutdown:

@@ -156,6 +156,11 @@ class HostChannelContext:
         """
         return self._system.snapshot(key.path).state
 
+    async def dead_letter(self, key: str, reason: str, data: dict[str, Any]) -> None:
+        """Keep an input the channel could not handle (a poison update) with the reason, under `<channel>/<key>`,
+        so it is never dropped silently; operators find it among the dead letters."""
+        await self._store.commit(ledger.rejected_input(self.name, key, reason, data, time.time()))
+
     def alias(self, key: str) -> dict[str, Any] | None:
         """A channel-scoped durable value (e.g. which conversation a chat is in now)."""
         record: Generic | None = self._store.get("aliases", self._alias_key(key))
