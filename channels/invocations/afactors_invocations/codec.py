@@ -42,9 +42,12 @@ _HEADER_TEXT = re.compile(r"[\x20-\x7e]+")
 class InvocationError(Exception):
     """A protocol error: an HTTP status and the I-06 envelope `{"error": {"code", "message"}}`."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after is None else {"retry-after": str(self.retry_after)}
 
     def body(self) -> dict[str, Any]:
         return error_body(self.code, self.message)
@@ -255,7 +258,7 @@ def reply_error(reply: Reply) -> InvocationError | None:
     """The error a turn that did not complete answers with (I-06), or None when it completed.
 
     Cancelled: 409 with the reason as code (`cancelled`, `interrupted`), or 503 when the host shut down first.
-    Failed or incomplete: 500 with the turn's error.
+    Failed because the disk is full: 507. Failed or incomplete otherwise: 500 with the turn's error.
     """
     if reply.status == "completed":
         return None
@@ -269,6 +272,8 @@ def reply_error(reply: Reply) -> InvocationError | None:
     code, message = (
         (reply.error.code, reply.error.message) if reply.error else ("internal_error", "Internal server error")
     )
+    if code == "store_full":
+        return InvocationError(507, "insufficient_storage", message, retry_after=30)
     return InvocationError(500, code, message)
 
 

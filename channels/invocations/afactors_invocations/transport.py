@@ -10,7 +10,7 @@ from typing import Any, Protocol, cast
 
 import orjson
 from quart import Response, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
 from afactors.channel import (
     ActorUnavailable,
@@ -18,6 +18,7 @@ from afactors.channel import (
     ConversationBusy,
     HookRejected,
     Route,
+    StoreFull,
     SystemClosed,
     TurnHandle,
     TurnView,
@@ -78,9 +79,15 @@ def protocol_error(exc: Exception) -> InvocationError | None:
         return InvocationError(503, "unavailable", str(exc))
     if isinstance(exc, SystemClosed):
         return InvocationError(503, "shutting_down", "the server is shutting down; retry on another instance")
-    if isinstance(exc, RequestEntityTooLarge):
-        return InvocationError(413, "payload_too_large", "request body is too large")
+    if isinstance(exc, StoreFull):
+        return InvocationError(507, "insufficient_storage", str(exc), retry_after=30)
+    if isinstance(exc, HTTPException) and exc.code is not None and exc.code < 500:  # 408 body timeout, 413 ...
+        return InvocationError(exc.code, _http_code(exc), exc.description or exc.name)
     return None
+
+
+def _http_code(exc: HTTPException) -> str:
+    return "payload_too_large" if exc.code == 413 else exc.name.lower().replace(" ", "_")
 
 
 class Exchange:
@@ -112,7 +119,7 @@ class Exchange:
         )
 
     def error(self, exc: InvocationError) -> Response:
-        return self.json(exc.body(), exc.status)
+        return self.json(exc.body(), exc.status, exc.headers())
 
 
 View = Callable[..., Awaitable[Response]]

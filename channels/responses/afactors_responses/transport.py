@@ -29,6 +29,7 @@ from afactors.channel import (
     ResponseHook,
     Route,
     RunHook,
+    StoreFull,
     SystemClosed,
     TurnHandle,
     TurnView,
@@ -100,6 +101,8 @@ def _as_api_error(exc: Exception) -> ApiError | None:
         )
     if isinstance(exc, SystemClosed):
         return ApiError(503, "The server is shutting down; retry shortly.", type="server_error", code="shutting_down")
+    if isinstance(exc, StoreFull):
+        return ApiError(507, str(exc), type="server_error", code="insufficient_storage", headers={"retry-after": "30"})
     if isinstance(exc, HTTPException) and exc.code is not None:
         return ApiError(exc.code, exc.description or exc.name, code=exc.name.lower().replace(" ", "_"))
     return None

@@ -49,7 +49,19 @@ class TelegramError(Exception):
 
 
 class NetworkError(Exception):
-    """The Bot API could not be reached, or did not answer in time."""
+    """The Bot API could not be reached, or did not answer in time.
+
+    `ambiguous`: the request may have reached Telegram (it was sent; the answer was lost or late), so a
+    message may have been posted; False when it certainly was not (no connection).
+    """
+
+    def __init__(self, message: str, *, ambiguous: bool = True) -> None:
+        super().__init__(message)
+        self.ambiguous = ambiguous
+
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+"""Transport errors raised before a request was sent."""
 
 
 class _RedactTokens(logging.Filter):
@@ -118,7 +130,7 @@ class BotApiClient:
                         timeout=wait,
                     )
         except httpx.TransportError as exc:
-            raise NetworkError(f"{method}: {type(exc).__name__}") from None
+            raise NetworkError(f"{method}: {type(exc).__name__}", ambiguous=not isinstance(exc, _NOT_SENT)) from None
         try:
             body = response.json()
         except ValueError:

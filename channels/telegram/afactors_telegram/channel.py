@@ -127,7 +127,9 @@ class TelegramChannel:
             try:
                 async with trio.open_nursery() as nursery:
                     sender = Sender(api, config.limits, max_flood_waits=config.max_flood_waits)
-                    self._runtime = _Runtime(api, sender, Intake(nursery, self._handle_update), bot, nursery)
+                    self._runtime = _Runtime(
+                        api, sender, Intake(nursery, self._handle_update, self._poison), bot, nursery
+                    )
                     if config.webhook_url:
                         await self._set_webhook(api)
                     else:
@@ -195,6 +197,12 @@ class TelegramChannel:
             await self._command(runtime, decision)
         else:
             await self._turn(runtime, decision)
+
+    async def _poison(self, update: Mapping[str, Any], reason: str) -> None:
+        """An update that failed every attempt: kept among the dead letters with the reason, never dropped."""
+        assert self._ctx is not None
+        log.error("telegram update %s dead-lettered: %s", update.get("update_id"), reason)
+        await self._ctx.dead_letter(f"update/{update.get('update_id')}", reason, dict(update))
 
     def _conversation(self, base: str) -> ConversationKey:
         """The conversation a base key is in now (/new moves it on)."""
@@ -387,7 +395,7 @@ class TelegramChannel:
                 await self._mark_inactive(address.chat_id, error.description)
             raise DeliveryFailed(str(error), permanent=True) from None
         except NetworkError as error:
-            raise DeliveryFailed(str(error)) from None
+            raise DeliveryFailed(str(error), ambiguous=error.ambiguous) from None
         self._progress.pop(delivery.turn_id, None)
         self._settled(address.chat_id, delivery.turn_id)
         if preview is not None:

@@ -206,7 +206,9 @@ def _strip_leading_mention(text: str, entities: list[Mapping[str, Any]], bot: Bo
 
 def _media(message: Mapping[str, Any]) -> tuple[MediaRef, ...]:
     found: list[MediaRef] = []
-    photos = [p for p in message.get("photo") or () if isinstance(p, Mapping) and isinstance(p.get("file_id"), str)]
+    sizes = message.get("photo")
+    sizes = sizes if isinstance(sizes, list) else ()
+    photos = [p for p in sizes if isinstance(p, Mapping) and isinstance(p.get("file_id"), str)]
     if photos:
         largest = max(
             photos,
@@ -248,7 +250,8 @@ def decide(update: Mapping[str, Any], bot: BotInfo, config: TelegramConfig) -> D
     if update_id is None or not message:
         return Ignore("not a message")
     chat = _dict(message.get("chat"))
-    chat_id, chat_type, message_id = _int(chat.get("id")), chat.get("type"), _int(message.get("message_id"))
+    chat_type = chat.get("type") if isinstance(chat.get("type"), str) else None
+    chat_id, message_id = _int(chat.get("id")), _int(message.get("message_id"))
     if chat_id is None or message_id is None or (chat_type != PRIVATE and chat_type not in GROUPS):
         return Ignore("not a private or group chat message")
     user = _dict(message.get("from"))

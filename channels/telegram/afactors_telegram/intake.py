@@ -14,14 +14,16 @@ from typing import Any
 
 import trio
 
-from afactors.channel import Backoff
+from afactors.channel import Backoff, StoreFull
 
 log = logging.getLogger("afactors.telegram")
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[None]]
+Poison = Callable[[Mapping[str, Any], str], Awaitable[None]]
 _RECENT = 4096  # done update ids remembered, so a redelivered update is not handled twice
 _ATTEMPTS = 5
 _RETRY = Backoff(0.5, 8.0, jitter=0.0)
+_HOLD = Backoff(1.0, 30.0, jitter=0.0)  # while the store is full: the update stays in flight (offset held)
 
 
 def lane_of(update: Mapping[str, Any]) -> int | str:
@@ -37,13 +39,16 @@ def lane_of(update: Mapping[str, Any]) -> int | str:
 class Intake:
     """Runs `handler` for each offered update in its chat's lane, inside `nursery`.
 
-    A handler that raises is retried (with backoff, in order) up to five times, then the update is dropped
-    with an error log, so one bad update cannot stall its chat (or the poll offset) for ever.
+    A handler that raises is retried (with backoff, in order) up to five times, then the update is handed to
+    `poison` (which dead-letters it with the reason), so one bad update cannot stall its chat (or the poll
+    offset) for ever, and is never dropped silently. While the store is full (`StoreFull`) an update is held:
+    retried without limit, so the offset does not move past anything that was not stored.
     """
 
-    def __init__(self, nursery: trio.Nursery, handler: Handler) -> None:
+    def __init__(self, nursery: trio.Nursery, handler: Handler, poison: Poison) -> None:
         self._nursery = nursery
         self._handler = handler
+        self._poison = poison
         self._lanes: dict[int | str, deque[tuple[Mapping[str, Any], trio.Event]]] = {}
         self._events: dict[int, trio.Event] = {}  # update id -> set when done, for updates in flight
         self._recent: deque[int] = deque()
@@ -105,17 +110,31 @@ class Intake:
                 del self._lanes[lane_key]
 
     async def _handle(self, update: Mapping[str, Any]) -> None:
-        for attempt in range(1, _ATTEMPTS + 1):
+        attempt, holds, reason = 0, 0, ""
+        while True:
             try:
-                await self._handler(update)
+                if attempt < _ATTEMPTS:
+                    await self._handler(update)
+                else:
+                    await self._poison(update, reason)
                 return
-            except Exception:
-                if attempt == _ATTEMPTS:
-                    log.exception("telegram update %s dropped after %d attempts", update.get("update_id"), attempt)
-                    return
-                log.warning("telegram update %s failed (attempt %d), retrying", update.get("update_id"), attempt,
-                            exc_info=True)  # fmt: skip
-            await trio.sleep(_RETRY.delay(attempt))
+            except StoreFull:
+                log.warning("telegram update %s held: the store is full", update.get("update_id"))
+                holds += 1
+                await trio.sleep(_HOLD.delay(holds))
+                continue
+            except Exception as exc:
+                if attempt >= _ATTEMPTS:  # the dead letter could not be written: keep the update, try again
+                    log.exception("telegram update %s could not be dead-lettered", update.get("update_id"))
+                    holds += 1
+                    await trio.sleep(_HOLD.delay(holds))
+                    continue
+                attempt += 1
+                reason = f"{type(exc).__name__}: {exc}"
+                log.warning("telegram update %s failed (attempt %d): %s", update.get("update_id"), attempt, reason,
+                            exc_info=attempt == _ATTEMPTS)  # fmt: skip
+            if attempt < _ATTEMPTS:
+                await trio.sleep(_RETRY.delay(attempt))
 
     def _finish(self, update_id: int, done: trio.Event) -> None:
         del self._events[update_id]

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import trio
 from quart import Response, request
+from werkzeug.exceptions import HTTPException
 
 from afactors_telegram.intake import Intake
 
@@ -43,6 +44,8 @@ def webhook_view(
             update = orjson.loads(await request.get_data())
         except orjson.JSONDecodeError:
             return _answer(400, "the body is not JSON")
+        except HTTPException as error:  # 408 body timeout, 413 too large: Telegram's envelope, not Quart's HTML
+            return _answer(error.code or 400, error.description or error.name)
         if not isinstance(update, dict) or type(update.get("update_id")) is not int:
             return _answer(400, "the body is not a Telegram Update (an object with an integer update_id)")
         running = await intake()

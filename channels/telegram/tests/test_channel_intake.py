@@ -8,11 +8,16 @@ from typing import Any
 import trio
 import trio.testing
 
+from afactors.channel import StoreFull
 from afactors_telegram.intake import Intake, lane_of
 
 
 def upd(update_id: int, chat: int) -> dict[str, Any]:
     return {"update_id": update_id, "message": {"message_id": update_id, "chat": {"id": chat, "type": "private"}}}
+
+
+async def unexpected_poison(update: Mapping[str, Any], reason: str) -> None:
+    raise AssertionError(f"update {update['update_id']} dead-lettered: {reason}")
 
 
 def test_lane_of_finds_the_chat() -> None:
@@ -31,7 +36,7 @@ async def test_a_blocked_chat_holds_back_only_itself_and_the_offset() -> None:
         handled.append(update["update_id"])
 
     async with trio.open_nursery() as nursery:
-        intake = Intake(nursery, handler)
+        intake = Intake(nursery, handler, unexpected_poison)
         assert intake.offset is None
         events = [
             intake.offer(upd(1, 100)),
@@ -57,7 +62,7 @@ async def test_an_update_offered_twice_is_handled_once() -> None:
         calls.append(update["update_id"])
 
     async with trio.open_nursery() as nursery:
-        intake = Intake(nursery, handler)
+        intake = Intake(nursery, handler, unexpected_poison)
         first = intake.offer(upd(1, 5))
         assert intake.offer(upd(1, 5)) is first  # in flight: the same event
         await first.wait()
@@ -66,8 +71,12 @@ async def test_an_update_offered_twice_is_handled_once() -> None:
     assert calls == [1]
 
 
-async def test_a_failing_handler_is_retried_then_dropped(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_failing_handler_is_retried_then_dead_lettered(autojump_clock: trio.testing.MockClock) -> None:
     attempts: dict[int, int] = {}
+    poisoned: list[tuple[int, str]] = []
+
+    async def poison(update: Mapping[str, Any], reason: str) -> None:
+        poisoned.append((update["update_id"], reason))
 
     async def handler(update: Mapping[str, Any]) -> None:
         attempts[update["update_id"]] = attempts.get(update["update_id"], 0) + 1
@@ -77,8 +86,28 @@ async def test_a_failing_handler_is_retried_then_dropped(autojump_clock: trio.te
             raise RuntimeError("always")
 
     async with trio.open_nursery() as nursery:
-        intake = Intake(nursery, handler)
+        intake = Intake(nursery, handler, poison)
         done = [intake.offer(upd(1, 5)), intake.offer(upd(2, 5)), intake.offer(upd(3, 5))]
         await done[2].wait()
     assert attempts == {1: 3, 2: 5, 3: 1}
+    assert poisoned == [(2, "RuntimeError: always")]
     assert intake.offset == 4
+
+
+async def test_a_full_store_holds_the_update_and_the_offset(autojump_clock: trio.testing.MockClock) -> None:
+    full = True
+    handled: list[int] = []
+
+    async def handler(update: Mapping[str, Any]) -> None:
+        if full:
+            raise StoreFull("the disk is full")
+        handled.append(update["update_id"])
+
+    async with trio.open_nursery() as nursery:
+        intake = Intake(nursery, handler, unexpected_poison)
+        done = intake.offer(upd(1, 5))
+        await trio.sleep(600)  # far more than five attempts' worth: a full store is not a poison update
+        assert not done.is_set() and intake.offset == 1
+        full = False
+        await done.wait()
+    assert handled == [1] and intake.offset == 2

@@ -7,8 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+import trio
 
+from afactors.host import ServerLimits
 from afactors_telegram.testing import SECRET_HEADER, FakeBotApi
 
 Serve = Callable[..., Any]  # the `serve` fixture of conftest.py
@@ -96,3 +99,19 @@ async def test_a_random_secret_is_used_when_none_is_configured(fake: FakeBotApi,
         async with httpx.AsyncClient() as client:
             answer = await client.post(webhook(port), json={"update_id": 5})
     assert answer.status_code == 403
+
+
+async def test_an_unfinished_webhook_body_gets_408_in_its_envelope(fake: FakeBotApi, serve: Serve, port: int) -> None:
+    limits = ServerLimits(body_timeout=0.5)
+    async with serve(webhook_url=webhook(port), secret_token=SECRET, host_kwargs={"port": port, "limits": limits}):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            head = (f"POST /hooks/telegram HTTP/1.1\r\nhost: x\r\n{SECRET_HEADER}: {SECRET}\r\n"
+                    "content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"update_id\"")  # fmt: skip
+            await stream.send_all(head.encode())
+            answer = b""
+            with trio.fail_after(10):
+                while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                    answer += await stream.receive_some(4096)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert orjson.loads(answer.split(b"\r\n\r\n", 1)[1])["ok"] is False
