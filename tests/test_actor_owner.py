@@ -17,7 +17,7 @@ from afactors.actors import ConversationActor, ConversationBusy, RestartPolicy, 
 from afactors.actors._history import History, Link
 from afactors.actors._owner import ActorOwner, Counters
 from afactors.actors._phases import Entry
-from afactors.model import ConversationKey, Envelope, Message, Reply, TurnContext, Update
+from afactors.model import ConversationKey, Envelope, Message, Reply, Timer, TurnContext, Update
 from afactors.store import Op, ResponseRecord, Snapshot, StoreDamaged, StoreFull
 
 KEY = ConversationKey("t", "c")
@@ -71,6 +71,9 @@ class FakeOwner:
 
     def record(self, turn_id: str) -> ResponseRecord | None:
         return self.records.get(turn_id)
+
+    def timers(self, key: ConversationKey) -> list[Timer]:
+        return []
 
     async def commit(self, ops: Sequence[Op]) -> None:
         await trio.lowlevel.checkpoint()

@@ -32,7 +32,7 @@ from afactors.actors._owner import ActorOwner
 from afactors.actors._phases import Entry, Event, Phase, Turn, Write
 from afactors.actors._replies import ReplyBuilder, cancelled, error_text, failed
 from afactors.actors._supervision import RestartTracker
-from afactors.model import BusyPolicy, ConversationKey, Message, Reply, TurnContext
+from afactors.model import BusyPolicy, ConversationKey, Message, Reply, Timer, TurnContext, TurnTimers
 from afactors.store import ResponseRecord, Snapshot, StoreDamaged, StoreError, StoreFull
 
 log = logging.getLogger("afactors.actors")
@@ -307,6 +307,8 @@ class ConversationActor:
             seq=snapshot.seq + 1,
             options=first.options,
             identity=first.identity,
+            kind=first.kind,
+            timers=TurnTimers(self._committed_timers),
         )
         builder = ReplyBuilder()
         error: Exception | None = None
@@ -333,6 +335,9 @@ class ConversationActor:
             except (TypeError, ValueError) as exc:  # the target's state or output cannot be stored
                 error = exc
         await self._failed(turn, records, inputs, error)
+
+    def _committed_timers(self) -> list[Timer]:
+        return self._owner.timers(self.key)
 
     def _reread(self, records: dict[str, ResponseRecord]) -> dict[str, ResponseRecord]:
         """The records as they stand now: a channel may have changed one (e.g. hidden it) while the turn ran."""
@@ -373,9 +378,11 @@ class ConversationActor:
     ) -> None:  # fmt: skip
         """Commit the turn in one store transaction, then answer every handle."""
         owner = self._owner
+        timers = ctx.timers
         snapshot, ops = ledger.completed(
             self.key, turn.entries, self._reread(records), seq=ctx.seq, state=ctx.state, inputs=inputs,
-            reply=reply, now=time.time(),
+            reply=reply, now=time.time(), reply_to=self._snapshot.reply_to, timers=timers.changes,
+            committed_timers=timers.committed() if timers.changes else None,
         )  # fmt: skip
         await owner.commit(ops)
         link = (self.key.tenant, turn.entries[0].envelope.parent, (*inputs, *reply.messages))

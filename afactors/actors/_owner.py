@@ -16,7 +16,7 @@ from typing import Protocol, TypeVar
 from afactors.actors._history import History, Link
 from afactors.actors._phases import Entry
 from afactors.actors._supervision import RestartPolicy
-from afactors.model import ConversationKey, Message, Reply, TurnContext, Update
+from afactors.model import ConversationKey, Message, Reply, Timer, TurnContext, Update
 from afactors.store import Op, ResponseRecord, Snapshot
 
 Actor = TypeVar("Actor", contravariant=True)
@@ -64,6 +64,10 @@ class ActorOwner(Protocol[Actor]):
 
     def record(self, turn_id: str) -> ResponseRecord | None:
         """The response record of a turn, if there is one."""
+        ...
+
+    def timers(self, key: ConversationKey) -> list[Timer]:
+        """The conversation's pending timers as committed."""
         ...
 
     async def commit(self, ops: Sequence[Op]) -> None:

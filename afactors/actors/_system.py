@@ -22,23 +22,38 @@ from afactors.actors._actor import ActorInfo, ConversationActor
 from afactors.actors._errors import ActorUnavailable, SystemClosed
 from afactors.actors._handle import TurnHandle
 from afactors.actors._history import ChainCache, History, Link, load_chain, load_history
-from afactors.actors._keys import dedup_key, new_turn_id, stamp_of, turn_key
+from afactors.actors._keys import dedup_key, due_of, new_turn_id, stamp_of, timer_key, turn_key
 from afactors.actors._owner import Counters
 from afactors.actors._phases import Entry, Phase
 from afactors.actors._replies import cancelled, failed
 from afactors.actors._supervision import RestartPolicy
 from afactors.model import (
     BUSY_POLICIES,
+    TIMER_OPTION,
     Agent,
     BusyPolicy,
     ConversationKey,
     Envelope,
     Message,
     Reply,
+    Timer,
     TurnContext,
     Update,
+    converter,
 )
-from afactors.store import DedupRecord, InboxRecord, Op, ResponseRecord, Snapshot, Store, StoreDamaged, StoreFull
+from afactors.store import (
+    DedupRecord,
+    Expect,
+    InboxRecord,
+    Op,
+    Put,
+    ResponseRecord,
+    Snapshot,
+    Store,
+    StoreDamaged,
+    StoreFull,
+    TimerRecord,
+)
 
 log = logging.getLogger("afactors.actors")
 
@@ -135,6 +150,7 @@ class ActorStats:
     quarantined: int = 0
     history_bytes: int = 0
     chain_bytes: int = 0
+    timers_fired: int = 0
 
 
 @attrs.frozen
@@ -180,6 +196,7 @@ class ActorSystem:
         self.counters: Counters = Counter()
         self.on_outbox: Callable[[str], None] | None = None
         self.on_turn_ended: Callable[[EndedTurn], None] | None = None
+        self.on_timer: Callable[[float], None] | None = None
         self._cut = False  # shutdown deadline passed: running turns are being cancelled
         self._chains = ChainCache(max_bytes=config.history_budget // 4)
         self._history_bytes = 0  # estimated bytes of every live actor's cached history
@@ -218,7 +235,8 @@ class ActorSystem:
         queued and running turns get `drain_timeout` seconds to finish, the rest are cancelled uncommitted
         (inbox rows stay and replay on the next start). `on_outbox(key)` (also settable later as
         `system.on_outbox`) is called with the key of every outbox row a turn commits (envelopes with a
-        `reply_to`), right after the commit; it must not block.
+        `reply_to`), right after the commit; it must not block. `system.on_timer(due_at)` likewise hears of every
+        timer a turn schedules (the host's timer scheduler wakes up if it is due sooner than what it waits for).
         Memory: live actors' cached histories are kept within `history_budget` bytes in all and `tenant_budget`
         bytes per tenant (see `ActorConfig`).
         """
@@ -339,6 +357,36 @@ class ActorSystem:
             return True
         return False
 
+    async def fire(self, row_key: str, record: TimerRecord, now: float) -> bool:
+        """Fire a due timer: one commit turns it into an inbox row (a schedule also moves to its next occurrence),
+        then its turn of kind "timer" is queued like a replayed inbox row (activating a passive conversation).
+
+        The commit holds only if the timer row is still `record` (not cancelled or replaced meanwhile); returns
+        whether it fired. The turn's reply goes to the timer's `reply_to`, else the conversation's last known
+        reply address. While the system is closing the row stays in the inbox and runs on the next start.
+        """
+        key = ConversationKey(record.tenant, record.conversation)
+        timer = record.timer
+        envelope = Envelope(
+            key=key, kind="timer", turn_id=new_turn_id("timer_"), options={TIMER_OPTION: converter.unstructure(timer)},
+            reply_to=timer.reply_to or self.snapshot(key.path).reply_to,
+        )  # fmt: skip
+        entry = Entry(envelope, TurnHandle(envelope.turn_id or ""), now, stamp=self._next_stamp())
+        if not await self.store.commit(
+            ledger.fired(entry, row_key, record, now), expect=[Expect("timers", row_key, record)]
+        ):
+            return False
+        self.counters["timers_fired"] += 1
+        actor = self._live.get(key.path)
+        if actor is None or self._closing:
+            self._recovering.setdefault(key.path, []).append((entry.inbox_key or "", ledger.inbox_row(entry)))
+            if not self._closing and key.path not in self._stopped:
+                self._activate(key)  # replays the row just added
+            return True
+        self._turns[entry.turn_id] = entry
+        actor.enqueue_recovered(entry)
+        return True
+
     async def hide(self, record: ResponseRecord) -> None:
         """Withdraw a stored turn's record from retrieval; its conversation history is kept."""
         await self.store.commit(ledger.hidden(record))
@@ -432,12 +480,17 @@ class ActorSystem:
         record: ResponseRecord | None = self.store.get("responses", turn_id)
         return record
 
+    def timers(self, key: ConversationKey) -> list[Timer]:
+        rows: list[tuple[str, TimerRecord]] = self.store.scan("timers", timer_key(key.path, ""))
+        return [row.timer for _, row in rows if row.tenant == key.tenant and row.conversation == key.conversation]
+
     async def commit(self, ops: Sequence[Op]) -> None:
         await self.store.commit(ops)
-        if self.on_outbox is not None:
-            for op in ops:
-                if op.kind == "outbox":
-                    self.on_outbox(op.key)
+        for op in ops:
+            if op.kind == "outbox" and self.on_outbox is not None:
+                self.on_outbox(op.key)
+            elif op.kind == "timer_due" and isinstance(op, Put) and self.on_timer is not None:
+                self.on_timer(due_of(op.key))
 
     def admit(self, actor: ConversationActor) -> None:
         self._check_open()

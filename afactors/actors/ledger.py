@@ -10,6 +10,8 @@ only then answer whoever waits. The points in a turn's life:
 - `completed` / `failed` / `cancelled`: the turn ended; records get their final status, inbox rows are
   acknowledged, idempotency keys marked done, replies queued in the outbox, poison envelopes dead-lettered;
 - `hidden`: a record withdrawn from retrieval (its conversation history is kept);
+- `timers_changed`: timers scheduled or cancelled (by a turn, in its `completed` commit, or from outside);
+- `fired`: a due timer becomes an inbox row (and a schedule its next occurrence) in one commit;
 - `delivered` / `redeliver` / `undeliverable` / `redriven`: what the delivery outbox does with a pushed reply;
 - `replayed`: an operator gives a dead letter another go;
 - `rejected_input`: an input a channel could not turn into an envelope (a poison update), dead-lettered.
@@ -28,16 +30,19 @@ from afactors.actors._keys import (
     UNDELIVERED_PREFIX,
     dead_letter_key,
     dedup_key,
+    due_of,
     inbox_key,
     outbox_group,
     outbox_key,
     redriven_key,
     rejected_input_key,
+    timer_due_key,
+    timer_key,
     turn_key,
     undelivered_key,
 )
 from afactors.actors._phases import Entry
-from afactors.model import ConversationKey, Envelope, Message, Reply, converter
+from afactors.model import ConversationKey, Envelope, Message, Reply, ReplyTarget, Timer, converter
 from afactors.store import (
     DeadLetter,
     DedupRecord,
@@ -48,6 +53,8 @@ from afactors.store import (
     Put,
     ResponseRecord,
     Snapshot,
+    TimerDue,
+    TimerRecord,
     TurnRecord,
 )
 
@@ -68,7 +75,9 @@ __all__ = [
     "cancelled",
     "completed",
     "delivered",
+    "due_of",
     "failed",
+    "fired",
     "hidden",
     "inbox_row",
     "outbox_group",
@@ -79,8 +88,12 @@ __all__ = [
     "redriven_key",
     "rejected_input",
     "started",
+    "timer_due_key",
+    "timers_changed",
     "undeliverable",
 ]
+
+_NO_TIMERS: Mapping[str, Timer | None] = {}
 
 
 def queued_record(envelope: Envelope, turn_id: str, now: float) -> ResponseRecord:
@@ -130,11 +143,20 @@ def completed(
     inputs: tuple[Message, ...],
     reply: Reply,
     now: float,
+    reply_to: ReplyTarget | None = None,
+    timers: Mapping[str, Timer | None] = _NO_TIMERS,
+    committed_timers: Mapping[str, Timer] | None = None,
 ) -> tuple[Snapshot, list[Op]]:
-    """A committed turn: the new snapshot, its turn record, each entry's record and settlement (one commit)."""
+    """A committed turn: the new snapshot, its turn record, each entry's record and settlement (one commit).
+
+    `reply_to`: the conversation's last known reply address before this turn (the snapshot keeps the newest).
+    `timers`/`committed_timers`: the turn's timer changes and the timers they change (see `timers_changed`).
+    """
     first = entries[0]
     turn_id, parent, output = first.turn_id, first.envelope.parent, reply.messages
-    snapshot = Snapshot(seq=seq, head=turn_id, state=state, updated_at=now)
+    for entry in entries:
+        reply_to = entry.envelope.reply_to or reply_to
+    snapshot = Snapshot(seq=seq, head=turn_id, state=state, updated_at=now, reply_to=reply_to)
     ops: list[Op] = [
         Put("snapshots", key.path, snapshot),
         Put("turns", turn_key(key.path, seq), TurnRecord(
@@ -147,6 +169,8 @@ def completed(
             key, entry, records.get(entry.turn_id), "completed", inputs, now, reply, seq
         )))  # fmt: skip
         ops.extend(_settle(key.path, entry, seq, reply, now))
+    if timers:
+        ops.extend(timers_changed(key, timers, committed_timers or {}))
     return snapshot, ops
 
 
@@ -197,6 +221,42 @@ def pushed(
     payload = {"turn_id": push_id, "reply": converter.unstructure(reply)}
     row = OutboxRecord(channel=channel, address=dict(address), payload=payload, due_at=now)
     return [Put("outbox", outbox_key(key.path, stamp), row)]
+
+
+def timers_changed(
+    key: ConversationKey, changes: Mapping[str, Timer | None], committed: Mapping[str, Timer]
+) -> list[Op]:
+    """Timer id -> timer to put (replacing one with that id) or None to cancel; `committed`: those that exist."""
+    ops: list[Op] = []
+    for timer_id, timer in changes.items():
+        row_key = timer_key(key.path, timer_id)
+        old = committed.get(timer_id)
+        if old is not None:
+            ops.append(Delete("timer_due", timer_due_key(old.due_at, row_key)))
+        if timer is None:
+            ops.append(Delete("timers", row_key))
+            continue
+        ops.append(Put("timers", row_key, TimerRecord(tenant=key.tenant, conversation=key.conversation, timer=timer)))
+        ops.append(Put("timer_due", timer_due_key(timer.due_at, row_key), TimerDue(timer_key=row_key)))
+    return ops
+
+
+def fired(entry: Entry, row_key: str, record: TimerRecord, now: float) -> list[Op]:
+    """A due timer fires: its envelope's inbox row, and the timer gone (or due at a schedule's next occurrence).
+
+    Committed together (on condition that the timer row is unchanged), so a timer fires once; the turn's own
+    commit then deletes the inbox row as for any envelope.
+    """
+    timer = record.timer
+    ops = accepted(entry, inbox=True)
+    ops.append(Delete("timer_due", timer_due_key(timer.due_at, row_key)))
+    following = timer.following(now)
+    if following is None:
+        ops.append(Delete("timers", row_key))
+    else:
+        ops.append(Put("timers", row_key, attrs.evolve(record, timer=following)))
+        ops.append(Put("timer_due", timer_due_key(following.due_at, row_key), TimerDue(timer_key=row_key)))
+    return ops
 
 
 def delivered(key: str) -> list[Op]:

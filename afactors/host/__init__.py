@@ -1,7 +1,7 @@
 """The host: channels, HTTP server, auth and shutdown around an actor system.
 
-Public surface: `open_host` (with `HostConfig`, `RetentionConfig`), `Host`, `ApiKeys`, and the channel contract's names
-(re-exported from `afactors.channel`, where channels import them).
+Public surface: `open_host` (with `HostConfig`, `RetentionConfig`), `Host`, `ApiKeys`, `Timers` (`host.timers`), and
+the channel contract's names (re-exported from `afactors.channel`, where channels import them).
 """
 
 from afactors.channel import (
@@ -28,6 +28,7 @@ from afactors.host._delivery import DeliveryPolicy
 from afactors.host._host import Host, HostConfig, open_host
 from afactors.host._retention import RetentionConfig
 from afactors.host._server import ServerLimits
+from afactors.host._timers import Timers
 
 __all__ = [
     "DEFAULT_TENANT",
@@ -51,6 +52,7 @@ __all__ = [
     "RunHook",
     "ServerLimits",
     "StartupError",
+    "Timers",
     "Unauthorized",
     "installed_plugins",
     "open_host",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,6 +24,8 @@ from afactors.host._monitor import TurnMonitor
 from afactors.host._retention import RetentionConfig, Sweeper
 from afactors.host._server import ServerLimits, build_app, serve_app, server_config
 from afactors.host._status import StatusSources
+from afactors.host._timer_http import timer_routes
+from afactors.host._timers import Timers
 from afactors.host._web import web_routes
 from afactors.host.context import HostChannelContext
 from afactors.model import BusyPolicy
@@ -73,11 +76,12 @@ class HostConfig:
 
 
 class Host:
-    """A running host, made by `open_host`: read `urls`, `channels`, `system`, `store`, `outbox`."""
+    """A running host, made by `open_host`: read `urls`, `channels`, `system`, `store`, `outbox`, `timers`."""
 
     def __init__(self, store: Store, system: ActorSystem, config: HostConfig) -> None:
         self.store = store
         self.system = system
+        self.timers = Timers(store, system)
         self.config = config
         self.urls: list[str] = []
         self.channels: dict[str, Channel] = {}
@@ -139,6 +143,7 @@ async def open_host(
                     the_host.monitor.listeners.append(metrics.turn_ended)
                     store.on_transaction = metrics.transaction
                     routes.extend(metrics.routes())
+                routes.extend(timer_routes(the_host.timers, api_keys, time.time))
                 for channel in channels:
                     ctx = HostChannelContext(
                         channel, system=system, store=store, api_keys=api_keys, background=background,
@@ -157,6 +162,8 @@ async def open_host(
                 if config.retention.enabled:
                     await services.start(the_host.sweeper.run)
                 system.on_outbox = the_host.outbox.notify
+                system.on_timer = the_host.timers.wake
+                await services.start(the_host.timers.run)
                 for contribution in the_host.contributions.values():
                     for hook in contribution.on_startup:
                         await hook()

@@ -1,7 +1,8 @@
 """The attrs data model: messages, content parts, updates, replies and envelopes."""
 
-from afactors.model.agent import Agent, TurnContext
+from afactors.model.agent import TIMER_OPTION, Agent, TurnContext
 from afactors.model.codec import PartTypeError, converter, describe_error, dumps, loads
+from afactors.model.cron import Cron, CronError
 from afactors.model.envelope import (
     BUSY_POLICIES,
     BusyPolicy,
@@ -21,6 +22,7 @@ from afactors.model.parts import (
     UriPart,
     UsagePart,
 )
+from afactors.model.timers import Timer, TimerError, TurnTimers, new_timer
 
 __all__ = [
     "BUSY_POLICIES",
@@ -44,7 +46,14 @@ __all__ = [
     "Role",
     "Status",
     "TextPart",
+    "TIMER_OPTION",
+    "Timer",
+    "TimerError",
     "TurnContext",
+    "TurnTimers",
+    "Cron",
+    "CronError",
+    "new_timer",
     "Update",
     "UriPart",
     "UsagePart",

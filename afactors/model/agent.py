@@ -7,8 +7,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+from afactors.model.codec import converter
 from afactors.model.envelope import ConversationKey, Identity
 from afactors.model.messages import Message, Update
+from afactors.model.timers import Timer, TurnTimers
+
+TIMER_OPTION = "timer"
+"""`Envelope.options[TIMER_OPTION]`: the (unstructured) `Timer` whose firing a turn of kind "timer" is."""
 
 
 @attrs.frozen
@@ -17,7 +22,9 @@ class TurnContext:
 
     `messages` is the whole conversation so far, ending with the new input. `state` is the conversation's own
     JSON-able dict: the agent may change it in place, and the change is committed with the turn (and dropped
-    if the turn fails or is interrupted).
+    if the turn fails or is interrupted). `kind` is "turn" for input from a channel, "timer" when one of the
+    conversation's timers fired (`timer` is that timer, with its payload). `timers` schedules, cancels and lists
+    the conversation's timers; the changes are committed with the turn (docs/timers.md).
     """
 
     key: ConversationKey
@@ -27,6 +34,19 @@ class TurnContext:
     seq: int
     options: dict[str, Any] = attrs.Factory(dict)
     identity: Identity | None = None
+    kind: str = "turn"
+    timers: TurnTimers = attrs.field(factory=TurnTimers, eq=False, repr=False)
+
+    @property
+    def timer(self) -> Timer | None:
+        """The timer that fired, for a turn of kind "timer"."""
+        fired = self.options.get(TIMER_OPTION)
+        return converter.structure(fired, Timer) if self.kind == "timer" and fired is not None else None
+
+
+# A turn's timer book is live state, not data: it encodes as {} and decodes as a fresh, empty book.
+converter.register_unstructure_hook(TurnTimers, lambda _: {})
+converter.register_structure_hook(TurnTimers, lambda _, __: TurnTimers())
 
 
 @runtime_checkable

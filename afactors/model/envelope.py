@@ -53,7 +53,7 @@ class Envelope:
 
     key: ConversationKey
     input: tuple[Message, ...] = ()
-    kind: Literal["turn", "command"] = "turn"
+    kind: Literal["turn", "command", "timer"] = "turn"
     turn_id: str | None = None
     parent: str | None = None
     options: dict[str, Any] = attrs.Factory(dict)

@@ -8,6 +8,7 @@ from afactors.store._lmdb_store import (
     LOCK_FILE,
     Delete,
     Durability,
+    Expect,
     Op,
     Put,
     StateDirLocked,
@@ -26,6 +27,8 @@ from afactors.store._records import (
     ResponseRecord,
     ResponseStatus,
     Snapshot,
+    TimerDue,
+    TimerRecord,
     TurnRecord,
 )
 from afactors.store._salvage import salvage, verify
@@ -40,6 +43,7 @@ __all__ = [
     "DeadLetter",
     "DedupRecord",
     "Delete",
+    "Expect",
     "Durability",
     "Generic",
     "InboxRecord",
@@ -58,6 +62,8 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "StoreStats",
+    "TimerDue",
+    "TimerRecord",
     "TurnRecord",
     "salvage",
     "verify",

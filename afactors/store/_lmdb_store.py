@@ -83,6 +83,15 @@ class Delete:
     key: str
 
 
+@attrs.frozen
+class Expect:
+    """A condition of a commit: `key` of `kind` holds a record equal to `value` (None: holds nothing)."""
+
+    kind: str
+    key: str
+    value: Any = None
+
+
 Op = Put | Delete
 _OPS = (Put, Delete)
 
@@ -109,6 +118,7 @@ class StoreStats:
 
 
 _Write = tuple[Any, bytes, bytes | None]  # (LMDB sub-database, stored key, value or None to delete)
+_Expect = tuple[Any, bytes, type, Any]  # (LMDB sub-database, stored key, record class, record or None)
 
 
 @attrs.define(eq=False)
@@ -118,6 +128,8 @@ class _Request:
     writes: list[_Write]
     guard: _Write | None = None  # apply only if this key still holds exactly this value (quarantine moves)
     moving: tuple[str, bytes] | None = None  # the (kind, key) a quarantine move sets aside
+    expects: list[_Expect] = attrs.Factory(list)  # `Expect` conditions: all must hold, else nothing is written
+    applied: bool = True  # False: an expectation did not hold
     written: bool = False
     error: BaseException | None = None
     finished: bool = False
@@ -374,8 +386,11 @@ class Store:
 
     # -- writes -------------------------------------------------------------------------------------------
 
-    async def commit(self, ops: Iterable[Op]) -> None:
+    async def commit(self, ops: Iterable[Op], *, expect: Iterable[Expect] = ()) -> bool:
         """Commit `ops` atomically, all or nothing; return once written.
+
+        `expect`: conditions checked inside the write transaction; if one does not hold (another commit changed
+        the row since it was read), nothing of this batch is written and `commit` returns False (else True).
 
         Raises `StoreError` if this batch could not be written (other callers' batches are not affected),
         `StoreClosed` once the store is closing. Bad ops (unknown kind, wrong record class, empty key, a
@@ -383,7 +398,7 @@ class Store:
         queued. An empty list is a barrier: it returns once every commit queued before it is written.
         Cancelled before it is queued, nothing is written; once queued, it waits for its outcome regardless.
         """
-        request = _Request(self._encode(ops))
+        request = _Request(self._encode(ops), expects=[self._expectation(e) for e in expect])
         if self._full and self.full:
             self._counts["refused_full"] += 1
             raise StoreFull(self._full_message())
@@ -396,6 +411,10 @@ class Store:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise StoreClosed(f"the store at {self.path} is closed") from None
         await request.outcome()
+        return request.applied
+
+    def _expectation(self, expect: Expect) -> _Expect:
+        return (self._db(expect.kind), encode_key(expect.key), KINDS[expect.kind], expect.value)
 
     def _encode(self, ops: Iterable[Op]) -> list[_Write]:
         writes: list[_Write] = []
@@ -527,7 +546,20 @@ class Store:
                     db, key, expected = request.guard
                     if txn.get(key, db=db) != expected:
                         continue
-                self._apply_writes(txn, request.writes)
+                request.applied = all(self._holds(txn, expect) for expect in request.expects)
+                if request.applied:
+                    self._apply_writes(txn, request.writes)
+
+    @staticmethod
+    def _holds(txn: lmdb.Transaction, expect: _Expect) -> bool:
+        db, key, cls, value = expect
+        raw = txn.get(key, db=db)
+        if raw is None or value is None:
+            return raw is None and value is None
+        try:
+            return bool(decode_value(bytes(raw), cls, key)[1] == value)
+        except RecordDecodeError:
+            return False
 
     def _grow(self) -> None:
         # Runs in the trio thread with no transaction open: the writer's ended in its thread, and reads

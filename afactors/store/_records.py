@@ -11,20 +11,24 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
-from afactors.model import ENDED_STATUSES, Envelope, ErrorInfo, Message, Reply, Status, UsagePart
+from afactors.model import ENDED_STATUSES, Envelope, ErrorInfo, Message, Reply, ReplyTarget, Status, Timer, UsagePart
 
 ResponseStatus = Literal["queued", "in_progress", "completed", "failed", "cancelled", "incomplete"]
 
 
 @attrs.frozen
 class Snapshot:
-    """The committed head of a conversation: turn count, last turn id and target-owned state."""
+    """The committed head of a conversation: turn count, last turn id, target-owned state, last reply address.
+
+    `reply_to`: where the conversation's latest turn that had one wanted its reply (timers' replies go there).
+    """
 
     SCHEMA: ClassVar[int] = 1
     seq: int = 0
     head: str | None = None
     state: dict[str, Any] = attrs.Factory(dict)
     updated_at: float = 0.0
+    reply_to: ReplyTarget | None = None
 
 
 @attrs.frozen
@@ -122,6 +126,24 @@ class OutboxRecord:
 
 
 @attrs.frozen
+class TimerRecord:
+    """A pending timer of the conversation `tenant`/`conversation` (kind "timers", one row per timer)."""
+
+    SCHEMA: ClassVar[int] = 1
+    tenant: str
+    conversation: str
+    timer: Timer
+
+
+@attrs.frozen
+class TimerDue:
+    """The due-time index of pending timers (kind "timer_due", keyed by due time): names the timer's row."""
+
+    SCHEMA: ClassVar[int] = 1
+    timer_key: str
+
+
+@attrs.frozen
 class Generic:
     """A free-form record (checkpoints, aliases, identities, link grants, continuation tokens)."""
 
@@ -148,6 +170,8 @@ KINDS: dict[str, type] = {
     "dedup": DedupRecord,
     "outbox": OutboxRecord,
     "dead_letters": DeadLetter,
+    "timers": TimerRecord,
+    "timer_due": TimerDue,
     "checkpoints": Generic,
     "aliases": Generic,
     "identities": Generic,

@@ -1,0 +1,178 @@
+"""The timers HTTP route, `/v1/timers`: schedule (POST), list (GET), cancel (DELETE) with an API key.
+
+The parsing and rendering are pure functions (`parse_schedule`, `timer_json`); `timer_routes` is the thin part.
+Errors use the OpenAI-style envelope `{"error": {"message", "type", "param", "code"}}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+from quart import jsonify, request
+
+from afactors.channel import Route, Unauthorized
+from afactors.host._auth import ApiKeys
+from afactors.host._timers import Timers
+from afactors.model import ConversationKey, ReplyTarget, Timer, TimerError, converter, new_timer
+
+PATH = "/v1/timers"
+MAX_TIMERS_PER_REQUEST = 1000
+_FIELDS = frozenset({"conversation", "id", "at", "after", "cron", "timezone", "payload", "reply_to"})
+
+
+@attrs.frozen
+class HttpError(Exception):
+    """A request the route refuses: HTTP status, message, the offending parameter and an error code."""
+
+    status: int
+    message: str
+    param: str | None = None
+    code: str = "invalid_request"
+
+
+def parse_schedule(body: Any, tenant: str, now: float) -> list[tuple[ConversationKey, Timer]]:
+    """A POST body: one timer object, or `{"timers": [...]}` with up to `MAX_TIMERS_PER_REQUEST`."""
+    if not isinstance(body, dict):
+        raise HttpError(400, "the body must be a JSON object")
+    if "timers" in body:
+        items = body["timers"]
+        if not isinstance(items, list) or not items:
+            raise HttpError(400, "timers must be a non-empty array of timer objects", "timers")
+        if len(items) > MAX_TIMERS_PER_REQUEST:
+            raise HttpError(400, f"at most {MAX_TIMERS_PER_REQUEST} timers per request", "timers")
+        return [_parse_one(item, tenant, now, f"timers[{n}].") for n, item in enumerate(items)]
+    return [_parse_one(body, tenant, now, "")]
+
+
+def _parse_one(item: Any, tenant: str, now: float, where: str) -> tuple[ConversationKey, Timer]:
+    if not isinstance(item, dict):
+        raise HttpError(400, "a timer must be a JSON object", where.rstrip(".") or None)
+    unknown = sorted(set(item) - _FIELDS)
+    if unknown:
+        raise HttpError(400, f"unknown field {unknown[0]!r} (known: {', '.join(sorted(_FIELDS))})", where + unknown[0])
+    conversation = _conversation(item.get("conversation"), where + "conversation")
+    at = item.get("at")
+    if isinstance(at, str):
+        at = _iso_time(at, where + "at")
+    try:
+        timer = new_timer(
+            now=now, at=at, after=item.get("after"), cron=_optional_str(item, "cron", where),
+            timezone=_optional_str(item, "timezone", where), payload=item.get("payload"), id=item.get("id"),
+            reply_to=_reply_to(item.get("reply_to"), where + "reply_to"),
+        )  # fmt: skip
+    except TimerError as exc:
+        raise HttpError(400, str(exc), where.rstrip(".") or None) from None
+    return ConversationKey(tenant, conversation), timer
+
+
+def _conversation(value: Any, param: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > 512:
+        raise HttpError(400, "conversation must be a non-empty string of at most 512 characters", param)
+    return value
+
+
+def _optional_str(item: dict[str, Any], name: str, where: str) -> str | None:
+    value = item.get(name)
+    if value is not None and not isinstance(value, str):
+        raise HttpError(400, f"{name} must be a string", where + name)
+    return value
+
+
+def _iso_time(value: str, param: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise HttpError(400, f"at {value!r} is not an ISO 8601 date and time", param) from None
+    if when.tzinfo is None:
+        raise HttpError(400, "at needs a UTC offset (e.g. 2026-12-24T09:00:00+01:00 or ...Z)", param)
+    return when
+
+
+def _reply_to(value: Any, param: str) -> ReplyTarget | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("channel"), str)
+        or not isinstance(value.get("address", {}), dict)
+        or set(value) - {"channel", "address"}
+    ):
+        raise HttpError(400, 'reply_to must be {"channel": name, "address": {...}}', param)
+    return ReplyTarget(value["channel"], dict(value.get("address", {})))
+
+
+def timer_json(key: ConversationKey, timer: Timer) -> dict[str, Any]:
+    """A timer as the route shows it."""
+    return {
+        "object": "timer",
+        "id": timer.id,
+        "conversation": key.conversation,
+        "due_at": timer.due_at,
+        "due": datetime.fromtimestamp(timer.due_at, UTC).isoformat(),
+        "cron": timer.cron,
+        "timezone": timer.timezone,
+        "payload": timer.payload,
+        "reply_to": None if timer.reply_to is None else converter.unstructure(timer.reply_to),
+        "fired": timer.fired,
+        "created_at": timer.created_at,
+    }
+
+
+def _error(exc: HttpError) -> Any:
+    kind = {401: "authentication_error", 404: "not_found_error"}.get(exc.status, "invalid_request_error")
+    body = {"error": {"message": exc.message, "type": kind, "param": exc.param, "code": exc.code}}
+    return jsonify(body), exc.status
+
+
+def timer_routes(timers: Timers, api_keys: ApiKeys, clock: Callable[[], float]) -> list[Route]:
+    """The `/v1/timers` route of a host."""
+
+    async def view() -> Any:
+        try:
+            try:
+                tenant = api_keys.tenant(request.headers.get("Authorization"))
+            except Unauthorized as exc:
+                raise HttpError(401, str(exc), code="invalid_api_key") from None
+            handler = _HANDLERS[request.method]
+            return await handler(timers, tenant, clock)
+        except HttpError as exc:
+            return _error(exc)
+
+    view.__name__ = "timers"
+    return [Route(PATH, view, methods=("GET", "POST", "DELETE"))]
+
+
+async def _post(timers: Timers, tenant: str, clock: Callable[[], float]) -> Any:
+    body = await request.get_json(force=True, silent=True)
+    if body is None:
+        raise HttpError(400, "the body must be JSON")
+    many = isinstance(body, dict) and "timers" in body
+    parsed = parse_schedule(body, tenant, clock())
+    await timers.schedule_many(parsed)
+    rendered = [timer_json(key, timer) for key, timer in parsed]
+    return jsonify({"object": "list", "data": rendered} if many else rendered[0]), 201
+
+
+async def _get(timers: Timers, tenant: str, _: Callable[[], float]) -> Any:
+    key = ConversationKey(tenant, _conversation(request.args.get("conversation"), "conversation"))
+    return jsonify({"object": "list", "data": [timer_json(key, timer) for timer in timers.list(key)]})
+
+
+async def _delete(timers: Timers, tenant: str, _: Callable[[], float]) -> Any:
+    key = ConversationKey(tenant, _conversation(request.args.get("conversation"), "conversation"))
+    timer_id = request.args.get("id")
+    if not timer_id:
+        raise HttpError(400, "id is required", "id")
+    if not await timers.cancel(key, timer_id):
+        raise HttpError(404, f"conversation {key.conversation!r} has no timer {timer_id!r}", "id", "timer_not_found")
+    return jsonify({"object": "timer.deleted", "id": timer_id, "deleted": True})
+
+
+_HANDLERS: dict[str, Callable[[Timers, str, Callable[[], float]], Awaitable[Any]]] = {
+    "POST": _post,
+    "GET": _get,
+    "DELETE": _delete,
+}
