@@ -12,9 +12,10 @@ import pytest
 import trio
 
 import afactors
+from afactors.actors import ledger
 from afactors.host import ChannelContext, Contribution, Delivery, Host
-from afactors.model import ConversationKey, Envelope, Message, ReplyTarget, TurnContext, Update
-from afactors.store import TimerRecord
+from afactors.model import ConversationKey, Envelope, Message, ReplyTarget, Timer, TurnContext, Update
+from afactors.store import Delete, Expect, Generic, Put, Store, TimerDue, TimerRecord
 
 KEY = ConversationKey("default", "push:chat1")
 
@@ -223,3 +224,44 @@ async def test_http_needs_an_api_key(state_dir: Path, key: str | None) -> None:
         resp = await http(host, "POST", key=key, json={"conversation": "c", "after": 1})
         assert resp.status_code == 401 and resp.json()["error"]["type"] == "authentication_error"
         assert host.timers.count() == 0
+
+
+# -- the store's conditional commit and the ledger's timer ops ------------------------------------------------
+
+
+async def test_a_commit_with_an_unmet_expectation_writes_nothing_and_others_in_its_batch_still_land(
+    state_dir: Path,
+) -> None:
+    async with Store.open(state_dir, durability="unsafe") as store:
+        await store.commit([Put("checkpoints", "a", Generic({"v": 1}))])
+        results: dict[str, bool] = {}
+
+        async def commit(name: str, ops: list[Put], expect: list[Expect]) -> None:
+            results[name] = await store.commit(ops, expect=expect)
+
+        async with trio.open_nursery() as nursery:  # queued together: one group transaction
+            nursery.start_soon(
+                commit, "stale", [Put("checkpoints", "b", Generic())], [Expect("checkpoints", "a", Generic({"v": 0}))]
+            )
+            nursery.start_soon(
+                commit, "fresh", [Put("checkpoints", "c", Generic())], [Expect("checkpoints", "a", Generic({"v": 1}))]
+            )
+            nursery.start_soon(
+                commit, "absent", [Put("checkpoints", "d", Generic())], [Expect("checkpoints", "zz", None)]
+            )
+            nursery.start_soon(commit, "plain", [Put("checkpoints", "e", Generic())], [])
+        assert results == {"stale": False, "fresh": True, "absent": True, "plain": True}
+        assert [key for key, _ in store.scan("checkpoints")] == ["a", "c", "d", "e"]
+
+
+def test_ledger_timer_ops_keep_the_index_in_step() -> None:
+    key = ConversationKey("t", "c")
+    old, new = Timer(id="x", due_at=10.0), Timer(id="x", due_at=20.0)
+    ops = ledger.timers_changed(key, {"x": new, "y": None}, {"x": old})
+    assert ops == [
+        Delete("timer_due", "00000000010000000/t/c/x"),
+        Put("timers", "t/c/x", TimerRecord(tenant="t", conversation="c", timer=new)),
+        Put("timer_due", "00000000020000000/t/c/x", TimerDue(timer_key="t/c/x")),
+        Delete("timers", "t/c/y"),
+    ]
+    assert ledger.due_of("00000000020000000/t/c/x") == 20.0

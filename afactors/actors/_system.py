@@ -5,6 +5,7 @@ It implements `ActorOwner` for its actors (the only way they reach it) and write
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import random
@@ -378,13 +379,16 @@ class ActorSystem:
             return False
         self.counters["timers_fired"] += 1
         actor = self._live.get(key.path)
-        if actor is None or self._closing:
-            self._recovering.setdefault(key.path, []).append((entry.inbox_key or "", ledger.inbox_row(entry)))
-            if not self._closing and key.path not in self._stopped:
-                self._activate(key)  # replays the row just added
+        if actor is not None and not self._closing:
+            self._turns[entry.turn_id] = entry
+            actor.enqueue_recovered(entry)
             return True
-        self._turns[entry.turn_id] = entry
-        actor.enqueue_recovered(entry)
+        self._recovering.setdefault(key.path, []).append((entry.inbox_key or "", ledger.inbox_row(entry)))
+        if not self._closing:
+            # activation replays the row just added; a conversation cooling down after repeated failures replays
+            # it when it is reactivated
+            with contextlib.suppress(ActorUnavailable):
+                self.get(key)
         return True
 
     async def hide(self, record: ResponseRecord) -> None:
