@@ -12,13 +12,12 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
-from typing import Any
+from typing import Unpack
 
 import trio
 
 from afactors.actors import ActorSystem, ledger
-from afactors.model import ConversationKey, ReplyTarget, Timer, new_timer
+from afactors.model import ConversationKey, Timer, TimerSpec, new_timer
 from afactors.store import Delete, Expect, Store, StoreError, TimerDue, TimerRecord
 
 log = logging.getLogger("afactors.timers")
@@ -49,24 +48,10 @@ class Timers:
 
     # -- the API ---------------------------------------------------------------------------------------------
 
-    async def schedule(
-        self,
-        key: ConversationKey,
-        *,
-        at: datetime | float | None = None,
-        after: timedelta | float | None = None,
-        cron: str | None = None,
-        timezone: str | None = None,
-        payload: dict[str, Any] | None = None,
-        id: str | None = None,
-        reply_to: ReplyTarget | None = None,
-    ) -> Timer:
-        """Schedule a turn of kind "timer" on `key`'s conversation (an id that exists is replaced). Exactly one
-        of `at`, `after`, `cron` (see `afactors.model.new_timer`); raises `TimerError` for bad input."""
-        timer = new_timer(
-            now=self._clock(), at=at, after=after, cron=cron, timezone=timezone, payload=payload, id=id,
-            reply_to=reply_to,
-        )  # fmt: skip
+    async def schedule(self, key: ConversationKey, **spec: Unpack[TimerSpec]) -> Timer:
+        """Schedule a turn of kind "timer" on `key`'s conversation (an id that exists is replaced): exactly one of
+        `at`, `after`, `cron` and the rest as for `afactors.model.new_timer`; raises `TimerError` for bad input."""
+        timer = new_timer(now=self._clock(), **spec)
         await self.schedule_many([(key, timer)])
         return timer
 

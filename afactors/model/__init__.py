@@ -22,7 +22,7 @@ from afactors.model.parts import (
     UriPart,
     UsagePart,
 )
-from afactors.model.timers import Timer, TimerError, TurnTimers, new_timer
+from afactors.model.timers import Timer, TimerError, TimerSpec, TurnTimers, new_timer
 
 __all__ = [
     "BUSY_POLICIES",
@@ -49,6 +49,7 @@ __all__ = [
     "TIMER_OPTION",
     "Timer",
     "TimerError",
+    "TimerSpec",
     "TurnContext",
     "TurnTimers",
     "Cron",

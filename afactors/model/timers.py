@@ -12,7 +12,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import attrs
 import orjson
@@ -58,6 +58,18 @@ class Timer:
         return attrs.evolve(
             self, due_at=Cron.parse(self.cron).next_after(max(now, self.due_at), tz), fired=self.fired + 1
         )
+
+
+class TimerSpec(TypedDict, total=False):
+    """The keyword arguments of `new_timer` besides `now` (what `Timers.schedule` passes through)."""
+
+    at: datetime | float | None
+    after: timedelta | float | None
+    cron: str | None
+    timezone: str | None
+    payload: dict[str, Any] | None
+    id: str | None
+    reply_to: ReplyTarget | None
 
 
 def new_timer(
