@@ -9,12 +9,12 @@ from pathlib import Path
 
 import openai
 import trio
-from afactors_responses import ResponsesChannel
-from afactors_telegram import SendLimits, TelegramChannel
-from afactors_telegram.testing import RateLimits, open_fake_bot_api
 
 import afactors
 from afactors.model import ReplyTarget, TurnContext, Update
+from afactors_responses import ResponsesChannel
+from afactors_telegram import SendLimits, TelegramChannel
+from afactors_telegram.testing import RateLimits, open_fake_bot_api
 
 
 class Assistant:
