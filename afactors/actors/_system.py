@@ -368,25 +368,27 @@ class ActorSystem:
         """
         key = ConversationKey(record.tenant, record.conversation)
         timer = record.timer
+        actor = None
+        if not self._closing:
+            with contextlib.suppress(ActorUnavailable):  # cooling down: the turn waits for the reactivation
+                actor = self.get(key)
+        snapshot = actor.snapshot if actor is not None else self.snapshot(key.path)
         envelope = Envelope(
             key=key, kind="timer", turn_id=new_turn_id("timer_"), options={TIMER_OPTION: converter.unstructure(timer)},
-            reply_to=timer.reply_to or self.snapshot(key.path).reply_to,
+            reply_to=timer.reply_to or snapshot.reply_to,
         )  # fmt: skip
         entry = Entry(envelope, TurnHandle(envelope.turn_id or ""), now, stamp=self._next_stamp())
-        if not await self.store.commit(
-            ledger.fired(entry, row_key, record, now), expect=[Expect("timers", row_key, record)]
-        ):
+        unchanged = Expect("timers", row_key, record)
+        if not await self.store.commit(ledger.fired(entry, row_key, record, now), expect=[unchanged]):
             return False
         self.counters["timers_fired"] += 1
-        actor = self._live.get(key.path)
-        if actor is not None and not self._closing:
+        if actor is not None and self._live.get(key.path) is actor and not self._closing:
             self._turns[entry.turn_id] = entry
             actor.enqueue_recovered(entry)
             return True
+        # passivated meanwhile, cooling down or closing: the row replays when the conversation is next activated
         self._recovering.setdefault(key.path, []).append((entry.inbox_key or "", ledger.inbox_row(entry)))
         if not self._closing:
-            # activation replays the row just added; a conversation cooling down after repeated failures replays
-            # it when it is reactivated
             with contextlib.suppress(ActorUnavailable):
                 self.get(key)
         return True
