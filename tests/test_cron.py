@@ -123,6 +123,8 @@ def test_a_schedule_skips_missed_occurrences_when_it_fires_late() -> None:
         ({"after": 1, "payload": [1]}, "payload must be a JSON object"),
         ({"after": 1, "payload": {"x": object()}}, "payload is not JSON"),
         ({"after": 1, "payload": {"x": "y" * 70_000}}, "the limit is"),
+        ({"at": 1e20}, "after the year 9999"),
+        ({"after": float("inf")}, "after the year 9999"),
     ],
 )
 def test_bad_timers_are_refused(kwargs: dict[str, object], message: str) -> None:

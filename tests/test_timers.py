@@ -201,6 +201,9 @@ async def test_http_schedule_list_cancel(state_dir: Path) -> None:
         ("POST", {"json": {"conversation": "c", "at": "2030-01-01T09:00:00"}}, 400, "needs a UTC offset"),
         ("POST", {"json": {"conversation": "c", "after": 1, "payload": "x"}}, 400, "payload must be a JSON object"),
         ("POST", {"json": {"conversation": "c", "after": 1, "reply_to": {"to": 1}}}, 400, "reply_to must be"),
+        ("POST", {"json": {"conversation": "c", "at": 1e20}}, 400, "after the year 9999"),
+        ("POST", {"json": {"conversation": "c", "after": True}}, 400, "number of seconds"),
+        ("POST", {"json": {"conversation": "c", "after": 1, "id": 7}}, 400, "timer id 7"),
         ("POST", {"json": {"timers": []}}, 400, "non-empty array"),
         ("POST", {"json": {"timers": [{"conversation": "c", "after": 1}] * 1001}}, 400, "at most 1000"),
         ("POST", {"json": {"timers": [{"conversation": "c", "after": -1}]}}, 400, "zero or more"),
@@ -259,9 +262,9 @@ def test_ledger_timer_ops_keep_the_index_in_step() -> None:
     old, new = Timer(id="x", due_at=10.0), Timer(id="x", due_at=20.0)
     ops = ledger.timers_changed(key, {"x": new, "y": None}, {"x": old})
     assert ops == [
-        Delete("timer_due", "00000000010000000/t/c/x"),
+        Delete("timer_due", "000000000010000000/t/c/x"),
         Put("timers", "t/c/x", TimerRecord(tenant="t", conversation="c", timer=new)),
-        Put("timer_due", "00000000020000000/t/c/x", TimerDue(timer_key="t/c/x")),
+        Put("timer_due", "000000000020000000/t/c/x", TimerDue(timer_key="t/c/x")),
         Delete("timers", "t/c/y"),
     ]
-    assert ledger.due_of("00000000020000000/t/c/x") == 20.0
+    assert ledger.due_of("000000000020000000/t/c/x") == 20.0

@@ -75,12 +75,12 @@ def timer_key(path: str, timer_id: str) -> str:
 def timer_due_key(due_at: float, timer_key: str) -> str:
     """Key of a timer's row in the due-time index "timer_due": microseconds since the epoch first, so the index
     sorts by due time."""
-    return f"{max(0, round(due_at * 1_000_000)):017d}/{timer_key}"
+    return f"{max(0, round(due_at * 1_000_000)):018d}/{timer_key}"
 
 
 def due_of(timer_due_key: str) -> float:
     """The due time (epoch seconds) at the front of a "timer_due" key."""
-    return int(timer_due_key[:17]) / 1_000_000
+    return int(timer_due_key[:18]) / 1_000_000
 
 
 _last_ns = 0

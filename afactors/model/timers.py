@@ -23,6 +23,9 @@ from afactors.model.envelope import ReplyTarget
 TIMER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 """What a timer id may look like: 1-128 letters, digits, `.`, `_`, `:`, `-` (no `/`), not starting with a sign."""
 
+MAX_DUE = 253_402_300_799.0
+"""The latest due time, 9999-12-31T23:59:59Z, in epoch seconds."""
+
 MAX_PAYLOAD_BYTES = 64 * 1024
 """A timer's payload is kept in its row and handed to its turn: at most this much JSON."""
 
@@ -100,6 +103,8 @@ def new_timer(
         due = now + _seconds(after)
     else:
         due = _epoch(at)
+    if not due <= MAX_DUE:
+        raise TimerError("the timer would be due after the year 9999")
     return Timer(
         id=timer_id, due_at=due, payload=payload, cron=cron, timezone=timezone if cron else None, reply_to=reply_to,
         created_at=now,
