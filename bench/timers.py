@@ -114,7 +114,7 @@ def run(quick: bool) -> Metrics:
     for run_no in range(MIN_RUNS):
         out = subprocess.run(
             [sys.executable, "-m", "bench.timers", "--one", str(n), str(spread)],
-            capture_output=True,
+            stdout=subprocess.PIPE,  # the child's progress lines (stderr) show as they come
             text=True,
             check=True,
         ).stdout
