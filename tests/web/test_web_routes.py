@@ -64,7 +64,14 @@ async def test_status_json_shows_a_finished_conversation(state_dir: Path) -> Non
     assert "hello" not in str(status)  # no message bodies
     assert status["store"]["records"]["responses"] == 1
     assert status["store"]["file_bytes"] > 0
-    assert status["outbox"] == {"pending": 0, "dead_letters": 0, "delivered": 0, "retried": 0, "dead_lettered": 0}
+    assert status["outbox"] == {
+        "pending": 0,
+        "dead_letters": 0,
+        "delivered": 0,
+        "retried": 0,
+        "dead_lettered": 0,
+        "redriven": 0,
+    }
 
 
 async def test_status_json_lists_a_queued_turn_and_a_background_run(state_dir: Path) -> None:
