@@ -14,6 +14,7 @@ import pytest
 import trio
 
 import afactors
+import afactors.targets
 from afactors.host import ApiKeys, ChannelContext, Contribution, Unauthorized
 from afactors.model import ConversationKey, Envelope, Message, TurnContext, Update
 
@@ -101,6 +102,29 @@ def test_cli_rejects_a_bad_target_with_a_message(state_dir: Path) -> None:
     )
     assert out.returncode == 2
     assert "module:attr" in out.stderr
+
+
+def test_cli_refuses_a_target_of_no_accepted_shape_at_startup(state_dir: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "afactors", "--target", "afactors.targets:DemoAgent", "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2
+    assert "is not a target. Accepted shapes:" in out.stderr
+    assert "an async function f(messages) -> str" in out.stderr
+    assert not (state_dir / "data.mdb").exists() and "serving" not in out.stdout
+
+
+async def test_open_host_refuses_a_target_of_no_accepted_shape_before_serving(state_dir: Path) -> None:
+    class CoroutineRun:
+        async def run(self, messages: object) -> str:
+            return "x"
+
+    with pytest.raises(afactors.targets.TargetError, match="Accepted shapes"):
+        async with afactors.open_host(CoroutineRun(), state_dir=state_dir, port=0):
+            raise AssertionError("the host must not start")
 
 
 class CapturingChannel:

@@ -13,6 +13,7 @@ from quart_trio import QuartTrio
 from afactors.host._server import serve_app, server_config
 from afactors.model import ConversationKey, Message, TurnContext, Update, UsagePart
 from afactors.targets import DemoAgent, OpenAIChatAgent, TargetError, UpstreamError, as_agent, load_target
+from afactors.targets.adapt import BUILTIN_SHAPES, FunctionAgent
 from afactors.targets.openai_chat import parse_sse_line
 
 
@@ -68,8 +69,10 @@ def test_non_targets_are_refused(obj: object) -> None:
 
 
 def test_load_target_by_module_and_attribute() -> None:
-    agent = load_target("afactors.targets.demo:DemoAgent.answer")
-    assert agent is not None
+    agent = load_target("afactors.actors._replies:error_text")
+    assert isinstance(agent, FunctionAgent)
+    with pytest.raises(TargetError, match="not a target"):
+        load_target("afactors.targets.demo:DemoAgent.answer")  # two parameters: not a function of the messages
     with pytest.raises(TargetError, match="module:attr"):
         load_target("no_colon")
     with pytest.raises(TargetError, match="cannot import"):
@@ -144,3 +147,69 @@ async def test_openai_adapter_streams_from_a_chat_completions_endpoint() -> None
         with pytest.raises(UpstreamError, match="404"):
             await collect(OpenAIChatAgent("broken", base_url=urls[0] + "/v1"), ctx("x"))
         stop.set()
+
+
+class CoroutineRun:
+    """The shape that used to start healthy and fail every turn: `run` is a coroutine, not an update stream."""
+
+    async def run(self, messages: object) -> str:
+        return "never streamed"
+
+
+class CallableObject:
+    def __call__(self, messages: list[Message]) -> str:
+        return "hi"
+
+
+async def no_parameters() -> str:
+    return "hi"
+
+
+@pytest.mark.parametrize("obj", [CoroutineRun(), CallableObject(), no_parameters, lambda a, b: "x"])
+def test_objects_fitting_no_shape_are_refused_naming_every_shape(obj: object) -> None:
+    with pytest.raises(TargetError, match="not a target") as info:
+        as_agent(obj, adapters=())
+    for shape in BUILTIN_SHAPES:
+        assert shape in str(info.value)
+
+
+class Foreign:
+    """An object of a foreign framework's kind."""
+
+    async def run(self, messages: object) -> str:
+        return "foreign"
+
+
+class ForeignAgent:
+    def __init__(self, target: Foreign) -> None:
+        self.target = target
+
+    async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
+        yield Update(delta=await self.target.run(ctx.messages))
+
+
+class ForeignAdapter:
+    shape = "a Foreign object"
+
+    def __init__(self, kind: type = Foreign) -> None:
+        self.kind = kind
+
+    def accepts(self, target: object) -> bool:
+        return isinstance(target, self.kind)
+
+    def adapt(self, target: object) -> ForeignAgent:
+        return ForeignAgent(target)  # type: ignore[arg-type]
+
+
+async def test_an_adapter_hosts_the_kind_it_detects_and_its_shape_is_listed() -> None:
+    agent = as_agent(Foreign(), adapters=(ForeignAdapter(),))
+    assert [u.delta async for u in agent.run(ctx("hi"))] == ["foreign"]
+    with pytest.raises(TargetError, match="a Foreign object"):
+        as_agent(42, adapters=(ForeignAdapter(),))
+
+
+def test_a_target_two_shapes_claim_is_refused_as_ambiguous() -> None:
+    with pytest.raises(TargetError, match="ambiguous"):
+        as_agent(Foreign(), adapters=(ForeignAdapter(), ForeignAdapter()))
+    with pytest.raises(TargetError, match="ambiguous"):
+        as_agent(DemoAgent(), adapters=(ForeignAdapter(DemoAgent),))  # an adapter and the Agent protocol

@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 import attrs
@@ -28,7 +28,7 @@ from afactors.host._timer_http import timer_routes
 from afactors.host._timers import Timers
 from afactors.host._web import web_routes
 from afactors.host.context import HostChannelContext
-from afactors.model import BusyPolicy
+from afactors.model import Agent, BusyPolicy
 from afactors.store import Durability, Store
 from afactors.targets import DemoAgent, as_agent
 
@@ -103,6 +103,12 @@ class Host:
         return jsonify({"status": "healthy", "channels": sorted(self.channels)})
 
 
+def _lifetime(agent: Agent) -> AbstractAsyncContextManager[object]:
+    """What the host enters around everything else: an adapted agent that is an async context manager (its
+    resources, e.g. an adapter's event loop thread, live as long as the host), or nothing."""
+    return agent if isinstance(agent, AbstractAsyncContextManager) else nullcontext()
+
+
 @asynccontextmanager
 async def open_host(
     target: object = None,
@@ -118,10 +124,12 @@ async def open_host(
     listener stays open meanwhile), running turns get `drain_timeout` to finish, then the server stops
     accepting and closes its connections, the turns still running are cancelled (their inbox rows replay on
     the next start), final commit.
+    The target is checked first (`as_agent`: a target of no accepted shape is refused before anything opens); an
+    adapted agent that is an async context manager is entered before the store opens and exited after it closes.
     """
     config = attrs.evolve(config or HostConfig(), **settings)
     agent = as_agent(target if target is not None else DemoAgent())
-    async with Store.open(config.state_dir, durability=config.durability) as store:
+    async with _lifetime(agent), Store.open(config.state_dir, durability=config.durability) as store:
         async with ActorSystem.open(store, agent, config.actor_config()) as system:
             async with trio.open_nursery() as nursery, trio.open_nursery() as services:
                 the_host = Host(store, system, config)
