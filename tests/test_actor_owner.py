@@ -75,6 +75,12 @@ class FakeOwner:
     def timers(self, key: ConversationKey) -> list[Timer]:
         return []
 
+    def target_record(self, path: str, name: str) -> dict[str, Any] | None:
+        return None
+
+    def target_records(self, path: str) -> list[tuple[str, dict[str, Any]]]:
+        return []
+
     async def commit(self, ops: Sequence[Op]) -> None:
         await trio.lowlevel.checkpoint()
         if self.commit_error is not None:

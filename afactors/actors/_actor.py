@@ -30,6 +30,7 @@ from afactors.actors._errors import ConversationBusy
 from afactors.actors._history import History, message_bytes
 from afactors.actors._owner import ActorOwner
 from afactors.actors._phases import Entry, Event, Phase, Turn, Write
+from afactors.actors._records import Staged, StagedRecords
 from afactors.actors._replies import ReplyBuilder, cancelled, error_text, failed
 from afactors.actors._supervision import RestartTracker
 from afactors.model import BusyPolicy, ConversationKey, Message, Reply, Timer, TurnContext, TurnTimers
@@ -299,6 +300,7 @@ class ConversationActor:
         else:
             context = self.history()
         snapshot = self._snapshot
+        target_records = StagedRecords(self._owner, self.path)
         ctx = TurnContext(
             key=self.key,
             messages=(*context, *inputs),
@@ -309,6 +311,7 @@ class ConversationActor:
             identity=first.identity,
             kind=first.kind,
             timers=TurnTimers(self._committed_timers),
+            records=target_records,
         )
         builder = ReplyBuilder()
         error: Exception | None = None
@@ -330,7 +333,7 @@ class ConversationActor:
             return
         if error is None:
             try:
-                await self._commit(turn, records, ctx, inputs, builder.reply())
+                await self._commit(turn, records, ctx, inputs, builder.reply(), target_records.staged())
                 return
             except (TypeError, ValueError) as exc:  # the target's state or output cannot be stored
                 error = exc
@@ -374,15 +377,16 @@ class ConversationActor:
 
     async def _commit(
         self, turn: Turn, records: dict[str, ResponseRecord], ctx: TurnContext, inputs: tuple[Message, ...],
-        reply: Reply,
+        reply: Reply, staged: Staged,
     ) -> None:  # fmt: skip
-        """Commit the turn in one store transaction, then answer every handle."""
+        """Commit the turn (with the target records it `staged`) in one store transaction, then answer every handle."""
         owner = self._owner
         timers = ctx.timers
         snapshot, ops = ledger.completed(
             self.key, turn.entries, self._reread(records), seq=ctx.seq, state=ctx.state, inputs=inputs,
             reply=reply, now=time.time(), reply_to=self._snapshot.reply_to, timers=timers.changes,
             committed_timers=timers.committed() if timers.changes else None,
+            staged=staged,
         )  # fmt: skip
         await owner.commit(ops)
         link = (self.key.tenant, turn.entries[0].envelope.parent, (*inputs, *reply.messages))

@@ -37,6 +37,17 @@ UNDELIVERED_PREFIX = "outbox/"
 """The dead letters of pushes that could not be delivered are kept under this prefix plus their outbox key."""
 
 
+def records_prefix(path: str) -> str:
+    """Key prefix of the target records (kind "checkpoints") of conversation `path`: length-prefixed, so no other
+    conversation's prefix starts with it (not even that of `path + "/x"`)."""
+    return f"{len(path)}:{path}/"
+
+
+def record_key(path: str, name: str) -> str:
+    """Key of the target record `name` of conversation `path`."""
+    return records_prefix(path) + name
+
+
 def undelivered_key(outbox_key: str) -> str:
     """Key of the `DeadLetter` of a push that could not be delivered (kept apart from poison envelopes)."""
     return f"{UNDELIVERED_PREFIX}{outbox_key}"

@@ -15,6 +15,7 @@ from typing import Protocol, TypeVar
 
 from afactors.actors._history import History, Link
 from afactors.actors._phases import Entry
+from afactors.actors._records import RecordReader
 from afactors.actors._supervision import RestartPolicy
 from afactors.model import ConversationKey, Message, Reply, Timer, TurnContext, Update
 from afactors.store import Op, ResponseRecord, Snapshot
@@ -28,8 +29,8 @@ Counters = Counter[str]
 `statistics()` turns them into a frozen `ActorStats`)."""
 
 
-class ActorOwner(Protocol[Actor]):
-    """What a `ConversationActor` may use of the system that runs it."""
+class ActorOwner(RecordReader, Protocol[Actor]):
+    """What a `ConversationActor` may use of the system that runs it (and a turn's `StagedRecords` read from it)."""
 
     mailbox_size: int
     restart_policy: RestartPolicy

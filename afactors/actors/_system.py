@@ -23,7 +23,16 @@ from afactors.actors._actor import ActorInfo, ConversationActor
 from afactors.actors._errors import ActorUnavailable, SystemClosed
 from afactors.actors._handle import TurnHandle
 from afactors.actors._history import ChainCache, History, Link, load_chain, load_history
-from afactors.actors._keys import dedup_key, due_of, new_turn_id, stamp_of, timer_key, turn_key
+from afactors.actors._keys import (
+    dedup_key,
+    due_of,
+    new_turn_id,
+    record_key,
+    records_prefix,
+    stamp_of,
+    timer_key,
+    turn_key,
+)
 from afactors.actors._owner import Counters
 from afactors.actors._phases import Entry, Phase
 from afactors.actors._replies import cancelled, failed
@@ -45,6 +54,7 @@ from afactors.model import (
 from afactors.store import (
     DedupRecord,
     Expect,
+    Generic,
     InboxRecord,
     Op,
     Put,
@@ -489,6 +499,14 @@ class ActorSystem:
     def timers(self, key: ConversationKey) -> list[Timer]:
         rows: list[tuple[str, TimerRecord]] = self.store.scan("timers", timer_key(key.path, ""))
         return [row.timer for _, row in rows if row.tenant == key.tenant and row.conversation == key.conversation]
+
+    def target_record(self, path: str, name: str) -> dict[str, Any] | None:
+        record: Generic | None = self.store.get("checkpoints", record_key(path, name))
+        return None if record is None else record.data
+
+    def target_records(self, path: str) -> list[tuple[str, dict[str, Any]]]:
+        prefix = records_prefix(path)
+        return [(key[len(prefix) :], record.data) for key, record in self.store.scan("checkpoints", prefix)]
 
     async def commit(self, ops: Sequence[Op]) -> None:
         await self.store.commit(ops)

@@ -9,6 +9,7 @@ only then answer whoever waits. The points in a turn's life:
 - `started`: queued records of a turn about to run become "in_progress";
 - `completed` / `failed` / `cancelled`: the turn ended; records get their final status, inbox rows are
   acknowledged, idempotency keys marked done, replies queued in the outbox, poison envelopes dead-lettered;
+  a completed turn's staged target records (`TurnContext.records`) are written in its commit, and only there;
 - `hidden`: a record withdrawn from retrieval (its conversation history is kept);
 - `timers_changed`: timers scheduled or cancelled (by a turn, in its `completed` commit, or from outside);
 - `fired`: a due timer becomes an inbox row (and a schedule its next occurrence) in one commit;
@@ -34,6 +35,7 @@ from afactors.actors._keys import (
     inbox_key,
     outbox_group,
     outbox_key,
+    record_key,
     redriven_key,
     rejected_input_key,
     timer_due_key,
@@ -42,11 +44,13 @@ from afactors.actors._keys import (
     undelivered_key,
 )
 from afactors.actors._phases import Entry
+from afactors.actors._records import Staged
 from afactors.model import ConversationKey, Envelope, Message, Reply, ReplyTarget, Timer, converter
 from afactors.store import (
     DeadLetter,
     DedupRecord,
     Delete,
+    Generic,
     InboxRecord,
     Op,
     OutboxRecord,
@@ -65,6 +69,7 @@ Records = Mapping[str, ResponseRecord]
 """The response records of a turn's entries as they stand, by turn id (entries without one are absent)."""
 
 _NO_OPS: list[Op] = []  # shared, never written to
+_NO_STAGED: Staged = {}  # shared, never written to
 
 __all__ = [
     "STORE_OPTION",
@@ -146,8 +151,10 @@ def completed(
     reply_to: ReplyTarget | None = None,
     timers: Mapping[str, Timer | None] = _NO_TIMERS,
     committed_timers: Mapping[str, Timer] | None = None,
+    staged: Staged = _NO_STAGED,
 ) -> tuple[Snapshot, list[Op]]:
-    """A committed turn: the new snapshot, its turn record, each entry's record and settlement (one commit).
+    """A committed turn: the new snapshot, its turn record, each entry's record and settlement, and the target
+    records the turn `staged` (one commit).
 
     `reply_to`: the conversation's last known reply address before this turn (the snapshot keeps the newest).
     `timers`/`committed_timers`: the turn's timer changes and the timers they change (see `timers_changed`).
@@ -171,6 +178,9 @@ def completed(
         ops.extend(_settle(key.path, entry, seq, reply, now))
     if timers:
         ops.extend(timers_changed(key, timers, committed_timers or {}))
+    for name, value in staged.items():
+        at = record_key(key.path, name)
+        ops.append(Delete("checkpoints", at) if value is None else Put("checkpoints", at, Generic(value)))
     return snapshot, ops
 
 

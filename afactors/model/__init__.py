@@ -1,6 +1,6 @@
 """The attrs data model: messages, content parts, updates, replies and envelopes."""
 
-from afactors.model.agent import TIMER_OPTION, Agent, TurnContext
+from afactors.model.agent import TIMER_OPTION, Agent, NoRecords, TurnContext, TurnRecords
 from afactors.model.codec import PartTypeError, converter, describe_error, dumps, loads
 from afactors.model.cron import Cron, CronError
 from afactors.model.envelope import (
@@ -38,6 +38,7 @@ __all__ = [
     "FunctionResultPart",
     "Identity",
     "Message",
+    "NoRecords",
     "Part",
     "PartTypeError",
     "ReasoningPart",
@@ -55,6 +56,7 @@ __all__ = [
     "Cron",
     "CronError",
     "new_timer",
+    "TurnRecords",
     "Update",
     "UriPart",
     "UsagePart",

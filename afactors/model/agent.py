@@ -16,6 +16,44 @@ TIMER_OPTION = "timer"
 """`Envelope.options[TIMER_OPTION]`: the (unstructured) `Timer` whose firing a turn of kind "timer" is."""
 
 
+class TurnRecords(Protocol):
+    """A conversation's own durable records (e.g. workflow checkpoints) as one turn sees them.
+
+    Reads see the records committed by earlier turns plus this turn's own writes. Writes are staged: they are
+    committed in the same store transaction as the turn, and dropped if the turn fails, is interrupted or the
+    process dies first, so a record and the turn that made it are never split. Values are JSON-able dicts.
+    `put` and `delete` are safe to call from another thread (an adapter's event loop) while the turn runs;
+    `get` and `items` read the store and belong on the turn's own trio task.
+    """
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def items(self) -> list[tuple[str, dict[str, Any]]]: ...
+
+    def put(self, key: str, value: dict[str, Any]) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class NoRecords:
+    """`TurnRecords` of a turn run outside an actor (tests, benchmarks): in memory, never committed."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, dict[str, Any]] = {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._values.get(key)
+
+    def items(self) -> list[tuple[str, dict[str, Any]]]:
+        return sorted(self._values.items())
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._values[key] = value
+
+    def delete(self, key: str) -> None:
+        self._values.pop(key, None)
+
+
 @attrs.frozen
 class TurnContext:
     """Everything a target sees for one turn.
@@ -24,7 +62,8 @@ class TurnContext:
     JSON-able dict: the agent may change it in place, and the change is committed with the turn (and dropped
     if the turn fails or is interrupted). `kind` is "turn" for input from a channel, "timer" when one of the
     conversation's timers fired (`timer` is that timer, with its payload). `timers` schedules, cancels and lists
-    the conversation's timers; the changes are committed with the turn (docs/timers.md).
+    the conversation's timers; the changes are committed with the turn (docs/timers.md). `records` are the
+    conversation's durable records (see `TurnRecords`).
     """
 
     key: ConversationKey
@@ -36,6 +75,7 @@ class TurnContext:
     identity: Identity | None = None
     kind: str = "turn"
     timers: TurnTimers = attrs.field(factory=TurnTimers, eq=False, repr=False)
+    records: TurnRecords = attrs.field(factory=NoRecords, eq=False)
 
     @property
     def timer(self) -> Timer | None:
