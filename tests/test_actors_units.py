@@ -9,7 +9,16 @@ import pytest
 from afactors.actors._keys import dedup_key, inbox_key, new_turn_id, outbox_key, turn_key
 from afactors.actors._replies import ReplyBuilder, error_text
 from afactors.actors._supervision import RestartPolicy, RestartTracker
-from afactors.model import ErrorInfo, FunctionCallPart, Message, TextPart, Update, UsagePart
+from afactors.model import (
+    ErrorInfo,
+    FunctionCallPart,
+    FunctionResultPart,
+    Message,
+    ReasoningPart,
+    TextPart,
+    Update,
+    UsagePart,
+)
 from afactors.store import ResponseRecord
 
 
@@ -39,6 +48,20 @@ def test_an_update_with_delta_and_part_keeps_both() -> None:
     builder = ReplyBuilder()
     builder.add(Update(delta="a", part=TextPart("b")))
     assert builder.reply().messages[0].contents == (TextPart("a"), TextPart("b"))
+
+
+def test_whole_parts_keep_their_order_and_the_text_stands_where_it_started() -> None:
+    builder = ReplyBuilder()
+    call, result = FunctionCallPart("c1", "add", "{}"), FunctionResultPart("c1", "5")
+    for update in (
+        Update(part=ReasoningPart("plan")),
+        Update(part=call),
+        Update(part=result),
+        Update(delta="the sum"),
+        Update(delta=" is 5"),
+    ):
+        builder.add(update)
+    assert builder.reply().messages[0].contents == (ReasoningPart("plan"), call, result, TextPart("the sum is 5"))
 
 
 @pytest.mark.parametrize(

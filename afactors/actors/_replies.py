@@ -8,17 +8,21 @@ _MAX_ERROR_TEXT = 300
 
 
 class ReplyBuilder:
-    """Collects the updates of one turn: text deltas are joined, whole parts follow, usage parts are summed."""
+    """Collects the updates of one turn: whole parts in the order they came, all text deltas joined into one text
+    part standing where the first delta came, usage parts summed."""
 
-    __slots__ = ("_deltas", "_parts", "_usage")
+    __slots__ = ("_deltas", "_parts", "_text_at", "_usage")
 
     def __init__(self) -> None:
         self._deltas: list[str] = []
         self._parts: list[Part] = []
+        self._text_at: int | None = None  # where the joined deltas go among the parts
         self._usage: UsagePart | None = None
 
     def add(self, update: Update) -> None:
         if update.delta:
+            if self._text_at is None:
+                self._text_at = len(self._parts)
             self._deltas.append(update.delta)
         part = update.part
         if part is None:
@@ -29,10 +33,11 @@ class ReplyBuilder:
             self._parts.append(part)
 
     def reply(self) -> Reply:
-        """The completed reply: one assistant message (text first, then the whole parts) and the usage."""
+        """The completed reply: one assistant message and the usage."""
         contents: tuple[Part, ...] = tuple(self._parts)
-        if self._deltas:
-            contents = (TextPart("".join(self._deltas)), *contents)
+        if self._text_at is not None:
+            at = self._text_at
+            contents = (*contents[:at], TextPart("".join(self._deltas)), *contents[at:])
         return Reply(messages=(Message("assistant", contents),), usage=self._usage)
 
 
