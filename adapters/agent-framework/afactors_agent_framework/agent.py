@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from types import TracebackType
 from typing import Any
 
@@ -114,9 +115,10 @@ class AgentFrameworkAgent:
                 yield update.contents
             final.append(await stream.get_final_response())
 
-        async for contents in self.bridge.stream(updates):
-            for update in mapper.add(contents):
-                yield update
+        async with aclosing(self.bridge.stream(updates)) as stream:
+            async for contents in stream:
+                for update in mapper.add(contents):
+                    yield update
         for update in mapper.close():
             yield update
         if final and (usage := usage_part(final[0].usage_details)) is not None:

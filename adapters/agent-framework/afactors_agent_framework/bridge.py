@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import math
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -88,11 +88,10 @@ class AsyncioThread:
         async def one() -> AsyncIterator[T]:
             yield await factory()
 
-        async for result in self.stream(one):
-            return result
-        raise AssertionError("unreachable: one() yields exactly once")
+        [result] = [item async for item in self.stream(one)]
+        return result
 
-    async def stream(self, factory: Callable[[], AsyncIterator[T]]) -> AsyncIterator[T]:
+    async def stream(self, factory: Callable[[], AsyncIterator[T]]) -> AsyncGenerator[T, None]:
         """Iterate `factory()` on the loop; its items arrive here in order."""
         loop = self._loop
         if loop is None:
@@ -116,8 +115,14 @@ class AsyncioThread:
                 await credits.acquire()
                 deliver("item", item)
 
-        future = asyncio.run_coroutine_threadsafe(pump(), loop)
-        future.add_done_callback(lambda done: deliver("done", done))  # also when cancelled before it started
+        tasks: list[asyncio.Task[None]] = []
+
+        def start() -> None:  # on the loop; the done callback runs once the task has truly finished
+            task = loop.create_task(pump())
+            task.add_done_callback(lambda done: deliver("done", done))
+            tasks.append(task)
+
+        loop.call_soon_threadsafe(start)
         finished = False
         try:
             while True:
@@ -135,7 +140,7 @@ class AsyncioThread:
                 return
         finally:
             if not finished:  # cancelled (or the consumer stopped early): cancel the asyncio side and wait for it
-                future.cancel()
+                loop.call_soon_threadsafe(lambda: tasks[0].cancel())  # runs after start(): callbacks keep order
                 with trio.move_on_after(CANCEL_GRACE) as waiting:
                     waiting.shield = True
                     while (await receive.receive())[0] == "item":

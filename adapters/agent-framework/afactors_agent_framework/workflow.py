@@ -9,6 +9,7 @@ answers it, and the workflow resumes from the checkpoint the paused turn committ
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from types import TracebackType
 from typing import Any
 
@@ -116,10 +117,11 @@ class WorkflowAgent:
         requests: dict[str, dict[str, Any]] = dict(paused.get("requests") or {})
         text = ctx.messages[-1].text if ctx.messages else ""
         start: Callable[[], Any]
+        fresh = not requests
         if requests:
             request_id = next(iter(requests))
             try:
-                answer = _answer(text, _pending_type(workflow, requests[request_id]))
+                answer = _answer(text, _pending_type(requests[request_id]))
             except (ValueError, TypeError) as exc:
                 yield Update(delta=f"{requests[request_id]['prompt']}\n(I could not use that answer: {exc})")
                 return
@@ -139,27 +141,16 @@ class WorkflowAgent:
                 return workflow.run(message, checkpoint_storage=storage, stream=True)
 
         async def events() -> AsyncIterator[Any]:
-            if self._lock is not None and not requests:
+            if self._lock is not None and fresh:
                 await self._reset(workflow)
             async for event in start():
                 yield event
 
         mapper = UpdateMapper()
-        async for event in self.bridge.stream(events):
-            kind = event.type
-            if kind == "output":
-                for update in _output_updates(event.data, mapper):
+        async with aclosing(self.bridge.stream(events)) as stream:
+            async for event in stream:
+                for update in self._event_updates(event, mapper, requests):
                     yield update
-            elif kind == "request_info":
-                for update in mapper.close():
-                    yield update
-                prompt = _prompt(event.data)
-                response_type = getattr(event.response_type, "__name__", "str")
-                requests[event.request_id] = {"prompt": prompt, "response_type": response_type}
-                yield Update(delta=prompt)
-            elif kind in ("failed", "error"):
-                details = getattr(event, "details", None) or getattr(event, "data", None)
-                raise WorkflowFailed(f"the workflow failed: {getattr(details, 'message', details)}")
         for update in mapper.close():
             yield update
         if requests:
@@ -167,6 +158,24 @@ class WorkflowAgent:
         else:
             ctx.state.pop(WORKFLOW_STATE_KEY, None)
         storage.prune()
+
+    @staticmethod
+    def _event_updates(event: Any, mapper: UpdateMapper, requests: dict[str, dict[str, Any]]) -> list[Update]:
+        """What one workflow event shows the user: outputs, and requests (noted in `requests`); raises on failure."""
+        kind = event.type
+        if kind == "output":
+            return _output_updates(event.data, mapper)
+        if kind == "request_info":
+            prompt = _prompt(event.data)
+            requests[event.request_id] = {
+                "prompt": prompt,
+                "response_type": getattr(event.response_type, "__name__", "str"),
+            }
+            return [*mapper.close(), Update(delta=prompt)]
+        if kind in ("failed", "error"):
+            details = getattr(event, "details", None) or getattr(event, "data", None)
+            raise WorkflowFailed(f"the workflow failed: {getattr(details, 'message', details)}")
+        return []
 
     async def _reset(self, workflow: Workflow) -> None:
         """A shared instance starts each fresh run from its state before its first run, so no conversation
@@ -178,7 +187,7 @@ class WorkflowAgent:
             await runner.restore_checkpoint(self._pristine)
 
 
-def _pending_type(workflow: Workflow, request: dict[str, Any]) -> Any:
+def _pending_type(request: dict[str, Any]) -> Any:
     """The response type a stored request wants (by name: str, bool, int, float; anything else reads as text)."""
     return {"str": str, "bool": bool, "int": int, "float": float}.get(request.get("response_type", "str"), str)
 
