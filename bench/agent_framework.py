@@ -29,9 +29,8 @@ WORDS = 500
 
 
 def _scripted_agent(text: str) -> Any:
-    from agent_framework import Agent
-
     from afactors_agent_framework.testing import ScriptedChatClient, Step
+    from agent_framework import Agent
 
     return Agent(client=ScriptedChatClient(lambda messages: Step(text=text)))
 
@@ -118,7 +117,8 @@ def worker_update() -> dict[str, float]:
     turns = 40
     adapter = _per_turn_trio(_adapter(text), turns)
     native = _per_turn_native(text, turns)
-    return {"adapter_turn_ms": adapter * 1e3, "native_turn_ms": native * 1e3, "per_update_us": (adapter - native) / WORDS * 1e6}
+    per_update_us = (adapter - native) / WORDS * 1e6
+    return {"adapter_turn_ms": adapter * 1e3, "native_turn_ms": native * 1e3, "per_update_us": per_update_us}
 
 
 async def _items(n: int) -> AsyncIterator[int]:
@@ -128,7 +128,6 @@ async def _items(n: int) -> AsyncIterator[int]:
 
 def worker_bridge_thread() -> dict[str, float]:
     import trio
-
     from afactors_agent_framework.bridge import AsyncioThread
 
     async def main() -> dict[str, float]:
@@ -210,7 +209,7 @@ def run(quick: bool) -> Metrics:
             add(f"af.bridge_call_us.{bridge}", result["call_us"])
             add(f"af.bridge_item_us.{bridge}", result["item_us"])
     metrics = summarize(samples)
-    metrics.notes["af.turn"] = f"{TURNS} sequential turns of a one-word scripted agent (no tools), medians of {runs} runs"
+    metrics.notes["af.turn"] = f"{TURNS} sequential turns of a one-word scripted agent (no tools), {runs} runs"
     metrics.notes["af.update"] = f"a {WORDS}-delta streamed turn, adapter minus native asyncio, per delta"
     return metrics
 

@@ -15,12 +15,12 @@ import tempfile
 from collections.abc import Sequence
 
 import trio
+from afactors_agent_framework.testing import Call, ScriptedChatClient, Step
+from afactors_responses import ResponsesChannel
 from agent_framework import Agent, Message, tool
 from openai import AsyncOpenAI
 
 import afactors
-from afactors_agent_framework.testing import Call, ScriptedChatClient, Step
-from afactors_responses import ResponsesChannel
 
 
 @tool
@@ -47,20 +47,23 @@ agent = Agent(client=ScriptedChatClient(model), tools=[add], name="calculator", 
 
 
 async def main(state_dir: str) -> None:
-    async with afactors.open_host(agent, channels=[ResponsesChannel()], state_dir=state_dir, port=0) as host:
-        async with AsyncOpenAI(base_url=host.urls[0] + "/v1", api_key="unused", max_retries=0) as client:
-            first = await client.responses.create(model="any", input="hello")
-            print(first.output_text)
-            async with client.responses.stream(model="any", input="what is 2 + 3?", previous_response_id=first.id) as stream:
-                async for event in stream:
-                    if event.type == "response.output_text.delta":
-                        print(event.delta, end="", flush=True)
-                final = await stream.get_final_response()
-            print()
-            for item in final.output:
-                if item.type == "function_call":
-                    print(f"tool call: {item.name}({item.arguments})")
-            print(f"usage: {final.usage.input_tokens} in, {final.usage.output_tokens} out")
+    async with (
+        afactors.open_host(agent, channels=[ResponsesChannel()], state_dir=state_dir, port=0) as host,
+        AsyncOpenAI(base_url=host.urls[0] + "/v1", api_key="unused", max_retries=0) as client,
+    ):
+        first = await client.responses.create(model="any", input="hello")
+        print(first.output_text)
+        question = {"model": "any", "input": "what is 2 + 3?", "previous_response_id": first.id}
+        async with client.responses.stream(**question) as stream:
+            async for event in stream:
+                if event.type == "response.output_text.delta":
+                    print(event.delta, end="", flush=True)
+            final = await stream.get_final_response()
+        print()
+        for item in final.output:
+            if item.type == "function_call":
+                print(f"tool call: {item.name}({item.arguments})")
+        print(f"usage: {final.usage.input_tokens} in, {final.usage.output_tokens} out")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,11 @@ import sys
 import tempfile
 
 import trio
+from afactors_responses import ResponsesChannel
 from agent_framework import Executor, WorkflowBuilder, WorkflowContext, handler, response_handler
 from openai import AsyncOpenAI
 
 import afactors
-from afactors_responses import ResponsesChannel
 
 
 class Writer(Executor):
@@ -48,11 +48,13 @@ newsroom = newsroom_builder()
 
 
 async def main(state_dir: str) -> None:
-    async with afactors.open_host(newsroom, channels=[ResponsesChannel()], state_dir=state_dir, port=0) as host:
-        async with AsyncOpenAI(base_url=host.urls[0] + "/v1", api_key="unused", max_retries=0) as client:
-            for text in ("cats learn to fly", "maybe", "yes"):
-                reply = await client.responses.create(model="any", input=text, conversation="desk-1")
-                print(f"> {text}\n{reply.output_text}")
+    async with (
+        afactors.open_host(newsroom, channels=[ResponsesChannel()], state_dir=state_dir, port=0) as host,
+        AsyncOpenAI(base_url=host.urls[0] + "/v1", api_key="unused", max_retries=0) as client,
+    ):
+        for text in ("cats learn to fly", "maybe", "yes"):
+            reply = await client.responses.create(model="any", input=text, conversation="desk-1")
+            print(f"> {text}\n{reply.output_text}")
 
 
 if __name__ == "__main__":
