@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
-from types import TracebackType
 from typing import Any
 
 from agent_framework import AgentSession, HistoryProvider, SupportsAgentRun
@@ -21,7 +20,7 @@ from agent_framework import Message as AFMessage
 
 from afactors.model import TurnContext, Update
 from afactors.targets import TargetError
-from afactors_agent_framework.bridge import AsyncioThread
+from afactors_agent_framework.bridge import AsyncioThread, BridgedTarget
 from afactors_agent_framework.codec import UpdateMapper, to_af_messages, usage_part
 
 log = logging.getLogger("afactors.agent_framework")
@@ -69,29 +68,17 @@ def _check_history_providers(agent: Any) -> None:
             )
 
 
-class AgentFrameworkAgent:
+class AgentFrameworkAgent(BridgedTarget):
     """Hosts one Agent Framework agent; enter it (`async with`, the host does) to start its asyncio loop thread."""
 
     def __init__(self, agent: SupportsAgentRun, *, bridge: AsyncioThread | None = None) -> None:
         _check_history_providers(agent)
+        super().__init__(agent, bridge)
         self.agent = agent
-        self.bridge = bridge or AsyncioThread()
         providers = getattr(agent, "context_providers", None)
         self._provides_history = isinstance(providers, list)
         if isinstance(providers, list) and not any(isinstance(p, ActorHistory) for p in providers):
             providers.insert(0, ActorHistory())
-
-    def __repr__(self) -> str:
-        return f"AgentFrameworkAgent({getattr(self.agent, 'name', None) or type(self.agent).__name__!r})"
-
-    async def __aenter__(self) -> AgentFrameworkAgent:
-        await self.bridge.__aenter__()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.bridge.__aexit__(exc_type, exc, tb)
 
     def _session(self, ctx: TurnContext, history: list[AFMessage]) -> AgentSession:
         saved = ctx.state.get(SESSION_STATE_KEY)

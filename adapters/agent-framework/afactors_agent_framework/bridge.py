@@ -146,3 +146,23 @@ class AsyncioThread:
                     while (await receive.receive())[0] == "item":
                         pass
             receive.close()
+
+
+class BridgedTarget:
+    """Base of the adapted targets: owns an `AsyncioThread`, started and stopped by `async with` (the host's)."""
+
+    def __init__(self, wrapped: object, bridge: AsyncioThread | None) -> None:
+        self.bridge = bridge or AsyncioThread()
+        self._label = getattr(wrapped, "name", None) or type(wrapped).__name__
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._label!r})"
+
+    async def __aenter__(self) -> BridgedTarget:
+        await self.bridge.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.bridge.__aexit__(exc_type, exc, tb)

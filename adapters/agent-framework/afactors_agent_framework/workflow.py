@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from types import TracebackType
 from typing import Any
 
 import orjson
@@ -20,7 +19,7 @@ from agent_framework import Message as AFMessage
 
 from afactors.model import TurnContext, Update
 from afactors.targets import TargetError
-from afactors_agent_framework.bridge import AsyncioThread
+from afactors_agent_framework.bridge import AsyncioThread, BridgedTarget
 from afactors_agent_framework.checkpoints import ConversationCheckpoints
 from afactors_agent_framework.codec import UpdateMapper, to_af_messages
 
@@ -70,7 +69,7 @@ def _answer(text: str, response_type: Any) -> Any:
     return response_type(**value) if isinstance(value, dict) else response_type(value)
 
 
-class WorkflowAgent:
+class WorkflowAgent(BridgedTarget):
     """Hosts an Agent Framework workflow; enter it (`async with`, the host does) to start its asyncio loop thread.
 
     A `WorkflowBuilder` is built afresh for every turn, so conversations run in parallel and share nothing in
@@ -85,22 +84,10 @@ class WorkflowAgent:
                 "this workflow has its own checkpoint storage; afactors keeps checkpoints per conversation in its "
                 "store (committed with each turn), so build it without checkpoint_storage"
             )
+        super().__init__(target, bridge)
         self.target = target
-        self.bridge = bridge or AsyncioThread()
         self._lock = trio.Lock() if isinstance(target, Workflow) else None
         self._pristine: Any = None  # a shared instance's state before its first run, restored before fresh runs
-
-    def __repr__(self) -> str:
-        return f"WorkflowAgent({getattr(self.target, 'name', None) or type(self.target).__name__!r})"
-
-    async def __aenter__(self) -> WorkflowAgent:
-        await self.bridge.__aenter__()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.bridge.__aexit__(exc_type, exc, tb)
 
     async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
         if self._lock is None:

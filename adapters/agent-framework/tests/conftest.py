@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +91,25 @@ def serve_telegram(fake: FakeBotApi, tmp_path: Path) -> ServeTelegram:
             yield host
 
     return serving
+
+
+@contextmanager
+def cli(*args: str, path: Path, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`python -m afactors ARGS --port 0` with `path` on PYTHONPATH; yields the process and its URL, kills it after."""
+    environ = {**os.environ, **(env or {})}
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "afactors", *args, "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        url = next((line.split()[-1] for line in proc.stdout if line.startswith("serving on ")), None)
+        assert url is not None, f"the server did not start: {proc.stderr.read() if proc.stderr else ''}"
+        yield proc, url
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()

@@ -35,7 +35,7 @@ class Review(Executor):
     @response_handler
     async def decided(self, question: str, approved: bool, ctx: WorkflowContext[None, str]) -> None:
         note(f"decided {approved}")
-        if os.environ.get("AFX_FLOW_HANG"):
+        if os.environ.get("AFX_FLOW_HANG"):  # set and not empty
             note("hanging")
             await asyncio.Event().wait()
         await ctx.yield_output(("approved: " if approved else "rejected: ") + question.split("'")[1])

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
+
+from .conftest import cli
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -46,21 +47,8 @@ def test_the_workflow_example_pauses_for_approval_and_resumes(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_the_cli_serves_an_agent_framework_agent_given_as_target(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(EXAMPLES), os.environ.get("PYTHONPATH")]))}
-    with subprocess.Popen(
-        [sys.executable, "-m", "afactors", "--target", "agent_framework_agent:agent", "--channel", "responses",
-         "--port", "0", "--state-dir", str(tmp_path / "state")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    ) as proc:  # fmt: skip
-        try:
-            assert proc.stdout is not None
-            url = next(line.split()[-1] for line in proc.stdout if line.startswith("serving on "))
-            answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": "add 40 and 2"}, timeout=20).json()
-        finally:
-            proc.kill()
-            proc.wait(timeout=10)
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
+    with cli("--target", "agent_framework_agent:agent", "--channel", "responses", "--state-dir", str(tmp_path / "s"),
+             path=EXAMPLES) as (_, url):  # fmt: skip
+        answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": "add 40 and 2"}, timeout=20).json()
     assert answer["status"] == "completed"
     assert answer["output"][0]["content"][0]["text"] == "The sum is 42."

@@ -3,49 +3,25 @@ and no turn the user was told had completed runs again."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import openai
 import pytest
 import trio
 
-from .conftest import eventually
+from .conftest import cli, eventually
 
 TESTS = Path(__file__).parent
 
 
-@contextmanager
-def server(state_dir: Path, log: Path, *, hang: bool) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def server(state_dir: Path, log: Path, *, hang: bool) -> AbstractContextManager[tuple[subprocess.Popen[str], str]]:
     """`python -m afactors --target flows:approval` serving Responses; yields the process and its URL."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
-    env["AFX_FLOW_LOG"] = str(log)
-    env.pop("AFX_FLOW_HANG", None)
-    if hang:
-        env["AFX_FLOW_HANG"] = "1"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "afactors", "--channel", "responses", "--port", "0", "--state-dir", str(state_dir),
-         "--target", "flows:approval"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("serving on "):
-                yield proc, line.removeprefix("serving on ").strip()
-                break
-        else:
-            raise AssertionError(f"the server did not start: {proc.stderr.read() if proc.stderr else ''}")
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
+    env = {"AFX_FLOW_LOG": str(log), "AFX_FLOW_HANG": "1" if hang else ""}
+    return cli(
+        "--channel", "responses", "--state-dir", str(state_dir), "--target", "flows:approval", path=TESTS, env=env
+    )
 
 
 def sdk(url: str) -> openai.AsyncOpenAI:
