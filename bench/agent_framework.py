@@ -99,22 +99,21 @@ def _adapter(text: str) -> Callable[[], Any]:
     return make
 
 
-def worker_turn() -> dict[str, float]:
+def worker_turn(turns: int = TURNS) -> dict[str, float]:
     from afactors.targets import as_agent
 
     async def plain(messages: list[Any]) -> str:
         return "echo"
 
     return {
-        "plain_us": _per_turn_trio(lambda: as_agent(plain), TURNS) * 1e6,
-        "adapter_us": _per_turn_trio(_adapter("echo"), TURNS) * 1e6,
-        "native_us": _per_turn_native("echo", TURNS) * 1e6,
+        "plain_us": _per_turn_trio(lambda: as_agent(plain), turns) * 1e6,
+        "adapter_us": _per_turn_trio(_adapter("echo"), turns) * 1e6,
+        "native_us": _per_turn_native("echo", turns) * 1e6,
     }
 
 
-def worker_update() -> dict[str, float]:
+def worker_update(turns: int = 40) -> dict[str, float]:
     text = " ".join(["word"] * WORDS)
-    turns = 40
     adapter = _per_turn_trio(_adapter(text), turns)
     native = _per_turn_native(text, turns)
     per_update_us = (adapter - native) / WORDS * 1e6
@@ -126,7 +125,7 @@ async def _items(n: int) -> AsyncIterator[int]:
         yield i
 
 
-def worker_bridge_thread() -> dict[str, float]:
+def worker_bridge_thread(_: int = 0) -> dict[str, float]:
     import trio
     from afactors_agent_framework.bridge import AsyncioThread
 
@@ -147,7 +146,7 @@ def worker_bridge_thread() -> dict[str, float]:
     return trio.run(main)
 
 
-def worker_bridge_trio_asyncio() -> dict[str, float]:
+def worker_bridge_trio_asyncio(_: int = 0) -> dict[str, float]:
     import trio
     import trio_asyncio
 
@@ -169,7 +168,7 @@ def worker_bridge_trio_asyncio() -> dict[str, float]:
     return trio.run(main)
 
 
-WORKERS: dict[str, Callable[[], dict[str, float]]] = {
+WORKERS: dict[str, Callable[[int], dict[str, float]]] = {
     "turn": worker_turn,
     "update": worker_update,
     "bridge_thread": worker_bridge_thread,
@@ -177,9 +176,9 @@ WORKERS: dict[str, Callable[[], dict[str, float]]] = {
 }
 
 
-def _in_subprocess(name: str) -> dict[str, float]:
+def _in_subprocess(name: str, size: int = 0) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, "-m", "bench.agent_framework", "--worker", name],
+        [sys.executable, "-m", "bench.agent_framework", "--worker", name, str(size)],
         cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=900,
     )  # fmt: skip
     if out.returncode != 0:
@@ -190,32 +189,33 @@ def _in_subprocess(name: str) -> dict[str, float]:
 def run(quick: bool) -> Metrics:
     """Three runs of each worker (five with --full); medians with their ranges."""
     runs = 3 if quick else 5
+    turns = 500 if quick else TURNS
     samples: dict[str, list[float]] = {}
 
     def add(name: str, value: float) -> None:
         samples.setdefault(name, []).append(value)
 
     for _ in range(runs):
-        turn = _in_subprocess("turn")
+        turn = _in_subprocess("turn", turns)
         add("af.turn_us.plain_function", turn["plain_us"])
         add("af.turn_us.adapter", turn["adapter_us"])
         add("af.turn_us.native_asyncio", turn["native_us"])
         add("af.turn_us.added_vs_plain", turn["adapter_us"] - turn["plain_us"])
         add("af.turn_us.added_vs_native", turn["adapter_us"] - turn["native_us"])
-        update = _in_subprocess("update")
+        update = _in_subprocess("update", 10 if quick else 40)
         add("af.update_us.added", update["per_update_us"])
         for bridge in ("thread", "trio_asyncio"):
             result = _in_subprocess(f"bridge_{bridge}")
             add(f"af.bridge_call_us.{bridge}", result["call_us"])
             add(f"af.bridge_item_us.{bridge}", result["item_us"])
     metrics = summarize(samples)
-    metrics.notes["af.turn"] = f"{TURNS} sequential turns of a one-word scripted agent (no tools), {runs} runs"
+    metrics.notes["af.turn"] = f"{turns} sequential turns of a one-word scripted agent (no tools), {runs} runs"
     metrics.notes["af.update"] = f"a {WORDS}-delta streamed turn, adapter minus native asyncio, per delta"
     return metrics
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        print(json.dumps(WORKERS[sys.argv[2]]()))
+    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
+        print(json.dumps(WORKERS[sys.argv[2]](int(sys.argv[3]) or TURNS)))
         raise SystemExit(0)
     raise SystemExit(bench_main("agent_framework", run))
