@@ -11,7 +11,7 @@ committed with the turn.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -96,7 +96,7 @@ class AgentFrameworkAgent(BridgedTarget):
         mapper = UpdateMapper()
         final: list[Any] = []
 
-        async def updates() -> AsyncIterator[Any]:
+        async def updates() -> AsyncGenerator[Any, None]:
             stream = self.agent.run(messages, stream=True, session=session, **({"options": options} if options else {}))
             async for update in stream:
                 yield update.contents

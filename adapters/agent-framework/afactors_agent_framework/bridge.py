@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import math
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -85,13 +85,13 @@ class AsyncioThread:
     async def call(self, factory: Callable[[], Awaitable[T]]) -> T:
         """Await `factory()` on the loop and return its result."""
 
-        async def one() -> AsyncIterator[T]:
+        async def one() -> AsyncGenerator[T, None]:
             yield await factory()
 
         [result] = [item async for item in self.stream(one)]
         return result
 
-    async def stream(self, factory: Callable[[], AsyncIterator[T]]) -> AsyncGenerator[T, None]:
+    async def stream(self, factory: Callable[[], AsyncGenerator[T, None]]) -> AsyncGenerator[T, None]:
         """Iterate `factory()` on the loop; its items arrive here in order."""
         loop = self._loop
         if loop is None:
@@ -111,9 +111,10 @@ class AsyncioThread:
         async def pump() -> None:
             credits = asyncio.Semaphore(WINDOW)
             window.append(credits)
-            async for item in factory():
-                await credits.acquire()
-                deliver("item", item)
+            async with contextlib.aclosing(factory()) as items:  # closed on the loop, before the task is done
+                async for item in items:
+                    await credits.acquire()
+                    deliver("item", item)
 
         tasks: list[asyncio.Task[None]] = []
 

@@ -8,7 +8,7 @@ answers it, and the workflow resumes from the checkpoint the paused turn committ
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -127,7 +127,7 @@ class WorkflowAgent(BridgedTarget):
             def start() -> Any:
                 return workflow.run(message, checkpoint_storage=storage, stream=True)
 
-        async def events() -> AsyncIterator[Any]:
+        async def events() -> AsyncGenerator[Any, None]:
             if self._lock is not None and fresh:
                 await self._reset(workflow)
             async for event in start():
