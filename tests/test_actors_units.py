@@ -50,18 +50,28 @@ def test_an_update_with_delta_and_part_keeps_both() -> None:
     assert builder.reply().messages[0].contents == (TextPart("a"), TextPart("b"))
 
 
-def test_whole_parts_keep_their_order_and_the_text_stands_where_it_started() -> None:
+def test_parts_keep_their_order_and_text_runs_stay_apart_around_a_tool_call() -> None:
     builder = ReplyBuilder()
     call, result = FunctionCallPart("c1", "add", "{}"), FunctionResultPart("c1", "5")
     for update in (
         Update(part=ReasoningPart("plan")),
+        Update(delta="Let me"),
+        Update(delta=" add."),
         Update(part=call),
         Update(part=result),
-        Update(delta="the sum"),
+        Update(delta="The sum"),
+        Update(part=TextPart(" (whole)")),
         Update(delta=" is 5"),
     ):
         builder.add(update)
-    assert builder.reply().messages[0].contents == (ReasoningPart("plan"), call, result, TextPart("the sum is 5"))
+    assert builder.reply().messages[0].contents == (
+        ReasoningPart("plan"),
+        TextPart("Let me add."),
+        call,
+        result,
+        TextPart("The sum is 5"),
+        TextPart(" (whole)"),
+    )
 
 
 @pytest.mark.parametrize(

@@ -8,37 +8,40 @@ _MAX_ERROR_TEXT = 300
 
 
 class ReplyBuilder:
-    """Collects the updates of one turn: whole parts in the order they came, all text deltas joined into one text
-    part standing where the first delta came, usage parts summed."""
+    """Collects the updates of one turn in order: whole parts where they came, text deltas joined into runs, usage
+    parts summed. A run of deltas ends at a whole non-text part (a function call, say), so text before and after
+    a tool call stay apart; a whole text part does not end a run."""
 
-    __slots__ = ("_deltas", "_parts", "_text_at", "_usage")
+    __slots__ = ("_parts", "_run", "_runs", "_usage")
 
     def __init__(self) -> None:
-        self._deltas: list[str] = []
         self._parts: list[Part] = []
-        self._text_at: int | None = None  # where the joined deltas go among the parts
+        self._runs: list[tuple[int, list[str]]] = []  # (position among the parts, deltas)
+        self._run: list[str] | None = None  # the run deltas go to now
         self._usage: UsagePart | None = None
 
     def add(self, update: Update) -> None:
         if update.delta:
-            if self._text_at is None:
-                self._text_at = len(self._parts)
-            self._deltas.append(update.delta)
+            if self._run is None:
+                self._run = []
+                self._runs.append((len(self._parts), self._run))
+            self._run.append(update.delta)
         part = update.part
         if part is None:
             return
         if isinstance(part, UsagePart):
             self._usage = part if self._usage is None else self._usage + part
-        else:
-            self._parts.append(part)
+            return
+        if not isinstance(part, TextPart):
+            self._run = None
+        self._parts.append(part)
 
     def reply(self) -> Reply:
         """The completed reply: one assistant message and the usage."""
-        contents: tuple[Part, ...] = tuple(self._parts)
-        if self._text_at is not None:
-            at = self._text_at
-            contents = (*contents[:at], TextPart("".join(self._deltas)), *contents[at:])
-        return Reply(messages=(Message("assistant", contents),), usage=self._usage)
+        contents = list(self._parts)
+        for at, run in reversed(self._runs):
+            contents.insert(at, TextPart("".join(run)))
+        return Reply(messages=(Message("assistant", tuple(contents)),), usage=self._usage)
 
 
 def failed(code: str, message: str) -> Reply:
