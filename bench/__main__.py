@@ -1,8 +1,8 @@
 """`python -m bench [--quick|--full] [--json PATH] [NAME ...]`: run every benchmark, print one table.
 
 Imports each known benchmark module that exists (`bench.<name>` for store, actors, http, peers, telegram, timers,
-agent_framework), runs it, writes `bench/results/<name>.json`, then prints one merged table; `--json PATH` also writes the
-merged `{"machine", "metrics", ...}` document. Quick mode (the default) fits in about 5 minutes on 2 cores.
+agent_framework), runs it, writes `bench/results/<name>.json`, then prints one merged table; `--json PATH` also
+writes the merged `{"machine", "metrics", ...}` document. Quick mode (the default) fits in about 5 minutes on 2 cores.
 A benchmark that raises is reported and the others still run; the exit code is then 1.
 """
 

@@ -19,7 +19,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from bench.common import REPO_ROOT, Metrics, bench_main, summarize
@@ -29,8 +29,9 @@ WORDS = 500
 
 
 def _scripted_agent(text: str) -> Any:
-    from afactors_agent_framework.testing import ScriptedChatClient, Step
     from agent_framework import Agent
+
+    from afactors_agent_framework.testing import ScriptedChatClient, Step
 
     return Agent(client=ScriptedChatClient(lambda messages: Step(text=text)))
 
@@ -120,13 +121,14 @@ def worker_update(turns: int = 40) -> dict[str, float]:
     return {"adapter_turn_ms": adapter * 1e3, "native_turn_ms": native * 1e3, "per_update_us": per_update_us}
 
 
-async def _items(n: int) -> AsyncIterator[int]:
+async def _items(n: int) -> AsyncGenerator[int, None]:
     for i in range(n):
         yield i
 
 
 def worker_bridge_thread(_: int = 0) -> dict[str, float]:
     import trio
+
     from afactors_agent_framework.bridge import AsyncioThread
 
     async def main() -> dict[str, float]:

@@ -15,12 +15,12 @@ import tempfile
 from collections.abc import Sequence
 
 import trio
-from afactors_agent_framework.testing import Call, ScriptedChatClient, Step
-from afactors_responses import ResponsesChannel
 from agent_framework import Agent, Message, tool
 from openai import AsyncOpenAI
 
 import afactors
+from afactors_agent_framework.testing import Call, ScriptedChatClient, Step
+from afactors_responses import ResponsesChannel
 
 
 @tool
@@ -53,8 +53,8 @@ async def main(state_dir: str) -> None:
     ):
         first = await client.responses.create(model="any", input="hello")
         print(first.output_text)
-        question = {"model": "any", "input": "what is 2 + 3?", "previous_response_id": first.id}
-        async with client.responses.stream(**question) as stream:
+        question = "what is 2 + 3?"
+        async with client.responses.stream(model="any", input=question, previous_response_id=first.id) as stream:
             async for event in stream:
                 if event.type == "response.output_text.delta":
                     print(event.delta, end="", flush=True)
@@ -63,7 +63,8 @@ async def main(state_dir: str) -> None:
         for item in final.output:
             if item.type == "function_call":
                 print(f"tool call: {item.name}({item.arguments})")
-        print(f"usage: {final.usage.input_tokens} in, {final.usage.output_tokens} out")
+        if final.usage is not None:
+            print(f"usage: {final.usage.input_tokens} in, {final.usage.output_tokens} out")
 
 
 if __name__ == "__main__":

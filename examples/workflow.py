@@ -14,11 +14,11 @@ import sys
 import tempfile
 
 import trio
-from afactors_responses import ResponsesChannel
 from agent_framework import Executor, WorkflowBuilder, WorkflowContext, handler, response_handler
 from openai import AsyncOpenAI
 
 import afactors
+from afactors_responses import ResponsesChannel
 
 
 class Writer(Executor):

@@ -13,14 +13,14 @@ from typing import Any
 import openai
 import pytest
 import trio
-from afactors_agent_framework.testing import Call, ScriptedChatClient, Step
-from afactors_responses import ResponsesChannel
-from afactors_telegram import TelegramChannel
-from afactors_telegram.testing import FakeBotApi, open_fake_bot_api
 from agent_framework import Agent, tool
 
 import afactors
 from afactors.host import Host
+from afactors_agent_framework.testing import Call, ScriptedChatClient, Step
+from afactors_responses import ResponsesChannel
+from afactors_telegram import TelegramChannel
+from afactors_telegram.testing import FakeBotApi, open_fake_bot_api
 
 ServeResponses = Callable[..., AbstractAsyncContextManager[tuple[Host, openai.AsyncOpenAI]]]
 ServeTelegram = Callable[..., AbstractAsyncContextManager[Host]]
@@ -51,7 +51,7 @@ def adding_agent(**kwargs: Any) -> tuple[Agent, ScriptedChatClient]:
 async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
     """Wait for state set on the asyncio side or by another process (neither can wake a trio task)."""
     with trio.fail_after(within):
-        while not condition():  # noqa: ASYNC110 -- nothing here can set a trio.Event
+        while not condition():
             await trio.sleep(0.01)
 
 

@@ -8,12 +8,12 @@ from typing import Any
 import orjson
 import pytest
 import trio
-from afactors_agent_framework import AgentFrameworkAgent
-from afactors_agent_framework.testing import ScriptedChatClient, Step
 from agent_framework import Agent, ContextProvider, HistoryProvider, InMemoryHistoryProvider
 from agent_framework import Message as AFMessage
 
 from afactors.targets import TargetError, as_agent
+from afactors_agent_framework import AgentFrameworkAgent
+from afactors_agent_framework.testing import ScriptedChatClient, Step
 
 from .conftest import ServeResponses, adding_agent, eventually
 

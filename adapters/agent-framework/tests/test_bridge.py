@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import trio
+
 from afactors_agent_framework.bridge import AsyncioThread, BridgeClosed
 
 from .conftest import eventually

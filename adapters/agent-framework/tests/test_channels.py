@@ -7,12 +7,12 @@ from pathlib import Path
 import httpx
 import orjson
 import trio
-from afactors_agent_framework.testing import ScriptedChatClient, Step
-from afactors_invocations import InvocationsChannel
 from agent_framework import Agent
 
 import afactors
 from afactors.model import ConversationKey, Envelope, Message
+from afactors_agent_framework.testing import ScriptedChatClient, Step
+from afactors_invocations import InvocationsChannel
 
 from .conftest import eventually
 

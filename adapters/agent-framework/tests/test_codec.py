@@ -3,14 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from afactors_agent_framework.codec import (
-    UnmappedContent,
-    UpdateMapper,
-    from_af_content,
-    from_af_messages,
-    to_af_content,
-    to_af_messages,
-)
 from agent_framework import Content
 from agent_framework import Message as AFMessage
 
@@ -24,6 +16,14 @@ from afactors.model import (
     Update,
     UriPart,
     UsagePart,
+)
+from afactors_agent_framework.codec import (
+    UnmappedContent,
+    UpdateMapper,
+    from_af_content,
+    from_af_messages,
+    to_af_content,
+    to_af_messages,
 )
 
 EVERY_PART = [

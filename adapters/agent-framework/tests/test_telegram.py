@@ -5,9 +5,10 @@ from __future__ import annotations
 from itertools import pairwise
 from typing import Any
 
+from agent_framework import Agent
+
 from afactors_agent_framework.testing import ScriptedChatClient, Step
 from afactors_telegram.testing import FakeBotApi
-from agent_framework import Agent
 
 from .conftest import ServeTelegram, eventually
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from afactors_agent_framework import WorkflowAgent
-from afactors_agent_framework.workflow import WORKFLOW_STATE_KEY
 from agent_framework import InMemoryCheckpointStorage
 
 from afactors.targets import TargetError, as_agent
+from afactors_agent_framework import WorkflowAgent
+from afactors_agent_framework.workflow import WORKFLOW_STATE_KEY
 
 from .conftest import ServeResponses
 from .flows import approval_builder

@@ -42,7 +42,7 @@ async def test_kill_9_mid_workflow_resumes_from_the_last_checkpoint(tmp_path: Pa
     with server(state_dir, log, hang=False) as (_, url):
         async with sdk(url) as client:
             with trio.fail_after(20):
-                while (done := await client.responses.retrieve(answer.id)).status in ("queued", "in_progress"):  # noqa: ASYNC110
+                while (done := await client.responses.retrieve(answer.id)).status in ("queued", "in_progress"):
                     await trio.sleep(0.05)
     assert done.status == "completed" and done.output_text == "approved: draft of a poem"
     assert log.read_text().splitlines() == [
