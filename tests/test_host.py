@@ -123,6 +123,32 @@ async def test_open_host_refuses_a_target_of_no_accepted_shape_before_serving(st
             raise AssertionError("the host must not start")
 
 
+class ManagedAgent:
+    """An agent with resources of its own: usable only between `__aenter__` and `__aexit__`."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def __aenter__(self) -> ManagedAgent:
+        self.events.append("entered")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.events.append("exited")
+
+    async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
+        yield Update(delta=self.events[-1])
+
+
+async def test_the_host_enters_an_agent_that_is_an_async_context_manager_for_its_lifetime(state_dir: Path) -> None:
+    agent = ManagedAgent()
+    async with afactors.open_host(agent, state_dir=state_dir, port=0, durability="unsafe") as host:
+        assert agent.events == ["entered"]
+        handle = await host.system.submit(Envelope(ConversationKey("default", "c"), (Message("user", "hi"),)))
+        assert (await handle.reply()).text == "entered"
+    assert agent.events == ["entered", "exited"]
+
+
 class CapturingChannel:
     """A route-less channel that hands its context to the test."""
 
