@@ -109,3 +109,17 @@ def test_the_ledger_puts_the_staged_records_in_the_turns_commit_under_the_conver
     ]
     _, plain = ledger.completed(key("c"), [entry], {}, seq=1, state={}, inputs=envelope.input, reply=Reply(), now=2.0)
     assert plain == [op for op in ops if op.kind != "checkpoints"]
+
+
+async def test_purging_a_conversation_forgets_its_records_and_no_other(tmp_path: Path) -> None:
+    from afactors.admin._state import purge_conversation
+
+    agent = Counter()
+    async with Store.open(tmp_path / "s", durability="unsafe") as store:
+        async with ActorSystem.open(store, agent) as system:
+            for name in ("a", "a/b"):
+                await (await system.submit(Envelope(key(name), (Message("user", "go"),)))).reply()
+        assert (await purge_conversation(store, "t/a"))["checkpoints"] == 2
+        async with ActorSystem.open(store, agent) as system:
+            assert system.target_records("t/a") == []
+            assert [name for name, _ in system.target_records("t/a/b")] == ["count", "step-1"]

@@ -150,7 +150,8 @@ async def purge_conversation(store: Store, path: str) -> dict[str, int]:
     removed: dict[str, int] = {}
     removed["snapshots"] = await _delete_all(store, [Delete("snapshots", path)] if store.get("snapshots", path) else [])
     for kind in CONVERSATION_KINDS:
-        removed[kind] = await _delete_all(store, [Delete(kind, k) for k, _ in store.scan(kind, prefix)])
+        at = ledger.records_prefix(path) if kind == "checkpoints" else prefix  # target records: their own prefix
+        removed[kind] = await _delete_all(store, [Delete(kind, k) for k, _ in store.scan(kind, at)])
     removed["dead_letters"] += await _delete_all(
         store, [Delete("dead_letters", k) for k, _ in store.scan("dead_letters", "outbox/" + prefix)]
     )
