@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from afactors.model.codec import converter
 from afactors.model.envelope import ConversationKey, Identity
@@ -87,6 +88,13 @@ class TurnContext:
 # A turn's timer book is live state, not data: it encodes as {} and decodes as a fresh, empty book.
 converter.register_unstructure_hook(TurnTimers, lambda _: {})
 converter.register_structure_hook(TurnTimers, lambda _, __: TurnTimers())
+# A turn's durable records are a live handle on the store, never part of its encoded form.
+converter.register_unstructure_hook(
+    TurnContext, make_dict_unstructure_fn(TurnContext, converter, records=override(omit=True))
+)
+converter.register_structure_hook(
+    TurnContext, make_dict_structure_fn(TurnContext, converter, records=override(omit=True))
+)
 
 
 @runtime_checkable

@@ -7,11 +7,10 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import cattrs
 import orjson
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.orjson import make_converter
 from cattrs.v import format_exception
 
-from afactors.model.agent import TurnContext
 from afactors.model.parts import PART_TYPES, Part
 
 T = TypeVar("T")
@@ -32,15 +31,6 @@ for _cls in PART_TYPES:  # keep the "type" tag even though it equals its default
         _cls,
         make_dict_unstructure_fn(_cls, converter, _cattrs_omit_if_default=True, type=override(omit_if_default=False)),
     )
-
-
-# a turn's durable records are a live handle on the store, never part of its encoded form
-converter.register_unstructure_hook(
-    TurnContext, make_dict_unstructure_fn(TurnContext, converter, records=override(omit=True))
-)
-converter.register_structure_hook(
-    TurnContext, make_dict_structure_fn(TurnContext, converter, records=override(omit=True))
-)
 
 
 class PartTypeError(ValueError):
