@@ -25,6 +25,7 @@ from afactors.model import ENDED_STATUSES, ConversationKey, Envelope, Reply, Upd
 from afactors.store import ResponseRecord as TurnView
 from afactors.store import ResponseStatus as TurnStatus
 from afactors.store import StoreFull
+from afactors.store import TurnRecord as CommittedTurn
 
 ENTRY_POINT_GROUP = "afactors.channels"
 
@@ -199,6 +200,11 @@ class ChannelContext(Protocol):
         """
         ...
 
+    def turns(self, key: ConversationKey) -> list[CommittedTurn]:
+        """The committed turns of a conversation, oldest first (read-only; change them with history-edit envelopes
+        submitted like turns: "append", "revise", "clear")."""
+        ...
+
     def alias(self, key: str) -> dict[str, Any] | None:
         """A channel-scoped durable value (e.g. which conversation a chat is in now)."""
         ...
@@ -262,6 +268,7 @@ __all__ = [
     "ChannelContext",
     "ChannelPlugin",
     "Command",
+    "CommittedTurn",
     "Contribution",
     "ConversationBusy",
     "Deliver",

@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 
 import trio
 
@@ -14,7 +15,7 @@ from afactors._logging import configure as configure_logging
 from afactors.admin.cli import COMMANDS as OPERATOR_COMMANDS
 from afactors.admin.cli import main as operator_main
 from afactors.channel import Channel, ChannelPlugin, StartupError, installed_plugins
-from afactors.host import ServerLimits, open_host
+from afactors.host import Host, ServerLimits, open_host
 from afactors.model import BUSY_POLICIES
 from afactors.store import DURABILITIES, StoreError
 from afactors.store_cli import main as store_main
@@ -66,33 +67,56 @@ def select_channels(plugins: dict[str, ChannelPlugin], args: argparse.Namespace)
     return chosen
 
 
+DUPLICATE_SIGNAL_WINDOW = 0.5
+"""Seconds after the first Ctrl-C in which another SIGINT counts as the same press: `uv run` forwards the
+terminal's SIGINT to the server, which then sees it twice."""
+
+
 async def serve(args: argparse.Namespace, channels: list[Channel], target: object) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully; a second signal during the drain stops at once.
+
+    Signals are handled here, never as KeyboardInterrupt: a stop is quiet (no traceback) and state stays intact.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):  # what a signal pending when the receiver closes falls back to
+        signal.signal(signum, signal.SIG_IGN)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_host(
-            target,
-            channels=channels,
-            state_dir=args.state_dir,
-            host=args.host,
-            port=args.port,
-            durability=args.durability,
-            busy_policy=args.busy_policy,
-            api_keys=args.api_key,
-            drain_timeout=args.drain_timeout,
-            admin_key=args.admin_key,
-            limits=ServerLimits(
-                header_timeout=args.header_timeout, body_timeout=args.body_timeout, max_connections=args.max_connections
-            ),
-            history_budget=args.history_budget_mb << 20,
-            tenant_budget=args.tenant_budget_mb << 20,
-        ) as host:
-            print(f"afactors {__version__}: channels {', '.join(host.channels) or '(none)'}", flush=True)
-            for url in host.urls:
-                print(f"serving on {url}", flush=True)
-            if host.urls and host.config.web_ui:
-                print(f"chat: {host.urls[0]}/  status: {host.urls[0]}/status", flush=True)
-            async for _ in signals:
-                print("shutting down", flush=True)
-                break
+        async with trio.open_nursery() as watchers:
+            async with open_host(
+                target,
+                channels=channels,
+                state_dir=args.state_dir,
+                host=args.host,
+                port=args.port,
+                durability=args.durability,
+                busy_policy=args.busy_policy,
+                api_keys=args.api_key,
+                drain_timeout=args.drain_timeout,
+                admin_key=args.admin_key,
+                limits=ServerLimits(
+                    header_timeout=args.header_timeout,
+                    body_timeout=args.body_timeout,
+                    max_connections=args.max_connections,
+                ),
+                history_budget=args.history_budget_mb << 20,
+                tenant_budget=args.tenant_budget_mb << 20,
+            ) as host:
+                print(f"afactors {__version__}: channels {', '.join(host.channels) or '(none)'}", flush=True)
+                for url in host.urls:
+                    print(f"serving on {url}", flush=True)
+                if host.urls and host.config.web_ui:
+                    print(f"chat: {host.urls[0]}/  status: {host.urls[0]}/status", flush=True)
+                await signals.__anext__()
+                print("shutting down (press Ctrl-C again to stop now)", flush=True)
+                watchers.start_soon(_stop_now_on_signal, signals, host, trio.current_time() + DUPLICATE_SIGNAL_WINDOW)
+            watchers.cancel_scope.cancel()
+
+
+async def _stop_now_on_signal(signals: AsyncIterator[int], host: Host, ignore_until: float) -> None:
+    async for _ in signals:
+        if trio.current_time() < ignore_until:
+            continue  # the same Ctrl-C, forwarded again by `uv run`
+        print("stopping now", flush=True)
+        host.stop_now()
 
 
 def first_leaf(error: BaseException) -> BaseException:

@@ -225,3 +225,68 @@ async def test_records_lists_a_tenants_stored_turns_by_id_prefix_and_conversatio
         assert [r.id for r in ctx.records("t1", "x-", "t1/a")] == ["x-1"]
         assert [r.id for r in ctx.records("t2", "x-")] == ["x-3"]
         assert ctx.records("t3", "") == []
+
+
+class _FailingStartup:
+    """A channel whose startup hook records that it ran and fails with `error` (if given)."""
+
+    run_hook = None
+    response_hook = None
+
+    def __init__(self, name: str, ran: list[str], error: Exception | None) -> None:
+        self.name, self._ran, self._error = name, ran, error
+
+    def contribute(self, ctx: ChannelContext) -> Contribution:
+        async def startup() -> None:
+            self._ran.append(self.name)
+            if self._error is not None:
+                raise self._error
+
+        return Contribution(on_startup=[startup])
+
+
+async def test_every_startup_hook_runs_and_the_first_failure_is_raised(state_dir: Path) -> None:
+    ran: list[str] = []
+    first, second = afactors.host.StartupError("a refused"), afactors.host.StartupError("b refused")
+    channels = [_FailingStartup("a", ran, first), _FailingStartup("b", ran, second), _FailingStartup("c", ran, None)]
+    with pytest.raises(BaseException) as raised:
+        async with afactors.open_host(state_dir=state_dir, port=0, channels=channels):
+            pass
+    leaf = raised.value
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert leaf is first
+    assert ran == ["a", "b", "c"]
+
+
+async def test_history_edits_append_revise_and_clear_through_the_mailbox(state_dir: Path) -> None:
+    from afactors.model import converter
+
+    key = ConversationKey("t", "edits")
+    channel = CapturingChannel()
+    async with afactors.open_host(state_dir=state_dir, port=0, channels=[channel]) as host:
+        ctx = channel.ctx
+        appended = await (await ctx.submit(Envelope(key, (Message("user", "note"),), kind="append"))).reply()
+        assert appended.status == "completed" and appended.messages == ()
+        await (await ctx.submit(Envelope(key, (Message("user", "hi"),)))).reply()
+        turns = ctx.turns(key)
+        assert [t.input[0].text for t in turns] == ["note", "hi"] and turns[1].output[0].role == "assistant"
+        base = {"input": converter.unstructure(turns[0].input), "output": []}
+        revise = Envelope(key, (Message("user", "edited"),), kind="revise", options={"seq": 1, "base": base})
+        assert (await (await ctx.submit(revise)).reply()).status == "completed"
+        stale = await (await ctx.submit(revise)).reply()  # its base no longer matches
+        assert stale.status == "failed" and stale.error is not None and stale.error.code == "conflict"
+        assert ctx.turns(key)[0].input[0].text == "edited"
+        await (await ctx.submit(Envelope(key, kind="clear"))).reply()
+        assert ctx.turns(key) == []
+        records = host.store.count("responses"), host.store.count("snapshots"), host.store.count("turns")
+        transient = await (
+            await ctx.submit(Envelope(ConversationKey("t", "eph"), (Message("user", "x"),), kind="transient"))
+        ).reply()
+        assert transient.text and ctx.turns(ConversationKey("t", "eph")) == []
+        assert (host.store.count("responses"), host.store.count("snapshots"), host.store.count("turns")) == records
+        assert all(info.key.conversation != "eph" for info in host.system.actors())  # not kept in memory either
+    channel = CapturingChannel()
+    async with afactors.open_host(state_dir=state_dir, port=0, channels=[channel]):
+        ctx = channel.ctx
+        assert ctx.turns(key) == []  # the clear is durable

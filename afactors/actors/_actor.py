@@ -33,8 +33,18 @@ from afactors.actors._phases import Entry, Event, Phase, Turn, Write
 from afactors.actors._records import Staged, StagedRecords
 from afactors.actors._replies import ReplyBuilder, cancelled, error_text, failed
 from afactors.actors._supervision import RestartTracker
-from afactors.model import BusyPolicy, ConversationKey, Message, Reply, Timer, TurnContext, TurnTimers
-from afactors.store import ResponseRecord, Snapshot, StoreDamaged, StoreError, StoreFull
+from afactors.model import (
+    HISTORY_EDITS,
+    BusyPolicy,
+    ConversationKey,
+    Message,
+    Reply,
+    Timer,
+    TurnContext,
+    TurnTimers,
+    converter,
+)
+from afactors.store import Op, ResponseRecord, Snapshot, StoreDamaged, StoreError, StoreFull
 
 log = logging.getLogger("afactors.actors")
 
@@ -277,6 +287,9 @@ class ConversationActor:
 
     async def _turn(self, turn: Turn, scope: trio.CancelScope) -> None:
         entries = turn.entries
+        if entries[0].envelope.kind in HISTORY_EDITS:  # never folded with others (see `_fold`)
+            await self._edit(turn)
+            return
         if len(entries) == 1 and not entries[0].recorded and entries[0].write is Write.NONE:
             records = _NO_RECORDS  # the common case: nothing was written for it, no record can exist
         else:
@@ -331,6 +344,11 @@ class ConversationActor:
             turn.end()
             self._outcome = "interrupted"
             return
+        if error is None and first.kind == "transient":  # answered, nothing written
+            self._outcome = "idle"
+            self._owner.counters["turns"] += 1
+            self._answer(turn, builder.reply())
+            return
         if error is None:
             try:
                 await self._commit(turn, records, ctx, inputs, builder.reply(), target_records.staged())
@@ -372,6 +390,40 @@ class ConversationActor:
             aclose = getattr(updates, "aclose", None)
             if aclose is not None:  # an async generator: run its cleanup now, not at garbage collection
                 await aclose()
+
+    async def _edit(self, turn: Turn) -> None:
+        """Apply a history edit ("append", "revise" or "clear", see `Envelope`) in one commit and answer it."""
+        entry = turn.entries[0]
+        envelope, owner, now = entry.envelope, self._owner, time.time()
+        snapshot, reply = self._snapshot, Reply()
+        ops: list[Op] = []
+        if envelope.kind == "append":
+            snapshot, ops = ledger.appended(self.path, snapshot, entry, now)
+        elif envelope.kind == "revise":
+            seq = int(envelope.options["seq"])
+            record = owner.turn(self.path, seq) if 0 < seq <= snapshot.seq else None
+            held = None if record is None else converter.unstructure({"input": record.input, "output": record.output})
+            if record is None or held != envelope.options.get("base"):
+                reply = failed("conflict", f"turn {seq} changed or is gone; read it again")
+            else:
+                output = converter.structure(envelope.options.get("output", []), tuple[Message, ...])
+                ops = ledger.revised(self.path, record, envelope.input, output)
+        else:  # clear
+            ops = ledger.cleared(self.path, snapshot.seq)
+            snapshot = Snapshot()
+        if ops:
+            await owner.commit(ops)
+        self._snapshot, self._history = snapshot, None  # reloaded from the store by the next turn
+        self._answer(turn, reply)
+
+    def take_queued(self) -> list[Entry]:
+        """Empty the mailbox (stop now): the entries of every turn that has not started, their turns ended."""
+        queued = [entry for turn in self._mailbox for entry in turn.entries]
+        for turn in self._mailbox:
+            turn.end()
+        self._mailbox.clear()
+        self.wake_all_senders()
+        return queued
 
     # -- outcomes ----------------------------------------------------------------------------------------
 

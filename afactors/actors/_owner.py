@@ -18,7 +18,7 @@ from afactors.actors._phases import Entry
 from afactors.actors._records import RecordReader
 from afactors.actors._supervision import RestartPolicy
 from afactors.model import ConversationKey, Message, Reply, Timer, TurnContext, Update
-from afactors.store import Op, ResponseRecord, Snapshot
+from afactors.store import Op, ResponseRecord, Snapshot, TurnRecord
 
 Actor = TypeVar("Actor", contravariant=True)
 """The actor type an owner drives (`ConversationActor`; a type variable so this module need not import it)."""
@@ -69,6 +69,10 @@ class ActorOwner(RecordReader, Protocol[Actor]):
 
     def timers(self, key: ConversationKey) -> list[Timer]:
         """The conversation's pending timers as committed."""
+        ...
+
+    def turn(self, path: str, seq: int) -> TurnRecord | None:
+        """Committed turn `seq` of the conversation, if there is one."""
         ...
 
     async def commit(self, ops: Sequence[Op]) -> None:

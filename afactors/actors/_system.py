@@ -64,6 +64,7 @@ from afactors.store import (
     StoreDamaged,
     StoreFull,
     TimerRecord,
+    TurnRecord,
 )
 
 log = logging.getLogger("afactors.actors")
@@ -227,6 +228,7 @@ class ActorSystem:
         self._worker_lot = trio.lowlevel.ParkingLot()
         self._closing = False
         self._drained: trio.Event | None = None
+        self._worker_scopes: set[trio.CancelScope] = set()  # one per worker, cancelled by `stop_now`
 
     @classmethod
     @asynccontextmanager
@@ -492,6 +494,10 @@ class ActorSystem:
     def chained(self, turn_id: str, link: Link) -> None:
         self._chains.remember(turn_id, link)
 
+    def turn(self, path: str, seq: int) -> TurnRecord | None:
+        record: TurnRecord | None = self.store.get("turns", turn_key(path, seq))
+        return record
+
     def record(self, turn_id: str) -> ResponseRecord | None:
         record: ResponseRecord | None = self.store.get("responses", turn_id)
         return record
@@ -560,6 +566,8 @@ class ActorSystem:
         actor.driving = False
         self._busy -= 1
         self._touch(actor)
+        if actor.snapshot.seq == 0 and actor.status == "idle" and actor.idle and self._live.get(actor.path) is actor:
+            self._passivate(actor)  # only transient turns ran (or all was cleared): nothing worth keeping
         if self._busy == 0 and self._drained is not None:
             self._drained.set()
 
@@ -622,14 +630,18 @@ class ActorSystem:
         """
         while not self._cut:
             with trio.CancelScope() as scope:
-                while not scope.cancel_called and not self._cut:
-                    if self._ready:
-                        await self._drive_next(scope)
-                        continue
-                    if self._idle_workers >= MAX_IDLE_WORKERS:
-                        return
-                    self._idle_workers += 1  # `schedule` takes it back when it unparks this worker
-                    await self._worker_lot.park()
+                self._worker_scopes.add(scope)  # so that `stop_now` can cut what it runs
+                try:
+                    while not scope.cancel_called and not self._cut:
+                        if self._ready:
+                            await self._drive_next(scope)
+                            continue
+                        if self._idle_workers >= MAX_IDLE_WORKERS:
+                            return
+                        self._idle_workers += 1  # `schedule` takes it back when it unparks this worker
+                        await self._worker_lot.park()
+                finally:
+                    self._worker_scopes.discard(scope)
 
     async def _drive_next(self, scope: trio.CancelScope) -> None:
         # A method of its own so that a parked worker's frame keeps no reference to the actor it drove.
@@ -774,6 +786,19 @@ class ActorSystem:
                     await self.cancel_entries([self._recovered_entry(stored_key, row)], "cancelled")
                     return True
         return False
+
+    def stop_now(self) -> None:
+        """Stop at once instead of draining: intake stops, every running turn is cut uncommitted (as when the drain
+        deadline passes: its handles end "cancelled" with code "shutdown"; inbox rows replay later) and queued
+        turns are answered the same way now, so open streams can still end while the HTTP server runs."""
+        self._closing = True
+        self._cut = True
+        for scope in self._worker_scopes:
+            scope.cancel()
+        reply = cancelled("shutdown", _CANCEL_MESSAGES["shutdown"])
+        for actor in list(self._live.values()):
+            for entry in actor.take_queued():
+                self.answered(entry, reply)
 
     async def drain(self, grace: float) -> bool:
         """Stop intake (`submit` raises `SystemClosed`), then give queued and running turns `grace` seconds;

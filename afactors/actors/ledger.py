@@ -78,7 +78,9 @@ __all__ = [
     "attempt_failed",
     "Records",
     "accepted",
+    "appended",
     "cancelled",
+    "cleared",
     "completed",
     "delivered",
     "due_of",
@@ -94,6 +96,7 @@ __all__ = [
     "redriven",
     "redriven_key",
     "rejected_input",
+    "revised",
     "started",
     "timer_due_key",
     "timers_changed",
@@ -199,6 +202,8 @@ def failed(
     """A turn that will not run again: failed records, settlements, and dead letters when it was poison."""
     ops: list[Op] = []
     for entry in entries:
+        if entry.envelope.kind == "transient":
+            continue  # it leaves nothing behind, not even its failure
         ops.append(Put("responses", entry.turn_id, _ended(
             key, entry, records.get(entry.turn_id), "failed", inputs, now, reply
         )))  # fmt: skip
@@ -213,11 +218,33 @@ def cancelled(entries: Iterable[Entry], records: Records, reply: Reply, now: flo
     """Turns that will never run (or were cut): "cancelled" records, inbox acks and dedup keys; no push."""
     ops: list[Op] = []
     for entry in entries:
+        if entry.envelope.kind == "transient":
+            continue  # it leaves nothing behind
         key = entry.envelope.key
         record = _ended(key, entry, records.get(entry.turn_id), "cancelled", entry.envelope.input, now, reply)
         ops.append(Put("responses", entry.turn_id, record))
         ops.extend(_acknowledge(key.path, entry, 0))
     return ops
+
+
+def appended(path: str, snapshot: Snapshot, entry: Entry, now: float) -> tuple[Snapshot, list[Op]]:
+    """History edit "append": the entry's input becomes the conversation's next turn (no output, target not run)."""
+    seq = snapshot.seq + 1
+    snapshot = attrs.evolve(snapshot, seq=seq, head=entry.turn_id, updated_at=now)
+    record = TurnRecord(
+        seq=seq, turn_id=entry.turn_id, input=entry.envelope.input, created_at=entry.accepted_at, completed_at=now
+    )
+    return snapshot, [Put("turns", turn_key(path, seq), record), Put("snapshots", path, snapshot)]
+
+
+def revised(path: str, record: TurnRecord, inputs: tuple[Message, ...], output: tuple[Message, ...]) -> list[Op]:
+    """History edit "revise": committed turn `record` gets new input and output."""
+    return [Put("turns", turn_key(path, record.seq), attrs.evolve(record, input=inputs, output=output))]
+
+
+def cleared(path: str, seq: int) -> list[Op]:
+    """History edit "clear": every committed turn (1..`seq`) and the snapshot go."""
+    return [*(Delete("turns", turn_key(path, n)) for n in range(1, seq + 1)), Delete("snapshots", path)]
 
 
 def hidden(record: ResponseRecord) -> list[Op]:

@@ -92,6 +92,12 @@ class Host:
         self.monitor = TurnMonitor()
         self.sweeper = Sweeper(store, system, config.retention)
 
+    def stop_now(self) -> None:
+        """Skip the rest of a graceful shutdown: cut running turns now (uncommitted; inboxed ones replay on the next
+        start). Their callers get a "cancelled"/"shutdown" reply, so open streams can still end properly."""
+        self.shutting_down.set()
+        self.system.stop_now()
+
     async def _readiness(self) -> object:
         if self.shutting_down.is_set():
             return jsonify({"status": "stopping"}), 503
@@ -107,6 +113,19 @@ def _lifetime(agent: Agent) -> AbstractAsyncContextManager[object]:
     """What the host enters around everything else: an adapted agent that is an async context manager (its
     resources, e.g. an adapter's event loop thread, live as long as the host), or nothing."""
     return agent if isinstance(agent, AbstractAsyncContextManager) else nullcontext()
+
+
+async def _run_startup_hooks(contributions: Iterable[Contribution]) -> None:
+    """Run every channel's startup hooks, all of them even when some fail; then raise the first failure."""
+    errors: list[Exception] = []
+    for contribution in contributions:
+        for hook in contribution.on_startup:
+            try:
+                await hook()
+            except Exception as exc:
+                errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 @asynccontextmanager
@@ -172,9 +191,8 @@ async def open_host(
                 system.on_outbox = the_host.outbox.notify
                 system.on_timer = the_host.timers.wake
                 await services.start(the_host.timers.run)
+                await _run_startup_hooks(the_host.contributions.values())
                 for contribution in the_host.contributions.values():
-                    for hook in contribution.on_startup:
-                        await hook()
                     for task in contribution.tasks:
                         await services.start(task)
                 the_host.ready.set()

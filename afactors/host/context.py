@@ -17,7 +17,7 @@ import attrs
 import trio
 
 from afactors.actors import ActorSystem, TurnHandle, ledger, new_turn_id
-from afactors.channel import Channel, TurnView
+from afactors.channel import Channel, CommittedTurn, TurnView
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
 from afactors.host._monitor import TurnMonitor
@@ -160,6 +160,12 @@ class HostChannelContext:
         """Keep an input the channel could not handle (a poison update) with the reason, under `<channel>/<key>`,
         so it is never dropped silently; operators find it among the dead letters."""
         await self._store.commit(ledger.rejected_input(self.name, key, reason, data, time.time()))
+
+    def turns(self, key: ConversationKey) -> list[CommittedTurn]:
+        """The committed turns of a conversation, oldest first (read-only; see `ChannelContext.turns`)."""
+        seq = self._system.snapshot(key.path).seq
+        found = (self._system.turn(key.path, n) for n in range(1, seq + 1))
+        return [turn for turn in found if turn is not None]
 
     def alias(self, key: str) -> dict[str, Any] | None:
         """A channel-scoped durable value (e.g. which conversation a chat is in now)."""

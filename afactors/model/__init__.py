@@ -5,9 +5,11 @@ from afactors.model.codec import PartTypeError, converter, describe_error, dumps
 from afactors.model.cron import Cron, CronError
 from afactors.model.envelope import (
     BUSY_POLICIES,
+    HISTORY_EDITS,
     BusyPolicy,
     ConversationKey,
     Envelope,
+    EnvelopeKind,
     Identity,
     ReplyTarget,
 )
@@ -27,12 +29,14 @@ from afactors.model.timers import Timer, TimerError, TimerSpec, TurnTimers, new_
 __all__ = [
     "BUSY_POLICIES",
     "ENDED_STATUSES",
+    "HISTORY_EDITS",
     "ROLES",
     "Agent",
     "BusyPolicy",
     "ConversationKey",
     "DataPart",
     "Envelope",
+    "EnvelopeKind",
     "ErrorInfo",
     "FunctionCallPart",
     "FunctionResultPart",

@@ -9,6 +9,9 @@ import attrs
 from afactors.model.messages import Message
 
 BusyPolicy = Literal["enqueue", "reject", "interrupt", "steer"]
+EnvelopeKind = Literal["turn", "command", "timer", "transient", "append", "revise", "clear"]
+HISTORY_EDITS: frozenset[str] = frozenset({"append", "revise", "clear"})
+"""Envelope kinds that change a conversation's committed history without running the target."""
 BUSY_POLICIES: frozenset[str] = frozenset({"enqueue", "reject", "interrupt", "steer"})
 
 
@@ -53,7 +56,7 @@ class Envelope:
 
     key: ConversationKey
     input: tuple[Message, ...] = ()
-    kind: Literal["turn", "command", "timer"] = "turn"
+    kind: EnvelopeKind = "turn"
     turn_id: str | None = None
     parent: str | None = None
     options: dict[str, Any] = attrs.Factory(dict)

@@ -56,9 +56,14 @@ class FunctionResultPart:
 
 @attrs.frozen
 class ReasoningPart:
-    """Model reasoning text (summaries), kept apart from the answer."""
+    """Model reasoning text (summaries), kept apart from the answer.
+
+    `encrypted` is reasoning state a model provider handed out opaquely (OpenAI's `encrypted_content`): kept and
+    passed back as it came, never read.
+    """
 
     text: str
+    encrypted: str | None = None
     type: Literal["reasoning"] = "reasoning"
 
 

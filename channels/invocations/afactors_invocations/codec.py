@@ -8,9 +8,9 @@ from __future__ import annotations
 import hashlib
 import platform
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import attrs
@@ -101,7 +101,15 @@ def resolve_session_id(query: str | None, body: object, env: str | None, new_id:
     )
 
 
-def header_value(headers: Mapping[str, str], name: str) -> str | None:
+class HeaderLookup(Protocol):
+    """Request headers: a plain mapping (tests, other servers) or werkzeug's `Headers` (Quart)."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+    def keys(self) -> Iterable[str]: ...
+
+
+def header_value(headers: HeaderLookup, name: str) -> str | None:
     """A trimmed header value, None when absent or empty; 400 when it is not printable ASCII or too long."""
     value = (headers.get(name) or "").strip()
     if not value:
@@ -146,12 +154,12 @@ class Isolation:
         return f"invocations/{quote(self.user_key, safe='')}/{quote(self.chat_key, safe='')}"
 
 
-def user_key(headers: Mapping[str, str], local_user: str) -> str:
+def user_key(headers: HeaderLookup, local_user: str) -> str:
     """x-agent-user-id ?? x-agent-user-isolation-key ?? `local_user` (local development sends neither)."""
     return header_value(headers, USER_ID_HEADER) or header_value(headers, USER_ISOLATION_HEADER) or local_user
 
 
-def isolation(headers: Mapping[str, str], session_id: str, local_user: str) -> Isolation:
+def isolation(headers: HeaderLookup, session_id: str, local_user: str) -> Isolation:
     """The user key (see `user_key`) and the chat key: x-agent-chat-isolation-key ?? the session id."""
     return Isolation(user_key(headers, local_user), header_value(headers, CHAT_ISOLATION_HEADER) or session_id)
 
@@ -159,6 +167,26 @@ def isolation(headers: Mapping[str, str], session_id: str, local_user: str) -> I
 def turn_id_of(tenant: str, user_key: str, invocation_id: str) -> str:
     """The turn id behind an invocation id, scoped so another tenant or user naming the same id finds nothing."""
     return "inv_" + hashlib.sha256(orjson.dumps([tenant, user_key, invocation_id])).hexdigest()[:32]
+
+
+# ---------------------------------------------------------------- pass-through headers (I-07)
+
+PASSTHROUGH_HEADERS = ("x-agent-foundry-call-id", "traceparent", "tracestate")
+CLIENT_HEADER_PREFIX = "x-client-"
+
+
+def passthrough_headers(headers: HeaderLookup) -> dict[str, str]:
+    """The headers the target must see (I-07): `x-agent-foundry-call-id` (to forward on its calls to Foundry
+    services), `traceparent`/`tracestate` and every `x-client-*`, by lower-case name; they reach the target as
+    `TurnContext.options["headers"]`. A value that is not printable ASCII is a 400."""
+    found: dict[str, str] = {}
+    for name in headers.keys():  # noqa: SIM118 (werkzeug's Headers iterate as (name, value) pairs)
+        lower = name.lower()
+        if lower in PASSTHROUGH_HEADERS or lower.startswith(CLIENT_HEADER_PREFIX):
+            value = header_value(headers, name)
+            if value is not None:
+                found[lower] = value
+    return found
 
 
 # ---------------------------------------------------------------- request body
@@ -191,7 +219,7 @@ Renderer = Callable[[Reply, InvocationIds], Any]
 """A finished reply -> the JSON of the response body."""
 
 
-def decode_json(raw: bytes) -> Any:
+def decode_json(raw: bytes | str) -> Any:
     """The request body as JSON; 400 `invalid_json` when empty or unparsable."""
     if not raw.strip():
         raise InvocationError(400, "invalid_json", "request body is empty: send a JSON object")
@@ -290,6 +318,25 @@ def status_body(
 
 
 SSE_DONE = b"data: [DONE]\n\n"
+
+WS_POLICY_VIOLATION = 1008
+WS_HANDLER_ERROR = 1011
+
+
+def ws_delta(delta: str) -> str:
+    """A streamed text delta on the WebSocket (I-09): `{"type": "delta", "delta"}`."""
+    return orjson.dumps({"type": "delta", "delta": delta}).decode()
+
+
+def ws_result(ids: InvocationIds, result: Any) -> str:
+    """The end of one invocation on the WebSocket: its ids and what a synchronous call returns."""
+    body = {"type": "result", "invocation_id": ids.invocation_id, "session_id": ids.session_id, "result": result}
+    return orjson.dumps(body).decode()
+
+
+def ws_error(error: InvocationError) -> str:
+    """A refused or failed invocation on the WebSocket: `{"type": "error", "error": {"code", "message"}}`."""
+    return orjson.dumps({"type": "error", **error.body()}).decode()
 
 
 def sse_delta(delta: str) -> bytes:

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol, cast
 
 import orjson
-from quart import Response, request
+import trio
+from quart import Response, request, websocket
 from werkzeug.exceptions import HTTPException
 
 from afactors.channel import (
@@ -24,13 +25,16 @@ from afactors.channel import (
     TurnView,
     Unauthorized,
 )
-from afactors.model import BusyPolicy, ConversationKey, Envelope, Identity
+from afactors.model import BusyPolicy, ConversationKey, Envelope, Identity, Reply
 from afactors_invocations.codec import (
     INVOCATION_ID_HEADER,
     REQUEST_ID_HEADER,
     SESSION_ENV_VAR,
     SESSION_QUERY_PARAM,
     SSE_DONE,
+    WS_HANDLER_ERROR,
+    WS_POLICY_VIOLATION,
+    HeaderLookup,
     InvocationError,
     InvocationIds,
     InvocationRequest,
@@ -40,6 +44,7 @@ from afactors_invocations.codec import (
     echo_or_new,
     is_protocol_id,
     isolation,
+    passthrough_headers,
     reply_error,
     resolve_session_id,
     sse_delta,
@@ -47,11 +52,16 @@ from afactors_invocations.codec import (
     status_body,
     turn_id_of,
     user_key,
+    ws_delta,
+    ws_error,
+    ws_result,
 )
 
 log = logging.getLogger("afactors.invocations")
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+_ABANDON_GRACE = 5.0
+"""Seconds a WebSocket whose client went away may spend cancelling its running invocation."""
 
 
 def _headers() -> Mapping[str, str]:
@@ -93,7 +103,7 @@ def _http_code(exc: HTTPException) -> str:
 class Exchange:
     """One request's ids as they become known; every response, error or not, carries them (I-02)."""
 
-    def __init__(self, headers: Mapping[str, str], args: Mapping[str, str]) -> None:
+    def __init__(self, headers: HeaderLookup, args: Mapping[str, str]) -> None:
         self.invocation_id = echo_or_new(headers.get(INVOCATION_ID_HEADER), _new_id)
         self.request_id = echo_or_new(headers.get(REQUEST_ID_HEADER), _new_id)
         self.query_session = args.get(SESSION_QUERY_PARAM)
@@ -158,7 +168,7 @@ class InvocationsRoutes:
     def routes(self) -> list[Route]:
         path = self.channel.path
         table: list[tuple[str, View, tuple[str, ...]]] = [
-            (path, self.invoke, ("POST",)),
+            (path or "/", self.invoke, ("POST",)),
             (f"{path}/docs/openapi.json", self.openapi, ("GET",)),
             (f"{path}/<invocation_id>", self.get_invocation, ("GET",)),
             (f"{path}/<invocation_id>/cancel", self.cancel_invocation, ("POST",)),
@@ -168,8 +178,9 @@ class InvocationsRoutes:
             routes.append(Route(rule, self._guarded(view), methods=methods))
             others = tuple(m for m in _METHODS if m not in methods)
             routes.append(Route(rule, self._guarded(self._not_allowed(methods)), methods=others))
-        for rule in (f"{path}/", f"{path}/<path:rest>"):  # any other path under ours: 404 with the envelope
+        for rule in {f"{path}/", f"{path}/<path:rest>"} - {path or "/"}:  # any other path under ours: 404
             routes.append(Route(rule, self._guarded(self._no_route), methods=_METHODS))
+        routes.append(Route(f"{path or '/invocations'}_ws", self.socket, websocket=True))
         return routes
 
     def _guarded(self, view: View) -> View:
@@ -203,22 +214,7 @@ class InvocationsRoutes:
     async def invoke(self, exchange: Exchange) -> Response:
         tenant = self.ctx.tenant(request.headers.get("authorization"))
         parsed = self._parse(decode_json(await request.get_data(cache=True, as_text=False, parse_form_data=False)))
-        session_id = exchange.resolve_session(parsed.session_id)
-        keys = isolation(_headers(), session_id, self.channel.local_user)
-        turn_id = turn_id_of(tenant, keys.user_key, exchange.invocation_id)
-        if self.ctx.record(turn_id, tenant) is not None:
-            raise InvocationError(
-                409, "invocation_exists", f"invocation {exchange.invocation_id!r} already exists: GET it instead"
-            )
-        envelope = Envelope(
-            key=ConversationKey(tenant, keys.conversation),
-            input=parsed.input,
-            turn_id=turn_id,
-            options={**parsed.options, "session_id": session_id},
-            identity=Identity(self.channel.name, keys.user_key),
-            busy_policy=self.channel.busy_policy,
-            trace_id=exchange.request_id,
-        )
+        envelope = self._envelope(exchange, parsed, tenant, request.headers)
         if parsed.background:
             record = await self.ctx.start_background(envelope)
             location = {"location": f"{self.channel.path}/{exchange.invocation_id}"}
@@ -241,6 +237,28 @@ class InvocationsRoutes:
         if (error := reply_error(reply)) is not None:
             raise error
         return exchange.json(self.channel.renderer(reply, exchange.ids))
+
+    def _envelope(self, exchange: Exchange, parsed: InvocationRequest, tenant: str, headers: HeaderLookup) -> Envelope:
+        """The turn of one invocation: its actor from the isolation keys (I-08), pass-through headers (I-07)."""
+        session_id = exchange.resolve_session(parsed.session_id)
+        keys = isolation(headers, session_id, self.channel.local_user)
+        turn_id = turn_id_of(tenant, keys.user_key, exchange.invocation_id)
+        if self.ctx.record(turn_id, tenant) is not None:
+            raise InvocationError(
+                409, "invocation_exists", f"invocation {exchange.invocation_id!r} already exists: GET it instead"
+            )
+        options = {**parsed.options, "session_id": session_id}
+        if forwarded := passthrough_headers(headers):
+            options["headers"] = forwarded
+        return Envelope(
+            key=ConversationKey(tenant, keys.conversation),
+            input=parsed.input,
+            turn_id=turn_id,
+            options=options,
+            identity=Identity(self.channel.name, keys.user_key),
+            busy_policy=self.channel.busy_policy,
+            trace_id=exchange.request_id,
+        )
 
     def _parse(self, body: Any) -> InvocationRequest:
         """The channel's parser on the request JSON; a ValueError/TypeError/LookupError it raises is a 422."""
@@ -302,6 +320,54 @@ class InvocationsRoutes:
             )
         record = await self.ctx.cancel(turn_id, tenant) or record
         return self._status(exchange, record)
+
+    # ------------------------------------------------------------ WebSocket /invocations_ws (I-09)
+
+    async def socket(self) -> None:
+        """One invocation per text frame (the HTTP body format), answered by delta frames and one result or error
+        frame. Bad input gets an error frame and the socket stays open; a failed turn closes it with 1011, a
+        refused key with 1008; the client closing its end cancels a running invocation."""
+        await websocket.accept()
+        try:
+            tenant = self.ctx.tenant(websocket.headers.get("authorization"))
+        except Unauthorized as exc:
+            await websocket.send(ws_error(InvocationError(401, "unauthorized", str(exc))))
+            await websocket.close(WS_POLICY_VIOLATION)
+            return
+        headers = {k: v for k, v in websocket.headers.items() if k.lower() != INVOCATION_ID_HEADER}
+        while True:
+            frame = await websocket.receive()
+            exchange = Exchange(headers, websocket.args)
+            try:
+                raw = frame.encode() if isinstance(frame, str) else frame
+                envelope = self._envelope(exchange, self._parse(decode_json(raw)), tenant, websocket.headers)
+                reply = await self._socket_turn(envelope)
+            except Exception as exc:
+                error = protocol_error(exc)
+                if error is None:
+                    log.exception("invocations websocket: unexpected error")
+                    await websocket.send(ws_error(InvocationError(500, "internal_error", "Internal server error")))
+                    await websocket.close(WS_HANDLER_ERROR)
+                    return
+                await websocket.send(ws_error(error))
+                continue
+            if (failure := reply_error(reply)) is not None:
+                await websocket.send(ws_error(failure))
+                await websocket.close(WS_HANDLER_ERROR)
+                return
+            await websocket.send(ws_result(exchange.ids, self.channel.renderer(reply, exchange.ids)))
+
+    async def _socket_turn(self, envelope: Envelope) -> Reply:
+        handle = await self.ctx.submit(envelope, stream=True)
+        try:
+            async for update in handle.updates():
+                if update.delta:
+                    await websocket.send(ws_delta(update.delta))
+            return await self.ctx.reply(envelope, handle)
+        finally:
+            if not handle.done:  # the client went away
+                with trio.CancelScope(shield=True), trio.move_on_after(_ABANDON_GRACE):
+                    await self.ctx.abandon(handle)
 
     # ------------------------------------------------------------ GET /invocations/docs/openapi.json
 

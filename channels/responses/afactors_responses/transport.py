@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import aclosing
 from functools import wraps
 from typing import Any, TypeVar
 
 import attrs
-import orjson
 import trio
 from quart import Response, request
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
 from afactors.channel import (
@@ -36,7 +36,7 @@ from afactors.channel import (
     Unauthorized,
     new_turn_id,
 )
-from afactors.model import BusyPolicy, ConversationKey, Envelope, ErrorInfo, Identity, Reply, Update
+from afactors.model import BusyPolicy, ConversationKey, Envelope, ErrorInfo, Identity, Message, Reply, Update
 from afactors_responses.codec import (
     ApiError,
     CreateRequest,
@@ -55,6 +55,11 @@ from afactors_responses.codec import (
     view_of_request,
 )
 from afactors_responses.codec.errors import bad_request
+from afactors_responses.codec.output import OutputBuilder, item_owner
+from afactors_responses.codec.request import parse_item, resolve_input
+from afactors_responses.codec.response import turn_items
+from afactors_responses.conversations import ConversationRoutes, conversation_alias, conversation_key
+from afactors_responses.http import check_method, json_response, read_json
 
 log = logging.getLogger("afactors.responses")
 
@@ -65,10 +70,6 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 CANCEL_GRACE = 5.0
 """Seconds a disconnected stream may spend cancelling its turn."""
-
-
-def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status=status, headers=headers or {}, content_type="application/json")
 
 
 def error_response(error: ApiError) -> Response:
@@ -125,18 +126,6 @@ def guarded(view: View) -> View:
     return wrapper
 
 
-def check_method(allowed: Iterable[str]) -> None:
-    method = "GET" if request.method == "HEAD" else request.method
-    allowed = tuple(allowed)
-    if method not in allowed:
-        raise ApiError(
-            405,
-            f"Method {request.method} is not allowed for {request.path}; use {' or '.join(allowed)}.",
-            code="method_not_allowed",
-            headers={"Allow": ", ".join(allowed)},
-        )
-
-
 def _flag_arg(name: str) -> bool:
     value = request.args.get(name)
     if value is None:
@@ -163,23 +152,6 @@ def _starting_after() -> int:
             "Invalid 'starting_after': expected a value >= 0.", "starting_after", "integer_below_min_value"
         )
     return number
-
-
-async def read_json() -> object:
-    """The request body as JSON; 415 for another content type, 400 for bytes that are not JSON."""
-    if request.mimetype != "application/json":
-        raise ApiError(
-            415,
-            f"Unsupported Content-Type {request.mimetype or '(none)'!r}: send the request body as application/json.",
-            code="unsupported_media_type",
-        )
-    data = await request.get_data(as_text=False)
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise ApiError(
-            400, "We could not parse the JSON body of your request. Send valid JSON.", code="invalid_json"
-        ) from None
 
 
 _STOPPED = object()
@@ -234,29 +206,61 @@ async def until_stopped(stop: trio.Event, updates: AsyncIterator[Update]) -> Asy
 
 @attrs.define
 class ResponsesChannel:
-    """The OpenAI Responses API (`afactors-responses`).
+    """The OpenAI Responses API and the Conversations API (`afactors-responses`).
 
+    `path` is where the API is mounted (`"/v1"` by default, the SDK's base URL; `""` mounts it at the root).
     `busy_policy` overrides the host's for turns of this channel (named conversations only: every other
     response is its own conversation and never busy). `run_hook` may rewrite or refuse envelopes
     (`HookRejected` becomes the error envelope), `response_hook` may rewrite finished replies.
     """
 
     name: str = "responses"
+    path: str = attrs.field(default="/v1", converter=lambda value: value.rstrip("/"))
     busy_policy: BusyPolicy | None = None
     run_hook: RunHook | None = None
     response_hook: ResponseHook | None = None
 
     def contribute(self, ctx: ChannelContext) -> Contribution:
         routes = _Routes(ctx, self)
+        conversations = ConversationRoutes(ctx, routes.tenant, routes.lookup_item)
+        base = self.path
         return Contribution(
             routes=[
-                Route("/v1/responses", guarded(routes.create), methods=METHODS),
-                Route("/v1/responses/<response_id>", guarded(routes.one), methods=METHODS),
-                Route("/v1/responses/<response_id>/cancel", guarded(routes.cancel), methods=METHODS),
-                Route("/v1/responses/<response_id>/input_items", guarded(routes.input_items), methods=METHODS),
-                Route("/v1/<path:rest>", guarded(routes.unknown), methods=METHODS),
+                Route(f"{base}/responses", guarded(routes.create), methods=METHODS),
+                Route(f"{base}/responses/<response_id>", guarded(routes.one), methods=METHODS),
+                Route(f"{base}/responses/<response_id>/cancel", guarded(routes.cancel), methods=METHODS),
+                Route(f"{base}/responses/<response_id>/input_items", guarded(routes.input_items), methods=METHODS),
+                *(Route(f"{base}{rule}", guarded(view), methods=METHODS) for rule, view in conversations.table()),
+                Route(f"{base}/<path:rest>", guarded(routes.unknown), methods=METHODS),
             ]
         )
+
+
+USER_HEADERS = ("x-agent-user-id", "x-agent-user-isolation-key")
+"""Foundry isolation headers (I-08, as Invocations reads them): with one, a caller's responses and conversations
+are those of that user within its API key's tenant."""
+
+
+def scoped_tenant(tenant: str, headers: Mapping[str, str] | Headers) -> str:
+    """The tenant of a request: the API key's, narrowed to the user its isolation header names."""
+    for name in USER_HEADERS:
+        value = headers.get(name)
+        if value:
+            if len(value) > 256 or not value.isprintable() or not value.isascii():
+                raise bad_request(
+                    f"Header {name} must be at most 256 printable ASCII characters.", None, "invalid_header"
+                )
+            return f"{tenant}/user:{value}"
+    return tenant
+
+
+@attrs.define
+class _Live:
+    """A foreground response this host is running now: retrievable while it runs (`in_progress`)."""
+
+    tenant: str
+    view: ResponseView
+    output: OutputBuilder
 
 
 class _Routes:
@@ -265,24 +269,63 @@ class _Routes:
     def __init__(self, ctx: ChannelContext, channel: ResponsesChannel) -> None:
         self.ctx = ctx
         self.channel = channel
+        self.live: dict[str, _Live] = {}
 
-    def _tenant(self) -> str:
-        return self.ctx.tenant(request.headers.get("Authorization"))
+    def tenant(self) -> str:
+        return scoped_tenant(self.ctx.tenant(request.headers.get("Authorization")), request.headers)
 
     def _visible(self, response_id: str, tenant: str) -> ResponseView:
-        record = self.ctx.record(parse_response_id(response_id, "response_id"), tenant)
-        if record is None:
+        response_id = parse_response_id(response_id, "response_id")
+        record = self.ctx.record(response_id, tenant)
+        if record is not None:
+            return view_of_record(record)
+        live = self.live.get(response_id)
+        if live is None or live.tenant != tenant:
             raise not_found(response_id)
-        return view_of_record(record)
+        return live.view
+
+    def _render(self, view: ResponseView) -> dict[str, Any]:
+        """The Response object; one still running here shows its output so far."""
+        live = self.live.get(view.id)
+        partial = live.output.snapshot() if live is not None and not view.terminal else None
+        return render_response(view, output=partial)
+
+    def lookup_item(self, tenant: str, conversation: ConversationKey | None) -> Callable[[str], Message | None]:
+        """Finds an item by id for `item_reference`: in the tenant's stored responses, else in `conversation`."""
+
+        def lookup(item: str) -> Message | None:
+            owner = item_owner(item)
+            if owner is None:
+                return None
+            record = self.ctx.record(owner, tenant)
+            turns: Iterable[tuple[str, tuple[Message, ...], tuple[Message, ...]]] = ()
+            if record is not None:
+                turns = [(record.id, record.input, record.output)]
+            elif conversation is not None:
+                turns = [(t.turn_id, t.input, t.output) for t in self.ctx.turns(conversation) if t.turn_id == owner]
+            for turn_id, inputs, outputs in turns:
+                for candidate in turn_items(turn_id, inputs, outputs, encrypted=True):
+                    if candidate["id"] == item:
+                        parsed = parse_item(candidate, "item")
+                        return parsed if isinstance(parsed, Message) else None
+            return None
+
+        return lookup
 
     # -- POST /v1/responses --------------------------------------------------------------------------------
 
     async def create(self) -> Response:
         check_method(("POST",))
-        tenant = self._tenant()
+        tenant = self.tenant()
         create = parse_create(await read_json())
         if create.previous_response_id is not None:
             self._check_previous(create.previous_response_id, tenant)
+        key = None
+        if create.conversation is not None:
+            key = conversation_key(tenant, create.conversation)
+            if self.conversation_deleted(tenant, create.conversation):
+                raise ApiError(404, f"Conversation with id '{create.conversation}' not found.", param="conversation")
+        create = attrs.evolve(create, input=resolve_input(create.input, self.lookup_item(tenant, key)))
         envelope = self._envelope(create, tenant)
         if create.background:
             record = await self.ctx.start_background(envelope)
@@ -291,17 +334,34 @@ class _Routes:
                 return self._sse(self._follow(view, tenant, -1))
             return json_response(render_response(view))
         created_at = time.time()
-        handle = await self.ctx.submit(envelope, stream=create.stream)
+        handle = await self.ctx.submit(envelope, stream=create.stream or create.store)
         view = view_of_request(create, handle.turn_id, created_at)
         if create.stream:
             return self._sse(self._stream_turn(envelope, handle, view, tenant))
+        output = OutputBuilder(view.id, encrypted=view.encrypted)
         try:
+            if create.store:  # retrievable while it runs, with its output so far
+                self.live[view.id] = _Live(tenant, view, output)
+                async for update in handle.updates():
+                    output.add(update)
             reply = await self.ctx.reply(envelope, handle)
         finally:
-            if not handle.done:  # the client went away (R-37): the turn goes with it
+            await self._let_go(handle, view.id)
+        return json_response(render_response(self._finished(view, reply, tenant)))
+
+    async def _let_go(self, handle: TurnHandle, response_id: str) -> None:
+        """A foreground request ends: a turn still running goes with its client (R-37); the response stops being
+        live only now, once its record (completed, failed or cancelled) is committed, so it never reads as 404."""
+        try:
+            if not handle.done:
                 with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_GRACE):
                     await self.ctx.abandon(handle)
-        return json_response(render_response(self._finished(view, reply, tenant)))
+        finally:
+            self.live.pop(response_id, None)
+
+    def conversation_deleted(self, tenant: str, conversation: str) -> bool:
+        record = self.ctx.alias(conversation_alias(tenant, conversation))
+        return record is not None and bool(record.get("deleted"))
 
     def _check_previous(self, previous: str, tenant: str) -> None:
         record = self.ctx.record(previous, tenant)
@@ -319,11 +379,15 @@ class _Routes:
 
     def _envelope(self, create: CreateRequest, tenant: str) -> Envelope:
         response_id = new_turn_id("resp_")  # time-ordered: new records append to the B-tree
-        conversation = "conv:" + create.conversation if create.conversation is not None else "resp:" + response_id
+        key = (
+            conversation_key(tenant, create.conversation)
+            if create.conversation is not None
+            else ConversationKey(tenant, "resp:" + response_id)
+        )
         who = create.settings.get("safety_identifier") or create.settings.get("user")
         return Envelope(
-            key=ConversationKey(tenant, conversation),
-            input=create.input,
+            key=key,
+            input=create.messages,
             turn_id=response_id,
             parent=create.previous_response_id,
             options=request_options(create),
@@ -332,7 +396,12 @@ class _Routes:
         )
 
     def _finished(self, view: ResponseView, reply: Reply, tenant: str) -> ResponseView:
-        """The view of a turn that ended, with the stored record's timestamps when it was stored."""
+        """The view of a turn that ended, with the stored record's timestamps when it was stored.
+
+        A turn cut by a shutdown (stop-now) reads as failed, so a stream still ends with a terminal event."""
+        if reply.status == "cancelled" and reply.error is not None and reply.error.code == "shutdown":
+            message = "The server shut down before this response finished; it was not stored."
+            reply = Reply(status="failed", error=ErrorInfo("server_error", message))
         record = self.ctx.record(view.id, tenant) if view.store else None
         created_at = record.created_at if record is not None else view.created_at
         completed_at = record.completed_at if record is not None else time.time()
@@ -364,6 +433,8 @@ class _Routes:
     ) -> AsyncGenerator[dict[str, Any], None]:
         """A foreground stream (R-31). If the client goes away the turn is cancelled (R-37)."""
         stream = EventStream(view)
+        if view.store:
+            self.live[view.id] = _Live(tenant, view, stream.output)
         try:
             for event in stream.start():
                 yield event
@@ -378,9 +449,7 @@ class _Routes:
             for event in stream.finish(self._finished(view, reply, tenant)):
                 yield event
         finally:
-            if not handle.done:
-                with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_GRACE):
-                    await self.ctx.abandon(handle)
+            await self._let_go(handle, view.id)
 
     async def _follow(
         self, view: ResponseView, tenant: str, starting_after: int
@@ -420,7 +489,7 @@ class _Routes:
 
     async def one(self, response_id: str) -> Response:
         check_method(("GET", "DELETE"))
-        tenant = self._tenant()
+        tenant = self.tenant()
         view = self._visible(response_id, tenant)
         if request.method == "DELETE":
             if not view.terminal:  # its commit would store it again; it must end (or be cancelled) first
@@ -434,7 +503,7 @@ class _Routes:
             return json_response({"id": view.id, "object": "response", "deleted": True})
         stream, starting_after = _flag_arg("stream"), _starting_after()
         if not stream:
-            return json_response(render_response(view))
+            return json_response(self._render(view))
         if not view.background:
             raise bad_request("Only responses created with background=true can be streamed again.", "stream")
         return self._sse(self._follow(view, tenant, starting_after))
@@ -443,7 +512,7 @@ class _Routes:
 
     async def cancel(self, response_id: str) -> Response:
         check_method(("POST",))
-        tenant = self._tenant()
+        tenant = self.tenant()
         view = self._visible(response_id, tenant)
         if not view.background:
             raise bad_request("Only responses created with background=true can be cancelled.", None, None)
@@ -456,7 +525,7 @@ class _Routes:
 
     async def input_items(self, response_id: str) -> Response:
         check_method(("GET",))
-        tenant = self._tenant()
+        tenant = self.tenant()
         view = self._visible(response_id, tenant)
         return json_response(input_items_page(view, parse_page_query(dict(request.args))))
 

@@ -49,17 +49,15 @@ def serve(tmp_path: Path) -> Serve:
         target: object = None, channel: ResponsesChannel | None = None, **host_kwargs: Any
     ) -> AsyncIterator[Served]:
         host_kwargs.setdefault("durability", "unsafe")
-        async with (
-            afactors.open_host(
-                target,
-                channels=[channel or ResponsesChannel()],
-                state_dir=tmp_path / f"state{next(runs)}",
-                port=0,
-                **host_kwargs,
-            ) as host,
-            httpx.AsyncClient(base_url=host.urls[0], timeout=20) as http,
-        ):
-            yield Served(host, host.urls[0], http)
+        host_kwargs.setdefault("state_dir", tmp_path / f"state{next(runs)}")
+        async with afactors.open_host(
+            target,
+            channels=[channel or ResponsesChannel()],
+            port=0,
+            **host_kwargs,
+        ) as host:
+            async with httpx.AsyncClient(base_url=host.urls[0], timeout=20) as http:
+                yield Served(host, host.urls[0], http)
 
     return serving
 

@@ -17,3 +17,9 @@ async def slow(messages: list[Message]) -> AsyncIterator[str]:
     for i, word in enumerate(words):
         await trio.sleep(WORD_DELAY)
         yield word if i == 0 else " " + word
+
+
+async def stuck(messages: list[Message]) -> AsyncIterator[str]:
+    """Says one word, then never finishes (until the server cuts the turn)."""
+    yield "Thinking"
+    await trio.sleep_forever()

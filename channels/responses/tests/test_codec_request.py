@@ -168,15 +168,7 @@ def test_r06_r11_r12_r24_settings_are_validated_and_kept_for_the_echo() -> None:
 
 def test_r14_unknown_fields_and_nulls_are_ignored() -> None:
     request = parse_create(
-        {
-            "input": "x",
-            "frobnicate": {"a": 1},
-            "include": ["reasoning.encrypted_content"],
-            "stream": None,
-            "metadata": None,
-            "tools": None,
-            "instructions": None,
-        }
+        {"input": "x", "frobnicate": {"a": 1}, "stream": None, "metadata": None, "tools": None, "instructions": None}
     )
     assert request.settings == {} and request.stream is False
 
@@ -211,7 +203,35 @@ BAD_BODIES: list[tuple[str, Any, str | None, str | None]] = [
     ("number input", {"input": 3}, "input", "invalid_type"),
     ("empty list", {"input": []}, "input", "empty_array"),
     ("item not object", {"input": ["hi"]}, "input[0]", "invalid_type"),
-    ("unknown item type", {"input": [{"type": "reasoning", "summary": []}]}, "input[0].type", "invalid_value"),
+    ("unknown item type", {"input": [{"type": "web_search_call", "id": "ws_1"}]}, "input[0].type", "invalid_value"),
+    (
+        "reasoning no summary",
+        {"input": [{"type": "reasoning", "id": "rs_1"}]},
+        "input[0].summary",
+        "missing_required_parameter",
+    ),
+    (
+        "reasoning summary type",
+        {"input": [{"type": "reasoning", "summary": [{"type": "x", "text": "t"}]}]},
+        "input[0].summary[0].type",
+        "invalid_value",
+    ),
+    (
+        "reasoning encrypted number",
+        {"input": [{"type": "reasoning", "summary": [], "encrypted_content": 5}]},
+        "input[0].encrypted_content",
+        "invalid_type",
+    ),
+    ("reference no id", {"input": [{"type": "item_reference"}]}, "input[0].id", "missing_required_parameter"),
+    ("reference empty id", {"input": [{"type": "item_reference", "id": ""}]}, "input[0].id", "empty_string"),
+    (
+        "refusal without text",
+        {"input": [{"role": "assistant", "content": [{"type": "refusal"}]}]},
+        "input[0].content[0].refusal",
+        "missing_required_parameter",
+    ),
+    ("include unknown", {"input": "x", "include": ["everything"]}, "include[0]", "invalid_value"),
+    ("include not list", {"input": "x", "include": "reasoning.encrypted_content"}, "include", "invalid_type"),
     ("no role", {"input": [{"content": "x"}]}, "input[0].role", "missing_required_parameter"),
     ("bad role", {"input": [{"role": "tool", "content": "x"}]}, "input[0].role", "invalid_value"),
     ("no content", {"input": [{"role": "user"}]}, "input[0].content", "missing_required_parameter"),
@@ -436,3 +456,67 @@ def test_bad_bodies_are_refused_with_param_and_code(case: str, body: Any, param:
         "error": {"message": error.message, "type": "invalid_request_error", "param": param, "code": code}
     }
     assert error.message
+
+
+def test_every_item_type_the_server_emits_is_accepted_back() -> None:
+    from afactors.model import FunctionCallPart, FunctionResultPart, ReasoningPart
+    from afactors_responses.codec.request import ItemReference, resolve_input
+
+    request = parse_create(
+        {
+            "include": ["reasoning.encrypted_content"],
+            "input": [
+                {"role": "developer", "content": "be brief"},
+                {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+                {
+                    "type": "reasoning",
+                    "id": "rs_1",
+                    "summary": [{"type": "summary_text", "text": "think"}],
+                    "encrypted_content": "opaque==",
+                },
+                {
+                    "type": "reasoning",
+                    "id": "rs_2",
+                    "summary": [],
+                    "content": [{"type": "reasoning_text", "text": "raw"}],
+                },
+                {
+                    "type": "message",
+                    "id": "msg_1",
+                    "role": "assistant",
+                    "status": "completed",
+                    "phase": "final_answer",
+                    "content": [
+                        {"type": "output_text", "text": "ok", "annotations": [], "logprobs": []},
+                        {"type": "refusal", "refusal": " no"},
+                    ],
+                },
+                {
+                    "type": "function_call",
+                    "id": "fc_1",
+                    "call_id": "c1",
+                    "name": "f",
+                    "arguments": "{}",
+                    "status": "completed",
+                },
+                {"type": "function_call_output", "call_id": "c1", "output": "42"},
+                {"type": "item_reference", "id": "msg_abc_0"},
+                {"id": "msg_abc_1"},
+            ],
+        }
+    )
+    items = request.input
+    assert items[0] == Message("system", "be brief") and items[1] == Message("user", "hi")
+    assert items[2] == Message("assistant", (ReasoningPart("think", "opaque=="),))
+    assert items[3] == Message("assistant", (ReasoningPart("raw"),))
+    assert items[4].text == "ok no"
+    assert items[5] == Message("assistant", (FunctionCallPart("c1", "f", "{}"),))
+    assert items[6] == Message("tool", (FunctionResultPart("c1", "42"),))
+    assert items[7] == ItemReference("msg_abc_0", "input[7]") and items[8] == ItemReference("msg_abc_1", "input[8]")
+    assert request.settings["include"] == ["reasoning.encrypted_content"]
+    found = Message("assistant", "from before")
+    resolved = resolve_input(items, {"msg_abc_0": found, "msg_abc_1": found}.get)
+    assert resolved[7] == resolved[8] == found
+    with pytest.raises(ApiError) as caught:
+        resolve_input(items, lambda _: None)
+    assert caught.value.param == "input[7].id" and caught.value.code == "item_not_found"

@@ -29,7 +29,7 @@ class EventStream:
 
     def __init__(self, view: ResponseView, *, chunked: bool = False) -> None:
         self.view = view
-        self.output = OutputBuilder(view.id, chunked=chunked)
+        self.output = OutputBuilder(view.id, chunked=chunked, encrypted=view.encrypted)
         self.next_sequence = 0
 
     def _number(self, events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -23,9 +23,18 @@ ItemStatus = Literal["in_progress", "completed", "incomplete"]
 CHUNK_CHARS = 32
 
 
-def item_id(prefix: str, response_id: str, index: int) -> str:
-    """The id of output item `index` of a response: stable, so retrieval and streams agree."""
+def item_id(prefix: str, response_id: str, index: int | str) -> str:
+    """The id of output item `index` (input item `i<index>`) of a response: stable, so retrieval and streams agree."""
     return f"{prefix}_{response_id.removeprefix('resp_')}_{index}"
+
+
+def item_owner(item: str) -> str | None:
+    """The response id an item id (see `item_id`) belongs to, or None when it is not one of ours."""
+    prefix, _, rest = item.partition("_")
+    owner, _, index = rest.rpartition("_")
+    if not prefix or not owner or not index.removeprefix("i").isdigit():
+        return None
+    return "resp_" + owner
 
 
 def split_chunks(text: str) -> tuple[list[str], str]:
@@ -74,9 +83,10 @@ class OutputBuilder:
     Events come without `sequence_number`; the caller numbers them.
     """
 
-    def __init__(self, response_id: str, *, chunked: bool = False) -> None:
+    def __init__(self, response_id: str, *, chunked: bool = False, encrypted: bool = False) -> None:
         self.response_id = response_id
         self.chunked = chunked
+        self.encrypted = encrypted
         self.items: list[dict[str, Any]] = []
         self._text: str = ""
         self._pending: str = ""
@@ -125,6 +135,13 @@ class OutputBuilder:
             {"type": "response.content_part.done", **ref, "part": _output_text(self._text)},
             {"type": "response.output_item.done", "output_index": 0, "item": self.items[0]},
         ]
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The items so far, the text item with the text streamed so far (a running response's output)."""
+        items = list(self.items)
+        if self._text_open:
+            items[0] = {**self._text_item("in_progress"), "content": [_output_text(self._text)]}
+        return items
 
     # -- updates ----------------------------------------------------------------------------------------------
 
@@ -184,12 +201,7 @@ class OutputBuilder:
                 {"type": "response.function_call_arguments.done", **ref, "arguments": part.arguments},
             ]
         else:
-            item = {
-                "type": "reasoning",
-                "id": item_id("rs", self.response_id, index),
-                "summary": [{"type": "summary_text", "text": part.text}],
-                "status": "completed",
-            }
+            item = reasoning_item(item_id("rs", self.response_id, index), part, self.encrypted)
             events = [
                 {
                     "type": "response.output_item.added",
@@ -201,12 +213,23 @@ class OutputBuilder:
         return [*events, {"type": "response.output_item.done", "output_index": index, "item": item}]
 
 
+def reasoning_item(item: str, part: ReasoningPart, encrypted: bool) -> dict[str, Any]:
+    """A reasoning item; `encrypted_content` only when the request's `include` asked for it."""
+    summary = [{"type": "summary_text", "text": part.text}]
+    rendered: dict[str, Any] = {"type": "reasoning", "id": item, "summary": summary, "status": "completed"}
+    if encrypted and part.encrypted is not None:
+        rendered["encrypted_content"] = part.encrypted
+    return rendered
+
+
 def _output_text(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def output_items(response_id: str, messages: Sequence[Message], status: ItemStatus) -> list[dict[str, Any]]:
+def output_items(
+    response_id: str, messages: Sequence[Message], status: ItemStatus, *, encrypted: bool = False
+) -> list[dict[str, Any]]:
     """The output items of a finished reply, exactly as a stream of it ends up."""
-    builder = OutputBuilder(response_id)
+    builder = OutputBuilder(response_id, encrypted=encrypted)
     builder.close(status, messages)
     return builder.items

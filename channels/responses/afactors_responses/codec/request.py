@@ -15,7 +15,16 @@ from typing import Any
 
 import attrs
 
-from afactors.model import DataPart, FunctionCallPart, FunctionResultPart, Message, Part, TextPart, UriPart
+from afactors.model import (
+    DataPart,
+    FunctionCallPart,
+    FunctionResultPart,
+    Message,
+    Part,
+    ReasoningPart,
+    TextPart,
+    UriPart,
+)
 from afactors_responses.codec.errors import ApiError, bad_request
 
 DEFAULT_MODEL = "afactors"
@@ -41,6 +50,32 @@ _VERBOSITIES = frozenset({"low", "medium", "high"})
 
 
 @attrs.frozen
+class ItemReference:
+    """An `item_reference` input item (or an item given only by `id`), resolved by the transport (`resolve_input`)."""
+
+    id: str
+    param: str
+
+
+InputItem = Message | ItemReference
+
+INCLUDE_ENCRYPTED_REASONING = "reasoning.encrypted_content"
+INCLUDABLE = frozenset(
+    {
+        INCLUDE_ENCRYPTED_REASONING,
+        "message.output_text.logprobs",
+        "message.input_image.image_url",
+        "file_search_call.results",
+        "web_search_call.results",
+        "web_search_call.action.sources",
+        "code_interpreter_call.outputs",
+        "computer_call_output.output.image_url",
+    }
+)
+"""`include` values the SDK may send; only encrypted reasoning changes what this server renders."""
+
+
+@attrs.frozen
 class CreateRequest:
     """A validated create request.
 
@@ -49,7 +84,7 @@ class CreateRequest:
     and the stored record keeps them for rendering later.
     """
 
-    input: tuple[Message, ...]
+    input: tuple[InputItem, ...]
     model: str = DEFAULT_MODEL
     stream: bool = False
     store: bool = True
@@ -57,6 +92,14 @@ class CreateRequest:
     previous_response_id: str | None = None
     conversation: str | None = None
     settings: dict[str, Any] = attrs.Factory(dict)
+
+    @property
+    def messages(self) -> tuple[Message, ...]:
+        """The input as messages, once `resolve_input` has replaced the item references."""
+        messages = tuple(item for item in self.input if isinstance(item, Message))
+        if len(messages) != len(self.input):
+            raise ValueError("the input still holds item references: resolve them first")
+        return messages
 
 
 # ---------------------------------------------------------------- small typed readers
@@ -86,7 +129,7 @@ def missing(param: str) -> ApiError:
     return bad_request(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
 
 
-def _string(value: object, param: str, *, max_chars: int = MAX_STRING_FIELD, allow_empty: bool = True) -> str:
+def read_string(value: object, param: str, *, max_chars: int = MAX_STRING_FIELD, allow_empty: bool = True) -> str:
     if not isinstance(value, str):
         raise invalid_type(param, "a string", value)
     if not allow_empty and not value:
@@ -103,19 +146,19 @@ def _string(value: object, param: str, *, max_chars: int = MAX_STRING_FIELD, all
     return value
 
 
-def _text(value: object, param: str) -> str:
+def read_text(value: object, param: str) -> str:
     if not isinstance(value, str):
         raise invalid_type(param, "a string", value)
     return value
 
 
-def _bool(value: object, param: str) -> bool:
+def read_bool(value: object, param: str) -> bool:
     if not isinstance(value, bool):
         raise invalid_type(param, "a boolean", value)
     return value
 
 
-def _number(value: object, param: str, low: float, high: float) -> float:
+def read_number(value: object, param: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise invalid_type(param, "a number", value)
     if not low <= value <= high:
@@ -123,7 +166,7 @@ def _number(value: object, param: str, low: float, high: float) -> float:
     return float(value)
 
 
-def _integer(value: object, param: str, low: int, high: int | None = None) -> int:
+def read_integer(value: object, param: str, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid_type(param, "an integer", value)
     if value < low:
@@ -141,7 +184,7 @@ def _integer(value: object, param: str, low: int, high: int | None = None) -> in
     return value
 
 
-def _choice(value: object, param: str, allowed: frozenset[str]) -> str:
+def read_choice(value: object, param: str, allowed: frozenset[str]) -> str:
     if not isinstance(value, str):
         raise invalid_type(param, "a string", value)
     if value not in allowed:
@@ -151,13 +194,13 @@ def _choice(value: object, param: str, allowed: frozenset[str]) -> str:
     return value
 
 
-def _object(value: object, param: str) -> Mapping[str, Any]:
+def read_object(value: object, param: str) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise invalid_type(param, "an object", value)
     return value
 
 
-def _list(value: object, param: str) -> list[Any]:
+def read_list(value: object, param: str) -> list[Any]:
     if not isinstance(value, list):
         raise invalid_type(param, "an array", value)
     return value
@@ -168,7 +211,7 @@ def _list(value: object, param: str) -> list[Any]:
 
 def parse_response_id(value: object, param: str) -> str:
     """A response id: `resp_` plus letters, digits, `_` or `-`. Malformed ids can never exist, so they are 400s."""
-    value = _string(value, param, max_chars=MAX_ID_CHARS, allow_empty=False)
+    value = read_string(value, param, max_chars=MAX_ID_CHARS, allow_empty=False)
     if RESPONSE_ID.fullmatch(value) is None:
         raise bad_request(f"Invalid '{param}': '{value}'. Expected an ID that begins with 'resp_'.", param)
     return value
@@ -183,7 +226,7 @@ def parse_conversation(value: object) -> str:
         value, param = value["id"], "conversation.id"
     elif not isinstance(value, str):
         raise invalid_type(param, "a string or an object with an 'id'", value)
-    value = _string(value, param, max_chars=MAX_ID_CHARS, allow_empty=False)
+    value = read_string(value, param, max_chars=MAX_ID_CHARS, allow_empty=False)
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
         raise bad_request(f"Invalid '{param}': control characters are not allowed in a conversation id.", param)
     return value
@@ -216,13 +259,13 @@ def _is_url(value: str) -> bool:
 
 def _image_part(part: Mapping[str, Any], param: str) -> Part:
     if "detail" in part and part["detail"] is not None:
-        _choice(part["detail"], f"{param}.detail", _IMAGE_DETAILS)
+        read_choice(part["detail"], f"{param}.detail", _IMAGE_DETAILS)
     url, file_id = part.get("image_url"), part.get("file_id")
     if (url is None) == (file_id is None):
         raise bad_request(f"Invalid '{param}': give exactly one of 'image_url' or 'file_id'.", param)
     if file_id is not None:
-        return UriPart(_string(file_id, f"{param}.file_id", max_chars=MAX_ID_CHARS, allow_empty=False), "image/*")
-    url = _text(url, f"{param}.image_url")
+        return UriPart(read_string(file_id, f"{param}.file_id", max_chars=MAX_ID_CHARS, allow_empty=False), "image/*")
+    url = read_text(url, f"{param}.image_url")
     if url.startswith("data:"):
         data, media = parse_data_url(url, f"{param}.image_url")
         if not media.startswith("image/"):
@@ -238,13 +281,13 @@ def _image_part(part: Mapping[str, Any], param: str) -> Part:
 def _file_part(part: Mapping[str, Any], param: str) -> Part:
     name = part.get("filename")
     if name is not None:
-        name = _string(name, f"{param}.filename", allow_empty=False)
+        name = read_string(name, f"{param}.filename", allow_empty=False)
     guessed = (mimetypes.guess_type(name)[0] if name else None) or "application/octet-stream"
     sources = [key for key in ("file_data", "file_url", "file_id") if part.get(key) is not None]
     if len(sources) != 1:
         raise bad_request(f"Invalid '{param}': give exactly one of 'file_data', 'file_url' or 'file_id'.", param)
     key = sources[0]
-    value = _text(part[key], f"{param}.{key}")
+    value = read_text(part[key], f"{param}.{key}")
     if key == "file_data":
         if value.startswith("data:"):
             data, media = parse_data_url(value, f"{param}.file_data")
@@ -258,30 +301,31 @@ def _file_part(part: Mapping[str, Any], param: str) -> Part:
 
 
 def _content_part(part: object, param: str, kinds: frozenset[str]) -> Part:
-    part = _object(part, param)
+    part = read_object(part, param)
     kind = part.get("type")
     if kind not in kinds:
         raise bad_request(
             f"Invalid value for '{param}.type': {kind!r}. Supported values are: {', '.join(sorted(kinds))}.",
             f"{param}.type",
         )
-    if kind in ("input_text", "output_text"):
-        if "text" not in part:
-            raise missing(f"{param}.text")
-        return TextPart(_text(part["text"], f"{param}.text"))
+    if kind in ("input_text", "output_text", "refusal"):
+        key = "refusal" if kind == "refusal" else "text"
+        if key not in part:
+            raise missing(f"{param}.{key}")
+        return TextPart(read_text(part[key], f"{param}.{key}"))
     if kind == "input_image":
         return _image_part(part, param)
     return _file_part(part, param)
 
 
-_MESSAGE_PARTS = frozenset({"input_text", "output_text", "input_image", "input_file"})
+_MESSAGE_PARTS = frozenset({"input_text", "output_text", "refusal", "input_image", "input_file"})
 _OUTPUT_PARTS = frozenset({"input_text", "input_image", "input_file"})
 
 
 def _content(value: object, param: str, kinds: frozenset[str]) -> tuple[Part, ...]:
     if isinstance(value, str):
         return (TextPart(value),)
-    parts = _list(value, param)
+    parts = read_list(value, param)
     return tuple(_content_part(part, f"{param}[{j}]", kinds) for j, part in enumerate(parts))
 
 
@@ -302,7 +346,7 @@ def _message_item(item: Mapping[str, Any], param: str) -> Message:
 def _call_id(item: Mapping[str, Any], param: str) -> str:
     if "call_id" not in item:
         raise missing(f"{param}.call_id")
-    return _string(item["call_id"], f"{param}.call_id", max_chars=MAX_ID_CHARS, allow_empty=False)
+    return read_string(item["call_id"], f"{param}.call_id", max_chars=MAX_ID_CHARS, allow_empty=False)
 
 
 def _function_call_output_item(item: Mapping[str, Any], param: str) -> Message:
@@ -320,41 +364,110 @@ def _function_call_item(item: Mapping[str, Any], param: str) -> Message:
     for key in ("name", "arguments"):
         if key not in item:
             raise missing(f"{param}.{key}")
-    name = _string(item["name"], f"{param}.name", allow_empty=False)
-    return Message("assistant", (FunctionCallPart(call_id, name, _text(item["arguments"], f"{param}.arguments")),))
+    name = read_string(item["name"], f"{param}.name", allow_empty=False)
+    return Message("assistant", (FunctionCallPart(call_id, name, read_text(item["arguments"], f"{param}.arguments")),))
 
 
-_ITEM_PARSERS: dict[str | None, Callable[[Mapping[str, Any], str], Message]] = {
-    None: _message_item,
+def _reasoning_item(item: Mapping[str, Any], param: str) -> Message:
+    """A reasoning item sent back: its summary (or else its reasoning text) and its opaque `encrypted_content`."""
+    if "summary" not in item:
+        raise missing(f"{param}.summary")
+    summary = read_list(item["summary"], f"{param}.summary")
+    texts = [_summary_text(entry, f"{param}.summary[{j}]", "summary_text") for j, entry in enumerate(summary)]
+    if not texts and item.get("content") is not None:
+        content = read_list(item["content"], f"{param}.content")
+        texts = [_summary_text(entry, f"{param}.content[{j}]", "reasoning_text") for j, entry in enumerate(content)]
+    encrypted = item.get("encrypted_content")
+    if encrypted is not None:
+        encrypted = read_text(encrypted, f"{param}.encrypted_content")
+    return Message("assistant", (ReasoningPart("\n\n".join(texts), encrypted),))
+
+
+def _summary_text(entry: object, param: str, kind: str) -> str:
+    entry = read_object(entry, param)
+    if entry.get("type") != kind:
+        raise bad_request(
+            f"Invalid value for '{param}.type': {entry.get('type')!r}. Expected '{kind}'.", f"{param}.type"
+        )
+    if "text" not in entry:
+        raise missing(f"{param}.text")
+    return read_text(entry["text"], f"{param}.text")
+
+
+def _item_reference(item: Mapping[str, Any], param: str) -> ItemReference:
+    if "id" not in item:
+        raise missing(f"{param}.id")
+    return ItemReference(read_string(item["id"], f"{param}.id", max_chars=MAX_ID_CHARS, allow_empty=False), param)
+
+
+def _untyped_item(item: Mapping[str, Any], param: str) -> InputItem:
+    """An item without `type`: a message (it has a `role`) or else an item reference (it has an `id`)."""
+    if "role" not in item and "id" in item:
+        return _item_reference(item, param)
+    return _message_item(item, param)
+
+
+_ITEM_PARSERS: dict[str | None, Callable[[Mapping[str, Any], str], InputItem]] = {
+    None: _untyped_item,
     "message": _message_item,
     "function_call_output": _function_call_output_item,
     "function_call": _function_call_item,
+    "reasoning": _reasoning_item,
+    "item_reference": _item_reference,
 }
+ITEM_TYPES = ", ".join(sorted(kind for kind in _ITEM_PARSERS if kind is not None))
 
 
-def parse_input(value: object) -> tuple[Message, ...]:
-    """`input` as a string (one user message) or a list of message / function_call / function_call_output items."""
+def parse_item(item: object, param: str) -> InputItem:
+    """One input item (every type in `ITEM_TYPES`); other types, such as hosted tool calls, are a 400."""
+    item = read_object(item, param)
+    kind = item.get("type")
+    parser = _ITEM_PARSERS.get(kind) if kind is None or isinstance(kind, str) else None
+    if parser is None:
+        raise bad_request(
+            f"Invalid value for '{param}.type': {kind!r}. Supported values are: {ITEM_TYPES} (this server runs no "
+            "hosted tools, so their call items cannot be input).",
+            f"{param}.type",
+        )
+    return parser(item, param)
+
+
+def parse_items(value: object, param: str) -> tuple[InputItem, ...]:
+    """A non-empty array of input items."""
+    items = read_list(value, param)
+    if not items:
+        raise bad_request(f"Invalid '{param}': empty array. Expected at least one item.", param, "empty_array")
+    return tuple(parse_item(item, f"{param}[{i}]") for i, item in enumerate(items))
+
+
+def parse_input(value: object) -> tuple[InputItem, ...]:
+    """`input` as a string (one user message) or a list of input items."""
     if isinstance(value, str):
         return (Message("user", value),)
-    items = _list(value, "input") if value is not None else None
-    if items is None:
+    if not isinstance(value, list):
         raise invalid_type("input", "a string or an array of input items", value)
-    if not items:
-        raise bad_request("Invalid 'input': empty array. Expected at least one input item.", "input", "empty_array")
+    return parse_items(value, "input")
+
+
+def resolve_input(items: tuple[InputItem, ...], lookup: Callable[[str], Message | None]) -> tuple[Message, ...]:
+    """Replace item references by the messages `lookup` finds for their ids; an unknown id is a 400."""
     messages = []
-    for i, item in enumerate(items):
-        param = f"input[{i}]"
-        item = _object(item, param)
-        kind = item.get("type")
-        parser = _ITEM_PARSERS.get(kind) if kind is None or isinstance(kind, str) else None
-        if parser is None:
-            raise bad_request(
-                f"Invalid value for '{param}.type': {kind!r}. Supported values are: function_call, "
-                "function_call_output, message.",
-                f"{param}.type",
-            )
-        messages.append(parser(item, param))
+    for item in items:
+        if isinstance(item, ItemReference):
+            found = lookup(item.id)
+            if found is None:
+                raise bad_request(f"Item with id '{item.id}' not found.", f"{item.param}.id", "item_not_found")
+            item = found
+        messages.append(item)
     return tuple(messages)
+
+
+def parse_include(value: object) -> list[str]:
+    """`include`: known values only (see `INCLUDABLE`)."""
+    values = read_list(value, "include")
+    for i, entry in enumerate(values):
+        read_choice(entry, f"include[{i}]", INCLUDABLE)
+    return list(dict.fromkeys(values))
 
 
 # ---------------------------------------------------------------- echoed settings (R-06, R-11, R-12, R-24)
@@ -362,7 +475,7 @@ def parse_input(value: object) -> tuple[Message, ...]:
 
 def parse_metadata(value: object) -> dict[str, str]:
     """At most 16 string pairs; keys up to 64 characters, values up to 512 (R-11)."""
-    pairs = _object(value, "metadata")
+    pairs = read_object(value, "metadata")
     if len(pairs) > MAX_METADATA_PAIRS:
         raise bad_request(
             f"Invalid 'metadata': too many properties. Expected an object with at most {MAX_METADATA_PAIRS} "
@@ -377,12 +490,12 @@ def parse_metadata(value: object) -> dict[str, str]:
                 "metadata",
                 "string_above_max_length",
             )
-        _string(item, f"metadata.{key}", max_chars=MAX_METADATA_VALUE)
+        read_string(item, f"metadata.{key}", max_chars=MAX_METADATA_VALUE)
     return dict(pairs)
 
 
 def _function_tool(tool: object, param: str) -> dict[str, Any]:
-    tool = _object(tool, param)
+    tool = read_object(tool, param)
     kind = tool.get("type")
     if kind != "function":
         raise bad_request(
@@ -390,26 +503,32 @@ def _function_tool(tool: object, param: str) -> dict[str, Any]:
             f"{param}.type",
             "unsupported_value",
         )
-    if "name" not in tool:
+    return function_tool(tool, param)
+
+
+def function_tool(fields: Mapping[str, Any], param: str) -> dict[str, Any]:
+    """A function tool's `name`, `description`, `parameters`, `strict` (found at `param`), normalised to
+    `{type, name, description, parameters, strict}`: the shape targets see in `options["tools"]`."""
+    if "name" not in fields:
         raise missing(f"{param}.name")
-    name = tool["name"]
+    name = fields["name"]
     if not isinstance(name, str) or _TOOL_NAME.fullmatch(name) is None:
         raise bad_request(
             f"Invalid '{param}.name': expected 1-64 letters, digits, '_' or '-'.", f"{param}.name", "invalid_value"
         )
     out: dict[str, Any] = {"type": "function", "name": name, "description": None, "parameters": None, "strict": None}
-    if tool.get("description") is not None:
-        out["description"] = _text(tool["description"], f"{param}.description")
-    if tool.get("parameters") is not None:
-        out["parameters"] = dict(_object(tool["parameters"], f"{param}.parameters"))
-    if tool.get("strict") is not None:
-        out["strict"] = _bool(tool["strict"], f"{param}.strict")
+    if fields.get("description") is not None:
+        out["description"] = read_text(fields["description"], f"{param}.description")
+    if fields.get("parameters") is not None:
+        out["parameters"] = dict(read_object(fields["parameters"], f"{param}.parameters"))
+    if fields.get("strict") is not None:
+        out["strict"] = read_bool(fields["strict"], f"{param}.strict")
     return out
 
 
 def parse_tools(value: object) -> list[dict[str, Any]]:
     """Function tools only, normalised to `{type, name, description, parameters, strict}` (R-12)."""
-    tools = [_function_tool(tool, f"tools[{i}]") for i, tool in enumerate(_list(value, "tools"))]
+    tools = [_function_tool(tool, f"tools[{i}]") for i, tool in enumerate(read_list(value, "tools"))]
     names = [tool["name"] for tool in tools]
     if len(set(names)) != len(names):
         raise bad_request("Invalid 'tools': function names must be unique.", "tools")
@@ -419,8 +538,8 @@ def parse_tools(value: object) -> list[dict[str, Any]]:
 def parse_tool_choice(value: object, tools: list[dict[str, Any]]) -> str | dict[str, Any]:
     """`none` / `auto` / `required`, or `{"type": "function", "name"}` naming one of `tools`."""
     if isinstance(value, str):
-        return _choice(value, "tool_choice", _TOOL_CHOICES)
-    choice = _object(value, "tool_choice")
+        return read_choice(value, "tool_choice", _TOOL_CHOICES)
+    choice = read_object(value, "tool_choice")
     if choice.get("type") != "function":
         raise bad_request(
             "Invalid 'tool_choice': only {'type': 'function', 'name': ...} objects are supported.", "tool_choice.type"
@@ -433,64 +552,65 @@ def parse_tool_choice(value: object, tools: list[dict[str, Any]]) -> str | dict[
 
 def parse_text(value: object) -> dict[str, Any]:
     """The text config: `format` of type text / json_object / json_schema (with `name` and `schema`), `verbosity`."""
-    text = _object(value, "text")
+    text = read_object(value, "text")
     out: dict[str, Any] = {"format": {"type": "text"}}
     if text.get("format") is not None:
-        fmt = _object(text["format"], "text.format")
-        kind = _choice(fmt.get("type"), "text.format.type", _TEXT_FORMATS)
+        fmt = read_object(text["format"], "text.format")
+        kind = read_choice(fmt.get("type"), "text.format.type", _TEXT_FORMATS)
         if kind == "json_schema":
             for key in ("name", "schema"):
                 if fmt.get(key) is None:
                     raise missing(f"text.format.{key}")
-            name = _string(fmt["name"], "text.format.name", max_chars=64, allow_empty=False)
-            schema = _object(fmt["schema"], "text.format.schema")
+            name = read_string(fmt["name"], "text.format.name", max_chars=64, allow_empty=False)
+            schema = read_object(fmt["schema"], "text.format.schema")
             out["format"] = {"type": kind, "name": name, "schema": dict(schema)}
             if fmt.get("description") is not None:
-                out["format"]["description"] = _text(fmt["description"], "text.format.description")
+                out["format"]["description"] = read_text(fmt["description"], "text.format.description")
             if fmt.get("strict") is not None:
-                out["format"]["strict"] = _bool(fmt["strict"], "text.format.strict")
+                out["format"]["strict"] = read_bool(fmt["strict"], "text.format.strict")
         else:
             out["format"] = {"type": kind}
     if text.get("verbosity") is not None:
-        out["verbosity"] = _choice(text["verbosity"], "text.verbosity", _VERBOSITIES)
+        out["verbosity"] = read_choice(text["verbosity"], "text.verbosity", _VERBOSITIES)
     return out
 
 
 def parse_reasoning(value: object) -> dict[str, Any]:
-    reasoning = _object(value, "reasoning")
+    reasoning = read_object(value, "reasoning")
     out: dict[str, Any] = {"effort": None, "summary": None}
     if reasoning.get("effort") is not None:
-        out["effort"] = _choice(reasoning["effort"], "reasoning.effort", _REASONING_EFFORTS)
+        out["effort"] = read_choice(reasoning["effort"], "reasoning.effort", _REASONING_EFFORTS)
     if reasoning.get("summary") is not None:
-        out["summary"] = _choice(reasoning["summary"], "reasoning.summary", _REASONING_SUMMARIES)
+        out["summary"] = read_choice(reasoning["summary"], "reasoning.summary", _REASONING_SUMMARIES)
     return out
 
 
 _SETTINGS: dict[str, Callable[[object], Any]] = {
-    "instructions": lambda v: _text(v, "instructions"),
+    "instructions": lambda v: read_text(v, "instructions"),
     "metadata": parse_metadata,
-    "parallel_tool_calls": lambda v: _bool(v, "parallel_tool_calls"),
-    "temperature": lambda v: _number(v, "temperature", 0.0, 2.0),
-    "top_p": lambda v: _number(v, "top_p", 0.0, 1.0),
-    "presence_penalty": lambda v: _number(v, "presence_penalty", -2.0, 2.0),
-    "frequency_penalty": lambda v: _number(v, "frequency_penalty", -2.0, 2.0),
-    "top_logprobs": lambda v: _integer(v, "top_logprobs", 0, 20),
-    "max_output_tokens": lambda v: _integer(v, "max_output_tokens", 1),
-    "max_tool_calls": lambda v: _integer(v, "max_tool_calls", 1),
+    "parallel_tool_calls": lambda v: read_bool(v, "parallel_tool_calls"),
+    "temperature": lambda v: read_number(v, "temperature", 0.0, 2.0),
+    "top_p": lambda v: read_number(v, "top_p", 0.0, 1.0),
+    "presence_penalty": lambda v: read_number(v, "presence_penalty", -2.0, 2.0),
+    "frequency_penalty": lambda v: read_number(v, "frequency_penalty", -2.0, 2.0),
+    "top_logprobs": lambda v: read_integer(v, "top_logprobs", 0, 20),
+    "max_output_tokens": lambda v: read_integer(v, "max_output_tokens", 1),
+    "max_tool_calls": lambda v: read_integer(v, "max_tool_calls", 1),
     "text": parse_text,
-    "truncation": lambda v: _choice(v, "truncation", _TRUNCATIONS),
+    "truncation": lambda v: read_choice(v, "truncation", _TRUNCATIONS),
     "reasoning": parse_reasoning,
-    "user": lambda v: _string(v, "user"),
-    "safety_identifier": lambda v: _string(v, "safety_identifier", max_chars=64),
-    "prompt_cache_key": lambda v: _string(v, "prompt_cache_key"),
-    "service_tier": lambda v: _choice(v, "service_tier", _SERVICE_TIERS),
+    "user": lambda v: read_string(v, "user"),
+    "safety_identifier": lambda v: read_string(v, "safety_identifier", max_chars=64),
+    "prompt_cache_key": lambda v: read_string(v, "prompt_cache_key"),
+    "service_tier": lambda v: read_choice(v, "service_tier", _SERVICE_TIERS),
+    "include": parse_include,
 }
 """Echoed fields with one reader each; `null` means "not given". `tools` and `tool_choice` depend on each other."""
 
 
 def _flag(body: Mapping[str, Any], key: str, default: bool) -> bool:
     value = body.get(key)
-    return default if value is None else _bool(value, key)
+    return default if value is None else read_bool(value, key)
 
 
 def parse_create(body: object) -> CreateRequest:
@@ -500,7 +620,7 @@ def parse_create(body: object) -> CreateRequest:
     if "input" not in body:
         raise missing("input")
     messages = parse_input(body["input"])
-    model = DEFAULT_MODEL if body.get("model") is None else _string(body["model"], "model", allow_empty=False)
+    model = DEFAULT_MODEL if body.get("model") is None else read_string(body["model"], "model", allow_empty=False)
     settings = {key: read(body[key]) for key, read in _SETTINGS.items() if body.get(key) is not None}
     tools = parse_tools(body["tools"]) if body.get("tools") is not None else []
     if tools:

@@ -22,13 +22,14 @@ from afactors.model import (
     FunctionResultPart,
     Message,
     Part,
+    ReasoningPart,
     TextPart,
     UriPart,
     UsagePart,
 )
 from afactors_responses.codec.errors import bad_request, response_error_code
-from afactors_responses.codec.output import ItemStatus, item_id, output_items
-from afactors_responses.codec.request import DEFAULT_MODEL, CreateRequest
+from afactors_responses.codec.output import ItemStatus, item_id, output_items, reasoning_item
+from afactors_responses.codec.request import DEFAULT_MODEL, INCLUDE_ENCRYPTED_REASONING, CreateRequest
 
 SETTING_DEFAULTS: dict[str, Any] = {
     "instructions": None,
@@ -78,6 +79,11 @@ class ResponseView:
     def terminal(self) -> bool:
         return self.status in ENDED_STATUSES
 
+    @property
+    def encrypted(self) -> bool:
+        """Whether reasoning items carry their `encrypted_content` (`include: ["reasoning.encrypted_content"]`)."""
+        return INCLUDE_ENCRYPTED_REASONING in self.options.get("include", ())
+
 
 def request_options(request: CreateRequest) -> dict[str, Any]:
     """The envelope options of a request: its non-default echoed settings plus model, store, background and
@@ -100,7 +106,7 @@ def view_of_request(request: CreateRequest, response_id: str, created_at: float)
         status="queued" if request.background else "in_progress",
         created_at=created_at,
         options=request_options(request),
-        input=request.input,
+        input=request.messages,
         previous_response_id=request.previous_response_id,
         background=request.background,
     )
@@ -147,7 +153,9 @@ def item_status(status: TurnStatus) -> ItemStatus:
 def render_response(view: ResponseView, output: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The Response object; `output` defaults to the items of the view's stored output."""
     if output is None:
-        output = output_items(view.id, view.output, item_status(view.status)) if view.terminal else []
+        output = []
+        if view.terminal:
+            output = output_items(view.id, view.output, item_status(view.status), encrypted=view.encrypted)
     settings = {key: view.options.get(key, default) for key, default in SETTING_DEFAULTS.items()}
     conversation = view.options.get("conversation")
     error = None
@@ -209,18 +217,20 @@ def _media_part(part: DataPart | UriPart) -> dict[str, Any]:
     }
 
 
-def input_items(view: ResponseView) -> list[dict[str, Any]]:
-    """The request's input items in request order, each with a stable id."""
+def message_items(turn_id: str, messages: Sequence[Message], *, encrypted: bool = False) -> list[dict[str, Any]]:
+    """Input messages as input items in order, each with a stable id (`item_id` with index `i<n>`)."""
     items: list[dict[str, Any]] = []
-    for index, message in enumerate(view.input):
+    for index, message in enumerate(messages):
+        key = f"i{index}"
         calls = [p for p in message.contents if isinstance(p, FunctionCallPart)]
         results = [p for p in message.contents if isinstance(p, FunctionResultPart)]
+        reasoning = [p for p in message.contents if isinstance(p, ReasoningPart)]
         if calls:
             call = calls[0]
             items.append(
                 {
                     "type": "function_call",
-                    "id": item_id("fc", view.id, index),
+                    "id": item_id("fc", turn_id, key),
                     "call_id": call.call_id,
                     "name": call.name,
                     "arguments": call.arguments,
@@ -235,24 +245,39 @@ def input_items(view: ResponseView) -> list[dict[str, Any]]:
             items.append(
                 {
                     "type": "function_call_output",
-                    "id": item_id("fco", view.id, index),
+                    "id": item_id("fco", turn_id, key),
                     "call_id": results[0].call_id,
                     "output": output,
                     "status": "completed",
                 }
             )
+        elif reasoning and len(reasoning) == len(message.contents):
+            items.append(reasoning_item(item_id("rs", turn_id, key), reasoning[0], encrypted))
         else:
             content = [c for p in message.contents if (c := _content_part(p, message.role)) is not None]
             items.append(
                 {
                     "type": "message",
-                    "id": item_id("msg", view.id, index),
+                    "id": item_id("msg", turn_id, key),
                     "role": message.role,
                     "status": "completed",
                     "content": content,
                 }
             )
     return items
+
+
+def input_items(view: ResponseView) -> list[dict[str, Any]]:
+    """The request's input items in request order."""
+    return message_items(view.id, view.input, encrypted=view.encrypted)
+
+
+def turn_items(
+    turn_id: str, inputs: Sequence[Message], outputs: Sequence[Message], *, encrypted: bool = False
+) -> list[dict[str, Any]]:
+    """Every item of one turn: its input items, then its output items (as a conversation lists them)."""
+    outputs_rendered = output_items(turn_id, outputs, "completed", encrypted=encrypted)
+    return [*message_items(turn_id, inputs, encrypted=encrypted), *outputs_rendered]
 
 
 @attrs.frozen
@@ -284,15 +309,20 @@ def parse_page_query(args: dict[str, str]) -> PageQuery:
 
 
 def input_items_page(view: ResponseView, query: PageQuery) -> dict[str, Any]:
-    """One page of input items: `{"object": "list", "data", "first_id", "last_id", "has_more"}`."""
-    items = input_items(view)
+    """One page of a response's input items."""
+    return items_page(input_items(view), query, "in this response")
+
+
+def items_page(items: list[dict[str, Any]], query: PageQuery, where: str) -> dict[str, Any]:
+    """One page of `items` (oldest first): `{"object": "list", "data", "first_id", "last_id", "has_more"}`, in
+    `query.order`, after the item `query.after` (an id of the previous page; an unknown one is a 400)."""
     if query.order == "desc":
-        items.reverse()
+        items = items[::-1]
     start = 0
     if query.after is not None:
         ids = [item["id"] for item in items]
         if query.after not in ids:
-            raise bad_request(f"Invalid 'after': no input item with id '{query.after}' in this response.", "after")
+            raise bad_request(f"Invalid 'after': no item with id '{query.after}' {where}.", "after")
         start = ids.index(query.after) + 1
     page = items[start : start + query.limit]
     return {
