@@ -18,7 +18,7 @@ from afactors.actors._history import History, Link
 from afactors.actors._owner import ActorOwner, Counters
 from afactors.actors._phases import Entry
 from afactors.model import ConversationKey, Envelope, Message, Reply, Timer, TurnContext, Update
-from afactors.store import Op, ResponseRecord, Snapshot, StoreDamaged, StoreFull
+from afactors.store import Delete, Op, ResponseRecord, Snapshot, StoreDamaged, StoreFull, TurnRecord
 
 KEY = ConversationKey("t", "c")
 
@@ -42,6 +42,7 @@ class FakeOwner:
         self.quarantined: list[str] = []
         self.stops: list[list[str]] = []
         self.history_deltas: list[int] = []
+        self.turns: dict[int, TurnRecord] = {}
 
     @property
     def cut(self) -> bool:
@@ -80,6 +81,9 @@ class FakeOwner:
 
     def target_records(self, path: str) -> list[tuple[str, dict[str, Any]]]:
         return []
+
+    def turn(self, path: str, seq: int) -> TurnRecord | None:
+        return self.turns.get(seq)
 
     async def commit(self, ops: Sequence[Op]) -> None:
         await trio.lowlevel.checkpoint()
@@ -214,3 +218,37 @@ async def test_damaged_records_quarantine_the_conversation_through_the_owner() -
     [(_, reply)] = owner.answers
     assert reply.error is not None and reply.error.code == "store_damaged"
     assert owner.quarantined == ["t/c"] and owner.stops == [[]] and actor.stopped
+
+
+async def test_a_transient_turn_is_answered_and_writes_nothing_even_when_it_fails() -> None:
+    owner = FakeOwner({"boom": RuntimeError("boom")})
+    actor = ConversationActor(KEY, owner, Snapshot())
+    await actor.accept(_entry("hi", "turn_t", kind="transient"), "enqueue")
+    await actor.accept(_entry("boom", "turn_f", kind="transient"), "enqueue")
+    await _drive(actor)
+    assert owner.commits == []
+    (ok_id, ok), (failed_id, failed) = owner.answers
+    assert ok_id == "turn_t" and ok.text == "1:hi"
+    assert failed_id == "turn_f" and failed.status == "failed"
+    assert actor.snapshot.seq == 0 and owner.counters["turns"] == 1
+
+
+async def test_history_edits_commit_in_mailbox_order_and_a_stale_revise_conflicts() -> None:
+    owner = FakeOwner({})
+    actor = ConversationActor(KEY, owner, Snapshot())
+    await actor.accept(_entry("note", "turn_a", kind="append"), "enqueue")
+    await _drive(actor)
+    [appended] = owner.commits
+    assert _kinds(appended) == [("turns", "t/c/000000000001"), ("snapshots", "t/c")]
+    assert actor.snapshot.seq == 1 and owner.answers[-1] == ("turn_a", Reply())
+    owner.turns[1] = TurnRecord(seq=1, turn_id="turn_a", input=(Message("user", "note"),))
+    stale = {"input": [], "output": []}
+    await actor.accept(_entry("edited", "turn_r", kind="revise", options={"seq": 1, "base": stale}), "enqueue")
+    await actor.accept(_entry("", "turn_c", kind="clear"), "enqueue")
+    await _drive(actor)
+    [_, cleared] = owner.commits  # the stale revise wrote nothing
+    assert _kinds(cleared) == [("turns", "t/c/000000000001"), ("snapshots", "t/c")]
+    assert all(isinstance(op, Delete) for op in cleared)
+    (_, conflict), (_, done) = owner.answers[1:]
+    assert conflict.error is not None and conflict.error.code == "conflict" and done.status == "completed"
+    assert actor.snapshot.seq == 0

@@ -495,7 +495,8 @@ class ConversationActor:
             self.key, turn.entries, self._reread(records), inputs=inputs, reply=reply, now=time.time(),
             dead_letter=dead_letter,
         )  # fmt: skip
-        await owner.commit(ops)
+        if ops:  # a transient turn leaves nothing behind
+            await owner.commit(ops)
         if dead_letter is not None:
             owner.counters["dead_letters"] += len(turn.entries)
         self._outcome = "error"

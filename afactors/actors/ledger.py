@@ -10,6 +10,8 @@ only then answer whoever waits. The points in a turn's life:
 - `completed` / `failed` / `cancelled`: the turn ended; records get their final status, inbox rows are
   acknowledged, idempotency keys marked done, replies queued in the outbox, poison envelopes dead-lettered;
   a completed turn's staged target records (`TurnContext.records`) are written in its commit, and only there;
+- `appended` / `revised` / `cleared`: history edits (envelope kinds "append", "revise", "clear"), run in the
+  mailbox like turns, that change the committed turns without running the target;
 - `hidden`: a record withdrawn from retrieval (its conversation history is kept);
 - `timers_changed`: timers scheduled or cancelled (by a turn, in its `completed` commit, or from outside);
 - `fired`: a due timer becomes an inbox row (and a schedule its next occurrence) in one commit;
