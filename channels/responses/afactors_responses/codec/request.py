@@ -333,7 +333,7 @@ def _message_item(item: Mapping[str, Any], param: str) -> Message:
     if "role" not in item:
         raise missing(f"{param}.role")
     role = item["role"]
-    if role not in _ROLES:
+    if not isinstance(role, str) or role not in _ROLES:
         raise bad_request(
             f"Invalid value for '{param}.role': {role!r}. Supported values are: assistant, developer, system, user.",
             f"{param}.role",
