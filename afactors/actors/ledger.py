@@ -325,19 +325,15 @@ def undeliverable(key: str, row: OutboxRecord, error: str, now: float) -> list[O
 
 
 def replayed(dead_key: str, letter: DeadLetter, stamp: int, now: float) -> list[Op]:
-    """A dead letter given another go: an undelivered push goes back into the outbox with its attempts reset; a
-    poison envelope goes back into its conversation's inbox (it runs, under its turn id, when a host starts)."""
-    ops: list[Op] = [Delete("dead_letters", dead_key)]
+    """A dead letter given another go: an undelivered push is `redriven` (back in the outbox with a fresh retry
+    budget); a poison envelope goes back into its conversation's inbox (it runs, under its turn id, when a host
+    starts)."""
     if letter.delivery is not None:
-        ops.append(
-            Put("outbox", dead_key.removeprefix("outbox/"), attrs.evolve(letter.delivery, attempts=0, due_at=now))
-        )
-    elif letter.envelope is not None:
-        path = letter.envelope.key.path
-        ops.append(Put("inbox", inbox_key(path, stamp), InboxRecord(envelope=letter.envelope, received_at=now)))
-    else:
+        return redriven(dead_key, letter, now)
+    if letter.envelope is None:
         raise ValueError(f"dead letter {dead_key!r} holds neither an envelope nor a push")
-    return ops
+    inbox = InboxRecord(envelope=letter.envelope, received_at=now)
+    return [Delete("dead_letters", dead_key), Put("inbox", inbox_key(letter.envelope.key.path, stamp), inbox)]
 
 
 def redriven(dead_key: str, dead: DeadLetter, now: float) -> list[Op]:
