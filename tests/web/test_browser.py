@@ -4,9 +4,6 @@ Selenium against `python -m afactors` on loopback. Screenshots land in `$AFACTOR
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +15,10 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+from afactors.testing import serve_cli  # noqa: E402
+
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+TESTS = Path(__file__).parent
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()), reason="needs chromium"),
@@ -30,24 +30,10 @@ WAIT = 20.0  # seconds a page may take to show what a step waits for
 def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """`python -m afactors` with the gated target and an API key; yields its URL and the gate file."""
     gate = tmp_path / "gate"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "AFACTORS_TEST_GATE": str(gate)}
-    args = ["--port", "0", "--state-dir", str(tmp_path / "state"), "--target", "gated_target:agent"]
-    with subprocess.Popen(
-        [sys.executable, "-m", "afactors", *args, "--channel", "responses", "--api-key", "sekrit"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    ) as proc:  # fmt: skip
-        try:
-            assert proc.stdout is not None
-            url = ""
-            for line in proc.stdout:
-                if match := re.match(r"serving on (\S+)", line):
-                    url = match.group(1)
-                    break
-            assert url, proc.stderr.read() if proc.stderr else ""
-            yield url, gate
-        finally:
-            proc.terminate()
-            proc.wait(timeout=15)
+    args = ["--state-dir", str(tmp_path / "state"), "--target", "gated_target:agent"]
+    env = {"AFACTORS_TEST_GATE": str(gate)}
+    with serve_cli(*args, "--channel", "responses", "--api-key", "sekrit", pythonpath=[TESTS], env=env) as (_, url):
+        yield url, gate
 
 
 @pytest.fixture

@@ -4,31 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 
 from afactors._logging import JsonFormatter, TextFormatter
+from afactors.testing import serve_cli
 
 
 def test_cli_json_logs_name_each_turn_and_leave_out_bodies_and_keys(state_dir: Path) -> None:
-    args = ["--port", "0", "--state-dir", str(state_dir), "--channel", "responses", "--api-key", "sekrit-key"]
-    with subprocess.Popen(
-        [sys.executable, "-m", "afactors", *args, "--log-level", "INFO", "--log-format", "json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    ) as proc:  # fmt: skip
-        try:
-            assert proc.stdout is not None
-            url = next(line.split()[-1] for line in proc.stdout if line.startswith("serving on "))
-            made = httpx.post(
-                url + "/v1/responses", json={"input": "a very private message"},
-                headers={"Authorization": "Bearer sekrit-key"}, timeout=30,
-            ).json()  # fmt: skip
-        finally:
-            proc.terminate()
-            _, err = proc.communicate(timeout=30)
+    args = ["--state-dir", str(state_dir), "--channel", "responses", "--api-key", "sekrit-key"]
+    with serve_cli(*args, "--log-level", "INFO", "--log-format", "json") as (proc, url):
+        made = httpx.post(
+            url + "/v1/responses", json={"input": "a very private message"},
+            headers={"Authorization": "Bearer sekrit-key"}, timeout=30,
+        ).json()  # fmt: skip
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
     records = [json.loads(line) for line in err.splitlines() if line.strip()]
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
     [turn] = [r for r in records if r.get("turn_id") == made["id"]]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from agent_framework import Agent, tool
 
 import afactors
 from afactors.host import Host
+from afactors.testing import serve_cli
 from afactors_agent_framework.testing import Call, ScriptedChatClient, Step
 from afactors_responses import ResponsesChannel
 from afactors_telegram import TelegramChannel
@@ -93,23 +92,8 @@ def serve_telegram(fake: FakeBotApi, tmp_path: Path) -> ServeTelegram:
     return serving
 
 
-@contextmanager
-def cli(*args: str, path: Path, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def cli(
+    *args: str, path: Path, env: dict[str, str] | None = None
+) -> AbstractContextManager[tuple[subprocess.Popen[str], str]]:
     """`python -m afactors ARGS --port 0` with `path` on PYTHONPATH; yields the process and its URL, kills it after."""
-    environ = {**os.environ, **(env or {})}
-    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")]))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "afactors", *args, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        url = next((line.split()[-1] for line in proc.stdout if line.startswith("serving on ")), None)
-        assert url is not None, f"the server did not start: {proc.stderr.read() if proc.stderr else ''}"
-        yield proc, url
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
+    return serve_cli(*args, pythonpath=[path], env=env)

@@ -3,51 +3,19 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
+from afactors.testing import serve_cli
 
-@contextmanager
-def server(state_dir: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`python -m afactors` serving the A2A channel and the scripted agent; yields the process and its URL."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "afactors",
-            "--channel",
-            "a2a",
-            "--port",
-            "0",
-            "--state-dir",
-            str(state_dir),
-            "--target",
-            "afactors_a2a.testing:scripted",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("serving on "):
-                yield proc, line.removeprefix("serving on ").strip()
-                break
-        else:
-            raise AssertionError(f"the server did not start: {proc.stderr.read() if proc.stderr else ''}")
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
+
+def server(state_dir: Path) -> AbstractContextManager[tuple[subprocess.Popen[str], str]]:
+    """`python -m afactors` serving the A2A channel and the scripted agent: the process and its URL."""
+    return serve_cli("--channel", "a2a", "--state-dir", str(state_dir), "--target", "afactors_a2a.testing:scripted")
 
 
 async def call(url: str, method: str, params: dict) -> dict:

@@ -13,6 +13,7 @@ import trio
 
 from afactors.host import HookRejected, installed_plugins
 from afactors.model import Envelope, Reply
+from afactors.testing import raw_exchange
 from afactors_invocations import InvocationIds, InvocationRequest, InvocationsChannel
 
 from .conftest import GatedAgent, Serve
@@ -389,24 +390,11 @@ async def test_unknown_paths_under_the_channel_are_404(serve: Serve) -> None:
 
 async def test_oversized_body_is_413(serve: Serve) -> None:
     # Announce a 17 MiB body and send none: the server must refuse on the length alone, with the envelope.
+    head = [("host", "x"), ("content-type", "application/json"), ("content-length", str(17 << 20))]
     async with serve() as client:
-        url = httpx.URL(str(client.base_url))
-        stream = await trio.open_tcp_stream(url.host, url.port)
-        async with stream:
-            connection = h11.Connection(h11.CLIENT)
-            head = [("host", "x"), ("content-type", "application/json"), ("content-length", str(17 << 20))]
-            await stream.send_all(connection.send(h11.Request(method="POST", target="/invocations", headers=head)))
-            response: h11.Response | None = None
-            body = b""
-            with trio.fail_after(5):
-                while not isinstance(event := connection.next_event(), h11.EndOfMessage):
-                    if event is h11.NEED_DATA:
-                        connection.receive_data(await stream.receive_some())
-                    elif isinstance(event, h11.Response):
-                        response = event
-                    elif isinstance(event, h11.Data):
-                        body += event.data
-    assert response is not None and response.status_code == 413
+        request = h11.Request(method="POST", target="/invocations", headers=head)
+        response, body = await raw_exchange(str(client.base_url), request, timeout=5)
+    assert response.status_code == 413
     headers = {name.decode(): value.decode() for name, value in response.headers}
     assert orjson.loads(body)["error"]["code"] == "payload_too_large"
     assert all(headers.get(name) for name in I02_HEADERS)

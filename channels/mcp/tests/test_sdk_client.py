@@ -8,11 +8,9 @@ run it), while the server stays on trio in the test's own event loop.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -26,6 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from wire import Serve
 
+from afactors.testing import serve_cli
 from afactors_mcp import McpConfig
 
 T = TypeVar("T")
@@ -137,27 +136,10 @@ def free_port() -> int:
 
 @contextmanager
 def server(state_dir: Path, port: int) -> Iterator[subprocess.Popen[str]]:
-    """`python -m afactors --channel mcp` with the scripted agent; killed with SIGKILL on exit."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "afactors", "--channel", "mcp", "--port", str(port), "--state-dir", str(state_dir),
-         "--target", "mcp_agents:agent"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("serving on "):
-                break
-        else:
-            raise AssertionError(f"the server did not start: {proc.stderr.read() if proc.stderr else ''}")
+    """`python -m afactors --channel mcp` with the scripted agent on `port`; killed with SIGKILL on exit."""
+    args = ("--channel", "mcp", "--state-dir", str(state_dir), "--target", "mcp_agents:agent")
+    with serve_cli(*args, port=port, pythonpath=[TESTS]) as (proc, _):
         yield proc
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 @pytest.mark.slow

@@ -2,57 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import openai
 import pytest
 import trio
 
+from afactors.testing import serve_cli
+
 TESTS = Path(__file__).parent
 
 
-@contextmanager
-def server(state_dir: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`python -m afactors` serving the Responses channel and the slow target; yields the process and its URL."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "afactors",
-            "--channel",
-            "responses",
-            "--port",
-            "0",
-            "--state-dir",
-            str(state_dir),
-            "--target",
-            "slow_target:slow",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+def server(state_dir: Path) -> AbstractContextManager[tuple[subprocess.Popen[str], str]]:
+    """`python -m afactors` serving the Responses channel and the slow target: the process and its URL."""
+    return serve_cli(
+        "--channel", "responses", "--state-dir", str(state_dir), "--target", "slow_target:slow", pythonpath=[TESTS]
     )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("serving on "):
-                yield proc, line.removeprefix("serving on ").strip()
-                break
-        else:
-            raise AssertionError(f"the server did not start: {proc.stderr.read() if proc.stderr else ''}")
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 def sdk(url: str) -> openai.AsyncOpenAI:

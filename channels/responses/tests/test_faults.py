@@ -14,27 +14,8 @@ import trio
 import afactors
 from afactors.host import ServerLimits
 from afactors.model import Message
+from afactors.testing import raw_exchange
 from afactors_responses import ResponsesChannel
-
-
-async def raw_exchange(url: str, request: h11.Request, body: bytes) -> tuple[h11.Response, bytes]:
-    parsed = httpx.URL(url)
-    stream = await trio.open_tcp_stream(parsed.host, parsed.port)
-    async with stream:
-        connection = h11.Connection(h11.CLIENT)
-        await stream.send_all(connection.send(request) + body)
-        response: h11.Response | None = None
-        data = b""
-        with trio.fail_after(10):
-            while not isinstance(event := connection.next_event(), h11.EndOfMessage):
-                if event is h11.NEED_DATA:
-                    connection.receive_data(await stream.receive_some())
-                elif isinstance(event, h11.Response):
-                    response = event
-                elif isinstance(event, h11.Data):
-                    data += event.data
-    assert response is not None
-    return response, data
 
 
 async def test_an_unfinished_body_gets_408_in_the_envelope(tmp_path: Path) -> None:

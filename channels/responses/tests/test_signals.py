@@ -3,10 +3,9 @@ with every open stream ended by a terminal event and the state intact."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -15,40 +14,16 @@ import orjson
 import pytest
 import trio
 
+from afactors.testing import serve_cli
+
 TESTS = Path(__file__).parent
 
 
-def start(state_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "afactors",
-            "--channel",
-            "responses",
-            "--channel",
-            "chat",
-            "--port",
-            "0",
-            "--state-dir",
-            str(state_dir),
-            "--target",
-            "slow_target:stuck",
-            "--drain-timeout",
-            "60",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("serving on "):
-            return proc, line.removeprefix("serving on ").strip()
-    proc.kill()
-    raise AssertionError(f"the server did not start: {proc.stderr.read() if proc.stderr else ''}")
+def start(state_dir: Path) -> AbstractContextManager[tuple[subprocess.Popen[str], str]]:
+    """`python -m afactors` with Responses and Chat Completions and a target that never ends its turn."""
+    channels = ("--channel", "responses", "--channel", "chat")
+    args = ("--state-dir", str(state_dir), "--target", "slow_target:stuck", "--drain-timeout", "60")
+    return serve_cli(*channels, *args, pythonpath=[TESTS])
 
 
 async def read_stream(
@@ -69,8 +44,7 @@ async def read_stream(
 @pytest.mark.slow
 async def test_second_sigint_stops_now_quietly_with_terminal_events(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
-    proc, url = start(state_dir)
-    try:
+    with start(state_dir) as (proc, url):
         responses: list[str] = []
         chat: list[str] = []
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
@@ -98,21 +72,13 @@ async def test_second_sigint_stops_now_quietly_with_terminal_events(tmp_path: Pa
                 with trio.fail_after(20):
                     status = await trio.to_thread.run_sync(proc.wait)
         stdout, stderr = proc.communicate(timeout=5)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=5)
     assert status == 0, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
     assert "stopping now" in stdout
     assert orjson.loads(responses[-1])["type"] == "response.failed"
     assert "error" in orjson.loads(chat[-2]) and chat[-1] == "[DONE]"
 
-    proc, url = start(state_dir)  # the state is intact
-    try:
+    with start(state_dir) as (proc, url):  # the state is intact
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             items = (await client.get(f"/v1/conversations/{conversation}/items")).json()["data"]
         assert [item["content"][0]["text"] for item in items] == ["keep me"]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
