@@ -21,7 +21,8 @@ import trio
 
 from afactors._backoff import Backoff
 from afactors.actors import ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle, new_turn_id
-from afactors.model import ENDED_STATUSES, ConversationKey, Envelope, Reply, Update
+from afactors.identity import LinkCode, LinkFailed
+from afactors.model import ENDED_STATUSES, ConversationKey, Envelope, Identity, Reply, Update
 from afactors.store import ResponseRecord as TurnView
 from afactors.store import ResponseStatus as TurnStatus
 from afactors.store import StoreFull
@@ -128,8 +129,10 @@ class Contribution:
 class ChannelContext(Protocol):
     """The part of the host a channel may use, given to `Channel.contribute`. The host implements it.
 
-    Submitting runs the channel's `run_hook` first. Records are scoped by tenant: a turn of another tenant, or one
-    submitted with `options["store"] = False`, reads as absent.
+    Submitting runs the channel's `run_hook` first, then the host's identity check: an envelope with an
+    `identity` is resolved to the sender's isolation key (a refusal raises `HookRejected` with status 403),
+    and a `follow_identity` envelope moves into the sender's own conversation. Records are scoped by tenant:
+    a turn of another tenant, or one submitted with `options["store"] = False`, reads as absent.
     """
 
     @property
@@ -227,6 +230,23 @@ class ChannelContext(Protocol):
         a durable outbox row, delivered in order with conversation `key`'s replies. Returns the push's id."""
         ...
 
+    async def link_code(self, identity: Identity, tenant: str) -> LinkCode:
+        """A one-time code the sender redeems with `/link CODE` on another channel; raises `LinkFailed`."""
+        ...
+
+    async def link(self, identity: Identity, tenant: str, code: str) -> list[str]:
+        """Merge the sender onto the identity a code was issued to; the channels (`channel/native id`) now linked.
+        Raises `LinkFailed` (wrong, expired, spent code; too many attempts)."""
+        ...
+
+    async def unlink(self, identity: Identity, tenant: str) -> bool:
+        """Detach the sender from the channels they linked; False when they were not linked."""
+        ...
+
+    async def new_conversation(self, identity: Identity, tenant: str) -> None:
+        """Start the sender's next conversation (`/new`); the old one is kept. Linked channels move with it."""
+        ...
+
 
 @runtime_checkable
 class Channel(Protocol):
@@ -275,6 +295,8 @@ __all__ = [
     "Delivery",
     "DeliveryFailed",
     "HookRejected",
+    "LinkCode",
+    "LinkFailed",
     "ResponseHook",
     "Route",
     "RunHook",

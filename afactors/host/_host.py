@@ -19,6 +19,7 @@ from afactors.host._admin import admin_routes
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
 from afactors.host._delivery import DeliveryPolicy, Outbox
+from afactors.host._identity_routes import IdentityRoutes
 from afactors.host._metrics import HostMetrics
 from afactors.host._monitor import TurnMonitor
 from afactors.host._retention import RetentionConfig, Sweeper
@@ -28,6 +29,7 @@ from afactors.host._timer_http import timer_routes
 from afactors.host._timers import Timers
 from afactors.host._web import web_routes
 from afactors.host.context import HostChannelContext
+from afactors.identity import IdentityConfig, IdentityService
 from afactors.model import Agent, BusyPolicy
 from afactors.store import Durability, Store
 from afactors.targets import DemoAgent, as_agent
@@ -44,7 +46,9 @@ class HostConfig:
     `limits`: the HTTP server's connection and request limits. `delivery`: how long the outbox retries pushes
     (`host.outbox.redrive()` puts dead-lettered ones back). `mailbox_size`, `idle_timeout`, `max_active`,
     `busy_policy`, `history_turns`, `history_budget`, `tenant_budget` (bytes of conversation history kept in
-    memory, in all and per tenant): see `ActorConfig`.
+    memory, in all and per tenant): see `ActorConfig`. `identity`: resolver and link-code settings
+    (`IdentityConfig`). `http_link_channels`: the channels whose users an API key may name on the identity routes
+    (their application authenticates them).
     """
 
     state_dir: str | os.PathLike[str] = ".afactors"
@@ -66,6 +70,8 @@ class HostConfig:
     tenant_budget: int = 64 << 20
     limits: ServerLimits = attrs.field(factory=ServerLimits)
     delivery: DeliveryPolicy = attrs.field(factory=DeliveryPolicy)
+    identity: IdentityConfig = attrs.Factory(IdentityConfig)
+    http_link_channels: tuple[str, ...] = attrs.field(default=("responses", "invocations"), converter=tuple)
 
     def actor_config(self) -> ActorConfig:
         return ActorConfig(
@@ -76,7 +82,8 @@ class HostConfig:
 
 
 class Host:
-    """A running host, made by `open_host`: read `urls`, `channels`, `system`, `store`, `outbox`, `timers`."""
+    """A running host, made by `open_host`: read `urls`, `channels`, `system`, `store`, `outbox`, `timers`,
+    `identity`."""
 
     def __init__(self, store: Store, system: ActorSystem, config: HostConfig) -> None:
         self.store = store
@@ -91,6 +98,7 @@ class Host:
         self.outbox: Outbox | None = None
         self.monitor = TurnMonitor()
         self.sweeper = Sweeper(store, system, config.retention)
+        self.identity = IdentityService(store, config.identity)
 
     def stop_now(self) -> None:
         """Skip the rest of a graceful shutdown: cut running turns now (uncommitted; inboxed ones replay on the next
@@ -174,12 +182,16 @@ async def open_host(
                 for channel in channels:
                     ctx = HostChannelContext(
                         channel, system=system, store=store, api_keys=api_keys, background=background,
-                        shutting_down=the_host.shutting_down, monitor=the_host.monitor,
+                        identity=the_host.identity, shutting_down=the_host.shutting_down, monitor=the_host.monitor,
                     )  # fmt: skip
                     contribution = channel.contribute(ctx)
                     the_host.channels[channel.name] = channel
                     the_host.contributions[channel.name] = contribution
                     routes.extend(contribution.routes)
+                identity_routes = IdentityRoutes(
+                    the_host.identity, api_keys, the_host.channels, config.http_link_channels
+                )
+                routes[1:1] = identity_routes.routes()  # before any channel's catch-all
                 stop_server = trio.Event()
                 server = server_config(config.host, config.port, config.drain_timeout, config.limits)
                 the_host.urls = await nursery.start(serve_app, build_app(routes, config.limits), server, stop_server)

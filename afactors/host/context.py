@@ -17,11 +17,12 @@ import attrs
 import trio
 
 from afactors.actors import ActorSystem, TurnHandle, ledger, new_turn_id
-from afactors.channel import Channel, CommittedTurn, TurnView
+from afactors.channel import Channel, CommittedTurn, HookRejected, TurnView
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
 from afactors.host._monitor import TurnMonitor
-from afactors.model import ConversationKey, Envelope, Reply, Update
+from afactors.identity import IdentityRefused, IdentityService, LinkCode
+from afactors.model import ConversationKey, Envelope, Identity, Reply, Update
 from afactors.store import Delete, Generic, Put, Store
 
 
@@ -42,10 +43,12 @@ class HostChannelContext:
         store: Store,
         api_keys: ApiKeys,
         background: BackgroundTurns,
+        identity: IdentityService,
         shutting_down: trio.Event,
         monitor: TurnMonitor | None = None,
     ) -> None:
         self.channel = channel
+        self._identity = identity
         self._system = system
         self._store = store
         self._api_keys = api_keys
@@ -67,11 +70,29 @@ class HostChannelContext:
         return self._api_keys.tenant(authorization)
 
     async def _hooked(self, envelope: Envelope) -> Envelope:
+        """The envelope after the channel's `run_hook` and the host's identity check (`_admitted`)."""
         hook = self.channel.run_hook
-        return envelope if hook is None else await _called(hook, envelope)
+        return await self._admitted(envelope if hook is None else await _called(hook, envelope))
+
+    async def _admitted(self, envelope: Envelope) -> Envelope:
+        """Resolve the sender to their isolation key (refusing whom the resolver refuses), note where they were
+        last seen, and move a `follow_identity` envelope into the sender's conversation."""
+        if envelope.identity is None:
+            if envelope.follow_identity:
+                raise HookRejected("A conversation that follows its sender needs a sender.", 400)
+            return envelope
+        identity = attrs.evolve(envelope.identity, channel=self.name)  # a channel speaks only for its own users
+        reply_to = envelope.reply_to
+        address = reply_to.address if reply_to is not None and reply_to.channel == self.name else {}
+        try:
+            resolved = await self._identity.resolve(envelope.key.tenant, identity, address)
+        except IdentityRefused as refused:
+            raise HookRejected(refused.message, 403, "forbidden") from None
+        key = ConversationKey(envelope.key.tenant, resolved.conversation) if envelope.follow_identity else envelope.key
+        return attrs.evolve(envelope, identity=identity, key=key)
 
     async def submit(self, envelope: Envelope, *, stream: bool = False) -> TurnHandle:
-        """Run the channel's `run_hook`, then hand the envelope to its conversation actor."""
+        """Run the channel's `run_hook` and the identity check, then hand the envelope to its conversation actor."""
         handle = await self._system.submit(await self._hooked(envelope), stream=stream)
         self._noted(handle)
         return handle
@@ -187,6 +208,27 @@ class HostChannelContext:
     async def drop_alias(self, key: str) -> None:
         """Delete a channel-scoped durable value (nothing happens when there is none)."""
         await self._store.commit([Delete("aliases", self._alias_key(key))])
+
+    def _own(self, identity: Identity) -> Identity:
+        return attrs.evolve(identity, channel=self.name)
+
+    async def link_code(self, identity: Identity, tenant: str) -> LinkCode:
+        """A one-time code the sender redeems with `/link CODE` on another channel; raises `LinkFailed`."""
+        return await self._identity.issue_code(tenant, self._own(identity))
+
+    async def link(self, identity: Identity, tenant: str, code: str) -> list[str]:
+        """Merge the sender onto the identity a code was issued to; the channels (`channel/native id`) now linked.
+        Raises `LinkFailed` (wrong, expired, spent code; too many attempts)."""
+        record = await self._identity.redeem(tenant, self._own(identity), code)
+        return sorted(record.members)
+
+    async def unlink(self, identity: Identity, tenant: str) -> bool:
+        """Detach the sender from the channels they linked; False when they were not linked."""
+        return await self._identity.unlink(tenant, self.name, identity.user_id)
+
+    async def new_conversation(self, identity: Identity, tenant: str) -> None:
+        """Start the sender's next conversation (`/new`); the old one is kept. Linked channels move with it."""
+        await self._identity.new_conversation(tenant, self._own(identity))
 
     def _alias_key(self, key: str) -> str:
         return f"{self.name}/{key}"

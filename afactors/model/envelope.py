@@ -52,6 +52,9 @@ class Envelope:
     protocols that branch (Responses' `previous_response_id`). `turn_id`: the id the channel assigned to the
     turn so it can name it before it finishes. `idempotency_key`: the channel's message id; an envelope with a
     key is written to the durable inbox before the sender is acknowledged and runs at most once.
+    `follow_identity`: the conversation is the sender's own (a private chat, a Responses `session: identity`);
+    the host replaces `key.conversation` with the conversation of the sender's isolation key, so the same
+    person on linked channels continues one conversation.
     """
 
     key: ConversationKey
@@ -65,3 +68,4 @@ class Envelope:
     reply_to: ReplyTarget | None = None
     busy_policy: BusyPolicy | None = None
     trace_id: str | None = None
+    follow_identity: bool = False

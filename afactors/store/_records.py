@@ -145,10 +145,82 @@ class TimerDue:
 
 @attrs.frozen
 class Generic:
-    """A free-form record (checkpoints, aliases, identities, link grants, continuation tokens)."""
+    """A free-form record (checkpoints, aliases)."""
 
     SCHEMA: ClassVar[int] = 1
     data: dict[str, Any] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class Member:
+    """One channel identity `(channel, native_id)` of a person, and where and when it was last active."""
+
+    channel: str
+    native_id: str
+    linked_at: float = 0.0
+    via: str = "auto"
+    last_seen_at: float | None = None
+    address: dict[str, Any] = attrs.Factory(dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.channel}/{self.native_id}"
+
+
+@attrs.frozen
+class IdentityRecord:
+    """A person within a tenant, under their durable isolation key: their channel identities (`members`, by
+    `channel/native_id`), the conversation their sessions continue, verified claims, and which member was active
+    last. `merged_into` names the key it was merged onto by a link (the record is kept for the audit trail)."""
+
+    SCHEMA: ClassVar[int] = 1
+    tenant: str
+    key: str
+    conversation: str
+    created_at: float = 0.0
+    members: dict[str, Member] = attrs.Factory(dict)
+    last: str | None = None
+    claims: dict[str, str] = attrs.Factory(dict)
+    merged_into: str | None = None
+
+
+@attrs.frozen
+class LinkRecord:
+    """Which isolation key a channel identity resolves to, since when and by what (`auto`, `code`, `oidc`...)."""
+
+    SCHEMA: ClassVar[int] = 1
+    key: str
+    via: str = "auto"
+    linked_at: float = 0.0
+
+
+@attrs.frozen
+class TokenRecord:
+    """A short-lived secret's durable half (a link code's digest, a continuation token): its purpose, owner and
+    expiry; `data` holds what the purpose needs."""
+
+    SCHEMA: ClassVar[int] = 1
+    purpose: str
+    tenant: str
+    key: str
+    digest: str
+    expires_at: float
+    created_at: float = 0.0
+    data: dict[str, Any] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class AuditRecord:
+    """An identity change (link, unlink, revoke, new conversation): who, what, when, from which channel."""
+
+    SCHEMA: ClassVar[int] = 1
+    tenant: str
+    action: str
+    key: str
+    at: float
+    channel: str | None = None
+    native_id: str | None = None
+    detail: dict[str, Any] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -174,9 +246,10 @@ KINDS: dict[str, type] = {
     "timer_due": TimerDue,
     "checkpoints": Generic,
     "aliases": Generic,
-    "identities": Generic,
-    "links": Generic,
-    "tokens": Generic,
+    "identities": IdentityRecord,
+    "links": LinkRecord,
+    "tokens": TokenRecord,
+    "audit": AuditRecord,
     "quarantine": Quarantined,
 }
 """Every record kind (an LMDB sub-database) and the class of its values."""

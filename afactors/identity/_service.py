@@ -1,0 +1,300 @@
+"""`IdentityService`: channel identities -> durable isolation keys, one-time-code linking, last seen, `/new`.
+
+A host service beside the actor system. Every change is one store commit made while holding the locks of what it
+reads and rewrites (the sender, the isolation keys, the code), taken in one order: a code is redeemed at most
+once however many redemptions race, a merge is all-or-nothing, and unrelated senders do not wait for each
+other (their commits share the store's group commit).
+"""
+
+from __future__ import annotations
+
+import inspect
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from afactors.identity import _codes, _keys
+from afactors.identity._errors import IdentityRefused, LinkFailed
+from afactors.identity._stripes import Stripes
+from afactors.identity._window import SlidingWindow
+from afactors.model import Identity
+from afactors.store import AuditRecord, Delete, IdentityRecord, LinkRecord, Member, Op, Put, Store, TokenRecord
+
+Resolver = Callable[[str, Identity], "str | None | Awaitable[str | None]"]
+"""`(tenant, identity) -> isolation key`, or None to refuse the sender; plain or async. A link made by a ceremony
+(code, OIDC) takes precedence over it."""
+
+REFUSED_TEXT = "You don't have access to this bot."
+
+_MAX_KEY_CHARS = 128
+
+
+@attrs.frozen
+class IdentityConfig:
+    """How identities resolve and link.
+
+    `resolver`: a custom resolver (default: auto-issue a key on first contact and keep it). `code_ttl`: seconds a
+    link code lives. `codes_per_window` codes per identity, and `failures_per_window` wrong redemptions per
+    channel identity, per `window` seconds. `seen_interval`: last seen (with the address) is written at most this
+    often per channel identity, and whenever the person switches channel identity.
+    """
+
+    resolver: Resolver | None = None
+    code_ttl: float = 600.0
+    codes_per_window: int = 5
+    failures_per_window: int = 5
+    window: float = 600.0
+    seen_interval: float = 30.0
+
+
+@attrs.frozen
+class Resolved:
+    """A sender's isolation key and the conversation their own sessions continue."""
+
+    key: str
+    conversation: str
+
+
+@attrs.frozen
+class LinkCode:
+    """A one-time code for `/link CODE` on another channel, valid until `expires_at` (epoch seconds)."""
+
+    code: str
+    expires_at: float
+
+
+def _valid_key(key: object) -> str:
+    if not isinstance(key, str) or not key or len(key) > _MAX_KEY_CHARS or not key.isprintable() or "/" in key:
+        raise ValueError(f"an isolation key must be 1-{_MAX_KEY_CHARS} printable characters without '/': {key!r}")
+    return key
+
+
+class IdentityService:
+    """The identity registry of one store (all tenants, never crossing)."""
+
+    def __init__(self, store: Store, config: IdentityConfig | None = None) -> None:
+        self.store = store
+        self.config = config or IdentityConfig()
+        self._senders = Stripes()  # (tenant, channel, native id): first contact issues one key
+        self._keys = Stripes()  # (tenant, isolation key): read-modify-write of identity records
+        self._code_lock = trio.Lock()  # codes are rare; one lock makes "spent" exact
+        self._codes = SlidingWindow(self.config.codes_per_window, self.config.window)
+        self._failures = SlidingWindow(self.config.failures_per_window, self.config.window)
+
+    # -- reads -----------------------------------------------------------------------------------------------
+
+    def record(self, tenant: str, key: str) -> IdentityRecord | None:
+        """The identity under `key` (following merges), or None."""
+        for _ in range(16):  # merges form short chains; a bound keeps a corrupt cycle from looping
+            record: IdentityRecord | None = self.store.get("identities", _keys.identity_key(tenant, key))
+            if record is None or record.merged_into is None:
+                return record
+            key = record.merged_into
+        return None
+
+    def link(self, tenant: str, channel: str, native_id: str) -> LinkRecord | None:
+        return self.store.get("links", _keys.link_key(tenant, channel, native_id))
+
+    def lookup(self, tenant: str, channel: str, native_id: str) -> IdentityRecord | None:
+        """The identity a channel identity resolves to today without a custom resolver, or None if unknown."""
+        link = self.link(tenant, channel, native_id)
+        return None if link is None else self.record(tenant, link.key)
+
+    def audit(self, tenant: str, key: str) -> list[AuditRecord]:
+        """The audit trail of an isolation key, oldest first."""
+        return [record for _, record in self.store.scan("audit", _keys.audit_prefix(tenant, key))]
+
+    # -- resolution ------------------------------------------------------------------------------------------
+
+    async def resolve(self, tenant: str, identity: Identity, address: dict[str, Any] | None = None) -> Resolved:
+        """The isolation key of a sender (auto-issued and persisted on first contact); records where they were
+        last seen. Raises `IdentityRefused` when a custom resolver returns None."""
+        link = self.link(tenant, identity.channel, identity.user_id)
+        resolver = self.config.resolver
+        if link is not None and (link.via != "auto" or resolver is None):
+            key: str | None = link.key
+        elif resolver is not None:
+            result = resolver(tenant, identity)
+            key = await result if inspect.isawaitable(result) else result
+            if key is None:
+                raise IdentityRefused(REFUSED_TEXT, "resolver_refused")
+            key = _valid_key(key)
+        else:
+            key = None
+        now = time.time()
+        record = None if key is None else self.record(tenant, key)
+        if record is None or self._stale(record, identity, now):
+            record = await self._seen(tenant, identity, address or {}, key, now)
+        return Resolved(record.key, record.conversation)
+
+    def _stale(self, record: IdentityRecord, identity: Identity, now: float) -> bool:
+        member = record.members.get(f"{identity.channel}/{identity.user_id}")
+        return (
+            member is None
+            or record.last != member.ref
+            or member.last_seen_at is None
+            or now - member.last_seen_at >= self.config.seen_interval
+        )
+
+    async def _seen(
+        self, tenant: str, identity: Identity, address: dict[str, Any], key: str | None, now: float
+    ) -> IdentityRecord:
+        """Create or update the sender's identity: member, last seen, the link row when the key is auto-issued."""
+        ref = f"{identity.channel}/{identity.user_id}"
+        async with self._senders.hold(f"{tenant}/{ref}"):
+            ops: list[Op] = []
+            if key is None:  # re-read: a racing first contact may have issued the key meanwhile
+                link = self.link(tenant, identity.channel, identity.user_id)
+                if link is None:
+                    key = "u" + secrets.token_hex(12)
+                    ops.append(Put("links", _keys.link_key(tenant, identity.channel, identity.user_id),
+                                   LinkRecord(key, "auto", now)))  # fmt: skip
+                else:
+                    key = link.key
+            async with self._held(tenant, key) as records:
+                [record] = records
+                record = record or IdentityRecord(tenant, key, _keys.conversation_of(key), created_at=now)
+                via = "auto" if ops else "resolver"
+                member = record.members.get(ref) or Member(identity.channel, identity.user_id, now, via)
+                member = attrs.evolve(member, last_seen_at=now, address=address)
+                record = attrs.evolve(record, members={**record.members, ref: member}, last=ref)
+                ops.append(Put("identities", _keys.identity_key(tenant, record.key), record))
+                await self.store.commit(ops)
+                return record
+
+    @asynccontextmanager
+    async def _held(self, tenant: str, *keys: str) -> AsyncIterator[list[IdentityRecord | None]]:
+        """Hold the locks of the identities `keys` lead to (following merges) and yield their records as they
+        stand (None: not created yet). A merge that lands while waiting for a lock is followed."""
+        while True:
+            live = [self.record(tenant, key) for key in keys]
+            names = [f"{tenant}/{r.key if r is not None else k}" for r, k in zip(live, keys, strict=True)]
+            async with self._keys.hold(*names):
+                again = [self.record(tenant, key) for key in keys]
+                if [r and r.key for r in again] == [r and r.key for r in live]:
+                    yield again
+                    return
+
+    async def new_conversation(self, tenant: str, identity: Identity) -> str:
+        """Move the sender's sessions to a fresh conversation (the old one is kept); returns its id."""
+        resolved = await self.resolve(tenant, identity)
+        async with self._held(tenant, resolved.key) as [record]:
+            assert record is not None
+            fresh = f"{_keys.conversation_of(record.key)}#{secrets.token_hex(4)}"
+            now = time.time()
+            await self.store.commit([
+                Put("identities", _keys.identity_key(tenant, record.key), attrs.evolve(record, conversation=fresh)),
+                self._audit(tenant, record.key, "new_conversation", now, identity, {"conversation": fresh}),
+            ])  # fmt: skip
+        return fresh
+
+    # -- one-time-code linking -------------------------------------------------------------------------------
+
+    async def issue_code(self, tenant: str, identity: Identity) -> LinkCode:
+        """A one-time code for the sender's identity; raises `LinkFailed("rate_limited")` past the per-identity
+        limit."""
+        resolved = await self.resolve(tenant, identity)
+        now = time.time()
+        limit_key = f"{tenant}/{resolved.key}"
+        if self._codes.full(limit_key, now):
+            raise LinkFailed("Too many link codes; try again later.", "rate_limited")
+        self._codes.add(limit_key, now)
+        code = _codes.new_code()
+        digest = _codes.digest(tenant, code)
+        token = TokenRecord("link", tenant, resolved.key, digest, now + self.config.code_ttl, now,
+                            {"channel": identity.channel, "native_id": identity.user_id})  # fmt: skip
+        await self.store.commit([Put("tokens", _keys.code_key(digest), token)])
+        return LinkCode(code, token.expires_at)
+
+    async def redeem(self, tenant: str, identity: Identity, code: str) -> IdentityRecord:
+        """Merge the sender's identity (every channel identity it has) onto the code's, in one commit with an
+        audit record; the code is spent. Raises `LinkFailed` for a wrong, expired, spent or rate-limited code."""
+        ref = f"{tenant}/{identity.channel}/{identity.user_id}"
+        now = time.time()
+        if self._failures.full(ref, now):
+            raise LinkFailed("Too many attempts; try again later.", "rate_limited")
+        normal = _codes.normalize(code)
+        candidate = _codes.digest(tenant, normal) if normal is not None else ""
+        resolved = await self.resolve(tenant, identity)
+        async with self._code_lock:
+            token: TokenRecord | None = self.store.get("tokens", _keys.code_key(candidate)) if normal else None
+            if (
+                token is None
+                or token.purpose != "link"
+                or token.tenant != tenant
+                or not _codes.same(token.digest, candidate)
+            ):
+                self._failures.add(ref, now)
+                raise LinkFailed("That code is not valid. Send /link on the other channel for a new one.",
+                                 "invalid_code")  # fmt: skip
+            spend = Delete("tokens", _keys.code_key(candidate))
+            if token.expires_at <= now:
+                await self.store.commit([spend])
+                raise LinkFailed("That code has expired. Send /link on the other channel for a new one.",
+                                 "expired_code")  # fmt: skip
+            async with self._held(tenant, token.key, resolved.key) as [target, source]:
+                assert source is not None
+                if target is None or target.key == source.key:
+                    await self.store.commit([spend])
+                    return source
+                await self.store.commit([spend, *self._merge(tenant, source, target, identity, now)])
+            merged = self.record(tenant, target.key)
+            assert merged is not None
+            return merged
+
+    def _merge(self, tenant: str, source: IdentityRecord, target: IdentityRecord, by: Identity, now: float) -> list[Op]:
+        """The ops that move every channel identity of `source` onto `target` (and audit it on both)."""
+        moved = {ref: attrs.evolve(m, linked_at=now, via="code") for ref, m in source.members.items()}
+        ops: list[Op] = [
+            Put("links", _keys.link_key(tenant, m.channel, m.native_id), LinkRecord(target.key, "code", now))
+            for m in moved.values()
+        ]
+        by_ref = f"{by.channel}/{by.user_id}"
+        ops += [
+            Put("identities", _keys.identity_key(tenant, target.key),
+                attrs.evolve(target, members={**target.members, **moved}, last=by_ref,
+                             claims={**source.claims, **target.claims})),
+            Put("identities", _keys.identity_key(tenant, source.key),
+                attrs.evolve(source, members={}, merged_into=target.key)),
+            self._audit(tenant, target.key, "link", now, by, {"merged": source.key, "members": sorted(moved)}),
+            self._audit(tenant, source.key, "merged", now, by, {"into": target.key}),
+        ]  # fmt: skip
+        return ops
+
+    async def unlink(self, tenant: str, channel: str, native_id: str, *, action: str = "unlink") -> bool:
+        """Detach a channel identity from the person it was linked to: it gets a fresh key and conversation of its
+        own. False when it is not linked to anything else. `action` names it in the audit (`unlink`, `revoke`)."""
+        ref = f"{channel}/{native_id}"
+        found = self.lookup(tenant, channel, native_id)
+        if found is None:
+            return False
+        async with self._senders.hold(f"{tenant}/{ref}"), self._held(tenant, found.key) as [record]:
+            if record is None or ref not in record.members or len(record.members) < 2:
+                return False
+            now = time.time()
+            member = record.members[ref]
+            rest = {r: m for r, m in record.members.items() if r != ref}
+            last = max(rest.values(), key=lambda m: m.last_seen_at or 0.0).ref
+            fresh = "u" + secrets.token_hex(12)
+            members = {ref: attrs.evolve(member, linked_at=now, via=action)}
+            alone = IdentityRecord(tenant, fresh, _keys.conversation_of(fresh), now, members, last=ref)
+            who = Identity(channel, native_id)
+            await self.store.commit([
+                Put("identities", _keys.identity_key(tenant, record.key),
+                    attrs.evolve(record, members=rest, last=last)),
+                Put("identities", _keys.identity_key(tenant, fresh), alone),
+                Put("links", _keys.link_key(tenant, channel, native_id), LinkRecord(fresh, action, now)),
+                self._audit(tenant, record.key, action, now, who, {"new_key": fresh}),
+                self._audit(tenant, fresh, action, now, who, {"from": record.key}),
+            ])  # fmt: skip
+            return True
+
+    @staticmethod
+    def _audit(tenant: str, key: str, action: str, now: float, who: Identity, detail: dict[str, Any]) -> Put:
+        record = AuditRecord(tenant, action, key, now, who.channel, who.user_id, detail)
+        return Put("audit", _keys.audit_key(tenant, key, time.time_ns(), secrets.token_hex(3)), record)
