@@ -379,6 +379,7 @@ class _Routes:
 
     def _envelope(self, create: CreateRequest, tenant: str) -> Envelope:
         response_id = new_turn_id("resp_")  # time-ordered: new records append to the B-tree
+        # with `follow_identity` the host moves the turn into the user's own conversation
         key = (
             conversation_key(tenant, create.conversation)
             if create.conversation is not None
@@ -393,6 +394,7 @@ class _Routes:
             options=request_options(create),
             identity=None if who is None else Identity(self.channel.name, who),
             busy_policy=self.channel.busy_policy,
+            follow_identity=create.follow_identity,
         )
 
     def _finished(self, view: ResponseView, reply: Reply, tenant: str) -> ResponseView:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,14 +20,26 @@ from afactors.channel import (
     Delivery,
     DeliveryFailed,
     HookRejected,
+    LinkFailed,
     Route,
     RunHook,
     StartupError,
     TurnHandle,
 )
 from afactors.model import ConversationKey, DataPart, Envelope, Identity, Message, Part, ReplyTarget, TextPart
+from afactors_telegram import inbound
 from afactors_telegram.api import BotApiClient, NetworkError, TelegramError, http_client
-from afactors_telegram.commands import NEW_CONVERSATION_TEXT, CommandCall, command_list, help_text
+from afactors_telegram.commands import (
+    LINK_IN_PRIVATE_TEXT,
+    NEW_CONVERSATION_TEXT,
+    NOT_LINKED_TEXT,
+    UNLINKED_TEXT,
+    CommandCall,
+    command_list,
+    help_text,
+    link_code_text,
+    linked_text,
+)
 from afactors_telegram.config import TelegramConfig
 from afactors_telegram.inbound import (
     ALLOWED_UPDATES,
@@ -37,6 +50,7 @@ from afactors_telegram.inbound import (
     MediaRef,
     TurnRequest,
     decide,
+    follows_identity,
     idempotency_key,
     turn_id_for,
 )
@@ -220,10 +234,11 @@ class TelegramChannel:
             key=self._conversation(request.conversation),
             input=(Message("user", tuple(contents)),),
             turn_id=turn_id,
-            identity=Identity("telegram", str(request.sender.id), request.sender.name),
+            identity=self._identity(request.sender),
             idempotency_key=idempotency_key(runtime.bot.id, request.update_id),
             reply_to=ReplyTarget(self.name, request.address.to_dict()),
             busy_policy=self.config.busy_policy,
+            follow_identity=follows_identity(self.config.conversation_scope, request.address),
         )
         chat_id = request.address.chat_id
         live = self.live.open(turn_id, request.address)
@@ -288,20 +303,45 @@ class TelegramChannel:
             media_type = content_type.split(";")[0]
         return DataPart(data, media_type, media.name or path.rsplit("/", 1)[-1])
 
+    def _identity(self, sender: inbound.Sender) -> Identity:
+        return Identity(self.name, str(sender.id), sender.name)
+
     async def _command(self, runtime: _Runtime, request: CommandRequest) -> None:
         assert self._ctx is not None
         if request.name == "start":
             text: str | None = self.config.start_text
         elif request.name == "help":
             text = help_text(self.config.commands)
+        elif request.name == "new" and follows_identity(self.config.conversation_scope, request.address):
+            await self._ctx.new_conversation(self._identity(request.sender), self.config.tenant)
+            text = NEW_CONVERSATION_TEXT
         elif request.name == "new":
             fresh = f"{request.conversation}#{secrets.token_hex(4)}"
             await self._ctx.set_alias(f"conversation/{request.conversation}", {"key": fresh})
             text = NEW_CONVERSATION_TEXT
+        elif request.name in ("link", "unlink"):
+            text = await self._link_command(request)
         else:
             text = await self._registered(request)
         if text:
             await self._say(runtime, request.address, text)
+
+    async def _link_command(self, request: CommandRequest) -> str:
+        """`/link` (a code), `/link CODE` (merge onto the code's identity), `/unlink`: private chats only, so a code
+        is never posted in a group."""
+        assert self._ctx is not None
+        if not request.address.private:
+            return LINK_IN_PRIVATE_TEXT
+        who, tenant = self._identity(request.sender), self.config.tenant
+        try:
+            if request.name == "unlink":
+                return UNLINKED_TEXT if await self._ctx.unlink(who, tenant) else NOT_LINKED_TEXT
+            if request.args.strip():
+                return linked_text(await self._ctx.link(who, tenant, request.args))
+            code = await self._ctx.link_code(who, tenant)
+            return link_code_text(code.code, max(1, round((code.expires_at - time.time()) / 60)))
+        except LinkFailed as failed:
+            return failed.message
 
     async def _registered(self, request: CommandRequest) -> str | None:
         command = next(c for c in self.config.commands if c.name == request.name)

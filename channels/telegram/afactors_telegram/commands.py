@@ -14,11 +14,32 @@ BUILTIN_DESCRIPTIONS = (
     ("start", "Start talking to the bot"),
     ("new", "Start a new conversation (the old one is kept)"),
     ("help", "List the commands"),
+    ("link", "Link this chat with your account on another channel"),
+    ("unlink", "Undo /link for this chat"),
 )
 BUILTIN_COMMANDS: tuple[str, ...] = tuple(name for name, _ in BUILTIN_DESCRIPTIONS)
-"""The names of the commands the channel answers itself: /start, /new, /help."""
+"""The names of the commands the channel answers itself: /start, /new, /help, /link, /unlink."""
 
 NEW_CONVERSATION_TEXT = "Started a new conversation."
+LINK_IN_PRIVATE_TEXT = "Send /link to me in a private chat."
+
+
+def link_code_text(code: str, minutes: int) -> str:
+    """The answer to `/link`: the code and how to use it."""
+    return (
+        f'Your link code is {code}. Within {minutes} minutes, send "/link {code}" from the other channel '
+        "(or enter it in the app) to continue this conversation there. Never share it."
+    )
+
+
+def linked_text(linked: list[str]) -> str:
+    """The answer to a successful `/link CODE`."""
+    channels = sorted({ref.split("/", 1)[0] for ref in linked})
+    return f"Linked. Your conversation now continues on: {', '.join(channels)}."
+
+
+UNLINKED_TEXT = "Unlinked: this chat is a conversation of its own again."
+NOT_LINKED_TEXT = "This chat is not linked to anything."
 
 _COMMAND = re.compile(r"^[a-z0-9_]{1,32}$")
 

@@ -138,6 +138,14 @@ def conversation_id(bot_id: int, scope: str, address: Address, user_id: int) -> 
     return f"{user_key}:{where}"
 
 
+def follows_identity(scope: str, address: Address) -> bool:
+    """Whether a message's conversation is its sender's own (the user key of `conversation_id`): then it follows
+    their identity, so it continues on every channel they linked."""
+    if address.private:
+        return address.thread_id is None
+    return scope == "per_user"
+
+
 def turn_id_for(bot_id: int, address: Address, message_id: int) -> str:
     """The turn id of a message: the same on every delivery of the update that carries it."""
     return f"tg{bot_id}_{address.chat_id}_{message_id}"

@@ -54,7 +54,7 @@ async def test_start_and_help_are_answered_by_the_channel(fake: FakeBotApi, serv
     assert start["text"].startswith("Hello!")
     assert "/new - Start a new conversation" in help_["text"]
     assert answer["text"] == "Turn 1. You said: hello"  # /start and /help never reached the agent
-    assert [c["command"] for c in fake.commands()] == ["start", "new", "help"]
+    assert [c["command"] for c in fake.commands()] == ["start", "new", "help", "link", "unlink"]
 
 
 async def test_new_starts_a_fresh_conversation_and_keeps_the_old_one(fake: FakeBotApi, serve: Serve) -> None:
@@ -64,8 +64,8 @@ async def test_new_starts_a_fresh_conversation_and_keeps_the_old_one(fake: FakeB
         fake.send_text(alice, "/new")
         fake.send_text(alice, "what do you remember?")
         _, new, answer = await fake.wait_for_messages(alice, 3)
-        old_path = f"default/telegram:{channel.bot.id}:{alice.id}/"
-        old_turns = host.store.scan("turns", old_path)
+        person = host.identity.lookup("default", channel.name, str(alice.id))  # a private chat follows its user
+        old_turns = host.store.scan("turns", f"default/id:{person.key}/")
     assert new["text"] == "Started a new conversation."
     assert answer["text"] == "Turn 1. I don't remember anything yet."
     assert [t.input[0].text for _, t in old_turns] == ["remember that the old one matters"]

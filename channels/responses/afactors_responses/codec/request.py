@@ -81,7 +81,9 @@ class CreateRequest:
 
     `settings` holds the echoed request fields that differ from their defaults (see `response.SETTING_DEFAULTS`);
     they travel as the envelope's options, so the target sees them (`instructions`, `temperature`, `tools`...)
-    and the stored record keeps them for rendering later.
+    and the stored record keeps them for rendering later. `follow_identity`: the extension field
+    `"session": "identity"` (SDK: `extra_body`) continues the conversation of the user named by
+    `safety_identifier` (or `user`), the one they continue on every channel they linked.
     """
 
     input: tuple[InputItem, ...]
@@ -92,6 +94,7 @@ class CreateRequest:
     previous_response_id: str | None = None
     conversation: str | None = None
     settings: dict[str, Any] = attrs.Factory(dict)
+    follow_identity: bool = False
 
     @property
     def messages(self) -> tuple[Message, ...]:
@@ -608,6 +611,22 @@ _SETTINGS: dict[str, Callable[[object], Any]] = {
 """Echoed fields with one reader each; `null` means "not given". `tools` and `tool_choice` depend on each other."""
 
 
+_SESSIONS = frozenset({"request", "identity"})
+
+
+def parse_session(value: object, settings: Mapping[str, Any], chained: bool) -> bool:
+    """The `session` extension: `"identity"` follows the user's own conversation (True), `"request"` (default) the
+    request's own chain. `"identity"` needs a user (`safety_identifier` or `user`) and no other chain."""
+    if value is None or _choice(value, "session", _SESSIONS) == "request":
+        return False
+    if chained:
+        raise bad_request("'session': 'identity' cannot be combined with 'previous_response_id' or 'conversation'.",
+                          "session")  # fmt: skip
+    if settings.get("safety_identifier") is None and settings.get("user") is None:
+        raise bad_request("'session': 'identity' needs the user: set 'safety_identifier' (or 'user').", "session")
+    return True
+
+
 def _flag(body: Mapping[str, Any], key: str, default: bool) -> bool:
     value = body.get(key)
     return default if value is None else read_bool(value, key)
@@ -638,6 +657,7 @@ def parse_create(body: object) -> CreateRequest:
     conversation = body.get("conversation")
     if previous is not None and conversation is not None:
         raise bad_request("'previous_response_id' and 'conversation' cannot be used together.", "conversation", None)
+    follow = parse_session(body.get("session"), settings, previous is not None or conversation is not None)
     return CreateRequest(
         input=messages,
         model=model,
@@ -647,4 +667,5 @@ def parse_create(body: object) -> CreateRequest:
         previous_response_id=None if previous is None else parse_response_id(previous, "previous_response_id"),
         conversation=None if conversation is None else parse_conversation(conversation),
         settings=settings,
+        follow_identity=follow,
     )
