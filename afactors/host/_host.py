@@ -29,7 +29,7 @@ from afactors.host._timer_http import timer_routes
 from afactors.host._timers import Timers
 from afactors.host._web import web_routes
 from afactors.host.context import HostChannelContext
-from afactors.identity import IdentityConfig, IdentityService
+from afactors.identity import Allowlist, ChannelAuth, IdentityConfig, IdentityService, effective, validate
 from afactors.model import Agent, BusyPolicy
 from afactors.store import Durability, Store
 from afactors.targets import DemoAgent, as_agent
@@ -48,7 +48,9 @@ class HostConfig:
     `busy_policy`, `history_turns`, `history_budget`, `tenant_budget` (bytes of conversation history kept in
     memory, in all and per tenant): see `ActorConfig`. `identity`: resolver and link-code settings
     (`IdentityConfig`). `http_link_channels`: the channels whose users an API key may name on the identity routes
-    (their application authenticates them).
+    (their application authenticates them). `default_allowlist` and `channel_auth` (per channel:
+    `ChannelAuth(allowlist="inherit" | None | Allowlist, require_link=False)`) are the authorization profiles,
+    checked at startup (`ChannelConfigurationError`) and enforced per message before the actor.
     """
 
     state_dir: str | os.PathLike[str] = ".afactors"
@@ -72,6 +74,8 @@ class HostConfig:
     delivery: DeliveryPolicy = attrs.field(factory=DeliveryPolicy)
     identity: IdentityConfig = attrs.Factory(IdentityConfig)
     http_link_channels: tuple[str, ...] = attrs.field(default=("responses", "invocations"), converter=tuple)
+    default_allowlist: Allowlist | None = None
+    channel_auth: dict[str, ChannelAuth] = attrs.Factory(dict)
 
     def actor_config(self) -> ActorConfig:
         return ActorConfig(
@@ -155,6 +159,8 @@ async def open_host(
     adapted agent that is an async context manager is entered before the store opens and exited after it closes.
     """
     config = attrs.evolve(config or HostConfig(), **settings)
+    channels = list(channels)
+    validate([c.name for c in channels], config.default_allowlist, config.channel_auth)
     agent = as_agent(target if target is not None else DemoAgent())
     async with _lifetime(agent), Store.open(config.state_dir, durability=config.durability) as store:
         async with ActorSystem.open(store, agent, config.actor_config()) as system:
@@ -180,9 +186,11 @@ async def open_host(
                     routes.extend(metrics.routes())
                 routes.extend(timer_routes(the_host.timers, api_keys, time.time))
                 for channel in channels:
+                    auth = config.channel_auth.get(channel.name, ChannelAuth())
                     ctx = HostChannelContext(
                         channel, system=system, store=store, api_keys=api_keys, background=background,
                         identity=the_host.identity, shutting_down=the_host.shutting_down, monitor=the_host.monitor,
+                        allowlist=effective(auth, config.default_allowlist), require_link=auth.require_link,
                     )  # fmt: skip
                     contribution = channel.contribute(ctx)
                     the_host.channels[channel.name] = channel

@@ -21,7 +21,7 @@ from afactors.channel import Channel, CommittedTurn, HookRejected, TurnView
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
 from afactors.host._monitor import TurnMonitor
-from afactors.identity import IdentityRefused, IdentityService, LinkCode
+from afactors.identity import Allowlist, Denied, IdentityRefused, IdentityService, LinkCode, LinkRequired, decide
 from afactors.model import ConversationKey, Envelope, Identity, Reply, Update
 from afactors.store import Delete, Generic, Put, Store
 
@@ -46,9 +46,12 @@ class HostChannelContext:
         identity: IdentityService,
         shutting_down: trio.Event,
         monitor: TurnMonitor | None = None,
+        allowlist: Allowlist | None = None,
+        require_link: bool = False,
     ) -> None:
         self.channel = channel
         self._identity = identity
+        self._allowlist, self._require_link = allowlist, require_link
         self._system = system
         self._store = store
         self._api_keys = api_keys
@@ -77,11 +80,16 @@ class HostChannelContext:
     async def _admitted(self, envelope: Envelope) -> Envelope:
         """Resolve the sender to their isolation key (refusing whom the resolver refuses), note where they were
         last seen, and move a `follow_identity` envelope into the sender's conversation."""
+        gated = self._allowlist is not None or self._require_link
         if envelope.identity is None:
+            if gated:
+                raise HookRejected("This bot only answers users it can identify.", 403, "forbidden")
             if envelope.follow_identity:
                 raise HookRejected("A conversation that follows its sender needs a sender.", 400)
             return envelope
         identity = attrs.evolve(envelope.identity, channel=self.name)  # a channel speaks only for its own users
+        if gated:
+            await self._authorize(envelope.key.tenant, identity)
         reply_to = envelope.reply_to
         address = reply_to.address if reply_to is not None and reply_to.channel == self.name else {}
         try:
@@ -90,6 +98,17 @@ class HostChannelContext:
             raise HookRejected(refused.message, 403, "forbidden") from None
         key = ConversationKey(envelope.key.tenant, resolved.conversation) if envelope.follow_identity else envelope.key
         return attrs.evolve(envelope, identity=identity, key=key)
+
+    async def _authorize(self, tenant: str, identity: Identity) -> None:
+        """The channel's authorization profile, per message (before any key is issued for a stranger)."""
+        found = self._identity.lookup(tenant, identity.channel, identity.user_id)
+        linked = found.key if found is not None and (len(found.members) > 1 or found.claims) else None
+        claims = found.claims if found is not None else {}
+        outcome = await decide(self._allowlist, self._require_link, identity, linked, claims)
+        if isinstance(outcome, Denied):
+            raise HookRejected(outcome.message, 403, "forbidden")
+        if isinstance(outcome, LinkRequired):
+            raise HookRejected(outcome.message, 403, "link_required")
 
     async def submit(self, envelope: Envelope, *, stream: bool = False) -> TurnHandle:
         """Run the channel's `run_hook` and the identity check, then hand the envelope to its conversation actor."""
