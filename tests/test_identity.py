@@ -7,7 +7,17 @@ from pathlib import Path
 import pytest
 import trio
 
-from afactors.identity import IdentityConfig, IdentityRefused, IdentityService, LinkFailed
+from afactors.identity import (
+    ExplicitPairs,
+    IdentityConfig,
+    IdentityRefused,
+    IdentityService,
+    LinkFailed,
+    LinkPolicy,
+    allow_all_links,
+    deny_all_links,
+    same_tier_only,
+)
 from afactors.identity._codes import normalize
 from afactors.model import Identity
 from afactors.store import Store
@@ -211,3 +221,30 @@ def test_sliding_window_forgets_old_events() -> None:
     window.add("a", 5.0)
     assert window.full("a", 9.0) and not window.full("b", 9.0)
     assert not window.full("a", 10.5)  # the first event left the window
+
+
+@pytest.mark.parametrize(
+    ("policy", "linked"),
+    [
+        (allow_all_links, True),
+        (deny_all_links, False),
+        (same_tier_only, False),
+        (ExplicitPairs({("corp", "public")}), False),  # directed: the code's channel is the source
+        (ExplicitPairs({("public", "corp")}), True),
+    ],
+)
+async def test_link_policy_and_tiers_decide_which_channels_may_link(
+    state_dir: Path, policy: LinkPolicy, linked: bool
+) -> None:
+    config = IdentityConfig(tiers={"telegram": "public", "responses": "corp"}, link_policy=policy)
+    async with Store.open(state_dir, durability="unsafe") as store:
+        service = IdentityService(store, config)
+        code = await service.issue_code("default", ALICE_TG)
+        if linked:
+            await service.redeem("default", ALICE_WEB, code.code)
+        else:
+            with pytest.raises(LinkFailed) as refused:
+                await service.redeem("default", ALICE_WEB, code.code)
+            assert refused.value.code == "policy"
+        record = service.lookup("default", "responses", ALICE_WEB.user_id)
+    assert record is not None and ("telegram/1001" in record.members) is linked

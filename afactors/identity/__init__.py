@@ -25,6 +25,15 @@ from afactors.identity._authz import (
     validate,
 )
 from afactors.identity._errors import IdentityRefused, LinkFailed
+from afactors.identity._policy import (
+    ExplicitPairs,
+    LinkPolicy,
+    LinkPolicyContext,
+    allow_all_links,
+    deny_all_links,
+    pairs_allowed,
+    same_tier_only,
+)
 from afactors.identity._service import REFUSED_TEXT, IdentityConfig, IdentityService, LinkCode, Resolved, Resolver
 
 __all__ = [
@@ -39,12 +48,17 @@ __all__ = [
     "ChannelConfigurationError",
     "Decision",
     "Denied",
+    "ExplicitPairs",
     "LinkRequired",
     "LinkedClaimAllowlist",
     "NativeIdAllowlist",
     "Outcome",
+    "allow_all_links",
     "decide",
+    "deny_all_links",
     "effective",
+    "pairs_allowed",
+    "same_tier_only",
     "validate",
     "REFUSED_TEXT",
     "IdentityConfig",
@@ -52,6 +66,8 @@ __all__ = [
     "IdentityService",
     "LinkCode",
     "LinkFailed",
+    "LinkPolicy",
+    "LinkPolicyContext",
     "Resolved",
     "Resolver",
 ]

@@ -20,6 +20,7 @@ import trio
 
 from afactors.identity import _codes, _keys
 from afactors.identity._errors import IdentityRefused, LinkFailed
+from afactors.identity._policy import LinkPolicy, allow_all_links, pairs_allowed
 from afactors.identity._stripes import Stripes
 from afactors.identity._window import SlidingWindow
 from afactors.model import Identity
@@ -50,6 +51,8 @@ class IdentityConfig:
     failures_per_window: int = 5
     window: float = 600.0
     seen_interval: float = 30.0
+    tiers: dict[str, str] = attrs.Factory(dict)
+    link_policy: LinkPolicy = allow_all_links
 
 
 @attrs.frozen
@@ -242,10 +245,19 @@ class IdentityService:
                 if target is None or target.key == source.key:
                     await self.store.commit([spend])
                     return source
+                if not self._may_link(target, source):
+                    await self.store.commit([spend])
+                    raise LinkFailed("These channels cannot be linked.", "policy")
                 await self.store.commit([spend, *self._merge(tenant, source, target, identity, now)])
             merged = self.record(tenant, target.key)
             assert merged is not None
             return merged
+
+    def _may_link(self, target: IdentityRecord, source: IdentityRecord) -> bool:
+        config = self.config
+        sources = {m.channel for m in target.members.values()}
+        destinations = {m.channel for m in source.members.values()}
+        return pairs_allowed(config.link_policy, config.tiers, sources, destinations, "link")
 
     def _merge(self, tenant: str, source: IdentityRecord, target: IdentityRecord, by: Identity, now: float) -> list[Op]:
         """The ops that move every channel identity of `source` onto `target` (and audit it on both)."""
