@@ -183,3 +183,20 @@ async def test_forced_link_over_responses_then_allowed(tmp_path: Path) -> None:
     assert before.status_code == 403 and before.json()["error"]["code"] == "link_required"
     assert anonymous.status_code == 403
     assert after.status_code == 200 and after.json()["output"][0]["content"][0]["text"] == "Turn 1. You said: hi"
+
+
+async def test_telegram_forced_link_in_a_group_sends_the_challenge_privately(tmp_path: Path) -> None:
+    async with open_fake_bot_api() as fake:
+        alice = fake.user("Alice")
+        group = fake.group("Friends")
+        channel = TelegramChannel(token=fake.token, api_base=fake.api_base)
+        auth = {"telegram": ChannelAuth(require_link=True)}
+        async with afactors.open_host(None, channels=[channel], state_dir=tmp_path, port=0, durability="unsafe",
+                                      channel_auth=auth):  # fmt: skip
+            fake.send_text(alice, "/start")  # she opened a private chat with the bot once
+            await fake.wait_for_messages(alice, 1)
+            fake.send_text(group, f"{fake.mention} hi", sender=alice)
+            [pointer] = await fake.wait_for_messages(group, 1)
+            _, challenge = await fake.wait_for_messages(alice, 2)
+    assert pointer["text"] == "Please link your account first: I sent you the details in a private chat."
+    assert challenge["text"].startswith("Please link your account to continue")

@@ -30,6 +30,7 @@ from afactors.model import ConversationKey, DataPart, Envelope, Identity, Messag
 from afactors_telegram import inbound
 from afactors_telegram.api import BotApiClient, NetworkError, TelegramError, http_client
 from afactors_telegram.commands import (
+    LINK_IN_GROUP_TEXT,
     LINK_IN_PRIVATE_TEXT,
     NEW_CONVERSATION_TEXT,
     NOT_LINKED_TEXT,
@@ -247,6 +248,11 @@ class TelegramChannel:
             handle = await self._ctx.submit(envelope, stream=True)
         except (HookRejected, ConversationBusy, ActorUnavailable) as refused:
             self._settled(chat_id, turn_id, live)
+            if isinstance(refused, HookRejected) and refused.code == "link_required" and not request.address.private:
+                # the challenge goes to the user's private chat (if they ever opened one); the room sees a pointer
+                await self._say(runtime, Address(request.sender.id, "private"), refused.message, in_order=False)
+                await self._say(runtime, request.address, LINK_IN_GROUP_TEXT, in_order=False)
+                return
             await self._say(runtime, request.address, _refusal_text(refused), in_order=False)
             return
         except BaseException:

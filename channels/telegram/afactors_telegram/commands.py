@@ -22,6 +22,7 @@ BUILTIN_COMMANDS: tuple[str, ...] = tuple(name for name, _ in BUILTIN_DESCRIPTIO
 
 NEW_CONVERSATION_TEXT = "Started a new conversation."
 LINK_IN_PRIVATE_TEXT = "Send /link to me in a private chat."
+LINK_IN_GROUP_TEXT = "Please link your account first: I sent you the details in a private chat."
 
 
 def link_code_text(code: str, minutes: int) -> str:
