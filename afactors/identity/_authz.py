@@ -90,8 +90,8 @@ class LinkedClaimAllowlist:
 
 
 @attrs.frozen
-class AnyOf:
-    """Any ALLOW allows; all DENY denies; otherwise (and when empty) ABSTAIN."""
+class _Combinator:
+    """Children evaluated in order; needs linked claims when any child does."""
 
     children: tuple[Allowlist, ...] = attrs.field(converter=_children)
 
@@ -99,8 +99,16 @@ class AnyOf:
     def requires_linked_claims(self) -> bool:
         return any(c.requires_linked_claims for c in self.children)
 
+    async def _decisions(self, ctx: AuthContext) -> list[Decision]:
+        return [await c.evaluate(ctx) for c in self.children]
+
+
+@attrs.frozen
+class AnyOf(_Combinator):
+    """Any ALLOW allows; all DENY denies; otherwise (and when empty) ABSTAIN."""
+
     async def evaluate(self, ctx: AuthContext) -> Decision:
-        decisions = [await c.evaluate(ctx) for c in self.children]
+        decisions = await self._decisions(ctx)
         if Decision.ALLOW in decisions:
             return Decision.ALLOW
         if decisions and all(d == Decision.DENY for d in decisions):
@@ -109,17 +117,11 @@ class AnyOf:
 
 
 @attrs.frozen
-class AllOf:
+class AllOf(_Combinator):
     """Any DENY denies; all ALLOW allows; otherwise (and when empty) ABSTAIN."""
 
-    children: tuple[Allowlist, ...] = attrs.field(converter=_children)
-
-    @property
-    def requires_linked_claims(self) -> bool:
-        return any(c.requires_linked_claims for c in self.children)
-
     async def evaluate(self, ctx: AuthContext) -> Decision:
-        decisions = [await c.evaluate(ctx) for c in self.children]
+        decisions = await self._decisions(ctx)
         if Decision.DENY in decisions:
             return Decision.DENY
         if decisions and all(d == Decision.ALLOW for d in decisions):
