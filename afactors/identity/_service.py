@@ -33,6 +33,7 @@ Resolver = Callable[[str, Identity], "str | None | Awaitable[str | None]"]
 REFUSED_TEXT = "You don't have access to this bot."
 
 _MAX_KEY_CHARS = 128
+_CACHE_ENTRIES = 200_000
 
 
 @attrs.frozen
@@ -86,22 +87,50 @@ class IdentityService:
         self._senders = Stripes()  # (tenant, channel, native id): first contact issues one key
         self._keys = Stripes()  # (tenant, isolation key): read-modify-write of identity records
         self._code_lock = trio.Lock()  # codes are rare; one lock makes "spent" exact
+        self._cache: dict[tuple[str, str], Any] = {}
         self._codes = SlidingWindow(self.config.codes_per_window, self.config.window)
         self._failures = SlidingWindow(self.config.failures_per_window, self.config.window)
 
     # -- reads -----------------------------------------------------------------------------------------------
 
+    def _read(self, kind: str, key: str) -> Any:
+        """An identity or link row, from the write-through cache (this service is their only writer)."""
+        cached = self._cache.get((kind, key))
+        if cached is None:
+            cached = self.store.get(kind, key)
+            if cached is not None:
+                if len(self._cache) >= _CACHE_ENTRIES:
+                    self._cache.clear()
+                self._cache[(kind, key)] = cached
+        return cached
+
+    async def _commit(self, ops: list[Op]) -> None:
+        """Commit, then bring the cache up to date with what was written (a failed commit drops the rows)."""
+        cached = [(op.kind, op.key) for op in ops if op.kind in ("identities", "links")]
+        try:
+            await self.store.commit(ops)
+        except BaseException:
+            for entry in cached:
+                self._cache.pop(entry, None)
+            raise
+        for op in ops:
+            if op.kind in ("identities", "links"):
+                if isinstance(op, Put):
+                    self._cache[(op.kind, op.key)] = op.value
+                else:
+                    self._cache.pop((op.kind, op.key), None)
+
     def record(self, tenant: str, key: str) -> IdentityRecord | None:
         """The identity under `key` (following merges), or None."""
         for _ in range(16):  # merges form short chains; a bound keeps a corrupt cycle from looping
-            record: IdentityRecord | None = self.store.get("identities", _keys.identity_key(tenant, key))
+            record: IdentityRecord | None = self._read("identities", _keys.identity_key(tenant, key))
             if record is None or record.merged_into is None:
                 return record
             key = record.merged_into
         return None
 
     def link(self, tenant: str, channel: str, native_id: str) -> LinkRecord | None:
-        return self.store.get("links", _keys.link_key(tenant, channel, native_id))
+        return self._read("links", _keys.link_key(tenant, channel, native_id))  # type: ignore[no-any-return]
 
     def lookup(self, tenant: str, channel: str, native_id: str) -> IdentityRecord | None:
         """The identity a channel identity resolves to today without a custom resolver, or None if unknown."""
@@ -167,7 +196,7 @@ class IdentityService:
                 member = attrs.evolve(member, last_seen_at=now, address=address)
                 record = attrs.evolve(record, members={**record.members, ref: member}, last=ref)
                 ops.append(Put("identities", _keys.identity_key(tenant, record.key), record))
-                await self.store.commit(ops)
+                await self._commit(ops)
                 return record
 
     @asynccontextmanager
@@ -190,7 +219,7 @@ class IdentityService:
             assert record is not None
             fresh = f"{_keys.conversation_of(record.key)}#{secrets.token_hex(4)}"
             now = time.time()
-            await self.store.commit([
+            await self._commit([
                 Put("identities", _keys.identity_key(tenant, record.key), attrs.evolve(record, conversation=fresh)),
                 self._audit(tenant, record.key, "new_conversation", now, identity, {"conversation": fresh}),
             ])  # fmt: skip
@@ -211,7 +240,7 @@ class IdentityService:
         digest = _codes.digest(tenant, code)
         token = TokenRecord("link", tenant, resolved.key, digest, now + self.config.code_ttl, now,
                             {"channel": identity.channel, "native_id": identity.user_id})  # fmt: skip
-        await self.store.commit([Put("tokens", _keys.code_key(digest), token)])
+        await self._commit([Put("tokens", _keys.code_key(digest), token)])
         return LinkCode(code, token.expires_at)
 
     async def redeem(self, tenant: str, identity: Identity, code: str) -> IdentityRecord:
@@ -237,18 +266,18 @@ class IdentityService:
                                  "invalid_code")  # fmt: skip
             spend = Delete("tokens", _keys.code_key(candidate))
             if token.expires_at <= now:
-                await self.store.commit([spend])
+                await self._commit([spend])
                 raise LinkFailed("That code has expired. Send /link on the other channel for a new one.",
                                  "expired_code")  # fmt: skip
             async with self._held(tenant, token.key, resolved.key) as [target, source]:
                 assert source is not None
                 if target is None or target.key == source.key:
-                    await self.store.commit([spend])
+                    await self._commit([spend])
                     return source
                 if not self._may_link(target, source):
-                    await self.store.commit([spend])
+                    await self._commit([spend])
                     raise LinkFailed("These channels cannot be linked.", "policy")
-                await self.store.commit([spend, *self._merge(tenant, source, target, identity, now)])
+                await self._commit([spend, *self._merge(tenant, source, target, identity, now)])
             merged = self.record(tenant, target.key)
             assert merged is not None
             return merged
@@ -296,7 +325,7 @@ class IdentityService:
             members = {ref: attrs.evolve(member, linked_at=now, via=action)}
             alone = IdentityRecord(tenant, fresh, _keys.conversation_of(fresh), now, members, last=ref)
             who = Identity(channel, native_id)
-            await self.store.commit([
+            await self._commit([
                 Put("identities", _keys.identity_key(tenant, record.key),
                     attrs.evolve(record, members=rest, last=last)),
                 Put("identities", _keys.identity_key(tenant, fresh), alone),
