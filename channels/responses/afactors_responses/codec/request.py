@@ -617,7 +617,7 @@ _SESSIONS = frozenset({"request", "identity"})
 def parse_session(value: object, settings: Mapping[str, Any], chained: bool) -> bool:
     """The `session` extension: `"identity"` follows the user's own conversation (True), `"request"` (default) the
     request's own chain. `"identity"` needs a user (`safety_identifier` or `user`) and no other chain."""
-    if value is None or _choice(value, "session", _SESSIONS) == "request":
+    if value is None or read_choice(value, "session", _SESSIONS) == "request":
         return False
     if chained:
         raise bad_request("'session': 'identity' cannot be combined with 'previous_response_id' or 'conversation'.",
