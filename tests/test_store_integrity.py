@@ -72,7 +72,7 @@ async def test_a_truncated_data_file_is_refused_at_open_instead_of_sigbus(state_
 async def test_a_data_file_older_than_the_marker_is_refused(state_dir: Path, tmp_path: Path) -> None:
     await fill(state_dir, 500)
     shutil.copy(state_dir / DATA, tmp_path / "old.mdb")
-    await fill(state_dir, 1000, kind="tokens")
+    await fill(state_dir, 1000, kind="checkpoints")
     shutil.copy(tmp_path / "old.mdb", state_dir / DATA)
     with pytest.raises(StoreDamaged, match="is older than the store"):
         async with Store.open(state_dir):
