@@ -7,7 +7,7 @@ Per record kind (`RetentionConfig`, ages in seconds, None = keep forever):
 - `closed_turns`: the turn records (history) of conversations whose last turn is older than this and whose actor
   is not in memory; the conversation's snapshot (turn count, state) stays;
 - `dead_letters`: by `failed_at`;
-- `tokens`: `tokens` records whose `data["expires_at"]` (epoch seconds) has passed (no age setting).
+- `tokens`: `tokens` records (link codes, continuation tokens) whose `expires_at` has passed (no age setting).
 
 Each sweep pages through a kind `batch` keys at a time (read transactions only) and commits one `Delete` batch
 per page, so no write transaction is ever long and turns' commits interleave with it.
@@ -27,7 +27,7 @@ import attrs
 import trio
 
 from afactors.actors import ActorSystem
-from afactors.store import DeadLetter, DedupRecord, Delete, Generic, ResponseRecord, Snapshot, Store
+from afactors.store import DeadLetter, DedupRecord, Delete, ResponseRecord, Snapshot, Store, TokenRecord
 
 log = logging.getLogger("afactors.retention")
 
@@ -129,9 +129,8 @@ class Sweeper:
 
             yield "dead_letters", "dead_letters", dead
 
-        def token(_: str, record: Generic) -> bool:
-            expires = record.data.get("expires_at")
-            return isinstance(expires, int | float) and expires < now
+        def token(_: str, record: TokenRecord) -> bool:
+            return record.expires_at < now
 
         yield "tokens", "tokens", token
 

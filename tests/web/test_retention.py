@@ -14,7 +14,7 @@ from afactors.actors import new_turn_id
 from afactors.host import RetentionConfig
 from afactors.host._retention import DAY, turn_id_time
 from afactors.model import ConversationKey
-from afactors.store import DeadLetter, Generic, Put
+from afactors.store import DeadLetter, Put, TokenRecord
 from afactors_responses import ResponsesChannel
 
 
@@ -53,9 +53,8 @@ async def test_sweeper_removes_expired_records_per_kind_and_keeps_the_rest(state
                 [
                     Put("dead_letters", "a/old", DeadLetter(None, "boom", failed_at=now - 40 * DAY)),
                     Put("dead_letters", "a/new", DeadLetter(None, "boom", failed_at=now)),
-                    Put("tokens", "expired", Generic({"expires_at": now - 1})),
-                    Put("tokens", "valid", Generic({"expires_at": now + DAY})),
-                    Put("tokens", "forever", Generic({})),
+                    Put("tokens", "expired", TokenRecord("link", "default", "u1", "d1", expires_at=now - 1)),
+                    Put("tokens", "valid", TokenRecord("link", "default", "u2", "d2", expires_at=now + DAY)),
                 ]
             )
             assert host.system.passivate(ConversationKey("default", "conv:old"))
@@ -65,7 +64,7 @@ async def test_sweeper_removes_expired_records_per_kind_and_keeps_the_rest(state
 
             assert await sweeper.sweep(now) == {"dedup": 0, "responses": 0, "dead_letters": 1, "tokens": 1,
                                                 "closed_turns": 0}  # fmt: skip
-            assert [k for k, _ in store.scan("tokens")] == ["forever", "valid"]
+            assert [k for k, _ in store.scan("tokens")] == ["valid"]
             assert [k for k, _ in store.scan("dead_letters")] == ["a/new"]
 
             month = await sweeper.sweep(now + 31 * DAY)
