@@ -1,5 +1,6 @@
-"""Helpers for testing a host and its channels end to end: `python -m afactors` in a child process, and a raw
-HTTP/1.1 exchange for requests no well-behaved client sends (a body shorter than announced, a huge length).
+"""Helpers for testing a host and its channels end to end: `python -m afactors` in a child process, a raw
+HTTP/1.1 exchange for requests no well-behaved client sends (a body shorter than announced, a huge length), and a
+store that finds its disk full.
 
 Nothing in the runtime imports this module.
 """
@@ -17,7 +18,9 @@ from urllib.parse import urlsplit
 import h11
 import trio
 
-__all__ = ["raw_exchange", "serve_cli"]
+from afactors.store import Store
+
+__all__ = ["disk_full", "raw_exchange", "serve_cli"]
 
 
 @contextmanager
@@ -78,3 +81,10 @@ async def raw_exchange(
     if response is None:
         raise AssertionError("the server closed the connection without a response")
     return response, data
+
+
+def disk_full(store: Store, full: bool = True) -> None:
+    """Make `store` see a full disk (it refuses writes with `StoreFull`, as below its `min_free`), or a disk with
+    room again, from its next write on."""
+    store.min_free = 1 << 60 if full else 0
+    store._space_checked = -1e9  # look at the free space again at once

@@ -11,18 +11,14 @@ import trio
 
 import afactors
 from afactors.actors import ActorUnavailable
-from afactors.host import ChannelContext, Contribution, Host
+from afactors.host import ChannelContext, Contribution
 from afactors.model import ConversationKey, Envelope, Message
 from afactors.store import StoreDamaged, StoreFull
+from afactors.testing import disk_full
 
 
 def envelope(conversation: str = "c") -> Envelope:
     return Envelope(ConversationKey("t", conversation), (Message("user", "hi"),))
-
-
-def disk_full(host: Host, full: bool) -> None:
-    host.store.min_free = 1 << 60 if full else 0
-    host.store._space_checked = -1e9  # check free space again at once
 
 
 async def test_a_full_disk_refuses_turns_reports_degraded_and_recovers_by_itself(state_dir: Path) -> None:
@@ -30,12 +26,12 @@ async def test_a_full_disk_refuses_turns_reports_degraded_and_recovers_by_itself
         afactors.open_host(state_dir=state_dir, port=0, durability="unsafe") as host,
         httpx.AsyncClient(base_url=host.urls[0]) as client,
     ):
-        disk_full(host, True)
+        disk_full(host.store, True)
         with pytest.raises(StoreFull):
             await host.system.submit(envelope())
         degraded = await client.get("/readiness")
         assert degraded.status_code == 503 and degraded.json()["status"] == "degraded"
-        disk_full(host, False)
+        disk_full(host.store, False)
         reply = await (await host.system.submit(envelope())).reply()
         assert reply.status == "completed"
         assert (await client.get("/readiness")).json()["status"] == "healthy"
@@ -53,11 +49,11 @@ async def test_a_turn_whose_commit_meets_a_full_disk_fails_alone_and_the_host_st
     async with afactors.open_host(agent, state_dir=state_dir, port=0, durability="unsafe") as host:
         handle = await host.system.submit(envelope())
         await started.wait()
-        disk_full(host, True)
+        disk_full(host.store, True)
         go_on.set()
         reply = await handle.reply()
         assert reply.status == "failed" and reply.error is not None and reply.error.code == "store_full"
-        disk_full(host, False)
+        disk_full(host.store, False)
         again = await (await host.system.submit(envelope())).reply()
         assert again.status == "completed" and again.text == "answer"
         assert [m.text for m in host.system.get(envelope().key).history()] == ["hi", "answer"]

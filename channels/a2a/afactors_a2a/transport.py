@@ -19,7 +19,7 @@ import attrs
 import orjson
 import trio
 from quart import Response, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
 
 from afactors.channel import (
     ActorUnavailable,
@@ -27,6 +27,7 @@ from afactors.channel import (
     ConversationBusy,
     HookRejected,
     Route,
+    StoreFull,
     SystemClosed,
     TurnView,
     Unauthorized,
@@ -123,7 +124,14 @@ def _host_error(exc: Exception) -> RpcError | None:
         return RpcError(INTERNAL_ERROR, "The server is shutting down; retry shortly.", http_status=503)
     if isinstance(exc, RequestEntityTooLarge):
         return RpcError(INVALID_REQUEST, "Invalid Request: the request body is too large", http_status=413)
+    if isinstance(exc, RequestTimeout):
+        return RpcError(INVALID_REQUEST, "Invalid Request: the request body did not arrive in time", http_status=408)
+    if isinstance(exc, StoreFull):
+        return RpcError(INTERNAL_ERROR, f"{exc}; retry later", http_status=507)
     return None
+
+
+_ERROR_HEADERS = {401: {"WWW-Authenticate": "Bearer"}, 507: {"Retry-After": "30"}}
 
 
 class A2ARoutes:
@@ -202,7 +210,7 @@ class A2ARoutes:
             if error is None:
                 log.exception("a2a request failed")
                 error = RpcError(INTERNAL_ERROR, "Internal error: the request could not be handled")
-            headers = {"WWW-Authenticate": "Bearer"} if error.http_status == 401 else None
+            headers = _ERROR_HEADERS.get(error.http_status)
             answer_id = request_id if request_id is not None else error.request_id
             return _json(error_response(answer_id, error, version), error.http_status, headers)
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import h11
 import orjson
 
+from afactors.host import ServerLimits
+from afactors.testing import disk_full, raw_exchange
 from afactors_a2a import A2AChannel, CardSettings
 
 MESSAGE = {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "hi"}]}
@@ -190,3 +193,23 @@ async def test_an_oversized_body_is_413_with_a_json_rpc_error(serve, raw) -> Non
     status_line, _, rest = received.partition(b"\r\n")
     assert status_line.split()[1] == b"413"
     assert orjson.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == -32600
+
+
+async def test_a_full_disk_is_507_with_retry_after_and_nothing_started(serve) -> None:
+    async with serve() as served:
+        disk_full(served.host.store)
+        full = await served.rpc("SendMessage", {"message": MESSAGE})
+        disk_full(served.host.store, False)
+        after = await served.rpc("SendMessage", {"message": {**MESSAGE, "messageId": "m2"}})
+    body = rpc_error(full, -32603, 507)
+    assert full.headers["retry-after"] == "30" and "disk" in body["error"]["message"]
+    assert after.status_code == 200 and after.json()["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_408(serve) -> None:
+    async with serve(limits=ServerLimits(body_timeout=0.5)) as served:
+        head = [("host", "x"), ("content-type", "application/json"), ("content-length", "100")]
+        request = h11.Request(method="POST", target="/a2a", headers=head)
+        response, data = await raw_exchange(served.url, request, b'{"jsonrpc": "2.0"')
+    assert response.status_code == 408
+    assert orjson.loads(data)["error"]["code"] == -32600

@@ -29,6 +29,7 @@ from afactors.channel import (
     ResponseHook,
     Route,
     RunHook,
+    StoreFull,
     SystemClosed,
     TurnHandle,
     new_turn_id,
@@ -165,6 +166,10 @@ class ActivityChannel:
             return await self._act(activity)
         except SystemClosed:
             return _error(503, "ServiceUnavailable", "the bot is shutting down; try again")
+        except StoreFull as full:
+            response = _error(507, "InsufficientStorage", f"{full}; try again later")
+            response.headers["Retry-After"] = "30"
+            return response
 
     async def _act(self, activity: Activity) -> Response:
         config = self.config

@@ -10,6 +10,7 @@ import trio
 from microsoft_agents.activity import Activity, ChannelAccount, ExpectedReplies
 
 from afactors.model import Message
+from afactors.testing import disk_full
 from afactors_activity.outbound import GENERIC_ERROR, NEW_CONVERSATION_TEXT
 
 
@@ -70,6 +71,18 @@ async def test_invoke_gets_501_and_other_activity_types_202_and_nothing_else(ser
             assert answer.status_code == 202, kind
         await trio.sleep(0.1)
         assert bot.connector.calls == []
+
+
+async def test_a_full_disk_is_507_with_retry_after_so_the_service_redelivers(serve: Any) -> None:
+    async with serve(echo) as bot:
+        disk_full(bot.host.store)
+        full = await bot.say("hello")
+        disk_full(bot.host.store, False)
+        again = await bot.say("hello")
+        await bot.connector.wait_until(lambda: bot.connector.delivered())
+    assert full.status_code == 507 and full.headers["retry-after"] == "30"
+    assert full.json()["error"]["code"] == "InsufficientStorage"
+    assert again.status_code == 202 and len(bot.connector.delivered()) == 1
 
 
 async def test_the_bot_greets_a_conversation_it_joins(serve: Any) -> None:

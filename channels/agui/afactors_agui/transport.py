@@ -24,6 +24,7 @@ from afactors.channel import (
     ConversationBusy,
     HookRejected,
     Route,
+    StoreFull,
     SystemClosed,
     TurnHandle,
     Unauthorized,
@@ -56,13 +57,18 @@ def as_agui_error(exc: Exception) -> AguiError | None:
         return AguiError(503, "thread_unavailable", str(exc))
     if isinstance(exc, SystemClosed):
         return AguiError(503, "shutting_down", "the server is shutting down; retry shortly")
+    if isinstance(exc, StoreFull):
+        return AguiError(507, "insufficient_storage", f"{exc}; retry later")
     if isinstance(exc, HTTPException) and exc.code is not None:
         return AguiError(exc.code, exc.name.lower().replace(" ", "_"), exc.description or exc.name)
     return None
 
 
+_ERROR_HEADERS = {405: {"Allow": "POST"}, 507: {"Retry-After": "30"}}
+
+
 def json_error(error: AguiError) -> Response:
-    headers = {"Allow": "POST"} if error.status == 405 else {}
+    headers = _ERROR_HEADERS.get(error.status, {})
     return Response(orjson.dumps(error.body()), error.status, headers, content_type="application/json")
 
 

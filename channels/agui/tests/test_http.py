@@ -13,6 +13,7 @@ import trio
 
 from afactors.channel import HookRejected, installed_plugins
 from afactors.model import Envelope, FunctionCallPart, Message, TurnContext, Update
+from afactors.testing import disk_full
 from afactors_agui import AguiChannel
 
 from .conftest import GatedAgent, Serve, WeatherAgent, assistant, parse_sse, run_input, stream_events, user
@@ -464,3 +465,14 @@ def test_the_plugin_is_installed_and_reads_its_flags() -> None:
     assert plugin.create(parser.parse_args([])) == AguiChannel()
     with pytest.raises(ValueError, match="plain URL path"):
         AguiChannel(path="agui")
+
+
+async def test_a_full_disk_is_a_507_with_retry_after_before_any_event(serve: Serve) -> None:
+    async with serve() as served:
+        disk_full(served.host.store)
+        full = await served.run(run_input("t", [user("hi")]))
+        disk_full(served.host.store, False)
+        after = await served.run(run_input("t", [user("hi")]))
+    assert full.response.status_code == 507 and full.response.headers["retry-after"] == "30"
+    assert full.response.json()["error"]["code"] == "insufficient_storage" and full.events == []
+    assert after.events[-1]["type"] == "RUN_FINISHED"

@@ -16,6 +16,7 @@ from afactors.channel import (
     ChannelContext,
     ConversationBusy,
     HookRejected,
+    StoreFull,
     SystemClosed,
 )
 from afactors.model import BusyPolicy, ConversationKey, Envelope, Identity, Message, Reply
@@ -50,6 +51,8 @@ def refusal_text(exc: Exception) -> str | None:
         return "This conversation is already answering another call; retry when it has finished."
     if isinstance(exc, ActorUnavailable | SystemClosed):
         return "The agent is not available right now (the server is busy or shutting down); retry shortly."
+    if isinstance(exc, StoreFull):
+        return "The server cannot take new turns right now (the disk holding its state is full); retry later."
     return None
 
 

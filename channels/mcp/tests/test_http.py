@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 import trio
+from mcp_agents import ScriptedAgent
 from wire import Serve, Wire, events, messages
 
-from afactors_mcp import McpConfig
+import afactors
+from afactors.testing import disk_full
+from afactors_mcp import McpChannel, McpConfig
 
 
 @pytest.fixture
@@ -304,3 +308,19 @@ async def test_at_max_sessions_the_least_recently_used_one_is_dropped(serve: Ser
         for wire in wires:
             await wire.initialize()
         assert [(await wire.request("ping")).status_code for wire in wires] == [404, 200, 200]
+
+
+async def test_m09_a_full_disk_is_a_tool_error_that_says_to_retry_later(state_dir: Path) -> None:
+    channel = McpChannel()
+    async with (
+        afactors.open_host(ScriptedAgent(), channels=[channel], state_dir=state_dir, port=0) as host,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        wire = Wire(http, host.urls[0] + channel.config.path)
+        await wire.initialize()
+        disk_full(host.store)
+        [full] = messages((await wire.call("hello")).text)
+        disk_full(host.store, False)
+        [after] = messages((await wire.call("hello")).text)
+    assert full["result"]["isError"] is True and "disk" in full["result"]["content"][0]["text"]
+    assert after["result"]["content"] == [{"type": "text", "text": "turn 1: hello"}]

@@ -14,7 +14,7 @@ import trio
 import afactors
 from afactors.host import ServerLimits
 from afactors.model import Message
-from afactors.testing import raw_exchange
+from afactors.testing import disk_full, raw_exchange
 from afactors_responses import ResponsesChannel
 
 
@@ -38,9 +38,9 @@ async def test_a_full_disk_is_507_with_retry_after(tmp_path: Path) -> None:
         afactors.open_host(channels=[ResponsesChannel()], state_dir=tmp_path, port=0, durability="unsafe") as host,
         httpx.AsyncClient(base_url=host.urls[0]) as client,
     ):
-        host.store.min_free, host.store._space_checked = 1 << 60, -1e9
+        disk_full(host.store)
         full = await client.post("/v1/responses", json={"model": "m", "input": "hi"})
-        host.store.min_free, host.store._space_checked = 0, -1e9
+        disk_full(host.store, False)
         after = await client.post("/v1/responses", json={"model": "m", "input": "hi"})
     assert full.status_code == 507 and full.headers["retry-after"] == "30"
     assert full.json()["error"]["code"] == "insufficient_storage"
