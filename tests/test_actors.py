@@ -305,6 +305,28 @@ async def test_a_stream_nobody_reads_is_dropped_not_the_turn(tmp_path: Path) -> 
         assert len([u async for u in handle.updates()]) == 4
 
 
+async def test_update_batches_group_what_is_queued_and_never_wait_for_more(tmp_path: Path) -> None:
+    gate = trio.Event()
+
+    class Bursty:
+        async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
+            for n in range(3):
+                yield Update(delta=f"{n},")
+            await gate.wait()
+            yield Update(delta="last")
+
+    async with running(tmp_path, Bursty(), stream_buffer=16) as (_, system):
+        handle = await system.submit(env("talk"), stream=True)
+        batches = handle.update_batches()
+        first = await batches.__anext__()  # the three queued together, without waiting for the gated fourth
+        gate.set()
+        rest = [batch async for batch in batches]
+        reply = await handle.reply()
+    assert [u.delta for u in first] == ["0,", "1,", "2,"]
+    assert [[u.delta for u in batch] for batch in rest] == [["last"]]
+    assert reply.text == "0,1,2,last" and not handle.stream_dropped
+
+
 async def test_updates_need_stream_true(tmp_path: Path) -> None:
     async with running(tmp_path, Script()) as (_, system):
         handle = await system.submit(env("x"))

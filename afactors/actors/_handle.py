@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import trio
 
@@ -52,6 +52,22 @@ class TurnHandle:
         if self._receive is None:
             raise RuntimeError("this turn was submitted without stream=True; it has no updates to read")
         return self._receive
+
+    async def update_batches(self, limit: int = 512) -> AsyncGenerator[list[Update], None]:
+        """`updates()` grouped: each batch is the next update (waited for) plus every update already queued behind
+        it, up to `limit`. A consumer writing one batch at a time sends what is ready together in one write and
+        never waits for more than the first."""
+        self.updates()  # refuses a handle without a stream
+        receive = self._receive
+        assert receive is not None
+        async for first in receive:
+            batch = [first]
+            while len(batch) < limit:
+                try:
+                    batch.append(receive.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            yield batch
 
     # -- used by the actor ---------------------------------------------------------------------------------
 
