@@ -420,11 +420,14 @@ class _Routes:
     # -- streams -------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _sse(events: AsyncGenerator[dict[str, Any], None]) -> Response:
+    def _sse(batches: AsyncGenerator[list[dict[str, Any]], None]) -> Response:
+        """A stream whose every batch of events (those ready together) goes out in one write."""
+
         async def body() -> AsyncIterator[bytes]:
-            async with aclosing(events) as each:
-                async for event in each:
-                    yield sse_frame(event)
+            async with aclosing(batches) as each:
+                async for batch in each:
+                    if batch:
+                        yield b"".join(sse_frame(event) for event in batch)
 
         response = Response(body(), status=200, headers=SSE_HEADERS)
         response.timeout = None  # Quart would end a long stream after RESPONSE_TIMEOUT
@@ -432,60 +435,54 @@ class _Routes:
 
     async def _stream_turn(
         self, envelope: Envelope, handle: TurnHandle, view: ResponseView, tenant: str
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        """A foreground stream (R-31). If the client goes away the turn is cancelled (R-37)."""
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """A foreground stream (R-31), in batches: the events of every update that was ready together. If the client
+        goes away the turn is cancelled (R-37)."""
         stream = EventStream(view)
         if view.store:
             self.live[view.id] = _Live(tenant, view, stream.output)
         try:
-            for event in stream.start():
-                yield event
-            async for update in handle.updates():
-                for event in stream.add(update):
-                    yield event
+            yield stream.start()
+            async with aclosing(handle.update_batches()) as batches:
+                async for updates in batches:
+                    yield [event for update in updates for event in stream.add(update)]
             try:
                 reply = await self.ctx.reply(envelope, handle)
             except Exception:
                 log.exception("response hook failed on %s", view.id)
                 reply = Reply(status="failed", error=ErrorInfo("server_error", "The response could not be finished."))
-            for event in stream.finish(self._finished(view, reply, tenant)):
-                yield event
+            yield stream.finish(self._finished(view, reply, tenant))
         finally:
             await self._let_go(handle, view.id)
 
     async def _follow(
         self, view: ResponseView, tenant: str, starting_after: int
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        """A background response's events from sequence 0 (R-41), without those up to `starting_after`.
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """A background response's events from sequence 0 (R-41), without those up to `starting_after`, in batches.
 
         Live while it runs on this host, rendered from the record once it has ended (the same events, see
         `output.split_chunks`). The stream ends early when the host shuts down; a client going away does not
         affect the run.
         """
         async with aclosing(self._background_events(view, tenant)) as events:
-            async for event in events:
-                if event["sequence_number"] > starting_after:
-                    yield event
+            async for batch in events:
+                yield [event for event in batch if event["sequence_number"] > starting_after]
 
-    async def _background_events(self, view: ResponseView, tenant: str) -> AsyncGenerator[dict[str, Any], None]:
+    async def _background_events(self, view: ResponseView, tenant: str) -> AsyncGenerator[list[dict[str, Any]], None]:
         if view.terminal:
-            for event in replay(view):
-                yield event
+            yield replay(view)
             return
         stream = EventStream(view, chunked=True)
-        for event in stream.start():
-            yield event
+        yield stream.start()
         stop = self.ctx.shutting_down
         live = self.ctx.watch(view.id)
         if live is not None:
             async with aclosing(live), aclosing(until_stopped(stop, live)) as updates:  # type: ignore[type-var]
                 async for update in updates:
-                    for event in stream.add(update):
-                        yield event
+                    yield stream.add(update)
         final = await unless_stopped(stop, lambda: self.ctx.wait(view.id, tenant))
         if isinstance(final, TurnView):
-            for event in stream.finish(view_of_record(final)):
-                yield event
+            yield stream.finish(view_of_record(final))
 
     # -- GET / DELETE /v1/responses/{id} --------------------------------------------------------------------
 

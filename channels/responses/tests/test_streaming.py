@@ -58,6 +58,24 @@ async def test_r30_r33_raw_wire_headers_frames_and_numbering(serve) -> None:
     assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == "Turn 1. You said: hi"
 
 
+async def burst(messages: list) -> AsyncIterator[str]:
+    """5,000 deltas as fast as a target can (one checkpoint apart): far more than the stream buffer holds."""
+    for n in range(5_000):
+        yield f"{n},"
+        await trio.lowlevel.checkpoint()
+
+
+async def test_a_burst_of_deltas_arrives_intact_and_in_order_through_the_sdk(serve) -> None:
+    async with serve(burst) as served, served.sdk() as client:
+        async with client.responses.stream(model="m", input="go") as stream:
+            events = [event async for event in stream]
+            final = await stream.get_final_response()
+    deltas = [event.delta for event in events if event.type == "response.output_text.delta"]
+    assert deltas == [f"{n}," for n in range(5_000)]
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    assert final.output_text == "".join(deltas)
+
+
 async def failing(messages: list) -> AsyncIterator[str]:
     yield "partial"
     raise RuntimeError("the model fell over")
