@@ -1,8 +1,9 @@
 """`python -m bench [--quick|--full] [--json PATH] [NAME ...]`: run every benchmark, print one table.
 
-Imports each known benchmark module that exists (`bench.<name>` for store, actors, http, peers, telegram, timers,
-agent_framework), runs it, writes `bench/results/<name>.json`, then prints one merged table; `--json PATH` also
-writes the merged `{"machine", "metrics", ...}` document. Quick mode (the default) fits in about 5 minutes on 2 cores.
+Imports each known benchmark module that exists (`bench.<name>` for store, actors, http, peers, streaming, recovery,
+startup, telegram, timers, agent_framework), runs it, writes `bench/results/<name>.json`, then prints one merged
+table; `--json PATH` also writes the merged `{"machine", "metrics", ...}` document. Quick mode (the default) took
+about 5 minutes on 2 cores before streaming, recovery and startup were added (about 4 more on a quiet machine).
 A benchmark that raises is reported and the others still run; the exit code is then 1.
 """
 
@@ -20,7 +21,18 @@ from pathlib import Path
 from bench.common import RESULTS_DIR, Metrics, format_table, write_json
 from bench.harness import progress
 
-KNOWN = ("store", "actors", "http", "peers", "telegram", "timers", "agent_framework")
+KNOWN = (
+    "store",
+    "actors",
+    "http",
+    "peers",
+    "streaming",
+    "recovery",
+    "startup",
+    "telegram",
+    "timers",
+    "agent_framework",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -108,14 +108,14 @@ def create_app() -> QuartTrio:
     return app
 
 
-async def _serve(host: str, port: int) -> None:
+async def _serve(host: str, port: int, app: QuartTrio | None = None) -> None:
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
     config.errorlog = None
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        await nursery.start(partial(serve, create_app(), config, shutdown_trigger=stop.wait))
+        await nursery.start(partial(serve, app or create_app(), config, shutdown_trigger=stop.wait))
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 stop.set()

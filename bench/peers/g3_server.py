@@ -3,12 +3,15 @@
 A real `agent_framework.Agent` (its `InMemoryHistoryProvider` is injected by default) over an offline stub
 chat client that answers `turn N` (N = user messages it is given), wrapped by the helpers the way their
 README's route does it: `responses_to_run` -> `AgentState.get_or_create_session` -> `Agent.run` ->
-`AgentState.set_session` -> `responses_from_run`. `previous_response_id` continues from an immutable
+`AgentState.set_session` -> `responses_from_run`; with `"stream": true`, `Agent.run(..., stream=True)` through
+`responses_from_streaming_run` into a `StreamingResponse`, the session stored once the stream has ended (the stub
+then streams `--deltas` text deltas `--interval-ms` apart; 0: yielding to the loop between them, as fast as it
+can). `previous_response_id` continues from an immutable
 snapshot; `conversation` continues a mutable head, which the helpers leave unserialised ("the app must
 serialize writers"), exactly as published. No request option is passed through (the README's allowlist,
 left empty).
 
-    bench/.peers/venv/bin/python bench/peers/g3_server.py --port 8000 [--delay-ms 10]
+    bench/.peers/venv/bin/python bench/peers/g3_server.py --port 8000 [--delay-ms 10] [--deltas N --interval-ms 20]
 (with the repo root on PYTHONPATH, for `bench.common`).
 """
 
@@ -18,7 +21,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import uvicorn
@@ -27,6 +30,8 @@ from agent_framework import (
     BaseChatClient,
     ChatMiddlewareLayer,
     ChatResponse,
+    ChatResponseUpdate,
+    Content,
     FunctionInvocationLayer,
     Message,
 )
@@ -35,12 +40,13 @@ from agent_framework_hosting import AgentState
 from agent_framework_hosting_responses import (
     create_response_id,
     responses_from_run,
+    responses_from_streaming_run,
     responses_session_id,
     responses_to_run,
 )
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from bench.common import turn_text
@@ -49,32 +55,43 @@ from bench.common import turn_text
 class StubChatClient(  # type: ignore[misc]
     FunctionInvocationLayer, ChatMiddlewareLayer, ChatTelemetryLayer, BaseChatClient
 ):
-    """An offline chat client composed like the published ones; replies `turn N` after `delay` seconds."""
+    """An offline chat client composed like the published ones; replies `turn N` after `delay` seconds, or streams
+    `deltas` text deltas `interval` seconds apart."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, deltas: int = 0, interval: float = 0.0) -> None:
         super().__init__()
         self.delay = delay
+        self.deltas = deltas
+        self.interval = interval
 
-    async def _inner_get_response(  # type: ignore[override]
+    def _inner_get_response(  # type: ignore[override]
         self, *, messages: Sequence[Message], stream: bool, options: Any, **kwargs: Any
-    ) -> ChatResponse:
+    ) -> Any:
+        """A coroutine of the whole reply, or (`stream`) the framework's `ResponseStream` of deltas."""
         if stream:
-            raise ValueError("this stub serves non-streaming runs only")
+            return self._build_response_stream(self._deltas())
+        return self._reply(sum(1 for message in messages if message.role == "user"))
+
+    async def _reply(self, turns: int) -> ChatResponse:
         if self.delay:
             await asyncio.sleep(self.delay)
-        turns = sum(1 for message in messages if message.role == "user")
         return ChatResponse(messages=[Message(role="assistant", contents=[turn_text(turns)])])
+
+    async def _deltas(self) -> AsyncIterator[ChatResponseUpdate]:
+        for i in range(self.deltas):
+            await asyncio.sleep(self.interval)
+            yield ChatResponseUpdate(contents=[Content.from_text(text=f"d{i} ")], role="assistant")
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=status)
 
 
-def create_app(delay: float) -> Starlette:
+def create_app(delay: float, deltas: int = 0, interval: float = 0.0) -> Starlette:
     """POST /v1/responses, written as the helpers' README writes it."""
-    state = AgentState(Agent(client=StubChatClient(delay), name="bench"))
+    state = AgentState(Agent(client=StubChatClient(delay, deltas, interval), name="bench"))
 
-    async def responses(request: Request) -> JSONResponse:
+    async def responses(request: Request) -> Response:
         try:
             body = await request.json()
         except json.JSONDecodeError:
@@ -88,10 +105,22 @@ def create_app(delay: float) -> Starlette:
             return _error(400, str(exc))
         response_id = create_response_id()
         session = await state.get_or_create_session(session_id or response_id)
-        result = await (await state.get_target()).run(run["messages"], session=session, options={})
+        target = await state.get_target()
+        conversation_id = session_id if is_conversation_id else None
+        if run.get("stream"):
+
+            async def events() -> AsyncIterator[str]:
+                stream = target.run(run["messages"], session=session, options={}, stream=True)
+                async for event in responses_from_streaming_run(
+                    stream, response_id=response_id, conversation_id=conversation_id
+                ):
+                    yield event
+                await state.set_session(session_id if is_conversation_id else response_id, session)
+
+            return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        result = await target.run(run["messages"], session=session, options={})
         # As published: no lock; two writers of one conversation race and the last one wins.
         await state.set_session(session_id if is_conversation_id else response_id, session)
-        conversation_id = session_id if is_conversation_id else None
         return JSONResponse(responses_from_run(result, response_id=response_id, conversation_id=conversation_id))
 
     return Starlette(routes=[Route("/v1/responses", responses, methods=["POST"])])
@@ -103,8 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay-ms", type=float, default=0.0, help="how long the stub model thinks")
+    parser.add_argument("--deltas", type=int, default=10_000, help="text deltas a streamed reply has")
+    parser.add_argument("--interval-ms", type=float, default=0.0, help="pause before each streamed delta")
     args = parser.parse_args(argv)
-    app = create_app(args.delay_ms / 1000.0)
+    app = create_app(args.delay_ms / 1000.0, args.deltas, args.interval_ms / 1000.0)
     uvicorn.run(app, host=args.host, port=args.port, loop="asyncio", http="h11", log_level="warning", access_log=False)
     return 0
 
