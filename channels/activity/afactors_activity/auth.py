@@ -13,7 +13,6 @@ from typing import Any
 
 import attrs
 import httpx
-import jwt
 import trio
 
 from afactors_activity.claims import ALGORITHMS, AuthFailure, bearer_token, check_claims, check_header
@@ -49,6 +48,8 @@ class InboundAuth:
 
     async def authenticate(self, authorization: str | None) -> Verified:
         """The verified token of a request; raises `AuthFailure` or `KeysUnavailable`."""
+        import jwt  # here, not at module level: it pulls in `cryptography`, a sizeable share of the host's startup
+
         token = bearer_token(authorization)
         try:
             header = jwt.get_unverified_header(token)
