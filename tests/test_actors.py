@@ -327,6 +327,17 @@ async def test_update_batches_group_what_is_queued_and_never_wait_for_more(tmp_p
     assert reply.text == "0,1,2,last" and not handle.stream_dropped
 
 
+async def test_join_many_joins_the_turns_the_system_holds_and_skips_the_rest(tmp_path: Path) -> None:
+    agent = Script()
+    async with running(tmp_path, agent) as (_, system):
+        first = await system.submit(env("block:a"))
+        await agent.started["block:a"].wait()
+        joined = system.join_many([first.turn_id, "turn_unknown"])
+        agent.gates["block:a"].set()
+        assert set(joined) == {first.turn_id}
+        assert (await joined[first.turn_id].reply()).text == (await first.reply()).text == "partial re:block:a"
+
+
 async def test_updates_need_stream_true(tmp_path: Path) -> None:
     async with running(tmp_path, Script()) as (_, system):
         handle = await system.submit(env("x"))

@@ -11,7 +11,7 @@ import logging
 import random
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -334,17 +334,28 @@ class ActorSystem:
 
         The handle resolves with the turn's reply; with `stream`, it gets the updates from now on.
         """
-        handle = TurnHandle(turn_id, stream=stream, buffer=self.config.stream_buffer)
-        entry = self._turns.get(turn_id)
-        if entry is not None:
-            entry.handles.append(handle)
-            return handle
-        if self._closing:
-            return None  # rows not recovered by now wait for the next start
-        if any(row.envelope.turn_id == turn_id for rows in self._recovering.values() for _, row in rows):
-            self._joiners.setdefault(turn_id, []).append(handle)
-            return handle
-        return None
+        return self.join_many([turn_id], stream=stream).get(turn_id)
+
+    def join_many(self, turn_ids: Iterable[str], *, stream: bool = False) -> dict[str, TurnHandle]:
+        """`join` for many turns at once, by turn id (only those the system holds), with one pass over the rows not
+        yet recovered however many turns are asked for (a restart joins every recovered background turn)."""
+        handles: dict[str, TurnHandle] = {}
+        recovering: set[str] | None = None
+        for turn_id in turn_ids:
+            handle = TurnHandle(turn_id, stream=stream, buffer=self.config.stream_buffer)
+            entry = self._turns.get(turn_id)
+            if entry is not None:
+                entry.handles.append(handle)
+            elif self._closing:
+                continue  # rows not recovered by now wait for the next start
+            else:
+                if recovering is None:
+                    recovering = set(self.recovering_turns())
+                if turn_id not in recovering:
+                    continue
+                self._joiners.setdefault(turn_id, []).append(handle)
+            handles[turn_id] = handle
+        return handles
 
     def recovering_turns(self) -> list[str]:
         """The turn ids of inbox rows accepted before a restart (or a stop) whose conversation is not active yet."""

@@ -74,12 +74,13 @@ class BackgroundTurns:
 
     def track_recovered(self) -> None:
         """Track the background turns the system replays from the inbox (call it before any of them starts)."""
+        wanted = []
         for turn_id in self._system.recovering_turns():
             record = self._system.record(turn_id)
             if turn_id not in self._logs and record is not None and record.background:
-                handle = self._system.join(turn_id, stream=True)
-                if handle is not None:
-                    self.track(turn_id, handle)
+                wanted.append(turn_id)
+        for turn_id, handle in self._system.join_many(wanted, stream=True).items():
+            self.track(turn_id, handle)
 
     def watch(self, turn_id: str) -> AsyncIterator[Update] | None:
         """Replay-then-follow the updates of a tracked turn; None when it is not running here."""
