@@ -43,7 +43,7 @@ def inspect_report(store: Store) -> dict[str, Any]:
         ((path, snap) for path, snap in store.scan("snapshots")), key=lambda item: item[1].updated_at, reverse=True
     )
     return {
-        "state_dir": str(store.path),
+        "state_dir": store.location,
         "records": {kind: store.count(kind) for kind in KINDS},
         "map_usage": round(store.map_usage(), 4),
         "conversations": [

@@ -15,7 +15,7 @@ import orjson
 import trio
 
 from afactors import admin
-from afactors.store import DATA_DIR, StateDirLocked, Store, StoreError
+from afactors.store import DATA_DIR, LmdbStore, Store, StoreError, StoreInUse, backend_name
 
 COMMANDS = ("inspect", "show", "dead-letters", "purge", "export", "import", "compact")
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m afactors", description="Operator commands on a stopped host.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--state-dir", default=".afactors", help="the state directory (default: .afactors)")
+    common.add_argument("--store", metavar="URL", help="a postgresql:// store instead of the state directory")
     common.add_argument("--json", action="store_true", help="JSON output for scripts")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("inspect", parents=[common], help="counts, sizes and conversations")
@@ -87,13 +88,13 @@ def _render(command: str, action: str | None, data: Any) -> str:
 
 async def _run(args: argparse.Namespace) -> tuple[Any, int]:
     """The command's result (to render) and exit status."""
-    async with Store.open(args.state_dir) as store:
+    async with Store.open(args.store or args.state_dir) as store:
         if args.command == "inspect":
             return admin.inspect_report(store), 0
         if args.command == "show":
             report = admin.conversation_report(store, args.conversation)
             if report is None:
-                raise LookupError(f"no conversation {args.conversation!r} in {args.state_dir} (see `inspect`)")
+                raise LookupError(f"no conversation {args.conversation!r} in {store.location} (see `inspect`)")
             return report, 0
         if args.command == "dead-letters":
             return await _dead_letters(store, args.action, args.keys), 0
@@ -117,11 +118,13 @@ async def _run(args: argparse.Namespace) -> tuple[Any, int]:
                 async with await trio.open_file(args.input, "rb") as source:
                     content = await source.read()
             return await admin.import_lines(store, content.splitlines()), 0
+        if not isinstance(store, LmdbStore):
+            raise ValueError("compact is not available for the PostgreSQL store: it compacts itself (autovacuum)")
         destination = Path(args.destination)
         if destination.exists():
             raise FileExistsError(f"{destination} exists; compact writes a new state directory")
         data_file = store.copy_compacted(destination)
-        before = (Path(args.state_dir) / DATA_DIR / "data.mdb").stat().st_size
+        before = store.disk_bytes()
         return {"copy": str(destination), "bytes_before": before, "bytes_after": data_file.stat().st_size}, 0
 
 
@@ -144,8 +147,9 @@ async def _dead_letters(store: Store, action: str, keys: list[str]) -> Any:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
-    if not (Path(args.state_dir) / DATA_DIR).is_dir() and args.command != "import":
-        print(f"error: no afactors state in {args.state_dir} (no {DATA_DIR}/ folder)", file=sys.stderr)
+    lmdb = args.store is None or backend_name(args.store) == "lmdb"
+    if lmdb and not (Path(args.store or args.state_dir) / DATA_DIR).is_dir() and args.command != "import":
+        print(f"error: no afactors state in {args.store or args.state_dir} (no {DATA_DIR}/ folder)", file=sys.stderr)
         return 1
     try:
         result, status = trio.run(_run, args)
@@ -153,7 +157,7 @@ def main(argv: Sequence[str]) -> int:
         error: BaseException = exc
         while isinstance(error, BaseExceptionGroup):  # the store's nursery wraps what the command raised
             error = error.exceptions[0]
-        if isinstance(error, StateDirLocked):
+        if isinstance(error, StoreInUse):
             print(f"error: {error} (a running host: use its admin API)", file=sys.stderr)
             return 1
         if isinstance(error, LookupError | ValueError | OSError | StoreError):

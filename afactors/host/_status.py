@@ -8,10 +8,8 @@ Must not import: `afactors.host._host` (it imports this).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -21,7 +19,7 @@ from afactors.actors import ActorSystem
 from afactors.host._background import BackgroundTurns
 from afactors.host._delivery import Outbox
 from afactors.host._monitor import TurnMonitor
-from afactors.store import DATA_DIR, KINDS, Store
+from afactors.store import KINDS, Store
 
 RECENT_TURNS = 20
 """Ended turns the report lists, newest first."""
@@ -44,11 +42,8 @@ class StatusSources:
 
 
 def store_file_size(store: Store) -> int:
-    """Bytes of the LMDB data file on disk (0 when it cannot be read)."""
-    try:
-        return os.path.getsize(Path(store.path) / DATA_DIR / "data.mdb")
-    except OSError:
-        return 0
+    """Bytes the store takes on disk (LMDB: its data file; 0 when it cannot be read)."""
+    return store.disk_bytes()
 
 
 def status_report(sources: StatusSources, tenant: str | None) -> dict[str, Any]:

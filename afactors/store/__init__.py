@@ -1,21 +1,24 @@
-"""The LMDB store: record kinds, group commit, durability settings."""
+"""The store: record kinds, group commit, durability settings; backends LMDB (embedded, the default) and
+PostgreSQL (`PgStore`, the `postgresql` extra, imported when a `postgresql://` location is opened)."""
 
 from afactors.store._codec import HEAD_BYTES, MAX_KEY_BYTES, RecordDecodeError
 from afactors.store._integrity import StoreDamaged, StoreError, StoreFull
-from afactors.store._lmdb_store import (
-    DATA_DIR,
+from afactors.store._interface import (
     DURABILITIES,
-    LOCK_FILE,
+    URL_SCHEMES,
     Delete,
     Durability,
     Expect,
     Op,
     Put,
-    StateDirLocked,
     Store,
     StoreClosed,
+    StoreInUse,
     StoreStats,
+    backend_name,
+    open_store,
 )
+from afactors.store._lmdb_store import DATA_DIR, LOCK_FILE, LmdbStore, StateDirLocked
 from afactors.store._records import (
     KINDS,
     AuditRecord,
@@ -51,6 +54,7 @@ __all__ = [
     "Delete",
     "Expect",
     "Durability",
+    "LmdbStore",
     "Generic",
     "IdentityRecord",
     "InboxRecord",
@@ -67,6 +71,7 @@ __all__ = [
     "StateDirLocked",
     "Store",
     "StoreClosed",
+    "StoreInUse",
     "StoreDamaged",
     "StoreError",
     "StoreFull",
@@ -75,6 +80,9 @@ __all__ = [
     "TimerRecord",
     "TokenRecord",
     "TurnRecord",
+    "URL_SCHEMES",
+    "backend_name",
+    "open_store",
     "salvage",
     "verify",
 ]

@@ -1,4 +1,4 @@
-"""`Store`: one LMDB environment, one writer task with group commit, inline short reads."""
+"""`LmdbStore`: the embedded store: one LMDB environment, one writer task with group commit, inline short reads."""
 
 from __future__ import annotations
 
@@ -7,25 +7,17 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from math import inf
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import attrs
 import lmdb
 import trio
 
-from afactors.store._codec import (
-    HEAD_BYTES,
-    RecordDecodeError,
-    decode_value,
-    encode_key,
-    encode_value,
-    is_hashed,
-    stored_key,
-)
+from afactors.store._codec import HEAD_BYTES, encode_key, stored_key
+from afactors.store._group_commit import GroupCommitStore, Request, holds, prefix_end
 from afactors.store._integrity import (
     CORRUPTION_ERRORS,
     DATA_FILE,
@@ -41,118 +33,20 @@ from afactors.store._integrity import (
     is_disk_full,
     write_marker,
 )
+from afactors.store._interface import DURABILITIES, Durability, StoreClosed, StoreInUse
 from afactors.store._readers import check_readable
-from afactors.store._records import KINDS, Quarantined
+from afactors.store._records import KINDS
 
 log = logging.getLogger("afactors.store")
-
-Durability = Literal["durable", "fast", "unsafe"]
-DURABILITIES: tuple[str, ...] = ("durable", "fast", "unsafe")
 
 LOCK_FILE = "afactors.lock"
 """The file in the state directory that one process holds an exclusive lock on (it holds that process's pid)."""
 DATA_DIR = "data"
 """The LMDB environment's folder inside the state directory (`data.mdb`, `lock.mdb`)."""
 
-_QUEUE_SIZE = 10_000
-_QUARANTINE = "quarantine"
 
-
-class StateDirLocked(StoreError):
+class StateDirLocked(StoreInUse):
     """Another process (or another `Store` in this one) holds the state directory."""
-
-
-class StoreClosed(StoreError):
-    """The store is shutting down and takes no more commits."""
-
-
-@attrs.frozen
-class Put:
-    """Write `value` (a record of the kind's class) under `key`."""
-
-    kind: str
-    key: str
-    value: Any
-
-
-@attrs.frozen
-class Delete:
-    """Remove `key` from `kind` (no error if absent)."""
-
-    kind: str
-    key: str
-
-
-@attrs.frozen
-class Expect:
-    """A condition of a commit: `key` of `kind` holds a record equal to `value` (None: holds nothing)."""
-
-    kind: str
-    key: str
-    value: Any = None
-
-
-Op = Put | Delete
-_OPS = (Put, Delete)
-
-
-@attrs.frozen
-class StoreStats:
-    """A snapshot of a store's counters, for operators and tests (`Store.statistics()`).
-
-    `commits`: requests acknowledged as written; `transactions`: LMDB write transactions committed;
-    `failed_commits`: requests that got an error; `split_batches`: group transactions that failed and were
-    retried one request per transaction to find the failing ones; `refused_full`: requests refused because the
-    disk was full.
-    """
-
-    commits: int = 0
-    transactions: int = 0
-    largest_batch: int = 0
-    map_grows: int = 0
-    quarantined: int = 0
-    map_size: int = 0
-    failed_commits: int = 0
-    split_batches: int = 0
-    refused_full: int = 0
-
-
-_Write = tuple[Any, bytes, bytes | None]  # (LMDB sub-database, stored key, value or None to delete)
-_Expect = tuple[Any, bytes, type, Any]  # (LMDB sub-database, stored key, record class, record or None)
-
-
-@attrs.define(eq=False)
-class _Request:
-    """One caller's commit: its encoded writes, and its outcome once the writer is done with it."""
-
-    writes: list[_Write]
-    guard: _Write | None = None  # apply only if this key still holds exactly this value (quarantine moves)
-    moving: tuple[str, bytes] | None = None  # the (kind, key) a quarantine move sets aside
-    expects: list[_Expect] = attrs.Factory(list)  # `Expect` conditions: all must hold, else nothing is written
-    applied: bool = True  # False: an expectation did not hold
-    written: bool = False
-    error: BaseException | None = None
-    finished: bool = False
-    waiter: trio.lowlevel.Task | None = None
-
-    def finish(self) -> None:
-        """The writer is done with this request (written or `error` set): wake its caller."""
-        self.finished = True
-        if self.waiter is not None:
-            trio.lowlevel.reschedule(self.waiter)
-
-    async def outcome(self) -> None:
-        """Wait until finished, uncancellably (once queued, the writer decides); raise the error if any.
-
-        A bare park instead of an Event under a shielded cancel scope: this is the hot path of every commit.
-        """
-        if self.finished:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        else:
-            self.waiter = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
-        if self.error is not None:
-            raise self.error
 
 
 def _lock_state_dir(path: Path) -> tuple[int, bool]:
@@ -207,45 +101,35 @@ def _verify_after_crash(data_dir: Path) -> None:
         )
 
 
-def _prefix_end(prefix: bytes) -> bytes | None:
-    """The smallest key above every key that starts with `prefix` (None: no such key)."""
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
-        return None
-    return stripped[:-1] + bytes([stripped[-1] + 1])
+class LmdbStore(GroupCommitStore):
+    """The afactors state in one LMDB environment: a named sub-database per record kind.
 
-
-class Store:
-    """The afactors state: named record kinds in one LMDB environment.
-
-    Open with `async with Store.open(path) as store:`. Writes go through `await store.commit([...])`, which
-    returns once the batch is written (durable per the durability setting); every batch queued while the
+    Open with `async with LmdbStore.open(path) as store:` (or `Store.open(path)`). Every batch queued while the
     writer was busy is committed in the same LMDB transaction, in one thread hop. Reads (`get`, `scan`,
     `count`) are short read transactions run inline: call them from trio tasks, never from other threads.
     """
 
+    _damage_errors = CORRUPTION_ERRORS
+
     def __init__(
         self, path: Path, env: lmdb.Environment, durability: Durability, max_batch: int, min_free: int = MIN_FREE_BYTES
     ) -> None:
+        super().__init__(durability, max_batch)
         self.path = path
-        self.durability = durability
-        self._counts: dict[str, int] = dict.fromkeys(attrs.fields_dict(StoreStats), 0)  # `statistics()` copies
         self._counts["map_size"] = env.info()["map_size"]
         self.min_free = min_free
         self._env = env
-        self._max_batch = max_batch
-        self._full = False
         self._space_checked = -inf  # monotonic time of the last free-space check
         self._marker_at = time.monotonic()
-        self._closed = False
-        self._quarantining: set[tuple[str, bytes]] = set()  # moves queued and not yet done
         self._dbs = self._open_dbs()
-        self._send, self._receive = trio.open_memory_channel[_Request](_QUEUE_SIZE)
-        # The writer's own thread token: threads busy elsewhere (sync targets) never hold up a commit.
-        self._thread = trio.CapacityLimiter(1)
-        self.on_transaction: Callable[[int, float], None] | None = None
-        """Called after every committed write transaction with its number of commits and its seconds (must not
-        block): the host's metrics observe batch sizes and commit latency through it."""
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    @property
+    def _handles(self) -> dict[str, Any]:
+        return self._dbs
 
     @classmethod
     @asynccontextmanager
@@ -258,7 +142,7 @@ class Store:
         max_batch: int = 4096,
         min_free: int = MIN_FREE_BYTES,
         verify_after_crash: bool = True,
-    ) -> AsyncIterator[Store]:
+    ) -> AsyncIterator[LmdbStore]:
         """Open (creating) the state directory `path` and run the writer task until the block exits.
 
         Raises `StateDirLocked` at once if another process has the directory open, `StoreDamaged` if the data
@@ -300,7 +184,7 @@ class Store:
                 )
             except lmdb.Error as exc:
                 raise StoreError(f"cannot open the LMDB environment in {data_dir}: {exc}") from None
-            store: Store | None = None
+            store: LmdbStore | None = None
             try:
                 check_after_open(data_dir, env, marker)
                 env.reader_check()
@@ -325,20 +209,6 @@ class Store:
         finally:
             os.ftruncate(lock_fd, 0)  # no owner pid left behind after a clean close
             os.close(lock_fd)
-
-    def statistics(self) -> StoreStats:
-        """A frozen snapshot of the counters so far."""
-        return StoreStats(**self._counts)
-
-    @property
-    def stats(self) -> StoreStats:
-        """`statistics()`."""
-        return self.statistics()
-
-    @property
-    def queued(self) -> int:
-        """How many commits wait for the writer (not yet in a transaction)."""
-        return self._send.statistics().current_buffer_used
 
     @property
     def full(self) -> bool:
@@ -384,161 +254,28 @@ class Store:
             log.warning("store %s: could not update the commit marker: %s", self.path, exc)
         self._marker_at = time.monotonic()
 
-    # -- writes -------------------------------------------------------------------------------------------
+    def _full_error(self, exc: Exception) -> StoreFull | None:
+        if not is_disk_full(exc, self.path, self.min_free):
+            return None
+        self._set_full()
+        return StoreFull(self._full_message())
 
-    async def commit(self, ops: Iterable[Op], *, expect: Iterable[Expect] = ()) -> bool:
-        """Commit `ops` atomically, all or nothing; return once written.
-
-        `expect`: conditions checked inside the write transaction; if one does not hold (another commit changed
-        the row since it was read), nothing of this batch is written and `commit` returns False (else True).
-
-        Raises `StoreError` if this batch could not be written (other callers' batches are not affected),
-        `StoreClosed` once the store is closing. Bad ops (unknown kind, wrong record class, empty key, a
-        record that cannot be encoded) raise `KeyError`/`TypeError`/`ValueError` here, before anything is
-        queued. An empty list is a barrier: it returns once every commit queued before it is written.
-        Cancelled before it is queued, nothing is written; once queued, it waits for its outcome regardless.
-        """
-        request = _Request(self._encode(ops), expects=[self._expectation(e) for e in expect])
-        if self._full and self.full:
-            self._counts["refused_full"] += 1
-            raise StoreFull(self._full_message())
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            try:
-                self._send.send_nowait(request)
-            except trio.WouldBlock:
-                await self._send.send(request)  # the queue is full: wait for room
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise StoreClosed(f"the store at {self.path} is closed") from None
-        await request.outcome()
-        return request.applied
-
-    def _expectation(self, expect: Expect) -> _Expect:
-        return (self._db(expect.kind), encode_key(expect.key), KINDS[expect.kind], expect.value)
-
-    def _encode(self, ops: Iterable[Op]) -> list[_Write]:
-        writes: list[_Write] = []
-        for op in ops:
-            if not isinstance(op, _OPS):
-                raise TypeError(f"a commit takes Put and Delete operations, not {type(op).__name__}")
-            db = self._db(op.kind)
-            key = encode_key(op.key)
-            if isinstance(op, Delete):
-                writes.append((db, key, None))
-                continue
-            cls = KINDS[op.kind]
-            if not isinstance(op.value, cls):
-                raise TypeError(f"kind {op.kind!r} holds {cls.__name__} records, not {type(op.value).__name__}")
-            try:
-                value = encode_value(op.value, op.key, is_hashed(key))
-            except (TypeError, ValueError) as exc:
-                raise TypeError(f"cannot encode the {op.kind} record {op.key!r}: {exc}") from exc
-            writes.append((db, key, value))
-        return writes
-
-    async def _writer(self) -> None:
-        # Shielded: the writer stops when the send side closes (always, when the `open` block exits), and
-        # every queued caller waits shielded for its outcome, so the writer must not stop before that.
-        with trio.CancelScope(shield=True):
-            try:
-                async for first in self._receive:
-                    batch = [first]
-                    while len(batch) < self._max_batch:
-                        try:
-                            batch.append(self._receive.receive_nowait())
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
-                    await self._write(batch)
-            finally:
-                self._fail_queued()
-
-    def _fail_queued(self) -> None:
-        """Fail whatever is still queued (only if the writer itself crashed) so no caller waits forever."""
-        while True:
-            try:
-                request = self._receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
-            request.error = StoreClosed("the store writer stopped before this commit was written")
-            request.finish()
-        self._receive.close()
-
-    async def _write(self, batch: list[_Request]) -> None:
-        try:
-            await self._commit_or_isolate(batch)
-        finally:
-            for request in batch:
-                if request.moving is not None:
-                    self._quarantining.discard(request.moving)
-                if not request.written and request.error is None:
-                    request.error = StoreClosed("the store writer stopped before this commit was written")
-                if request.error is not None:
-                    self._counts["failed_commits"] += 1
-                else:
-                    self._counts["commits"] += 1
-                request.finish()
-            self._counts["largest_batch"] = max(self._counts["largest_batch"], len(batch))
-
-    async def _commit_or_isolate(self, batch: list[_Request]) -> None:
-        """One transaction for the batch; if it fails, one per request, so only the failing ones fail.
-
-        Out of disk space, the whole batch fails with `StoreFull` (and so does every write until space returns).
-        """
-        try:
-            self._check_space()
-            await self._transact(batch)
-        except StoreFull as exc:
-            self._fail_full(batch, exc)
-        except Exception as exc:  # whatever failed, only its own callers may see it
-            if is_disk_full(exc, self.path, self.min_free):
-                self._set_full()
-                self._fail_full(batch, StoreFull(self._full_message()))
-                return
-            if len(batch) == 1:
-                log.error("store commit failed: %s", exc)
-                damaged = isinstance(exc, CORRUPTION_ERRORS)
-                batch[0].error = (StoreDamaged if damaged else StoreError)(f"commit failed: {exc}")
-                batch[0].error.__cause__ = exc
-                return
-            log.warning("group commit of %d requests failed (%s); retrying one per transaction", len(batch), exc)
-            self._counts["split_batches"] += 1
-            for request in batch:
-                await self._commit_or_isolate([request])
-
-    def _fail_full(self, batch: list[_Request], error: StoreFull) -> None:
-        self._counts["refused_full"] += len(batch)
-        for request in batch:
-            request.error = error
-
-    async def _transact(self, batch: list[_Request]) -> None:
-        started = time.perf_counter()
+    async def _apply_batch(self, batch: list[Request]) -> None:
         while True:
             try:
                 if self.durability == "unsafe":
                     self._apply(batch)  # no fsync: cheaper inline than a thread hop
                 else:
                     await trio.to_thread.run_sync(self._apply, batch, limiter=self._thread)
+                return
             except lmdb.MapFullError:
                 self._grow()
-                continue
-            for request in batch:
-                request.written = True
-            self._counts["transactions"] += 1
-            if self.on_transaction is not None:
-                self.on_transaction(len(batch), time.perf_counter() - started)
-            if time.monotonic() - self._marker_at >= MARKER_INTERVAL:
-                await trio.to_thread.run_sync(self._write_marker, limiter=self._thread)
-            return
 
-    @staticmethod
-    def _apply_writes(txn: lmdb.Transaction, writes: list[_Write]) -> None:
-        for db, key, value in writes:
-            if value is None:
-                txn.delete(key, db=db)
-            else:
-                txn.put(key, value, db=db)
+    async def _after_transaction(self) -> None:
+        if time.monotonic() - self._marker_at >= MARKER_INTERVAL:
+            await trio.to_thread.run_sync(self._write_marker, limiter=self._thread)
 
-    def _apply(self, batch: list[_Request]) -> None:
+    def _apply(self, batch: list[Request]) -> None:
         """The whole batch in one write transaction (runs in a worker thread unless durability is unsafe)."""
         with self._env.begin(write=True) as txn:
             for request in batch:
@@ -546,20 +283,13 @@ class Store:
                     db, key, expected = request.guard
                     if txn.get(key, db=db) != expected:
                         continue
-                request.applied = all(self._holds(txn, expect) for expect in request.expects)
+                request.applied = all(holds(txn.get(e[1], db=e[0]), e) for e in request.expects)
                 if request.applied:
-                    self._apply_writes(txn, request.writes)
-
-    @staticmethod
-    def _holds(txn: lmdb.Transaction, expect: _Expect) -> bool:
-        db, key, cls, value = expect
-        raw = txn.get(key, db=db)
-        if raw is None or value is None:
-            return raw is None and value is None
-        try:
-            return bool(decode_value(bytes(raw), cls, key)[1] == value)
-        except RecordDecodeError:
-            return False
+                    for db, key, value in request.writes:
+                        if value is None:
+                            txn.delete(key, db=db)
+                        else:
+                            txn.put(key, value, db=db)
 
     def _grow(self) -> None:
         # Runs in the trio thread with no transaction open: the writer's ended in its thread, and reads
@@ -578,14 +308,6 @@ class Store:
                 self._grow()
 
     # -- reads --------------------------------------------------------------------------------------------
-
-    def _db(self, kind: str) -> Any:
-        if self._closed:
-            raise StoreClosed(f"the store at {self.path} is closed")
-        db = self._dbs.get(kind)
-        if db is None:
-            raise KeyError(f"unknown record kind {kind!r}; known kinds: {', '.join(KINDS)}")
-        return db
 
     def get(self, kind: str, key: str) -> Any | None:
         """The record under `key`, or None. A record that no longer decodes is quarantined and reads as None."""
@@ -633,7 +355,7 @@ class Store:
         with self._env.begin(db=db) as txn:
             cursor = txn.cursor()
             if reverse:
-                upper = _prefix_end(head)
+                upper = prefix_end(head)
                 if after is not None:
                     mark = stored_key(after.encode())
                     upper = mark if upper is None else min(upper, mark)
@@ -678,34 +400,9 @@ class Store:
         info, stat = self._env.info(), self._env.stat()
         return (info["last_pgno"] + 1) * stat["psize"] / info["map_size"]
 
-    # -- quarantine ---------------------------------------------------------------------------------------
-
-    def _decode(self, kind: str, stored: bytes, raw: bytes) -> tuple[str, Any] | None:
+    def disk_bytes(self) -> int:
+        """Bytes of the LMDB data file (0 when it cannot be read)."""
         try:
-            return decode_value(raw, KINDS[kind], stored)
-        except RecordDecodeError as exc:
-            self._quarantine(kind, stored, raw, str(exc))
-            return None
-
-    def _quarantine(self, kind: str, stored: bytes, raw: bytes, reason: str) -> None:
-        """Move an undecodable record to the quarantine kind (if it still holds these bytes), and log it."""
-        label = stored.decode("utf-8", errors="backslashreplace")
-        if (kind, stored) in self._quarantining:
-            return  # its move is queued already
-        if kind == _QUARANTINE:
-            log.error("undecodable quarantine record %r: %s", label, reason)
-            return
-        log.error("quarantining undecodable %s record %r: %s", kind, label, reason)
-        qkey = f"{kind}/{label}/{time.time_ns()}"
-        qstored = encode_key(qkey)
-        record = Quarantined(kind=kind, key=label, raw=raw, reason=reason)
-        value = encode_value(record, qkey, is_hashed(qstored))
-        db = self._dbs[kind]
-        moves = [(self._dbs[_QUARANTINE], qstored, value), (db, stored, None)]
-        request = _Request(moves, guard=(db, stored, raw), moving=(kind, stored))
-        try:
-            self._send.send_nowait(request)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            return  # set aside on a later read
-        self._quarantining.add((kind, stored))
-        self._counts["quarantined"] += 1
+            return os.path.getsize(self.path / DATA_DIR / DATA_FILE)
+        except OSError:
+            return 0
