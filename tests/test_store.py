@@ -1,5 +1,6 @@
-"""The LMDB store in one process: commits, reads, group commit, map growth, long keys, schema upgrades,
-quarantine and closing. Real LMDB environments in temp dirs."""
+"""The store in one process: commits, reads, group commit, map growth, long keys, schema upgrades, quarantine and
+closing. Every test that is not about LMDB itself runs on both backends: real LMDB environments in temp dirs, and a
+fresh schema of a throwaway PostgreSQL server on loopback."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import lmdb
 import orjson
+import psycopg
 import pytest
 import trio
 import trio.testing
@@ -34,11 +36,17 @@ from afactors.store import (
     TurnRecord,
 )
 from afactors.store._codec import encode_key
+from afactors.store._pg_store import PgStore
+from afactors.store.pg_server import PgServer
 
 
-def _raw_put(state: Path, kind: str, key: bytes, value: bytes) -> None:
-    """Write bytes straight into a kind with py-lmdb (the store must not be open)."""
-    env = lmdb.open(str(state / DATA_DIR), max_dbs=len(KINDS) + 2)
+def _raw_put(location: str | Path, kind: str, key: bytes, value: bytes) -> None:
+    """Write bytes straight into a kind, with py-lmdb or SQL (the store must not be open)."""
+    if isinstance(location, str):
+        with psycopg.connect(location) as conn:
+            conn.execute("INSERT INTO afactors_records VALUES (%s, %s, %s)", (kind, key, value))
+        return
+    env = lmdb.open(str(location / DATA_DIR), max_dbs=len(KINDS) + 2)
     try:
         with env.begin(write=True) as txn:
             txn.put(key, value, db=env.open_db(kind.encode(), txn=txn))
@@ -46,13 +54,27 @@ def _raw_put(state: Path, kind: str, key: bytes, value: bytes) -> None:
         env.close()
 
 
-async def _make_kinds(state: Path) -> None:
-    async with Store.open(state, durability="unsafe"):
+def _raw_get(location: str | Path, kind: str, key: bytes) -> bytes:
+    """The stored bytes of a record, read with py-lmdb or SQL (the store must not be open)."""
+    if isinstance(location, str):
+        with psycopg.connect(location) as conn:
+            row = conn.execute("SELECT value FROM afactors_records WHERE kind = %s AND key = %s", (kind, key))
+            return bytes(row.fetchone()[0])  # type: ignore[index]
+    env = lmdb.open(str(location / DATA_DIR), max_dbs=len(KINDS) + 2, readonly=True)
+    try:
+        with env.begin(db=env.open_db(kind.encode(), create=False)) as txn:
+            return bytes(txn.get(key))
+    finally:
+        env.close()
+
+
+async def _make_kinds(location: str | Path) -> None:
+    async with Store.open(location, durability="unsafe"):
         pass
 
 
-async def test_commit_get_delete_count(tmp_path: Path) -> None:
-    async with Store.open(tmp_path, durability="unsafe") as store:
+async def test_commit_get_delete_count(store_location: str | Path) -> None:
+    async with Store.open(store_location, durability="unsafe") as store:
         assert store.get("snapshots", "t/c1") is None
         await store.commit(
             [
@@ -65,7 +87,7 @@ async def test_commit_get_delete_count(tmp_path: Path) -> None:
         await store.commit([Delete("dedup", "t/m1"), Delete("dedup", "never-written")])
         assert store.get("dedup", "t/m1") is None
         assert store.count("dedup") == 0
-    async with Store.open(tmp_path) as store:
+    async with Store.open(store_location) as store:
         assert store.get("snapshots", "t/c1") == Snapshot(seq=1, head="turn-1")
 
 
@@ -84,17 +106,17 @@ def _one_of_each_record() -> dict[str, object]:
     }
 
 
-async def test_every_record_class_roundtrips_through_the_store(tmp_path: Path) -> None:
+async def test_every_record_class_roundtrips_through_the_store(store_location: str | Path) -> None:
     records = _one_of_each_record()
-    async with Store.open(tmp_path, durability="unsafe") as store:
+    async with Store.open(store_location, durability="unsafe") as store:
         await store.commit([Put(kind, "k", record) for kind, record in records.items()])
-    async with Store.open(tmp_path) as store:
+    async with Store.open(store_location) as store:
         for kind, record in records.items():
             assert store.get(kind, "k") == record
 
 
-async def test_bad_ops_fail_the_caller_before_anything_is_queued(tmp_path: Path) -> None:
-    async with Store.open(tmp_path, durability="unsafe") as store:
+async def test_bad_ops_fail_the_caller_before_anything_is_queued(store_location: str | Path) -> None:
+    async with Store.open(store_location, durability="unsafe") as store:
         with pytest.raises(KeyError, match="unknown record kind 'nope'"):
             await store.commit([Put("nope", "k", Generic())])
         with pytest.raises(TypeError, match="kind 'snapshots' holds Snapshot records, not Generic"):
@@ -111,7 +133,7 @@ async def test_bad_ops_fail_the_caller_before_anything_is_queued(tmp_path: Path)
         assert store.stats.transactions == 0
 
 
-async def test_unencodable_commits_fail_only_their_callers(tmp_path: Path) -> None:
+async def test_unencodable_commits_fail_only_their_callers(store_location: str | Path) -> None:
     outcomes: dict[int, str] = {}
 
     async def commit(i: int) -> None:
@@ -122,7 +144,7 @@ async def test_unencodable_commits_fail_only_their_callers(tmp_path: Path) -> No
         except TypeError:
             outcomes[i] = "rejected"
 
-    async with Store.open(tmp_path) as store:
+    async with Store.open(store_location) as store:
         async with trio.open_nursery() as nursery:
             for i in range(50):
                 nursery.start_soon(commit, i)
@@ -131,7 +153,7 @@ async def test_unencodable_commits_fail_only_their_callers(tmp_path: Path) -> No
         assert store.stats.failed_commits == 0  # rejected in the caller; the writer never saw them
 
 
-async def test_200_concurrent_committers_all_commit_in_grouped_transactions(tmp_path: Path) -> None:
+async def test_200_concurrent_committers_all_commit_in_grouped_transactions(store_location: str | Path) -> None:
     async def committer(i: int) -> None:
         for n in range(3):
             await store.commit(
@@ -141,14 +163,14 @@ async def test_200_concurrent_committers_all_commit_in_grouped_transactions(tmp_
                 ]
             )
 
-    async with Store.open(tmp_path) as store:
+    async with Store.open(store_location) as store:
         async with trio.open_nursery() as nursery:
             for i in range(200):
                 nursery.start_soon(committer, i)
         assert store.stats.commits == 600
         assert store.stats.transactions < 600 // 10
         assert store.stats.largest_batch > 10
-    async with Store.open(tmp_path) as store:
+    async with Store.open(store_location) as store:
         assert store.count("dedup") == 600
         assert all(store.get("snapshots", f"c{i}") == Snapshot(seq=2) for i in range(200))
 
@@ -181,9 +203,9 @@ async def test_tiny_map_grows_under_load_without_losing_a_write(
         assert 0 < store.map_usage() <= 1
 
 
-async def test_scan_prefix_after_limit_reverse(tmp_path: Path) -> None:
+async def test_scan_prefix_after_limit_reverse(store_location: str | Path) -> None:
     keys = ["a", "b/1", "b/2", "b/3", "b/30", "b0", "c/1"]
-    async with Store.open(tmp_path, durability="unsafe") as store:
+    async with Store.open(store_location, durability="unsafe") as store:
         await store.commit([Put("dedup", k, DedupRecord(k, i)) for i, k in enumerate(keys)])
 
         def scan(prefix: str = "", **kw: object) -> list[str]:
@@ -206,13 +228,13 @@ async def test_scan_prefix_after_limit_reverse(tmp_path: Path) -> None:
         assert store.scan("dedup", "c/") == [("c/1", DedupRecord("c/1", 6))]
 
 
-async def test_long_keys_are_hashed_and_come_back_whole(tmp_path: Path) -> None:
+async def test_long_keys_are_hashed_and_come_back_whole(store_location: str | Path) -> None:
     tenant = "t" * 300
     head = f"{tenant}/conversation-"
     long_keys = [head + "x" * 200 + f"/{n}" for n in range(5)]  # share far more than HEAD_BYTES
     short_keys = [f"{tenant}/a", f"{tenant}/z"]
     unicode_key = "ü" * 300  # 600 bytes of UTF-8
-    async with Store.open(tmp_path, durability="unsafe") as store:
+    async with Store.open(store_location, durability="unsafe") as store:
         await store.commit([Put("dedup", k, DedupRecord(k, 0)) for k in [*long_keys, *short_keys, unicode_key]])
         for key in [*long_keys, unicode_key]:
             assert len(key.encode()) > MAX_KEY_BYTES
@@ -237,21 +259,16 @@ async def test_long_keys_are_hashed_and_come_back_whole(tmp_path: Path) -> None:
         assert store.count("dedup") == 7
 
 
-async def test_schema_upgrade_from_a_hand_made_v0_record(tmp_path: Path) -> None:
-    await _make_kinds(tmp_path)
+async def test_schema_upgrade_from_a_hand_made_v0_record(store_location: str | Path) -> None:
+    await _make_kinds(store_location)
     v0 = {"v": 0, "d": {"turns": 7, "head": "turn-7", "updated_at": 12.5}}
-    _raw_put(tmp_path, "snapshots", b"t/c1", orjson.dumps(v0))
-    async with Store.open(tmp_path, durability="unsafe") as store:
+    _raw_put(store_location, "snapshots", b"t/c1", orjson.dumps(v0))
+    async with Store.open(store_location, durability="unsafe") as store:
         upgraded = Snapshot(seq=7, head="turn-7", state={}, updated_at=12.5)
         assert store.get("snapshots", "t/c1") == upgraded
         assert store.scan("snapshots") == [("t/c1", upgraded)]
         await store.commit([Put("snapshots", "t/c1", upgraded)])  # rewritten at the current version
-    env = lmdb.open(str(tmp_path / DATA_DIR), max_dbs=len(KINDS) + 2, readonly=True)
-    try:
-        with env.begin(db=env.open_db(b"snapshots", create=False)) as txn:
-            assert orjson.loads(txn.get(b"t/c1"))["v"] == Snapshot.SCHEMA == 1
-    finally:
-        env.close()
+    assert orjson.loads(_raw_get(store_location, "snapshots", b"t/c1"))["v"] == Snapshot.SCHEMA == 1
 
 
 GARBAGE = {
@@ -263,14 +280,14 @@ GARBAGE = {
 
 
 async def test_undecodable_records_read_as_none_are_logged_and_quarantined(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store_location: str | Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await _make_kinds(tmp_path)
+    await _make_kinds(store_location)
     for key, value in GARBAGE.items():
-        _raw_put(tmp_path, "snapshots", key, value)
-    _raw_put(tmp_path, "snapshots", b"t/good", orjson.dumps({"v": 1, "d": {"seq": 1}}))
+        _raw_put(store_location, "snapshots", key, value)
+    _raw_put(store_location, "snapshots", b"t/good", orjson.dumps({"v": 1, "d": {"seq": 1}}))
     with caplog.at_level(logging.ERROR, logger="afactors.store"):
-        async with Store.open(tmp_path) as store:
+        async with Store.open(store_location) as store:
             assert store.get("snapshots", "t/not-json") is None
             assert store.scan("snapshots") == [("t/good", Snapshot(seq=1))]  # the other three set aside here
             await store.commit([])  # a barrier: the quarantine moves queued before it are written
@@ -288,12 +305,12 @@ async def test_undecodable_records_read_as_none_are_logged_and_quarantined(
     assert len(logged) == len(GARBAGE)
 
 
-async def test_a_hashed_key_whose_value_names_another_key_is_quarantined(tmp_path: Path) -> None:
+async def test_a_hashed_key_whose_value_names_another_key_is_quarantined(store_location: str | Path) -> None:
     long_key = "k" * 500
-    await _make_kinds(tmp_path)
+    await _make_kinds(store_location)
     bad = {"v": 1, "d": {"turn_id": "t", "seq": 1}, "k": "j" * 500}
-    _raw_put(tmp_path, "dedup", encode_key(long_key), orjson.dumps(bad))
-    async with Store.open(tmp_path, durability="unsafe") as store:
+    _raw_put(store_location, "dedup", encode_key(long_key), orjson.dumps(bad))
+    async with Store.open(store_location, durability="unsafe") as store:
         assert store.get("dedup", long_key) is None
         await store.commit([])
         [(_, record)] = store.scan("quarantine")
@@ -301,18 +318,18 @@ async def test_a_hashed_key_whose_value_names_another_key_is_quarantined(tmp_pat
         assert store.count("dedup") == 0
 
 
-async def test_quarantine_never_removes_a_record_a_commit_replaced(tmp_path: Path) -> None:
+async def test_quarantine_never_removes_a_record_a_commit_replaced(store_location: str | Path) -> None:
     # A reader finds garbage and queues its move while a writer replaces the garbage; trio runs the two in
     # either order, so over a dozen rounds both orders occur. The valid record must survive every time.
     rounds = 12
-    await _make_kinds(tmp_path)
+    await _make_kinds(store_location)
     for i in range(rounds):
-        _raw_put(tmp_path, "snapshots", f"k{i}".encode(), b"garbage")
+        _raw_put(store_location, "snapshots", f"k{i}".encode(), b"garbage")
 
     async def read(key: str) -> None:
         store.get("snapshots", key)
 
-    async with Store.open(tmp_path, durability="unsafe") as store:
+    async with Store.open(store_location, durability="unsafe") as store:
         for i in range(rounds):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(store.commit, [Put("snapshots", f"k{i}", Snapshot(seq=i))])
@@ -322,7 +339,7 @@ async def test_quarantine_never_removes_a_record_a_commit_replaced(tmp_path: Pat
         assert store.count("quarantine") <= rounds
 
 
-async def test_close_completes_queued_commits_and_refuses_new_ones(tmp_path: Path) -> None:
+async def test_close_completes_queued_commits_and_refuses_new_ones(store_location: str | Path) -> None:
     done: list[int] = []
 
     async def commit(i: int) -> None:
@@ -330,7 +347,7 @@ async def test_close_completes_queued_commits_and_refuses_new_ones(tmp_path: Pat
         done.append(i)
 
     with trio.fail_after(10):
-        async with trio.open_nursery() as nursery, Store.open(tmp_path, max_batch=10) as store:
+        async with trio.open_nursery() as nursery, Store.open(store_location, max_batch=10) as store:
             for i in range(100):
                 nursery.start_soon(commit, i)
             await trio.testing.wait_all_tasks_blocked()
@@ -341,18 +358,18 @@ async def test_close_completes_queued_commits_and_refuses_new_ones(tmp_path: Pat
         await store.commit([Put("dedup", "late", DedupRecord("t", 0))])
     with pytest.raises(StoreClosed):
         store.get("dedup", "m000")
-    async with Store.open(tmp_path) as store:
+    async with Store.open(store_location) as store:
         assert store.count("dedup") == 100
 
 
-async def test_a_caller_cancelled_while_its_commit_is_queued_still_gets_the_outcome(tmp_path: Path) -> None:
+async def test_a_caller_cancelled_while_its_commit_is_queued_still_gets_the_outcome(store_location: str | Path) -> None:
     returned = False
 
     async def cancel_when_blocked() -> None:
         await trio.testing.wait_all_tasks_blocked()
         scope.cancel()
 
-    async with Store.open(tmp_path) as store:
+    async with Store.open(store_location) as store:
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(cancel_when_blocked)
@@ -376,15 +393,39 @@ async def test_every_durability_setting_persists_across_reopen(
         assert store.get("dedup", "m") == DedupRecord("t", 1)
 
 
-async def test_bad_open_arguments_are_clear_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("durability", "synchronous_commit"), [("durable", "on"), ("fast", "off"), ("unsafe", "off")])
+async def test_every_durability_setting_on_postgresql_sets_synchronous_commit(
+    pg_server: PgServer, durability: str, synchronous_commit: str
+) -> None:
+    url = pg_server.new_store_url()
+    async with PgStore.open(url, durability=durability) as store:  # type: ignore[arg-type]
+        await store.commit([Put("dedup", "m", DedupRecord("t", 1))])
+        # the writer connection's setting (the writer is idle now: its commit returned)
+        [[writer_setting]] = store._writer_conn.execute("SHOW synchronous_commit").fetchall()
+        store._writer_conn.rollback()
+        assert writer_setting == synchronous_commit
+    async with Store.open(url) as store:
+        assert store.get("dedup", "m") == DedupRecord("t", 1)
+
+
+async def test_bad_open_arguments_are_clear_errors(store_location: str | Path) -> None:
     with pytest.raises(ValueError, match="durability must be one of durable, fast, unsafe, not 'safe'"):
-        async with Store.open(tmp_path, durability="safe"):  # type: ignore[arg-type]
+        async with Store.open(store_location, durability="safe"):
             pass
     with pytest.raises(ValueError, match="max_batch must be at least 1"):
-        async with Store.open(tmp_path, max_batch=0):
+        async with Store.open(store_location, max_batch=0):
             pass
+
+
+async def test_a_map_size_that_is_not_positive_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="map_size must be positive"):
         async with Store.open(tmp_path, map_size=0):
+            pass
+
+
+async def test_a_postgresql_store_that_cannot_be_reached_is_a_clear_error(pg_server: PgServer) -> None:
+    with pytest.raises(StoreError, match="cannot connect to the PostgreSQL store"):
+        async with Store.open(f"postgresql://afactors@127.0.0.1:{pg_server.port}/no_such_database"):
             pass
 
 

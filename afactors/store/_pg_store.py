@@ -1,0 +1,337 @@
+"""`PgStore`: the store in PostgreSQL (the `postgresql` extra, psycopg 3), with the LMDB store's guarantees.
+
+One table holds every record kind, keyed by `(kind, key)` with the same stored keys (long keys hashed) and the
+same schema-versioned values, as `bytea`: a group of commits is then one `DELETE` and one `INSERT ... ON CONFLICT`
+over arrays, whatever kinds it touches. The writer is one connection used only by the writer task's worker
+thread; each group is one transaction. Reads run inline on a second connection (autocommit): a loopback round
+trip on the trio thread. One host per schema: the writer connection holds a session advisory lock on the schema.
+
+Durability: `durable` commits with `synchronous_commit = on` (the commit waits for the WAL flush), `fast` and
+`unsafe` with `synchronous_commit = off` (PostgreSQL may lose the last commits on a server crash, never a half
+transaction; a client crash loses nothing acknowledged). `afactors_meta` records the layout version, the host
+that has the store open, and whether it closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+import psycopg.errors
+import trio
+
+from afactors.store._codec import HEAD_BYTES, encode_key, stored_key
+from afactors.store._group_commit import GroupCommitStore, Request, holds, prefix_end
+from afactors.store._integrity import StoreDamaged, StoreError, StoreFull
+from afactors.store._interface import DURABILITIES, Durability, StoreInUse
+from afactors.store._records import KINDS
+
+log = logging.getLogger("afactors.store")
+
+LAYOUT = 1
+"""The version of the tables' layout this code writes (`afactors_meta`); a newer one is refused."""
+
+_LOCK_CLASS = 0x41666163  # "Afac": the advisory lock's first key; the second is the schema name's hash
+
+_SETUP = (
+    "CREATE TABLE IF NOT EXISTS afactors_records"
+    " (kind text NOT NULL, key bytea NOT NULL, value bytea NOT NULL, PRIMARY KEY (kind, key))",
+    "CREATE TABLE IF NOT EXISTS afactors_meta (name text PRIMARY KEY, value text NOT NULL)",
+)
+_SET_META = (
+    "INSERT INTO afactors_meta (name, value) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
+)
+_SELECT = (
+    "SELECT r.kind, r.key, r.value FROM afactors_records r"
+    " JOIN unnest(%s::text[], %s::bytea[]) AS w(kind, key) ON r.kind = w.kind AND r.key = w.key"
+)
+_DELETE = (
+    "DELETE FROM afactors_records r USING unnest(%s::text[], %s::bytea[]) AS d(kind, key)"
+    " WHERE r.kind = d.kind AND r.key = d.key"
+)
+_UPSERT = (
+    "INSERT INTO afactors_records (kind, key, value) SELECT * FROM unnest(%s::text[], %s::bytea[], %s::bytea[])"
+    " ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value"
+)
+_PAGE = 256  # rows a scan fetches at a time when it has no limit (or drops undecodable rows)
+
+
+class DatabaseLocked(StoreInUse):
+    """Another host has the PostgreSQL store (its schema) open."""
+
+
+def _owner() -> str:
+    return f"{os.getpid()} on {socket.gethostname()}"
+
+
+class PgStore(GroupCommitStore):
+    """The afactors state in a PostgreSQL schema (see the module docstring).
+
+    Open with `async with PgStore.open("postgresql://...") as store:` (or `Store.open(url)`). The tables live in
+    the first schema of the connection's search path: put `?options=-csearch_path%3DNAME` in the URL to keep
+    several stores in one database.
+    """
+
+    _damage_errors = (psycopg.errors.DataCorrupted, psycopg.errors.IndexCorrupted)
+
+    def __init__(
+        self, url: str, writer: psycopg.Connection[Any], reader: psycopg.Connection[Any], durability: Durability,
+        max_batch: int, connect_timeout: float,
+    ) -> None:  # fmt: skip
+        super().__init__(durability, max_batch)
+        self.url = url
+        self._writer_conn = writer
+        self._reader = reader
+        self._connect_timeout = connect_timeout
+        info = reader.info
+        row = reader.execute("SELECT current_schema()").fetchone()
+        schema = row[0] if row else "?"
+        self._location = f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname} (schema {schema})"
+        self._kinds = {kind: kind for kind in KINDS}
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, url: str, *, durability: Durability = "durable", max_batch: int = 4096, connect_timeout: float = 10.0
+    ) -> AsyncIterator[PgStore]:
+        """Connect to the PostgreSQL store at `url` (creating its tables) and run the writer until the block exits.
+
+        Raises `DatabaseLocked` at once if another host has the store open, `StoreError` if the server cannot
+        be reached or the tables were made by a newer afactors. On exit, every commit already queued is written
+        before the connections close.
+        """
+        if durability not in DURABILITIES:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITIES)}, not {durability!r}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        writer = await trio.to_thread.run_sync(_connect, url, connect_timeout, False)
+        try:
+            reader = await trio.to_thread.run_sync(_connect, url, connect_timeout, True)
+            try:
+                store = cls(url, writer, reader, durability, max_batch, connect_timeout)
+                await trio.to_thread.run_sync(store._claim)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(store._writer)
+                        try:
+                            yield store
+                        finally:
+                            store._send.close()  # the writer drains what is queued, then exits
+                finally:
+                    store._closed = True
+                    with trio.CancelScope(shield=True):
+                        await trio.to_thread.run_sync(store._release)
+            finally:
+                reader.close()
+        finally:
+            writer.close()
+
+    @property
+    def location(self) -> str:
+        return self._location
+
+    @property
+    def _handles(self) -> dict[str, Any]:
+        return self._kinds
+
+    # -- the writer connection (its worker thread only) ------------------------------------------------------
+
+    def _claim(self) -> None:
+        """Take the schema's lock, make the tables, check their layout and mark the store open by this host."""
+        conn = self._writer_conn
+        self._lock(conn)
+        for statement in _SETUP:
+            conn.execute(statement)
+        meta = dict(conn.execute("SELECT name, value FROM afactors_meta").fetchall())
+        layout = int(meta.get("layout", LAYOUT))
+        if layout > LAYOUT:
+            raise StoreError(
+                f"the PostgreSQL store {self.location} has table layout {layout}, newer than this afactors ({LAYOUT})"
+            )
+        if meta.get("open") == "true":
+            log.warning("store %s was not closed cleanly by %s", self.location, meta.get("owner", "?"))
+        for name, value in (("layout", str(LAYOUT)), ("owner", _owner()), ("open", "true")):
+            conn.execute(_SET_META, (name, value))
+        conn.commit()
+
+    def _lock(self, conn: psycopg.Connection[Any]) -> None:
+        setting = "on" if self.durability == "durable" else "off"
+        conn.execute(f"SET synchronous_commit = {setting}")
+        row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (_LOCK_CLASS,)).fetchone()
+        conn.commit()
+        if not (row and row[0]):
+            try:
+                found = conn.execute("SELECT value FROM afactors_meta WHERE name = 'owner'").fetchone()
+                owner = found[0] if found else "(unknown)"
+            except psycopg.Error:  # the holder has not made its tables yet
+                owner = "(unknown)"
+            conn.rollback()
+            raise DatabaseLocked(
+                f"the PostgreSQL store {self.location} is already in use by process {owner};"
+                " stop that host or use another schema"
+            )
+
+    def _release(self) -> None:
+        conn = self._writer_conn
+        if conn.broken or conn.closed:
+            return
+        try:
+            conn.execute(_SET_META, ("open", "false"))
+            conn.commit()
+        except psycopg.Error as exc:
+            log.warning("store %s: could not mark the store closed: %s", self.location, exc)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The writer connection; a lost one is replaced (and the schema's lock taken again)."""
+        if self._writer_conn.broken or self._writer_conn.closed:
+            log.warning("store %s: the writer's connection was lost; reconnecting", self.location)
+            conn = _connect(self.url, self._connect_timeout, False)
+            try:
+                self._lock(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._writer_conn = conn
+        return self._writer_conn
+
+    def _apply(self, batch: list[Request]) -> None:
+        """The whole batch in one transaction (in the writer's worker thread)."""
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                wanted = {(e[0], e[1]) for r in batch for e in r.expects}
+                wanted |= {(r.guard[0], r.guard[1]) for r in batch if r.guard is not None}
+                current: dict[tuple[str, bytes], bytes | None] = {}
+                if wanted:
+                    kinds, keys = zip(*wanted, strict=True)
+                    cur.execute(_SELECT, (list(kinds), list(keys)))
+                    current = {(kind, bytes(key)): bytes(value) for kind, key, value in cur.fetchall()}
+                pending: dict[tuple[str, bytes], bytes | None] = {}  # each key's last write in this batch
+
+                def now(kind: str, key: bytes) -> bytes | None:
+                    return pending[kind, key] if (kind, key) in pending else current.get((kind, key))
+
+                for request in batch:
+                    if request.guard is not None:
+                        kind, key, expected = request.guard
+                        if now(kind, key) != expected:
+                            continue
+                    request.applied = all(holds(now(e[0], e[1]), e) for e in request.expects)
+                    if request.applied:
+                        for kind, key, value in request.writes:
+                            pending[kind, key] = value
+                deletes = [k for k, v in pending.items() if v is None]
+                puts = [(kind, key, v) for (kind, key), v in pending.items() if v is not None]
+                with conn.pipeline():
+                    if deletes:
+                        cur.execute(_DELETE, ([k for k, _ in deletes], [key for _, key in deletes]))
+                    if puts:
+                        cur.execute(_UPSERT, ([p[0] for p in puts], [p[1] for p in puts], [p[2] for p in puts]))
+            conn.commit()
+        except BaseException:
+            if not conn.broken:
+                conn.rollback()
+            raise
+
+    async def _apply_batch(self, batch: list[Request]) -> None:
+        await trio.to_thread.run_sync(self._apply, batch, limiter=self._thread)
+
+    def _full_error(self, exc: Exception) -> StoreFull | None:
+        return StoreFull(self._full_message()) if isinstance(exc, psycopg.errors.DiskFull) else None
+
+    # -- reads (inline, on the reader connection) ------------------------------------------------------------
+
+    def _read(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        for attempt in (1, 2):
+            try:
+                return self._reader.execute(query, params).fetchall()
+            except (psycopg.errors.DataCorrupted, psycopg.errors.IndexCorrupted) as exc:
+                raise StoreDamaged(f"cannot read the store at {self.location}: {exc}") from None
+            except psycopg.OperationalError as exc:
+                if attempt == 1 and self._reader.broken:
+                    log.warning("store %s: the reader's connection was lost; reconnecting", self.location)
+                    try:
+                        self._reader = _connect(self.url, self._connect_timeout, True)
+                        continue
+                    except psycopg.Error:
+                        pass
+                raise StoreError(f"cannot read the store at {self.location}: {exc}") from None
+        raise AssertionError("unreachable")
+
+    def get(self, kind: str, key: str) -> Any | None:
+        """The record under `key`, or None. A record that no longer decodes is quarantined and reads as None."""
+        self._db(kind)
+        stored = encode_key(key)
+        rows = self._read("SELECT value FROM afactors_records WHERE kind = %s AND key = %s", (kind, stored))
+        if not rows:
+            return None
+        item = self._decode(kind, stored, bytes(rows[0][0]))
+        return None if item is None else item[1]
+
+    def scan(
+        self, kind: str, prefix: str = "", *, after: str | None = None, limit: int | None = None, reverse: bool = False
+    ) -> list[tuple[str, Any]]:
+        """`(key, record)` pairs whose key starts with `prefix`, in key order (or reversed), up to `limit`.
+
+        As `LmdbStore.scan`: `after` continues a previous page; undecodable records are quarantined and skipped;
+        keys longer than `MAX_KEY_BYTES` sort by their first `HEAD_BYTES` bytes, then in a stable order.
+        """
+        self._db(kind)
+        found: list[tuple[str, Any]] = []
+        if limit is not None and limit <= 0:
+            return found
+        head = prefix.encode()[:HEAD_BYTES]  # every matching key, long or not, is stored under this prefix
+        lower: bytes = head
+        upper = prefix_end(head)
+        if after is not None:
+            mark = stored_key(after.encode())
+            if reverse:
+                upper = mark if upper is None else min(upper, mark)
+            else:
+                lower = max(head, mark + b"\x00")
+        order = "DESC" if reverse else "ASC"
+        while True:
+            page = _PAGE if limit is None else max(limit - len(found), 1)
+            bound = "" if upper is None else " AND key < %s"
+            params: tuple[Any, ...] = (kind, lower) if upper is None else (kind, lower, upper)
+            rows = self._read(
+                f"SELECT key, value FROM afactors_records WHERE kind = %s AND key >= %s{bound}"
+                f" ORDER BY key {order} LIMIT {page}",
+                params,
+            )
+            for key, value in rows:
+                item = self._decode(kind, bytes(key), bytes(value))
+                if item is not None and item[0].startswith(prefix):
+                    found.append(item)
+                    if limit is not None and len(found) >= limit:
+                        return found
+            if len(rows) < page:
+                return found
+            last = bytes(rows[-1][0])
+            if reverse:
+                upper = last
+            else:
+                lower = last + b"\x00"
+
+    def count(self, kind: str) -> int:
+        """How many records `kind` holds (a `count(*)`: it reads the kind's index)."""
+        self._db(kind)
+        return int(self._read("SELECT count(*) FROM afactors_records WHERE kind = %s", (kind,))[0][0])
+
+    def disk_bytes(self) -> int:
+        """Bytes of the records table with its index and TOAST data."""
+        if self._closed:
+            return 0
+        return int(self._read("SELECT pg_total_relation_size('afactors_records')", ())[0][0])
+
+
+def _connect(url: str, timeout: float, autocommit: bool) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, round(timeout)))
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to the PostgreSQL store: {exc}".strip()) from None
