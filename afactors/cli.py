@@ -32,6 +32,9 @@ def build_parser(plugins: dict[str, ChannelPlugin]) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--state-dir", default=".afactors", help="where the LMDB state lives (default: .afactors)")
+    parser.add_argument(
+        "--store", metavar="URL", help="keep the state in PostgreSQL instead (postgresql://...; the postgresql extra)"
+    )
     parser.add_argument("--channel", action="append", choices=sorted(plugins), help="serve this channel (repeatable)")
     parser.add_argument("--busy-policy", choices=sorted(BUSY_POLICIES), default="enqueue")
     parser.add_argument("--durability", choices=DURABILITIES, default="durable")
@@ -85,6 +88,7 @@ async def serve(args: argparse.Namespace, channels: list[Channel], target: objec
                 target,
                 channels=channels,
                 state_dir=args.state_dir,
+                store=args.store,
                 host=args.host,
                 port=args.port,
                 durability=args.durability,

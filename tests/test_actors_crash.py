@@ -1,4 +1,4 @@
-"""Kill -9 of a process mid-turn: the inboxed envelope replays on restart and commits exactly once."""
+"""Kill -9 of a process mid-turn: the inboxed envelope replays on restart and commits exactly once (both backends)."""
 
 from __future__ import annotations
 
@@ -61,11 +61,11 @@ trio.run(main)
 """
 
 
-def _start(tmp_path: Path, mode: str) -> subprocess.Popen[str]:
+def _start(tmp_path: Path, store: str | Path, mode: str) -> subprocess.Popen[str]:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     return subprocess.Popen(
-        [sys.executable, str(script), mode, str(tmp_path / "state"), str(tmp_path / "runs.txt")],
+        [sys.executable, str(script), mode, str(store), str(tmp_path / "runs.txt")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -79,8 +79,8 @@ def _finish(child: subprocess.Popen[str]) -> dict[str, object]:
 
 
 @pytest.mark.slow
-def test_kill_9_mid_turn_then_restart_commits_the_turn_exactly_once(tmp_path: Path) -> None:
-    child = _start(tmp_path, "crash")
+def test_kill_9_mid_turn_then_restart_commits_the_turn_exactly_once(tmp_path: Path, store_location: str | Path) -> None:
+    child = _start(tmp_path, store_location, "crash")
     try:
         accepted = child.stdout.readline().split()  # type: ignore[union-attr]
         assert accepted[0] == "ACCEPTED", child.stderr.read()  # type: ignore[union-attr]
@@ -92,7 +92,7 @@ def test_kill_9_mid_turn_then_restart_commits_the_turn_exactly_once(tmp_path: Pa
     runs = tmp_path / "runs.txt"
     assert runs.read_text().split() == [turn_id]
 
-    first = _finish(_start(tmp_path, "recover"))  # the redelivered envelope joins the replayed turn
+    first = _finish(_start(tmp_path, store_location, "recover"))  # the redelivered envelope joins the replayed turn
     assert first == {
         "turn_id": turn_id,
         "text": "working paid",
@@ -104,6 +104,7 @@ def test_kill_9_mid_turn_then_restart_commits_the_turn_exactly_once(tmp_path: Pa
     }
     assert runs.read_text().split() == [turn_id, turn_id]  # the target ran again: at-least-once
 
-    second = _finish(_start(tmp_path, "recover"))  # the dedup key holds: nothing runs, the stored reply answers
+    # the dedup key holds: nothing runs, the stored reply answers
+    second = _finish(_start(tmp_path, store_location, "recover"))
     assert second == first
     assert runs.read_text().split() == [turn_id, turn_id]

@@ -1,4 +1,4 @@
-"""The store across processes: kill -9 in a stream of commits, a second process on the same state directory,
+"""The store across processes: kill -9 in a stream of commits, a second process on the same store (both backends),
 and a write that fails inside LMDB (a file size limit) failing only its own caller.
 
 This file is also the child program: `python tests/test_store_process.py ROLE STATE_DIR`.
@@ -20,7 +20,7 @@ import attrs
 import pytest
 import trio
 
-from afactors.store import DATA_DIR, Generic, Put, Snapshot, StateDirLocked, Store, StoreError
+from afactors.store import DATA_DIR, Generic, Put, Snapshot, Store, StoreError, StoreInUse
 
 CHILD = [sys.executable, __file__]
 COMMITTERS = 20
@@ -67,7 +67,7 @@ async def _try_open(state: str) -> None:
     try:
         async with Store.open(state):
             _ack("opened")
-    except StateDirLocked as exc:
+    except StoreInUse as exc:
         _ack(f"locked: {exc}")
 
 
@@ -115,7 +115,7 @@ async def _read_lines(proc: trio.Process, until: int | None = None) -> list[str]
 
 
 @asynccontextmanager
-async def _child(role: str, state: Path, **kw: object) -> AsyncIterator[trio.Process]:
+async def _child(role: str, state: str | Path, **kw: object) -> AsyncIterator[trio.Process]:
     """Run this file as a child in `role`; kill it (if still running) and close its pipes on exit."""
     argv = [*CHILD, role, str(state)]
     proc = await trio.lowlevel.open_process(argv, stdout=subprocess.PIPE, **kw)  # type: ignore[arg-type]
@@ -132,11 +132,11 @@ async def _child(role: str, state: Path, **kw: object) -> AsyncIterator[trio.Pro
 
 
 @pytest.mark.slow
-async def test_kill_9_keeps_every_acknowledged_commit_and_no_half_commit(tmp_path: Path) -> None:
+async def test_kill_9_keeps_every_acknowledged_commit_and_no_half_commit(store_location: str | Path) -> None:
     acked: set[str] = set()
     for _ in range(3):  # crash, restart on the same directory, crash again
         with trio.fail_after(60):
-            async with _child("stream", tmp_path) as proc:
+            async with _child("stream", store_location) as proc:
                 acked.update(await _read_lines(proc, until=600))
                 assert proc.poll() is None  # still committing when killed
                 proc.kill()
@@ -144,7 +144,7 @@ async def test_kill_9_keeps_every_acknowledged_commit_and_no_half_commit(tmp_pat
                 assert await proc.wait() == -signal.SIGKILL
     assert len(acked) >= 1800
 
-    async with Store.open(tmp_path) as store:
+    async with Store.open(store_location) as store:
         a_ids = {key[2:] for key, _ in store.scan("checkpoints", "a/")}
         b_ids = {key[2:] for key, _ in store.scan("checkpoints", "b/")}
         heads = {task: store.get("snapshots", f"task{task}") for task in range(COMMITTERS)}
@@ -156,22 +156,25 @@ async def test_kill_9_keeps_every_acknowledged_commit_and_no_half_commit(tmp_pat
         assert {cid for cid in a_ids if cid.startswith(f"{task}.")} == {f"{task}.{n}" for n in range(1, head.seq + 1)}
 
 
-async def test_a_second_process_on_the_state_directory_fails_at_once_naming_dir_and_pid(tmp_path: Path) -> None:
+async def test_a_second_process_on_the_store_fails_at_once_naming_it_and_the_pid(store_location: str | Path) -> None:
     with trio.fail_after(20):
-        async with _child("hold", tmp_path, stdin=subprocess.PIPE) as holder:
+        async with _child("hold", store_location, stdin=subprocess.PIPE) as holder:
             assert holder.stdin is not None
             assert await _read_lines(holder, until=1) == ["ready"]
-            with pytest.raises(StateDirLocked) as caught:
-                async with Store.open(tmp_path):
+            with pytest.raises(StoreInUse) as caught:
+                async with Store.open(store_location):
                     pass
-            assert str(tmp_path) in str(caught.value)
-            assert f"process {holder.pid}" in str(caught.value)
+            where = str(store_location) if isinstance(store_location, Path) else store_location.rpartition("%3D")[2]
+            assert where in str(caught.value)  # the state directory, or the PostgreSQL schema
+            assert f"already in use by process {holder.pid}" in str(caught.value)
             await holder.stdin.aclose()
             assert await holder.wait() == 0
 
-        async with Store.open(tmp_path), _child("try-open", tmp_path) as child:  # now this process is named
+        async with Store.open(store_location), _child("try-open", store_location) as child:  # now this process is named
             [line] = await _read_lines(child)
-            assert line.startswith(f"locked: state directory {tmp_path} is already in use by process {os.getpid()}")
+            assert line.startswith("locked: ")
+            assert where in line
+            assert f"is already in use by process {os.getpid()}" in line
             assert await child.wait() == 0
 
 

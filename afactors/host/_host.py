@@ -41,6 +41,7 @@ log = logging.getLogger("afactors.host")
 class HostConfig:
     """How `open_host` runs: where state lives, where it listens, who may call, and how actors behave.
 
+    `store`: a `postgresql://` URL to keep the state in PostgreSQL instead of LMDB in `state_dir`.
     `durability`: the store's fsync policy. `api_keys`: bearer keys, each its own tenant (none: everyone is the
     default tenant). `drain_timeout`: seconds running turns (and open connections) get at shutdown.
     `limits`: the HTTP server's connection and request limits. `delivery`: how long the outbox retries pushes
@@ -54,6 +55,7 @@ class HostConfig:
     """
 
     state_dir: str | os.PathLike[str] = ".afactors"
+    store: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     durability: Durability = "durable"
@@ -162,7 +164,7 @@ async def open_host(
     channels = list(channels)
     validate([c.name for c in channels], config.default_allowlist, config.channel_auth)
     agent = as_agent(target if target is not None else DemoAgent())
-    async with _lifetime(agent), Store.open(config.state_dir, durability=config.durability) as store:
+    async with _lifetime(agent), Store.open(config.store or config.state_dir, durability=config.durability) as store:
         async with ActorSystem.open(store, agent, config.actor_config()) as system:
             async with trio.open_nursery() as nursery, trio.open_nursery() as services:
                 the_host = Host(store, system, config)

@@ -103,8 +103,12 @@ def open_store(location: str | os.PathLike[str], **options: Any) -> AbstractAsyn
     `options` are the backend's (`LmdbStore.open`, `PgStore.open`); every backend takes `durability`
     (`durable` by default) and `max_batch` (commits per transaction at most).
     """
-    module, _, name = _BACKENDS[backend_name(location)].partition(":")
-    backend: type[Store] = getattr(importlib.import_module(module), name)
+    kind = backend_name(location)
+    module, _, name = _BACKENDS[kind].partition(":")
+    try:
+        backend: type[Store] = getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:  # the backend's driver is an extra
+        raise StoreError(f"the {kind} store needs {exc.name}: install afactors[{kind}]") from None
     return backend.open(location, **options)
 
 
