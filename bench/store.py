@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
@@ -33,7 +33,7 @@ import lmdb
 import trio
 
 from afactors.model import Message
-from afactors.store import DedupRecord, Put, Snapshot, Store, TurnRecord
+from afactors.store import DedupRecord, Durability, Put, Snapshot, Store, TurnRecord
 from bench.common import MIN_RUNS, Metrics, bench_main, summarize, turn_text
 from bench.harness import progress
 
@@ -42,7 +42,7 @@ MODES = {"single": 1, "group": 4096}  # mode -> max_batch
 
 
 @contextmanager
-def _scratch() -> Iterator[Path]:
+def scratch() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="afactors-bench-store-", dir=os.environ.get("AFACTORS_BENCH_DIR")) as d:
         yield Path(d)
 
@@ -76,13 +76,20 @@ def _turn_commit(committer: int, n: int) -> list[Put]:
     ]
 
 
-async def _commit_load(
-    directory: Path, max_batch: int, committers: int, seconds: float, warmup: float
+async def commit_load(
+    location: Path | str,
+    max_batch: int,
+    committers: int,
+    seconds: float,
+    warmup: float,
+    durability: Durability = "durable",
+    server_cpu: Callable[[], float] | None = None,
 ) -> dict[str, float]:
-    """Commits/s, p50/p99 latency (ms) and commits per transaction over `seconds` after `warmup`."""
+    """Commits/s, p50/p99 latency (ms), commits per transaction and CPU µs per commit (this process; and the
+    store server's, given a clock of its CPU seconds) over `seconds` after `warmup`, on the store at `location`."""
     latencies: list[float] = []  # of the commits that finished inside the window
-    window: dict[str, int] = {}
-    async with Store.open(directory, durability="durable", max_batch=max_batch) as store:
+    window: dict[str, float] = {}
+    async with Store.open(location, durability=durability, max_batch=max_batch) as store:
         begin = time.perf_counter() + warmup
         end = begin + seconds
 
@@ -95,27 +102,36 @@ async def _commit_load(
                 if begin <= finished <= end:
                     latencies.append(finished - started)
 
+        def clocks() -> tuple[float, float, float]:
+            return store.stats.transactions, time.process_time(), server_cpu() if server_cpu else 0.0
+
         async def sample_stats() -> None:
             await trio.sleep_until(trio.current_time() + warmup)
-            window["transactions"] = -store.stats.transactions
+            before = clocks()
             await trio.sleep_until(trio.current_time() + seconds)
-            window["transactions"] += store.stats.transactions
+            after = clocks()
+            for n, name in enumerate(("transactions", "cpu", "server_cpu")):
+                window[name] = after[n] - before[n]
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sample_stats)
             for c in range(committers):
                 nursery.start_soon(committer, c)
     quantiles = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else [math.nan] * 99
+    commits = max(len(latencies), 1)
     return {
         "commits_per_s": len(latencies) / seconds,
         "p50_ms": quantiles[49] * 1e3,
         "p99_ms": quantiles[98] * 1e3,
         "batch_mean": len(latencies) / max(window["transactions"], 1),
+        "cpu_us_per_commit": window["cpu"] * 1e6 / commits,
+        "server_cpu_us_per_commit": window["server_cpu"] * 1e6 / commits,
     }
 
 
-async def _get_rate(directory: Path, reads: int) -> float:
-    async with Store.open(directory, durability="unsafe") as store:
+async def get_rate(location: Path | str, reads: int) -> float:
+    """Point reads per second (decoded) of a 10k-record kind of the store at `location`."""
+    async with Store.open(location, durability="unsafe") as store:
         await store.commit([Put("dedup", f"conv/{i:06}", DedupRecord(f"turn-{i}", i)) for i in range(10_000)])
         keys = [f"conv/{(i * 7919) % 10_000:06}" for i in range(reads)]
         started = time.perf_counter()
@@ -128,15 +144,15 @@ def run(quick: bool) -> Metrics:
     """Median of `MIN_RUNS` runs of every (mode, committers) pair, interleaved."""
     seconds, warmup = (1.0, 0.3) if quick else (4.0, 1.0)
     samples: dict[str, list[float]] = defaultdict(list)
-    with _scratch() as probe:
+    with scratch() as probe:
         filesystem = _filesystem(probe)
     for run_no in range(MIN_RUNS):
         pairs = [(mode, n) for n in COMMITTERS for mode in MODES]
         pairs = pairs[run_no % len(pairs) :] + pairs[: run_no % len(pairs)]  # rotate the order per run
         per_run: dict[tuple[str, int], float] = {}
         for mode, committers in pairs:
-            with _scratch() as directory:
-                result = trio.run(_commit_load, directory, MODES[mode], committers, seconds, warmup)
+            with scratch() as directory:
+                result = trio.run(commit_load, directory, MODES[mode], committers, seconds, warmup)
             per_run[mode, committers] = result["commits_per_s"]
             samples[f"store.commits_per_s.{mode}.{committers}"].append(result["commits_per_s"])
             samples[f"store.commit_p50_ms.{mode}.{committers}"].append(result["p50_ms"])
@@ -146,8 +162,8 @@ def run(quick: bool) -> Metrics:
             rate = result["commits_per_s"]
             progress(f"store: run {run_no + 1} {mode:6} x{committers:<3} {rate:9,.0f} commits/s")
         samples["store.group_speedup.200"].append(per_run["group", 200] / per_run["single", 200])
-        with _scratch() as directory:
-            samples["store.gets_per_s"].append(trio.run(_get_rate, directory, 100_000 if quick else 1_000_000))
+        with scratch() as directory:
+            samples["store.gets_per_s"].append(trio.run(get_rate, directory, 100_000 if quick else 1_000_000))
     metrics = summarize(samples)
     metrics.notes.update(
         {
