@@ -10,21 +10,30 @@ Metrics, per `<backend>.<durability>.<committers>`: `pgstore.commits_per_s`, `pg
 `pgstore.batch_mean` (commits per transaction); at 200 committers the per-turn cost in CPU: `pgstore.cpu_us_per_turn`
 (this process: encoding, the trio writer, the driver) and `pgstore.server_cpu_us_per_turn` (PostgreSQL's processes);
 `pgstore.pg_over_lmdb.<durability>.200` (PostgreSQL commits/s over LMDB's, per run) and `pgstore.gets_per_s.<backend>`
-(inline point reads). Without PostgreSQL binaries (or psycopg) it prints why and measures nothing.
+(inline point reads). The driver choice: `pgstore.driver.tx_per_s.<thread|bridge>.<rows>` and `...cpu_us_per_tx...`:
+psycopg's sync connection in a worker thread (what `PgStore` does) against its asyncio connection through
+trio-asyncio, one upsert of 1 or 200 rows and a commit per transaction, without the flush.
+Without PostgreSQL binaries (or psycopg) it prints why and measures nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
 import psutil
+import psycopg
+import psycopg.waiting
 import trio
+import trio_asyncio
 
 from afactors.store import Durability
+from afactors.store._pg_store import SETUP, UPSERT
 from afactors.store.pg_server import PgServer, PgUnavailable, throwaway_server
 from bench.common import MIN_RUNS, Metrics, bench_main, summarize
 from bench.harness import progress
@@ -64,6 +73,71 @@ def _load(
     )
 
 
+def _rows(batch: int, n: int) -> tuple[list[str], list[bytes], list[bytes]]:
+    return ["turns"] * batch, [f"driver/{n:08}/{i:04}".encode() for i in range(batch)], [b"x" * 600] * batch
+
+
+async def _driver_load(url: str, bridge: bool, batch: int, seconds: float) -> tuple[float, float]:
+    """Transactions/s and this process's CPU µs per transaction, each an upsert of `batch` rows and a commit
+    (`synchronous_commit = off`, so the driver's cost shows, not the flush): psycopg's sync connection in a worker
+    thread (what `PgStore` does), or its asyncio connection through trio-asyncio."""
+
+    def measure_start() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    def measure_end(start: tuple[float, float], n: int) -> tuple[float, float]:
+        return n / (time.perf_counter() - start[0]), (time.process_time() - start[1]) * 1e6 / max(n, 1)
+
+    if not bridge:
+        conn = psycopg.connect(url)
+        conn.execute("SET synchronous_commit = off")
+        conn.execute(SETUP[0])
+        conn.commit()
+        limiter = trio.CapacityLimiter(1)
+
+        def apply(rows: tuple[list[str], list[bytes], list[bytes]]) -> None:
+            conn.execute(UPSERT, rows)
+            conn.commit()
+
+        with conn:
+            start, n = measure_start(), 0
+            while time.perf_counter() - start[0] < seconds:
+                await trio.to_thread.run_sync(apply, _rows(batch, n), limiter=limiter)
+                n += 1
+            return measure_end(start, n)
+    # psycopg bound asyncio's `get_running_loop` when imported, before trio-asyncio replaced it with one that knows
+    # trio-asyncio's loop: hand it the replacement.
+    psycopg.waiting.get_running_loop = asyncio.get_running_loop  # type: ignore[attr-defined]
+    async with trio_asyncio.open_loop():
+        aconn = await trio_asyncio.aio_as_trio(psycopg.AsyncConnection.connect)(url)
+
+        async def aapply(rows: tuple[list[str], list[bytes], list[bytes]]) -> None:
+            await aconn.execute(UPSERT, rows)
+            await aconn.commit()
+
+        await trio_asyncio.aio_as_trio(aconn.execute)("SET synchronous_commit = off")
+        await trio_asyncio.aio_as_trio(aconn.execute)(SETUP[0])
+        await trio_asyncio.aio_as_trio(aconn.commit)()
+        try:
+            start, n = measure_start(), 0
+            while time.perf_counter() - start[0] < seconds:
+                await trio_asyncio.aio_as_trio(aapply)(_rows(batch, n))
+                n += 1
+            return measure_end(start, n)
+        finally:
+            await trio_asyncio.aio_as_trio(aconn.close)()
+
+
+def _drivers(server: PgServer, seconds: float, samples: dict[str, list[float]]) -> None:
+    """One round of the driver comparison (alternating), into `samples`."""
+    for batch in (1, 200):
+        for driver in ("thread", "bridge"):
+            rate, cpu = trio.run(_driver_load, server.new_store_url(), driver == "bridge", batch, seconds)
+            samples[f"pgstore.driver.tx_per_s.{driver}.{batch}"].append(rate)
+            samples[f"pgstore.driver.cpu_us_per_tx.{driver}.{batch}"].append(cpu)
+            progress(f"pgstore: driver {driver:6} batch {batch:3} {rate:9,.0f} tx/s {cpu:8,.0f} µs CPU/tx")
+
+
 def run(quick: bool) -> Metrics:
     """Median of `MIN_RUNS` runs of every (backend, durability, committers), interleaved."""
     timing = (1.0, 0.3) if quick else (4.0, 1.0)
@@ -93,6 +167,7 @@ def run(quick: bool) -> Metrics:
                 with scratch() as directory:
                     samples["pgstore.gets_per_s.lmdb"].append(trio.run(get_rate, directory, reads))
                 samples["pgstore.gets_per_s.postgresql"].append(trio.run(get_rate, server.new_store_url(), reads))
+                _drivers(server, timing[0], samples)
             server_version = (server.directory / "data" / "PG_VERSION").read_text().strip()
     except PgUnavailable as exc:
         progress(f"pgstore: skipped: {exc}")

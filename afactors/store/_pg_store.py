@@ -38,7 +38,7 @@ LAYOUT = 1
 
 _LOCK_CLASS = 0x41666163  # "Afac": the advisory lock's first key; the second is the schema name's hash
 
-_SETUP = (
+SETUP = (
     "CREATE TABLE IF NOT EXISTS afactors_records"
     " (kind text NOT NULL, key bytea NOT NULL, value bytea NOT NULL, PRIMARY KEY (kind, key))",
     "CREATE TABLE IF NOT EXISTS afactors_meta (name text PRIMARY KEY, value text NOT NULL)",
@@ -54,7 +54,7 @@ _DELETE = (
     "DELETE FROM afactors_records r USING unnest(%s::text[], %s::bytea[]) AS d(kind, key)"
     " WHERE r.kind = d.kind AND r.key = d.key"
 )
-_UPSERT = (
+UPSERT = (
     "INSERT INTO afactors_records (kind, key, value) SELECT * FROM unnest(%s::text[], %s::bytea[], %s::bytea[])"
     " ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value"
 )
@@ -145,7 +145,7 @@ class PgStore(GroupCommitStore):
         """Take the schema's lock, make the tables, check their layout and mark the store open by this host."""
         conn = self._writer_conn
         self._lock(conn)
-        for statement in _SETUP:
+        for statement in SETUP:
             conn.execute(statement)
         meta = dict(conn.execute("SELECT name, value FROM afactors_meta").fetchall())
         layout = int(meta.get("layout", LAYOUT))
@@ -231,7 +231,7 @@ class PgStore(GroupCommitStore):
                     if deletes:
                         cur.execute(_DELETE, ([k for k, _ in deletes], [key for _, key in deletes]))
                     if puts:
-                        cur.execute(_UPSERT, ([p[0] for p in puts], [p[1] for p in puts], [p[2] for p in puts]))
+                        cur.execute(UPSERT, ([p[0] for p in puts], [p[1] for p in puts], [p[2] for p in puts]))
             conn.commit()
         except BaseException:
             if not conn.broken:
