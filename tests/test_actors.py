@@ -80,9 +80,11 @@ def env(text: str, key: ConversationKey = KEY, **fields: Any) -> Envelope:
 
 @asynccontextmanager
 async def running(
-    tmp_path: Path, agent: Any, *, durability: str = "unsafe", **options: Any
+    where: Path | str, agent: Any, *, durability: str = "unsafe", **options: Any
 ) -> AsyncIterator[tuple[Store, ActorSystem]]:
-    async with Store.open(tmp_path / "state", durability=durability) as store:  # type: ignore[arg-type]
+    """A store (in `where`'s `state` folder, or at `where`'s PostgreSQL URL) and an actor system on it."""
+    location = where / "state" if isinstance(where, Path) else where
+    async with Store.open(location, durability=durability) as store:
         async with ActorSystem.open(store, agent, **options) as system:
             yield store, system
 
@@ -571,9 +573,9 @@ async def test_a_full_mailbox_blocks_the_sender(tmp_path: Path) -> None:
 # -- shutdown and recovery ---------------------------------------------------------------------------------------
 
 
-async def test_shutdown_drains_turns_then_cuts_the_rest_and_replays_them(tmp_path: Path) -> None:
+async def test_shutdown_drains_turns_then_cuts_the_rest_and_replays_them(store_location: str | Path) -> None:
     agent = Script()
-    async with running(tmp_path, agent, drain_timeout=0.2) as (store, system):
+    async with running(store_location, agent, drain_timeout=0.2) as (store, system):
         quick = await system.submit(env("sleep:0.01", ConversationKey("t", "quick")))
         stuck = await system.submit(env("block:a", idempotency_key="m1"))
         behind = await system.submit(env("behind"))
@@ -587,7 +589,7 @@ async def test_shutdown_drains_turns_then_cuts_the_rest_and_replays_them(tmp_pat
 
     agent = Script()
     agent.gates["block:a"].set()
-    async with running(tmp_path, agent) as (store, system):
+    async with running(store_location, agent) as (store, system):
         replay = await system.submit(env("block:a", idempotency_key="m1"))  # a redelivery joins the replay
         assert replay.turn_id == stuck.turn_id
         assert (await replay.reply()).text == "partial re:block:a"
@@ -595,16 +597,16 @@ async def test_shutdown_drains_turns_then_cuts_the_rest_and_replays_them(tmp_pat
         assert store.count("inbox") == 0 and agent.calls == ["block:a"]
 
 
-async def test_recovery_runs_inboxed_envelopes_in_arrival_order_without_callers(tmp_path: Path) -> None:
+async def test_recovery_runs_inboxed_envelopes_in_arrival_order_without_callers(store_location: str | Path) -> None:
     agent = Script()
     keys = [ConversationKey("t", f"c{i}") for i in range(5)]
-    async with running(tmp_path, agent, drain_timeout=0.0) as (_, system):
+    async with running(store_location, agent, drain_timeout=0.0) as (_, system):
         for key in keys:
             await system.submit(env("block:x", key, idempotency_key="a"))
             await system.submit(env("second", key, idempotency_key="b"))
     agent = Script()
     agent.gates["block:x"].set()
-    async with running(tmp_path, agent, recovery_limit=2) as (store, system):
+    async with running(store_location, agent, recovery_limit=2) as (store, system):
         assert system.stats.recovering == 10
         await settled(system)
         assert system.stats.recovered == 10
@@ -630,13 +632,13 @@ async def test_inboxed_envelopes_behind_a_stopped_actor_run_after_the_cool_down(
         assert store.count("inbox") == 0
 
 
-async def test_cancel_a_turn_still_waiting_for_recovery(tmp_path: Path) -> None:
+async def test_cancel_a_turn_still_waiting_for_recovery(store_location: str | Path) -> None:
     first, second = ConversationKey("t", "first"), ConversationKey("t", "second")
-    async with running(tmp_path, Script(), drain_timeout=0.0) as (_, system):
+    async with running(store_location, Script(), drain_timeout=0.0) as (_, system):
         await system.submit(env("block:r", first, idempotency_key="a"))
         waiting = await system.submit(env("never", second, idempotency_key="b"))
     agent = Script()
-    async with running(tmp_path, agent, recovery_limit=1) as (store, system):
+    async with running(store_location, agent, recovery_limit=1) as (store, system):
         if not agent.started["block:r"].is_set():  # recovery order is the inbox's: "first" holds the limiter
             await agent.started["block:r"].wait()
         assert await system.cancel(waiting.turn_id)

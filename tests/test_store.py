@@ -14,6 +14,7 @@ import pytest
 import trio
 import trio.testing
 
+from afactors import admin
 from afactors.model import ConversationKey, Envelope, ErrorInfo, Message, UsagePart
 from afactors.store import (
     DATA_DIR,
@@ -440,3 +441,17 @@ async def test_a_state_directory_that_cannot_be_used_is_a_clear_error(tmp_path: 
         with pytest.raises(StoreError, match=f"cannot open the LMDB environment in {tmp_path / 'broken'}"):
             async with Store.open(tmp_path / "broken"):
                 pass
+
+
+async def test_an_export_of_one_backend_imports_into_the_other(tmp_path: Path, pg_server: PgServer) -> None:
+    records = _one_of_each_record()
+    url = pg_server.new_store_url()
+    long_key = "t/" + "x" * 500  # stored under a hash in both
+    async with Store.open(tmp_path) as lmdb_store:
+        await lmdb_store.commit([Put(kind, k, r) for kind, r in records.items() for k in ("k", long_key)])
+        exported = list(admin.export_lines(lmdb_store))
+    async with Store.open(url) as pg_store:
+        assert await admin.import_lines(pg_store, exported) == dict.fromkeys(records, 2)
+        assert list(admin.export_lines(pg_store))[1:] == exported[1:]  # the same records, in the same order
+        for kind, record in records.items():
+            assert pg_store.get(kind, long_key) == record
