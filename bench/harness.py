@@ -97,6 +97,19 @@ class Sample:
         return self.result.errors + self.result.non_2xx
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time process `pid` and its children (those alive now) have used so far."""
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 @attrs.define
 class RunningServer:
     """A started, ready server process."""
@@ -107,15 +120,7 @@ class RunningServer:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the server process (and any children) has used so far."""
-        proc = psutil.Process(self.process.pid)
-        total = 0.0
-        for p in [proc, *proc.children(recursive=True)]:
-            try:
-                times = p.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-        return total
+        return tree_cpu_seconds(self.process.pid)
 
 
 def free_port() -> int:

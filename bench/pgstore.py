@@ -26,7 +26,6 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
-import psutil
 import psycopg
 import psycopg.waiting
 import trio
@@ -36,7 +35,7 @@ from afactors.store import Durability
 from afactors.store._pg_store import SETUP, UPSERT
 from afactors.store.pg_server import PgServer, PgUnavailable, throwaway_server
 from bench.common import MIN_RUNS, Metrics, bench_main, summarize
-from bench.harness import progress
+from bench.harness import progress, tree_cpu_seconds
 from bench.store import commit_load, get_rate, scratch
 
 COMMITTERS = (1, 200)
@@ -46,19 +45,8 @@ BACKENDS = ("lmdb", "postgresql")
 
 def _server_cpu(server: PgServer) -> Callable[[], float]:
     """A clock of the CPU seconds the server's processes (postmaster and children) have used so far."""
-    postmaster = psutil.Process(int((server.directory / "data" / "postmaster.pid").read_text().split()[0]))
-
-    def seconds() -> float:
-        total = 0.0
-        for proc in [postmaster, *postmaster.children(recursive=True)]:
-            try:
-                times = proc.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-        return total
-
-    return seconds
+    postmaster = int((server.directory / "data" / "postmaster.pid").read_text().split()[0])
+    return lambda: tree_cpu_seconds(postmaster)
 
 
 def _load(

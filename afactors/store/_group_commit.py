@@ -12,7 +12,8 @@ from __future__ import annotations
 import abc
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
@@ -20,7 +21,7 @@ import trio
 
 from afactors.store._codec import RecordDecodeError, decode_value, encode_key, encode_value, is_hashed
 from afactors.store._integrity import StoreDamaged, StoreError, StoreFull
-from afactors.store._interface import Delete, Durability, Expect, Op, Put, Store, StoreClosed, StoreStats
+from afactors.store._interface import DURABILITIES, Delete, Durability, Expect, Op, Put, Store, StoreClosed, StoreStats
 from afactors.store._records import KINDS, Quarantined
 
 log = logging.getLogger("afactors.store")
@@ -76,6 +77,14 @@ def holds(raw: bytes | None, expect: Expectation) -> bool:
         return bool(decode_value(raw, cls, key)[1] == value)
     except RecordDecodeError:
         return False
+
+
+def check_options(durability: str, max_batch: int) -> None:
+    """Refuse the options every backend takes when they are out of range (`ValueError`)."""
+    if durability not in DURABILITIES:
+        raise ValueError(f"durability must be one of {', '.join(DURABILITIES)}, not {durability!r}")
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be at least 1, not {max_batch}")
 
 
 class GroupCommitStore(Store):
@@ -174,6 +183,16 @@ class GroupCommitStore(Store):
                 raise TypeError(f"cannot encode the {op.kind} record {op.key!r}: {exc}") from exc
             writes.append((db, key, value))
         return writes
+
+    @asynccontextmanager
+    async def _serving(self) -> AsyncIterator[None]:
+        """Run the writer task while the block runs; on exit it writes every commit already queued, then stops."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._writer)
+            try:
+                yield
+            finally:
+                self._send.close()  # the writer drains what is queued, then exits
 
     async def _writer(self) -> None:
         # Shielded: the writer stops when the send side closes (always, when the `open` block exits), and

@@ -17,7 +17,7 @@ import lmdb
 import trio
 
 from afactors.store._codec import HEAD_BYTES, encode_key, stored_key
-from afactors.store._group_commit import GroupCommitStore, Request, holds, prefix_end
+from afactors.store._group_commit import GroupCommitStore, Request, check_options, holds, prefix_end
 from afactors.store._integrity import (
     CORRUPTION_ERRORS,
     DATA_FILE,
@@ -33,7 +33,7 @@ from afactors.store._integrity import (
     is_disk_full,
     write_marker,
 )
-from afactors.store._interface import DURABILITIES, Durability, StoreClosed, StoreInUse
+from afactors.store._interface import Durability, StoreClosed, StoreInUse
 from afactors.store._readers import check_readable
 from afactors.store._records import KINDS
 
@@ -153,10 +153,7 @@ class LmdbStore(GroupCommitStore):
         store the last process did not close (it crashed, or was killed) is first read whole in child processes
         (LMDB aborts a process that meets some damaged pages), up to `VERIFY_LIMIT` bytes of data file.
         """
-        if durability not in DURABILITIES:
-            raise ValueError(f"durability must be one of {', '.join(DURABILITIES)}, not {durability!r}")
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        check_options(durability, max_batch)
         if map_size < 1:
             raise ValueError(f"map_size must be positive, not {map_size}")
         state = Path(path)
@@ -193,12 +190,8 @@ class LmdbStore(GroupCommitStore):
                 except lmdb.Error as exc:
                     raise StoreDamaged(f"cannot read the record kinds of {data_dir}: {exc}") from None
                 store._write_marker()
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(store._writer)
-                    try:
-                        yield store
-                    finally:
-                        store._send.close()  # the writer drains what is queued, then exits
+                async with store._serving():
+                    yield store
             finally:
                 try:
                     if store is not None:

@@ -26,9 +26,9 @@ import psycopg.errors
 import trio
 
 from afactors.store._codec import HEAD_BYTES, encode_key, stored_key
-from afactors.store._group_commit import GroupCommitStore, Request, holds, prefix_end
+from afactors.store._group_commit import GroupCommitStore, Request, check_options, holds, prefix_end
 from afactors.store._integrity import StoreDamaged, StoreError, StoreFull
-from afactors.store._interface import DURABILITIES, Durability, StoreInUse
+from afactors.store._interface import Durability, StoreInUse
 from afactors.store._records import KINDS
 
 log = logging.getLogger("afactors.store")
@@ -105,10 +105,7 @@ class PgStore(GroupCommitStore):
         be reached or the tables were made by a newer afactors. On exit, every commit already queued is written
         before the connections close.
         """
-        if durability not in DURABILITIES:
-            raise ValueError(f"durability must be one of {', '.join(DURABILITIES)}, not {durability!r}")
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        check_options(durability, max_batch)
         writer = await trio.to_thread.run_sync(_connect, url, connect_timeout, False)
         try:
             reader = await trio.to_thread.run_sync(_connect, url, connect_timeout, True)
@@ -116,12 +113,8 @@ class PgStore(GroupCommitStore):
                 store = cls(url, writer, reader, durability, max_batch, connect_timeout)
                 await trio.to_thread.run_sync(store._claim)
                 try:
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(store._writer)
-                        try:
-                            yield store
-                        finally:
-                            store._send.close()  # the writer drains what is queued, then exits
+                    async with store._serving():
+                        yield store
                 finally:
                     store._closed = True
                     with trio.CancelScope(shield=True):
