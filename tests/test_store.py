@@ -34,6 +34,7 @@ from afactors.store import (
     Store,
     StoreClosed,
     StoreError,
+    StoreInUse,
     TurnRecord,
 )
 from afactors.store._codec import encode_key
@@ -455,3 +456,23 @@ async def test_an_export_of_one_backend_imports_into_the_other(tmp_path: Path, p
         assert list(admin.export_lines(pg_store))[1:] == exported[1:]  # the same records, in the same order
         for kind, record in records.items():
             assert pg_store.get(kind, long_key) == record
+
+
+async def test_postgresql_connections_lost_are_replaced_and_the_lock_taken_again(pg_server: PgServer) -> None:
+    url = pg_server.new_store_url()
+
+    def terminate(pid: int) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    async with PgStore.open(url) as store:
+        await store.commit([Put("dedup", "before", DedupRecord("t", 1))])
+        terminate(store._writer_conn.info.backend_pid)
+        with pytest.raises(StoreError, match="commit failed"):  # its connection died under it: not acknowledged
+            await store.commit([Put("dedup", "lost", DedupRecord("t", 2))])
+        await store.commit([Put("dedup", "after", DedupRecord("t", 3))])  # on a new connection
+        terminate(store._reader.info.backend_pid)
+        assert [k for k, _ in store.scan("dedup")] == ["after", "before"]  # the reader reconnected too
+        with pytest.raises(StoreInUse, match="already in use by process"):  # the new writer holds the lock
+            async with Store.open(url):
+                pass

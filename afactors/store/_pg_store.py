@@ -109,20 +109,23 @@ class PgStore(GroupCommitStore):
         writer = await trio.to_thread.run_sync(_connect, url, connect_timeout, False)
         try:
             reader = await trio.to_thread.run_sync(_connect, url, connect_timeout, True)
-            try:
-                store = cls(url, writer, reader, durability, max_batch, connect_timeout)
-                await trio.to_thread.run_sync(store._claim)
-                try:
-                    async with store._serving():
-                        yield store
-                finally:
-                    store._closed = True
-                    with trio.CancelScope(shield=True):
-                        await trio.to_thread.run_sync(store._release)
-            finally:
-                reader.close()
-        finally:
+        except BaseException:
             writer.close()
+            raise
+        store: PgStore | None = None
+        try:
+            store = cls(url, writer, reader, durability, max_batch, connect_timeout)
+            await trio.to_thread.run_sync(store._claim)
+            try:
+                async with store._serving():
+                    yield store
+            finally:
+                store._closed = True
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(store._release)
+        finally:
+            for conn in (writer, reader) if store is None else (store._writer_conn, store._reader):
+                conn.close()  # the ones in use now (a lost connection was closed when it was replaced)
 
     @property
     def location(self) -> str:
@@ -183,6 +186,7 @@ class PgStore(GroupCommitStore):
         """The writer connection; a lost one is replaced (and the schema's lock taken again)."""
         if self._writer_conn.broken or self._writer_conn.closed:
             log.warning("store %s: the writer's connection was lost; reconnecting", self.location)
+            self._writer_conn.close()
             conn = _connect(self.url, self._connect_timeout, False)
             try:
                 self._lock(conn)
@@ -246,13 +250,15 @@ class PgStore(GroupCommitStore):
             except (psycopg.errors.DataCorrupted, psycopg.errors.IndexCorrupted) as exc:
                 raise StoreDamaged(f"cannot read the store at {self.location}: {exc}") from None
             except psycopg.OperationalError as exc:
-                if attempt == 1 and self._reader.broken:
+                if attempt == 1 and (self._reader.broken or self._reader.closed):
                     log.warning("store %s: the reader's connection was lost; reconnecting", self.location)
+                    self._reader.close()
                     try:
                         self._reader = _connect(self.url, self._connect_timeout, True)
+                    except StoreError:
+                        pass  # the server is still away: this read fails, the next one tries again
+                    else:
                         continue
-                    except psycopg.Error:
-                        pass
                 raise StoreError(f"cannot read the store at {self.location}: {exc}") from None
         raise AssertionError("unreachable")
 
