@@ -24,6 +24,7 @@ from afactors.store import (
     DeadLetter,
     DedupRecord,
     Delete,
+    Expect,
     Generic,
     InboxRecord,
     OutboxRecord,
@@ -476,3 +477,30 @@ async def test_postgresql_connections_lost_are_replaced_and_the_lock_taken_again
         with pytest.raises(StoreInUse, match="already in use by process"):  # the new writer holds the lock
             async with Store.open(url):
                 pass
+
+
+async def test_conditional_commits_in_one_group_see_each_others_writes(store_location: str | Path) -> None:
+    # Compare-and-set from 20 tasks at once: their commits share transactions, and in each only the first
+    # that expects the current value may write; the rest see its write and are refused (the way a fencing
+    # epoch will refuse a stale owner). No increment is lost and none is applied twice.
+    refused = 0
+
+    async def increment(times: int) -> None:
+        nonlocal refused
+        for _ in range(times):
+            while True:
+                current = store.get("aliases", "counter")
+                after = Generic({"n": (current.data["n"] if current else 0) + 1})
+                unchanged = Expect("aliases", "counter", current)
+                if await store.commit([Put("aliases", "counter", after)], expect=[unchanged]):
+                    break
+                refused += 1
+
+    async with Store.open(store_location, durability="unsafe") as store:
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(increment, 5)
+        assert store.get("aliases", "counter") == Generic({"n": 100})
+        assert refused > 0 and store.stats.largest_batch > 1
+        assert not await store.commit([Delete("aliases", "counter")], expect=[Expect("aliases", "counter", None)])
+        assert store.get("aliases", "counter") == Generic({"n": 100})  # the refused commit wrote nothing
