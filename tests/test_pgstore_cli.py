@@ -55,6 +55,7 @@ def test_the_cli_serves_on_postgresql_and_a_second_host_fails_clearly(pg_server:
     assert '"turns": 1' in inspect.stdout
 
 
+@pytest.mark.slow
 def test_lmdb_only_commands_say_they_are_not_available_for_postgresql(pg_server: PgServer, tmp_path: Path) -> None:
     url = pg_server.new_store_url()
     compact = _run("compact", "--store", url, str(tmp_path / "copy"))
@@ -68,6 +69,7 @@ def test_lmdb_only_commands_say_they_are_not_available_for_postgresql(pg_server:
     assert not (tmp_path / "copy").exists()
 
 
+@pytest.mark.slow
 def test_an_unreachable_postgresql_store_is_one_error_line(pg_server: PgServer) -> None:
     out = _run("--port", "0", "--store", f"postgresql://afactors@127.0.0.1:{pg_server.port}/no_such_database")
     assert out.returncode == 1
