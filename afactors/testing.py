@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import h11
 import trio
 
-from afactors.store import Store
+from afactors.store import LmdbStore, Store
 
 __all__ = ["disk_full", "raw_exchange", "serve_cli"]
 
@@ -85,6 +85,9 @@ async def raw_exchange(
 
 def disk_full(store: Store, full: bool = True) -> None:
     """Make `store` see a full disk (it refuses writes with `StoreFull`, as below its `min_free`), or a disk with
-    room again, from its next write on."""
+    room again, from its next write on. LMDB's store only (it watches free space; PostgreSQL reports a full disk
+    when a write fails)."""
+    if not isinstance(store, LmdbStore):
+        raise TypeError(f"disk_full works on the LMDB store, not on {type(store).__name__}")
     store.min_free = 1 << 60 if full else 0
     store._space_checked = -1e9  # look at the free space again at once
