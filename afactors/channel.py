@@ -22,7 +22,7 @@ import trio
 from afactors._backoff import Backoff
 from afactors.actors import ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle, new_turn_id
 from afactors.identity import LinkCode, LinkFailed
-from afactors.model import ENDED_STATUSES, ConversationKey, Envelope, Identity, Reply, Update
+from afactors.model import ENDED_STATUSES, ConversationKey, Envelope, Identity, Message, Reply, Update
 from afactors.store import ResponseRecord as TurnView
 from afactors.store import ResponseStatus as TurnStatus
 from afactors.store import StoreFull
@@ -57,7 +57,9 @@ RunHook = Callable[[Envelope], Awaitable[Envelope] | Envelope]
 """Rewrite (return a new envelope) or refuse (raise `HookRejected`) an envelope before it reaches the actor."""
 
 ResponseHook = Callable[[Envelope, Reply], Awaitable[Reply] | Reply]
-"""Rewrite a finished reply for its destination."""
+"""Rewrite a finished reply for its destination. For a pushed reply (from the outbox) the envelope stands for the
+destination: `identity` and `reply_to` name it, `input` holds the user's input, and `options["echo"]` is True
+when the reply being rewritten is the echo of that input (`echo_input`)."""
 
 
 @attrs.frozen
@@ -80,12 +82,24 @@ class Command:
 
 @attrs.frozen
 class Delivery:
-    """A finished turn's reply to push to `address` (a `ReplyTarget`'s address), from the durable outbox."""
+    """A finished turn's reply (or a push) to send to `address` (a `ReplyTarget`'s address), from the durable
+    outbox.
+
+    `idempotency_key`: the outbox row's key, the same on every attempt and after a restart (a receiver that can
+    deduplicate uses it). `originating`: False for a response target's other destinations and for pushes
+    without a turn (a channel must then not touch what it shows live for `turn_id` in the originating chat).
+    `echo`: the user's input, to show before the reply (`echo_input`). `user_id`: the channel identity it is for.
+    The reply (and the echo) went through the channel's `response_hook` already.
+    """
 
     turn_id: str
     address: dict[str, Any]
     reply: Reply
     attempt: int = 1
+    idempotency_key: str = ""
+    originating: bool = True
+    echo: tuple[Message, ...] = ()
+    user_id: str | None = None
 
 
 class DeliveryFailed(Exception):

@@ -73,6 +73,23 @@ def stamp_of(stored_key: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
+def destination_group(tenant: str, channel: str, native_id: str) -> str:
+    """The ordering group of the pushes to one channel identity that is not a turn's originating channel
+    (a response target's destination, a push without a turn): its rows are delivered in order, and apart from
+    every other recipient's."""
+    return f"{tenant}/>{channel}/{native_id}"
+
+
+def push_dedup_key(tenant: str, idempotency_key: str) -> str:
+    """Key of the `DedupRecord` of a push's idempotency key (kind "dedup")."""
+    return dedup_key(f"{tenant}/>push", idempotency_key)
+
+
+def outcome_key(delivery_id: str, n: int) -> str:
+    """Key of the `DeliveryOutcome` of row `n` of the deliveries of turn or push `delivery_id`."""
+    return f"{delivery_id}/{n:06d}"
+
+
 def outbox_group(key: str) -> str:
     """The ordering group of an outbox row (its conversation): the key without the trailing arrival stamp."""
     return key[: -_STAMP_DIGITS - 1]

@@ -15,7 +15,9 @@ only then answer whoever waits. The points in a turn's life:
 - `hidden`: a record withdrawn from retrieval (its conversation history is kept);
 - `timers_changed`: timers scheduled or cancelled (by a turn, in its `completed` commit, or from outside);
 - `fired`: a due timer becomes an inbox row (and a schedule its next occurrence) in one commit;
-- `delivered` / `redeliver` / `undeliverable` / `redriven`: what the delivery outbox does with a pushed reply;
+- `broadcast`: a push without a turn to resolved destinations (`host.push`), with its idempotency key;
+- `delivered` / `redeliver` / `undeliverable` / `redriven`: what the delivery outbox does with a pushed reply
+  (and, for a routed turn or a push, the outcome row of its delivery audit);
 - `replayed`: an operator gives a dead letter another go;
 - `rejected_input`: an input a channel could not turn into an envelope (a poison update), dead-lettered.
 
@@ -33,10 +35,13 @@ from afactors.actors._keys import (
     UNDELIVERED_PREFIX,
     dead_letter_key,
     dedup_key,
+    destination_group,
     due_of,
     inbox_key,
     outbox_group,
     outbox_key,
+    outcome_key,
+    push_dedup_key,
     record_key,
     records_prefix,
     redriven_key,
@@ -48,11 +53,23 @@ from afactors.actors._keys import (
 )
 from afactors.actors._phases import Entry
 from afactors.actors._records import Staged
-from afactors.model import ConversationKey, Envelope, Message, Reply, ReplyTarget, Timer, converter
+from afactors.model import (
+    ConversationKey,
+    Destination,
+    Envelope,
+    Message,
+    Reply,
+    ReplyTarget,
+    Routing,
+    Timer,
+    converter,
+)
 from afactors.store import (
     DeadLetter,
     DedupRecord,
     Delete,
+    DeliveryAudit,
+    DeliveryOutcome,
     Generic,
     InboxRecord,
     Op,
@@ -81,6 +98,7 @@ __all__ = [
     "Records",
     "accepted",
     "appended",
+    "broadcast",
     "cancelled",
     "cleared",
     "completed",
@@ -91,6 +109,8 @@ __all__ = [
     "hidden",
     "inbox_row",
     "outbox_group",
+    "outcome_key",
+    "push_dedup_key",
     "pushed",
     "queued_record",
     "records_prefix",
@@ -182,7 +202,7 @@ def completed(
         ops.append(Put("responses", entry.turn_id, _ended(
             key, entry, records.get(entry.turn_id), "completed", inputs, now, reply, seq
         )))  # fmt: skip
-        ops.extend(_settle(key.path, entry, seq, reply, now))
+        ops.extend(_settle(key, entry, seq, reply, now))
     if timers:
         ops.extend(timers_changed(key, timers, committed_timers or {}))
     for name, value in staged.items():
@@ -209,7 +229,7 @@ def failed(
         ops.append(Put("responses", entry.turn_id, _ended(
             key, entry, records.get(entry.turn_id), "failed", inputs, now, reply
         )))  # fmt: skip
-        ops.extend(_settle(key.path, entry, 0, reply, now))
+        ops.extend(_settle(key, entry, 0, reply, now))
         if dead_letter is not None:
             letter = DeadLetter(envelope=entry.stored_envelope(), error=dead_letter, failed_at=now)
             ops.append(Put("dead_letters", dead_letter_key(key.path, entry.turn_id), letter))
@@ -259,7 +279,8 @@ def pushed(
 ) -> list[Op]:
     """A reply pushed without a turn (a welcome, a proactive message): an outbox row for `channel`, delivered in
     order with the replies of conversation `key` (`stamp` from the same clock as their arrival stamps)."""
-    payload = {"turn_id": push_id, "reply": converter.unstructure(reply)}
+    payload = {"turn_id": push_id, "reply": converter.unstructure(reply), "tenant": key.tenant,
+               "conversation": key.conversation}  # fmt: skip
     row = OutboxRecord(channel=channel, address=dict(address), payload=payload, due_at=now)
     return [Put("outbox", outbox_key(key.path, stamp), row)]
 
@@ -300,9 +321,20 @@ def fired(entry: Entry, row_key: str, record: TimerRecord, now: float) -> list[O
     return ops
 
 
-def delivered(key: str) -> list[Op]:
-    """A pushed reply arrived: its outbox row goes."""
-    return [Delete("outbox", key)]
+def delivered(key: str, row: OutboxRecord, now: float) -> list[Op]:
+    """A pushed reply arrived: its outbox row goes (and its audited outcome is written)."""
+    return [Delete("outbox", key), *_outcome(row, DeliveryOutcome("delivered", now, row.attempts + 1))]
+
+
+def _audited(row: OutboxRecord) -> tuple[str, int] | None:
+    """The delivery audit id and row number an outbox row settles, if it is audited."""
+    audit, n = row.payload.get("audit"), row.payload.get("n")
+    return (audit, n) if isinstance(audit, str) and isinstance(n, int) else None
+
+
+def _outcome(row: OutboxRecord, outcome: DeliveryOutcome) -> list[Op]:
+    ref = _audited(row)
+    return _NO_OPS if ref is None else [Put("outcomes", outcome_key(*ref), outcome)]
 
 
 def attempt_failed(row: OutboxRecord, attempt: int, now: float, *, ambiguous: bool) -> OutboxRecord:
@@ -321,7 +353,8 @@ def redeliver(key: str, row: OutboxRecord, due_at: float) -> list[Op]:
 def undeliverable(key: str, row: OutboxRecord, error: str, now: float) -> list[Op]:
     """A push that will never arrive: out of the outbox, into the dead letters (under `UNDELIVERED_PREFIX`)."""
     dead = DeadLetter(envelope=None, delivery=row, error=error, failed_at=now)
-    return [Delete("outbox", key), Put("dead_letters", undelivered_key(key), dead)]
+    outcome = DeliveryOutcome("dead_lettered", now, row.attempts, error)
+    return [Delete("outbox", key), Put("dead_letters", undelivered_key(key), dead), *_outcome(row, outcome)]
 
 
 def replayed(dead_key: str, letter: DeadLetter, stamp: int, now: float) -> list[Op]:
@@ -341,7 +374,9 @@ def redriven(dead_key: str, dead: DeadLetter, now: float) -> list[Op]:
     if dead.delivery is None:
         return _NO_OPS
     fresh = attrs.evolve(dead.delivery, attempts=0, first_failed_at=0.0, ambiguous=0, due_at=now)
-    return [Delete("dead_letters", dead_key), Put("outbox", redriven_key(dead_key), fresh)]
+    ref = _audited(fresh)
+    pending = [] if ref is None else [Delete("outcomes", outcome_key(*ref))]
+    return [Delete("dead_letters", dead_key), Put("outbox", redriven_key(dead_key), fresh), *pending]
 
 
 def rejected_input(channel: str, key: str, reason: str, data: dict[str, Any], now: float) -> list[Op]:
@@ -381,17 +416,79 @@ def _ended(
     )  # fmt: skip
 
 
-def _settle(path: str, entry: Entry, seq: int, reply: Reply, now: float) -> list[Op]:
-    """Inbox ack, dedup key and reply push of an entry whose turn ended for good."""
-    target = entry.envelope.reply_to
-    if entry.inbox_key is None and entry.envelope.idempotency_key is None and target is None:
+def _settle(key: ConversationKey, entry: Entry, seq: int, reply: Reply, now: float) -> list[Op]:
+    """Inbox ack, dedup key and reply pushes of an entry whose turn ended for good: the originating channel's row
+    (when it has a `reply_to` and its routing keeps it), one row per routed destination, and their audit."""
+    envelope = entry.envelope
+    routing = envelope.routing
+    target = envelope.reply_to if routing is None or routing.originating else None
+    if entry.inbox_key is None and envelope.idempotency_key is None and target is None and routing is None:
         return _NO_OPS
-    ops = _acknowledge(path, entry, seq)
+    ops = _acknowledge(key.path, entry, seq)
+    rows: list[tuple[str, Destination]] = []
     if target is not None:
-        payload = {"turn_id": entry.turn_id, "reply": converter.unstructure(reply)}
-        ops.append(Put("outbox", outbox_key(path, entry.stamp), OutboxRecord(
-            channel=target.channel, address=dict(target.address), payload=payload, due_at=now,
-        )))  # fmt: skip
+        user = envelope.identity.user_id if envelope.identity is not None else ""
+        rows.append((outbox_key(key.path, entry.stamp), Destination(target.channel, user, dict(target.address))))
+    if routing is None:
+        ops.extend(_rows(rows, entry.turn_id, reply, now, None, key=key))
+        return ops
+    rows += [
+        (outbox_key(destination_group(key.tenant, d.channel, d.user_id), entry.stamp), d) for d in routing.destinations
+    ]
+    audit = DeliveryAudit(
+        tenant=key.tenant, id=entry.turn_id, target=routing.target, destinations=tuple(d for _, d in rows),
+        skipped=routing.skipped, originating=0 if target is not None else None,
+        source=envelope.identity.channel if envelope.identity is not None else None, created_at=now,
+    )  # fmt: skip
+    ops.append(Put("deliveries", entry.turn_id, audit))
+    ops.extend(_rows(rows, entry.turn_id, reply, now, audit, envelope.input, key=key))
+    return ops
+
+
+def broadcast(
+    tenant: str, push_id: str, routing: Routing, reply: Reply, stamp: int, now: float, idempotency_key: str
+) -> list[Op]:
+    """A push without a turn (`host.push`): one outbox row per destination (each delivered in order with the
+    other pushes to that channel identity, concurrently with every other recipient), the delivery audit, and
+    the push's idempotency key, all in one commit: a push is queued once however often it is asked for."""
+    rows = [(outbox_key(destination_group(tenant, d.channel, d.user_id), stamp), d) for d in routing.destinations]
+    audit = DeliveryAudit(
+        tenant=tenant, id=push_id, target=routing.target, destinations=routing.destinations,
+        skipped=routing.skipped, created_at=now,
+    )  # fmt: skip
+    return [
+        Put("dedup", push_dedup_key(tenant, idempotency_key), DedupRecord(turn_id=push_id, seq=0)),
+        Put("deliveries", push_id, audit),
+        *_rows(rows, push_id, reply, now, audit),
+    ]
+
+
+def _rows(
+    rows: Sequence[tuple[str, Destination]],
+    delivery_id: str,
+    reply: Reply,
+    now: float,
+    audit: DeliveryAudit | None,
+    echo: tuple[Message, ...] = (),
+    *,
+    key: ConversationKey | None = None,
+) -> list[Op]:
+    """The outbox rows of one answer: the reply (and, for a destination that asked for it, the user's input
+    first), the audit row `n` each settles, the conversation it came from (for response hooks)."""
+    ops: list[Op] = []
+    unstructured = converter.unstructure(reply)
+    echoed = [converter.unstructure(m) for m in echo]
+    for n, (row_key, destination) in enumerate(rows):
+        payload: dict[str, Any] = {"turn_id": delivery_id, "reply": unstructured}
+        if key is not None:
+            payload.update(tenant=key.tenant, conversation=key.conversation)
+        if audit is not None:
+            payload.update(audit=delivery_id, n=n, user=destination.user_id, originating=n == audit.originating)
+            payload.setdefault("tenant", audit.tenant)
+            if destination.echo and echoed:
+                payload["echo"] = echoed
+        row = OutboxRecord(channel=destination.channel, address=dict(destination.address), payload=payload, due_at=now)
+        ops.append(Put("outbox", row_key, row))
     return ops
 
 

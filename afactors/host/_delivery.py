@@ -19,8 +19,9 @@ import trio
 
 from afactors._backoff import Backoff
 from afactors.actors import ledger
-from afactors.channel import Deliver, Delivery, DeliveryFailed
-from afactors.model import Reply, converter
+from afactors.channel import Deliver, Delivery, DeliveryFailed, ResponseHook
+from afactors.host._hooks import called
+from afactors.model import ConversationKey, Envelope, Identity, Message, Reply, ReplyTarget, converter
 from afactors.store import DeadLetter, OutboxRecord, Store, StoreError
 
 log = logging.getLogger("afactors.delivery")
@@ -55,7 +56,8 @@ class DeliveryStats:
 
 
 class Outbox:
-    """Runs deliveries for the channels in `delivers` (channel name -> deliver function)."""
+    """Runs deliveries for the channels in `delivers` (channel name -> deliver function); each reply (and echo)
+    goes through its destination channel's response hook in `hooks` first."""
 
     def __init__(
         self,
@@ -64,11 +66,13 @@ class Outbox:
         *,
         policy: DeliveryPolicy | None = None,
         concurrency: int = 10_000,
+        hooks: Mapping[str, ResponseHook] | None = None,
     ) -> None:
         self._counts = dict.fromkeys(attrs.fields_dict(DeliveryStats), 0)
         self.policy = policy or DeliveryPolicy()
         self._store = store
         self._delivers = dict(delivers)
+        self._hooks = dict(hooks or {})
         self._backoff = Backoff(*self.policy.backoff)
         self._limiter = trio.CapacityLimiter(concurrency)
         self._active: set[str] = set()
@@ -103,6 +107,8 @@ class Outbox:
         try:
             while rows := self._store.scan("outbox", group + "/", limit=1):
                 key, row = rows[0]
+                if ledger.outbox_group(key) != group:  # another group under this prefix ("conv" vs "conv/x")
+                    break
                 if (wait := row.due_at - time.time()) > 0:
                     await trio.sleep(wait)
                 try:
@@ -120,12 +126,7 @@ class Outbox:
         try:
             if deliver is None:
                 raise DeliveryFailed(f"no channel named {row.channel!r} delivers replies", permanent=True)
-            delivery = Delivery(
-                turn_id=row.payload["turn_id"],
-                address=row.address,
-                reply=converter.structure(row.payload["reply"], Reply),
-                attempt=attempt,
-            )
+            delivery = await self._hooked(key, row, attempt)
             async with self._limiter:
                 await deliver(delivery)
         except DeliveryFailed as exc:
@@ -135,8 +136,30 @@ class Outbox:
             await self._failed(key, row, attempt, f"{type(exc).__name__}: {exc}", None, False, False)
         else:
             with trio.CancelScope(shield=True):  # delivered: a shutdown now must not make it send again
-                await self._store.commit(ledger.delivered(key))
+                await self._store.commit(ledger.delivered(key, row, time.time()))
             self._counts["delivered"] += 1
+
+    async def _hooked(self, key: str, row: OutboxRecord, attempt: int) -> Delivery:
+        """The `Delivery` of a row, its reply and echo rewritten by the destination channel's response hook."""
+        payload = row.payload
+        reply = converter.structure(payload["reply"], Reply)
+        echo = converter.structure(payload.get("echo", []), tuple[Message, ...])
+        user = payload.get("user")
+        hook = self._hooks.get(row.channel)
+        if hook is not None:
+            envelope = Envelope(
+                key=ConversationKey(str(payload.get("tenant", "")), str(payload.get("conversation", ""))),
+                input=echo, turn_id=payload["turn_id"], reply_to=ReplyTarget(row.channel, dict(row.address)),
+                identity=None if user is None else Identity(row.channel, str(user)),
+            )  # fmt: skip
+            reply = await called(hook, envelope, reply)
+            if echo:
+                echoed = await called(hook, attrs.evolve(envelope, options={"echo": True}), Reply(messages=echo))
+                echo = echoed.messages
+        return Delivery(
+            turn_id=payload["turn_id"], address=row.address, reply=reply, attempt=attempt, idempotency_key=key,
+            originating=bool(payload.get("originating", True)), echo=echo, user_id=None if user is None else str(user),
+        )  # fmt: skip
 
     async def _failed(
         self, key: str, row: OutboxRecord, attempt: int, error: str, retry_after: float | None, permanent: bool,

@@ -14,7 +14,7 @@ import trio
 from quart import jsonify
 
 from afactors.actors import ActorConfig, ActorSystem
-from afactors.channel import Channel, Contribution, Route
+from afactors.channel import DEFAULT_TENANT, Channel, Contribution, Route
 from afactors.host._admin import admin_routes
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
@@ -22,7 +22,10 @@ from afactors.host._delivery import DeliveryPolicy, Outbox
 from afactors.host._identity_routes import IdentityRoutes
 from afactors.host._metrics import HostMetrics
 from afactors.host._monitor import TurnMonitor
+from afactors.host._push import Pusher, PushResult
+from afactors.host._push_routes import PushRoutes
 from afactors.host._retention import RetentionConfig, Sweeper
+from afactors.host._routing import ACTIVE_WINDOW, Router
 from afactors.host._server import ServerLimits, build_app, serve_app, server_config
 from afactors.host._status import StatusSources
 from afactors.host._timer_http import timer_routes
@@ -30,7 +33,7 @@ from afactors.host._timers import Timers
 from afactors.host._web import web_routes
 from afactors.host.context import HostChannelContext
 from afactors.identity import Allowlist, ChannelAuth, IdentityConfig, IdentityService, effective, validate
-from afactors.model import Agent, BusyPolicy
+from afactors.model import Agent, BusyPolicy, Identity, Message, Reply, ResponseTarget
 from afactors.store import Durability, Store
 from afactors.targets import DemoAgent, as_agent
 
@@ -52,6 +55,8 @@ class HostConfig:
     (their application authenticates them). `default_allowlist` and `channel_auth` (per channel:
     `ChannelAuth(allowlist="inherit" | None | Allowlist, require_link=False)`) are the authorization profiles,
     checked at startup (`ChannelConfigurationError`) and enforced per message before the actor.
+    `response_targets`: a channel's default response target for requests that name none (docs/delivery.md);
+    `active_window`: seconds a last-seen channel counts as "active".
     """
 
     state_dir: str | os.PathLike[str] = ".afactors"
@@ -78,6 +83,8 @@ class HostConfig:
     http_link_channels: tuple[str, ...] = attrs.field(default=("responses", "invocations"), converter=tuple)
     default_allowlist: Allowlist | None = None
     channel_auth: dict[str, ChannelAuth] = attrs.Factory(dict)
+    response_targets: dict[str, ResponseTarget] = attrs.Factory(dict)
+    active_window: float = ACTIVE_WINDOW
 
     def actor_config(self) -> ActorConfig:
         return ActorConfig(
@@ -105,6 +112,30 @@ class Host:
         self.monitor = TurnMonitor()
         self.sweeper = Sweeper(store, system, config.retention)
         self.identity = IdentityService(store, config.identity)
+        self.router = Router(
+            self.identity, lambda: self.channels.keys(), self._pushers, active_window=config.active_window,
+            defaults=config.response_targets,
+        )  # fmt: skip
+        self.pusher = Pusher(store, system, self.router)
+
+    def _pushers(self) -> list[str]:
+        return [name for name, c in self.contributions.items() if c.deliver is not None]
+
+    async def push(
+        self,
+        target: ResponseTarget,
+        message: str | Message | Reply,
+        *,
+        idempotency_key: str,
+        tenant: str = DEFAULT_TENANT,
+        user: Identity | None = None,
+    ) -> PushResult:
+        """Push `message` without a turn (a notification, a broadcast) to `target`'s destinations: explicit
+        `ResponseTarget.to_identities([...])`, or the `channels`/`all_linked`/`active` channels of `user`'s person.
+        One durable outbox row per destination, committed with the push's audit and `idempotency_key` (asking
+        again with the same key queues nothing). Raises `RoutingError` (unknown channel or identity, a channel
+        that cannot push, no destination) or `ValueError` (a bad key). See docs/delivery.md."""
+        return await self.pusher.push(tenant, target, message, idempotency_key=idempotency_key, user=user)
 
     def stop_now(self) -> None:
         """Skip the rest of a graceful shutdown: cut running turns now (uncommitted; inboxed ones replay on the next
@@ -191,7 +222,8 @@ async def open_host(
                     auth = config.channel_auth.get(channel.name, ChannelAuth())
                     ctx = HostChannelContext(
                         channel, system=system, store=store, api_keys=api_keys, background=background,
-                        identity=the_host.identity, shutting_down=the_host.shutting_down, monitor=the_host.monitor,
+                        identity=the_host.identity, router=the_host.router, shutting_down=the_host.shutting_down,
+                        monitor=the_host.monitor,
                         allowlist=effective(auth, config.default_allowlist), require_link=auth.require_link,
                     )  # fmt: skip
                     contribution = channel.contribute(ctx)
@@ -201,12 +233,13 @@ async def open_host(
                 identity_routes = IdentityRoutes(
                     the_host.identity, api_keys, the_host.channels, config.http_link_channels
                 )
-                routes[1:1] = identity_routes.routes()  # before any channel's catch-all
+                routes[1:1] = [*identity_routes.routes(), *PushRoutes(the_host.pusher, api_keys).routes()]
                 stop_server = trio.Event()
                 server = server_config(config.host, config.port, config.drain_timeout, config.limits)
                 the_host.urls = await nursery.start(serve_app, build_app(routes, config.limits), server, stop_server)
                 delivers = {name: c.deliver for name, c in the_host.contributions.items() if c.deliver is not None}
-                the_host.outbox = Outbox(store, delivers, policy=config.delivery)
+                hooks = {name: c.response_hook for name, c in the_host.channels.items() if c.response_hook is not None}
+                the_host.outbox = Outbox(store, delivers, policy=config.delivery, hooks=hooks)
                 await services.start(the_host.outbox.run)
                 if config.retention.enabled:
                     await services.start(the_host.sweeper.run)

@@ -8,9 +8,8 @@ Must not import: `afactors.host._host` (it imports this).
 
 from __future__ import annotations
 
-import inspect
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -20,16 +19,12 @@ from afactors.actors import ActorSystem, TurnHandle, ledger, new_turn_id
 from afactors.channel import Channel, CommittedTurn, HookRejected, TurnView
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
+from afactors.host._hooks import called
 from afactors.host._monitor import TurnMonitor
+from afactors.host._routing import Router, RoutingError
 from afactors.identity import Allowlist, Denied, IdentityRefused, IdentityService, LinkCode, LinkRequired, decide
 from afactors.model import ConversationKey, Envelope, Identity, Reply, Update
 from afactors.store import Delete, Generic, Put, Store
-
-
-async def _called(hook: Callable[..., Any], *args: Any) -> Any:
-    """Call a hook that may be a plain or an async function."""
-    result = hook(*args)
-    return await result if inspect.isawaitable(result) else result
 
 
 class HostChannelContext:
@@ -44,6 +39,7 @@ class HostChannelContext:
         api_keys: ApiKeys,
         background: BackgroundTurns,
         identity: IdentityService,
+        router: Router,
         shutting_down: trio.Event,
         monitor: TurnMonitor | None = None,
         allowlist: Allowlist | None = None,
@@ -51,6 +47,7 @@ class HostChannelContext:
     ) -> None:
         self.channel = channel
         self._identity = identity
+        self._router = router
         self._allowlist, self._require_link = allowlist, require_link
         self._system = system
         self._store = store
@@ -75,7 +72,7 @@ class HostChannelContext:
     async def _hooked(self, envelope: Envelope) -> Envelope:
         """The envelope after the channel's `run_hook` and the host's identity check (`_admitted`)."""
         hook = self.channel.run_hook
-        return await self._admitted(envelope if hook is None else await _called(hook, envelope))
+        return await self._admitted(envelope if hook is None else await called(hook, envelope))
 
     async def _admitted(self, envelope: Envelope) -> Envelope:
         """Resolve the sender to their isolation key (refusing whom the resolver refuses), note where they were
@@ -86,7 +83,7 @@ class HostChannelContext:
                 raise HookRejected("This bot only answers users it can identify.", 403, "forbidden")
             if envelope.follow_identity:
                 raise HookRejected("A conversation that follows its sender needs a sender.", 400)
-            return envelope
+            return self._routed(envelope, None)
         identity = attrs.evolve(envelope.identity, channel=self.name)  # a channel speaks only for its own users
         if gated:
             await self._authorize(envelope.key.tenant, identity)
@@ -97,7 +94,19 @@ class HostChannelContext:
         except IdentityRefused as refused:
             raise HookRejected(refused.message, 403, "forbidden") from None
         key = ConversationKey(envelope.key.tenant, resolved.conversation) if envelope.follow_identity else envelope.key
-        return attrs.evolve(envelope, identity=identity, key=key)
+        return self._routed(attrs.evolve(envelope, identity=identity, key=key), resolved.key)
+
+    def _routed(self, envelope: Envelope, isolation_key: str | None) -> Envelope:
+        """The envelope with its response target (its own, else the channel's default) resolved into a `Routing`
+        (see `Router`); a target that cannot be delivered as asked is refused here (`HookRejected`)."""
+        target = envelope.response_target or self._router.default(self.name)
+        if target is None:
+            return attrs.evolve(envelope, routing=None) if envelope.routing is not None else envelope
+        try:
+            routing = self._router.for_turn(envelope.key.tenant, target, self.name, envelope.identity, isolation_key)
+        except RoutingError as error:
+            raise HookRejected(error.message, error.status, error.code) from None
+        return attrs.evolve(envelope, response_target=target, routing=routing)
 
     async def _authorize(self, tenant: str, identity: Identity) -> None:
         """The channel's authorization profile, per message (before any key is issued for a stranger)."""
@@ -124,7 +133,7 @@ class HostChannelContext:
         """The turn's finished reply, rewritten by the channel's `response_hook`."""
         reply = await handle.reply()
         hook = self.channel.response_hook
-        return reply if hook is None else await _called(hook, envelope, reply)
+        return reply if hook is None else await called(hook, envelope, reply)
 
     async def start_background(self, envelope: Envelope) -> TurnView:
         """Accept a turn durably and return its queued record; it runs (and survives restarts) without a caller."""

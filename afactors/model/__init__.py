@@ -6,12 +6,18 @@ from afactors.model.cron import Cron, CronError
 from afactors.model.envelope import (
     BUSY_POLICIES,
     HISTORY_EDITS,
+    ORIGINATING,
     BusyPolicy,
     ConversationKey,
+    Destination,
     Envelope,
     EnvelopeKind,
     Identity,
     ReplyTarget,
+    ResponseTarget,
+    ResponseTargetKind,
+    Routing,
+    Skipped,
 )
 from afactors.model.messages import ENDED_STATUSES, ROLES, ErrorInfo, Message, Reply, Role, Status, Update
 from afactors.model.parts import (
@@ -24,17 +30,20 @@ from afactors.model.parts import (
     UriPart,
     UsagePart,
 )
+from afactors.model.routing import parse_identity, parse_response_target
 from afactors.model.timers import Timer, TimerError, TimerSpec, TurnTimers, new_timer
 
 __all__ = [
     "BUSY_POLICIES",
     "ENDED_STATUSES",
     "HISTORY_EDITS",
+    "ORIGINATING",
     "ROLES",
     "Agent",
     "BusyPolicy",
     "ConversationKey",
     "DataPart",
+    "Destination",
     "Envelope",
     "EnvelopeKind",
     "ErrorInfo",
@@ -48,6 +57,10 @@ __all__ = [
     "ReasoningPart",
     "Reply",
     "ReplyTarget",
+    "ResponseTarget",
+    "ResponseTargetKind",
+    "Routing",
+    "Skipped",
     "Role",
     "Status",
     "TextPart",
@@ -68,4 +81,6 @@ __all__ = [
     "describe_error",
     "dumps",
     "loads",
+    "parse_identity",
+    "parse_response_target",
 ]

@@ -11,7 +11,20 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
-from afactors.model import ENDED_STATUSES, Envelope, ErrorInfo, Message, Reply, ReplyTarget, Status, Timer, UsagePart
+from afactors.model import (
+    ENDED_STATUSES,
+    Destination,
+    Envelope,
+    ErrorInfo,
+    Message,
+    Reply,
+    ReplyTarget,
+    ResponseTarget,
+    Skipped,
+    Status,
+    Timer,
+    UsagePart,
+)
 
 ResponseStatus = Literal["queued", "in_progress", "completed", "failed", "cancelled", "incomplete"]
 
@@ -224,6 +237,36 @@ class AuditRecord:
 
 
 @attrs.frozen
+class DeliveryAudit:
+    """Where a turn's answer or a push was meant to go (kind "deliveries", keyed by the turn or push id), written
+    in the commit that queues its outbox rows: the `target` as asked, the `destinations` that got a row (row `n`
+    is destination `n`; the originating channel's row, when there is one, is among them with `originating`
+    naming its index) and what was `skipped` and why. Each row's fate is a `DeliveryOutcome`."""
+
+    SCHEMA: ClassVar[int] = 1
+    tenant: str
+    id: str
+    target: ResponseTarget
+    destinations: tuple[Destination, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+    originating: int | None = None
+    source: str | None = None
+    created_at: float = 0.0
+
+
+@attrs.frozen
+class DeliveryOutcome:
+    """What became of row `n` of a `DeliveryAudit` (kind "outcomes", key `<id>/<n>`): "delivered" or
+    "dead_lettered", when, after how many attempts, and the error. No outcome yet: still being delivered."""
+
+    SCHEMA: ClassVar[int] = 1
+    status: Literal["delivered", "dead_lettered"]
+    at: float
+    attempts: int = 1
+    error: str | None = None
+
+
+@attrs.frozen
 class Quarantined:
     """A record that no longer decodes, moved aside with the reason."""
 
@@ -250,6 +293,8 @@ KINDS: dict[str, type] = {
     "links": LinkRecord,
     "tokens": TokenRecord,
     "audit": AuditRecord,
+    "deliveries": DeliveryAudit,
+    "outcomes": DeliveryOutcome,
     "quarantine": Quarantined,
 }
 """Every record kind (an LMDB sub-database) and the class of its values."""
