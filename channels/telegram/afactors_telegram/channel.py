@@ -21,6 +21,7 @@ from afactors.channel import (
     DeliveryFailed,
     HookRejected,
     LinkFailed,
+    ResponseHook,
     Route,
     RunHook,
     StartupError,
@@ -57,7 +58,7 @@ from afactors_telegram.inbound import (
 )
 from afactors_telegram.intake import Intake
 from afactors_telegram.live import LiveTurn, LiveTurns, render_live
-from afactors_telegram.outbound import PhotoOut, TextOut, plan_reply
+from afactors_telegram.outbound import PhotoOut, TextOut, plan_echo, plan_reply
 from afactors_telegram.poller import poll
 from afactors_telegram.sender import Sender
 from afactors_telegram.webhook import webhook_view
@@ -94,13 +95,18 @@ class TelegramChannel:
     name = "telegram"
 
     def __init__(
-        self, config: TelegramConfig | None = None, *, run_hook: RunHook | None = None, **settings: Any
+        self,
+        config: TelegramConfig | None = None,
+        *,
+        run_hook: RunHook | None = None,
+        response_hook: ResponseHook | None = None,
+        **settings: Any,
     ) -> None:
         self.config = config if config is not None else TelegramConfig(**settings)
         if config is not None and settings:
             raise TypeError("pass either a TelegramConfig or settings, not both")
         self.run_hook = run_hook
-        self.response_hook = None
+        self.response_hook = response_hook  # the host applies it to every reply it delivers here
         self.secret_token = self.config.secret_token or secrets.token_urlsafe(32)
         self.live = LiveTurns()
         self._ctx: ChannelContext | None = None
@@ -399,13 +405,14 @@ class TelegramChannel:
             log.warning("telegram message to chat %s failed: %s", address.chat_id, error)
 
     async def deliver(self, delivery: Delivery) -> None:
-        """Push a committed turn's reply to its chat (the host calls this from the durable outbox).
+        """Push a committed turn's reply (or a push) to its chat (the host calls this from the durable outbox).
 
-        A preview message the turn streamed into is edited into the first part of the answer; the rest goes
-        as new messages. A retry after a failure resumes after the messages already sent (within this
-        process; after a crash the whole reply is sent again). Raises `DeliveryFailed`: with `retry_after`
-        on a flood wait, `permanent` when the bot can no longer write to the chat (it is marked inactive)
-        or Telegram refuses the request itself.
+        For the originating chat, a preview message the turn streamed into is edited into the first part of the
+        answer; the rest goes as new messages. Another destination (`delivery.originating` False) gets new
+        messages only: first the user's input when it asked for an echo, then the reply. A retry after a
+        failure resumes after the messages already sent (within this process; after a crash the whole reply is
+        sent again). Raises `DeliveryFailed`: with `retry_after` on a flood wait, `permanent` when the bot can no
+        longer write to the chat (it is marked inactive) or Telegram refuses the request itself.
         """
         runtime = self._runtime
         if runtime is None or self._ctx is None:
@@ -414,38 +421,43 @@ class TelegramChannel:
             address = Address.from_dict(delivery.address)
         except ValueError as error:
             raise DeliveryFailed(str(error), permanent=True) from None
+        own = delivery.originating
+        progress = delivery.idempotency_key or delivery.turn_id
         if self.inactive(address.chat_id):
-            self._settled(address.chat_id, delivery.turn_id)
-            await self._forget_preview(delivery.turn_id)
+            await self._done(address.chat_id, delivery.turn_id, own, progress, None)
             raise DeliveryFailed(f"chat {address.chat_id} is inactive", permanent=True)
-        live = await self.live.claim(delivery.turn_id)
-        preview = live.message_id if live is not None else self._stored_preview(delivery.turn_id)
-        plan = plan_reply(delivery.reply, self.config.formatting)
-        start = self._progress.get(delivery.turn_id, 0)
+        live = await self.live.claim(delivery.turn_id) if own else None
+        preview = live.message_id if live is not None else self._stored_preview(delivery.turn_id) if own else None
+        echo = plan_echo(delivery.echo)
+        plan = [*echo, *plan_reply(delivery.reply, self.config.formatting)]
+        start = self._progress.get(progress, 0)
         try:
             for index in range(start, len(plan)):
                 item = plan[index]
                 if index == 0 and preview is not None and isinstance(item, TextOut):
                     await self._finish_preview(runtime.sender, address, preview, item)
                 else:
-                    await self._send(runtime.sender, address, item, quote=index == 0)
-                self._progress[delivery.turn_id] = index + 1
+                    await self._send(runtime.sender, address, item, quote=own and index == 0)
+                self._progress[progress] = index + 1
         except TelegramError as error:
             if error.retryable:
                 raise DeliveryFailed(str(error), retry_after=error.retry_after) from None
-            self._progress.pop(delivery.turn_id, None)
-            self._settled(address.chat_id, delivery.turn_id)
-            if preview is not None:
-                await self._forget_preview(delivery.turn_id)
+            await self._done(address.chat_id, delivery.turn_id, own, progress, preview)
             if error.chat_gone:
                 await self._mark_inactive(address.chat_id, error.description)
             raise DeliveryFailed(str(error), permanent=True) from None
         except NetworkError as error:
             raise DeliveryFailed(str(error), ambiguous=error.ambiguous) from None
-        self._progress.pop(delivery.turn_id, None)
-        self._settled(address.chat_id, delivery.turn_id)
-        if preview is not None:
-            await self._forget_preview(delivery.turn_id)
+        await self._done(address.chat_id, delivery.turn_id, own, progress, preview)
+
+    async def _done(self, chat_id: int, turn_id: str, own: bool, progress: str, preview: int | None) -> None:
+        """A delivery that will not be tried again: forget its progress (and, for the originating chat, the
+        turn's outstanding mark and preview row)."""
+        self._progress.pop(progress, None)
+        if own:
+            self._settled(chat_id, turn_id)
+        if own and (preview is not None or self.inactive(chat_id)):
+            await self._forget_preview(turn_id)
 
     async def _forget_preview(self, turn_id: str) -> None:
         """The turn's reply is out (or never will be): its preview row is not needed any more."""

@@ -6,11 +6,12 @@ from typing import Literal
 
 import attrs
 
-from afactors.model import DataPart, Reply, UriPart
+from afactors.model import DataPart, Message, Reply, UriPart
 from afactors_telegram.markdown import split_markdown, to_html
 from afactors_telegram.text import split_text
 
 NO_RESPONSE = "(no response)"
+ECHO_PREFIX = "You wrote:\n"
 CANCELLED = "(the answer was cancelled)"
 
 
@@ -72,3 +73,10 @@ def plan_reply(reply: Reply, formatting: Literal["markdown", "plain"]) -> list[O
         return [TextOut(CANCELLED)]
     out: list[Outgoing] = [*text_messages(reply.text, formatting), *_photos(reply)]
     return out or [TextOut(NO_RESPONSE)]
+
+
+def plan_echo(echo: tuple[Message, ...]) -> list[Outgoing]:
+    """The user's input shown before a reply pushed to another channel (`echo_input`): plain text (what a user
+    typed is never parsed as formatting), prefixed so it does not read as the bot's own words."""
+    text = "\n\n".join(m.text for m in echo if m.text.strip())
+    return [TextOut(chunk) for chunk in split_text(ECHO_PREFIX + text)] if text else []
