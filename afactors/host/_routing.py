@@ -97,6 +97,9 @@ class Router:
         if target.kind == "identities":
             originating, found = self._identities(tenant, target, origin)
             return self._allowed(target, origin, originating, found, ())
+        for name in target.channels:  # a bad name is told before anything else
+            if name not in (ORIGINATING, origin.channel):
+                self._check_channel(name)
         record = self._person(tenant, target, origin)
         if target.kind == "channels":
             originating, found = self._named(target, origin, record)
@@ -109,10 +112,11 @@ class Router:
         return self._allowed(target, origin, origin.channel is not None, found, skipped)
 
     def _active(self, target: ResponseTarget, origin: _Origin, record: IdentityRecord, mine: str | None) -> Routing:
-        """The last-seen member within the window; else (expired, the originating one, cannot push) originating."""
-        last = record.members.get(record.last or "")
-        fresh = last is not None and time.time() - (last.last_seen_at or 0.0) <= self.active_window
-        if last is None or not fresh or last.ref == mine:
+        """Where the person was seen most recently, other than where this request comes from (its own resolution
+        has just made that the last seen), if within the window and it can be pushed to; else originating."""
+        others = [m for ref, m in record.members.items() if ref != mine and m.last_seen_at is not None]
+        last = max(others, key=lambda m: m.last_seen_at or 0.0, default=None)
+        if last is None or time.time() - (last.last_seen_at or 0.0) > self.active_window:
             return Routing(target, originating=origin.channel is not None)
         found, skipped = self._reachable([last], target.echo_input)
         return self._allowed(target, origin, not found, found, skipped)
@@ -137,7 +141,6 @@ class Router:
             if name in (ORIGINATING, origin.channel):
                 originating = True
                 continue
-            self._check_channel(name)
             members = [m for ref, m in sorted(record.members.items()) if m.channel == name and ref != mine]
             if not members:
                 raise RoutingError(f"the user is not linked on channel {name!r}", 409, "not_linked")

@@ -193,7 +193,9 @@ class IdentityService:
                 record = record or IdentityRecord(tenant, key, _keys.conversation_of(key), created_at=now)
                 via = "auto" if ops else "resolver"
                 member = record.members.get(ref) or Member(identity.channel, identity.user_id, now, via)
-                member = attrs.evolve(member, last_seen_at=now, address=address)
+                member = attrs.evolve(
+                    member, last_seen_at=now, address=address or member.address
+                )  # keep the last known
                 record = attrs.evolve(record, members={**record.members, ref: member}, last=ref)
                 ops.append(Put("identities", _keys.identity_key(tenant, record.key), record))
                 await self._commit(ops)

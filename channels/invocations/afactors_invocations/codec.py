@@ -16,7 +16,7 @@ from urllib.parse import quote
 import attrs
 import orjson
 
-from afactors.model import Message, Reply
+from afactors.model import Message, Reply, ResponseTarget, parse_response_target
 
 INVOCATION_ID_HEADER = "x-agent-invocation-id"
 SESSION_ID_HEADER = "x-agent-session-id"
@@ -209,6 +209,7 @@ class InvocationRequest:
     stream: bool = False
     background: bool = False
     options: dict[str, Any] = attrs.Factory(dict)
+    response_target: ResponseTarget | None = None
 
 
 Parser = Callable[[Any], InvocationRequest]
@@ -239,7 +240,8 @@ def _flag(body: Mapping[str, Any], name: str) -> bool:
 
 
 def parse_default(body: Any) -> InvocationRequest:
-    """The default body: `{"message": str, "session_id"?: str, "stream"?: bool, "background"?: bool}`."""
+    """The default body: `{"message": str, "session_id"?: str, "stream"?: bool, "background"?: bool,
+    "response_target"?: <response target>}` (docs/delivery.md; `"none"` makes the invocation a background one)."""
     if not isinstance(body, dict):
         raise InvocationError(422, "invalid_request", f"request body must be a JSON object, got {_json_type(body)}")
     message = body.get("message")
@@ -259,7 +261,19 @@ def parse_default(body: Any) -> InvocationRequest:
             "invalid_request",
             "'stream' and 'background' cannot both be true: poll a background invocation instead",
         )
-    return InvocationRequest(message, session_id=session_id, stream=stream, background=background)
+    target = None
+    if body.get("response_target") is not None:
+        try:
+            target = parse_response_target(body["response_target"])
+        except ValueError as exc:
+            raise InvocationError(422, "invalid_request", str(exc)) from None
+        if target.kind == "none":
+            if stream:
+                raise InvocationError(422, "invalid_request", "'response_target': 'none' cannot be streamed")
+            background = True
+    return InvocationRequest(
+        message, session_id=session_id, stream=stream, background=background, response_target=target
+    )
 
 
 def _json_type(value: object) -> str:

@@ -258,6 +258,7 @@ class InvocationsRoutes:
             identity=Identity(self.channel.name, keys.user_key),
             busy_policy=self.channel.busy_policy,
             trace_id=exchange.request_id,
+            response_target=parsed.response_target,
         )
 
     def _parse(self, body: Any) -> InvocationRequest:

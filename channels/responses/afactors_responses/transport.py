@@ -395,6 +395,7 @@ class _Routes:
             identity=None if who is None else Identity(self.channel.name, who),
             busy_policy=self.channel.busy_policy,
             follow_identity=create.follow_identity,
+            response_target=create.response_target,
         )
 
     def _finished(self, view: ResponseView, reply: Reply, tenant: str) -> ResponseView:

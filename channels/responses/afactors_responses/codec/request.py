@@ -22,8 +22,10 @@ from afactors.model import (
     Message,
     Part,
     ReasoningPart,
+    ResponseTarget,
     TextPart,
     UriPart,
+    parse_response_target,
 )
 from afactors_responses.codec.errors import ApiError, bad_request
 
@@ -83,7 +85,9 @@ class CreateRequest:
     they travel as the envelope's options, so the target sees them (`instructions`, `temperature`, `tools`...)
     and the stored record keeps them for rendering later. `follow_identity`: the extension field
     `"session": "identity"` (SDK: `extra_body`) continues the conversation of the user named by
-    `safety_identifier` (or `user`), the one they continue on every channel they linked.
+    `safety_identifier` (or `user`), the one they continue on every channel they linked. `response_target`: the
+    extension field of the same name (docs/delivery.md): where else the answer is pushed; `"none"` makes the
+    response a background one (the caller polls it).
     """
 
     input: tuple[InputItem, ...]
@@ -95,6 +99,7 @@ class CreateRequest:
     conversation: str | None = None
     settings: dict[str, Any] = attrs.Factory(dict)
     follow_identity: bool = False
+    response_target: ResponseTarget | None = None
 
     @property
     def messages(self) -> tuple[Message, ...]:
@@ -632,6 +637,14 @@ def _flag(body: Mapping[str, Any], key: str, default: bool) -> bool:
     return default if value is None else read_bool(value, key)
 
 
+def parse_target(value: object) -> ResponseTarget:
+    """The `response_target` extension field (`afactors.model.parse_response_target`); a bad one is a 400."""
+    try:
+        return parse_response_target(value)
+    except ValueError as error:
+        raise bad_request(str(error), "response_target") from None
+
+
 def parse_create(body: object) -> CreateRequest:
     """Validate a decoded JSON body; unknown fields are ignored (R-14)."""
     if not isinstance(body, dict):
@@ -658,6 +671,12 @@ def parse_create(body: object) -> CreateRequest:
     if previous is not None and conversation is not None:
         raise bad_request("'previous_response_id' and 'conversation' cannot be used together.", "conversation", None)
     follow = parse_session(body.get("session"), settings, previous is not None or conversation is not None)
+    target = None if body.get("response_target") is None else parse_target(body["response_target"])
+    if target is not None and target.kind == "none":
+        if not store:
+            raise bad_request("'response_target': 'none' answers in the background, which needs 'store': true.",
+                              "response_target")  # fmt: skip
+        background = True
     return CreateRequest(
         input=messages,
         model=model,
@@ -668,4 +687,5 @@ def parse_create(body: object) -> CreateRequest:
         conversation=None if conversation is None else parse_conversation(conversation),
         settings=settings,
         follow_identity=follow,
+        response_target=target,
     )
