@@ -42,10 +42,17 @@ async def fake() -> AsyncIterator[FakeBotApi]:
         yield api
 
 
+@attrs.frozen
+class Served:
+    host: Host
+    http: httpx.AsyncClient
+    sdk: openai.AsyncOpenAI
+
+
 @asynccontextmanager
 async def serving(
     fake: FakeBotApi, state: Path, *, telegram: dict[str, Any] | None = None, **host: Any
-) -> AsyncIterator[tuple[Host, httpx.AsyncClient, openai.AsyncOpenAI]]:
+) -> AsyncIterator[Served]:
     channel = TelegramChannel(token=fake.token, api_base=fake.api_base, limits=CHANNEL_LIMITS, **(telegram or {}))
     channels = [channel, ResponsesChannel(), InvocationsChannel()]
     async with (
@@ -53,7 +60,7 @@ async def serving(
         httpx.AsyncClient(base_url=served.urls[0], timeout=20) as http,
         openai.AsyncOpenAI(base_url=served.urls[0] + "/v1", api_key="sk-test", max_retries=0, timeout=20) as sdk,
     ):
-        yield served, http, sdk
+        yield Served(served, http, sdk)
 
 
 async def link(fake: FakeBotApi, http: httpx.AsyncClient, user: User, channel: str, native: str) -> None:
@@ -90,12 +97,12 @@ async def audit(http: httpx.AsyncClient, delivery_id: str, *, settled: int) -> d
 
 async def test_named_channel_with_echo_from_responses_and_the_audit(fake: FakeBotApi, tmp_path: Path) -> None:
     alice = fake.user("Alice")
-    async with serving(fake, tmp_path / "s") as (host, http, sdk):
-        await link(fake, http, alice, "responses", "alice")
+    async with serving(fake, tmp_path / "s") as s:
+        await link(fake, s.http, alice, "responses", "alice")
         target = {"kind": "channels", "channels": ["telegram"], "echo_input": True}
-        response = await ask(sdk, "alice", "plan my day", target)
+        response = await ask(s.sdk, "alice", "plan my day", target)
         echo, pushed = (await fake.wait_for_messages(alice, 4))[2:]
-        report = await audit(http, response.id, settled=1)
+        report = await audit(s.http, response.id, settled=1)
     assert response.output_text == "Turn 1. You said: plan my day"  # the caller still gets its answer
     assert echo["text"] == ECHO + "plan my day"
     assert pushed["text"] == "Turn 1. You said: plan my day"
@@ -108,12 +115,12 @@ async def test_named_channel_with_echo_from_responses_and_the_audit(fake: FakeBo
 
 async def test_all_linked_without_echo_skips_channels_that_cannot_push(fake: FakeBotApi, tmp_path: Path) -> None:
     alice = fake.user("Alice")
-    async with serving(fake, tmp_path / "s") as (host, http, sdk):
-        await link(fake, http, alice, "responses", "alice")
-        await link(fake, http, alice, "invocations", "alice-inv")
-        response = await ask(sdk, "alice", "hi everywhere", "all_linked")
+    async with serving(fake, tmp_path / "s") as s:
+        await link(fake, s.http, alice, "responses", "alice")
+        await link(fake, s.http, alice, "invocations", "alice-inv")
+        response = await ask(s.sdk, "alice", "hi everywhere", "all_linked")
         pushed = (await fake.wait_for_messages(alice, 5))[4]
-        report = await audit(http, response.id, settled=1)
+        report = await audit(s.http, response.id, settled=1)
     assert pushed["text"] == "Turn 1. You said: hi everywhere"
     assert [(r["channel"], r["status"], r["echo"]) for r in report["destinations"]] == [
         ("telegram", "delivered", False)
@@ -123,15 +130,15 @@ async def test_all_linked_without_echo_skips_channels_that_cannot_push(fake: Fak
 
 async def test_active_goes_where_the_person_was_last_seen_else_originating(fake: FakeBotApi, tmp_path: Path) -> None:
     alice = fake.user("Alice")
-    async with serving(fake, tmp_path / "s") as (host, http, sdk):
-        await link(fake, http, alice, "responses", "alice")
+    async with serving(fake, tmp_path / "s") as s:
+        await link(fake, s.http, alice, "responses", "alice")
         fake.send_text(alice, "on my phone")  # Telegram is where Alice was seen last
         await fake.wait_for_messages(alice, 3)
-        first = await ask(sdk, "alice", "answer me where I am", {"kind": "active", "echo_input": True})
+        first = await ask(s.sdk, "alice", "answer me where I am", {"kind": "active", "echo_input": True})
         echo, pushed = (await fake.wait_for_messages(alice, 5))[3:]
-        host.router.active_window = 0.0  # Telegram is no longer "active": the answer stays where it was asked
-        second = await ask(sdk, "alice", "and now?", "active")
-        report = await audit(http, second.id, settled=0)
+        s.host.router.active_window = 0.0  # Telegram is no longer "active": the answer stays where it was asked
+        second = await ask(s.sdk, "alice", "and now?", "active")
+        report = await audit(s.http, second.id, settled=0)
     assert first.output_text == "Turn 1. You said: answer me where I am"
     assert (echo["text"], pushed["text"]) == (ECHO + "answer me where I am", first.output_text)
     assert second.output_text == "Turn 1. You said: and now?"
@@ -140,20 +147,20 @@ async def test_active_goes_where_the_person_was_last_seen_else_originating(fake:
 
 async def test_explicit_identities_and_none_from_invocations(fake: FakeBotApi, tmp_path: Path) -> None:
     alice, bob = fake.user("Alice"), fake.user("Bob")
-    async with serving(fake, tmp_path / "s") as (host, http, sdk):
+    async with serving(fake, tmp_path / "s") as s:
         fake.send_text(bob, "hello")  # Bob is known (not linked to anyone)
         await fake.wait_for_messages(bob, 1)
         headers = {"x-agent-user-id": "ops"}
         target = {"kind": "identities", "identities": [{"channel": "telegram", "user": str(bob.id)}],
                   "echo_input": True}  # fmt: skip
-        sent = await http.post("/invocations", json={"message": "tell Bob", "response_target": target},
+        sent = await s.http.post("/invocations", json={"message": "tell Bob", "response_target": target},
                                headers=headers)  # fmt: skip
         echo, pushed = (await fake.wait_for_messages(bob, 3))[1:]
-        quiet = await http.post("/invocations", json={"message": "nobody hears", "response_target": "none"},
+        quiet = await s.http.post("/invocations", json={"message": "nobody hears", "response_target": "none"},
                                 headers=headers)  # fmt: skip
         location = quiet.headers["location"]
         with trio.fail_after(10):
-            while (polled := (await http.get(location, headers=headers)).json())["status"] != "completed":
+            while (polled := (await s.http.get(location, headers=headers)).json())["status"] != "completed":
                 await trio.sleep(0.02)
         fake.send_text(alice, "hi")
         await fake.wait_for_messages(alice, 1)
@@ -165,11 +172,11 @@ async def test_explicit_identities_and_none_from_invocations(fake: FakeBotApi, t
 
 async def test_none_from_responses_is_a_background_response(fake: FakeBotApi, tmp_path: Path) -> None:
     alice = fake.user("Alice")
-    async with serving(fake, tmp_path / "s") as (host, http, sdk):
-        await link(fake, http, alice, "responses", "alice")
-        queued = await ask(sdk, "alice", "in the background", "none")
+    async with serving(fake, tmp_path / "s") as s:
+        await link(fake, s.http, alice, "responses", "alice")
+        queued = await ask(s.sdk, "alice", "in the background", "none")
         with trio.fail_after(10):
-            while (done := await sdk.responses.retrieve(queued.id)).status != "completed":
+            while (done := await s.sdk.responses.retrieve(queued.id)).status != "completed":
                 await trio.sleep(0.02)
     assert queued.status in ("queued", "in_progress", "completed")
     assert done.output_text == "Turn 1. You said: in the background"
@@ -194,10 +201,10 @@ def _shout(envelope: Envelope, reply: Reply) -> Reply:
 
 async def test_telegram_run_hook_targets_another_chat_with_a_response_hook(fake: FakeBotApi, tmp_path: Path) -> None:
     alice, bob = fake.user("Alice"), fake.user("Bob")
-    async with serving(fake, tmp_path / "s", telegram={"response_hook": _shout}) as (host, http, sdk):
+    async with serving(fake, tmp_path / "s", telegram={"response_hook": _shout}) as s:
         fake.send_text(bob, "hello")
         await fake.wait_for_messages(bob, 1)
-        host.channels["telegram"].run_hook = _targeted(
+        s.host.channels["telegram"].run_hook = _targeted(
             ResponseTarget.to_identities([Identity("telegram", str(bob.id))], echo_input=True)
         )
         fake.send_text(alice, "meet at noon")
@@ -210,7 +217,7 @@ async def test_telegram_run_hook_targets_another_chat_with_a_response_hook(fake:
 async def test_per_channel_default_all_linked_keeps_the_originating_chat(fake: FakeBotApi, tmp_path: Path) -> None:
     phone, tablet = fake.user("Alice"), fake.user("Alice2")
     defaults = {"telegram": ResponseTarget.all_linked(echo_input=True)}
-    async with serving(fake, tmp_path / "s", response_targets=defaults) as (host, http, sdk):
+    async with serving(fake, tmp_path / "s", response_targets=defaults):
         fake.send_text(tablet, "hi")  # its address becomes known
         await fake.wait_for_messages(tablet, 1)
         fake.send_text(phone, "/link")
@@ -230,10 +237,10 @@ async def test_deliver_policy_drops_a_cross_tier_destination(fake: FakeBotApi, t
     alice = fake.user("Alice")
     tiers = IdentityConfig(tiers={"telegram": "public", "responses": "corp"},
                            link_policy=ExplicitPairs({("public", "corp")}))  # fmt: skip
-    async with serving(fake, tmp_path / "s", identity=tiers) as (host, http, sdk):
-        await link(fake, http, alice, "responses", "alice")  # public -> corp may link
-        response = await ask(sdk, "alice", "corp secret", {"kind": "channels", "channels": ["telegram"]})
-        report = await audit(http, response.id, settled=0)
+    async with serving(fake, tmp_path / "s", identity=tiers) as s:
+        await link(fake, s.http, alice, "responses", "alice")  # public -> corp may link
+        response = await ask(s.sdk, "alice", "corp secret", {"kind": "channels", "channels": ["telegram"]})
+        report = await audit(s.http, response.id, settled=0)
     assert response.output_text == "Turn 1. You said: corp secret"  # the originating channel answers instead
     assert report["destinations"] == []
     assert report["skipped"] == [{"channel": "telegram", "user": str(alice.id), "reason": "link_policy"}]
@@ -255,13 +262,13 @@ BAD_TARGETS = [
 
 async def test_bad_targets_are_refused_before_the_turn(fake: FakeBotApi, tmp_path: Path) -> None:
     answers = []
-    async with serving(fake, tmp_path / "s") as (host, http, sdk):
+    async with serving(fake, tmp_path / "s") as s:
         for target, _, _ in BAD_TARGETS:
             answers.append(
-                await http.post("/v1/responses", json={"model": "m", "input": "hi", "response_target": target})
+                await s.http.post("/v1/responses", json={"model": "m", "input": "hi", "response_target": target})
             )
-        invocation = await http.post("/invocations", json={"message": "hi", "response_target": {"kind": "x"}})
-        stored = host.store.count("responses")
+        invocation = await s.http.post("/invocations", json={"message": "hi", "response_target": {"kind": "x"}})
+        stored = s.host.store.count("responses")
     for (target, status, code), answer in zip(BAD_TARGETS, answers, strict=True):
         assert answer.status_code == status, (target, answer.text)
         error = answer.json()["error"]
