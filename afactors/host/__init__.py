@@ -1,6 +1,7 @@
 """The host: channels, HTTP server, auth and shutdown around an actor system.
 
-Public surface: `open_host` (with `HostConfig`, `RetentionConfig`), `Host`, `ApiKeys`, `Timers` (`host.timers`), and
+Public surface: `open_host` (with `HostConfig`, `RetentionConfig`), `Host` (`host.push` -> `PushResult`, or
+`RoutingError`), `ApiKeys`, `Timers` (`host.timers`), and
 the channel contract's names (re-exported from `afactors.channel`, where channels import them).
 """
 
@@ -23,10 +24,12 @@ from afactors.channel import (
     Unauthorized,
     installed_plugins,
 )
-from afactors.host._auth import ApiKeys
+from afactors.host._auth import ApiKeys, tenant_of_key
 from afactors.host._delivery import DeliveryPolicy
 from afactors.host._host import Host, HostConfig, open_host
+from afactors.host._push import PushResult
 from afactors.host._retention import RetentionConfig
+from afactors.host._routing import RoutingError
 from afactors.host._server import ServerLimits
 from afactors.host._timers import Timers
 
@@ -46,7 +49,9 @@ __all__ = [
     "HookRejected",
     "Host",
     "HostConfig",
+    "PushResult",
     "RetentionConfig",
+    "RoutingError",
     "ResponseHook",
     "Route",
     "RunHook",
@@ -56,4 +61,5 @@ __all__ = [
     "Unauthorized",
     "installed_plugins",
     "open_host",
+    "tenant_of_key",
 ]

@@ -24,7 +24,7 @@ from hypercorn.trio import serve
 from afactors_telegram.testing.errors import ApiError
 from afactors_telegram.testing.images import image_size
 from afactors_telegram.testing.markup import check_entities, detect_entities, format_text
-from afactors_telegram.testing.methods import BotApi, ForcedError, photo_size
+from afactors_telegram.testing.methods import BotApi, ForcedError, SendGate, photo_size
 from afactors_telegram.testing.model import (
     GROUP,
     PRIVATE,
@@ -276,6 +276,24 @@ class FakeBotApi:
                 flood_wait=retry_after,
             )
         )
+
+    def hold_sends(self) -> None:
+        """From now on, sends (sendMessage, sendPhoto, editMessageText) wait at the door, not executed, until
+        `release_sends`: a test can stop a client mid-flight at a moment when no send is half done."""
+        self._api.gate = SendGate()
+
+    def release_sends(self, *, drop: bool = False) -> None:
+        """Open the door: held sends run now, or with `drop` fail with 502 as if they never arrived (their client
+        is gone, e.g. killed)."""
+        gate, self._api.gate = self._api.gate, None
+        if gate is not None:
+            gate.drop = drop
+            gate.opened.set()
+
+    @property
+    def held_sends(self) -> int:
+        """How many sends wait at the door now."""
+        return 0 if self._api.gate is None else self._api.gate.waiting
 
     def force_error(self, error_code: int, description: str, *, chat: ChatRef | None = None,
                     method: str | None = None, times: int = 1,

@@ -80,6 +80,25 @@ class ForcedError:
     flood_wait: int | None = None
 
 
+@attrs.define
+class SendGate:
+    """Sends held at the door: they wait for `opened`, then run, or (`drop`) fail as if they never arrived."""
+
+    opened: trio.Event = attrs.Factory(trio.Event)
+    drop: bool = False
+    waiting: int = 0
+
+    async def passed(self, method: str) -> None:
+        """Wait until the gate opens; raise 502 when the held request is dropped (it was never executed)."""
+        self.waiting += 1
+        try:
+            await self.opened.wait()
+        finally:
+            self.waiting -= 1
+        if self.drop:
+            raise ApiError(502, "Bad Gateway")
+
+
 class BotApi:
     """The state and behaviour behind one fake bot token."""
 
@@ -110,6 +129,7 @@ class BotApi:
         self.forced: list[ForcedError] = []
         self.closing = False
         self._poller: list[bool] | None = None  # [terminated] flag of the running long poll
+        self.gate: SendGate | None = None  # while set, sends wait at the door (`FakeBotApi.hold_sends`)
 
     @property
     def polling(self) -> bool:

@@ -17,7 +17,7 @@ import httpx
 import orjson
 
 from afactors_telegram.testing.errors import ApiError, bad_request, not_found, unauthorized
-from afactors_telegram.testing.methods import BotApi, Reply, fetched_upload
+from afactors_telegram.testing.methods import RATE_LIMITED, BotApi, Reply, fetched_upload
 from afactors_telegram.testing.params import Params, decode_body
 
 Scope = dict[str, Any]
@@ -68,6 +68,8 @@ class BotApiApp:
             content_type = headers.get(b"content-type", b"").decode("latin-1")
             params = decode_body(content_type, body, scope.get("query_string", b"").decode("latin-1"))
             params = await self._fetch_url_sources(method, params)
+            if (gate := self.api.gate) is not None and method.lower() in RATE_LIMITED:
+                await gate.passed(method)
             reply: Reply = await self.api.call_async(method, params)
             status, response = 200, reply.envelope()
         except ApiError as error:
