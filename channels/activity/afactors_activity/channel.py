@@ -47,6 +47,7 @@ from afactors_activity.outbound import (
     GENERIC_ERROR,
     NEW_CONVERSATION_TEXT,
     PAUSED_TEXT,
+    echo_quote,
     error_body,
     message_activity,
     reply_text,
@@ -305,7 +306,9 @@ class ActivityChannel:
         return reply_text(reply)
 
     async def deliver(self, delivery: Delivery) -> None:
-        """Post a finished turn's reply (or a push) to its conversation; the outbox retries what fails."""
+        """Post a finished turn's reply (or a push) to its conversation; the outbox retries what fails. Only the
+        originating conversation's delivery finishes a live (streamed) turn; another destination gets a message,
+        led by the quoted input when it asked for an echo."""
         runtime = self._runtime
         if runtime is None:
             raise DeliveryFailed("the Activity channel is not running", retry_after=1.0)
@@ -313,13 +316,15 @@ class ActivityChannel:
             ref = ConversationRef.from_dict(delivery.address)
         except BadActivity as bad:
             raise DeliveryFailed(f"not an Activity conversation reference: {bad}", permanent=True) from None
-        live = self.live.claim(delivery.turn_id)
+        live = self.live.claim(delivery.turn_id) if delivery.originating else None
         if live is not None:
             with trio.move_on_after(_CLAIM_TIMEOUT):
                 await live.settled()
         text = self._user_text(delivery.turn_id, delivery.reply)
         if text is None:
             return
+        if delivery.echo:  # `echo_input`: the user's input first, quoted, in the same message (sent once)
+            text = echo_quote(delivery.echo) + "\n\n" + text
         if live is not None and live.streamed:
             assert live.stream_id is not None
             activity = stream_final(ref, text, live.stream_id)

@@ -5,10 +5,11 @@ Users never see error details: a failed turn is answered with `GENERIC_ERROR` an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
-from afactors.model import Reply
+from afactors.model import Message, Reply
 from afactors_activity.activity import ConversationRef
 
 GENERIC_ERROR = "Sorry, something went wrong while answering. Please try again."
@@ -106,3 +107,9 @@ def reply_text(reply: Reply) -> str | None:
 def error_body(code: str, message: str) -> dict[str, Any]:
     """Bot Framework's `ErrorResponse` envelope."""
     return {"error": {"code": code, "message": message}}
+
+
+def echo_quote(echo: Sequence[Message]) -> str:
+    """The user's input as a markdown quote (each line behind "> "), shown before a reply pushed elsewhere."""
+    text = "\n\n".join(m.text for m in echo if m.text.strip())
+    return "\n".join("> " + line for line in text.splitlines())

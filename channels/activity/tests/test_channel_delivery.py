@@ -7,8 +7,9 @@ from typing import Any
 
 import trio
 
-from afactors.model import Message
+from afactors.model import Identity, Message, ResponseTarget
 from afactors_activity.connector import MAX_RETRY_AFTER, retry_after_seconds
+from afactors_activity.outbound import echo_quote
 
 
 async def echo(messages: list[Message]) -> str:
@@ -90,3 +91,22 @@ async def test_a_permanent_refusal_is_dead_lettered_not_retried(serve: Any) -> N
         (dead,) = await bot.dead_lettered()
         assert [c.status for c in bot.connector.calls] == [400]
         assert "400" in dead.error
+
+
+async def test_a_push_without_a_turn_reaches_a_known_user(serve: Any) -> None:
+    async with serve(echo, channel_id="emulator") as bot:
+        await bot.say("hello")
+        await bot.connector.wait_until(lambda: len(bot.connector.delivered()) == 1)
+        [(link_key, _)] = bot.host.store.scan("links", "default/activity/")
+        user = link_key.removeprefix("default/activity/")
+        target = ResponseTarget.to_identities([Identity("activity", user)])
+        first = await bot.host.push(target, "the build is green", idempotency_key="build-1")
+        again = await bot.host.push(target, "the build is green", idempotency_key="build-1")
+        await bot.connector.wait_until(lambda: len(bot.connector.delivered()) == 2)
+        await bot.outbox_drained()
+    assert again.duplicate and again.id == first.id
+    assert [c.body["text"] for c in bot.connector.delivered()] == ["echo: hello", "the build is green"]
+
+
+def test_an_echo_is_quoted_line_by_line() -> None:
+    assert echo_quote((Message("user", "first line\nsecond"), Message("user", " "))) == "> first line\n> second"

@@ -414,6 +414,7 @@ class TelegramChannel:
         sent again). Raises `DeliveryFailed`: with `retry_after` on a flood wait, `permanent` when the bot can no
         longer write to the chat (it is marked inactive) or Telegram refuses the request itself.
         """
+        await self._intake()  # while the channel starts (the outbox resumes before it), wait a bounded time
         runtime = self._runtime
         if runtime is None or self._ctx is None:
             raise DeliveryFailed("the Telegram channel is not running", retry_after=1.0)
