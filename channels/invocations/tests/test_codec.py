@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from afactors.model import ErrorInfo, Message, Reply, TextPart
+from afactors.model import ErrorInfo, Message, Reply, ResponseTarget, TextPart
 from afactors_invocations.codec import (
     PLATFORM_SERVER,
     SSE_DONE,
@@ -253,3 +253,19 @@ def test_sse_frames() -> None:
 def test_text_part_is_the_response_text() -> None:
     reply = Reply(messages=(Message("assistant", (TextPart("a"), TextPart("b"))),))
     assert render_default(reply, IDS)["response"] == "ab"
+
+
+def test_the_response_target_field() -> None:
+    assert parse_default({"message": "hi"}).response_target is None
+    named = parse_default({"message": "hi", "response_target": {"kind": "all_linked", "echo_input": True}})
+    assert named.response_target == ResponseTarget.all_linked(echo_input=True) and not named.background
+    quiet = parse_default({"message": "hi", "response_target": "none"})
+    assert quiet.response_target == ResponseTarget.none() and quiet.background
+    for body in (
+        {"message": "hi", "response_target": "everyone"},
+        {"message": "hi", "response_target": {"kind": "channels", "channels": []}},
+        {"message": "hi", "response_target": "none", "stream": True},
+    ):
+        with pytest.raises(InvocationError) as error:
+            parse_default(body)
+        assert error.value.status == 422, body

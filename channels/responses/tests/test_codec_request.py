@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from afactors.model import DataPart, FunctionCallPart, FunctionResultPart, Message, TextPart, UriPart
+from afactors.model import DataPart, FunctionCallPart, FunctionResultPart, Message, ResponseTarget, TextPart, UriPart
 from afactors_responses.codec import ApiError, parse_create, request_options
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
@@ -520,3 +520,25 @@ def test_every_item_type_the_server_emits_is_accepted_back() -> None:
     with pytest.raises(ApiError) as caught:
         resolve_input(items, lambda _: None)
     assert caught.value.param == "input[7].id" and caught.value.code == "item_not_found"
+
+
+def test_the_response_target_extension() -> None:
+    plain = parse_create({"input": "hi"})
+    assert plain.response_target is None
+    named = parse_create({"input": "hi", "response_target": {"kind": "channels", "channels": ["telegram"],
+                                                             "echo_input": True}})  # fmt: skip
+    assert named.response_target == ResponseTarget.channel("telegram", echo_input=True) and not named.background
+    quiet = parse_create({"input": "hi", "response_target": "none"})
+    assert quiet.response_target == ResponseTarget.none() and quiet.background  # "none" answers in the background
+    for bad, message in [
+        ("sometimes", "unknown response target kind"),
+        ({"kind": "identities", "identities": [{"channel": "telegram"}]}, "'response_target.identities[].user'"),
+        ({"kind": "active", "echo_input": 1}, "must be a boolean"),
+    ]:
+        with pytest.raises(ApiError) as error:
+            parse_create({"input": "hi", "response_target": bad})
+        assert error.value.status == 400 and error.value.param == "response_target"
+        assert message in error.value.message
+    with pytest.raises(ApiError) as unstored:
+        parse_create({"input": "hi", "store": False, "response_target": "none"})
+    assert unstored.value.param == "response_target"
