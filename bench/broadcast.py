@@ -84,11 +84,15 @@ class HostProcess:
         with self.log.open("ab") as log:
             self.process = await trio.lowlevel.open_process(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         await self.fake.wait_until(lambda: self.fake.call_count("deleteWebhook") > polls, timeout=STARTUP_TIMEOUT)
-        async with httpx.AsyncClient() as http:
-            for _ in range(int(STARTUP_TIMEOUT / 0.05)):
-                if (await http.get(self.url + "/readiness")).status_code == 200:
-                    return
-                await trio.sleep(0.05)
+        with trio.move_on_after(STARTUP_TIMEOUT):
+            async with httpx.AsyncClient(timeout=STARTUP_TIMEOUT) as http:
+                while True:  # a restarted host resuming thousands of deliveries may answer slowly
+                    try:
+                        if (await http.get(self.url + "/readiness")).status_code == 200:
+                            return
+                    except httpx.TransportError:
+                        pass
+                    await trio.sleep(0.05)
         raise RuntimeError(f"the host did not become ready; see {self.log}")
 
     async def kill(self) -> None:

@@ -54,7 +54,7 @@ async def serving(
     fake: FakeBotApi, state: Path, *, telegram: dict[str, Any] | None = None, **host: Any
 ) -> AsyncIterator[Served]:
     channel = TelegramChannel(token=fake.token, api_base=fake.api_base, limits=CHANNEL_LIMITS, **(telegram or {}))
-    channels = [channel, ResponsesChannel(), InvocationsChannel()]
+    channels: list[Any] = [channel, ResponsesChannel(), InvocationsChannel()]
     async with (
         afactors.open_host(None, channels=channels, state_dir=state, port=0, durability="unsafe", **host) as served,
         httpx.AsyncClient(base_url=served.urls[0], timeout=20) as http,

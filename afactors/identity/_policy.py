@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import Literal
 
 import attrs
@@ -38,11 +38,15 @@ def same_tier_only(ctx: LinkPolicyContext) -> bool:
     return ctx.source_tier == ctx.destination_tier
 
 
+def _pairs(pairs: Iterable[tuple[str | None, str | None]]) -> frozenset[tuple[str | None, str | None]]:
+    return frozenset(pairs)
+
+
 @attrs.frozen
 class ExplicitPairs:
     """Only the listed directed `(source tier, destination tier)` pairs, plus equal tiers when `same_tier`."""
 
-    pairs: frozenset[tuple[str | None, str | None]] = attrs.field(converter=frozenset)
+    pairs: frozenset[tuple[str | None, str | None]] = attrs.field(converter=_pairs)
     same_tier: bool = True
 
     def __call__(self, ctx: LinkPolicyContext) -> bool:
