@@ -7,7 +7,8 @@ Per record kind (`RetentionConfig`, ages in seconds, None = keep forever):
 - `closed_turns`: the turn records (history) of conversations whose last turn is older than this and whose actor
   is not in memory; the conversation's snapshot (turn count, state) stays;
 - `dead_letters`: by `failed_at`;
-- `tokens`: `tokens` records (link codes, continuation tokens) whose `expires_at` has passed (no age setting).
+- `tokens`: `tokens` records (link codes, continuation tokens) whose `expires_at` has passed (no age setting);
+- `deliveries`: delivery audits (of routed turns and pushes) by `created_at`, with their outcomes.
 
 Each sweep pages through a kind `batch` keys at a time (read transactions only) and commits one `Delete` batch
 per page, so no write transaction is ever long and turns' commits interleave with it.
@@ -27,12 +28,21 @@ import attrs
 import trio
 
 from afactors.actors import ActorSystem
-from afactors.store import DeadLetter, DedupRecord, Delete, ResponseRecord, Snapshot, Store, TokenRecord
+from afactors.store import (
+    DeadLetter,
+    DedupRecord,
+    Delete,
+    DeliveryAudit,
+    ResponseRecord,
+    Snapshot,
+    Store,
+    TokenRecord,
+)
 
 log = logging.getLogger("afactors.retention")
 
 DAY = 86_400.0
-RETAINED_KINDS = ("dedup", "responses", "closed_turns", "dead_letters", "tokens")
+RETAINED_KINDS = ("dedup", "responses", "closed_turns", "dead_letters", "tokens", "deliveries")
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
@@ -58,6 +68,7 @@ class RetentionConfig:
     responses: float | None = attrs.field(default=30 * DAY, validator=_non_negative)
     closed_turns: float | None = attrs.field(default=90 * DAY, validator=_non_negative)
     dead_letters: float | None = attrs.field(default=30 * DAY, validator=_non_negative)
+    deliveries: float | None = attrs.field(default=30 * DAY, validator=_non_negative)
     interval: float = attrs.field(default=300.0, validator=_positive)
     batch: int = attrs.field(default=200, validator=_positive)
 
@@ -98,6 +109,8 @@ class Sweeper:
             removed[kind] += await self._sweep_kind(store_kind, expired)
         if self.config.closed_turns is not None:
             removed["closed_turns"] += await self._sweep_closed_turns(now - self.config.closed_turns)
+        if self.config.deliveries is not None:
+            removed["deliveries"] += await self._sweep_deliveries(now - self.config.deliveries)
         self.removed.update(removed)
         self.sweeps += 1
         if any(removed.values()):
@@ -159,6 +172,22 @@ class Sweeper:
                 assert isinstance(snapshot, Snapshot)
                 if snapshot.updated_at < cut and path not in live:
                     removed += await self._delete_prefix("turns", path + "/")
+            await trio.lowlevel.checkpoint()
+
+    async def _sweep_deliveries(self, cut: float) -> int:
+        """Delivery audits made before `cut`, each after its outcomes."""
+        removed, after = 0, None
+        while True:
+            page = self._store.scan("deliveries", after=after, limit=self.config.batch)
+            if not page:
+                return removed
+            after = page[-1][0]
+            for key, audit in page:
+                assert isinstance(audit, DeliveryAudit)
+                if audit.created_at < cut:
+                    await self._delete_prefix("outcomes", key + "/")
+                    await self._store.commit([Delete("deliveries", key)])
+                    removed += 1
             await trio.lowlevel.checkpoint()
 
     async def _delete_prefix(self, kind: str, prefix: str) -> int:

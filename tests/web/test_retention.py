@@ -13,8 +13,8 @@ import afactors
 from afactors.actors import new_turn_id
 from afactors.host import RetentionConfig
 from afactors.host._retention import DAY, turn_id_time
-from afactors.model import ConversationKey
-from afactors.store import DeadLetter, Put, TokenRecord
+from afactors.model import ConversationKey, ResponseTarget
+from afactors.store import DeadLetter, DeliveryAudit, DeliveryOutcome, Put, TokenRecord
 from afactors_responses import ResponsesChannel
 
 
@@ -49,12 +49,17 @@ async def test_sweeper_removes_expired_records_per_kind_and_keeps_the_rest(state
                 while store.count("dedup") < 1 or store.count("inbox"):
                     await trio.sleep(0.01)
             now = time.time()
+            old, old_target = now - 40 * DAY, ResponseTarget.all_linked()
             await store.commit(
                 [
                     Put("dead_letters", "a/old", DeadLetter(None, "boom", failed_at=now - 40 * DAY)),
                     Put("dead_letters", "a/new", DeadLetter(None, "boom", failed_at=now)),
                     Put("tokens", "expired", TokenRecord("link", "default", "u1", "d1", expires_at=now - 1)),
                     Put("tokens", "valid", TokenRecord("link", "default", "u2", "d2", expires_at=now + DAY)),
+                    Put("deliveries", "push_old", DeliveryAudit("default", "push_old", old_target, created_at=old)),
+                    Put("outcomes", "push_old/000000", DeliveryOutcome("delivered", old)),
+                    Put("deliveries", "push_new", DeliveryAudit("default", "push_new", old_target, created_at=now)),
+                    Put("outcomes", "push_new/000000", DeliveryOutcome("delivered", now)),
                 ]
             )
             assert host.system.passivate(ConversationKey("default", "conv:old"))
@@ -63,12 +68,14 @@ async def test_sweeper_removes_expired_records_per_kind_and_keeps_the_rest(state
                     await trio.sleep(0.01)
 
             assert await sweeper.sweep(now) == {"dedup": 0, "responses": 0, "dead_letters": 1, "tokens": 1,
-                                                "closed_turns": 0}  # fmt: skip
+                                                "closed_turns": 0, "deliveries": 1}  # fmt: skip
+            assert [k for k, _ in store.scan("outcomes")] == ["push_new/000000"]  # the old audit's went with it
             assert [k for k, _ in store.scan("tokens")] == ["valid"]
             assert [k for k, _ in store.scan("dead_letters")] == ["a/new"]
 
             month = await sweeper.sweep(now + 31 * DAY)
-            assert month == {"dedup": 1, "responses": 4, "dead_letters": 1, "tokens": 1, "closed_turns": 0}
+            assert month == {"dedup": 1, "responses": 4, "dead_letters": 1, "tokens": 1, "closed_turns": 0,
+                             "deliveries": 1}  # fmt: skip
             gone = await client.get(f"/v1/responses/{ids[0]}")
             assert gone.status_code == 404 and background.status_code == 200
             assert store.count("turns") == 4  # history is kept until the conversation is closed long enough
