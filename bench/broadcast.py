@@ -4,8 +4,9 @@
 channel, durable commits) in its own process; the fake Bot API runs in this process and enforces Telegram-like
 limits (1 msg/s per chat, a global rate) and counts violations. The chats are known identities of the default
 tenant (seeded into the state directory before the host starts, as if each had written to the bot once). One
-push names all of them. Once a third has been sent, the fake holds new sends at the door (so no send is half
-done), the host is killed with SIGKILL, the held sends are dropped (they never reached "Telegram"), the host is
+push names all of them. Once a third has been sent, the fake holds new sends at the door and the bench waits
+until the host's delivery audit records every answered send as delivered (so no send is half done), the host is
+killed with SIGKILL, the held sends are dropped (they never reached "Telegram"), the host is
 started again and the same push is asked for again (same idempotency key: nothing is queued twice).
 
 * `broadcast.messages_per_s`: messages sent per second while sending (first to last send of each run; the
@@ -121,6 +122,19 @@ def _span(times: Sequence[float]) -> float:
     return max(times) - min(times) if len(times) > 1 else 0.0
 
 
+async def settled(url: str, push_id: str, fake: FakeBotApi) -> int:
+    """Once sends are held: wait until every send Telegram answered is recorded delivered by the host (its
+    delivery audit says so), so the kill finds no send half done; how many were sent."""
+    async with httpx.AsyncClient(timeout=60) as http:
+        with trio.fail_after(120):
+            while True:
+                done = sent(fake)
+                report = (await http.get(f"{url}/v1/deliveries/{push_id}")).json()
+                if report["counts"]["delivered"] >= done and sent(fake) == done:
+                    return done
+                await trio.sleep(0.1)
+
+
 def sent(fake: FakeBotApi) -> int:
     return sum(1 for c in fake.calls("sendMessage") if c.ok)
 
@@ -139,8 +153,7 @@ async def one_run(chats: int, rate: float, scratch: Path) -> dict[str, Any]:
                 raise RuntimeError(f"push refused: {first.status_code} {first.text}")
             await fake.wait_until(lambda: sent(fake) >= chats // 3, timeout=chats / rate * 5 + 60)
             fake.hold_sends()
-            await trio.sleep(1.0)  # sends already answered get their "delivered" commit
-            before_kill = sent(fake)
+            before_kill = await settled(host.url, first.json()["id"], fake)
             killed_at = trio.current_time()
             await host.kill()
             fake.release_sends(drop=True)  # held sends never reached Telegram
