@@ -127,9 +127,10 @@ ServiceTask = Callable[..., Awaitable[None]]
 class Contribution:
     """Everything a channel adds to a host.
 
-    `deliver`: how to push replies of envelopes that carry a `reply_to` for this channel. Such a turn's commit
-    writes an outbox row; the host calls `deliver` (in order per address, retrying with jittered backoff) and
-    deletes the row once it returns, so a reply survives a crash between commit and send.
+    `deliver`: how to push replies of envelopes that carry a `reply_to` for this channel, and (when its envelopes
+    name their sender and `reply_to`) answers routed here by other channels' response targets and pushes without a
+    turn. Such a turn's commit writes an outbox row; the host calls `deliver` (in order per address, retrying with
+    jittered backoff) and deletes the row once it returns, so a reply survives a crash between commit and send.
     """
 
     routes: Sequence[Route] = ()
@@ -145,7 +146,9 @@ class ChannelContext(Protocol):
 
     Submitting runs the channel's `run_hook` first, then the host's identity check: an envelope with an
     `identity` is resolved to the sender's isolation key (a refusal raises `HookRejected` with status 403),
-    and a `follow_identity` envelope moves into the sender's own conversation. Records are scoped by tenant:
+    and a `follow_identity` envelope moves into the sender's own conversation; then its `response_target` (or the
+    host's default for the channel) is resolved into a `Routing` (a target that cannot be delivered as asked raises
+    `HookRejected` with its 4xx; docs/delivery.md). Records are scoped by tenant:
     a turn of another tenant, or one submitted with `options["store"] = False`, reads as absent.
     """
 

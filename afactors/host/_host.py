@@ -233,6 +233,7 @@ async def open_host(
                 identity_routes = IdentityRoutes(
                     the_host.identity, api_keys, the_host.channels, config.http_link_channels
                 )
+                # before any channel's catch-all
                 routes[1:1] = [*identity_routes.routes(), *PushRoutes(the_host.pusher, api_keys).routes()]
                 stop_server = trio.Event()
                 server = server_config(config.host, config.port, config.drain_timeout, config.limits)
