@@ -156,7 +156,9 @@ async def one_run(chats: int, rate: float, scratch: Path) -> dict[str, Any]:
             before_kill = await settled(host.url, first.json()["id"], fake)
             killed_at = trio.current_time()
             await host.kill()
-            fake.release_sends(drop=True)  # held sends never reached Telegram
+            fake.release_sends(drop=True)  # held sends (and any the dead host left in flight) never reach Telegram
+            await trio.sleep(1.0)
+            fake.release_sends()
             await host.start()
             restarted = trio.current_time()
             again = await push(host.url, chat_ids)

@@ -283,12 +283,14 @@ class FakeBotApi:
         self._api.gate = SendGate()
 
     def release_sends(self, *, drop: bool = False) -> None:
-        """Open the door: held sends run now, or with `drop` fail with 502 as if they never arrived (their client
-        is gone, e.g. killed)."""
-        gate, self._api.gate = self._api.gate, None
+        """Open the door: held sends run now. With `drop` they fail with 502 as if they never arrived (their client
+        is gone, e.g. killed), and so does every send that arrives until `release_sends()` is called again
+        (requests a killed client left in flight)."""
+        gate = self._api.gate
         if gate is not None:
             gate.drop = drop
             gate.opened.set()
+        self._api.gate = gate if drop and gate is not None else None
 
     @property
     def held_sends(self) -> int:

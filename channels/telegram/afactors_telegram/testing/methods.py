@@ -88,9 +88,11 @@ class SendGate:
     drop: bool = False
     waiting: int = 0
 
-    async def passed(self, method: str) -> None:
-        """Wait until the gate opens; raise 502 when the held request is dropped (it was never executed)."""
+    async def passed(self, changed: Callable[[], None]) -> None:
+        """Wait until the gate opens; raise 502 when the held request is dropped (it was never executed).
+        `changed` is told when a send starts waiting (so `FakeBotApi.wait_until` sees `held_sends` change)."""
         self.waiting += 1
+        changed()
         try:
             await self.opened.wait()
         finally:

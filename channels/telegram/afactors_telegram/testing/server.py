@@ -69,7 +69,7 @@ class BotApiApp:
             params = decode_body(content_type, body, scope.get("query_string", b"").decode("latin-1"))
             params = await self._fetch_url_sources(method, params)
             if (gate := self.api.gate) is not None and method.lower() in RATE_LIMITED:
-                await gate.passed(method)
+                await gate.passed(self.api.world.changes.poke)
             reply: Reply = await self.api.call_async(method, params)
             status, response = 200, reply.envelope()
         except ApiError as error:
