@@ -24,6 +24,7 @@ _LAZY = {
     "ConversationCheckpoints": "afactors_agent_framework.checkpoints",
     "WorkflowAgent": "afactors_agent_framework.workflow",
     "WorkflowFailed": "afactors_agent_framework.workflow",
+    "timer_tools": "afactors_agent_framework.timers",
 }
 
 
@@ -70,4 +71,5 @@ __all__ = [
     "WorkflowAgent",
     "WorkflowFailed",
     "adapter",
+    "timer_tools",
 ]

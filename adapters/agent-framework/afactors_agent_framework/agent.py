@@ -6,6 +6,10 @@ the agent gets the conversation's history through `ActorHistory`, a history prov
 the agent's context providers (so the agent's other context providers see it too), and the Agent Framework
 session's own state (context providers' state, a service session id) is kept in the conversation's state,
 committed with the turn.
+
+The timer tools (`afactors_agent_framework.timers`) act on the running turn's `ctx.timers`. A turn of kind "timer"
+has no new user input: the agent gets its history and, as input, `timer_message(ctx.timer)` (what fired, with
+its payload).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any
 
+import trio
 from agent_framework import AgentSession, HistoryProvider, SupportsAgentRun
 from agent_framework import Message as AFMessage
 
@@ -22,6 +27,7 @@ from afactors.model import TurnContext, Update
 from afactors.targets import TargetError
 from afactors_agent_framework.bridge import AsyncioThread, BridgedTarget
 from afactors_agent_framework.codec import UpdateMapper, to_af_messages, usage_part
+from afactors_agent_framework.timers import timer_message, turn_timers
 
 log = logging.getLogger("afactors.agent_framework")
 
@@ -87,20 +93,24 @@ class AgentFrameworkAgent(BridgedTarget):
         return session
 
     async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
-        inputs = _new_input(ctx)
+        inputs = () if ctx.timer is not None else _new_input(ctx)
         history = to_af_messages(ctx.messages[: len(ctx.messages) - len(inputs)])
-        af_inputs = to_af_messages(inputs)
+        af_inputs = to_af_messages(inputs) if ctx.timer is None else [AFMessage("user", [timer_message(ctx.timer)])]
         session = self._session(ctx, history if self._provides_history else [])
         messages = af_inputs if self._provides_history else [*history, *af_inputs]
         options = {k: ctx.options[k] for k in PASSED_OPTIONS if ctx.options.get(k) is not None}
         mapper = UpdateMapper()
         final: list[Any] = []
+        token = trio.lowlevel.current_trio_token()
 
         async def updates() -> AsyncGenerator[Any, None]:
-            stream = self.agent.run(messages, stream=True, session=session, **({"options": options} if options else {}))
-            async for update in stream:
-                yield update.contents
-            final.append(await stream.get_final_response())
+            with turn_timers(ctx, token):  # the timer tools (afactors_agent_framework.timers) act on this turn
+                stream = self.agent.run(
+                    messages, stream=True, session=session, **({"options": options} if options else {})
+                )
+                async for update in stream:
+                    yield update.contents
+                final.append(await stream.get_final_response())
 
         async with aclosing(self.bridge.stream(updates)) as stream:
             async for contents in stream:
