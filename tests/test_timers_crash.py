@@ -47,13 +47,14 @@ async def main():
             print("SCHEDULED", (await handle.reply()).text, flush=True)
             await trio.sleep_forever()
         with trio.fail_after(20):
-            while host.store.count("timers") or host.store.count("inbox"):
+            while host.timers.count() or host.store.count("inbox"):
                 await trio.sleep(0.05)
         await trio.sleep(0.5)  # long enough for a second firing to show, if there were one
         turns = [turn for _, turn in host.store.scan("turns", KEY.path + "/")]
         print(json.dumps({
             "outputs": [turn.output[0].text if turn.output else "" for turn in turns],
-            "timers": host.store.count("timers"), "due": host.store.count("timer_due"),
+            "timers": [(r.timer.fired, r.turn_id == turns[-1].turn_id) for _, r in host.store.scan("timers")],
+            "due": host.store.count("timer_due"),
             "inbox": host.store.count("inbox"),
         }), flush=True)
 
@@ -110,7 +111,7 @@ def test_a_timer_due_while_the_host_was_down_fires_once_after_restart(tmp_path: 
     result = restart(state, runs)
     fired = runs_of(runs)
     assert [run["timer"] for run in fired] == ["t1"]
-    assert result == {"outputs": ["scheduled", "reminder: stretch"], "timers": 0, "due": 0, "inbox": 0}
+    assert result == {"outputs": ["scheduled", "reminder: stretch"], "timers": [[1, True]], "due": 0, "inbox": 0}
 
 
 @pytest.mark.slow
@@ -125,4 +126,4 @@ def test_a_timer_whose_turn_was_killed_replays_its_turn_and_is_not_fired_again(t
     fired = runs_of(runs)
     assert [run["timer"] for run in fired] == ["t1", "t1"]
     assert fired[0]["turn"] == fired[1]["turn"]  # the same turn, replayed from the inbox, not a second firing
-    assert result == {"outputs": ["scheduled", "reminder: stretch"], "timers": 0, "due": 0, "inbox": 0}
+    assert result == {"outputs": ["scheduled", "reminder: stretch"], "timers": [[1, True]], "due": 0, "inbox": 0}

@@ -515,7 +515,11 @@ class ActorSystem:
 
     def timers(self, key: ConversationKey) -> list[Timer]:
         rows: list[tuple[str, TimerRecord]] = self.store.scan("timers", timer_key(key.path, ""))
-        return [row.timer for _, row in rows if row.tenant == key.tenant and row.conversation == key.conversation]
+        return [
+            row.timer
+            for _, row in rows
+            if row.pending and row.tenant == key.tenant and row.conversation == key.conversation
+        ]
 
     def target_record(self, path: str, name: str) -> dict[str, Any] | None:
         record: Generic | None = self.store.get("checkpoints", record_key(path, name))

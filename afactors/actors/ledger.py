@@ -121,6 +121,7 @@ __all__ = [
     "revised",
     "started",
     "timer_due_key",
+    "timer_key",
     "timers_changed",
     "undeliverable",
 ]
@@ -288,7 +289,8 @@ def pushed(
 def timers_changed(
     key: ConversationKey, changes: Mapping[str, Timer | None], committed: Mapping[str, Timer]
 ) -> list[Op]:
-    """Timer id -> timer to put (replacing one with that id) or None to cancel; `committed`: those that exist."""
+    """Timer id -> timer to put (replacing one with that id) or None to cancel; `committed`: the pending timers
+    with those ids (their index rows go)."""
     ops: list[Op] = []
     for timer_id, timer in changes.items():
         row_key = timer_key(key.path, timer_id)
@@ -304,7 +306,8 @@ def timers_changed(
 
 
 def fired(entry: Entry, row_key: str, record: TimerRecord, now: float) -> list[Op]:
-    """A due timer fires: its envelope's inbox row, and the timer gone (or due at a schedule's next occurrence).
+    """A due timer fires: its envelope's inbox row, and the timer no longer pending (a one-shot timer's row kept
+    as fired, with the turn id, until retention removes it), or due at a schedule's next occurrence.
 
     Committed together (on condition that the timer row is unchanged), so a timer fires once; the turn's own
     commit then deletes the inbox row as for any envelope.
@@ -314,7 +317,8 @@ def fired(entry: Entry, row_key: str, record: TimerRecord, now: float) -> list[O
     ops.append(Delete("timer_due", timer_due_key(timer.due_at, row_key)))
     following = timer.following(now)
     if following is None:
-        ops.append(Delete("timers", row_key))
+        done = attrs.evolve(timer, fired=timer.fired + 1)
+        ops.append(Put("timers", row_key, attrs.evolve(record, timer=done, fired_at=now, turn_id=entry.turn_id)))
     else:
         ops.append(Put("timers", row_key, attrs.evolve(record, timer=following)))
         ops.append(Put("timer_due", timer_due_key(following.due_at, row_key), TimerDue(timer_key=row_key)))

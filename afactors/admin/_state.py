@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 
 from afactors.actors import ledger
-from afactors.model import converter
-from afactors.store import KINDS, DeadLetter, Delete, Op, Put, ResponseRecord, Snapshot, Store
+from afactors.model import ConversationKey, converter
+from afactors.store import KINDS, DeadLetter, Delete, Expect, Op, Put, ResponseRecord, Snapshot, Store, TimerRecord
 
 EXPORT_FORMAT = "afactors-export"
 EXPORT_VERSION = 1
@@ -37,25 +37,114 @@ def _text(messages: Iterable[Any], limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def conversation_key(path: str) -> ConversationKey:
+    """A conversation named as the commands name it, `TENANT/CONVERSATION`; ValueError for anything else."""
+    tenant, slash, conversation = path.partition("/")
+    if not (tenant and slash and conversation):
+        raise ValueError(f"conversation {path!r} must be TENANT/CONVERSATION (as `inspect` lists it)")
+    return ConversationKey(tenant, conversation)
+
+
 def inspect_report(store: Store) -> dict[str, Any]:
-    """Sizes and counts of the whole state, and its conversations (most recently active first, up to 50)."""
+    """Sizes and counts of the whole state, its timers, and its conversations (most recently active first, up to
+    50, each with its pending inbox rows and timers)."""
     conversations = sorted(
         ((path, snap) for path, snap in store.scan("snapshots")), key=lambda item: item[1].updated_at, reverse=True
     )
+    pending = store.count("timer_due")  # one index row per pending timer
+    front = store.scan("timer_due", limit=1)
     return {
         "state_dir": store.location,
         "records": {kind: store.count(kind) for kind in KINDS},
         "map_usage": round(store.map_usage(), 4),
+        "timers": {
+            "pending": pending,
+            "fired": store.count("timers") - pending,
+            "next_due": ledger.due_of(front[0][0]) if front else None,
+        },
         "conversations": [
             {
                 "conversation": path,
                 "turns": snap.seq,
                 "updated_at": snap.updated_at,
                 "pending": len(store.scan("inbox", path + "/")),
+                "timers": sum(record.pending for _, record in _timer_records(store, path)),
             }
             for path, snap in conversations[:50]
         ],
     }
+
+
+def _timer_records(store: Store, path: str | None = None) -> list[tuple[str, TimerRecord]]:
+    if path is None:
+        return store.scan("timers")
+    key = conversation_key(path)
+    rows: list[tuple[str, TimerRecord]] = store.scan("timers", ledger.timer_key(path, ""))
+    return [(k, r) for k, r in rows if (r.tenant, r.conversation) == (key.tenant, key.conversation)]
+
+
+def _timer_row(key: str, record: TimerRecord) -> dict[str, Any]:
+    timer = record.timer
+    return {
+        "key": key,
+        "conversation": f"{record.tenant}/{record.conversation}",
+        "id": timer.id,
+        "status": "pending" if record.pending else "fired",
+        "due_at": timer.due_at,
+        "cron": timer.cron,
+        "timezone": timer.timezone,
+        "payload": timer.payload,
+        "reply_to": None if timer.reply_to is None else converter.unstructure(timer.reply_to),
+        "fired": timer.fired,
+        "fired_at": record.fired_at,
+        "turn_id": record.turn_id,
+    }
+
+
+def has_conversation(store: Store, path: str) -> bool:
+    """Whether the store knows the conversation `path` (it has turned, or has timers). ValueError if malformed."""
+    return store.get("snapshots", path) is not None or bool(_timer_records(store, path))
+
+
+def timers(store: Store, path: str | None = None) -> list[dict[str, Any]]:
+    """Every timer (or those of the conversation `path`): pending ones in due order, then fired one-shot ones
+    (kept until retention removes them), latest first. Raises ValueError for a malformed `path`."""
+    rows = _timer_records(store, path)
+    rows.sort(key=lambda row: (0, row[1].timer.due_at) if row[1].pending else (1, -(row[1].fired_at or 0.0)))
+    return [_timer_row(key, record) for key, record in rows]
+
+
+async def cancel_timer(store: Store, path: str, timer_id: str) -> bool:
+    """Cancel the conversation's pending timer `timer_id`; False when it has none (or it fired or changed
+    meanwhile). Raises ValueError for a malformed `path`."""
+    key = conversation_key(path)
+    row_key = ledger.timer_key(path, timer_id)
+    record: TimerRecord | None = store.get("timers", row_key)
+    if record is None or not record.pending or (record.tenant, record.conversation) != (key.tenant, key.conversation):
+        return False
+    ops = ledger.timers_changed(key, {timer_id: None}, {timer_id: record.timer})
+    return await store.commit(ops, expect=[Expect("timers", row_key, record)])
+
+
+async def purge_timers(store: Store, *, tenant: str | None = None, path: str | None = None) -> int:
+    """Remove every timer (of one tenant, or of the conversation `path`): pending ones are cancelled, fired
+    one-shot records forgotten. Returns how many; commits a page of `BATCH` records at a time."""
+    key = None if path is None else conversation_key(path)
+    prefix = "" if path is None else ledger.timer_key(path, "")
+    purged = 0
+    after: str | None = None
+    while page := store.scan("timers", prefix, after=after, limit=BATCH):
+        after = page[-1][0]
+        ops: list[Op] = []
+        for _, record in page:
+            owner = ConversationKey(record.tenant, record.conversation)
+            if (tenant is None or record.tenant == tenant) and (key is None or owner == key):
+                timer = record.timer
+                ops.extend(ledger.timers_changed(owner, {timer.id: None}, {timer.id: timer} if record.pending else {}))
+                purged += 1
+        if ops:
+            await store.commit(ops)
+    return purged
 
 
 def conversation_report(store: Store, path: str) -> dict[str, Any] | None:
@@ -67,7 +156,8 @@ def conversation_report(store: Store, path: str) -> dict[str, Any] | None:
     responses = [r for _, r in store.scan("responses") if isinstance(r, ResponseRecord) and r.conversation == path]
     inbox, outbox = store.scan("inbox", prefix), store.scan("outbox", prefix)
     letters = store.scan("dead_letters", prefix)
-    if snapshot is None and not (turns or responses or inbox or outbox or letters):
+    timer_rows = timers(store, path)
+    if snapshot is None and not (turns or responses or inbox or outbox or letters or timer_rows):
         return None
     return {
         "conversation": path,
@@ -84,6 +174,7 @@ def conversation_report(store: Store, path: str) -> dict[str, Any] | None:
         "inbox": [{"key": k, "turn_id": row.envelope.turn_id, "received_at": row.received_at} for k, row in inbox],
         "outbox": [{"key": k, "channel": row.channel, "attempts": row.attempts} for k, row in outbox],
         "dead_letters": [k for k, _ in letters],
+        "timers": timer_rows,
     }
 
 
@@ -145,7 +236,8 @@ async def purge_dead_letters(store: Store, keys: Iterable[str] | None = None) ->
 
 async def purge_conversation(store: Store, path: str) -> dict[str, int]:
     """Forget a conversation durably: its snapshot, turns, responses, inbox, outbox, dedup keys, dead letters
-    (its undelivered pushes included) and checkpoints. Returns what was deleted, by kind."""
+    (its undelivered pushes included), checkpoints and timers (with their index rows). Returns what was deleted,
+    by kind."""
     prefix = path + "/"
     removed: dict[str, int] = {}
     removed["snapshots"] = await _delete_all(store, [Delete("snapshots", path)] if store.get("snapshots", path) else [])
@@ -157,6 +249,7 @@ async def purge_conversation(store: Store, path: str) -> dict[str, int]:
     )
     responses = [k for k, r in store.scan("responses") if isinstance(r, ResponseRecord) and r.conversation == path]
     removed["responses"] = await _delete_all(store, (Delete("responses", k) for k in responses))
+    removed["timers"] = await purge_timers(store, path=path)
     return removed
 
 

@@ -1,4 +1,4 @@
-"""`python -m afactors inspect|show|dead-letters|purge|export|import|compact`: operator commands on a stopped
+"""`python -m afactors inspect|show|dead-letters|timers|purge|export|import|compact`: operator commands on a stopped
 state directory. Tables for people, `--json` for scripts. Exit status: 0 done, 1 failed (message on stderr),
 2 bad usage."""
 
@@ -17,7 +17,7 @@ import trio
 from afactors import admin
 from afactors.store import DATA_DIR, LmdbStore, Store, StoreError, StoreInUse, backend_name
 
-COMMANDS = ("inspect", "show", "dead-letters", "purge", "export", "import", "compact")
+COMMANDS = ("inspect", "show", "dead-letters", "timers", "purge", "export", "import", "compact")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     dead = sub.add_parser("dead-letters", parents=[common], help="list, show, replay or purge dead letters")
     dead.add_argument("action", choices=("list", "show", "replay", "purge"))
     dead.add_argument("keys", nargs="*", help="dead-letter keys (show/replay: one or more; purge: none = all)")
+    timers = sub.add_parser("timers", parents=[common], help="list, cancel or purge timers")
+    timers.add_argument("action", choices=("list", "cancel", "purge"))
+    timers.add_argument("conversation", nargs="?", help="TENANT/CONVERSATION (list, purge: none = every one)")
+    timers.add_argument("ids", nargs="*", help="timer ids (cancel: one or more)")
     purge = sub.add_parser("purge", parents=[common], help="durably forget one conversation (every record kind)")
     purge.add_argument("conversation", help="TENANT/CONVERSATION")
     export = sub.add_parser("export", parents=[common], help="every record as schema-versioned JSON lines")
@@ -55,14 +59,26 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
 
+def _timer_table(rows: list[dict[str, Any]]) -> str:
+    return table(
+        [(t["conversation"], t["id"], t["status"], _when(t["due_at"] if t["status"] == "pending" else t["fired_at"]),
+          t["cron"] or "-", t["turn_id"] or "-") for t in rows],
+        ("conversation", "timer", "status", "due/fired (UTC)", "cron", "turn"),
+    )  # fmt: skip
+
+
 def _render(command: str, action: str | None, data: Any) -> str:
     if command == "inspect":
         kinds = table(sorted(data["records"].items()), ("kind", "records"))
-        convs = table(
-            [(c["conversation"], c["turns"], c["pending"], _when(c["updated_at"])) for c in data["conversations"]],
-            ("conversation", "turns", "pending", "last turn (UTC)"),
-        )
-        return f"state {data['state_dir']} (map {100 * data['map_usage']:.1f} % used)\n\n{kinds}\n\n{convs}"
+        rows = [
+            (c["conversation"], c["turns"], c["pending"], c["timers"], _when(c["updated_at"]))
+            for c in data["conversations"]
+        ]
+        convs = table(rows, ("conversation", "turns", "pending", "timers", "last turn (UTC)"))
+        timers = data["timers"]
+        pending = f"timers: {timers['pending']} pending (next due {_when(timers['next_due'])}), {timers['fired']} fired"
+        head = f"state {data['state_dir']} (map {100 * data['map_usage']:.1f} % used)"
+        return f"{head}\n\n{kinds}\n\n{pending}\n\n{convs}"
     if command == "show":
         head = f"{data['conversation']}: {data['turns_done']} turns, last {_when(data['updated_at'])}"
         history = table([(t["seq"], t["turn_id"], t["status"], t["input"], t["output"]) for t in data["history"]],
@@ -70,7 +86,9 @@ def _render(command: str, action: str | None, data: Any) -> str:
         responses = table([(r["id"], r["status"], r["background"]) for r in data["responses"]],
                           ("response", "status", "background"))  # fmt: skip
         pending = f"inbox {len(data['inbox'])}, outbox {len(data['outbox'])}, dead letters {len(data['dead_letters'])}"
-        return f"{head}\n\n{history}\n\n{responses}\n\n{pending}"
+        return f"{head}\n\n{history}\n\n{responses}\n\n{_timer_table(data['timers'])}\n\n{pending}"
+    if command == "timers" and action == "list":
+        return _timer_table(data)
     if command == "dead-letters" and action in ("list", "show"):
         rows = [
             (d["key"], d["kind"], d["conversation"] or d["channel"], _when(d["failed_at"]), d["error"]) for d in data
@@ -98,6 +116,8 @@ async def _run(args: argparse.Namespace) -> tuple[Any, int]:
             return report, 0
         if args.command == "dead-letters":
             return await _dead_letters(store, args.action, args.keys), 0
+        if args.command == "timers":
+            return await _timers(store, args.action, args.conversation, args.ids), 0
         if args.command == "purge":
             return await admin.purge_conversation(store, args.conversation), 0
         if args.command == "export":
@@ -126,6 +146,26 @@ async def _run(args: argparse.Namespace) -> tuple[Any, int]:
         data_file = store.copy_compacted(destination)
         before = store.disk_bytes()
         return {"copy": str(destination), "bytes_before": before, "bytes_after": data_file.stat().st_size}, 0
+
+
+async def _timers(store: Store, action: str, conversation: str | None, ids: list[str]) -> Any:
+    if conversation is not None and not admin.has_conversation(store, conversation):
+        raise LookupError(f"no conversation {conversation!r} (see `inspect`)")
+    if action != "cancel" and ids:
+        raise ValueError(f"timers {action} takes at most one conversation, not timer ids")
+    if action == "list":
+        return admin.timers(store, conversation)
+    if action == "purge":
+        return {"purged": await admin.purge_timers(store, path=conversation)}
+    if conversation is None or not ids:
+        raise ValueError("timers cancel needs a conversation and at least one timer id (see `timers list`)")
+    pending = {row["id"] for row in admin.timers(store, conversation) if row["status"] == "pending"}
+    missing = [timer_id for timer_id in ids if timer_id not in pending]
+    if missing:
+        raise LookupError(f"{conversation} has no pending timer {missing[0]!r} (see `timers list`)")
+    for timer_id in ids:
+        await admin.cancel_timer(store, conversation, timer_id)
+    return {"cancelled": len(ids)}
 
 
 async def _dead_letters(store: Store, action: str, keys: list[str]) -> Any:

@@ -8,8 +8,11 @@ The same operations as the operator commands (`afactors.admin`) on the live stor
     GET    /admin/dead-letters[?key=K]              list (or show one)
     POST   /admin/dead-letters/replay?key=K         replay one
     DELETE /admin/dead-letters[?key=K]              purge one (or all)
+    GET    /admin/timers[?conversation=T/C]         list timers (of one conversation)
+    DELETE /admin/timers?conversation=T/C&id=I      cancel one pending timer
+    DELETE /admin/timers[?conversation=T/C]         purge timers (of one conversation, or all)
 
-Errors are `{"error": {"type", "message"}}` with 401, 404 or 409.
+Errors are `{"error": {"type", "message"}}` with 400, 401, 404 or 409.
 
 Must not import: `afactors.host._host` (it imports this).
 """
@@ -76,6 +79,23 @@ def admin_routes(store: Store, system: ActorSystem, key: str) -> list[Route]:
             return _error(404, "not_found", f"no dead letter {one!r}")
         return _json(found)
 
+    async def timers() -> Response:
+        path, timer_id = request.args.get("conversation"), request.args.get("id")
+        try:
+            if timer_id is not None and path is None:
+                raise ValueError("id needs conversation (TENANT/CONVERSATION) beside it")
+            if path is not None and not admin.has_conversation(store, path):
+                return _error(404, "not_found", f"no conversation {path!r}")
+        except ValueError as exc:
+            return _error(400, "bad_request", str(exc))
+        if request.method == "GET":
+            return _json(admin.timers(store, path))
+        if timer_id is None:
+            return _json({"purged": await admin.purge_timers(store, path=path)})
+        if path is None or not await admin.cancel_timer(store, path, timer_id):
+            return _error(404, "not_found", f"{path} has no pending timer {timer_id!r}")
+        return _json({"cancelled": 1})
+
     async def replay() -> Response:
         one = request.args.get("key", "")
         if not await admin.replay_dead_letter(store, one):
@@ -87,4 +107,5 @@ def admin_routes(store: Store, system: ActorSystem, key: str) -> list[Route]:
         Route("/admin/conversations/<tenant>/<path:conversation>", guarded(conversation), methods=("GET", "DELETE")),
         Route("/admin/dead-letters", guarded(dead_letters), methods=("GET", "DELETE")),
         Route("/admin/dead-letters/replay", guarded(replay), methods=("POST",)),
+        Route("/admin/timers", guarded(timers), methods=("GET", "DELETE")),
     ]

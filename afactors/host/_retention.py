@@ -7,6 +7,7 @@ Per record kind (`RetentionConfig`, ages in seconds, None = keep forever):
 - `closed_turns`: the turn records (history) of conversations whose last turn is older than this and whose actor
   is not in memory; the conversation's snapshot (turn count, state) stays;
 - `dead_letters`: by `failed_at`;
+- `timers`: the records of one-shot timers that fired, by `fired_at` (pending timers are never removed);
 - `tokens`: `tokens` records (link codes, continuation tokens) whose `expires_at` has passed (no age setting);
 - `deliveries`: delivery audits (of routed turns and pushes) by `created_at`, with their outcomes.
 
@@ -36,13 +37,14 @@ from afactors.store import (
     ResponseRecord,
     Snapshot,
     Store,
+    TimerRecord,
     TokenRecord,
 )
 
 log = logging.getLogger("afactors.retention")
 
 DAY = 86_400.0
-RETAINED_KINDS = ("dedup", "responses", "closed_turns", "dead_letters", "tokens", "deliveries")
+RETAINED_KINDS = ("dedup", "responses", "closed_turns", "dead_letters", "timers", "tokens", "deliveries")
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
@@ -68,6 +70,7 @@ class RetentionConfig:
     responses: float | None = attrs.field(default=30 * DAY, validator=_non_negative)
     closed_turns: float | None = attrs.field(default=90 * DAY, validator=_non_negative)
     dead_letters: float | None = attrs.field(default=30 * DAY, validator=_non_negative)
+    timers: float | None = attrs.field(default=7 * DAY, validator=_non_negative)
     deliveries: float | None = attrs.field(default=30 * DAY, validator=_non_negative)
     interval: float = attrs.field(default=300.0, validator=_positive)
     batch: int = attrs.field(default=200, validator=_positive)
@@ -141,6 +144,13 @@ class Sweeper:
                 return record.failed_at < cut_d
 
             yield "dead_letters", "dead_letters", dead
+        if config.timers is not None:
+            cut_t = now - config.timers
+
+            def fired_timer(_: str, record: TimerRecord) -> bool:
+                return record.fired_at is not None and record.fired_at < cut_t
+
+            yield "timers", "timers", fired_timer
 
         def token(_: str, record: TokenRecord) -> bool:
             return record.expires_at < now

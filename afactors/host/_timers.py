@@ -16,6 +16,7 @@ from typing import Unpack
 
 import trio
 
+from afactors import admin
 from afactors.actors import ActorSystem, ledger
 from afactors.model import ConversationKey, Timer, TimerSpec, new_timer
 from afactors.store import Delete, Expect, Store, StoreError, TimerDue, TimerRecord
@@ -73,11 +74,7 @@ class Timers:
 
     async def cancel(self, key: ConversationKey, timer_id: str) -> bool:
         """Cancel a pending timer; False if the conversation has none with that id."""
-        existing = self._find(key, timer_id)
-        if existing is None:
-            return False
-        await self._store.commit(ledger.timers_changed(key, {timer_id: None}, {timer_id: existing}))
-        return True
+        return await admin.cancel_timer(self._store, key.path, timer_id)
 
     def pending(self, *, limit: int = 100, after: str | None = None) -> builtins.list[tuple[str, TimerRecord]]:
         """For operators: pending timers of every conversation in due order, `(index key, record)` pairs; pass
@@ -90,27 +87,13 @@ class Timers:
         return rows
 
     def count(self) -> int:
-        """How many timers are pending."""
-        return self._store.count("timers")
+        """How many timers are pending (index rows: fired one-shot records are not counted)."""
+        return self._store.count("timer_due")
 
     async def purge(self, *, tenant: str | None = None, key: ConversationKey | None = None) -> int:
-        """For operators: cancel every pending timer (of one tenant, or of one conversation); returns how many."""
-        purged = 0
-        after: str | None = None
-        while True:
-            page = self._store.scan("timers", after=after, limit=1000)
-            if not page:
-                return purged
-            after = page[-1][0]
-            ops = []
-            for _, record in page:
-                owner = ConversationKey(record.tenant, record.conversation)
-                if (tenant is None or record.tenant == tenant) and (key is None or owner == key):
-                    timer = record.timer
-                    ops.extend(ledger.timers_changed(owner, {timer.id: None}, {timer.id: timer}))
-                    purged += 1
-            if ops:
-                await self._store.commit(ops)
+        """For operators: remove every timer (of one tenant, or of one conversation): pending ones are cancelled,
+        fired one-shot records forgotten; returns how many."""
+        return await admin.purge_timers(self._store, tenant=tenant, path=None if key is None else key.path)
 
     def _find(self, key: ConversationKey, timer_id: str) -> Timer | None:
         return next((timer for timer in self._system.timers(key) if timer.id == timer_id), None)
@@ -153,7 +136,11 @@ class Timers:
     async def _fire_one(self, due_key: str, row: TimerDue, now: float, limiter: trio.CapacityLimiter) -> None:
         try:
             record: TimerRecord | None = self._store.get("timers", row.timer_key)
-            if record is None or due_key != ledger.timer_due_key(record.timer.due_at, row.timer_key):
+            if (
+                record is None
+                or not record.pending
+                or due_key != ledger.timer_due_key(record.timer.due_at, row.timer_key)
+            ):
                 # a left-over index row (its timer was cancelled, replaced or purged): drop it unless it came back
                 await self._store.commit(
                     [Delete("timer_due", due_key)], expect=[Expect("timers", row.timer_key, record)]

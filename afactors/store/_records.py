@@ -140,12 +140,24 @@ class OutboxRecord:
 
 @attrs.frozen
 class TimerRecord:
-    """A pending timer of the conversation `tenant`/`conversation` (kind "timers", one row per timer)."""
+    """A timer of the conversation `tenant`/`conversation` (kind "timers", one row per timer id).
+
+    Pending while `fired_at` is None (it then has a "timer_due" row). A one-shot timer that fired keeps its row,
+    with `fired_at` and the `turn_id` it fired as, until retention removes it (`RetentionConfig.timers`) or its id
+    is scheduled again.
+    """
 
     SCHEMA: ClassVar[int] = 1
     tenant: str
     conversation: str
     timer: Timer
+    fired_at: float | None = None
+    turn_id: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Still to fire (not a one-shot timer that has fired)."""
+        return self.fired_at is None
 
 
 @attrs.frozen

@@ -68,14 +68,14 @@ async def test_sweeper_removes_expired_records_per_kind_and_keeps_the_rest(state
                     await trio.sleep(0.01)
 
             assert await sweeper.sweep(now) == {"dedup": 0, "responses": 0, "dead_letters": 1, "tokens": 1,
-                                                "closed_turns": 0, "deliveries": 1}  # fmt: skip
+                                                "closed_turns": 0, "timers": 0, "deliveries": 1}  # fmt: skip
             assert [k for k, _ in store.scan("outcomes")] == ["push_new/000000"]  # the old audit's went with it
             assert [k for k, _ in store.scan("tokens")] == ["valid"]
             assert [k for k, _ in store.scan("dead_letters")] == ["a/new"]
 
             month = await sweeper.sweep(now + 31 * DAY)
             assert month == {"dedup": 1, "responses": 4, "dead_letters": 1, "tokens": 1, "closed_turns": 0,
-                             "deliveries": 1}  # fmt: skip
+                             "timers": 0, "deliveries": 1}  # fmt: skip
             gone = await client.get(f"/v1/responses/{ids[0]}")
             assert gone.status_code == 404 and background.status_code == 200
             assert store.count("turns") == 4  # history is kept until the conversation is closed long enough
@@ -99,3 +99,26 @@ async def test_retention_can_be_off(state_dir: Path) -> None:
     async with afactors.open_host(state_dir=state_dir, port=0, retention=RetentionConfig(enabled=False)) as host:
         await trio.sleep(0.05)
         assert host.sweeper.sweeps == 0
+
+
+@pytest.mark.parametrize("keep", [7 * DAY, None])
+async def test_fired_one_shot_timers_are_kept_for_the_retention_period_pending_ones_always(
+    state_dir: Path, keep: float | None
+) -> None:
+    retention = RetentionConfig(interval=3600, timers=keep)
+    async with afactors.open_host(state_dir=state_dir, port=0, retention=retention) as host:
+        key = ConversationKey("default", "c")
+        await host.timers.schedule(key, cron="0 9 * * *", id="daily")
+        await host.timers.schedule(key, after=0, id="once")
+        with trio.fail_after(10):
+            while host.timers.count() != 1 or host.store.count("inbox"):
+                await trio.sleep(0.01)
+        [(_, daily), (_, once)] = host.store.scan("timers")
+        assert daily.pending and once.fired_at is not None and once.turn_id.startswith("timer_")
+        assert host.system.record(once.turn_id) is not None  # the turn it fired as
+        now = time.time()
+        assert (await host.sweeper.sweep(now + 6 * DAY)).get("timers", 0) == 0
+        assert (await host.sweeper.sweep(now + 8 * DAY)).get("timers", 0) == (0 if keep is None else 1)
+        assert [record.timer.id for _, record in host.store.scan("timers")] == (
+            ["daily", "once"] if keep is None else ["daily"]
+        )
