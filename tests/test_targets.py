@@ -49,6 +49,30 @@ async def test_every_function_shape_becomes_an_agent() -> None:
     assert [u.delta for u in await collect(sync_fn, turn)] == ["AGAIN"]
 
 
+async def test_a_function_that_declares_ctx_gets_the_turn_context_by_keyword() -> None:
+    async def async_ctx(messages: list[Message], *, ctx: TurnContext) -> str:
+        return f"{ctx.kind} {ctx.seq} {len(messages)}"
+
+    async def gen_ctx(messages: list[Message], *, ctx: TurnContext) -> AsyncIterator[str]:
+        yield ctx.kind
+
+    def sync_ctx(messages: list[Message], ctx: TurnContext | None = None) -> str:
+        assert ctx is not None
+        ctx.state["seen"] = True
+        return ctx.kind
+
+    turn = ctx("hi", "ok", "again")
+    assert [u.delta for u in await collect(async_ctx, turn)] == ["turn 1 3"]
+    assert [u.delta for u in await collect(gen_ctx, turn)] == ["turn"]
+    assert [u.delta for u in await collect(sync_ctx, turn)] == ["turn"] and turn.state == {"seen": True}
+
+    def required_positional_ctx(messages: list[Message], ctx: TurnContext) -> str:
+        return "x"
+
+    with pytest.raises(TargetError, match="is not a target"):
+        as_agent(required_positional_ctx)  # as `Agent.run(self, ctx)` read off a class: not a function shape
+
+
 async def test_agent_objects_pass_through() -> None:
     agent = DemoAgent()
     assert as_agent(agent) is agent

@@ -2,10 +2,11 @@
 
 Built-in shapes: an object with the `Agent` protocol (its `run(ctx)` an async generator, or a class that
 subclasses `Agent`); `async def f(messages) -> str`; an async generator function `f(messages)` yielding `str`
-deltas; a plain `def f(messages) -> str` (run in a worker thread). Installed target adapters (the
-`afactors.targets` entry-point group, e.g. `afactors-agent-framework`) add shapes of their own: each one says
-explicitly whether an object is its kind. An object that fits no shape, or more than one, is refused with a
-message naming every accepted shape.
+deltas; a plain `def f(messages) -> str` (run in a worker thread). A function may also declare a keyword-only
+`ctx` parameter to get the `TurnContext` (`def f(messages, *, ctx)`), e.g. to see a timer turn or schedule timers.
+Installed target adapters (the `afactors.targets` entry-point group, e.g. `afactors-agent-framework`) add shapes of
+their own: each one says explicitly whether an object is its kind. An object that fits no shape, or more than one,
+is refused with a message naming every accepted shape.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 
 import trio
 
-from afactors.model import Agent, Message, TurnContext, Update
+from afactors.model import Agent, TurnContext, Update
 
 ENTRY_POINT_GROUP = "afactors.targets"
 """The entry-point group where target adapters register (each entry names a `TargetAdapter`)."""
@@ -53,27 +54,50 @@ def _check_text(value: object, target: object) -> str:
     return value
 
 
-class FunctionAgent:
-    """Adapts a function of the conversation's messages to the `Agent` protocol."""
+def _takes_ctx(fn: Callable[..., Any]) -> bool:
+    """Whether a function target declares a `ctx` parameter to get the turn's `TurnContext` by keyword:
+    keyword-only (`f(messages, *, ctx)`), or with a default (`f(messages, ctx=None)`). A required positional `ctx`
+    is not one (`Agent.run(self, ctx)` read off a class must not pass for a function of the messages)."""
+    try:
+        parameter = inspect.signature(fn).parameters.get("ctx")
+    except ValueError:
+        return False
+    if parameter is None:
+        return False
+    return parameter.kind == parameter.KEYWORD_ONLY or (
+        parameter.kind == parameter.POSITIONAL_OR_KEYWORD and parameter.default is not parameter.empty
+    )
 
-    def __init__(self, fn: Callable[[list[Message]], Any]) -> None:
+
+class FunctionAgent:
+    """Adapts a function of the conversation's messages to the `Agent` protocol.
+
+    A function that declares a keyword-only `ctx` parameter (`def f(messages, *, ctx)`, or `ctx=None`) also gets the
+    turn's `TurnContext` by keyword: its `kind` ("timer" when one of the conversation's timers fired), `timer`,
+    `timers`, `state`...
+    """
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
         self._kind = (
             "asyncgen" if inspect.isasyncgenfunction(fn) else "async" if inspect.iscoroutinefunction(fn) else "sync"
         )
+        self._takes_ctx = _takes_ctx(fn)
 
     def __repr__(self) -> str:
         return f"FunctionAgent({getattr(self.fn, '__qualname__', self.fn)!r})"
 
     async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
-        messages = list(ctx.messages)
+        call = partial(self.fn, list(ctx.messages), **({"ctx": ctx} if self._takes_ctx else {}))
         if self._kind == "asyncgen":
-            async for delta in self.fn(messages):
+            async for delta in call():
                 yield Update(delta=_check_text(delta, self.fn))
         elif self._kind == "async":
-            yield Update(delta=_check_text(await self.fn(messages), self.fn))
+            yield Update(delta=_check_text(await call(), self.fn))
         else:
-            text = await trio.to_thread.run_sync(self.fn, messages, abandon_on_cancel=True)
+            if self._takes_ctx:
+                ctx.timers.committed()  # read here: the store is read from trio tasks only, never from a thread
+            text = await trio.to_thread.run_sync(call, abandon_on_cancel=True)
             yield Update(delta=_check_text(text, self.fn))
 
 
@@ -96,11 +120,11 @@ def _is_agent(target: object) -> bool:
 
 
 def _is_function(target: object) -> bool:
-    """A function (or method) of one positional argument, the message list."""
+    """A function (or method) of one positional argument, the message list (and optionally `ctx`, by keyword)."""
     if not inspect.isroutine(target) and not (callable(target) and inspect.isroutine(getattr(target, "func", None))):
         return False  # functools.partial has .func; other callable objects must use the Agent protocol
     try:
-        inspect.signature(target).bind([])
+        inspect.signature(target).bind([], **({"ctx": None} if _takes_ctx(cast(Callable[..., Any], target)) else {}))
     except TypeError:
         return False
     except ValueError:  # no signature to read (some builtins): let it through
