@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import attrs
 import httpx
@@ -12,8 +14,8 @@ import pytest
 import trio
 
 import afactors
-from afactors.actors import ledger
-from afactors.host import ChannelContext, Contribution, Delivery, Host
+from afactors.actors import ActorSystem, ledger
+from afactors.host import ChannelContext, Contribution, Delivery, Host, Timers
 from afactors.model import ConversationKey, Envelope, Message, ReplyTarget, Timer, TurnContext, Update
 from afactors.store import Delete, Expect, Generic, Put, Store, TimerDue, TimerRecord
 
@@ -145,6 +147,68 @@ async def test_rescheduling_an_id_replaces_it_and_a_stale_firing_is_refused(stat
         assert not await host.system.fire(row_key, record, first.due_at)  # it changed: no firing
         await channel.wait_for("reminder: new")
         assert not any("old" in line for line in channel.delivered)
+
+
+def remind_function(messages: list[Message], *, ctx: TurnContext) -> str:
+    """A plain (threaded) function target: it sees timer turns, and schedules through `ctx.timers`."""
+    if ctx.kind == "timer":
+        assert ctx.timer is not None
+        return f"function reminder: {ctx.timer.payload['text']}"
+    ctx.timers.after(0.1, id="f", payload={"text": messages[-1].text})
+    return "set " + ",".join(timer.id for timer in ctx.timers.list())
+
+
+async def test_a_plain_function_target_sees_its_timer_turns(state_dir: Path) -> None:
+    channel = PushChannel()
+    async with afactors.open_host(remind_function, channels=[channel], state_dir=state_dir, port=0) as host:
+        assert await channel.say("tea") == "set f"
+        await channel.wait_for("function reminder: tea")
+        assert host.timers.count() == 0
+
+
+class Recorder:
+    """Notes each timer turn's timer (id and the due time of the occurrence that fired)."""
+
+    def __init__(self) -> None:
+        self.fired: list[tuple[str, float]] = []
+
+    async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
+        assert ctx.timer is not None
+        self.fired.append((ctx.timer.id, ctx.timer.due_at))
+        yield Update(delta="ok")
+
+
+async def test_catch_up_a_missed_timer_fires_once_and_a_schedule_skips_its_missed_occurrences(
+    state_dir: Path,
+) -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    now = [datetime(2027, 1, 1, 8, 0, tzinfo=berlin).timestamp()]
+    recorder, key = Recorder(), ConversationKey("t", "c")
+    async with Store.open(state_dir, durability="unsafe") as store, ActorSystem.open(store, recorder) as system:
+        timers = Timers(store, system, clock=lambda: now[0])
+        await timers.schedule(key, cron="0 9 * * *", timezone="Europe/Berlin", id="daily")
+        await timers.schedule(key, at=datetime(2027, 1, 1, 12, 0, tzinfo=berlin), id="once")
+        now[0] = datetime(2027, 1, 4, 10, 30, tzinfo=berlin).timestamp()  # three days later: both missed
+        async with trio.open_nursery() as nursery:
+            await nursery.start(timers.run)
+
+            async def fired(n: int) -> None:
+                with trio.fail_after(10):
+                    while len(recorder.fired) < n or store.count("inbox"):
+                        await trio.sleep(0.01)
+
+            await fired(2)
+            assert recorder.fired == [  # each once, the schedule's first missed occurrence only
+                ("daily", datetime(2027, 1, 1, 9, 0, tzinfo=berlin).timestamp()),
+                ("once", datetime(2027, 1, 1, 12, 0, tzinfo=berlin).timestamp()),
+            ]
+            [daily] = timers.list(key)
+            assert daily.due_at == datetime(2027, 1, 5, 9, 0, tzinfo=berlin).timestamp() and daily.fired == 1
+            now[0] = daily.due_at + 1  # the next occurrence, on time
+            timers.wake(0.0)
+            await fired(3)
+            assert recorder.fired[2] == ("daily", daily.due_at)
+            nursery.cancel_scope.cancel()
 
 
 async def test_purge(state_dir: Path) -> None:
