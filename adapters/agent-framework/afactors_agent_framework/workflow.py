@@ -4,6 +4,10 @@ Each turn runs the workflow with the turn's input; its output events stream back
 the conversation's own records (`ConversationCheckpoints`), committed with the turn. When the workflow asks for
 input (a `request_info` event) the turn ends with the request shown to the user; the conversation's next message
 answers it, and the workflow resumes from the checkpoint the paused turn committed.
+
+A turn of kind "timer" starts the workflow with `timer_message(ctx.timer)` as its input; while the workflow waits
+for an answer, a timer turn shows the pending request again (a timer is not an answer). The timer tools
+(`afactors_agent_framework.timers`) of agents inside the workflow act on the running turn.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from afactors.targets import TargetError
 from afactors_agent_framework.bridge import AsyncioThread, BridgedTarget
 from afactors_agent_framework.checkpoints import ConversationCheckpoints
 from afactors_agent_framework.codec import UpdateMapper, to_af_messages
+from afactors_agent_framework.timers import timer_message, turn_timers
 
 WORKFLOW_STATE_KEY = "agent_framework.workflow"
 """Where a paused workflow's checkpoint id and open requests live in the conversation's state."""
@@ -105,6 +110,9 @@ class WorkflowAgent(BridgedTarget):
         text = ctx.messages[-1].text if ctx.messages else ""
         start: Callable[[], Any]
         fresh = not requests
+        if requests and ctx.timer is not None:  # a timer is no answer: the workflow still waits for the user's
+            yield Update(delta=next(iter(requests.values()))["prompt"])
+            return
         if requests:
             request_id = next(iter(requests))
             try:
@@ -127,11 +135,14 @@ class WorkflowAgent(BridgedTarget):
             def start() -> Any:
                 return workflow.run(message, checkpoint_storage=storage, stream=True)
 
+        token = trio.lowlevel.current_trio_token()
+
         async def events() -> AsyncGenerator[Any, None]:
             if self._lock is not None and fresh:
                 await self._reset(workflow)
-            async for event in start():
-                yield event
+            with turn_timers(ctx, token):  # the timer tools of its agents act on this turn
+                async for event in start():
+                    yield event
 
         mapper = UpdateMapper()
         async with aclosing(self.bridge.stream(events)) as stream:
@@ -180,11 +191,13 @@ def _pending_type(request: dict[str, Any]) -> Any:
 
 
 def _input_value(workflow: Workflow, ctx: TurnContext) -> Any:
-    """The turn's input in the shape the workflow's start executor takes: text, or Agent Framework messages."""
+    """The turn's input in the shape the workflow's start executor takes: text, or Agent Framework messages (for a
+    timer turn, `timer_message` of the timer that fired)."""
     types = workflow.input_types
+    fired = None if ctx.timer is None else timer_message(ctx.timer)
     if any(t is str for t in types) or not ctx.messages:
-        return ctx.messages[-1].text if ctx.messages else ""
-    af = to_af_messages(ctx.messages[-1:])
+        return fired if fired is not None else ctx.messages[-1].text if ctx.messages else ""
+    af = [AFMessage("user", [fired])] if fired is not None else to_af_messages(ctx.messages[-1:])
     if any(t is AFMessage for t in types):
         return af[0]
     return af

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import trio
 from agent_framework import InMemoryCheckpointStorage
 
+from afactors.host import Host
+from afactors.model import ConversationKey
 from afactors.targets import TargetError, as_agent
 from afactors_agent_framework import WorkflowAgent
 from afactors_agent_framework.workflow import WORKFLOW_STATE_KEY
@@ -53,3 +56,26 @@ def test_a_workflow_with_its_own_checkpoint_storage_is_refused_at_startup() -> N
     with pytest.raises(TargetError, match="own checkpoint storage"):
         as_agent(approval_builder(checkpoint_storage=InMemoryCheckpointStorage()).build())
     assert isinstance(as_agent(approval_builder()), WorkflowAgent)
+
+
+async def outputs(host: Host, key: ConversationKey, n: int) -> list[str]:
+    """The conversation's reply texts once it has `n` turns and nothing queued."""
+    with trio.fail_after(10):
+        while len(turns := host.store.scan("turns", key.path + "/")) < n or host.store.count("inbox"):
+            await trio.sleep(0.01)
+    return [turn.output[0].text for _, turn in turns]
+
+
+async def test_a_timer_turn_starts_the_workflow_and_is_no_answer_to_its_request(
+    serve_responses: ServeResponses,
+) -> None:
+    async with serve_responses(approval_builder()) as (host, sdk):
+        key = ConversationKey("default", "conv:c1")
+        await host.timers.schedule(key, after=0, id="t1", payload={"note": "a poem"})
+        [asked] = await outputs(host, key, 1)
+        assert asked.startswith("Approve 'draft of [timer] A timer you scheduled is due now: ")
+        assert '"payload":{"note":"a poem"}' in asked
+        await host.timers.schedule(key, after=0, id="t2")
+        assert (await outputs(host, key, 2))[1] == asked  # still waiting: the same request again
+        answered = await sdk.responses.create(model="m", input="yes", conversation="c1")
+        assert answered.output_text.startswith("approved: draft of [timer]")
