@@ -59,7 +59,7 @@ def inspect_report(store: Store) -> dict[str, Any]:
         "map_usage": round(store.map_usage(), 4),
         "timers": {
             "pending": pending,
-            "fired": store.count("timers") - pending,
+            "fired": max(0, store.count("timers") - pending),
             "next_due": ledger.due_of(front[0][0]) if front else None,
         },
         "conversations": [

@@ -100,9 +100,9 @@ async def serving(serve: Callable[[object], AbstractAsyncContextManager[T]]) -> 
         stop.set()
 
 
-def tool_result(message: dict[str, Any]) -> Any:
+def tool_result(text: str) -> Any:
     """The tool's result the fake model echoed back ("tool said <result>")."""
-    return orjson.loads(message["text"].removeprefix("tool said "))
+    return orjson.loads(text.removeprefix("tool said "))
 
 
 async def test_an_agent_schedules_a_reminder_by_tool_call_and_it_arrives_as_a_timer_turn(
@@ -113,7 +113,7 @@ async def test_an_agent_schedules_a_reminder_by_tool_call_and_it_arrives_as_a_ti
         fake.send_text(alice, "remind 0.5 stretch")
         with trio.fail_after(15):
             [confirmation, reminder] = await fake.wait_for_messages(alice, 2)
-        assert tool_result(confirmation)["scheduled"]["payload"] == {"note": "stretch"}
+        assert tool_result(confirmation["text"])["scheduled"]["payload"] == {"note": "stretch"}
         assert reminder["text"] == "Time to stretch!"
         assert host.timers.count() == 0  # a one-shot timer is gone once fired
     timer_turn = bodies[-1]["messages"]
@@ -126,7 +126,7 @@ async def test_list_cancel_and_bad_input_answer_the_model(serve_responses: Serve
         results = []
         for text in ["remind 3600 water", "list", "cancel r1", "cancel r1", "daily"]:
             response = await sdk.responses.create(model="m", input=text, conversation="c1")
-            results.append(orjson.loads(response.output_text.removeprefix("tool said ")))
+            results.append(tool_result(response.output_text))
         assert host.timers.count() == 0
     [listed] = results[1]["timers"]
     assert (listed["id"], listed["payload"]) == ("r1", {"note": "water"})
