@@ -168,6 +168,8 @@ def test_purge_forgets_one_conversation_in_every_kind(state: Path, capsys: pytes
     assert run(capsys, "show", "t/c", "--state-dir", str(state))[0] == 1
     assert as_json(capsys, "show", "t/other", "--state-dir", str(state))["turns_done"] == 1  # type: ignore[index]
     assert as_json(capsys, "inspect", "--state-dir", str(state))["records"]["timer_due"] == 1  # type: ignore[index]
+    status, _, err = run(capsys, "purge", "no-slash", "--state-dir", str(state))
+    assert status == 1 and "conversation 'no-slash' must be TENANT/CONVERSATION" in err
 
 
 def test_export_import_round_trips(state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

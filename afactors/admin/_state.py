@@ -237,7 +237,8 @@ async def purge_dead_letters(store: Store, keys: Iterable[str] | None = None) ->
 async def purge_conversation(store: Store, path: str) -> dict[str, int]:
     """Forget a conversation durably: its snapshot, turns, responses, inbox, outbox, dedup keys, dead letters
     (its undelivered pushes included), checkpoints and timers (with their index rows). Returns what was deleted,
-    by kind."""
+    by kind. Raises ValueError, deleting nothing, for a `path` that is not `TENANT/CONVERSATION`."""
+    conversation_key(path)
     prefix = path + "/"
     removed: dict[str, int] = {}
     removed["snapshots"] = await _delete_all(store, [Delete("snapshots", path)] if store.get("snapshots", path) else [])
