@@ -7,8 +7,9 @@ turn of kind "timer" on the same conversation (docs/timers.md).
 
 The tools run on the adapter's asyncio thread; the turn's `TurnTimers` belongs to the host's trio thread, so each
 call hops there (`trio.from_thread`, from a worker thread so the asyncio loop never blocks). Outside a turn
-hosted by `AgentFrameworkAgent` they raise `RuntimeError`. Bad input (an unknown zone, a bad cron field, an `at`
-without offset) is answered to the model as `{"error": ...}`, so it can correct itself.
+hosted by `AgentFrameworkAgent` or `WorkflowAgent` they raise `RuntimeError`. Bad input (an unknown zone, a bad
+cron field, an `at` without offset, no such pending timer) is answered to the model as `{"error": ...}`, so it can
+correct itself.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def turn_timers(ctx: TurnContext, token: trio.lowlevel.TrioToken) -> Iterator[No
 async def _on_turn(call: Callable[[TurnTimers], T]) -> T:
     turn = _TURN.get()
     if turn is None:
-        raise RuntimeError("the afactors timer tools work only inside a turn hosted by AgentFrameworkAgent")
+        raise RuntimeError("the afactors timer tools work only inside a turn hosted by afactors")
     return await asyncio.to_thread(partial(trio.from_thread.run_sync, call, turn.timers, trio_token=turn.token))
 
 

@@ -76,6 +76,8 @@ def answer(messages: list[dict[str, Any]]) -> Answer:
         return {"call": ("schedule_timer", {"after_seconds": float(seconds), "note": note, "id": "r1"})}
     if text == "daily":
         return {"call": ("schedule_timer", {"cron": "0 9 * * *", "timezone": "Mars/Olympus", "id": "d"})}
+    if text.startswith("at "):
+        return {"call": ("schedule_timer", {"at": text.split()[1], "id": "a1", "note": "new year"})}
     if text == "list":
         return {"call": ("list_timers", {})}
     if text.startswith("cancel"):
@@ -124,7 +126,8 @@ async def test_an_agent_schedules_a_reminder_by_tool_call_and_it_arrives_as_a_ti
 async def test_list_cancel_and_bad_input_answer_the_model(serve_responses: ServeResponses) -> None:
     async with serving(serve_responses) as ((host, sdk), _):
         results = []
-        for text in ["remind 3600 water", "list", "cancel r1", "cancel r1", "daily"]:
+        for text in ["remind 3600 water", "list", "cancel r1", "cancel r1", "daily", "at tomorrow",
+                     "at 2999-01-01T09:00:00+01:00", "cancel a1"]:  # fmt: skip
             response = await sdk.responses.create(model="m", input=text, conversation="c1")
             results.append(tool_result(response.output_text))
         assert host.timers.count() == 0
@@ -133,6 +136,8 @@ async def test_list_cancel_and_bad_input_answer_the_model(serve_responses: Serve
     assert results[2] == {"cancelled": "r1"}
     assert results[3] == {"error": "there is no pending timer 'r1'"}
     assert "Mars/Olympus" in results[4]["error"]
+    assert results[5] == {"error": "at 'tomorrow' is not an ISO 8601 date and time with a UTC offset"}
+    assert results[6]["scheduled"]["due"] == "2999-01-01T08:00:00+00:00" and results[7] == {"cancelled": "a1"}
 
 
 async def test_a_turn_that_fails_after_its_tool_call_schedules_nothing(
@@ -148,5 +153,5 @@ async def test_a_turn_that_fails_after_its_tool_call_schedules_nothing(
 
 
 async def test_the_tools_refuse_to_run_outside_a_turn() -> None:
-    with pytest.raises(RuntimeError, match="only inside a turn"):
+    with pytest.raises(RuntimeError, match="only inside a turn hosted by afactors"):
         await schedule_timer(after_seconds=1)
