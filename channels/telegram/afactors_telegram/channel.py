@@ -45,8 +45,10 @@ from afactors_telegram.commands import (
 from afactors_telegram.config import TelegramConfig
 from afactors_telegram.inbound import (
     ALLOWED_UPDATES,
+    EVENT_OPTION,
     Address,
     BotInfo,
+    ButtonPress,
     CommandRequest,
     Ignore,
     MediaRef,
@@ -67,6 +69,7 @@ log = logging.getLogger("afactors.telegram")
 
 _READY_TIMEOUT = 10.0
 _ORDER_TIMEOUT = 10.0
+_ANSWER_TIMEOUT = 10.0
 
 
 class TelegramStartupError(StartupError):
@@ -210,6 +213,12 @@ class TelegramChannel:
         if runtime is None:
             raise RuntimeError("the Telegram channel is not running")
         decision = decide(update, runtime.bot, self.config)
+        if isinstance(decision, ButtonPress):
+            runtime.nursery.start_soon(self._answer_query, runtime, decision.query_id)
+            if decision.turn is None:
+                log.info("telegram button press %s starts no turn: %s", decision.query_id, decision.reason)
+                return
+            decision = decision.turn
         if isinstance(decision, Ignore):
             log.debug("telegram update %s ignored: %s", update.get("update_id"), decision.reason)
             return
@@ -218,6 +227,15 @@ class TelegramChannel:
             await self._command(runtime, decision)
         else:
             await self._turn(runtime, decision)
+
+    async def _answer_query(self, runtime: _Runtime, query_id: str) -> None:
+        """Answer a button press at once (the client shows a spinner until then); failures are only logged (a
+        redelivered press is too old to answer)."""
+        with trio.move_on_after(_ANSWER_TIMEOUT):
+            try:
+                await runtime.api.call("answerCallbackQuery", {"callback_query_id": query_id})
+            except (TelegramError, NetworkError) as error:
+                log.info("telegram answerCallbackQuery %s failed: %s", query_id, error)
 
     async def _poison(self, update: Mapping[str, Any], reason: str) -> None:
         """An update that failed every attempt: kept among the dead letters with the reason, never dropped."""
@@ -236,10 +254,11 @@ class TelegramChannel:
         contents: list[Part] = [TextPart(request.text)] if request.text.strip() else []
         for media in request.media:
             contents.append(await self._fetch(runtime.api, media))
-        turn_id = turn_id_for(runtime.bot.id, request.address, request.message_id)
+        turn_id = turn_id_for(runtime.bot.id, request.address, request.message_id, request.turn_suffix)
         envelope = Envelope(
             key=self._conversation(request.conversation),
             input=(Message("user", tuple(contents)),),
+            options={} if request.event is None else {EVENT_OPTION: request.event},
             turn_id=turn_id,
             identity=self._identity(request.sender),
             idempotency_key=idempotency_key(runtime.bot.id, request.update_id),

@@ -1,8 +1,11 @@
-"""What to do with an Update: ignore it, run a command, or start a turn (pure; no I/O).
+"""What to do with an Update: ignore it, run a command, start a turn, or answer a button press (pure; no I/O).
 
 `decide` applies everything a message must pass before it may reach an actor: the chat kind, the sender,
 `accept_in_group` (mentions, replies to the bot, commands, /cmd@OtherBot), and it works out the
-conversation a message belongs to (`conversation_scope`, forum topics) and where replies go.
+conversation a message belongs to (`conversation_scope`, forum topics) and where replies go. Besides new
+messages it handles edited messages (a new turn with the edited text) and button presses (`callback_query`: a
+turn with the button's data, and the query to answer). The turn of an edit or a press carries what it is in
+`TurnRequest.event` (the envelope's `options["telegram"]`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from afactors_telegram.text import utf16_slice
 
 PRIVATE = "private"
 GROUPS = frozenset({"group", "supergroup"})
-ALLOWED_UPDATES = ("message",)
-"""The update kinds the channel asks Telegram for."""
+ALLOWED_UPDATES = ("message", "edited_message", "callback_query")
+"""The update kinds the channel asks Telegram for (every other kind is ignored if it arrives anyway)."""
+EVENT_OPTION = "telegram"
+"""The envelope option that says what an edit's or a button press's turn is (`TurnRequest.event`)."""
 
 
 @attrs.frozen
@@ -107,7 +112,11 @@ class CommandRequest:
 
 @attrs.frozen
 class TurnRequest:
-    """A message for the agent: its text (or caption) and attached media, in conversation `conversation`."""
+    """A message for the agent: its text (or caption) and attached media, in conversation `conversation`.
+
+    `event`: None for a new message; for an edited message `{"update": "edited_message", "message_id",
+    "edit_date"}`, for a button press `{"update": "callback_query", "data", "message_id", "message_text"}`.
+    """
 
     update_id: int
     address: Address
@@ -116,9 +125,25 @@ class TurnRequest:
     conversation: str
     text: str
     media: tuple[MediaRef, ...] = ()
+    event: dict[str, Any] | None = None
+
+    @property
+    def turn_suffix(self) -> str:
+        """What sets the turn id of an edit or a press apart from that of the message it is about."""
+        return "" if self.event is None else f"_u{self.update_id}"
 
 
-Decision = Ignore | CommandRequest | TurnRequest
+@attrs.frozen
+class ButtonPress:
+    """A press of an inline button: the query to answer (always, so the client stops its spinner) and the turn
+    it starts, if any (`reason` says why not)."""
+
+    query_id: str
+    turn: TurnRequest | None
+    reason: str = ""
+
+
+Decision = Ignore | CommandRequest | TurnRequest | ButtonPress
 
 
 def conversation_id(bot_id: int, scope: str, address: Address, user_id: int) -> str:
@@ -146,9 +171,10 @@ def follows_identity(scope: str, address: Address) -> bool:
     return scope == "per_user"
 
 
-def turn_id_for(bot_id: int, address: Address, message_id: int) -> str:
-    """The turn id of a message: the same on every delivery of the update that carries it."""
-    return f"tg{bot_id}_{address.chat_id}_{message_id}"
+def turn_id_for(bot_id: int, address: Address, message_id: int, suffix: str = "") -> str:
+    """The turn id of a message (plus `TurnRequest.turn_suffix` for an edit or a press): the same on every
+    delivery of the update that carries it."""
+    return f"tg{bot_id}_{address.chat_id}_{message_id}{suffix}"
 
 
 def idempotency_key(bot_id: int, update_id: int) -> str:
@@ -251,25 +277,52 @@ def _accepted(policy: str, mentioned: bool, command: tuple[str, str, bool] | Non
     return command is not None
 
 
-def decide(update: Mapping[str, Any], bot: BotInfo, config: TelegramConfig) -> Decision:
-    """What the channel does with `update` (never raises, whatever the update holds)."""
-    update_id = _int(update.get("update_id"))
-    message = _dict(update.get("message"))
-    if update_id is None or not message:
-        return Ignore("not a message")
+def _sender(user: Mapping[str, Any]) -> Sender | None:
+    user_id = _int(user.get("id"))
+    if user_id is None or user.get("is_bot") is True:
+        return None
+    names = [user.get("first_name"), user.get("last_name")]
+    return Sender(user_id, " ".join(n for n in names if isinstance(n, str) and n) or str(user_id))
+
+
+def _where(message: Mapping[str, Any]) -> tuple[Address, int] | None:
+    """The address (no quote yet) and id of a message in a private chat or group, or None."""
     chat = _dict(message.get("chat"))
     chat_type = chat.get("type") if isinstance(chat.get("type"), str) else None
     chat_id, message_id = _int(chat.get("id")), _int(message.get("message_id"))
     if chat_id is None or message_id is None or (chat_type != PRIVATE and chat_type not in GROUPS):
-        return Ignore("not a private or group chat message")
-    user = _dict(message.get("from"))
-    user_id = _int(user.get("id"))
-    if user_id is None or user.get("is_bot") is True:
-        return Ignore("not sent by a user")
+        return None
     thread = _int(message.get("message_thread_id")) if message.get("is_topic_message") is True else None
-    address = Address(chat_id, chat_type, thread, None if chat_type == PRIVATE else message_id)
-    names = [user.get("first_name"), user.get("last_name")]
-    sender = Sender(user_id, " ".join(n for n in names if isinstance(n, str) and n) or str(user_id))
+    return Address(chat_id, chat_type, thread), message_id
+
+
+def decide(update: Mapping[str, Any], bot: BotInfo, config: TelegramConfig) -> Decision:
+    """What the channel does with `update` (never raises, whatever the update holds)."""
+    update_id = _int(update.get("update_id"))
+    if update_id is None:
+        return Ignore("no integer update_id")
+    if "message" in update:
+        return _message(update_id, _dict(update.get("message")), bot, config, edited=False)
+    if "edited_message" in update:
+        return _message(update_id, _dict(update.get("edited_message")), bot, config, edited=True)
+    if "callback_query" in update:
+        return _button(update_id, _dict(update.get("callback_query")), bot, config)
+    kinds = sorted(str(k) for k in update if k != "update_id")
+    return Ignore(f"an update kind the channel does not handle: {', '.join(kinds) or 'none'}")
+
+
+def _message(update_id: int, message: Mapping[str, Any], bot: BotInfo, config: TelegramConfig, *,
+             edited: bool) -> Decision:  # fmt: skip
+    if not message:
+        return Ignore("not a message")
+    where = _where(message)
+    if where is None:
+        return Ignore("not a private or group chat message")
+    base, message_id = where
+    sender = _sender(_dict(message.get("from")))
+    if sender is None:
+        return Ignore("not sent by a user")
+    address = base if base.private else attrs.evolve(base, reply_to=message_id)
     text = message.get("text") if isinstance(message.get("text"), str) else message.get("caption")
     text = text if isinstance(text, str) else ""
     entities = _entities(message, "entities" if "text" in message else "caption_entities")
@@ -277,15 +330,43 @@ def decide(update: Mapping[str, Any], bot: BotInfo, config: TelegramConfig) -> D
     if command is not None and not command[0]:
         return Ignore("a command for another bot")
     known = command is not None and command[0] in {*BUILTIN_COMMANDS, *(c.name for c in config.commands)}
+    if edited and known:
+        return Ignore("an edited command is not run again")
     if not address.private:
         mentioned = _replies_to_bot(message, bot) or any(_mentions_bot(e, text, bot) for e in entities)
         if not _accepted(config.accept_in_group, mentioned, command, known):
             return Ignore(f"not addressed to the bot ({config.accept_in_group})")
         text = _strip_leading_mention(text, entities, bot)
-    conversation = conversation_id(bot.id, config.conversation_scope, address, user_id)
+    conversation = conversation_id(bot.id, config.conversation_scope, address, sender.id)
     if known and command is not None:
         return CommandRequest(command[0], command[1], address, message_id, sender, conversation)
     media = _media(message)
     if not text.strip() and not media:
         return Ignore("no text or media")
-    return TurnRequest(update_id, address, message_id, sender, conversation, text, media)
+    event = None
+    if edited:
+        edit_date = _int(message.get("edit_date"))
+        event = {"update": "edited_message", "message_id": message_id, "edit_date": edit_date}
+    return TurnRequest(update_id, address, message_id, sender, conversation, text, media, event)
+
+
+def _button(update_id: int, query: Mapping[str, Any], bot: BotInfo, config: TelegramConfig) -> Decision:
+    query_id = query.get("id")
+    if not isinstance(query_id, str) or not query_id:
+        return Ignore("a callback query without an id")
+    sender = _sender(_dict(query.get("from")))
+    if sender is None:
+        return ButtonPress(query_id, None, "not pressed by a user")
+    data = query.get("data")
+    if not isinstance(data, str) or not data:
+        return ButtonPress(query_id, None, "no callback data (a game or an empty button)")
+    message = _dict(query.get("message"))
+    where = _where(message) if message else None
+    if where is None:
+        return ButtonPress(query_id, None, "the button's message is not in a private or group chat (inline mode)")
+    base, message_id = where
+    address = base if base.private else attrs.evolve(base, reply_to=message_id)
+    conversation = conversation_id(bot.id, config.conversation_scope, address, sender.id)
+    shown = message.get("text") if isinstance(message.get("text"), str) else None
+    event = {"update": "callback_query", "data": data, "message_id": message_id, "message_text": shown}
+    return ButtonPress(query_id, TurnRequest(update_id, address, message_id, sender, conversation, data, (), event))

@@ -10,6 +10,7 @@ from afactors_telegram.config import ChatCommand, TelegramConfig
 from afactors_telegram.inbound import (
     Address,
     BotInfo,
+    ButtonPress,
     CommandRequest,
     Ignore,
     MediaRef,
@@ -67,7 +68,11 @@ def test_private_text_is_a_turn_in_the_users_own_conversation() -> None:
         {"update_id": "1", "message": {}},
         {"update_id": 1},
         {"update_id": 1, "message": "text"},
-        {"update_id": 1, "edited_message": {"message_id": 1, "chat": PRIVATE, "from": ALICE, "text": "x"}},
+        {"update_id": 1, "edited_message": "x"},
+        {"update_id": 1, "my_chat_member": {"chat": PRIVATE}},
+        {"update_id": 1, "channel_post": {"message_id": 1, "chat": {"id": 1, "type": "channel"}, "text": "x"}},
+        {"update_id": 1, "callback_query": {"from": ALICE, "data": "x"}},
+        {"update_id": 1, "callback_query": "x"},
         {"update_id": 1, "message": {"message_id": 1, "chat": {"id": "x", "type": "private"}, "text": "x"}},
         {"update_id": 1, "message": {"chat": PRIVATE, "from": ALICE, "text": "x"}},
         {"update_id": 1, "message": {"message_id": 1, "chat": {"id": 1, "type": "channel"}, "text": "x"}},
@@ -75,7 +80,6 @@ def test_private_text_is_a_turn_in_the_users_own_conversation() -> None:
         {"update_id": 1, "message": {"message_id": 1, "chat": PRIVATE, "from": ALICE, "text": 5}},
         {"update_id": 1, "message": {"message_id": 1, "chat": PRIVATE, "from": ALICE, "entities": "x", "text": ""}},
         {"update_id": 1, "message": {"message_id": 1, "chat": PRIVATE, "from": ALICE, "photo": "x"}},
-        {"update_id": 1, "callback_query": {"id": "1", "from": ALICE, "data": "x"}},
     ],
 )
 def test_malformed_or_unsupported_updates_are_ignored_never_raise(bad: dict[str, Any]) -> None:
@@ -261,3 +265,62 @@ def test_addresses_round_trip_and_reject_foreign_ones() -> None:
     for bad in bad_addresses:
         with pytest.raises(ValueError):
             Address.from_dict(bad)
+
+
+def test_an_edited_message_is_a_turn_of_its_own_with_the_edited_text() -> None:
+    edited = update("better wording", update_id=9, edit_date=1700000000)
+    edited["edited_message"] = edited.pop("message")
+    decision = decide(edited, BOT, config())
+    assert isinstance(decision, TurnRequest)
+    assert (decision.text, decision.message_id, decision.conversation) == ("better wording", 5, "telegram:777:11")
+    assert decision.event == {"update": "edited_message", "message_id": 5, "edit_date": 1700000000}
+    assert turn_id_for(BOT.id, decision.address, 5, decision.turn_suffix) == "tg777_11_5_u9"
+
+
+def test_an_edited_command_is_not_run_again_and_group_edits_follow_accept_in_group() -> None:
+    command = update("/new")
+    command["edited_message"] = command.pop("message")
+    assert decide(command, BOT, config()) == Ignore("an edited command is not run again")
+    chatter = update("just chatting", chat=GROUP)
+    chatter["edited_message"] = chatter.pop("message")
+    assert isinstance(decide(chatter, BOT, config()), Ignore)
+
+
+def press(data: Any = "yes", *, chat: dict[str, Any] = PRIVATE, sender: Any = ALICE, **message: Any) -> dict[str, Any]:
+    shown = {"message_id": 40, "date": 0, "chat": chat, "from": BOT_USER, "text": "Proceed?", **message}
+    query = {"id": "4711", "from": sender, "chat_instance": "1", "message": shown, "data": data}
+    return {"update_id": 3, "callback_query": query}
+
+
+def test_a_button_press_is_a_turn_with_its_data_and_the_query_to_answer() -> None:
+    decision = decide(press(), BOT, config())
+    assert isinstance(decision, ButtonPress) and decision.query_id == "4711"
+    turn = decision.turn
+    assert turn is not None and (turn.text, turn.conversation, turn.address) == (
+        "yes", "telegram:777:11", Address(11, "private"))  # fmt: skip
+    assert turn.event == {"update": "callback_query", "data": "yes", "message_id": 40, "message_text": "Proceed?"}
+    assert turn_id_for(BOT.id, turn.address, turn.message_id, turn.turn_suffix) == "tg777_11_40_u3"
+
+
+def test_a_button_press_in_a_group_is_the_pressers_and_quotes_the_buttons_message() -> None:
+    decision = decide(press(chat=GROUP, sender=BOB), BOT, config())
+    assert isinstance(decision, ButtonPress) and decision.turn is not None
+    assert decision.turn.sender.id == 12 and decision.turn.address == Address(-500, "group", None, 40)
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        (press(data=None), "no callback data"),
+        (press(data=7), "no callback data"),
+        (press(sender=BOT_USER), "not pressed by a user"),
+        (press(chat={"id": 1, "type": "channel"}), "inline mode"),
+        (
+            {"update_id": 3, "callback_query": {"id": "4711", "from": ALICE, "inline_message_id": "x", "data": "y"}},
+            "inline mode",
+        ),
+    ],
+)
+def test_a_press_that_starts_no_turn_is_still_answered(query: dict[str, Any], reason: str) -> None:
+    decision = decide(query, BOT, config())
+    assert isinstance(decision, ButtonPress) and decision.turn is None and reason in decision.reason

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from afactors_telegram.config import TelegramConfig
-from afactors_telegram.inbound import BotInfo, CommandRequest, Ignore, TurnRequest, decide
+from afactors_telegram.inbound import BotInfo, ButtonPress, CommandRequest, Ignore, TurnRequest, decide
 
 BOT = BotInfo(id=42, username="TestBot")
 CONFIGS = [TelegramConfig(token="1:x", accept_in_group=policy) for policy in ("all", "mention_only", "command_only")]
@@ -68,8 +68,23 @@ message = st.fixed_dictionaries(
         "message_thread_id": json_values,
     },
 )
+callback_query = st.fixed_dictionaries(
+    {"id": anything_or(st.text(min_size=1, max_size=5))},
+    optional={
+        "from": anything_or(st.fixed_dictionaries({"id": anything_or(st.integers(1, 100)), "is_bot": json_values})),
+        "message": anything_or(message),
+        "data": anything_or(st.text(max_size=10)),
+        "inline_message_id": json_values,
+    },
+)
 update = st.fixed_dictionaries(
-    {"update_id": anything_or(st.integers(0, 10**9))}, optional={"message": anything_or(message)}
+    {"update_id": anything_or(st.integers(0, 10**9))},
+    optional={
+        "message": anything_or(message),
+        "edited_message": anything_or(message),
+        "callback_query": anything_or(callback_query),
+        "my_chat_member": json_values,
+    },
 )
 
 
@@ -79,7 +94,7 @@ def test_decide_never_raises_on_any_update(update: Any, config: TelegramConfig) 
     if not isinstance(update, dict):
         update = {"update": update}
     decision = decide(update, BOT, config)
-    assert isinstance(decision, (Ignore, CommandRequest, TurnRequest))
+    assert isinstance(decision, (Ignore, CommandRequest, TurnRequest, ButtonPress))
 
 
 def test_a_photo_that_is_not_a_list_is_ignored_not_raised() -> None:
