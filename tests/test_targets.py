@@ -14,7 +14,7 @@ from afactors.host._server import serve_app, server_config
 from afactors.model import ConversationKey, Message, TurnContext, Update, UsagePart
 from afactors.targets import DemoAgent, OpenAIChatAgent, TargetError, UpstreamError, as_agent, load_target
 from afactors.targets.adapt import BUILTIN_SHAPES, FunctionAgent
-from afactors.targets.openai_chat import parse_sse_line
+from afactors.targets.openai_chat import chat_messages, parse_sse_line
 
 
 def ctx(*texts: str, state: dict | None = None, options: dict | None = None) -> TurnContext:
@@ -237,3 +237,15 @@ def test_a_target_two_shapes_claim_is_refused_as_ambiguous() -> None:
         as_agent(Foreign(), adapters=(ForeignAdapter(), ForeignAdapter()))
     with pytest.raises(TargetError, match="ambiguous"):
         as_agent(DemoAgent(), adapters=(ForeignAdapter(DemoAgent),))  # an adapter and the Agent protocol
+
+
+def test_chat_messages_carry_a_user_messages_speaker_as_a_valid_name() -> None:
+    said = (Message("user", "tea", name="Alice Liddell"), Message("assistant", "ok", name="bot"),
+            Message("user", "coffee", name="Борис"), Message("user", "hm"))  # fmt: skip
+    ctx = TurnContext(ConversationKey("t", "c"), said, {}, "turn", 4)
+    assert chat_messages(ctx) == [
+        {"role": "user", "content": "tea", "name": "Alice_Liddell"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "coffee"},  # nothing of the name fits the pattern: left out, not mangled
+        {"role": "user", "content": "hm"},
+    ]

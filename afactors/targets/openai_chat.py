@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,12 +17,27 @@ class UpstreamError(RuntimeError):
     """The model endpoint answered with an error or an unreadable stream."""
 
 
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def wire_name(name: str | None) -> str | None:
+    """A message's speaker as chat completions accepts it (`^[A-Za-z0-9_-]{1,64}$`), or None if nothing is left."""
+    cleaned = _NOT_IN_NAME.sub("_", name or "").strip("_")[:64]
+    return cleaned or None
+
+
 def chat_messages(ctx: TurnContext) -> list[dict[str, str]]:
-    """The chat-completions `messages` for a turn: instructions first, then the conversation."""
+    """The chat-completions `messages` for a turn: instructions first, then the conversation (a user message
+    with a speaker, `Message.name`, carries it as `name`)."""
     out: list[dict[str, str]] = []
     if instructions := ctx.options.get("instructions"):
         out.append({"role": "system", "content": str(instructions)})
-    out.extend({"role": m.role, "content": m.text} for m in ctx.messages if m.role in ("user", "assistant", "system"))
+    for m in ctx.messages:
+        if m.role in ("user", "assistant", "system"):
+            item = {"role": m.role, "content": m.text}
+            if m.role == "user" and (name := wire_name(m.name)):
+                item["name"] = name
+            out.append(item)
     return out
 
 
