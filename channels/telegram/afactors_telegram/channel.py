@@ -255,9 +255,10 @@ class TelegramChannel:
         for media in request.media:
             contents.append(await self._fetch(runtime.api, media))
         turn_id = turn_id_for(runtime.bot.id, request.address, request.message_id, request.turn_suffix)
+        shared = self.config.conversation_scope == "per_conversation" and not request.address.private
         envelope = Envelope(
             key=self._conversation(request.conversation),
-            input=(Message("user", tuple(contents)),),
+            input=(Message("user", tuple(contents), name=request.sender.name if shared else None),),
             options={} if request.event is None else {EVENT_OPTION: request.event},
             turn_id=turn_id,
             identity=self._identity(request.sender),

@@ -97,3 +97,34 @@ async def test_bad_updates_are_ignored_and_the_poller_goes_on(fake: FakeBotApi, 
         assert host.store.count("dead_letters") == 0  # ignored, not failed
     assert answer["text"] == "still here (message)"
     assert len(agent.seen) == 1
+
+
+async def test_a_shared_group_conversation_keeps_each_speaker_across_a_restart(
+    fake: FakeBotApi, serve: Serve, eventually: Callable[..., Any]
+) -> None:
+    alice, bob, carol = fake.user("Alice", last_name="Liddell"), fake.user("Bob"), fake.user("Carol")
+    group, agent = fake.group("Team"), Recorder()
+    settings = {"conversation_scope": "per_conversation", "accept_in_group": "all"}
+    async with serve(agent, **settings) as (host, _):
+        fake.send_text(group, "I vote tea", sender=alice)
+        await fake.wait_for_messages(group, 1)
+        fake.send_text(group, "I vote coffee", sender=bob)
+        await fake.wait_for_messages(group, 2)
+        await eventually(lambda: host.store.count("outbox") == 0)
+    async with serve(agent, **settings):  # the same LMDB state directory, a new host
+        fake.send_text(group, "what did everyone vote?", sender=carol)
+        await fake.wait_for_messages(group, 3)
+    history = [(m.name, m.text) for m in agent.seen[-1].messages if m.role == "user"]
+    assert history == [("Alice Liddell", "I vote tea"), ("Bob", "I vote coffee"), ("Carol", "what did everyone vote?")]
+    assert agent.seen[-1].identity is not None and agent.seen[-1].identity.user_id == str(carol.id)
+
+
+async def test_only_shared_conversations_name_their_speakers(fake: FakeBotApi, serve: Serve) -> None:
+    alice, agent = fake.user("Alice"), Recorder()
+    group = fake.group("Team")
+    async with serve(agent, accept_in_group="all"):  # per user per conversation: one speaker anyway
+        fake.send_text(group, "hello", sender=alice)
+        fake.send_text(alice, "hello in private")
+        await fake.wait_for_messages(group, 1)
+        await fake.wait_for_messages(alice, 1)
+    assert [ctx.messages[-1].name for ctx in agent.seen] == [None, None]
