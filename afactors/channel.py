@@ -102,6 +102,16 @@ class Delivery:
     user_id: str | None = None
 
 
+@attrs.frozen
+class RunToken:
+    """A continuation token for a turn that runs without its caller: pollable with the tenant's API key at
+    `GET /v1/runs/<token>` until `expires_at` (epoch seconds), across restarts."""
+
+    token: str
+    turn_id: str
+    expires_at: float
+
+
 class DeliveryFailed(Exception):
     """Raised by a channel's `deliver` to say how to go on: retry after `retry_after` seconds, or give up.
 
@@ -185,6 +195,11 @@ class ChannelContext(Protocol):
     async def abandon(self, handle: TurnHandle) -> bool:
         """Cancel a turn this channel submitted and no longer wants (its client went away): a queued turn never
         runs, a running one is cut and nothing of it is committed. False if it already ended."""
+        ...
+
+    async def run_token(self, turn_id: str, tenant: str) -> RunToken:
+        """A continuation token for a turn of `tenant` this channel submitted (or started in the background): the
+        caller polls `GET /v1/runs/<token>` for its status and reply. Raises LookupError for an unknown turn."""
         ...
 
     async def wait(self, turn_id: str, tenant: str) -> TurnView | None:
@@ -317,6 +332,7 @@ __all__ = [
     "ResponseHook",
     "Route",
     "RunHook",
+    "RunToken",
     "ServiceTask",
     "StartupError",
     "StoreFull",

@@ -357,6 +357,15 @@ class ActorSystem:
             handles[turn_id] = handle
         return handles
 
+    def pending(self, turn_id: str) -> ConversationKey | None:
+        """The conversation of a queued, running or not yet recovered turn; None when the system holds no such
+        turn (it ended, or never was)."""
+        entry = self._turns.get(turn_id)
+        if entry is not None:
+            return entry.envelope.key
+        rows = (row for rows in self._recovering.values() for _, row in rows)
+        return next((row.envelope.key for row in rows if row.envelope.turn_id == turn_id), None)
+
     def recovering_turns(self) -> list[str]:
         """The turn ids of inbox rows accepted before a restart (or a stop) whose conversation is not active yet."""
         return [row.envelope.turn_id for rows in self._recovering.values() for _, row in rows if row.envelope.turn_id]

@@ -26,6 +26,7 @@ from afactors.host._push import Pusher, PushResult
 from afactors.host._push_routes import PushRoutes
 from afactors.host._retention import RetentionConfig, Sweeper
 from afactors.host._routing import ACTIVE_WINDOW, Router
+from afactors.host._runs import DEFAULT_TTL, RunTokens
 from afactors.host._server import ServerLimits, build_app, serve_app, server_config
 from afactors.host._status import StatusSources
 from afactors.host._timer_http import timer_routes
@@ -56,7 +57,8 @@ class HostConfig:
     `ChannelAuth(allowlist="inherit" | None | Allowlist, require_link=False)`) are the authorization profiles,
     checked at startup (`ChannelConfigurationError`) and enforced per message before the actor.
     `response_targets`: a channel's default response target for requests that name none (docs/delivery.md);
-    `active_window`: seconds a last-seen channel counts as "active".
+    `active_window`: seconds a last-seen channel counts as "active". `run_token_ttl`: seconds a continuation token
+    (`GET /v1/runs/<token>`) stays valid after it is issued.
     """
 
     state_dir: str | os.PathLike[str] = ".afactors"
@@ -85,6 +87,7 @@ class HostConfig:
     channel_auth: dict[str, ChannelAuth] = attrs.Factory(dict)
     response_targets: dict[str, ResponseTarget] = attrs.Factory(dict)
     active_window: float = ACTIVE_WINDOW
+    run_token_ttl: float = DEFAULT_TTL
 
     def actor_config(self) -> ActorConfig:
         return ActorConfig(
@@ -96,7 +99,7 @@ class HostConfig:
 
 class Host:
     """A running host, made by `open_host`: read `urls`, `channels`, `system`, `store`, `outbox`, `timers`,
-    `identity`."""
+    `identity`, `runs` (continuation tokens)."""
 
     def __init__(self, store: Store, system: ActorSystem, config: HostConfig) -> None:
         self.store = store
@@ -109,6 +112,7 @@ class Host:
         self.ready = trio.Event()
         self.shutting_down = trio.Event()
         self.outbox: Outbox | None = None
+        self.runs: RunTokens | None = None
         self.monitor = TurnMonitor()
         self.sweeper = Sweeper(store, system, config.retention)
         self.identity = IdentityService(store, config.identity)
@@ -218,6 +222,7 @@ async def open_host(
                     store.on_transaction = metrics.transaction
                     routes.extend(metrics.routes())
                 routes.extend(timer_routes(the_host.timers, api_keys, time.time))
+                runs = the_host.runs = RunTokens(store, system, api_keys, ttl=config.run_token_ttl)
                 for channel in channels:
                     auth = config.channel_auth.get(channel.name, ChannelAuth())
                     ctx = HostChannelContext(
@@ -225,6 +230,7 @@ async def open_host(
                         identity=the_host.identity, router=the_host.router, shutting_down=the_host.shutting_down,
                         monitor=the_host.monitor,
                         allowlist=effective(auth, config.default_allowlist), require_link=auth.require_link,
+                        runs=runs,
                     )  # fmt: skip
                     contribution = channel.contribute(ctx)
                     the_host.channels[channel.name] = channel
@@ -234,7 +240,11 @@ async def open_host(
                     the_host.identity, api_keys, the_host.channels, config.http_link_channels
                 )
                 # before any channel's catch-all
-                routes[1:1] = [*identity_routes.routes(), *PushRoutes(the_host.pusher, api_keys).routes()]
+                routes[1:1] = [
+                    *identity_routes.routes(),
+                    *PushRoutes(the_host.pusher, api_keys).routes(),
+                    *runs.routes(),
+                ]
                 stop_server = trio.Event()
                 server = server_config(config.host, config.port, config.drain_timeout, config.limits)
                 the_host.urls = await nursery.start(serve_app, build_app(routes, config.limits), server, stop_server)

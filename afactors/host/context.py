@@ -16,12 +16,13 @@ import attrs
 import trio
 
 from afactors.actors import ActorSystem, TurnHandle, ledger, new_turn_id
-from afactors.channel import Channel, CommittedTurn, HookRejected, TurnView
+from afactors.channel import Channel, CommittedTurn, HookRejected, RunToken, TurnView
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
 from afactors.host._hooks import called
 from afactors.host._monitor import TurnMonitor
 from afactors.host._routing import Router, RoutingError
+from afactors.host._runs import RunTokens
 from afactors.identity import Allowlist, Denied, IdentityRefused, IdentityService, LinkCode, LinkRequired, decide
 from afactors.model import ConversationKey, Envelope, Identity, Reply, Update
 from afactors.store import Delete, Generic, Put, Store
@@ -44,8 +45,10 @@ class HostChannelContext:
         monitor: TurnMonitor | None = None,
         allowlist: Allowlist | None = None,
         require_link: bool = False,
+        runs: RunTokens | None = None,
     ) -> None:
         self.channel = channel
+        self._runs = runs
         self._identity = identity
         self._router = router
         self._allowlist, self._require_link = allowlist, require_link
@@ -146,6 +149,12 @@ class HostChannelContext:
             self._background.track(turn_id, handle)
         # read before any checkpoint: the turn has not started, so this is the record as accepted
         return self._system.record(handle.turn_id) or ledger.queued_record(envelope, turn_id, time.time())
+
+    async def run_token(self, turn_id: str, tenant: str) -> RunToken:
+        """A continuation token for a turn of `tenant`, pollable at `GET /v1/runs/<token>`; LookupError if none."""
+        if self._runs is None:
+            raise LookupError("this host issues no run tokens")
+        return await self._runs.issue(turn_id, tenant)
 
     async def abandon(self, handle: TurnHandle) -> bool:
         """Cancel a turn this channel submitted and no longer wants (its client went away): a queued turn never
