@@ -37,6 +37,7 @@ from afactors_telegram.commands import (
     NOT_LINKED_TEXT,
     UNLINKED_TEXT,
     CommandCall,
+    background_text,
     command_list,
     help_text,
     link_code_text,
@@ -288,6 +289,24 @@ class TelegramChannel:
             self._settled(chat_id, turn_id, live)
             return
         runtime.nursery.start_soon(self._render, live, handle)
+        if self.config.background_after is not None:
+            runtime.nursery.start_soon(self._background, runtime, request.address, turn_id, handle)
+
+    async def _background(self, runtime: _Runtime, address: Address, turn_id: str, handle: TurnHandle) -> None:
+        """Past `background_after`, a running turn becomes a background run: its previews stop, the chat gets
+        "working on it" with a continuation token, and `deliver` pushes the answer when it is done."""
+        assert self._ctx is not None and self.config.background_after is not None
+        with trio.move_on_after(self.config.background_after):
+            await handle.reply()
+            return
+        try:
+            token: str | None = (await self._ctx.run_token(turn_id, self.config.tenant)).token
+        except LookupError as error:
+            log.warning("telegram turn %s has no run token: %s", turn_id, error)
+            token = None
+        if not handle.done:
+            await self.live.stop(turn_id)
+            await self._say(runtime, address, background_text(self.config.background_text, token), in_order=False)
 
     def _settled(self, chat_id: int, turn_id: str, live: LiveTurn | None = None) -> None:
         """A turn of this chat needs no delivery (any more)."""

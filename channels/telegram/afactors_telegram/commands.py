@@ -39,6 +39,11 @@ def linked_text(linked: list[str]) -> str:
     return f"Linked. Your conversation now continues on: {', '.join(channels)}."
 
 
+def background_text(text: str, token: str | None) -> str:
+    """The answer to a turn that became a background run: the configured text and the run's token."""
+    return text if token is None else f"{text}\n(Run token: {token})"
+
+
 UNLINKED_TEXT = "Unlinked: this chat is a conversation of its own again."
 NOT_LINKED_TEXT = "This chat is not linked to anything."
 

@@ -76,6 +76,9 @@ class TelegramConfig:
     `accept_in_group` and key conversations by `conversation_scope`. While a turn runs the chat shows
     "typing" (from `typing_delay` seconds after the message, so quick answers cost no extra call, then every
     `typing_interval`) and, with `stream`, a preview of the text refreshed every `stream_interval`.
+    With `background_after` (seconds), a turn still running after that long becomes a background run: the chat
+    gets `background_text` and the run's continuation token at once, previews stop, and the answer is pushed
+    when it is done.
     """
 
     token: str = attrs.field(validator=_check_token, repr=False)
@@ -102,6 +105,8 @@ class TelegramConfig:
     max_file_bytes: int = 20 * 1024 * 1024
     webhook_max_connections: int = 40
     webhook_ack_timeout: float = 30.0
+    background_after: float | None = None
+    background_text: str = "Working on it: I will send the answer here when it is done."
     start_text: str = (
         "Hello! Send me a message and I will answer. /new starts a fresh conversation, /help lists the commands."
     )
@@ -113,6 +118,8 @@ class TelegramConfig:
             raise ValueError(f"command names must be unique and not built-in: {', '.join(clashes)}")
         if not 1 <= self.webhook_max_connections <= 100:
             raise ValueError("webhook_max_connections must be 1-100")
+        if self.background_after is not None and self.background_after < 0:
+            raise ValueError("background_after must be at least 0 seconds (or None: never)")
         if self.stream_interval <= 0 or self.typing_interval <= 0 or self.typing_delay < 0:
             raise ValueError("stream_interval and typing_interval must be positive, typing_delay not negative")
 

@@ -61,6 +61,14 @@ class LiveTurns:
             del self._turns[live.turn_id]
         live.settled.set()
 
+    async def stop(self, turn_id: str) -> None:
+        """Stop the turn's typing and previews (it went to the background); `claim` still finds its preview."""
+        live = self._turns.get(turn_id)
+        if live is not None:
+            live.stop.set()
+            with trio.move_on_after(_CLAIM_TIMEOUT):
+                await live.settled.wait()
+
     async def claim(self, turn_id: str) -> LiveTurn | None:
         """Stop the turn's live task, wait until it has settled, and hand it over (None if not live here)."""
         live = self._turns.pop(turn_id, None)
