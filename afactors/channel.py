@@ -279,6 +279,11 @@ class ChannelContext(Protocol):
         """Start the sender's next conversation (`/new`); the old one is kept. Linked channels move with it."""
         ...
 
+    async def sign_in_url(self, identity: Identity, tenant: str) -> str:
+        """Where the sender signs in with the host's OIDC provider to link this channel identity to their verified
+        account. Raises `LinkFailed` (`not_configured` when the host has no OIDC linker; provider errors)."""
+        ...
+
 
 @runtime_checkable
 class Channel(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import time
@@ -22,6 +23,7 @@ from afactors.host._delivery import DeliveryPolicy, Outbox
 from afactors.host._identity_routes import IdentityRoutes
 from afactors.host._metrics import HostMetrics
 from afactors.host._monitor import TurnMonitor
+from afactors.host._oidc import OidcLinker
 from afactors.host._push import Pusher, PushResult
 from afactors.host._push_routes import PushRoutes
 from afactors.host._retention import RetentionConfig, Sweeper
@@ -34,6 +36,7 @@ from afactors.host._timers import Timers
 from afactors.host._web import web_routes
 from afactors.host.context import HostChannelContext
 from afactors.identity import Allowlist, ChannelAuth, IdentityConfig, IdentityService, effective, validate
+from afactors.identity.oidc import OidcConfig
 from afactors.model import Agent, BusyPolicy, Identity, Message, Reply, ResponseTarget
 from afactors.store import Durability, Store
 from afactors.targets import DemoAgent, as_agent
@@ -59,6 +62,8 @@ class HostConfig:
     `response_targets`: a channel's default response target for requests that name none (docs/delivery.md);
     `active_window`: seconds a last-seen channel counts as "active". `run_token_ttl`: seconds a continuation token
     (`GET /v1/runs/<token>`) stays valid after it is issued.
+    `oidc`: an OpenID Connect provider to sign in with (`OidcConfig`; needs the `afactors[oidc]` extra): the
+    linker that verifies claims for linked-claim allowlists.
     """
 
     state_dir: str | os.PathLike[str] = ".afactors"
@@ -88,6 +93,7 @@ class HostConfig:
     response_targets: dict[str, ResponseTarget] = attrs.Factory(dict)
     active_window: float = ACTIVE_WINDOW
     run_token_ttl: float = DEFAULT_TTL
+    oidc: OidcConfig | None = None
 
     def actor_config(self) -> ActorConfig:
         return ActorConfig(
@@ -197,7 +203,10 @@ async def open_host(
     """
     config = attrs.evolve(config or HostConfig(), **settings)
     channels = list(channels)
-    validate([c.name for c in channels], config.default_allowlist, config.channel_auth)
+    validate([c.name for c in channels], config.default_allowlist, config.channel_auth,
+             has_claim_linker=config.oidc is not None)  # fmt: skip
+    if config.oidc is not None and importlib.util.find_spec("jwt") is None:
+        raise RuntimeError("the OIDC linker needs PyJWT: install the extra, pip install 'afactors[oidc]'")
     agent = as_agent(target if target is not None else DemoAgent())
     async with _lifetime(agent), Store.open(config.store or config.state_dir, durability=config.durability) as store:
         async with ActorSystem.open(store, agent, config.actor_config()) as system:
@@ -223,6 +232,10 @@ async def open_host(
                     routes.extend(metrics.routes())
                 routes.extend(timer_routes(the_host.timers, api_keys, time.time))
                 runs = the_host.runs = RunTokens(store, system, api_keys, ttl=config.run_token_ttl)
+                oidc = None
+                if config.oidc is not None:
+                    oidc = OidcLinker(config.oidc, the_host.identity, store, api_keys, the_host.channels,
+                                      config.http_link_channels, lambda: the_host.urls[0])  # fmt: skip
                 for channel in channels:
                     auth = config.channel_auth.get(channel.name, ChannelAuth())
                     ctx = HostChannelContext(
@@ -230,7 +243,7 @@ async def open_host(
                         identity=the_host.identity, router=the_host.router, shutting_down=the_host.shutting_down,
                         monitor=the_host.monitor,
                         allowlist=effective(auth, config.default_allowlist), require_link=auth.require_link,
-                        runs=runs,
+                        runs=runs, oidc=oidc,
                     )  # fmt: skip
                     contribution = channel.contribute(ctx)
                     the_host.channels[channel.name] = channel
@@ -239,12 +252,13 @@ async def open_host(
                 identity_routes = IdentityRoutes(
                     the_host.identity, api_keys, the_host.channels, config.http_link_channels
                 )
-                # before any channel's catch-all
-                routes[1:1] = [
+                own = [
                     *identity_routes.routes(),
                     *PushRoutes(the_host.pusher, api_keys).routes(),
                     *runs.routes(),
+                    *(oidc.routes() if oidc is not None else ()),
                 ]
+                routes[1:1] = own  # before any channel's catch-all
                 stop_server = trio.Event()
                 server = server_config(config.host, config.port, config.drain_timeout, config.limits)
                 the_host.urls = await nursery.start(serve_app, build_app(routes, config.limits), server, stop_server)

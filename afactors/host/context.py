@@ -21,9 +21,20 @@ from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
 from afactors.host._hooks import called
 from afactors.host._monitor import TurnMonitor
+from afactors.host._oidc import OidcLinker
 from afactors.host._routing import Router, RoutingError
 from afactors.host._runs import RunTokens
-from afactors.identity import Allowlist, Denied, IdentityRefused, IdentityService, LinkCode, LinkRequired, decide
+from afactors.identity import (
+    Allowlist,
+    Denied,
+    IdentityRefused,
+    IdentityService,
+    LinkCode,
+    LinkFailed,
+    LinkRequired,
+    decide,
+)
+from afactors.identity.oidc import OidcError
 from afactors.model import ConversationKey, Envelope, Identity, Reply, Update
 from afactors.store import Delete, Generic, Put, Store
 
@@ -46,9 +57,10 @@ class HostChannelContext:
         allowlist: Allowlist | None = None,
         require_link: bool = False,
         runs: RunTokens | None = None,
+        oidc: OidcLinker | None = None,
     ) -> None:
         self.channel = channel
-        self._runs = runs
+        self._runs, self._oidc = runs, oidc
         self._identity = identity
         self._router = router
         self._allowlist, self._require_link = allowlist, require_link
@@ -262,6 +274,16 @@ class HostChannelContext:
     async def unlink(self, identity: Identity, tenant: str) -> bool:
         """Detach the sender from the channels they linked; False when they were not linked."""
         return await self._identity.unlink(tenant, self.name, identity.user_id)
+
+    async def sign_in_url(self, identity: Identity, tenant: str) -> str:
+        """Where the sender signs in with the host's OIDC provider to link this channel identity to their verified
+        account (valid for the linker's `flow_ttl`). Raises `LinkFailed` (`not_configured`, provider errors)."""
+        if self._oidc is None:
+            raise LinkFailed("Sign-in is not configured for this bot.", "not_configured")
+        try:
+            return await self._oidc.begin(tenant, self._own(identity))
+        except OidcError as error:
+            raise LinkFailed(error.message, error.code) from None
 
     async def new_conversation(self, identity: Identity, tenant: str) -> None:
         """Start the sender's next conversation (`/new`); the old one is kept. Linked channels move with it."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 
 def identity_key(tenant: str, key: str) -> str:
     return f"{tenant}/{key}"
@@ -9,6 +11,11 @@ def identity_key(tenant: str, key: str) -> str:
 
 def link_key(tenant: str, channel: str, native_id: str) -> str:
     return f"{tenant}/{channel}/{native_id}"
+
+
+def claim_key(tenant: str, claim: str, value: str) -> str:
+    """The link row of a verified claim value (kind `links`): which isolation key presented it."""
+    return f"{tenant}/~claim/{claim}/{hashlib.sha256(value.encode()).hexdigest()}"
 
 
 def code_key(digest: str) -> str:

@@ -279,7 +279,7 @@ class IdentityService:
                 if not self._may_link(target, source):
                     await self._commit([spend])
                     raise LinkFailed("These channels cannot be linked.", "policy")
-                await self._commit([spend, *self._merge(tenant, source, target, identity, now)])
+                await self._commit([spend, *self._merge(tenant, source, target, identity, now)[0]])
             merged = self.record(tenant, target.key)
             assert merged is not None
             return merged
@@ -290,24 +290,61 @@ class IdentityService:
         destinations = {m.channel for m in source.members.values()}
         return pairs_allowed(config.link_policy, config.tiers, sources, destinations, "link")
 
-    def _merge(self, tenant: str, source: IdentityRecord, target: IdentityRecord, by: Identity, now: float) -> list[Op]:
-        """The ops that move every channel identity of `source` onto `target` (and audit it on both)."""
-        moved = {ref: attrs.evolve(m, linked_at=now, via="code") for ref, m in source.members.items()}
+    def _merge(
+        self, tenant: str, source: IdentityRecord, target: IdentityRecord, by: Identity, now: float, via: str = "code"
+    ) -> tuple[list[Op], IdentityRecord]:
+        """The ops that move every channel identity of `source` onto `target` (and audit it on both), and the
+        target as they leave it."""
+        moved = {ref: attrs.evolve(m, linked_at=now, via=via) for ref, m in source.members.items()}
         ops: list[Op] = [
-            Put("links", _keys.link_key(tenant, m.channel, m.native_id), LinkRecord(target.key, "code", now))
+            Put("links", _keys.link_key(tenant, m.channel, m.native_id), LinkRecord(target.key, via, now))
             for m in moved.values()
         ]
         by_ref = f"{by.channel}/{by.user_id}"
+        merged = attrs.evolve(target, members={**target.members, **moved}, last=by_ref,
+                              claims={**source.claims, **target.claims})  # fmt: skip
         ops += [
-            Put("identities", _keys.identity_key(tenant, target.key),
-                attrs.evolve(target, members={**target.members, **moved}, last=by_ref,
-                             claims={**source.claims, **target.claims})),
+            Put("identities", _keys.identity_key(tenant, target.key), merged),
             Put("identities", _keys.identity_key(tenant, source.key),
                 attrs.evolve(source, members={}, merged_into=target.key)),
-            self._audit(tenant, target.key, "link", now, by, {"merged": source.key, "members": sorted(moved)}),
+            self._audit(tenant, target.key, "link", now, by, {"merged": source.key, "members": sorted(moved),
+                                                               "via": via}),
             self._audit(tenant, source.key, "merged", now, by, {"into": target.key}),
         ]  # fmt: skip
-        return ops
+        return ops, merged
+
+    async def link_claims(
+        self, tenant: str, identity: Identity, claims: dict[str, str], keys: dict[str, str], *, via: str = "oidc"
+    ) -> IdentityRecord:
+        """Record verified `claims` on the sender's person, and merge every identity that presented one of the
+        same `keys` (claim name -> value) onto the one that presented it first (the sender then continues its
+        conversation); one commit, audited. Raises `LinkFailed("policy")` when the link policy forbids it."""
+        resolved = await self.resolve(tenant, identity)
+        now = time.time()
+        async with self._code_lock:  # claim rows are read and rewritten here only
+            owners = [row.key for name, value in keys.items()
+                      if (row := self._read("links", _keys.claim_key(tenant, name, value))) is not None]  # fmt: skip
+            async with self._held(tenant, *owners, resolved.key) as records:
+                live: dict[str, IdentityRecord] = {r.key: r for r in records if r is not None}
+                target, *sources = live.values()
+                for source in sources:
+                    if not self._may_link(target, source):
+                        raise LinkFailed("These channels cannot be linked.", "policy")
+                ops: list[Op] = []
+                for source in sources:
+                    merge_ops, target = self._merge(tenant, source, target, identity, now, via)
+                    ops += merge_ops
+                target = attrs.evolve(target, claims={**target.claims, **claims})
+                ops += [Put("links", _keys.claim_key(tenant, name, value), LinkRecord(target.key, via, now))
+                        for name, value in keys.items()]  # fmt: skip
+                ops += [
+                    Put("identities", _keys.identity_key(tenant, target.key), target),
+                    self._audit(tenant, target.key, "claims", now, identity, {"via": via, "claims": sorted(claims)}),
+                ]
+                await self._commit(ops)
+            found = self.record(tenant, target.key)
+            assert found is not None
+            return found
 
     async def unlink(self, tenant: str, channel: str, native_id: str, *, action: str = "unlink") -> bool:
         """Detach a channel identity from the person it was linked to: it gets a fresh key and conversation of its
