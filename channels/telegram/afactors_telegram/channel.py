@@ -33,6 +33,7 @@ from afactors_telegram.api import BotApiClient, NetworkError, TelegramError, htt
 from afactors_telegram.commands import (
     LINK_IN_GROUP_TEXT,
     LINK_IN_PRIVATE_TEXT,
+    LOGIN_IN_PRIVATE_TEXT,
     NEW_CONVERSATION_TEXT,
     NOT_LINKED_TEXT,
     UNLINKED_TEXT,
@@ -42,6 +43,7 @@ from afactors_telegram.commands import (
     help_text,
     link_code_text,
     linked_text,
+    sign_in_text,
 )
 from afactors_telegram.config import TelegramConfig
 from afactors_telegram.inbound import (
@@ -370,7 +372,7 @@ class TelegramChannel:
             fresh = f"{request.conversation}#{secrets.token_hex(4)}"
             await self._ctx.set_alias(f"conversation/{request.conversation}", {"key": fresh})
             text = NEW_CONVERSATION_TEXT
-        elif request.name in ("link", "unlink"):
+        elif request.name in ("link", "unlink", "login"):
             text = await self._link_command(request)
         else:
             text = await self._registered(request)
@@ -378,13 +380,15 @@ class TelegramChannel:
             await self._say(runtime, request.address, text)
 
     async def _link_command(self, request: CommandRequest) -> str:
-        """`/link` (a code), `/link CODE` (merge onto the code's identity), `/unlink`: private chats only, so a code
-        is never posted in a group."""
+        """`/link` (a code), `/link CODE` (merge onto the code's identity), `/unlink`, `/login` (an OIDC sign-in
+        link): private chats only, so a code or a sign-in link is never posted in a group."""
         assert self._ctx is not None
         if not request.address.private:
-            return LINK_IN_PRIVATE_TEXT
+            return LOGIN_IN_PRIVATE_TEXT if request.name == "login" else LINK_IN_PRIVATE_TEXT
         who, tenant = self._identity(request.sender), self.config.tenant
         try:
+            if request.name == "login":
+                return sign_in_text(await self._ctx.sign_in_url(who, tenant))
             if request.name == "unlink":
                 return UNLINKED_TEXT if await self._ctx.unlink(who, tenant) else NOT_LINKED_TEXT
             if request.args.strip():

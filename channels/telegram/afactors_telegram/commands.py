@@ -16,12 +16,21 @@ BUILTIN_DESCRIPTIONS = (
     ("help", "List the commands"),
     ("link", "Link this chat with your account on another channel"),
     ("unlink", "Undo /link for this chat"),
+    ("login", "Sign in to link this chat with your account"),
 )
 BUILTIN_COMMANDS: tuple[str, ...] = tuple(name for name, _ in BUILTIN_DESCRIPTIONS)
-"""The names of the commands the channel answers itself: /start, /new, /help, /link, /unlink."""
+"""The names of the commands the channel answers itself: /start, /new, /help, /link, /unlink, /login."""
 
 NEW_CONVERSATION_TEXT = "Started a new conversation."
 LINK_IN_PRIVATE_TEXT = "Send /link to me in a private chat."
+LOGIN_IN_PRIVATE_TEXT = "Send /login to me in a private chat."
+
+
+def sign_in_text(url: str) -> str:
+    """The answer to `/login`: the provider's sign-in link."""
+    return f"Sign in here to link this chat with your account (the link works once, for a few minutes):\n{url}"
+
+
 LINK_IN_GROUP_TEXT = "Please link your account first: I sent you the details in a private chat."
 
 

@@ -66,5 +66,5 @@ def test_derived_settings() -> None:
 def test_command_list_and_help() -> None:
     config = TelegramConfig(token=TOKEN, commands=[ChatCommand("weather", "Weather now", _handler)])
     names = [c["command"] for c in command_list(config.commands)]
-    assert names == ["start", "new", "help", "link", "unlink", "weather"]
+    assert names == ["start", "new", "help", "link", "unlink", "login", "weather"]
     assert "/weather - Weather now" in help_text(config.commands)

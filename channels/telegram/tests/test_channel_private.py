@@ -54,7 +54,7 @@ async def test_start_and_help_are_answered_by_the_channel(fake: FakeBotApi, serv
     assert start["text"].startswith("Hello!")
     assert "/new - Start a new conversation" in help_["text"]
     assert answer["text"] == "Turn 1. You said: hello"  # /start and /help never reached the agent
-    assert [c["command"] for c in fake.commands()] == ["start", "new", "help", "link", "unlink"]
+    assert [c["command"] for c in fake.commands()] == ["start", "new", "help", "link", "unlink", "login"]
 
 
 async def test_new_starts_a_fresh_conversation_and_keeps_the_old_one(fake: FakeBotApi, serve: Serve) -> None:
