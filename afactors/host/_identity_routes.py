@@ -112,4 +112,7 @@ class IdentityRoutes:
             {"action": a.action, "at": a.at, "channel": a.channel, "user": a.native_id, "detail": a.detail}
             for a in self.identity.audit(tenant, record.key)
         ]
-        return json_response({"object": "list", "linked": sorted(record.members), "data": rows})
+        seen = {ref: {"via": m.via, "linked_at": m.linked_at, "last_seen_at": m.last_seen_at}
+                for ref, m in sorted(record.members.items())}  # fmt: skip
+        return json_response({"object": "list", "linked": sorted(record.members), "last": record.last, "members": seen,
+                      "data": rows})  # fmt: skip
