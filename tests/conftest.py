@@ -1,13 +1,16 @@
-"""Shared fixtures: a fresh state directory per test; a store location per backend (LMDB, PostgreSQL)."""
+"""Shared fixtures: a fresh state directory per test; a store location per backend (LMDB, PostgreSQL); the fake
+Telegram Bot API."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from afactors.store.pg_server import PgServer, PgUnavailable, throwaway_server
+from afactors_telegram.testing import FakeBotApi, open_fake_bot_api
+from tests.telegram_fake import FAKE_LIMITS
 
 
 @pytest.fixture
@@ -37,3 +40,10 @@ def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path
         return tmp_path / "state"
     server: PgServer = request.getfixturevalue("pg_server")
     return server.new_store_url()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBotApi]:
+    """A fake Bot API on loopback with `FAKE_LIMITS`."""
+    async with open_fake_bot_api(rate_limits=FAKE_LIMITS) as api:
+        yield api

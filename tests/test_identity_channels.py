@@ -19,20 +19,11 @@ import pytest
 import afactors
 from afactors.host import Host
 from afactors_responses import ResponsesChannel
-from afactors_telegram import SendLimits, TelegramChannel
-from afactors_telegram.testing import FakeBotApi, RateLimits, open_fake_bot_api
+from afactors_telegram import TelegramChannel
+from afactors_telegram.testing import FakeBotApi
+from tests.telegram_fake import CHANNEL_LIMITS
 
-FAKE_LIMITS = RateLimits(per_chat_per_second=50.0, per_chat_burst=10, per_group_per_minute=3000,
-                         global_per_second=2000.0, global_burst=200)  # fmt: skip
-CHANNEL_LIMITS = SendLimits(per_chat_per_second=40.0, per_chat_burst=5, per_group_per_minute=2400,
-                            per_group_burst=50, global_per_second=1500.0, global_burst=50)  # fmt: skip
 CODE = re.compile(r"\b([A-Z2-9]{4}-[A-Z2-9]{4})\b")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with open_fake_bot_api(rate_limits=FAKE_LIMITS) as api:
-        yield api
 
 
 @asynccontextmanager
@@ -104,6 +95,8 @@ async def test_link_from_responses_to_telegram_then_new_and_unlink(fake: FakeBot
     assert unlinked["text"] == "Unlinked: this chat is a conversation of its own again."
     assert alone["text"] == "Turn 1. You said: alone again"
     assert [row["action"] for row in audit.json()["data"]] == ["link", "new_conversation", "unlink"]
+    assert audit.json()["last"] == "responses/alice"  # last seen: the member active most recently, and when
+    assert audit.json()["members"]["responses/alice"]["last_seen_at"] > 0
 
 
 async def test_link_codes_stay_out_of_groups_and_wrong_codes_are_told(fake: FakeBotApi, tmp_path: Path) -> None:

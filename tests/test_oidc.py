@@ -20,14 +20,11 @@ from afactors.host import Host
 from afactors.identity import ChannelAuth, ChannelConfigurationError, LinkedClaimAllowlist
 from afactors.identity.oidc import OidcConfig, OidcError, open_state, sign_state
 from afactors_responses import ResponsesChannel
-from afactors_telegram import SendLimits, TelegramChannel
-from afactors_telegram.testing import FakeBotApi, RateLimits, open_fake_bot_api
+from afactors_telegram import TelegramChannel
+from afactors_telegram.testing import FakeBotApi
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider, running_provider
+from tests.telegram_fake import CHANNEL_LIMITS
 
-FAKE_LIMITS = RateLimits(per_chat_per_second=50.0, per_chat_burst=10, per_group_per_minute=3000,
-                         global_per_second=2000.0, global_burst=200)  # fmt: skip
-CHANNEL_LIMITS = SendLimits(per_chat_per_second=40.0, per_chat_burst=5, per_group_per_minute=2400,
-                            per_group_burst=50, global_per_second=1500.0, global_burst=50)  # fmt: skip
 URL = re.compile(r"(http://\S+)")
 
 
@@ -35,12 +32,6 @@ URL = re.compile(r"(http://\S+)")
 async def provider() -> AsyncIterator[Provider]:
     async with running_provider() as running:
         yield running
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with open_fake_bot_api(rate_limits=FAKE_LIMITS) as api:
-        yield api
 
 
 def oidc(provider: Provider) -> OidcConfig:

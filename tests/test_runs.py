@@ -12,20 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import trio
 
 import afactors
 from afactors.host import Host
 from afactors.host._auth import tenant_of_key
 from afactors.model import TurnContext, Update
-from afactors_telegram import SendLimits, TelegramChannel
-from afactors_telegram.testing import FakeBotApi, RateLimits, open_fake_bot_api
+from afactors_telegram import TelegramChannel
+from afactors_telegram.testing import FakeBotApi
+from tests.telegram_fake import CHANNEL_LIMITS
 
-FAKE_LIMITS = RateLimits(per_chat_per_second=50.0, per_chat_burst=10, per_group_per_minute=3000,
-                         global_per_second=2000.0, global_burst=200)  # fmt: skip
-CHANNEL_LIMITS = SendLimits(per_chat_per_second=40.0, per_chat_burst=5, per_group_per_minute=2400,
-                            per_group_burst=50, global_per_second=1500.0, global_burst=50)  # fmt: skip
 TOKEN = re.compile(r"\b(run_[A-Za-z0-9_-]+)")
 
 
@@ -40,12 +36,6 @@ class Slow:
         if self.gate is not None:
             await self.gate.wait()
         yield Update(delta=f" done: {ctx.messages[-1].text}")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with open_fake_bot_api(rate_limits=FAKE_LIMITS) as api:
-        yield api
 
 
 @asynccontextmanager
