@@ -6,6 +6,8 @@ nothing."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -218,3 +220,8 @@ def test_state_is_signed_and_expires() -> None:
         with pytest.raises(OidcError) as error:
             open_state(secret, bad, 0.0)
         assert error.value.code == "invalid_state"
+
+
+def test_the_core_imports_without_the_oidc_extra() -> None:
+    code = "import sys, afactors, afactors.host, afactors.identity.oidc; assert 'jwt' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
