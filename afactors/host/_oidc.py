@@ -193,8 +193,9 @@ class OidcLinker:
     async def start(self) -> Response:
         """`POST /v1/identity/oidc/start {"channel", "user"}` (API key): the URL the user signs in at."""
         try:
+            raw = await request.get_json(force=True, silent=True)  # read the body first, even to refuse it
             tenant = self.api_keys.tenant(request.headers.get("Authorization"))
-            body = parse_body(await request.get_json(force=True, silent=True), ("channel", "user"))
+            body = parse_body(raw, ("channel", "user"))
             if body["channel"] not in self.asserted or body["channel"] not in self.channels:
                 raise _BadRequest(f"Invalid 'channel': {body['channel']!r} cannot sign in over HTTP here.",
                                   param="channel")  # fmt: skip
