@@ -28,7 +28,8 @@ from quart import Response, request
 
 from afactors.channel import Route, Unauthorized
 from afactors.host._auth import ApiKeys
-from afactors.host._identity_routes import _BadRequest, _error, _json, parse_body
+from afactors.host._identity_routes import parse_body
+from afactors.host._json_api import BadRequest, error_response, json_response
 from afactors.identity import IdentityService, LinkFailed
 from afactors.identity.oidc import (
     OidcConfig,
@@ -197,16 +198,16 @@ class OidcLinker:
             tenant = self.api_keys.tenant(request.headers.get("Authorization"))
             body = parse_body(raw, ("channel", "user"))
             if body["channel"] not in self.asserted or body["channel"] not in self.channels:
-                raise _BadRequest(f"Invalid 'channel': {body['channel']!r} cannot sign in over HTTP here.",
+                raise BadRequest(f"Invalid 'channel': {body['channel']!r} cannot sign in over HTTP here.",
                                   param="channel")  # fmt: skip
             url = await self.begin(tenant, Identity(body["channel"], body["user"]))
         except Unauthorized as error:
-            return _error(str(error), 401, "invalid_api_key")
-        except _BadRequest as error:
-            return _error(error.message, error.status, error.code, error.param)
+            return error_response(str(error), 401, "invalid_api_key")
+        except BadRequest as error:
+            return error_response(error.message, error.status, error.code, error.param)
         except OidcError as error:
-            return _error(error.message, _STATUS.get(error.code, 400), error.code)
-        return _json({"object": "identity.oidc_start", "url": url, "expires_in": int(self.config.flow_ttl)})
+            return error_response(error.message, _STATUS.get(error.code, 400), error.code)
+        return json_response({"object": "identity.oidc_start", "url": url, "expires_in": int(self.config.flow_ttl)})
 
     async def callback(self) -> Response:
         """The provider's redirect: a page saying the account is linked, or why not (4xx; 502 provider down)."""

@@ -23,7 +23,7 @@ from quart import Response, request
 from afactors.actors import ActorSystem
 from afactors.channel import Route, RunToken, Unauthorized
 from afactors.host._auth import ApiKeys
-from afactors.host._identity_routes import _error, _json
+from afactors.host._json_api import error_response, json_response
 from afactors.model import converter
 from afactors.store import Put, ResponseRecord, Store, TokenRecord
 
@@ -99,15 +99,15 @@ class RunTokens:
         try:
             tenant = self._api_keys.tenant(request.headers.get("Authorization"))
         except Unauthorized as error:
-            return _error(str(error), 401, "invalid_api_key")
+            return error_response(str(error), 401, "invalid_api_key")
         held: TokenRecord | None = self._store.get("tokens", token_key(token)) if token.startswith(PREFIX) else None
         if held is None or held.purpose != PURPOSE or held.tenant != tenant:
-            return _error("No run with that token (unknown, or removed after it expired).", 404, "not_found")
+            return error_response("No run with that token (unknown, or removed after it expired).", 404, "not_found")
         if held.expires_at <= self.clock():
             when = datetime.fromtimestamp(held.expires_at, UTC).isoformat(timespec="seconds")
-            return _error(f"This run token expired at {when}; a token is valid for {self.ttl:.0f} s after the run "
-                          "started.", 410, "token_expired")  # fmt: skip
+            message = f"This run token expired at {when}; a token is valid for {self.ttl:.0f} s after the run started."
+            return error_response(message, 410, "token_expired")
         known, record = self._known(held.key, tenant)
         if not known:
-            return _error("The run's record is gone (removed by retention).", 404, "not_found")
-        return _json(run_object(token, held, record))
+            return error_response("The run's record is gone (removed by retention).", 404, "not_found")
+        return json_response(run_object(token, held, record))
