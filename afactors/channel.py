@@ -296,8 +296,34 @@ class Channel(Protocol):
     def contribute(self, ctx: ChannelContext) -> Contribution: ...
 
 
+class Secret(argparse.Action):
+    """The argparse action of a credential flag (`add_argument("--x-token", action=Secret, env="X_TOKEN")`).
+
+    The host's configuration file refuses a literal value for such an option (only a `${VARIABLE}` reference),
+    `config show` masks it, and when neither flag nor file sets it the variable `env` names is read.
+    `append=True` collects repeated flags into a list.
+    """
+
+    def __init__(
+        self, option_strings: Sequence[str], dest: str, *, env: str | None = None, append: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.env, self.append = env, append
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        if self.append:
+            values = [*(getattr(namespace, self.dest, None) or []), values]
+        setattr(namespace, self.dest, values)
+
+
 class ChannelPlugin(Protocol):
-    """The object an `afactors.channels` entry point names: CLI flags and a factory."""
+    """The object an `afactors.channels` entry point names: CLI flags and a factory.
+
+    The flags `add_arguments` adds are also the channel's keys in the configuration file (`[channels.<name>]`,
+    each flag's name without the `--<name>-` prefix, dashes as underscores); credentials use `Secret`.
+    """
 
     name: str
     needs_credentials: bool
@@ -338,6 +364,7 @@ __all__ = [
     "Route",
     "RunHook",
     "RunToken",
+    "Secret",
     "ServiceTask",
     "StartupError",
     "StoreFull",
