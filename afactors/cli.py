@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
+import tomllib
 from collections.abc import AsyncIterator
 
 import trio
@@ -14,8 +16,9 @@ from afactors import __version__
 from afactors._logging import configure as configure_logging
 from afactors.admin.cli import COMMANDS as OPERATOR_COMMANDS
 from afactors.admin.cli import main as operator_main
-from afactors.channel import Channel, ChannelPlugin, StartupError, installed_plugins
-from afactors.host import Host, ServerLimits, open_host
+from afactors.channel import ChannelPlugin, Secret, StartupError, installed_plugins
+from afactors.config_file import ConfigError, Settings, effective, explicit_flags, resolve, to_toml
+from afactors.host import Host, open_host
 from afactors.model import BUSY_POLICIES
 from afactors.store import DURABILITIES, StoreError
 from afactors.store_cli import main as store_main
@@ -25,10 +28,13 @@ from afactors.targets import OpenAIChatAgent, TargetError, load_target
 def build_parser(plugins: dict[str, ChannelPlugin]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m afactors", description="Host one agent behind many protocols.")
     parser.add_argument("--version", action="version", version=f"afactors {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="a TOML configuration file (flags override it)")
     parser.add_argument("--target", metavar="MODULE:ATTR", help="what to host (default: the built-in demo agent)")
     parser.add_argument("--model", help="host an OpenAI-compatible chat model instead of a target")
     parser.add_argument("--openai-base-url", help="chat-completions endpoint (default: $OPENAI_BASE_URL)")
-    parser.add_argument("--openai-api-key", help="key for that endpoint (default: $OPENAI_API_KEY)")
+    parser.add_argument(
+        "--openai-api-key", action=Secret, env="OPENAI_API_KEY", help="key for that endpoint (default: $OPENAI_API_KEY)"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--state-dir", default=".afactors", help="where the LMDB state lives (default: .afactors)")
@@ -39,10 +45,10 @@ def build_parser(plugins: dict[str, ChannelPlugin]) -> argparse.ArgumentParser:
     parser.add_argument("--busy-policy", choices=sorted(BUSY_POLICIES), default="enqueue")
     parser.add_argument("--durability", choices=DURABILITIES, default="durable")
     parser.add_argument(
-        "--api-key", action="append", default=[], help="require this bearer key (repeatable; one tenant per key)"
+        "--api-key", action=Secret, append=True, help="require this bearer key (repeatable; one tenant per key)"
     )
     parser.add_argument(
-        "--admin-key", default=os.environ.get("AFACTORS_ADMIN_KEY"),
+        "--admin-key", action=Secret, env="AFACTORS_ADMIN_KEY",
         help="serve the admin API under /admin/ to this bearer key (default: $AFACTORS_ADMIN_KEY; none: off)",
     )  # fmt: skip
     parser.add_argument("--drain-timeout", type=float, default=10.0, help="seconds running turns get at shutdown")
@@ -58,16 +64,42 @@ def build_parser(plugins: dict[str, ChannelPlugin]) -> argparse.ArgumentParser:
     return parser
 
 
-def select_channels(plugins: dict[str, ChannelPlugin], args: argparse.Namespace) -> list[Channel]:
-    """The channels to serve: those named, or every one that is configured (needs no missing credentials)."""
-    chosen: list[Channel] = []
-    for name in args.channel or sorted(plugins):
-        channel = plugins[name].create(args)
-        if channel is None and args.channel:
-            raise SystemExit(f"channel {name!r} needs credentials: see --help")
-        if channel is not None:
-            chosen.append(channel)
-    return chosen
+def load_settings(parser: argparse.ArgumentParser, plugins: dict[str, ChannelPlugin], argv: list[str]) -> Settings:
+    """The effective configuration: `--config`'s file (if any), then the flags `argv` sets; raises `ConfigError`."""
+    explicit = explicit_flags(parser, argv)
+    document: dict[str, object] = {}
+    if path := explicit.get("config"):
+        try:
+            with open(path, "rb") as file:
+                document = tomllib.load(file)
+        except OSError as error:
+            raise ConfigError(path, f"cannot read the file ({error.strerror})") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(path, f"not valid TOML: {error}") from None
+    return resolve(document, explicit, parser, plugins, os.environ)
+
+
+def config_main(plugins: dict[str, ChannelPlugin], argv: list[str]) -> int:
+    """`python -m afactors config check|show [--json] [--config FILE] [flags]`: 0 valid, 2 refused (the reason on
+    stderr). `show` prints the effective configuration (TOML, or JSON with --json), secrets masked."""
+    parser = build_parser(plugins)
+    parser.prog = "python -m afactors config"
+    parser.add_argument("action", choices=("check", "show"), help="check: validate; show: print the configuration")
+    parser.add_argument("--json", action="store_true", help="show as JSON")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(parser, plugins, argv)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.action == "check":
+        channels = ", ".join(channel.name for channel in settings.channels) or "(none)"
+        print(f"ok: {settings.host.host}:{settings.host.port}, channels {channels}")
+    elif args.json:
+        print(json.dumps(effective(settings), indent=2))
+    else:
+        print(to_toml(effective(settings)))
+    return 0
 
 
 DUPLICATE_SIGNAL_WINDOW = 0.5
@@ -75,7 +107,7 @@ DUPLICATE_SIGNAL_WINDOW = 0.5
 terminal's SIGINT to the server, which then sees it twice."""
 
 
-async def serve(args: argparse.Namespace, channels: list[Channel], target: object) -> None:
+async def serve(settings: Settings, target: object) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully; a second signal during the drain stops at once.
 
     Signals are handled here, never as KeyboardInterrupt: a stop is quiet (no traceback) and state stays intact.
@@ -84,26 +116,7 @@ async def serve(args: argparse.Namespace, channels: list[Channel], target: objec
         signal.signal(signum, signal.SIG_IGN)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as watchers:
-            async with open_host(
-                target,
-                channels=channels,
-                state_dir=args.state_dir,
-                store=args.store,
-                host=args.host,
-                port=args.port,
-                durability=args.durability,
-                busy_policy=args.busy_policy,
-                api_keys=args.api_key,
-                drain_timeout=args.drain_timeout,
-                admin_key=args.admin_key,
-                limits=ServerLimits(
-                    header_timeout=args.header_timeout,
-                    body_timeout=args.body_timeout,
-                    max_connections=args.max_connections,
-                ),
-                history_budget=args.history_budget_mb << 20,
-                tenant_budget=args.tenant_budget_mb << 20,
-            ) as host:
+            async with open_host(target, settings.host, channels=settings.channels) as host:
                 print(f"afactors {__version__}: channels {', '.join(host.channels) or '(none)'}", flush=True)
                 for url in host.urls:
                     print(f"serving on {url}", flush=True)
@@ -137,7 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["store"]:
         return store_main(argv[1:])
     plugins = installed_plugins()
-    args = build_parser(plugins).parse_args(argv)
+    if argv[:1] == ["config"]:
+        return config_main(plugins, argv[1:])
+    parser = build_parser(plugins)
+    parser.parse_args(argv)  # --help, --version and usage errors
+    try:
+        settings = load_settings(parser, plugins, argv)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    args = settings.args
     configure_logging(args.log_level, args.log_format)
     try:
         if args.model:
@@ -149,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     status = 0
     try:
-        trio.run(serve, args, select_channels(plugins, args), target)
+        trio.run(serve, settings, target)
     except* (StoreError, StartupError, OSError) as group:
         print(f"error: {first_leaf(group)}", file=sys.stderr)
         status = 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from afactors.channel import Secret
 from afactors_activity.channel import ActivityChannel
 from afactors_activity.config import (
     ACCEPT_POLICIES,
@@ -32,6 +33,8 @@ class ActivityPlugin:
         )
         group.add_argument(
             "--activity-app-password",
+            action=Secret,
+            env=APP_PASSWORD_ENV,
             metavar="SECRET",
             help=f"the app's client secret (default: ${APP_PASSWORD_ENV}; prefer the variable)",
         )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 
+from afactors.channel import Secret
 from afactors_telegram.channel import TelegramChannel
 from afactors_telegram.config import ACCEPT_POLICIES, DEFAULT_API_BASE, SCOPES, SendLimits, TelegramConfig
 
 TOKEN_ENV = "AFACTORS_TELEGRAM_TOKEN"
+SECRET_ENV = "AFACTORS_TELEGRAM_SECRET"
 _LIMITS = SendLimits()
 
 
@@ -21,14 +23,16 @@ class TelegramPlugin:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group("telegram channel")
         group.add_argument(
-            "--telegram-token", metavar="TOKEN", help=f"bot token from @BotFather (default: ${TOKEN_ENV})"
-        )
+            "--telegram-token", action=Secret, env=TOKEN_ENV, metavar="TOKEN",
+            help=f"bot token from @BotFather (default: ${TOKEN_ENV})",
+        )  # fmt: skip
         group.add_argument("--telegram-api-base", metavar="URL", default=DEFAULT_API_BASE,
                            help=f"Bot API server (default: {DEFAULT_API_BASE})")  # fmt: skip
         group.add_argument("--telegram-webhook-url", metavar="URL",
                            help="public URL Telegram posts updates to (default: long polling)")  # fmt: skip
-        group.add_argument("--telegram-secret", metavar="SECRET",
-                           help="webhook secret, 1-256 of A-Z a-z 0-9 _ - (default: random per start)")  # fmt: skip
+        group.add_argument("--telegram-secret", action=Secret, env=SECRET_ENV, metavar="SECRET",
+                           help=f"webhook secret, 1-256 of A-Z a-z 0-9 _ - (default: ${SECRET_ENV}, else random "
+                           "per start)")  # fmt: skip
         group.add_argument("--telegram-scope", choices=SCOPES, default="per_user_per_conversation",
                            help="how group messages map to conversations")  # fmt: skip
         group.add_argument("--telegram-accept-in-group", choices=ACCEPT_POLICIES, default="mention_only",
