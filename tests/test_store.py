@@ -271,7 +271,7 @@ async def test_schema_upgrade_from_a_hand_made_v0_record(store_location: str | P
         assert store.get("snapshots", "t/c1") == upgraded
         assert store.scan("snapshots") == [("t/c1", upgraded)]
         await store.commit([Put("snapshots", "t/c1", upgraded)])  # rewritten at the current version
-    assert orjson.loads(_raw_get(store_location, "snapshots", b"t/c1"))["v"] == Snapshot.SCHEMA == 1
+    assert orjson.loads(_raw_get(store_location, "snapshots", b"t/c1"))["v"] == Snapshot.SCHEMA == 2
 
 
 GARBAGE = {

@@ -30,18 +30,28 @@ ResponseStatus = Literal["queued", "in_progress", "completed", "failed", "cancel
 
 
 @attrs.frozen
+class Summary:
+    """What a summarising hook made of a conversation's turns 1..`through`: the message targets see in their place."""
+
+    through: int
+    message: Message
+
+
+@attrs.frozen
 class Snapshot:
     """The committed head of a conversation: turn count, last turn id, target-owned state, last reply address.
 
     `reply_to`: where the conversation's latest turn that had one wanted its reply (timers' replies go there).
+    `summary`: the summary of the conversation's oldest turns, when a summarising hook made one (schema 2).
     """
 
-    SCHEMA: ClassVar[int] = 1
+    SCHEMA: ClassVar[int] = 2
     seq: int = 0
     head: str | None = None
     state: dict[str, Any] = attrs.Factory(dict)
     updated_at: float = 0.0
     reply_to: ReplyTarget | None = None
+    summary: Summary | None = None
 
 
 @attrs.frozen
@@ -320,6 +330,12 @@ def _snapshot_v0(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _snapshot_v1(data: dict[str, Any]) -> dict[str, Any]:
+    # v1 had no summary.
+    return {**data, "summary": None}
+
+
 UPGRADES: dict[tuple[type, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     (Snapshot, 0): _snapshot_v0,
+    (Snapshot, 1): _snapshot_v1,
 }
