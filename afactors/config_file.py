@@ -23,6 +23,7 @@ error is a `ConfigError` naming the key (`channels.telegram.token: ...`) and wha
 from __future__ import annotations
 
 import argparse
+import collections.abc
 import json
 import os
 import re
@@ -248,14 +249,20 @@ def _flag_scalar(action: argparse.Action, value: Any, key: str) -> Any:
 def build(cls: type[T], table: Any, key: str) -> T:
     """An attrs class from a table of its fields (nested attrs classes from sub-tables), checked by type."""
     table = _table(table, key)
-    fields = {field.name: field for field in attrs.fields(cls) if field.init}  # type: ignore[arg-type]
-    _check_keys(table, sorted(fields), key)
     hints = typing.get_type_hints(cls)
+    fields = [field.name for field in attrs.fields(cls) if field.init and _settable(hints[field.name])]  # type: ignore[arg-type]
+    _check_keys(table, fields, key)
     kwargs = {name: _typed(hints[name], value, f"{key}.{name}") for name, value in table.items()}
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as error:
         raise ConfigError(key, str(error)) from None
+
+
+def _settable(hint: Any) -> bool:
+    """Whether a field of this type can be written in a file (a hook, i.e. a callable, cannot: Python API only)."""
+    parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return not any(typing.get_origin(part) is collections.abc.Callable for part in parts)
 
 
 def _typed(hint: Any, value: Any, key: str) -> Any:
@@ -375,7 +382,9 @@ def effective(settings: Settings) -> dict[str, Any]:
     for dest, flag in FLAG_KEYS.items():
         if flag.path[0] not in ("host", "channels"):
             _assign(document, flag.path, args[dest])
-    host = _plain(attrs.asdict(settings.host, recurse=True))
+    hints = typing.get_type_hints(HostConfig)
+    hooks = [field for field in attrs.fields(HostConfig) if not _settable(hints[field.name])]
+    host = _plain(attrs.asdict(settings.host, filter=lambda field, _: all(field is not hook for hook in hooks)))
     document["host"] = _none_spelled(host, settings.secrets, "host")
     channels: dict[str, Any] = {"enabled": [channel.name for channel in settings.channels]}
     for name, keys in settings.channel_keys.items():

@@ -6,7 +6,7 @@ and asks for scheduling, supervision and cancellation through the owner and noth
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -43,6 +43,7 @@ class FakeOwner:
         self.stops: list[list[str]] = []
         self.history_deltas: list[int] = []
         self.turns: dict[int, TurnRecord] = {}
+        self.summarize = None
 
     @property
     def cut(self) -> bool:
@@ -61,8 +62,8 @@ class FakeOwner:
     def snapshot(self, path: str) -> Snapshot:
         return Snapshot()
 
-    def history(self, path: str, seq: int) -> History:
-        return deque()
+    def history(self, path: str, seq: int, after: int = 0) -> History:
+        return History(first=seq + 1)
 
     def chain(self, key: ConversationKey, parent: str) -> list[Message] | None:
         return None

@@ -236,3 +236,11 @@ def test_the_documented_example_file_is_valid() -> None:
     for name, table in document["channels"].items():
         if name != "enabled":
             assert set(table) <= set(channel_options(PLUGINS[name]))
+
+
+def test_the_token_budget_is_a_key_and_the_hooks_are_python_only() -> None:
+    assert settings({"host": {"history_tokens": 4000}}).host.actor_config().history_tokens == 4000
+    error = refused({"host": {"summarize": "app:summarize"}})
+    assert error.key == "host.summarize" and "history_tokens" in error.message
+    assert "summarize" not in error.message and "count_tokens" not in error.message
+    assert "summarize" not in effective(settings({}))["host"]

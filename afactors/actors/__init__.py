@@ -8,6 +8,7 @@ See docs/actors.md for the turn lifecycle, busy policies, supervision, passivati
 from afactors.actors._actor import ActorInfo, ActorStatus, ConversationActor
 from afactors.actors._errors import ActorUnavailable, ConversationBusy, SystemClosed
 from afactors.actors._handle import TurnHandle
+from afactors.actors._history import Summarizer, TokenCounter, estimate_tokens
 from afactors.actors._keys import new_turn_id
 from afactors.actors._owner import ActorOwner
 from afactors.actors._supervision import RestartPolicy
@@ -25,8 +26,11 @@ __all__ = [
     "ConversationBusy",
     "EndedTurn",
     "RestartPolicy",
+    "Summarizer",
     "SystemClosed",
+    "TokenCounter",
     "TurnHandle",
     "TurnInfo",
+    "estimate_tokens",
     "new_turn_id",
 ]

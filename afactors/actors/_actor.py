@@ -15,6 +15,7 @@ Must not import: the system (`_system`).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections import deque
@@ -44,7 +45,7 @@ from afactors.model import (
     TurnTimers,
     converter,
 )
-from afactors.store import Op, ResponseRecord, Snapshot, StoreDamaged, StoreError, StoreFull
+from afactors.store import Op, ResponseRecord, Snapshot, StoreDamaged, StoreError, StoreFull, Summary
 
 log = logging.getLogger("afactors.actors")
 
@@ -140,10 +141,38 @@ class ConversationActor:
         """The last committed snapshot (turn count, head turn id, target state)."""
         return self._snapshot
 
-    def history(self) -> tuple[Message, ...]:
+    def history(self, summary: Summary | None = None) -> tuple[Message, ...]:
         """The committed messages the next turn sees, in order (each turn's input, then its output): every turn,
-        or the last `history_turns`."""
-        return tuple(message for turn in self._load_history() for message in turn)
+        or those inside the window (`history_turns`, `history_tokens`), after `summary`'s message if given."""
+        turns = self._load_history()
+        return (*((summary.message,) if summary else ()), *(message for turn in turns for message in turn))
+
+    async def _summarized(self) -> Summary | None:
+        """The summary the next turn sees: the committed one, or a new one when turns left the window since.
+
+        A new one covers every turn before the window, which first shrinks to half its bounds, so the hook runs
+        once per half a window of turns, not on every turn.
+        """
+        summarize = self._owner.summarize
+        if summarize is None:
+            return None
+        summary = self._snapshot.summary
+        through = summary.through if summary else 0
+        history = self._load_history()
+        if history.first <= through + 1:
+            return summary
+        left = history.shrink(_half(history.max_turns), _half(history.max_tokens))
+        self._account(-message_bytes(message for turn in left for message in turn))
+        dropped: list[Message] = []
+        for seq in range(through + 1, history.first):
+            record = self._owner.turn(self.path, seq)
+            if record is not None:
+                dropped += (*record.input, *record.output)
+        made = summarize(summary.message if summary else None, dropped)
+        message = await made if inspect.isawaitable(made) else made
+        if not isinstance(message, Message):
+            raise TypeError(f"the summarize hook must return a Message, not {type(message).__name__}")
+        return Summary(through=history.first - 1, message=message)
 
     def info(self) -> ActorInfo:
         wall = time.time() - (trio.current_time() - self.last_active)
@@ -303,6 +332,7 @@ class ConversationActor:
         first = entries[0].envelope
         inputs = first.input if len(entries) == 1 else tuple(m for entry in entries for m in entry.envelope.input)
         context: Sequence[Message] | None
+        summary = self._snapshot.summary
         if first.parent is not None:
             context = self._owner.chain(self.key, first.parent)
             if context is None:
@@ -311,7 +341,13 @@ class ConversationActor:
                 await self._finish_failed(turn, records, inputs, reply, dead_letter=None)
                 return
         else:
-            context = self.history()
+            try:
+                summary = await self._summarized()
+            except Exception as exc:  # the summarising hook's failure: the turn fails like the target's would
+                turn.settle()
+                await self._failed(turn, records, inputs, exc)
+                return
+            context = self.history(summary)
         snapshot = self._snapshot
         target_records = StagedRecords(self._owner, self.path)
         ctx = TurnContext(
@@ -351,7 +387,8 @@ class ConversationActor:
             return
         if error is None:
             try:
-                await self._commit(turn, records, ctx, inputs, builder.reply(), target_records.staged())
+                reply = builder.reply()
+                await self._commit(turn, records, ctx, inputs, reply, target_records.staged(), summary)
                 return
             except (TypeError, ValueError) as exc:  # the target's state or output cannot be stored
                 error = exc
@@ -407,7 +444,7 @@ class ConversationActor:
                 reply = failed("conflict", f"turn {seq} changed or is gone; read it again")
             else:
                 output = converter.structure(envelope.options.get("output", []), tuple[Message, ...])
-                ops = ledger.revised(self.path, record, envelope.input, output)
+                snapshot, ops = ledger.revised(self.path, snapshot, record, envelope.input, output)
         else:  # clear
             ops = ledger.cleared(self.path, snapshot.seq)
             snapshot = Snapshot()
@@ -429,16 +466,17 @@ class ConversationActor:
 
     async def _commit(
         self, turn: Turn, records: dict[str, ResponseRecord], ctx: TurnContext, inputs: tuple[Message, ...],
-        reply: Reply, staged: Staged,
+        reply: Reply, staged: Staged, summary: Summary | None,
     ) -> None:  # fmt: skip
-        """Commit the turn (with the target records it `staged`) in one store transaction, then answer every handle."""
+        """Commit the turn (with the target records it `staged` and the history `summary` it saw) in one store
+        transaction, then answer every handle."""
         owner = self._owner
         timers = ctx.timers
         snapshot, ops = ledger.completed(
             self.key, turn.entries, self._reread(records), seq=ctx.seq, state=ctx.state, inputs=inputs,
             reply=reply, now=time.time(), reply_to=self._snapshot.reply_to, timers=timers.changes,
             committed_timers=timers.committed() if timers.changes else None,
-            staged=staged,
+            staged=staged, summary=summary,
         )  # fmt: skip
         await owner.commit(ops)
         link = (self.key.tenant, turn.entries[0].envelope.parent, (*inputs, *reply.messages))
@@ -447,11 +485,8 @@ class ConversationActor:
         self._snapshot = snapshot
         if self._history is not None:
             added = (*inputs, *reply.messages)
-            history = self._history
-            full = history.maxlen is not None and len(history) == history.maxlen
-            dropped = message_bytes(history[0]) if full and history else 0  # the window's oldest turn leaves
-            history.append(added)
-            self._account(message_bytes(added) - dropped)
+            left = self._history.append(added)  # the window's oldest turns leave
+            self._account(message_bytes(added) - message_bytes(message for turn in left for message in turn))
         self.turns_done += 1
         self._outcome = "idle"
         owner.counters["turns"] += 1
@@ -513,7 +548,9 @@ class ConversationActor:
     def _load_history(self) -> History:
         history = self._history
         if history is None:
-            history = self._history = self._owner.history(self.path, self._snapshot.seq)
+            summary = self._snapshot.summary
+            after = summary.through if summary and self._owner.summarize else 0
+            history = self._history = self._owner.history(self.path, self._snapshot.seq, after)
             # may drop it again at once (over budget): use it this once
             self._account(message_bytes(message for turn in history for message in turn))
         return history
@@ -549,3 +586,7 @@ class ConversationActor:
         self._passivated = True
         self.drop_history()
         self._tracker = None
+
+
+def _half(bound: int | None) -> int | None:
+    return None if bound is None else max(1, bound // 2)

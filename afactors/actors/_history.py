@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 
 from afactors.actors._keys import turn_key
 from afactors.model import ConversationKey, Message
@@ -13,22 +13,108 @@ MAX_CHAIN = 100_000
 """Longest parent chain followed (a guard against corrupt, cyclic chains)."""
 
 
-History = deque[tuple[Message, ...]]
-"""A conversation's context: one tuple per turn (its input, then its output), oldest first; its `maxlen` is the
-history window (None: every turn)."""
+Turn = tuple[Message, ...]
+"""One committed turn as a target sees it: its input, then its output."""
+
+TokenCounter = Callable[[Sequence[Message]], int]
+"""Counts the tokens of a turn's messages (a target may supply one as its `count_tokens` method)."""
+
+Summarizer = Callable[[Message | None, Sequence[Message]], Message | Awaitable[Message]]
+"""The summarising hook: (the previous summary or None, the messages of the turns leaving the window, oldest
+first) -> the summary message targets get in their place. Sync or async."""
+
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
 
 
-def load_history(store: Store, path: str, seq: int, window: int | None = None) -> History:
-    """The turns of conversation `path` up to `seq`: the last `window` of them (all when None), in order.
+def estimate_tokens(messages: Sequence[Message]) -> int:
+    """A cheap token estimate: 4 per message plus one per 4 characters of its text, data, arguments and results
+    (OpenAI's rule of thumb for English; within tens of percent of real tokenizers, and never a tokenizer call)."""
+    chars = 0
+    for message in messages:
+        for part in message.contents:
+            chars += len(_payload(part))
+    return TOKENS_PER_MESSAGE * len(messages) + -(-chars // CHARS_PER_TOKEN)
 
-    Reads only the turns inside the window, so a long conversation costs no more to load than a short one.
+
+class History:
+    """A conversation's context: its most recent turns, oldest first, within at most `max_turns` turns and
+    `max_tokens` tokens (None: no bound); `first` is the seq of the oldest turn it holds (or would hold next)."""
+
+    __slots__ = ("_costs", "_count", "_turns", "first", "max_tokens", "max_turns", "tokens")
+
+    def __init__(
+        self, max_turns: int | None = None, max_tokens: int | None = None, count: TokenCounter = estimate_tokens,
+        first: int = 1,
+    ) -> None:  # fmt: skip
+        self.max_turns, self.max_tokens, self._count = max_turns, max_tokens, count
+        self._turns: deque[Turn] = deque()
+        self._costs: deque[int] = deque()
+        self.tokens = 0
+        self.first = first
+
+    def __iter__(self) -> Iterator[Turn]:
+        return iter(self._turns)
+
+    def __len__(self) -> int:
+        return len(self._turns)
+
+    def _cost(self, turn: Turn) -> int:
+        return 0 if self.max_tokens is None else self._count(turn)
+
+    def prepend(self, turn: Turn) -> bool:
+        """Add an older turn in front, if it still fits (loading newest first); False when it does not. The newest
+        turn always fits, even alone over `max_tokens` (as in `append`)."""
+        cost = self._cost(turn)
+        if self._turns and (
+            (self.max_turns is not None and len(self._turns) >= self.max_turns)
+            or (self.max_tokens is not None and self.tokens + cost > self.max_tokens)
+        ):
+            return False
+        self._turns.appendleft(turn)
+        self._costs.appendleft(cost)
+        self.tokens += cost
+        self.first -= 1
+        return True
+
+    def append(self, turn: Turn) -> list[Turn]:
+        """Add the newest turn; the oldest ones leave while the bounds are exceeded. Returns those that left."""
+        cost = self._cost(turn)
+        self._turns.append(turn)
+        self._costs.append(cost)
+        self.tokens += cost
+        return self.shrink(self.max_turns, self.max_tokens)
+
+    def shrink(self, max_turns: int | None, max_tokens: int | None) -> list[Turn]:
+        """Drop the oldest turns until at most `max_turns` and `max_tokens` are left (the newest always stays)."""
+        dropped: list[Turn] = []
+        while len(self._turns) > 1 and (
+            (max_turns is not None and len(self._turns) > max_turns)
+            or (max_tokens is not None and self.tokens > max_tokens)
+        ):
+            dropped.append(self._turns.popleft())
+            self.tokens -= self._costs.popleft()
+            self.first += 1
+        return dropped
+
+
+def load_history(
+    store: Store, path: str, seq: int, *, max_turns: int | None = None, max_tokens: int | None = None,
+    count: TokenCounter = estimate_tokens, after: int = 0,
+) -> History:  # fmt: skip
+    """The turns of conversation `path` after turn `after` up to `seq`: the most recent ones within the bounds.
+
+    Reads newest first and stops at the first turn that does not fit, so a long conversation costs no more to
+    load than a short one.
     """
-    turns: History = deque(maxlen=window)
-    for n in range(1 if window is None else max(1, seq - window + 1), seq + 1):
+    history = History(max_turns, max_tokens, count, first=seq + 1)
+    for n in range(seq, after, -1):
         record: TurnRecord | None = store.get("turns", turn_key(path, n))
-        if record is not None:
-            turns.append((*record.input, *record.output))
-    return turns
+        if record is None:
+            history.first = n  # removed by retention: nothing to show
+        elif not history.prepend((*record.input, *record.output)):
+            break
+    return history
 
 
 _MESSAGE_OVERHEAD = 200
@@ -41,10 +127,13 @@ def message_bytes(messages: Iterable[Message]) -> int:
     for message in messages:
         total += _MESSAGE_OVERHEAD
         for part in message.contents:
-            payload = getattr(part, "text", None) or getattr(part, "data", None) or getattr(part, "arguments", None)
-            payload = payload or getattr(part, "result", None) or getattr(part, "uri", None) or ""
-            total += _PART_OVERHEAD + len(payload)
+            total += _PART_OVERHEAD + len(_payload(part))
     return total
+
+
+def _payload(part: object) -> str | bytes:
+    payload = getattr(part, "text", None) or getattr(part, "data", None) or getattr(part, "arguments", None)
+    return payload or getattr(part, "result", None) or getattr(part, "uri", None) or ""
 
 
 Link = tuple[str, str | None, tuple[Message, ...]]
@@ -95,15 +184,17 @@ class ChainCache:
 
 
 def load_chain(
-    store: Store, key: ConversationKey, parent: str, cache: ChainCache, window: int | None = None
-) -> list[Message] | None:
-    """The messages of the response chain ending at turn `parent` (its last `window` turns), root first; None if
-    `parent` is unknown.
+    store: Store, key: ConversationKey, parent: str, cache: ChainCache, window: int | None = None,
+    max_tokens: int | None = None, count: TokenCounter = estimate_tokens,
+) -> list[Message] | None:  # fmt: skip
+    """The messages of the response chain ending at turn `parent` (its last `window` turns, within `max_tokens`),
+    root first; None if `parent` is unknown.
 
     A record of another tenant counts as unknown, so a chain never crosses tenants.
     """
     limit = MAX_CHAIN if window is None else min(window, MAX_CHAIN)
     links: list[tuple[Message, ...]] = []
+    tokens = 0
     seen: set[str] = set()
     turn_id: str | None = parent
     while turn_id is not None:
@@ -114,6 +205,10 @@ def load_chain(
             break  # the chain's older part is gone: use what is left
         if len(links) >= limit:
             break
+        if max_tokens is not None:
+            tokens += count(link[2])
+            if links and tokens > max_tokens:
+                break
         seen.add(turn_id)
         links.append(link[2])
         turn_id = link[1]

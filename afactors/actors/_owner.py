@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, TypeVar
 
-from afactors.actors._history import History, Link
+from afactors.actors._history import History, Link, Summarizer
 from afactors.actors._phases import Entry
 from afactors.actors._records import RecordReader
 from afactors.actors._supervision import RestartPolicy
@@ -51,8 +51,11 @@ class ActorOwner(RecordReader, Protocol[Actor]):
         """The conversation's last committed snapshot (an empty one for a new conversation)."""
         ...
 
-    def history(self, path: str, seq: int) -> History:
-        """The conversation's turns up to `seq` inside the history window, in order."""
+    summarize: Summarizer | None
+    """The summarising hook (`ActorConfig.summarize`), or None."""
+
+    def history(self, path: str, seq: int, after: int = 0) -> History:
+        """The conversation's turns after `after` up to `seq` inside the history window, in order."""
         ...
 
     def chain(self, key: ConversationKey, parent: str) -> list[Message] | None:

@@ -22,7 +22,16 @@ from afactors.actors import ledger
 from afactors.actors._actor import ActorInfo, ConversationActor
 from afactors.actors._errors import ActorUnavailable, SystemClosed
 from afactors.actors._handle import TurnHandle
-from afactors.actors._history import ChainCache, History, Link, load_chain, load_history
+from afactors.actors._history import (
+    ChainCache,
+    History,
+    Link,
+    Summarizer,
+    TokenCounter,
+    estimate_tokens,
+    load_chain,
+    load_history,
+)
 from afactors.actors._keys import (
     dedup_key,
     due_of,
@@ -108,7 +117,12 @@ class ActorConfig:
     `restart_window` seconds stop the conversation for `cooldown` seconds. `drain_timeout`: seconds running turns
     get at shutdown. `stream_buffer`: updates a streaming handle may fall behind before its stream is dropped.
     `history_turns`: the target sees at most this many earlier turns of its conversation (or of a response
-    chain), the most recent ones; None: all of them. The store keeps every turn either way (until retention).
+    chain), the most recent ones; None: all of them. `history_tokens`: and at most this many tokens of them (the
+    newest turn always), counted by `count_tokens` (None: the agent's `count_tokens(messages)` method if it has
+    one, else `estimate_tokens`). `summarize`: a sync or async `Summarizer` called when turns leave that window;
+    its message stands in for them, is committed with the turn (the snapshot's `summary`) and is redone only
+    after the window has filled again (it summarises down to half the window). The store keeps every turn either
+    way (until retention).
     `tune_gc`: raise the cyclic collector's young-generation threshold to `GC_GEN0_THRESHOLD` while the system
     runs (a process-wide setting, restored on exit). Memory: live actors' cached histories are kept within
     `history_budget` bytes in all and `tenant_budget` bytes per tenant (estimated); past either, the least
@@ -130,6 +144,9 @@ class ActorConfig:
     rng: random.Random | None = attrs.field(default=None, eq=False, repr=False)
     tune_gc: bool = True
     history_turns: int | None = attrs.field(default=None, validator=attrs.validators.optional(_at_least_one))
+    history_tokens: int | None = attrs.field(default=None, validator=attrs.validators.optional(_at_least_one))
+    summarize: Summarizer | None = attrs.field(default=None, eq=False, repr=False)
+    count_tokens: TokenCounter | None = attrs.field(default=None, eq=False, repr=False)
     history_budget: int = attrs.field(default=256 << 20, validator=_at_least_one)
     tenant_budget: int = attrs.field(default=64 << 20, validator=_at_least_one)
 
@@ -203,6 +220,8 @@ class ActorSystem:
         self.store = store
         self.agent = agent
         self.config = config
+        self.summarize = config.summarize
+        self._count: TokenCounter = config.count_tokens or getattr(agent, "count_tokens", None) or estimate_tokens
         self.mailbox_size = config.mailbox_size
         self.restart_policy = config.restart_policy()
         self.counters: Counters = Counter()
@@ -505,11 +524,18 @@ class ActorSystem:
         snapshot: Snapshot | None = self.store.get("snapshots", path)
         return snapshot if snapshot is not None else Snapshot()
 
-    def history(self, path: str, seq: int) -> History:
-        return load_history(self.store, path, seq, self.config.history_turns)
+    def history(self, path: str, seq: int, after: int = 0) -> History:
+        config = self.config
+        return load_history(
+            self.store, path, seq, max_turns=config.history_turns, max_tokens=config.history_tokens,
+            count=self._count, after=after,
+        )  # fmt: skip
 
     def chain(self, key: ConversationKey, parent: str) -> list[Message] | None:
-        return load_chain(self.store, key, parent, self._chains, self.config.history_turns)
+        config = self.config
+        return load_chain(
+            self.store, key, parent, self._chains, config.history_turns, config.history_tokens, self._count
+        )
 
     def chained(self, turn_id: str, link: Link) -> None:
         self._chains.remember(turn_id, link)

@@ -77,6 +77,7 @@ from afactors.store import (
     Put,
     ResponseRecord,
     Snapshot,
+    Summary,
     TimerDue,
     TimerRecord,
     TurnRecord,
@@ -180,9 +181,10 @@ def completed(
     timers: Mapping[str, Timer | None] = _NO_TIMERS,
     committed_timers: Mapping[str, Timer] | None = None,
     staged: Staged = _NO_STAGED,
+    summary: Summary | None = None,
 ) -> tuple[Snapshot, list[Op]]:
-    """A committed turn: the new snapshot, its turn record, each entry's record and settlement, and the target
-    records the turn `staged` (one commit).
+    """A committed turn: the new snapshot (with the history `summary` the turn saw), its turn record, each entry's
+    record and settlement, and the target records the turn `staged` (one commit).
 
     `reply_to`: the conversation's last known reply address before this turn (the snapshot keeps the newest).
     `timers`/`committed_timers`: the turn's timer changes and the timers they change (see `timers_changed`).
@@ -191,7 +193,7 @@ def completed(
     turn_id, parent, output = first.turn_id, first.envelope.parent, reply.messages
     for entry in entries:
         reply_to = entry.envelope.reply_to or reply_to
-    snapshot = Snapshot(seq=seq, head=turn_id, state=state, updated_at=now, reply_to=reply_to)
+    snapshot = Snapshot(seq=seq, head=turn_id, state=state, updated_at=now, reply_to=reply_to, summary=summary)
     ops: list[Op] = [
         Put("snapshots", key.path, snapshot),
         Put("turns", turn_key(key.path, seq), TurnRecord(
@@ -260,9 +262,16 @@ def appended(path: str, snapshot: Snapshot, entry: Entry, now: float) -> tuple[S
     return snapshot, [Put("turns", turn_key(path, seq), record), Put("snapshots", path, snapshot)]
 
 
-def revised(path: str, record: TurnRecord, inputs: tuple[Message, ...], output: tuple[Message, ...]) -> list[Op]:
-    """History edit "revise": committed turn `record` gets new input and output."""
-    return [Put("turns", turn_key(path, record.seq), attrs.evolve(record, input=inputs, output=output))]
+def revised(
+    path: str, snapshot: Snapshot, record: TurnRecord, inputs: tuple[Message, ...], output: tuple[Message, ...]
+) -> tuple[Snapshot, list[Op]]:
+    """History edit "revise": committed turn `record` gets new input and output. A history summary that covers
+    the turn is dropped (the next turn summarises again)."""
+    ops: list[Op] = [Put("turns", turn_key(path, record.seq), attrs.evolve(record, input=inputs, output=output))]
+    if snapshot.summary is not None and record.seq <= snapshot.summary.through:
+        snapshot = attrs.evolve(snapshot, summary=None)
+        ops.append(Put("snapshots", path, snapshot))
+    return snapshot, ops
 
 
 def cleared(path: str, seq: int) -> list[Op]:

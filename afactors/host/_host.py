@@ -14,7 +14,7 @@ import attrs
 import trio
 from quart import jsonify
 
-from afactors.actors import ActorConfig, ActorSystem
+from afactors.actors import ActorConfig, ActorSystem, Summarizer, TokenCounter
 from afactors.channel import DEFAULT_TENANT, Channel, Contribution, Route
 from afactors.host._admin import admin_routes
 from afactors.host._auth import ApiKeys
@@ -53,10 +53,10 @@ class HostConfig:
     default tenant). `drain_timeout`: seconds running turns (and open connections) get at shutdown.
     `limits`: the HTTP server's connection and request limits. `delivery`: how long the outbox retries pushes
     (`host.outbox.redrive()` puts dead-lettered ones back). `mailbox_size`, `idle_timeout`, `max_active`,
-    `busy_policy`, `history_turns`, `history_budget`, `tenant_budget` (bytes of conversation history kept in
-    memory, in all and per tenant): see `ActorConfig`. `identity`: resolver and link-code settings
-    (`IdentityConfig`). `http_link_channels`: the channels whose users an API key may name on the identity routes
-    (their application authenticates them). `default_allowlist` and `channel_auth` (per channel:
+    `busy_policy`, `history_turns`, `history_tokens`, `summarize`, `count_tokens`, `history_budget`,
+    `tenant_budget` (bytes of conversation history kept in memory, in all and per tenant): see `ActorConfig`.
+    `identity`: resolver and link-code settings (`IdentityConfig`). `http_link_channels`: the channels whose users
+    an API key may name on the identity routes (their application authenticates them). `default_allowlist` and `channel_auth` (per channel:
     `ChannelAuth(allowlist="inherit" | None | Allowlist, require_link=False)`) are the authorization profiles,
     checked at startup (`ChannelConfigurationError`) and enforced per message before the actor.
     `response_targets`: a channel's default response target for requests that name none (docs/delivery.md);
@@ -81,6 +81,9 @@ class HostConfig:
     metrics: bool = True
     retention: RetentionConfig = attrs.field(factory=RetentionConfig)
     history_turns: int | None = None
+    history_tokens: int | None = None
+    summarize: Summarizer | None = attrs.field(default=None, eq=False, repr=False)
+    count_tokens: TokenCounter | None = attrs.field(default=None, eq=False, repr=False)
     admin_key: str | None = attrs.field(default=None, repr=False)
     history_budget: int = 256 << 20
     tenant_budget: int = 64 << 20
@@ -99,6 +102,7 @@ class HostConfig:
         return ActorConfig(
             busy_policy=self.busy_policy, mailbox_size=self.mailbox_size, idle_timeout=self.idle_timeout,
             max_active=self.max_active, drain_timeout=self.drain_timeout, history_turns=self.history_turns,
+            history_tokens=self.history_tokens, summarize=self.summarize, count_tokens=self.count_tokens,
             history_budget=self.history_budget, tenant_budget=self.tenant_budget,
         )  # fmt: skip
 
