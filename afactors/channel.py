@@ -151,6 +151,14 @@ class Contribution:
     deliver: Deliver | None = None
 
 
+class Meter(Protocol):
+    """A metric a channel reports on the host's `/metrics` (see `ChannelContext.counter` and `.histogram`)."""
+
+    def record(self, value: float = 1.0, **labels: str) -> None:
+        """Add `value` to a counter, or observe it in a histogram; `labels` gives every label the metric has."""
+        ...
+
+
 class ChannelContext(Protocol):
     """The part of the host a channel may use, given to `Channel.contribute`. The host implements it.
 
@@ -257,6 +265,15 @@ class ChannelContext(Protocol):
         """Delete a channel-scoped durable value (nothing happens when there is none)."""
         ...
 
+    def counter(self, name: str, description: str, labels: Sequence[str] = ()) -> Meter:
+        """A counter on `/metrics`, named `afactors_<channel>_<name>_total` (`name`: lower case and underscores).
+        Labels must never carry a tenant, conversation or message. A no-op when the host serves no metrics."""
+        ...
+
+    def histogram(self, name: str, description: str, buckets: Sequence[float], labels: Sequence[str] = ()) -> Meter:
+        """A histogram on `/metrics`, named `afactors_<channel>_<name>`, with these bucket bounds (see `counter`)."""
+        ...
+
     async def push(self, key: ConversationKey, address: dict[str, Any], reply: Reply) -> str:
         """Queue `reply` for this channel's `deliver` to `address` without a turn (a welcome, a proactive message):
         a durable outbox row, delivered in order with conversation `key`'s replies. Returns the push's id."""
@@ -360,6 +377,7 @@ __all__ = [
     "HookRejected",
     "LinkCode",
     "LinkFailed",
+    "Meter",
     "ResponseHook",
     "Route",
     "RunHook",

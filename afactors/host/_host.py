@@ -56,9 +56,10 @@ class HostConfig:
     `busy_policy`, `history_turns`, `history_tokens`, `summarize`, `count_tokens`, `history_budget`,
     `tenant_budget` (bytes of conversation history kept in memory, in all and per tenant): see `ActorConfig`.
     `identity`: resolver and link-code settings (`IdentityConfig`). `http_link_channels`: the channels whose users
-    an API key may name on the identity routes (their application authenticates them). `default_allowlist` and `channel_auth` (per channel:
-    `ChannelAuth(allowlist="inherit" | None | Allowlist, require_link=False)`) are the authorization profiles,
-    checked at startup (`ChannelConfigurationError`) and enforced per message before the actor.
+    an API key may name on the identity routes (their application authenticates them). `default_allowlist` and
+    `channel_auth` (per channel: `ChannelAuth(allowlist="inherit" | None | Allowlist, require_link=False)`) are the
+    authorization profiles, checked at startup (`ChannelConfigurationError`) and enforced per message before the
+    actor.
     `response_targets`: a channel's default response target for requests that name none (docs/delivery.md);
     `active_window`: seconds a last-seen channel counts as "active". `run_token_ttl`: seconds a continuation token
     (`GET /v1/runs/<token>`) stays valid after it is issued.
@@ -229,8 +230,8 @@ async def open_host(
                     routes.extend(web_routes(sources, api_keys))
                 if config.admin_key:
                     routes.extend(admin_routes(store, system, config.admin_key))
-                if config.metrics:
-                    metrics = HostMetrics(sources, the_host.sweeper)
+                metrics = HostMetrics(sources, the_host.sweeper) if config.metrics else None
+                if metrics is not None:
                     the_host.monitor.listeners.append(metrics.turn_ended)
                     store.on_transaction = metrics.transaction
                     routes.extend(metrics.routes())
@@ -247,7 +248,7 @@ async def open_host(
                         identity=the_host.identity, router=the_host.router, shutting_down=the_host.shutting_down,
                         monitor=the_host.monitor,
                         allowlist=effective(auth, config.default_allowlist), require_link=auth.require_link,
-                        runs=runs, oidc=oidc,
+                        runs=runs, oidc=oidc, meters=None if metrics is None else metrics.meter,
                     )  # fmt: skip
                     contribution = channel.contribute(ctx)
                     the_host.channels[channel.name] = channel

@@ -10,8 +10,9 @@ Must not import: `afactors.host._host` (it imports this).
 
 from __future__ import annotations
 
+import re
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import attrs
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -19,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from quart import Response
 
-from afactors.channel import Route
+from afactors.channel import Meter, Route
 from afactors.host._monitor import TurnSummary
 from afactors.host._retention import RETAINED_KINDS, Sweeper
 from afactors.host._status import StatusSources, store_file_size
@@ -98,6 +99,24 @@ class _Snapshots(Collector):
         yield _counter("afactors_retention_sweeps", "Retention sweeps finished.", self._sweeper.sweeps)
 
 
+_METER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@attrs.frozen
+class _Meter:
+    """A prometheus-client counter or histogram behind the channel contract's `Meter`."""
+
+    metric: Counter | Histogram
+    labelled: bool
+
+    def record(self, value: float = 1.0, **labels: str) -> None:
+        metric = self.metric.labels(**labels) if self.labelled else self.metric
+        if isinstance(metric, Counter):
+            metric.inc(value)
+        else:
+            metric.observe(value)
+
+
 class HostMetrics:
     """The host's Prometheus registry; `turn_ended` and `transaction` are the event-driven observers."""
 
@@ -119,6 +138,27 @@ class HostMetrics:
             buckets=COMMIT_SECONDS, registry=self.registry,
         )  # fmt: skip
         self.registry.register(_Snapshots(sources, sweeper))
+        self._meters: dict[str, _Meter] = {}
+
+    def meter(
+        self, channel: str, name: str, description: str, labels: Sequence[str], buckets: Sequence[float] | None
+    ) -> Meter:
+        """A channel's counter (`buckets` None) or histogram, `afactors_<channel>_<name>`; asking again for the same
+        name returns the same metric."""
+        full = f"afactors_{channel}_{name}"
+        if not _METER_NAME.fullmatch(name) or not _METER_NAME.fullmatch(channel):
+            raise ValueError(f"metric names are lower case letters, digits and underscores: {full!r}")
+        meter = self._meters.get(full)
+        if meter is None:
+            metric: Counter | Histogram
+            if buckets is None:
+                metric = Counter(full, description, labelnames=tuple(labels), registry=self.registry)
+            else:
+                metric = Histogram(full, description, tuple(labels), buckets=tuple(buckets), registry=self.registry)
+            meter = self._meters[full] = _Meter(metric, bool(labels))
+        if isinstance(meter.metric, Counter) != (buckets is None):
+            raise ValueError(f"metric {full!r} is already a {type(meter.metric).__name__.lower()}")
+        return meter
 
     def turn_ended(self, summary: TurnSummary) -> None:
         self._turns.labels(summary.channel, summary.status).inc()

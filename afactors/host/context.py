@@ -9,14 +9,14 @@ Must not import: `afactors.host._host` (it imports this).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import attrs
 import trio
 
 from afactors.actors import ActorSystem, TurnHandle, ledger, new_turn_id
-from afactors.channel import Channel, CommittedTurn, HookRejected, RunToken, TurnView
+from afactors.channel import Channel, CommittedTurn, HookRejected, Meter, RunToken, TurnView
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
 from afactors.host._hooks import called
@@ -38,6 +38,16 @@ from afactors.identity.oidc import OidcError
 from afactors.model import ConversationKey, Envelope, Identity, Reply, Update
 from afactors.store import Delete, Generic, Put, Store
 
+MeterFactory = Callable[[str, str, str, Sequence[str], Sequence[float] | None], Meter]
+"""(channel, name, description, labels, buckets or None for a counter) -> the metric (`HostMetrics.meter`)."""
+
+
+class _NoMeter:
+    """What a channel reports to when the host serves no metrics."""
+
+    def record(self, value: float = 1.0, **labels: str) -> None:
+        pass
+
 
 class HostChannelContext:
     """Submits envelopes (through the channel's hooks), reads and manages turns, keeps aliases."""
@@ -58,6 +68,7 @@ class HostChannelContext:
         require_link: bool = False,
         runs: RunTokens | None = None,
         oidc: OidcLinker | None = None,
+        meters: MeterFactory | None = None,
     ) -> None:
         self.channel = channel
         self._runs, self._oidc = runs, oidc
@@ -70,6 +81,7 @@ class HostChannelContext:
         self._background = background
         self._shutting_down = shutting_down
         self._monitor = monitor
+        self._meters = meters
 
     @property
     def name(self) -> str:
@@ -79,6 +91,16 @@ class HostChannelContext:
     def shutting_down(self) -> trio.Event:
         """Set when the host stops taking new work; long streams should finish."""
         return self._shutting_down
+
+    def counter(self, name: str, description: str, labels: Sequence[str] = ()) -> Meter:
+        """A counter on `/metrics`, `afactors_<channel>_<name>_total`; a no-op without metrics."""
+        return _NoMeter() if self._meters is None else self._meters(self.name, name, description, labels, None)
+
+    def histogram(self, name: str, description: str, buckets: Sequence[float], labels: Sequence[str] = ()) -> Meter:
+        """A histogram on `/metrics`, `afactors_<channel>_<name>`; a no-op without metrics."""
+        if self._meters is None:
+            return _NoMeter()
+        return self._meters(self.name, name, description, labels, tuple(buckets))
 
     def tenant(self, authorization: str | None) -> str:
         """The tenant of a request's `Authorization` header; raises `Unauthorized`."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 import afactors
+from afactors.channel import ChannelContext, Contribution
 from afactors_responses import ResponsesChannel
 
 
@@ -83,3 +85,56 @@ async def test_metrics_can_be_turned_off(state_dir: Path) -> None:
     async with afactors.open_host(state_dir=state_dir, port=0, metrics=False) as host:
         async with httpx.AsyncClient(base_url=host.urls[0]) as client:
             assert (await client.get("/metrics")).status_code == 404
+
+
+class MeteredChannel:
+    """A channel that reports its own metrics through the channel contract."""
+
+    name = "probe"
+    run_hook = None
+    response_hook = None
+
+    def contribute(self, ctx: ChannelContext) -> Contribution:
+        self.hits = ctx.counter("hits", "Probe hits by kind.", labels=("kind",))
+        self.sizes = ctx.histogram("sizes", "Probe sizes.", (1.0, 10.0))
+        assert ctx.counter("hits", "Asked for again.", labels=("kind",)) is self.hits
+        with pytest.raises(ValueError, match="already a counter"):
+            ctx.histogram("hits", "Another kind.", (1.0,))
+        with pytest.raises(ValueError, match="lower case"):
+            ctx.counter("Bad-Name", "Not a metric name.")
+        return Contribution()
+
+
+async def test_a_channel_reports_counters_and_histograms_through_its_context(state_dir: Path) -> None:
+    channel = MeteredChannel()
+    async with afactors.open_host(state_dir=state_dir, port=0, channels=[channel]) as host:
+        channel.hits.record(kind="a")
+        channel.hits.record(2, kind="b")
+        channel.sizes.record(5)
+        async with httpx.AsyncClient(base_url=host.urls[0], timeout=30) as client:
+            got = samples((await client.get("/metrics")).text)
+    assert got["afactors_probe_hits_total", (("kind", "a"),)] == 1
+    assert got["afactors_probe_hits_total", (("kind", "b"),)] == 2
+    assert got["afactors_probe_sizes_bucket", (("le", "1.0"),)] == 0
+    assert got["afactors_probe_sizes_bucket", (("le", "10.0"),)] == 1
+    assert got["afactors_probe_sizes_sum", ()] == 5
+
+
+class QuietChannel:
+    """Records into its metrics as it contributes."""
+
+    name = "quiet"
+    run_hook = None
+    response_hook = None
+
+    def contribute(self, ctx: ChannelContext) -> Contribution:
+        ctx.counter("hits", "Hits.", labels=("kind",)).record(kind="a")
+        ctx.histogram("sizes", "Sizes.", (1.0,)).record(0.5)
+        return Contribution()
+
+
+async def test_without_metrics_a_channel_reports_to_nothing(state_dir: Path) -> None:
+    async with afactors.open_host(state_dir=state_dir, port=0, channels=[QuietChannel()], metrics=False) as host:
+        async with httpx.AsyncClient(base_url=host.urls[0], timeout=30) as client:
+            assert (await client.get("/metrics")).status_code == 404
+        assert host.channels["quiet"] is not None
