@@ -65,7 +65,7 @@ from afactors_telegram.intake import Intake
 from afactors_telegram.live import LiveTurn, LiveTurns, render_live
 from afactors_telegram.outbound import PhotoOut, TextOut, plan_echo, plan_reply
 from afactors_telegram.poller import poll
-from afactors_telegram.sender import Sender
+from afactors_telegram.sender import Sender, SendMeters
 from afactors_telegram.webhook import webhook_view
 
 log = logging.getLogger("afactors.telegram")
@@ -117,6 +117,7 @@ class TelegramChannel:
         self.live = LiveTurns()
         self._ctx: ChannelContext | None = None
         self._runtime: _Runtime | None = None
+        self._meters: SendMeters | None = None
         self._running: trio.Event | None = None
         self._progress: dict[str, int] = {}  # turn id -> messages of its reply already sent (retried deliveries)
         self._outstanding: dict[int, set[str]] = {}  # chat id -> turns submitted here and not yet delivered
@@ -126,6 +127,7 @@ class TelegramChannel:
 
     def contribute(self, ctx: ChannelContext) -> Contribution:
         self._ctx = ctx
+        self._meters = SendMeters.of(ctx)
         self._running = trio.Event()
         routes = []
         if self.config.webhook_url:
@@ -153,7 +155,7 @@ class TelegramChannel:
             bot = await self._start(api)
             try:
                 async with trio.open_nursery() as nursery:
-                    sender = Sender(api, config.limits, max_flood_waits=config.max_flood_waits)
+                    sender = Sender(api, config.limits, max_flood_waits=config.max_flood_waits, meters=self._meters)
                     self._runtime = _Runtime(
                         api, sender, Intake(nursery, self._handle_update, self._poison), bot, nursery
                     )

@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import trio
 
+from afactors.channel import ChannelContext, Meter
 from afactors_telegram.api import BotApiClient, NetworkError, TelegramError, UploadFile
 from afactors_telegram.config import SendLimits
 from afactors_telegram.limits import SendLimiter
@@ -16,6 +18,28 @@ from afactors_telegram.limits import SendLimiter
 log = logging.getLogger("afactors.telegram")
 
 _MAX_MIGRATIONS = 3
+
+WAIT_SECONDS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+@attrs.frozen
+class SendMeters:
+    """The rate-limit waits the channel reports on the host's `/metrics`."""
+
+    flood_waits: Meter
+    flood_wait_seconds: Meter
+    send_wait_seconds: Meter
+
+    @classmethod
+    def of(cls, ctx: ChannelContext) -> SendMeters:
+        return cls(
+            ctx.counter("flood_waits", "429 answers (Telegram's flood control) that paused a chat, by method.",
+                        labels=("method",)),
+            ctx.histogram("flood_wait_seconds", "Seconds Telegram's 429 answers asked to wait (retry_after).",
+                          WAIT_SECONDS),
+            ctx.histogram("send_wait_seconds", "Seconds a message waited for the channel's own send-rate limits "
+                          "(per chat, per group, global) before it went out.", WAIT_SECONDS),
+        )  # fmt: skip
 
 
 class Sender:
@@ -28,8 +52,9 @@ class Sender:
     """
 
     def __init__(self, api: BotApiClient, limits: SendLimits, *, max_flood_waits: int = 3,
-                 clock: Callable[[], float] = trio.current_time) -> None:  # fmt: skip
+                 clock: Callable[[], float] = trio.current_time, meters: SendMeters | None = None) -> None:  # fmt: skip
         self.api = api
+        self.meters = meters
         self.limiter = SendLimiter(limits)
         self.max_flood_waits = max_flood_waits
         self._clock = clock
@@ -78,12 +103,15 @@ class Sender:
                             files: dict[str, UploadFile] | None) -> Any:  # fmt: skip
         waits = 0
         while True:
-            await trio.sleep_until(self.limiter.chat_ready_at(chat_id, group, self._clock()))
+            ready = self._clock()
+            await trio.sleep_until(self.limiter.chat_ready_at(chat_id, group, ready))
             async with self._global_turn:
                 await trio.sleep_until(self.limiter.global_ready_at(self._clock()))
                 now = self._clock()
                 self.limiter.take_global(now)
                 self.limiter.commit_chat(chat_id, group, now)
+            if self.meters is not None:
+                self.meters.send_wait_seconds.record(now - ready)
             try:
                 # Once a send has started it is seen through: cancelled half-way, it could not be known
                 # whether Telegram took it (a graceful shutdown would then send it twice).
@@ -94,7 +122,14 @@ class Sender:
                     raise
                 waits += 1
                 log.info("telegram flood wait %.0f s for chat %s (%s)", error.retry_after, chat_id, method)
-                self.limiter.pause_chat(chat_id, self._clock() + error.retry_after)
+                self._flood_wait(chat_id, method, error.retry_after)
+
+    def _flood_wait(self, chat_id: int, method: str, retry_after: float) -> None:
+        """Telegram answered 429: nothing goes to the chat for `retry_after` seconds (counted on /metrics)."""
+        self.limiter.pause_chat(chat_id, self._clock() + retry_after)
+        if self.meters is not None:
+            self.meters.flood_waits.record(method=method)
+            self.meters.flood_wait_seconds.record(retry_after)
 
     async def try_send(self, method: str, params: dict[str, Any], *, group: bool) -> Any | None:
         """A rate-limited call made only if it can go out now; its result, or None if skipped or failed."""
@@ -108,7 +143,7 @@ class Sender:
             return await self.api.call(method, {**params, "chat_id": chat_id})
         except TelegramError as error:
             if error.code == 429 and error.retry_after is not None:
-                self.limiter.pause_chat(chat_id, self._clock() + error.retry_after)
+                self._flood_wait(chat_id, method, error.retry_after)
             log.debug("telegram live %s skipped: %s", method, error)
         except NetworkError as error:
             log.debug("telegram live %s skipped: %s", method, error)
