@@ -55,6 +55,8 @@ def build_parser(plugins: dict[str, ChannelPlugin]) -> argparse.ArgumentParser:
     parser.add_argument("--max-connections", type=int, help="open connections at most (default: fd limit - 256)")
     parser.add_argument("--header-timeout", type=float, default=10.0, help="seconds a request's headers may take")
     parser.add_argument("--body-timeout", type=float, default=60.0, help="seconds a request's body may take")
+    parser.add_argument("--history-turns", type=int, help="earlier turns a target sees at most (default: all)")
+    parser.add_argument("--history-tokens", type=int, help="tokens of earlier turns a target sees at most (estimated)")
     parser.add_argument("--history-budget-mb", type=int, default=256, help="MiB of cached history in all")
     parser.add_argument("--tenant-budget-mb", type=int, default=64, help="MiB of cached history per tenant")
     parser.add_argument("--log-level", default="WARNING", help="WARNING (default), INFO (one line per turn), DEBUG")

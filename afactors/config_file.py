@@ -76,6 +76,8 @@ FLAG_KEYS: dict[str, FlagKey] = {
     "api_key": FlagKey(("host", "api_keys")),
     "admin_key": FlagKey(("host", "admin_key")),
     "drain_timeout": FlagKey(("host", "drain_timeout")),
+    "history_turns": FlagKey(("host", "history_turns")),
+    "history_tokens": FlagKey(("host", "history_tokens")),
     "history_budget_mb": FlagKey(("host", "history_budget"), scale=1 << 20),
     "tenant_budget_mb": FlagKey(("host", "tenant_budget"), scale=1 << 20),
     "max_connections": FlagKey(("host", "limits", "max_connections")),

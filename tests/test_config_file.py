@@ -91,9 +91,10 @@ def test_flags_override_the_file() -> None:
     }
     result = settings(
         document, "--port", "0", "--history-budget-mb", "3", "--body-timeout", "9", "--telegram-chat-rate", "4",
-        env={"TG": TOKEN},
+        "--history-tokens", "3000", env={"TG": TOKEN},
     )  # fmt: skip
     assert (result.host.port, result.host.history_budget, result.host.limits.body_timeout) == (0, 3 << 20, 9.0)
+    assert result.host.history_tokens == 3000
     telegram = next(c for c in result.channels if c.name == "telegram")
     assert telegram.config.limits.per_chat_per_second == 4.0  # type: ignore[attr-defined]
 
