@@ -168,6 +168,8 @@ class ConversationActor:
             record = self._owner.turn(self.path, seq)
             if record is not None:
                 dropped += (*record.input, *record.output)
+        if not dropped:
+            return summary  # retention removed them: nothing to summarise
         made = summarize(summary.message if summary else None, dropped)
         message = await made if inspect.isawaitable(made) else made
         if not isinstance(message, Message):

@@ -110,10 +110,8 @@ def load_history(
     history = History(max_turns, max_tokens, count, first=seq + 1)
     for n in range(seq, after, -1):
         record: TurnRecord | None = store.get("turns", turn_key(path, n))
-        if record is None:
-            history.first = n  # removed by retention: nothing to show
-        elif not history.prepend((*record.input, *record.output)):
-            break
+        if record is None or not history.prepend((*record.input, *record.output)):
+            break  # full, or retention removed it (it removes a conversation's turns oldest first)
     return history
 
 
