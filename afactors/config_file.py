@@ -23,7 +23,6 @@ error is a `ConfigError` naming the key (`channels.telegram.token: ...`) and wha
 from __future__ import annotations
 
 import argparse
-import collections.abc
 import json
 import os
 import re
@@ -262,9 +261,17 @@ def build(cls: type[T], table: Any, key: str) -> T:
 
 
 def _settable(hint: Any) -> bool:
-    """Whether a field of this type can be written in a file (a hook, i.e. a callable, cannot: Python API only)."""
-    parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    return not any(typing.get_origin(part) is collections.abc.Callable for part in parts)
+    """Whether a field of this type can be written in a file: numbers, strings, booleans, choices, arrays and tables
+    of them, nested config classes. Hooks and plug-in objects (a summariser, a resolver, an allowlist) cannot:
+    they are set through the Python API."""
+    origin, parts = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return all(_settable(part) for part in parts if part is not type(None))
+    if origin is tuple:
+        return all(_settable(part) for part in parts if part is not Ellipsis)
+    if origin is dict:
+        return parts[0] is str and _settable(parts[1])
+    return origin in (Literal, os.PathLike) or attrs.has(hint) or hint in (bool, int, float, str)
 
 
 def _typed(hint: Any, value: Any, key: str) -> Any:
@@ -283,6 +290,9 @@ def _typed(hint: Any, value: Any, key: str) -> Any:
         if value not in parts:
             raise ConfigError(key, f"expected one of {', '.join(map(str, parts))}, not {_describe(value)}")
         return value
+    if origin is dict:
+        table = _table(value, key)
+        return {name: _typed(parts[1], item, f"{key}.{name}") for name, item in table.items()}
     if origin is tuple:
         if not isinstance(value, list):
             raise ConfigError(key, f"expected an array, not {_describe(value)}")
@@ -384,10 +394,7 @@ def effective(settings: Settings) -> dict[str, Any]:
     for dest, flag in FLAG_KEYS.items():
         if flag.path[0] not in ("host", "channels"):
             _assign(document, flag.path, args[dest])
-    hints = typing.get_type_hints(HostConfig)
-    hooks = [field for field in attrs.fields(HostConfig) if not _settable(hints[field.name])]
-    host = _plain(attrs.asdict(settings.host, filter=lambda field, _: all(field is not hook for hook in hooks)))
-    document["host"] = _none_spelled(host, settings.secrets, "host")
+    document["host"] = _none_spelled(_settable_fields(settings.host), settings.secrets, "host")
     channels: dict[str, Any] = {"enabled": [channel.name for channel in settings.channels]}
     for name, keys in settings.channel_keys.items():
         channels[name] = {key: _plain(args[dest]) for key, dest in keys.items()}
@@ -396,9 +403,20 @@ def effective(settings: Settings) -> dict[str, Any]:
     return masked
 
 
+def _settable_fields(config: Any) -> dict[str, Any]:
+    """An attrs config object's settable fields (see `_settable`) as a plain table, recursively."""
+    hints = typing.get_type_hints(type(config))
+    table = {}
+    for field in attrs.fields(type(config)):
+        if field.init and _settable(hints[field.name]):
+            value = getattr(config, field.name)
+            table[field.name] = _settable_fields(value) if attrs.has(type(value)) else _plain(value)
+    return table
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
-        return {name: _plain(item) for name, item in value.items()}
+        return {name: _settable_fields(item) if attrs.has(type(item)) else _plain(item) for name, item in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     if value is None or isinstance(value, bool | int | float | str):

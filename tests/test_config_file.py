@@ -245,3 +245,21 @@ def test_the_token_budget_is_a_key_and_the_hooks_are_python_only() -> None:
     assert error.key == "host.summarize" and "history_tokens" in error.message
     assert "summarize" not in error.message and "count_tokens" not in error.message
     assert "summarize" not in effective(settings({}))["host"]
+
+
+def test_identity_settings_and_channel_link_requirements_are_keys_allowlists_are_python_only() -> None:
+    result = settings({"host": {
+        "identity": {"code_ttl": 120, "tiers": {"gold": "premium"}},
+        "channel_auth": {"telegram": {"require_link": True}},
+        "http_link_channels": ["responses"],
+    }})  # fmt: skip
+    host = result.host
+    assert (host.identity.code_ttl, host.identity.tiers) == (120.0, {"gold": "premium"})
+    assert host.channel_auth["telegram"].require_link and host.channel_auth["telegram"].allowlist == "inherit"
+    assert host.http_link_channels == ("responses",)
+    assert refused({"host": {"default_allowlist": {"native_ids": ["1"]}}}).key == "host.default_allowlist"
+    assert refused({"host": {"identity": {"resolver": "x"}}}).key == "host.identity.resolver"
+    error = refused({"host": {"channel_auth": {"telegram": {"allowlist": "open"}}}})
+    assert str(error) == "host.channel_auth.telegram.allowlist: unknown key; allowed: require_link"
+    shown = effective(result)["host"]
+    assert shown["channel_auth"] == {"telegram": {"require_link": True}} and "resolver" not in shown["identity"]
