@@ -410,6 +410,8 @@ def _settable_fields(config: Any) -> dict[str, Any]:
     for field in attrs.fields(type(config)):
         if field.init and _settable(hints[field.name]):
             value = getattr(config, field.name)
+            if value is None and str in typing.get_args(hints[field.name]):
+                continue  # an unset optional string: "none" would read back as that string, so leave it out
             table[field.name] = _settable_fields(value) if attrs.has(type(value)) else _plain(value)
     return table
 
