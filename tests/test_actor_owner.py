@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import trio
 
+from afactors._tracing import Tracing
 from afactors.actors import ConversationActor, ConversationBusy, RestartPolicy, TurnHandle
 from afactors.actors._history import History, Link
 from afactors.actors._owner import ActorOwner, Counters
@@ -30,6 +31,7 @@ class FakeOwner:
         self.mailbox_size = 2
         self.restart_policy = RestartPolicy(backoff_min=0.01, backoff_max=0.01, jitter=0.0, max_restarts=5)
         self.counters: Counters = Counter()
+        self.tracing = Tracing()
         self.script = script
         self.commits: list[list[Op]] = []
         self.answers: list[tuple[str, Reply]] = []

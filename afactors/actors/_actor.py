@@ -26,6 +26,7 @@ import attrs
 import orjson
 import trio
 
+from afactors._tracing import NO_SPAN
 from afactors.actors import ledger
 from afactors.actors._errors import ConversationBusy
 from afactors.actors._history import History, message_bytes
@@ -85,6 +86,7 @@ class ConversationActor:
         "_passivated",
         "_snapshot",
         "_space",
+        "_span",
         "_stopped",
         "_tracker",
         "driving",
@@ -108,6 +110,7 @@ class ConversationActor:
         self._history: History | None = None  # loaded on the first turn that needs it
         self.history_bytes = 0  # estimated size of `_history` (the owner keeps live histories within budgets)
         self._current: Turn | None = None
+        self._span = NO_SPAN  # the running turn's trace span
         self._outcome: ActorStatus = "idle"
         self._stopped = False
         self._passivated = False
@@ -292,6 +295,16 @@ class ConversationActor:
     async def _run(self, turn: Turn, scope: trio.CancelScope) -> None:
         self._current = turn
         turn.fire(Event.START)
+        entries = turn.entries
+        with self._owner.tracing.turn(entries[0].turn_id, [e.envelope for e in entries], turn.failures + 1) as span:
+            self._span = span
+            try:
+                await self._guarded(turn, scope)
+            finally:
+                self._span = NO_SPAN
+
+    async def _guarded(self, turn: Turn, scope: trio.CancelScope) -> None:
+        """Run the turn; a failure of the runtime or the store (not the target's) still answers it."""
         try:
             await self._turn(turn, scope)
         except (StoreFull, StoreDamaged) as exc:
@@ -378,6 +391,7 @@ class ConversationActor:
                 # cut by `cancel`/`interrupt`: the worker's scope stays cancelled, the bookkeeping is shielded
         turn.settle()
         if turn.cancel_reason is not None:
+            self._span.ended("cancelled", turn.cancel_reason)
             await self._owner.cancel_entries(entries, turn.cancel_reason)
             turn.end()
             self._outcome = "interrupted"
@@ -480,7 +494,8 @@ class ConversationActor:
             committed_timers=timers.committed() if timers.changes else None,
             staged=staged, summary=summary,
         )  # fmt: skip
-        await owner.commit(ops)
+        with self._span.commit():
+            await owner.commit(ops)
         link = (self.key.tenant, turn.entries[0].envelope.parent, (*inputs, *reply.messages))
         for entry in turn.entries:
             owner.chained(entry.turn_id, link)
@@ -500,6 +515,7 @@ class ConversationActor:
         """Supervision: restart from the last committed snapshot, retry once, dead-letter on the second failure."""
         owner = self._owner
         message = error_text(exc)
+        self._span.failed(type(exc).__name__)
         log.warning("target failed on turn %s of %s: %s", turn.entries[0].turn_id, self.path, message)
         owner.counters["failures"] += 1
         now = trio.current_time()
@@ -515,6 +531,7 @@ class ConversationActor:
                 for entry in turn.entries:
                     for handle in entry.handles:
                         handle._drop_stream()
+            self._span.ended("retrying")
             turn.fire(Event.RETRY)
             self._mailbox.appendleft(turn)
         if delay is None:
@@ -540,6 +557,7 @@ class ConversationActor:
         self._answer(turn, reply)
 
     def _answer(self, turn: Turn, reply: Reply) -> None:
+        self._span.ended(reply.status, None if reply.error is None else reply.error.code)
         entries = list(turn.entries)
         turn.end()
         for entry in entries:

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, TypeVar
 
+from afactors._tracing import Tracing
 from afactors.actors._history import History, Link, Summarizer
 from afactors.actors._phases import Entry
 from afactors.actors._records import RecordReader
@@ -35,6 +36,7 @@ class ActorOwner(RecordReader, Protocol[Actor]):
     mailbox_size: int
     restart_policy: RestartPolicy
     counters: Counters
+    tracing: Tracing
 
     @property
     def cut(self) -> bool:

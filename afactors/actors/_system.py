@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import trio
 
+from afactors._tracing import Tracing
 from afactors.actors import ledger
 from afactors.actors._actor import ActorInfo, ConversationActor
 from afactors.actors._errors import ActorUnavailable, SystemClosed
@@ -228,6 +229,7 @@ class ActorSystem:
         self.on_outbox: Callable[[str], None] | None = None
         self.on_turn_ended: Callable[[EndedTurn], None] | None = None
         self.on_timer: Callable[[float], None] | None = None
+        self.tracing = Tracing()  # turn spans: off unless the host sets an `OtelTracing`
         self._cut = False  # shutdown deadline passed: running turns are being cancelled
         self._chains = ChainCache(max_bytes=config.history_budget // 4)
         self._history_bytes = 0  # estimated bytes of every live actor's cached history

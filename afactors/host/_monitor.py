@@ -15,6 +15,7 @@ from collections.abc import Callable
 import attrs
 
 from afactors.actors import EndedTurn
+from afactors.model import Envelope
 
 log = logging.getLogger("afactors.turns")
 
@@ -37,9 +38,8 @@ class TurnSummary:
     duration: float
 
 
-def channel_of(ended: EndedTurn) -> str:
-    """The channel an ended turn came from when nobody said so: where its reply goes, or who sent it."""
-    envelope = ended.envelope
+def channel_of(envelope: Envelope) -> str:
+    """The channel a turn came from when nobody said so: where its reply goes, or who sent it."""
     if envelope.reply_to is not None:
         return envelope.reply_to.channel
     if envelope.identity is not None:
@@ -61,10 +61,14 @@ class TurnMonitor:
         if len(self._channels) > MAX_PENDING:
             self._channels.popitem(last=False)
 
+    def channel(self, turn_id: str, envelope: Envelope) -> str:
+        """The channel of a turn that has not ended yet."""
+        return self._channels.get(turn_id) or channel_of(envelope)
+
     def ended(self, ended: EndedTurn) -> None:
         """`ActorSystem.on_turn_ended`: summarise the turn, keep it, and tell the listeners."""
         key = ended.envelope.key
-        channel = self._channels.pop(ended.turn_id, None) or channel_of(ended)
+        channel = self._channels.pop(ended.turn_id, None) or channel_of(ended.envelope)
         summary = TurnSummary(
             ended.turn_id, key.tenant, key.conversation, channel, ended.status, ended.ended_at, ended.duration
         )

@@ -14,7 +14,9 @@ from typing import Any
 
 import attrs
 import trio
+from quart import has_request_context, has_websocket_context, request, websocket
 
+from afactors._tracing import Tracing
 from afactors.actors import ActorSystem, TurnHandle, ledger, new_turn_id
 from afactors.channel import Channel, CommittedTurn, HookRejected, Meter, RunToken, TurnView
 from afactors.host._auth import ApiKeys
@@ -69,6 +71,7 @@ class HostChannelContext:
         runs: RunTokens | None = None,
         oidc: OidcLinker | None = None,
         meters: MeterFactory | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.channel = channel
         self._runs, self._oidc = runs, oidc
@@ -82,6 +85,7 @@ class HostChannelContext:
         self._shutting_down = shutting_down
         self._monitor = monitor
         self._meters = meters
+        self._tracing = tracing or Tracing()
 
     @property
     def name(self) -> str:
@@ -107,9 +111,11 @@ class HostChannelContext:
         return self._api_keys.tenant(authorization)
 
     async def _hooked(self, envelope: Envelope) -> Envelope:
-        """The envelope after the channel's `run_hook` and the host's identity check (`_admitted`)."""
+        """The envelope after the channel's `run_hook` and the host's identity check (`_admitted`), carrying the
+        request's trace context when traces are on."""
         hook = self.channel.run_hook
-        return await self._admitted(envelope if hook is None else await called(hook, envelope))
+        envelope = await self._admitted(envelope if hook is None else await called(hook, envelope))
+        return self._traced(envelope) if self._tracing.enabled else envelope
 
     async def _admitted(self, envelope: Envelope) -> Envelope:
         """Resolve the sender to their isolation key (refusing whom the resolver refuses), note where they were
@@ -155,6 +161,19 @@ class HostChannelContext:
             raise HookRejected(outcome.message, 403, "forbidden")
         if isinstance(outcome, LinkRequired):
             raise HookRejected(outcome.message, 403, "link_required")
+
+    def _traced(self, envelope: Envelope) -> Envelope:
+        """The envelope carrying the trace context of the HTTP request (or WebSocket) being handled, if any."""
+        if envelope.trace_context is not None:
+            return envelope
+        if has_request_context():
+            headers = request.headers
+        elif has_websocket_context():
+            headers = websocket.headers
+        else:
+            return envelope
+        carrier = self._tracing.carrier(headers.get)
+        return attrs.evolve(envelope, trace_context=carrier) if carrier else envelope
 
     async def submit(self, envelope: Envelope, *, stream: bool = False) -> TurnHandle:
         """Run the channel's `run_hook` and the identity check, then hand the envelope to its conversation actor."""

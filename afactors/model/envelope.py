@@ -141,6 +141,9 @@ class Envelope:
     person on linked channels continues one conversation. `response_target`: where the answer goes (None: the
     originating channel, or the host's per-channel default); `routing`: what the host resolved it to at submit
     time (set by the host only; a channel leaves it None).
+    person on linked channels continues one conversation.
+    `trace_context`: the W3C trace context (`traceparent`, `tracestate`) of the request that sent it, filled in
+    by the host when traces are on; the turn's span continues that trace.
     """
 
     key: ConversationKey
@@ -157,3 +160,4 @@ class Envelope:
     follow_identity: bool = False
     response_target: ResponseTarget | None = None
     routing: Routing | None = None
+    trace_context: dict[str, str] | None = None

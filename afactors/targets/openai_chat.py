@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import orjson
 
+from afactors._tracing import outgoing_headers
 from afactors.model import TurnContext, Update, UsagePart
 
 
@@ -74,6 +75,7 @@ class OpenAIChatAgent:
             "stream_options": {"include_usage": True},
         }
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        headers.update(outgoing_headers())  # the call joins the turn's trace (when traces are on)
         async with httpx.AsyncClient(timeout=self.timeout) as client:
             async with client.stream("POST", f"{self.base_url}/chat/completions", json=body, headers=headers) as resp:
                 if resp.status_code >= 400:
