@@ -9,7 +9,9 @@ import signal
 import sys
 import tomllib
 from collections.abc import AsyncIterator
+from typing import Any
 
+import attrs
 import trio
 
 from afactors import __version__
@@ -61,6 +63,11 @@ def build_parser(plugins: dict[str, ChannelPlugin]) -> argparse.ArgumentParser:
     parser.add_argument("--tenant-budget-mb", type=int, default=64, help="MiB of cached history per tenant")
     parser.add_argument("--log-level", default="WARNING", help="WARNING (default), INFO (one line per turn), DEBUG")
     parser.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one object per line")
+    parser.add_argument(
+        "--otel", action="store_true", default=os.environ.get("AFACTORS_OTEL", "") not in ("", "0"),
+        help="OpenTelemetry traces, a span per turn, exported as the OTEL_* variables say (default: OTLP/HTTP to "
+        "localhost:4318; needs afactors[otel]; also on with AFACTORS_OTEL=1)",
+    )  # fmt: skip
     for plugin in plugins.values():
         plugin.add_arguments(parser)
     return parser
@@ -109,7 +116,7 @@ DUPLICATE_SIGNAL_WINDOW = 0.5
 terminal's SIGINT to the server, which then sees it twice."""
 
 
-async def serve(settings: Settings, target: object) -> None:
+async def serve(settings: Settings, target: object, tracer_provider: object = None) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully; a second signal during the drain stops at once.
 
     Signals are handled here, never as KeyboardInterrupt: a stop is quiet (no traceback) and state stays intact.
@@ -118,7 +125,8 @@ async def serve(settings: Settings, target: object) -> None:
         signal.signal(signum, signal.SIG_IGN)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as watchers:
-            async with open_host(target, settings.host, channels=settings.channels) as host:
+            config = attrs.evolve(settings.host, tracer_provider=tracer_provider)
+            async with open_host(target, config, channels=settings.channels) as host:
                 print(f"afactors {__version__}: channels {', '.join(host.channels) or '(none)'}", flush=True)
                 for url in host.urls:
                     print(f"serving on {url}", flush=True)
@@ -171,10 +179,25 @@ def main(argv: list[str] | None = None) -> int:
     except TargetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        provider = _tracer_provider() if args.otel else None
+    except ImportError:
+        print("error: --otel needs OpenTelemetry: pip install 'afactors[otel]'", file=sys.stderr)
+        return 2
     status = 0
     try:
-        trio.run(serve, settings, target)
+        trio.run(serve, settings, target, provider)
     except* (StoreError, StartupError, OSError) as group:
         print(f"error: {first_leaf(group)}", file=sys.stderr)
         status = 1
+    finally:
+        if provider is not None:
+            provider.shutdown()  # exports the spans still batched
     return status
+
+
+def _tracer_provider() -> Any:
+    """The OpenTelemetry SDK's provider set up from the OTEL_* environment (ImportError without the extra)."""
+    from afactors.host._otel import sdk_provider
+
+    return sdk_provider()

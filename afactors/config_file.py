@@ -62,6 +62,7 @@ FLAG_KEYS: dict[str, FlagKey] = {
     "target": FlagKey(("target",)),
     "log_level": FlagKey(("log_level",)),
     "log_format": FlagKey(("log_format",)),
+    "otel": FlagKey(("otel",)),
     "model": FlagKey(("model", "name")),
     "openai_base_url": FlagKey(("model", "base_url")),
     "openai_api_key": FlagKey(("model", "api_key")),
@@ -88,7 +89,7 @@ FLAG_KEYS: dict[str, FlagKey] = {
 NOT_CONFIGURATION = frozenset({"help", "version", "config", "action", "json"})
 """Flags that say what to do rather than how to serve."""
 
-TOP_KEYS = ("channels", "host", "log_format", "log_level", "model", "target")
+TOP_KEYS = ("channels", "host", "log_format", "log_level", "model", "otel", "target")
 
 
 @attrs.frozen

@@ -14,6 +14,7 @@ import attrs
 import trio
 from quart import jsonify
 
+from afactors._tracing import Tracing
 from afactors.actors import ActorConfig, ActorSystem, Summarizer, TokenCounter
 from afactors.channel import DEFAULT_TENANT, Channel, Contribution, Route
 from afactors.host._admin import admin_routes
@@ -65,6 +66,8 @@ class HostConfig:
     (`GET /v1/runs/<token>`) stays valid after it is issued.
     `oidc`: an OpenID Connect provider to sign in with (`OidcConfig`; needs the `afactors[oidc]` extra): the
     linker that verifies claims for linked-claim allowlists.
+    `tracer_provider`: an OpenTelemetry `TracerProvider` (the `otel` extra): every turn gets a span from it
+    (docs/observability.md); None: no traces.
     """
 
     state_dir: str | os.PathLike[str] = ".afactors"
@@ -98,6 +101,7 @@ class HostConfig:
     active_window: float = ACTIVE_WINDOW
     run_token_ttl: float = DEFAULT_TTL
     oidc: OidcConfig | None = None
+    tracer_provider: Any = attrs.field(default=None, repr=False)
 
     def actor_config(self) -> ActorConfig:
         return ActorConfig(
@@ -175,6 +179,13 @@ def _lifetime(agent: Agent) -> AbstractAsyncContextManager[object]:
     return agent if isinstance(agent, AbstractAsyncContextManager) else nullcontext()
 
 
+def _tracing(provider: Any, monitor: TurnMonitor, busy_policy: str) -> Tracing:
+    """Turn spans from `provider` (imports OpenTelemetry: only called when traces are on)."""
+    from afactors.host._otel import OtelTracing
+
+    return OtelTracing(provider, monitor.channel, busy_policy)
+
+
 async def _run_startup_hooks(contributions: Iterable[Contribution]) -> None:
     """Run every channel's startup hooks, all of them even when some fail; then raise the first failure."""
     errors: list[Exception] = []
@@ -221,6 +232,8 @@ async def open_host(
                 background.track_recovered()
                 api_keys = ApiKeys(config.api_keys)
                 system.on_turn_ended = the_host.monitor.ended
+                if config.tracer_provider is not None:
+                    system.tracing = _tracing(config.tracer_provider, the_host.monitor, config.busy_policy)
                 routes: list[Route] = [Route("/readiness", the_host._readiness, methods=("GET",))]
                 sources = StatusSources(
                     system, store, background, the_host.monitor, lambda: sorted(the_host.channels),
@@ -249,6 +262,7 @@ async def open_host(
                         monitor=the_host.monitor,
                         allowlist=effective(auth, config.default_allowlist), require_link=auth.require_link,
                         runs=runs, oidc=oidc, meters=None if metrics is None else metrics.meter,
+                        tracing=system.tracing,
                     )  # fmt: skip
                     contribution = channel.contribute(ctx)
                     the_host.channels[channel.name] = channel
