@@ -59,6 +59,10 @@ def build_parser(plugins: dict[str, ChannelPlugin]) -> argparse.ArgumentParser:
     parser.add_argument("--body-timeout", type=float, default=60.0, help="seconds a request's body may take")
     parser.add_argument("--history-turns", type=int, help="earlier turns a target sees at most (default: all)")
     parser.add_argument("--history-tokens", type=int, help="tokens of earlier turns a target sees at most (estimated)")
+    parser.add_argument(
+        "--no-lean-routes", dest="lean_routes", action="store_false",
+        help="serve every request through Quart, also the hot routes' lean views (to compare the two)",
+    )  # fmt: skip
     parser.add_argument("--history-budget-mb", type=int, default=256, help="MiB of cached history in all")
     parser.add_argument("--tenant-budget-mb", type=int, default=64, help="MiB of cached history per tenant")
     parser.add_argument("--log-level", default="WARNING", help="WARNING (default), INFO (one line per turn), DEBUG")

@@ -83,6 +83,7 @@ FLAG_KEYS: dict[str, FlagKey] = {
     "max_connections": FlagKey(("host", "limits", "max_connections")),
     "header_timeout": FlagKey(("host", "limits", "header_timeout")),
     "body_timeout": FlagKey(("host", "limits", "body_timeout")),
+    "lean_routes": FlagKey(("host", "limits", "lean")),
 }
 """Every host-wide flag (by argparse dest) and its key in the file. Channel flags map by their prefix instead."""
 
