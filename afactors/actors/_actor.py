@@ -20,6 +20,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any, Literal
 
 import attrs
@@ -148,7 +149,8 @@ class ConversationActor:
         """The committed messages the next turn sees, in order (each turn's input, then its output): every turn,
         or those inside the window (`history_turns`, `history_tokens`), after `summary`'s message if given."""
         turns = self._load_history()
-        return (*((summary.message,) if summary else ()), *(message for turn in turns for message in turn))
+        earlier = chain.from_iterable(turns)  # C-level: this runs every turn, over all of it
+        return (summary.message, *earlier) if summary else tuple(earlier)
 
     async def _summarized(self) -> Summary | None:
         """The summary the next turn sees: the committed one, or a new one when turns left the window since.
