@@ -26,6 +26,8 @@ from afactors.channel import (
     Contribution,
     ConversationBusy,
     HookRejected,
+    LeanRequest,
+    LeanResponse,
     ResponseHook,
     Route,
     RunHook,
@@ -59,7 +61,16 @@ from afactors_responses.codec.output import OutputBuilder, item_owner
 from afactors_responses.codec.request import parse_item, resolve_input
 from afactors_responses.codec.response import turn_items
 from afactors_responses.conversations import ConversationRoutes, conversation_alias, conversation_key
-from afactors_responses.http import check_method, json_response, read_json
+from afactors_responses.http import (
+    allow_method,
+    check_json_type,
+    check_method,
+    json_response,
+    lean_json,
+    mimetype,
+    parse_json,
+    read_json,
+)
 
 log = logging.getLogger("afactors.responses")
 
@@ -109,6 +120,15 @@ def _as_api_error(exc: Exception) -> ApiError | None:
     return None
 
 
+def refusal(exc: Exception, method: str, path: str) -> ApiError:
+    """The error envelope a route answers `exc` with; a bug becomes a logged 500 without a traceback."""
+    error = _as_api_error(exc)
+    if error is None:
+        log.exception("responses route %s %s failed", method, path)
+        error = ApiError(500, "The server had an error while processing your request.", type="server_error")
+    return error
+
+
 def guarded(view: View) -> View:
     """Render every refusal as the OpenAI error envelope; a bug becomes a logged 500 without a traceback."""
 
@@ -117,11 +137,7 @@ def guarded(view: View) -> View:
         try:
             return await view(*args, **kwargs)
         except Exception as exc:
-            error = _as_api_error(exc)
-            if error is None:
-                log.exception("responses route %s %s failed", request.method, request.path)
-                error = ApiError(500, "The server had an error while processing your request.", type="server_error")
-            return error_response(error)
+            return error_response(refusal(exc, request.method, request.path))
 
     return wrapper
 
@@ -226,7 +242,7 @@ class ResponsesChannel:
         base = self.path
         return Contribution(
             routes=[
-                Route(f"{base}/responses", guarded(routes.create), methods=METHODS),
+                Route(f"{base}/responses", guarded(routes.create), methods=METHODS, lean=routes.create_lean),
                 Route(f"{base}/responses/<response_id>", guarded(routes.one), methods=METHODS),
                 Route(f"{base}/responses/<response_id>/cancel", guarded(routes.cancel), methods=METHODS),
                 Route(f"{base}/responses/<response_id>/input_items", guarded(routes.input_items), methods=METHODS),
@@ -274,6 +290,10 @@ class _Routes:
     def tenant(self) -> str:
         return scoped_tenant(self.ctx.tenant(request.headers.get("Authorization")), request.headers)
 
+    def _lean_tenant(self, lean: LeanRequest) -> str:
+        headers = {name: value for name in USER_HEADERS if (value := lean.header(name)) is not None}
+        return scoped_tenant(self.ctx.tenant(lean.header("authorization")), headers)
+
     def _visible(self, response_id: str, tenant: str) -> ResponseView:
         response_id = parse_response_id(response_id, "response_id")
         record = self.ctx.record(response_id, tenant)
@@ -317,7 +337,28 @@ class _Routes:
     async def create(self) -> Response:
         check_method(("POST",))
         tenant = self.tenant()
-        create = parse_create(await read_json())
+        created = await self._create(tenant, await read_json())
+        return created if isinstance(created, Response) else json_response(created)
+
+    async def create_lean(self, lean: LeanRequest) -> LeanResponse | None:
+        """`create` in front of Quart (`Route.lean`); a streamed response is left to `create` (None)."""
+        try:
+            allow_method(("POST",), lean.method, lean.path)
+            tenant = self._lean_tenant(lean)
+            check_json_type(mimetype(lean.header("content-type")))
+            data = parse_json(lean.body)
+            if isinstance(data, dict) and data.get("stream") not in (None, False):
+                return None
+            created = await self._create(tenant, data)
+        except Exception as exc:
+            error = refusal(exc, lean.method, lean.path)
+            return lean_json(error.body(), error.status, error.headers)
+        assert not isinstance(created, Response), "only a stream is a Response, and it went to Quart"
+        return lean_json(created)
+
+    async def _create(self, tenant: str, data: object) -> dict[str, Any] | Response:
+        """Create a response from request JSON `data`: the Response object, or the SSE stream of one."""
+        create = parse_create(data)
         if create.previous_response_id is not None:
             self._check_previous(create.previous_response_id, tenant)
         key = None
@@ -332,7 +373,7 @@ class _Routes:
             view = view_of_record(record)
             if create.stream:
                 return self._sse(self._follow(view, tenant, -1))
-            return json_response(render_response(view))
+            return render_response(view)
         created_at = time.time()
         handle = await self.ctx.submit(envelope, stream=create.stream or create.store)
         view = view_of_request(create, handle.turn_id, created_at)
@@ -347,7 +388,7 @@ class _Routes:
             reply = await self.ctx.reply(envelope, handle)
         finally:
             await self._let_go(handle, view.id)
-        return json_response(render_response(self._finished(view, reply, tenant)))
+        return render_response(self._finished(view, reply, tenant))
 
     async def _let_go(self, handle: TurnHandle, response_id: str) -> None:
         """A foreground request ends: a turn still running goes with its client (R-37); the response stops being
