@@ -13,8 +13,11 @@ def bare() -> ServerSpec:
     return ServerSpec("bare", lambda port, scratch: [sys.executable, "-m", "bench.bare_server", "--port", str(port)])
 
 
-def afactors(durability: str = "durable", target: str = "bench.targets:echo", name: str = "afactors") -> ServerSpec:
-    """`python -m afactors` serving `target` over the Responses channel, state in the run's scratch dir."""
+def afactors(
+    durability: str = "durable", target: str = "bench.targets:echo", name: str = "afactors", *, lean: bool = True
+) -> ServerSpec:
+    """`python -m afactors` serving `target` over the Responses channel, state in the run's scratch dir;
+    `lean=False`: every request through Quart (`--no-lean-routes`), to measure what the lean route saves."""
 
     def argv(port: int, scratch: Path) -> list[str]:
         return [
@@ -24,6 +27,7 @@ def afactors(durability: str = "durable", target: str = "bench.targets:echo", na
             "--state-dir", str(scratch / "state"),
             "--durability", durability,
             "--channel", "responses",
+            *(() if lean else ("--no-lean-routes",)),
         ]  # fmt: skip
 
     return ServerSpec(name, argv)
