@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -27,6 +28,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 """An ASGI application: (scope, receive, send)."""
+
+current_request: ContextVar[LeanRequest | None] = ContextVar("afactors_lean_request", default=None)
+"""The request a lean view is handling in this task (what Quart's `request` is for its views), or None."""
 
 LEAN_BODY_WAIT = 0.25
 """Seconds the lean path waits for a body before it hands the request to Quart (which applies `body_timeout`)."""
@@ -111,11 +115,14 @@ class LeanFront:
                         return
 
             nursery.start_soon(until_disconnect)
+            current = current_request.set(request)
             try:
                 response = await view(request)
             except Exception:
                 log.exception("lean view %s %s failed", request.method, request.path)
                 response = LeanResponse(500, (*_JSON_HEADERS, ("content-length", str(len(_ERROR)))), _ERROR)
+            finally:
+                current_request.reset(current)
             if response is not None:
                 headers = [(key.encode(), value.encode()) for key, value in response.headers]
                 await send({"type": "http.response.start", "status": response.status, "headers": headers})

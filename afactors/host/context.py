@@ -22,6 +22,7 @@ from afactors.channel import Channel, CommittedTurn, HookRejected, Meter, RunTok
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
 from afactors.host._hooks import called
+from afactors.host._lean import current_request
 from afactors.host._monitor import TurnMonitor
 from afactors.host._oidc import OidcLinker
 from afactors.host._routing import Router, RoutingError
@@ -166,13 +167,17 @@ class HostChannelContext:
         """The envelope carrying the trace context of the HTTP request (or WebSocket) being handled, if any."""
         if envelope.trace_context is not None:
             return envelope
-        if has_request_context():
-            headers = request.headers
+        lean = current_request.get()
+        header: Callable[[str], str | None]
+        if lean is not None:
+            header = lean.header
+        elif has_request_context():
+            header = request.headers.get
         elif has_websocket_context():
-            headers = websocket.headers
+            header = websocket.headers.get
         else:
             return envelope
-        carrier = self._tracing.carrier(headers.get)
+        carrier = self._tracing.carrier(header)
         return attrs.evolve(envelope, trace_context=carrier) if carrier else envelope
 
     async def submit(self, envelope: Envelope, *, stream: bool = False) -> TurnHandle:
