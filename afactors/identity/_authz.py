@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import inspect
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import attrs
 
@@ -91,42 +91,40 @@ class LinkedClaimAllowlist:
 
 @attrs.frozen
 class _Combinator:
-    """Children evaluated in order; needs linked claims when any child does."""
+    """Children evaluated in order; needs linked claims when any child does. One `decisive` decision of a child
+    decides; children that all say `unanimous` decide that; otherwise (and when empty) ABSTAIN."""
 
+    decisive: ClassVar[Decision]
+    unanimous: ClassVar[Decision]
     children: tuple[Allowlist, ...] = attrs.field(converter=_children)
 
     @property
     def requires_linked_claims(self) -> bool:
         return any(c.requires_linked_claims for c in self.children)
 
-    async def _decisions(self, ctx: AuthContext) -> list[Decision]:
-        return [await c.evaluate(ctx) for c in self.children]
+    async def evaluate(self, ctx: AuthContext) -> Decision:
+        decisions = [await c.evaluate(ctx) for c in self.children]
+        if self.decisive in decisions:
+            return self.decisive
+        if decisions and all(d == self.unanimous for d in decisions):
+            return self.unanimous
+        return Decision.ABSTAIN
 
 
 @attrs.frozen
 class AnyOf(_Combinator):
     """Any ALLOW allows; all DENY denies; otherwise (and when empty) ABSTAIN."""
 
-    async def evaluate(self, ctx: AuthContext) -> Decision:
-        decisions = await self._decisions(ctx)
-        if Decision.ALLOW in decisions:
-            return Decision.ALLOW
-        if decisions and all(d == Decision.DENY for d in decisions):
-            return Decision.DENY
-        return Decision.ABSTAIN
+    decisive = Decision.ALLOW
+    unanimous = Decision.DENY
 
 
 @attrs.frozen
 class AllOf(_Combinator):
     """Any DENY denies; all ALLOW allows; otherwise (and when empty) ABSTAIN."""
 
-    async def evaluate(self, ctx: AuthContext) -> Decision:
-        decisions = await self._decisions(ctx)
-        if Decision.DENY in decisions:
-            return Decision.DENY
-        if decisions and all(d == Decision.ALLOW for d in decisions):
-            return Decision.ALLOW
-        return Decision.ABSTAIN
+    decisive = Decision.DENY
+    unanimous = Decision.ALLOW
 
 
 @attrs.frozen
