@@ -26,10 +26,10 @@ import httpx
 import trio
 from quart import Response, request
 
-from afactors.channel import Route, Unauthorized
+from afactors.channel import Route
 from afactors.host._auth import ApiKeys
 from afactors.host._identity_routes import parse_body
-from afactors.host._json_api import BadRequest, error_response, json_response
+from afactors.host._json_api import BadRequest, guarded, json_response
 from afactors.identity import IdentityService, LinkFailed
 from afactors.identity.oidc import (
     OidcConfig,
@@ -50,6 +50,11 @@ log = logging.getLogger("afactors.identity")
 CALLBACK_PATH = "/v1/identity/oidc/callback"
 _HTTP_TIMEOUT = 10.0
 _STATUS = {"provider_unreachable": 502, "policy": 403}
+
+
+def _refused(error: Exception) -> BadRequest | None:
+    """The answer to a sign-in step that failed (`guarded`'s translation of an `OidcError`)."""
+    return BadRequest(error.message, _STATUS.get(error.code, 400), error.code) if isinstance(error, OidcError) else None
 
 
 def pending_key(state: str) -> str:
@@ -187,26 +192,18 @@ class OidcLinker:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/v1/identity/oidc/start", self.start, methods=("POST",)),
+            Route("/v1/identity/oidc/start", guarded(self.start, _refused), methods=("POST",)),
             Route(CALLBACK_PATH, self.callback, methods=("GET",)),
         ]
 
     async def start(self) -> Response:
         """`POST /v1/identity/oidc/start {"channel", "user"}` (API key): the URL the user signs in at."""
-        try:
-            raw = await request.get_json(force=True, silent=True)  # read the body first, even to refuse it
-            tenant = self.api_keys.tenant(request.headers.get("Authorization"))
-            body = parse_body(raw, ("channel", "user"))
-            if body["channel"] not in self.asserted or body["channel"] not in self.channels:
-                raise BadRequest(f"Invalid 'channel': {body['channel']!r} cannot sign in over HTTP here.",
-                                  param="channel")  # fmt: skip
-            url = await self.begin(tenant, Identity(body["channel"], body["user"]))
-        except Unauthorized as error:
-            return error_response(str(error), 401, "invalid_api_key")
-        except BadRequest as error:
-            return error_response(error.message, error.status, error.code, error.param)
-        except OidcError as error:
-            return error_response(error.message, _STATUS.get(error.code, 400), error.code)
+        raw = await request.get_json(force=True, silent=True)  # read the body first, even to refuse it
+        tenant = self.api_keys.tenant(request.headers.get("Authorization"))
+        body = parse_body(raw, ("channel", "user"))
+        if body["channel"] not in self.asserted or body["channel"] not in self.channels:
+            raise BadRequest(f"Invalid 'channel': {body['channel']!r} cannot sign in over HTTP here.", param="channel")
+        url = await self.begin(tenant, Identity(body["channel"], body["user"]))
         return json_response({"object": "identity.oidc_start", "url": url, "expires_in": int(self.config.flow_ttl)})
 
     async def callback(self) -> Response:

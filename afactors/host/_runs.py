@@ -21,9 +21,9 @@ from typing import Any
 from quart import Response, request
 
 from afactors.actors import ActorSystem
-from afactors.channel import Route, RunToken, Unauthorized
+from afactors.channel import Route, RunToken
 from afactors.host._auth import ApiKeys
-from afactors.host._json_api import error_response, json_response
+from afactors.host._json_api import error_response, guarded, json_response
 from afactors.model import converter
 from afactors.store import Put, ResponseRecord, Store, TokenRecord
 
@@ -92,14 +92,11 @@ class RunTokens:
         return RunToken(token, turn_id, held.expires_at)
 
     def routes(self) -> list[Route]:
-        return [Route("/v1/runs/<token>", self.poll, methods=("GET",))]
+        return [Route("/v1/runs/<token>", guarded(self.poll), methods=("GET",))]
 
     async def poll(self, token: str) -> Response:
         """`GET /v1/runs/<token>`: 200 with the run, 401, 404 (unknown, another tenant's, removed), 410 expired."""
-        try:
-            tenant = self._api_keys.tenant(request.headers.get("Authorization"))
-        except Unauthorized as error:
-            return error_response(str(error), 401, "invalid_api_key")
+        tenant = self._api_keys.tenant(request.headers.get("Authorization"))
         held: TokenRecord | None = self._store.get("tokens", token_key(token)) if token.startswith(PREFIX) else None
         if held is None or held.purpose != PURPOSE or held.tenant != tenant:
             return error_response("No run with that token (unknown, or removed after it expired).", 404, "not_found")
