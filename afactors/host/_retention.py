@@ -157,41 +157,38 @@ class Sweeper:
 
         yield "tokens", "tokens", token
 
-    async def _sweep_kind(self, kind: str, expired: Expired) -> int:
-        removed, after = 0, None
-        while True:
-            page = self._store.scan(kind, after=after, limit=self.config.batch)
-            if not page:
-                return removed
+    def _pages(self, kind: str) -> Iterator[list[tuple[str, Any]]]:
+        """`kind`'s records in key order, `batch` at a time (each page read after the previous one was handled)."""
+        after = None
+        while page := self._store.scan(kind, after=after, limit=self.config.batch):
+            yield page
             after = page[-1][0]
+
+    async def _sweep_kind(self, kind: str, expired: Expired) -> int:
+        removed = 0
+        for page in self._pages(kind):
             doomed = [Delete(kind, key) for key, record in page if expired(key, record)]
             if doomed:
                 await self._store.commit(doomed)
                 removed += len(doomed)
             await trio.lowlevel.checkpoint()
+        return removed
 
     async def _sweep_closed_turns(self, cut: float) -> int:
         live = {info.key.path for info in self._system.actors()}
-        removed, after = 0, None
-        while True:
-            page = self._store.scan("snapshots", after=after, limit=self.config.batch)
-            if not page:
-                return removed
-            after = page[-1][0]
+        removed = 0
+        for page in self._pages("snapshots"):
             for path, snapshot in page:
                 assert isinstance(snapshot, Snapshot)
                 if snapshot.updated_at < cut and path not in live:
                     removed += await self._delete_prefix("turns", path + "/")
             await trio.lowlevel.checkpoint()
+        return removed
 
     async def _sweep_deliveries(self, cut: float) -> int:
         """Delivery audits made before `cut`, each after its outcomes."""
-        removed, after = 0, None
-        while True:
-            page = self._store.scan("deliveries", after=after, limit=self.config.batch)
-            if not page:
-                return removed
-            after = page[-1][0]
+        removed = 0
+        for page in self._pages("deliveries"):
             for key, audit in page:
                 assert isinstance(audit, DeliveryAudit)
                 if audit.created_at < cut:
@@ -199,6 +196,7 @@ class Sweeper:
                     await self._store.commit([Delete("deliveries", key)])
                     removed += 1
             await trio.lowlevel.checkpoint()
+        return removed
 
     async def _delete_prefix(self, kind: str, prefix: str) -> int:
         removed = 0
