@@ -51,12 +51,12 @@ class Served:
 
 @asynccontextmanager
 async def serving(
-    fake: FakeBotApi, state: Path, *, telegram: dict[str, Any] | None = None, **host: Any
+    fake: FakeBotApi, state: Path, *, telegram: dict[str, Any] | None = None, agent: Any = None, **host: Any
 ) -> AsyncIterator[Served]:
     channel = TelegramChannel(token=fake.token, api_base=fake.api_base, limits=CHANNEL_LIMITS, **(telegram or {}))
     channels: list[Any] = [channel, ResponsesChannel(), InvocationsChannel()]
     async with (
-        afactors.open_host(None, channels=channels, state_dir=state, port=0, durability="unsafe", **host) as served,
+        afactors.open_host(agent, channels=channels, state_dir=state, port=0, durability="unsafe", **host) as served,
         httpx.AsyncClient(base_url=served.urls[0], timeout=20) as http,
         openai.AsyncOpenAI(base_url=served.urls[0] + "/v1", api_key="sk-test", max_retries=0, timeout=20) as sdk,
     ):

@@ -376,7 +376,7 @@ class ConversationActor:
             options=first.options,
             identity=first.identity,
             kind=first.kind,
-            timers=TurnTimers(self._committed_timers),
+            timers=TurnTimers(self._committed_timers, sender=first.identity, response_target=first.response_target),
             records=target_records,
         )
         builder = ReplyBuilder()

@@ -229,6 +229,8 @@ class ActorSystem:
         self.on_outbox: Callable[[str], None] | None = None
         self.on_turn_ended: Callable[[EndedTurn], None] | None = None
         self.on_timer: Callable[[float], None] | None = None
+        self.route_timer: Callable[[Envelope], Envelope] | None = None
+        """The host's resolution of a firing timer's response target into the envelope's routing (must not block)."""
         self.tracing = Tracing()  # turn spans: off unless the host sets an `OtelTracing`
         self._cut = False  # shutdown deadline passed: running turns are being cancelled
         self._chains = ChainCache(max_bytes=config.history_budget // 4)
@@ -417,7 +419,9 @@ class ActorSystem:
 
         The commit holds only if the timer row is still `record` (not cancelled or replaced meanwhile); returns
         whether it fired. The turn's reply goes to the timer's `reply_to`, else the conversation's last known
-        reply address. While the system is closing the row stays in the inbox and runs on the next start.
+        reply address, and wherever its `response_target` resolves to now (`route_timer`; the routing is kept in
+        the inbox row, so a replay goes to the same places). While the system is closing the row stays in the
+        inbox and runs on the next start.
         """
         key = ConversationKey(record.tenant, record.conversation)
         timer = record.timer
@@ -428,8 +432,10 @@ class ActorSystem:
         snapshot = actor.snapshot if actor is not None else self.snapshot(key.path)
         envelope = Envelope(
             key=key, kind="timer", turn_id=new_turn_id("timer_"), options={TIMER_OPTION: converter.unstructure(timer)},
-            reply_to=timer.reply_to or snapshot.reply_to,
+            reply_to=timer.reply_to or snapshot.reply_to, identity=timer.sender, response_target=timer.response_target,
         )  # fmt: skip
+        if timer.response_target is not None and self.route_timer is not None:
+            envelope = self.route_timer(envelope)
         entry = Entry(envelope, TurnHandle(envelope.turn_id or ""), now, stamp=self._next_stamp())
         unchanged = Expect("timers", row_key, record)
         if not await self.store.commit(ledger.fired(entry, row_key, record, now), expect=[unchanged]):

@@ -248,7 +248,7 @@ async def open_host(
                     the_host.monitor.listeners.append(metrics.turn_ended)
                     store.on_transaction = metrics.transaction
                     routes.extend(metrics.routes())
-                routes.extend(timer_routes(the_host.timers, api_keys, time.time))
+                routes.extend(timer_routes(the_host.timers, api_keys, time.time, the_host.router))
                 runs = the_host.runs = RunTokens(store, system, api_keys, ttl=config.run_token_ttl)
                 oidc = None
                 if config.oidc is not None:
@@ -289,6 +289,7 @@ async def open_host(
                     await services.start(the_host.sweeper.run)
                 system.on_outbox = the_host.outbox.notify
                 system.on_timer = the_host.timers.wake
+                system.route_timer = the_host.router.route_timer
                 await services.start(the_host.timers.run)
                 await _run_startup_hooks(the_host.contributions.values())
                 for contribution in the_host.contributions.values():

@@ -10,14 +10,17 @@ a destination the deliver policy forbids, or a linked channel without a known ad
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Collection, Mapping
 
 import attrs
 
 from afactors.identity import IdentityService, LinkPolicyContext
-from afactors.model import ORIGINATING, Destination, Identity, ResponseTarget, Routing, Skipped
+from afactors.model import ORIGINATING, Destination, Envelope, Identity, ResponseTarget, Routing, Skipped
 from afactors.store import IdentityRecord, Member
+
+log = logging.getLogger("afactors.routing")
 
 ACTIVE_WINDOW = 300.0
 """Seconds a last-seen channel stays "active" (spec-digest §3.11, ADR Q13)."""
@@ -68,6 +71,27 @@ class Router:
         """Where a turn's answer goes. `sender`/`isolation_key`: the resolved sender (None when the envelope names
         nobody; then only `originating`, `none` and `identities` can be resolved)."""
         return self._resolve(tenant, target, _Origin(channel, sender, isolation_key))
+
+    def for_timer(self, tenant: str, target: ResponseTarget, sender: Identity | None) -> Routing:
+        """Where a timer's answer goes: resolved as for a turn its `sender` (who set it) sends on their own channel,
+        whose originating destination is the timer's reply address."""
+        if sender is None:
+            return self.for_turn(tenant, target, "", None, None)
+        return self.for_turn(tenant, target, sender.channel, sender, self._known(tenant, sender).key)
+
+    def route_timer(self, envelope: Envelope) -> Envelope:
+        """A firing timer's envelope with its response target resolved now (`ActorSystem.route_timer`). A target
+        that no longer resolves (the person unlinked, a channel gone) is logged and dropped: the turn answers
+        the timer's reply address only."""
+        if envelope.response_target is None:
+            return envelope
+        try:
+            routing = self.for_timer(envelope.key.tenant, envelope.response_target, envelope.identity)
+        except RoutingError as error:
+            log.warning("timer turn %s of %s: its response target no longer resolves (%s); it answers its reply "
+                        "address only", envelope.turn_id, envelope.key.path, error.message)  # fmt: skip
+            return attrs.evolve(envelope, response_target=None, routing=None)
+        return attrs.evolve(envelope, routing=routing)
 
     def for_push(self, tenant: str, target: ResponseTarget, user: Identity | None) -> Routing:
         """Where a push without a turn goes: `identities`, or `channels`/`all_linked`/`active` of `user`'s person."""

@@ -15,12 +15,26 @@ from quart import jsonify, request
 
 from afactors.channel import Route, Unauthorized
 from afactors.host._auth import ApiKeys
+from afactors.host._routing import Router, RoutingError
 from afactors.host._timers import Timers
-from afactors.model import ConversationKey, ReplyTarget, Timer, TimerError, converter, new_timer
+from afactors.model import (
+    ConversationKey,
+    Identity,
+    ReplyTarget,
+    ResponseTarget,
+    Timer,
+    TimerError,
+    converter,
+    new_timer,
+    parse_identity,
+    parse_response_target,
+)
 
 PATH = "/v1/timers"
 MAX_TIMERS_PER_REQUEST = 1000
-_FIELDS = frozenset({"conversation", "id", "at", "after", "cron", "timezone", "payload", "reply_to"})
+_FIELDS = frozenset(
+    {"conversation", "id", "at", "after", "cron", "timezone", "payload", "reply_to", "response_target", "user"}
+)
 
 
 @attrs.frozen
@@ -62,6 +76,8 @@ def _parse_one(item: Any, tenant: str, now: float, where: str) -> tuple[Conversa
             now=now, at=at, after=item.get("after"), cron=_optional_str(item, "cron", where),
             timezone=_optional_str(item, "timezone", where), payload=item.get("payload"), id=item.get("id"),
             reply_to=_reply_to(item.get("reply_to"), where + "reply_to"),
+            response_target=_response_target(item.get("response_target"), where + "response_target"),
+            sender=_user(item.get("user"), where + "user"),
         )  # fmt: skip
     except TimerError as exc:
         raise HttpError(400, str(exc), where.rstrip(".") or None) from None
@@ -104,6 +120,36 @@ def _reply_to(value: Any, param: str) -> ReplyTarget | None:
     return ReplyTarget(value["channel"], dict(value.get("address", {})))
 
 
+def _response_target(value: Any, param: str) -> ResponseTarget | None:
+    if value is None:
+        return None
+    try:
+        return parse_response_target(value)
+    except ValueError as exc:
+        raise HttpError(400, str(exc), param, "invalid_response_target") from None
+
+
+def _user(value: Any, param: str) -> Identity | None:
+    if value is None:
+        return None
+    try:
+        return parse_identity(value, "user")
+    except ValueError as exc:
+        raise HttpError(400, str(exc), param) from None
+
+
+def check_targets(parsed: list[tuple[ConversationKey, Timer]], router: Router, many: bool) -> None:
+    """Refuse a timer whose response target cannot be resolved now (it is resolved again when it fires)."""
+    for n, (key, timer) in enumerate(parsed):
+        if timer.response_target is None:
+            continue
+        try:
+            router.for_timer(key.tenant, timer.response_target, timer.sender)
+        except RoutingError as error:
+            param = f"timers[{n}].response_target" if many else "response_target"
+            raise HttpError(error.status, error.message, param, error.code) from None
+
+
 def timer_json(key: ConversationKey, timer: Timer) -> dict[str, Any]:
     """A timer as the route shows it."""
     return {
@@ -116,6 +162,8 @@ def timer_json(key: ConversationKey, timer: Timer) -> dict[str, Any]:
         "timezone": timer.timezone,
         "payload": timer.payload,
         "reply_to": None if timer.reply_to is None else converter.unstructure(timer.reply_to),
+        "response_target": None if timer.response_target is None else converter.unstructure(timer.response_target),
+        "user": None if timer.sender is None else {"channel": timer.sender.channel, "user": timer.sender.user_id},
         "fired": timer.fired,
         "created_at": timer.created_at,
     }
@@ -127,7 +175,7 @@ def _error(exc: HttpError) -> Any:
     return jsonify(body), exc.status
 
 
-def timer_routes(timers: Timers, api_keys: ApiKeys, clock: Callable[[], float]) -> list[Route]:
+def timer_routes(timers: Timers, api_keys: ApiKeys, clock: Callable[[], float], router: Router) -> list[Route]:
     """The `/v1/timers` route of a host."""
 
     async def view() -> Any:
@@ -136,8 +184,10 @@ def timer_routes(timers: Timers, api_keys: ApiKeys, clock: Callable[[], float]) 
                 tenant = api_keys.tenant(request.headers.get("Authorization"))
             except Unauthorized as exc:
                 raise HttpError(401, str(exc), code="invalid_api_key") from None
+            if request.method == "POST":
+                return await _post(timers, tenant, clock, router)
             handler = _HANDLERS[request.method]
-            return await handler(timers, tenant, clock)
+            return await handler(timers, tenant)
         except HttpError as exc:
             return _error(exc)
 
@@ -145,23 +195,24 @@ def timer_routes(timers: Timers, api_keys: ApiKeys, clock: Callable[[], float]) 
     return [Route(PATH, view, methods=("GET", "POST", "DELETE"))]
 
 
-async def _post(timers: Timers, tenant: str, clock: Callable[[], float]) -> Any:
+async def _post(timers: Timers, tenant: str, clock: Callable[[], float], router: Router) -> Any:
     body = await request.get_json(force=True, silent=True)
     if body is None:
         raise HttpError(400, "the body must be JSON")
     many = isinstance(body, dict) and "timers" in body
     parsed = parse_schedule(body, tenant, clock())
+    check_targets(parsed, router, many)
     await timers.schedule_many(parsed)
     rendered = [timer_json(key, timer) for key, timer in parsed]
     return jsonify({"object": "list", "data": rendered} if many else rendered[0]), 201
 
 
-async def _get(timers: Timers, tenant: str, _: Callable[[], float]) -> Any:
+async def _get(timers: Timers, tenant: str) -> Any:
     key = ConversationKey(tenant, _conversation(request.args.get("conversation"), "conversation"))
     return jsonify({"object": "list", "data": [timer_json(key, timer) for timer in timers.list(key)]})
 
 
-async def _delete(timers: Timers, tenant: str, _: Callable[[], float]) -> Any:
+async def _delete(timers: Timers, tenant: str) -> Any:
     key = ConversationKey(tenant, _conversation(request.args.get("conversation"), "conversation"))
     timer_id = request.args.get("id")
     if not timer_id:
@@ -171,8 +222,7 @@ async def _delete(timers: Timers, tenant: str, _: Callable[[], float]) -> Any:
     return jsonify({"object": "timer.deleted", "id": timer_id, "deleted": True})
 
 
-_HANDLERS: dict[str, Callable[[Timers, str, Callable[[], float]], Awaitable[Any]]] = {
-    "POST": _post,
+_HANDLERS: dict[str, Callable[[Timers, str], Awaitable[Any]]] = {
     "GET": _get,
     "DELETE": _delete,
 }

@@ -18,7 +18,7 @@ import attrs
 import orjson
 
 from afactors.model.cron import Cron, CronError, zone
-from afactors.model.envelope import ReplyTarget
+from afactors.model.envelope import Identity, ReplyTarget, ResponseTarget
 
 TIMER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 """What a timer id may look like: 1-128 letters, digits, `.`, `_`, `:`, `-` (no `/`), not starting with a sign."""
@@ -41,7 +41,9 @@ class Timer:
     `due_at`: epoch seconds of its next firing. `cron`/`timezone`: a schedule (it stays pending after each
     firing, due at its next occurrence); None for a one-shot timer. `payload`: handed to the timer's turn.
     `reply_to`: where that turn's reply is pushed; None: the conversation's last known reply address when it
-    fires. `fired`: occurrences fired so far.
+    fires. `response_target`: where else (or instead) its answer goes, resolved when it fires as a turn's is at
+    submit (see `ResponseTarget`); `sender`: whom the timer acts for (the sender of the turn that set it), the
+    person `active`/`channels`/`all_linked` targets are resolved against. `fired`: occurrences fired so far.
     """
 
     id: str
@@ -52,6 +54,8 @@ class Timer:
     reply_to: ReplyTarget | None = None
     created_at: float = 0.0
     fired: int = 0
+    response_target: ResponseTarget | None = None
+    sender: Identity | None = None
 
     def following(self, now: float) -> Timer | None:
         """The timer after firing at `now`: a schedule's next occurrence after `now` (missed ones are skipped)."""
@@ -73,6 +77,8 @@ class TimerSpec(TypedDict, total=False):
     payload: dict[str, Any] | None
     id: str | None
     reply_to: ReplyTarget | None
+    response_target: ResponseTarget | None
+    sender: Identity | None
 
 
 def new_timer(
@@ -85,6 +91,8 @@ def new_timer(
     payload: dict[str, Any] | None = None,
     id: str | None = None,
     reply_to: ReplyTarget | None = None,
+    response_target: ResponseTarget | None = None,
+    sender: Identity | None = None,
 ) -> Timer:
     """A checked `Timer`: exactly one of `at` (an aware datetime or epoch seconds), `after` (seconds or a
     timedelta, not negative) or `cron` (with an optional IANA `timezone`, default UTC). Raises `TimerError`."""
@@ -107,7 +115,7 @@ def new_timer(
         raise TimerError("the timer would be due after the year 9999")
     return Timer(
         id=timer_id, due_at=due, payload=payload, cron=cron, timezone=timezone if cron else None, reply_to=reply_to,
-        created_at=now,
+        created_at=now, response_target=response_target, sender=sender,
     )  # fmt: skip
 
 
@@ -155,11 +163,18 @@ class TurnTimers:
 
     Changes take effect when the turn commits (and not at all if it fails). Scheduling an id that exists
     replaces that timer. `loader` reads the committed timers (only when first needed); `clock` is the time.
+    A timer set here acts for the turn's `sender` and, unless given its own, answers to the turn's
+    `response_target` (a reminder set from a turn whose answers go to all linked channels goes there too).
     """
 
-    def __init__(self, loader: Callable[[], Iterable[Timer]] = tuple, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, loader: Callable[[], Iterable[Timer]] = tuple, clock: Callable[[], float] = time.time, *,
+        sender: Identity | None = None, response_target: ResponseTarget | None = None,
+    ) -> None:  # fmt: skip
         self._loader = loader
         self._clock = clock
+        self._sender = sender
+        self._response_target = response_target
         self._committed: dict[str, Timer] | None = None
         self.changes: dict[str, Timer | None] = {}
         """Timer id -> the timer to put, or None to cancel it: what the turn's commit writes."""
@@ -172,27 +187,27 @@ class TurnTimers:
 
     def at(
         self, when: datetime | float, *, payload: dict[str, Any] | None = None, id: str | None = None,
-        reply_to: ReplyTarget | None = None,
+        reply_to: ReplyTarget | None = None, response_target: ResponseTarget | None = None,
     ) -> Timer:  # fmt: skip
         """A turn at `when` (an aware datetime, or epoch seconds)."""
-        return self._put(new_timer(now=self._clock(), at=when, payload=payload, id=id, reply_to=reply_to))
+        return self._put(at=when, payload=payload, id=id, reply_to=reply_to, response_target=response_target)
 
     def after(
         self, delay: timedelta | float, *, payload: dict[str, Any] | None = None, id: str | None = None,
-        reply_to: ReplyTarget | None = None,
+        reply_to: ReplyTarget | None = None, response_target: ResponseTarget | None = None,
     ) -> Timer:  # fmt: skip
         """A turn `delay` (seconds or a timedelta) from now."""
-        return self._put(new_timer(now=self._clock(), after=delay, payload=payload, id=id, reply_to=reply_to))
+        return self._put(after=delay, payload=payload, id=id, reply_to=reply_to, response_target=response_target)
 
     def cron(
         self, expression: str, *, timezone: str = "UTC", payload: dict[str, Any] | None = None, id: str | None = None,
-        reply_to: ReplyTarget | None = None,
+        reply_to: ReplyTarget | None = None, response_target: ResponseTarget | None = None,
     ) -> Timer:  # fmt: skip
         """A turn at every occurrence of the cron `expression` in `timezone` (see `afactors.model.cron`)."""
-        timer = new_timer(
-            now=self._clock(), cron=expression, timezone=timezone, payload=payload, id=id, reply_to=reply_to
-        )
-        return self._put(timer)
+        return self._put(
+            cron=expression, timezone=timezone, payload=payload, id=id, reply_to=reply_to,
+            response_target=response_target,
+        )  # fmt: skip
 
     def cancel(self, timer_id: str) -> bool:
         """Cancel a pending timer (committed, or scheduled earlier in this turn); False if there is none."""
@@ -212,6 +227,8 @@ class TurnTimers:
         timers = {**self.committed(), **self.changes}
         return sorted((t for t in timers.values() if t is not None), key=lambda t: (t.due_at, t.id))
 
-    def _put(self, timer: Timer) -> Timer:
+    def _put(self, **spec: Any) -> Timer:
+        spec["response_target"] = spec["response_target"] or self._response_target
+        timer = new_timer(now=self._clock(), sender=self._sender, **spec)
         self.changes[timer.id] = timer
         return timer
