@@ -67,7 +67,8 @@ class HostConfig:
     `oidc`: an OpenID Connect provider to sign in with (`OidcConfig`; needs the `afactors[oidc]` extra): the
     linker that verifies claims for linked-claim allowlists.
     `tracer_provider`: an OpenTelemetry `TracerProvider` (the `otel` extra): every turn gets a span from it
-    (docs/observability.md); None: no traces.
+    (docs/observability.md); None: no traces. `node_id`: this host's id in a cluster; every HTTP response then
+    carries `X-Afactors-Node: <node_id>` (docs/scale-out.md).
     """
 
     state_dir: str | os.PathLike[str] = ".afactors"
@@ -102,6 +103,7 @@ class HostConfig:
     run_token_ttl: float = DEFAULT_TTL
     oidc: OidcConfig | None = None
     tracer_provider: Any = attrs.field(default=None, repr=False)
+    node_id: str | None = None
 
     def actor_config(self) -> ActorConfig:
         return ActorConfig(
@@ -280,7 +282,8 @@ async def open_host(
                 routes[1:1] = own  # before any channel's catch-all
                 stop_server = trio.Event()
                 server = server_config(config.host, config.port, config.drain_timeout, config.limits)
-                the_host.urls = await nursery.start(serve_app, build_app(routes, config.limits), server, stop_server)
+                app = build_app(routes, config.limits, config.node_id)
+                the_host.urls = await nursery.start(serve_app, app, server, stop_server)
                 delivers = {name: c.deliver for name, c in the_host.contributions.items() if c.deliver is not None}
                 hooks = {name: c.response_hook for name, c in the_host.channels.items() if c.response_hook is not None}
                 the_host.outbox = Outbox(store, delivers, policy=config.delivery, hooks=hooks)

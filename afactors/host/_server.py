@@ -35,7 +35,7 @@ from werkzeug.exceptions import HTTPException
 
 from afactors.channel import Route
 from afactors.host import _wire  # noqa: F401  (patches hypercorn's per-request work on import)
-from afactors.host._lean import ASGIApp, LeanFront
+from afactors.host._lean import ASGIApp, LeanFront, Message, Receive, Send
 
 _FD_RESERVE = 256
 """File descriptors kept free of connections by the default `max_connections` (store, logs, outbound calls)."""
@@ -185,8 +185,32 @@ def _http_error(error: HTTPException) -> Response:
     return Response(orjson.dumps(body), code, headers)
 
 
-def build_app(routes: Sequence[Route], limits: ServerLimits | None = None) -> ASGIApp:
-    """A Quart app with every channel route registered, behind the routes' lean views (unless `limits.lean`)."""
+NODE_HEADER = b"x-afactors-node"
+"""The response header naming the cluster node that answered (a host with a `node_id`)."""
+
+
+def _naming_node(app: ASGIApp, node_id: str) -> ASGIApp:
+    """`app` with `X-Afactors-Node: <node_id>` on every HTTP response it starts (lean or Quart, errors included)."""
+    header = (NODE_HEADER, node_id.encode())
+
+    async def named(scope: Message, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        await app(scope, receive, send_named)
+
+    return named
+
+
+def build_app(routes: Sequence[Route], limits: ServerLimits | None = None, node_id: str | None = None) -> ASGIApp:
+    """A Quart app with every channel route registered, behind the routes' lean views (unless `limits.lean`);
+    with a `node_id`, every HTTP response names it in `X-Afactors-Node`."""
     limits = limits or ServerLimits()
     app = QuartTrio("afactors")
     app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes
@@ -199,9 +223,8 @@ def build_app(routes: Sequence[Route], limits: ServerLimits | None = None) -> AS
             app.add_websocket(route.rule, endpoint, route.view)
         else:
             app.add_url_rule(route.rule, endpoint, route.view, methods=list(route.methods))
-    if not limits.lean:
-        return app
-    return LeanFront(app, routes, limits.max_body_bytes)
+    front: ASGIApp = LeanFront(app, routes, limits.max_body_bytes) if limits.lean else app
+    return front if node_id is None else _naming_node(front, node_id)
 
 
 def server_config(host: str, port: int, graceful_timeout: float, limits: ServerLimits | None = None) -> ServerConfig:
