@@ -79,6 +79,9 @@ View = Callable[..., Awaitable[Response]]
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+RESPONSE_ID_HEADER = "X-Afactors-Response-Id"
+"""On a created response (JSON or stream): its id, for a front proxy to learn which node a chain continues on
+(`stick store-response` in deploy/haproxy.cfg)."""
 CANCEL_GRACE = 5.0
 """Seconds a disconnected stream may spend cancelling its turn."""
 
@@ -338,7 +341,9 @@ class _Routes:
         check_method(("POST",))
         tenant = self.tenant()
         created = await self._create(tenant, await read_json())
-        return created if isinstance(created, Response) else json_response(created)
+        if isinstance(created, Response):
+            return created
+        return json_response(created, headers={RESPONSE_ID_HEADER: created["id"]})
 
     async def create_lean(self, lean: LeanRequest) -> LeanResponse | None:
         """`create` in front of Quart (`Route.lean`); a streamed response is left to `create` (None)."""
@@ -354,7 +359,7 @@ class _Routes:
             error = refusal(exc, lean.method, lean.path)
             return lean_json(error.body(), error.status, error.headers)
         assert not isinstance(created, Response), "only a stream is a Response, and it went to Quart"
-        return lean_json(created)
+        return lean_json(created, headers={RESPONSE_ID_HEADER: created["id"]})
 
     async def _create(self, tenant: str, data: object) -> dict[str, Any] | Response:
         """Create a response from request JSON `data`: the Response object, or the SSE stream of one."""
@@ -372,13 +377,13 @@ class _Routes:
             record = await self.ctx.start_background(envelope)
             view = view_of_record(record)
             if create.stream:
-                return self._sse(self._follow(view, tenant, -1))
+                return self._sse(self._follow(view, tenant, -1), view.id)
             return render_response(view)
         created_at = time.time()
         handle = await self.ctx.submit(envelope, stream=create.stream or create.store)
         view = view_of_request(create, handle.turn_id, created_at)
         if create.stream:
-            return self._sse(self._stream_turn(envelope, handle, view, tenant))
+            return self._sse(self._stream_turn(envelope, handle, view, tenant), view.id)
         output = OutputBuilder(view.id, encrypted=view.encrypted)
         try:
             if create.store:  # retrievable while it runs, with its output so far
@@ -462,8 +467,9 @@ class _Routes:
     # -- streams -------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _sse(batches: AsyncGenerator[list[dict[str, Any]], None]) -> Response:
-        """A stream whose every batch of events (those ready together) goes out in one write."""
+    def _sse(batches: AsyncGenerator[list[dict[str, Any]], None], created: str | None = None) -> Response:
+        """A stream whose every batch of events (those ready together) goes out in one write; `created`: the id of
+        the response it creates (`RESPONSE_ID_HEADER`)."""
 
         async def body() -> AsyncIterator[bytes]:
             async with aclosing(batches) as each:
@@ -471,7 +477,8 @@ class _Routes:
                     if batch:
                         yield b"".join(sse_frame(event) for event in batch)
 
-        response = Response(body(), status=200, headers=SSE_HEADERS)
+        headers = SSE_HEADERS if created is None else {**SSE_HEADERS, RESPONSE_ID_HEADER: created}
+        response = Response(body(), status=200, headers=headers)
         response.timeout = None  # Quart would end a long stream after RESPONSE_TIMEOUT
         return response
 

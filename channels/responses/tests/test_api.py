@@ -10,7 +10,7 @@ import base64
 import openai
 import pytest
 
-from afactors.host import HookRejected
+from afactors.host import HookRejected, ServerLimits
 from afactors.model import DataPart, Envelope, FunctionCallPart, FunctionResultPart, Identity, Message, TextPart
 from afactors_responses import ResponsesChannel
 
@@ -184,3 +184,16 @@ async def test_safety_identifier_or_user_becomes_the_envelope_identity(serve, re
         Identity("responses", "u-2"),
         None,
     ]
+
+
+@pytest.mark.parametrize("lean", [True, False])
+async def test_a_created_response_names_its_id_in_a_header_for_a_front_proxy(serve, lean) -> None:
+    async with serve(limits=ServerLimits(lean=lean)) as served, served.sdk() as client:
+        plain = await client.responses.with_raw_response.create(model="m", input="hi")
+        streamed = await client.responses.with_raw_response.create(model="m", input="hi", stream=True)
+        background = await client.responses.with_raw_response.create(model="m", input="hi", background=True)
+        events = [event async for event in streamed.parse()]
+        ids = [plain.parse().id, events[0].response.id, background.parse().id]
+        retrieved = await served.http.get(f"/v1/responses/{ids[0]}")
+    assert [r.headers.get("x-afactors-response-id") for r in (plain, streamed, background)] == ids
+    assert retrieved.status_code == 200 and "x-afactors-response-id" not in retrieved.headers
