@@ -303,6 +303,14 @@ class ChannelContext(Protocol):
         """Delete a channel-scoped durable value (nothing happens when there is none)."""
         ...
 
+    async def lead(self, name: str, service: ServiceTask, *,
+                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
+        """Run `service` only while this host leads role `<channel>/<name>` among the hosts sharing its store (a
+        poller that must run once per cluster), for ever: started once `service` started or once another host is
+        known to lead. Losing the role cancels `service` at once; it starts again when the role comes back. A
+        host alone on its store (LMDB) always leads."""
+        ...
+
     def counter(self, name: str, description: str, labels: Sequence[str] = ()) -> Meter:
         """A counter on `/metrics`, named `afactors_<channel>_<name>_total` (`name`: lower case and underscores).
         Labels must never carry a tenant, conversation or message. A no-op when the host serves no metrics."""

@@ -8,6 +8,7 @@ Must not import: `afactors.host._host` (it imports this).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from quart import has_request_context, has_websocket_context, request, websocket
 
 from afactors._tracing import Tracing
 from afactors.actors import ActorSystem, TurnHandle, ledger, new_turn_id
-from afactors.channel import Channel, CommittedTurn, HookRejected, Meter, RunToken, TurnView
+from afactors.channel import Backoff, Channel, CommittedTurn, HookRejected, Meter, RunToken, ServiceTask, TurnView
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
 from afactors.host._hooks import called
@@ -39,7 +40,11 @@ from afactors.identity import (
 )
 from afactors.identity.oidc import OidcError
 from afactors.model import ConversationKey, Envelope, Identity, Reply, Update
-from afactors.store import Delete, Generic, Put, Store
+from afactors.store import Delete, Generic, Put, Store, StoreError
+
+log = logging.getLogger("afactors.host")
+
+_LEAD_RETRY = Backoff(1.0, 30.0)  # when the store cannot be reached to claim a role
 
 MeterFactory = Callable[[str, str, str, Sequence[str], Sequence[float] | None], Meter]
 """(channel, name, description, labels, buckets or None for a counter) -> the metric (`HostMetrics.meter`)."""
@@ -303,6 +308,45 @@ class HostChannelContext:
     async def drop_alias(self, key: str) -> None:
         """Delete a channel-scoped durable value (nothing happens when there is none)."""
         await self._store.commit([Delete("aliases", self._alias_key(key))])
+
+    async def lead(self, name: str, service: ServiceTask, *,
+                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
+        """Run `service` while this host leads role `<channel>/<name>` (`Store.leadership`), again each time it
+        leads anew, until it returns; started once `service` started, or once the role is known to be elsewhere
+        (or cannot be claimed: the store is unreachable)."""
+        role, failures = self._alias_key(name), 0
+        while True:
+            try:
+                async with self._store.leadership(role) as claim:
+                    failures = 0
+                    if not await claim.try_acquire():
+                        task_status.started()
+                        task_status = trio.TASK_STATUS_IGNORED
+                        await claim.acquire()
+                    log.info("leading %s", role)
+                    async with trio.open_nursery() as nursery:
+
+                        async def until_lost() -> None:
+                            await claim.lost.wait()
+                            nursery.cancel_scope.cancel()
+
+                        async def served(*, task_status: trio.TaskStatus[None]) -> None:
+                            await service(task_status=task_status)
+                            nursery.cancel_scope.cancel()
+
+                        nursery.start_soon(until_lost)
+                        await nursery.start(served)
+                        task_status.started()
+                        task_status = trio.TASK_STATUS_IGNORED
+                    if not claim.lost.is_set():
+                        return  # the service ended by itself
+                    log.warning("no longer leading %s", role)
+            except StoreError as error:
+                failures += 1
+                log.warning("cannot claim %s (%s); trying again", role, error)
+                task_status.started()
+                task_status = trio.TASK_STATUS_IGNORED
+                await trio.sleep(_LEAD_RETRY.delay(failures))
 
     def _own(self, identity: Identity) -> Identity:
         return attrs.evolve(identity, channel=self.name)

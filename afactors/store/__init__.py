@@ -18,6 +18,7 @@ from afactors.store._interface import (
     backend_name,
     open_store,
 )
+from afactors.store._leadership import Leadership
 from afactors.store._lmdb_store import DATA_DIR, LOCK_FILE, LmdbStore, StateDirLocked
 from afactors.store._records import (
     KINDS,
@@ -58,6 +59,7 @@ __all__ = [
     "DeliveryOutcome",
     "Delete",
     "Expect",
+    "Leadership",
     "Durability",
     "LmdbStore",
     "Generic",

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 from afactors.store._integrity import StoreError
+from afactors.store._leadership import Leadership, sole_leadership
 
 Durability = Literal["durable", "fast", "unsafe"]
 DURABILITIES: tuple[str, ...] = ("durable", "fast", "unsafe")
@@ -173,6 +174,11 @@ class Store(abc.ABC):
     def map_usage(self) -> float:
         """LMDB: the fraction of the memory map in use (it grows when full); 0.0 for backends without one."""
         return 0.0
+
+    def leadership(self, name: str) -> AbstractAsyncContextManager[Leadership]:
+        """A claim on role `name`, which one host at a time holds among the hosts sharing this store
+        (`Leadership`). A store only one host opens (LMDB) always gives it at once."""
+        return sole_leadership()
 
     @abc.abstractmethod
     def disk_bytes(self) -> int:

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -29,6 +29,8 @@ from afactors.store._codec import HEAD_BYTES, encode_key, stored_key
 from afactors.store._group_commit import GroupCommitStore, Request, check_options, holds, prefix_end
 from afactors.store._integrity import StoreDamaged, StoreError, StoreFull
 from afactors.store._interface import Durability, StoreInUse
+from afactors.store._leadership import Leadership
+from afactors.store._pg_leader import pg_leadership
 from afactors.store._records import KINDS
 
 log = logging.getLogger("afactors.store")
@@ -134,6 +136,11 @@ class PgStore(GroupCommitStore):
     @property
     def _handles(self) -> dict[str, Any]:
         return self._kinds
+
+    def leadership(self, name: str) -> AbstractAsyncContextManager[Leadership]:
+        """A claim on role `name` among the hosts on this schema: a session advisory lock on a connection of its
+        own (`pg_leadership`)."""
+        return pg_leadership(self.url, name, connect_timeout=self._connect_timeout)
 
     # -- the writer connection (its worker thread only) ------------------------------------------------------
 
