@@ -6,6 +6,7 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import attrs
@@ -161,8 +162,9 @@ class TelegramChannel:
                     )
                     if config.webhook_url:
                         await self._set_webhook(api)
-                    else:
-                        await nursery.start(self._poll, api, config)
+                    else:  # one poller per bot among the hosts sharing the store
+                        assert self._ctx is not None
+                        await nursery.start(self._ctx.lead, f"poll/{bot.id}", partial(self._poll, api, config))
                     assert self._running is not None
                     self._running.set()
                     task_status.started()
@@ -172,7 +174,8 @@ class TelegramChannel:
 
     async def _poll(self, api: BotApiClient, config: TelegramConfig, *,
                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
-        """Long polling on a connection of its own, so sends queued for the rate limits never delay it."""
+        """Long polling on a connection of its own, so sends queued for the rate limits never delay it. Runs only
+        while this host leads the bot's polling (`ChannelContext.lead`): cancelled the moment it stops leading."""
         assert self._runtime is not None
         async with http_client(connections=1) as http:
             own = BotApiClient(http, config.token, config.api_base, timeout=config.poll_timeout + 15)
