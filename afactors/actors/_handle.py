@@ -53,20 +53,28 @@ class TurnHandle:
             raise RuntimeError("this turn was submitted without stream=True; it has no updates to read")
         return self._receive
 
-    async def update_batches(self, limit: int = 512) -> AsyncGenerator[list[Update], None]:
-        """`updates()` grouped: each batch is the next update (waited for) plus every update already queued behind
-        it, up to `limit`. A consumer writing one batch at a time sends what is ready together in one write and
-        never waits for more than the first."""
+    async def next_batch(self, limit: int = 512) -> list[Update]:
+        """The next update (waited for) plus every update already queued behind it, up to `limit`; [] once the
+        stream has ended. Cancel-safe: cancelled while it waits, no update is lost (a consumer can bound each wait
+        with a deadline and send a heartbeat instead). Only for handles submitted with `stream=True`."""
         self.updates()  # refuses a handle without a stream
         receive = self._receive
         assert receive is not None
-        async for first in receive:
-            batch = [first]
-            while len(batch) < limit:
-                try:
-                    batch.append(receive.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
+        try:
+            batch = [await receive.receive()]
+        except trio.EndOfChannel:
+            return []
+        while len(batch) < limit:
+            try:
+                batch.append(receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        return batch
+
+    async def update_batches(self, limit: int = 512) -> AsyncGenerator[list[Update], None]:
+        """`updates()` grouped (see `next_batch`): a consumer writing one batch at a time sends what is ready together
+        in one write and never waits for more than the first."""
+        while batch := await self.next_batch(limit):
             yield batch
 
     # -- used by the actor ---------------------------------------------------------------------------------
