@@ -17,9 +17,11 @@ from quart import jsonify
 from afactors._tracing import Tracing
 from afactors.actors import ActorConfig, ActorSystem, Summarizer, TokenCounter
 from afactors.channel import DEFAULT_TENANT, Channel, Contribution, Route
+from afactors.cluster import Forwarder, ForwardPolicy, Locator
 from afactors.host._admin import admin_routes
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
+from afactors.host._cluster_routes import ClusterRoutes
 from afactors.host._delivery import DeliveryPolicy, Outbox
 from afactors.host._identity_routes import IdentityRoutes
 from afactors.host._metrics import HostMetrics
@@ -69,6 +71,9 @@ class HostConfig:
     `tracer_provider`: an OpenTelemetry `TracerProvider` (the `otel` extra): every turn gets a span from it
     (docs/observability.md); None: no traces. `node_id`: this host's id in a cluster; every HTTP response then
     carries `X-Afactors-Node: <node_id>` (docs/scale-out.md).
+    `cluster_secret`: the secret nodes of a cluster authenticate forwarded turns with (`open_host(locator=...)`;
+    the CLI reads `$AFACTORS_CLUSTER_SECRET`); with it the host serves the internal routes `/v1/cluster/...`.
+    `forward`: how hard a node tries to hand a turn to its conversation's owner (docs/scale-out.md, Forwarding).
     """
 
     state_dir: str | os.PathLike[str] = ".afactors"
@@ -104,6 +109,8 @@ class HostConfig:
     oidc: OidcConfig | None = None
     tracer_provider: Any = attrs.field(default=None, repr=False)
     node_id: str | None = None
+    cluster_secret: str | None = attrs.field(default=None, repr=False)
+    forward: ForwardPolicy = attrs.field(factory=ForwardPolicy)
 
     def actor_config(self) -> ActorConfig:
         return ActorConfig(
@@ -188,6 +195,14 @@ def _tracing(provider: Any, monitor: TurnMonitor, busy_policy: str) -> Tracing:
     return OtelTracing(provider, monitor.channel, busy_policy)
 
 
+def _forwarding(locator: Locator | None, config: HostConfig) -> AbstractAsyncContextManager[Forwarder | None]:
+    """A forwarder to the owners of conversations `locator` places elsewhere, open until the server has stopped (its
+    requests may still wait on forwarded turns); nothing without a locator."""
+    if locator is None or not config.cluster_secret:
+        return nullcontext()
+    return Forwarder.open(locator, config.cluster_secret, config.forward)
+
+
 async def _run_startup_hooks(contributions: Iterable[Contribution]) -> None:
     """Run every channel's startup hooks, all of them even when some fail; then raise the first failure."""
     errors: list[Exception] = []
@@ -207,6 +222,7 @@ async def open_host(
     config: HostConfig | None = None,
     *,
     channels: Iterable[Channel] = (),
+    locator: Locator | None = None,
     **settings: Any,
 ) -> AsyncIterator[Host]:
     """Run a host inside the caller's trio program until the block exits, then shut down in order.
@@ -218,8 +234,12 @@ async def open_host(
     the next start), final commit.
     The target is checked first (`as_agent`: a target of no accepted shape is refused before anything opens); an
     adapted agent that is an async context manager is entered before the store opens and exited after it closes.
+    `locator`: in a cluster, where each conversation's turns run; a turn of a conversation another node owns is
+    forwarded to it (needs `cluster_secret`; docs/scale-out.md).
     """
     config = attrs.evolve(config or HostConfig(), **settings)
+    if locator is not None and not config.cluster_secret:
+        raise ValueError("a cluster node needs a cluster secret (cluster_secret, $AFACTORS_CLUSTER_SECRET)")
     channels = list(channels)
     validate([c.name for c in channels], config.default_allowlist, config.channel_auth,
              has_claim_linker=config.oidc is not None)  # fmt: skip
@@ -227,7 +247,10 @@ async def open_host(
         raise RuntimeError("the OIDC linker needs PyJWT: install the extra, pip install 'afactors[oidc]'")
     agent = as_agent(target if target is not None else DemoAgent())
     async with _lifetime(agent), Store.open(config.store or config.state_dir, durability=config.durability) as store:
-        async with ActorSystem.open(store, agent, config.actor_config()) as system:
+        async with (
+            ActorSystem.open(store, agent, config.actor_config()) as system,
+            _forwarding(locator, config) as forwarder,
+        ):
             async with trio.open_nursery() as nursery, trio.open_nursery() as services:
                 the_host = Host(store, system, config)
                 background = BackgroundTurns(system, services)
@@ -252,6 +275,9 @@ async def open_host(
                     routes.extend(metrics.routes())
                 routes.extend(timer_routes(the_host.timers, api_keys, time.time, the_host.router))
                 runs = the_host.runs = RunTokens(store, system, api_keys, ttl=config.run_token_ttl)
+                if forwarder is not None and metrics is not None:
+                    forwarder.observe = metrics.forwarded
+                contexts: dict[str, HostChannelContext] = {}
                 oidc = None
                 if config.oidc is not None:
                     oidc = OidcLinker(config.oidc, the_host.identity, store, api_keys, the_host.channels,
@@ -264,8 +290,9 @@ async def open_host(
                         monitor=the_host.monitor,
                         allowlist=effective(auth, config.default_allowlist), require_link=auth.require_link,
                         runs=runs, oidc=oidc, meters=None if metrics is None else metrics.meter,
-                        tracing=system.tracing,
+                        tracing=system.tracing, forwarder=forwarder,
                     )  # fmt: skip
+                    contexts[channel.name] = contexts.get(channel.name, ctx)
                     contribution = channel.contribute(ctx)
                     the_host.channels[channel.name] = channel
                     the_host.contributions[channel.name] = contribution
@@ -279,6 +306,11 @@ async def open_host(
                     *runs.routes(),
                     *(oidc.routes() if oidc is not None else ()),
                 ]
+                if config.cluster_secret:
+                    own.extend(ClusterRoutes(
+                        config.cluster_secret, "" if locator is None else locator.node_id, locator, system, contexts,
+                        heartbeat=config.forward.heartbeat, max_body_bytes=config.limits.max_body_bytes,
+                    ).routes())  # fmt: skip
                 routes[1:1] = own  # before any channel's catch-all
                 stop_server = trio.Event()
                 server = server_config(config.host, config.port, config.drain_timeout, config.limits)

@@ -27,6 +27,7 @@ from afactors.host._status import StatusSources, store_file_size
 from afactors.store import KINDS
 
 TURN_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+FORWARD_SECONDS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0)
 COMMIT_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 PHASES = ("queued", "starting", "running", "committing")
@@ -137,6 +138,15 @@ class HostMetrics:
             "afactors_store_transaction_seconds", "Seconds per LMDB write transaction, fsync included.",
             buckets=COMMIT_SECONDS, registry=self.registry,
         )  # fmt: skip
+        self._forwarded = Counter(
+            "afactors_cluster_forwarded_turns", "Turns handed to the node owning their conversation, by channel and "
+            "outcome (accepted, refused by the owner, unavailable: no owner accepted in time).",
+            ["channel", "outcome"], registry=self.registry,
+        )  # fmt: skip
+        self._forward_seconds = Histogram(
+            "afactors_cluster_forward_seconds", "Seconds from submitting a forwarded turn to its owner's acceptance "
+            "(relocations and retries included).", ["channel"], buckets=FORWARD_SECONDS, registry=self.registry,
+        )  # fmt: skip
         self.registry.register(_Snapshots(sources, sweeper))
         self._meters: dict[str, _Meter] = {}
 
@@ -163,6 +173,10 @@ class HostMetrics:
     def turn_ended(self, summary: TurnSummary) -> None:
         self._turns.labels(summary.channel, summary.status).inc()
         self._turn_seconds.labels(summary.channel).observe(summary.duration)
+
+    def forwarded(self, channel: str, outcome: str, seconds: float) -> None:
+        self._forwarded.labels(channel, outcome).inc()
+        self._forward_seconds.labels(channel).observe(seconds)
 
     def transaction(self, commits: int, seconds: float) -> None:
         self._batch.observe(commits)

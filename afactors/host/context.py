@@ -20,6 +20,7 @@ from quart import has_request_context, has_websocket_context, request, websocket
 from afactors._tracing import Tracing
 from afactors.actors import ActorSystem, TurnHandle, ledger, new_turn_id
 from afactors.channel import Backoff, Channel, CommittedTurn, HookRejected, Meter, RunToken, ServiceTask, TurnView
+from afactors.cluster import ForwardedTurn, Forwarder
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
 from afactors.host._hooks import called
@@ -78,8 +79,10 @@ class HostChannelContext:
         oidc: OidcLinker | None = None,
         meters: MeterFactory | None = None,
         tracing: Tracing | None = None,
+        forwarder: Forwarder | None = None,
     ) -> None:
         self.channel = channel
+        self._forwarder = forwarder
         self._runs, self._oidc = runs, oidc
         self._identity = identity
         self._router = router
@@ -186,8 +189,17 @@ class HostChannelContext:
         return attrs.evolve(envelope, trace_context=carrier) if carrier else envelope
 
     async def submit(self, envelope: Envelope, *, stream: bool = False) -> TurnHandle:
-        """Run the channel's `run_hook` and the identity check, then hand the envelope to its conversation actor."""
-        handle = await self._system.submit(await self._hooked(envelope), stream=stream)
+        """Run the channel's `run_hook` and the identity check, then hand the envelope to its conversation actor (on
+        the node that owns the conversation, in a cluster: the handle of a forwarded turn behaves alike)."""
+        envelope = await self._hooked(envelope)
+        if self._forwarder is None:
+            return await self.run_here(envelope, stream)
+        return await self._forwarder.submit(envelope, self.name, stream, self.run_here)
+
+    async def run_here(self, envelope: Envelope, stream: bool = False) -> TurnHandle:
+        """Hand an admitted envelope (hooks and identity check done, on this node or the one that forwarded it) to
+        this node's actor system."""
+        handle = await self._system.submit(envelope, stream=stream)
         self._noted(handle)
         return handle
 
@@ -206,6 +218,14 @@ class HostChannelContext:
         envelope = await self._hooked(envelope)
         turn_id = envelope.turn_id or new_turn_id()
         envelope = attrs.evolve(envelope, turn_id=turn_id, idempotency_key=envelope.idempotency_key or turn_id)
+        if self._forwarder is None:
+            return await self.start_here(envelope)
+        return await self._forwarder.start_background(envelope, self.name, self.start_here)
+
+    async def start_here(self, envelope: Envelope) -> TurnView:
+        """`start_background` of an admitted envelope with its turn id and idempotency key, on this node."""
+        assert envelope.turn_id is not None
+        turn_id = envelope.turn_id
         handle = await self._system.submit(envelope, stream=True, background=True)
         self._noted(handle)
         if not handle.done:
@@ -222,6 +242,8 @@ class HostChannelContext:
     async def abandon(self, handle: TurnHandle) -> bool:
         """Cancel a turn this channel submitted and no longer wants (its client went away): a queued turn never
         runs, a running one is cut and nothing of it is committed. False if it already ended."""
+        if isinstance(handle, ForwardedTurn) and self._forwarder is not None:
+            return await self._forwarder.cancel(handle)
         return await self._system.cancel(handle.turn_id)
 
     async def wait(self, turn_id: str, tenant: str) -> TurnView | None:
@@ -257,9 +279,14 @@ class HostChannelContext:
 
     async def cancel(self, turn_id: str, tenant: str) -> TurnView | None:
         """Cancel a queued or running turn of `tenant`; returns its record as it now stands."""
-        if self.record(turn_id, tenant) is None:
+        record = self.record(turn_id, tenant)
+        if record is None:
             return None
-        await self._system.cancel(turn_id)
+        if self._forwarder is None or record.ended or self._system.pending(turn_id) is not None:
+            await self._system.cancel(turn_id)
+        else:  # a cluster's shared store: the turn may run on the conversation's owner
+            key = ConversationKey(record.tenant, record.conversation.removeprefix(record.tenant + "/"))
+            await self._forwarder.cancel_where(key, turn_id, self._system.cancel)
         return self.record(turn_id, tenant)
 
     async def delete(self, turn_id: str, tenant: str) -> bool:

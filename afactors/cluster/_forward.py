@@ -1,0 +1,389 @@
+"""`Forwarder`: hands a turn of a conversation this node does not own to the owner, and `ForwardedTurn`, the handle
+that stands for it here.
+
+Why at the envelope level: every channel submits envelopes through its `ChannelContext`, so forwarding there (after
+the channel's `run_hook` and the identity check ran on this node, before the actor) serves every protocol unchanged;
+the channel gets a `TurnHandle` as it would locally and renders it with its own code (and its `response_hook`).
+The owner runs the envelope as it arrives: nothing runs twice.
+
+How a turn moves (wire format: `_wire`):
+- The envelope always carries an idempotency key (its turn id when the channel set none), so the owner writes it to
+  its inbox before it answers "accepted", and sending it again is deduplicated: joined while it runs, answered from
+  the store once done. Every retry below relies on that.
+- Before "accepted": the owner answers `not_owner` (its lease moved), refuses because it shuts down, cannot be
+  reached or stays silent: locate again and resend, with jittered backoff, at most `attempts` times within `wait`
+  seconds; then `ActorUnavailable` (the channel's 503 with `Retry-After`). A refusal about the turn itself
+  (`conversation_busy`, `unavailable`, `insufficient_storage`) is raised as the local error.
+- After "accepted": a task of the forwarder's nursery reads the owner's events into the handle (a bounded stream,
+  as a local turn's: a consumer more than the buffer behind loses the stream, never the reply). If the connection
+  breaks or stays silent past `silence` (the owner sends a heartbeat line every `silence / 3` seconds), the stream
+  is given up (`stream_dropped`) and the reply fetched by resending the envelope (it joins the turn on whichever node
+  owns the conversation now, this one included).
+- `cancel` asks the node holding the turn to cancel it; a caller that merely stops waiting cancels nothing.
+
+Must not import: `afactors.host` (the host imports this package).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+
+import attrs
+import httpx
+import orjson
+import trio
+
+from afactors._backoff import Backoff
+from afactors.actors import ActorUnavailable, ConversationBusy, TurnHandle, new_turn_id
+from afactors.cluster._locator import Locator, Peer
+from afactors.cluster._wire import (
+    FORWARDED_BY,
+    TURNS_PATH,
+    Accepted,
+    Event,
+    Finished,
+    ForwardRequest,
+    Queued,
+    Streamed,
+    WireError,
+    cancel_path,
+    decode_error,
+    decode_event,
+    encode_request,
+)
+from afactors.model import ConversationKey, Envelope, ErrorInfo, Reply, Update
+from afactors.store import ResponseRecord, StoreFull
+
+log = logging.getLogger("afactors.cluster")
+
+RunHere = Callable[[Envelope, bool], Awaitable[TurnHandle]]
+"""Submit an admitted envelope to this node's actor system, with or without a stream (the conversation is ours)."""
+StartHere = Callable[[Envelope], Awaitable[ResponseRecord]]
+"""Accept an admitted envelope as a background turn on this node; its queued record."""
+Observe = Callable[[str, str, float], None]
+"""(channel, outcome, seconds from submit to the owner's answer): reported for every forwarded turn."""
+
+
+@attrs.frozen
+class ForwardPolicy:
+    """How hard a node tries to hand a turn to its owner.
+
+    `wait`: seconds spent relocating and resending a turn nobody accepts (about a lease's time, so a dead owner's lease
+    expires meanwhile) before the client gets a 503; `attempts`: sends at most within that time; `retry_after`: the
+    seconds that 503 tells the client to wait. `connect_timeout`: to open a connection to a peer. `silence`: the
+    longest an owner may send nothing (it sends a heartbeat every third of it). `max_connections`: open connections to
+    all peers at most (each running forwarded turn holds one).
+    """
+
+    wait: float = 15.0
+    attempts: int = 8
+    retry_after: float = 5.0
+    connect_timeout: float = 2.0
+    silence: float = 15.0
+    max_connections: int = 1000
+    backoff: Backoff = attrs.field(factory=lambda: Backoff(0.05, 1.0))
+
+    @property
+    def heartbeat(self) -> float:
+        return self.silence / 3
+
+
+class ForwardedTurn(TurnHandle):
+    """The handle of a turn running on another node: the same `reply()`, `updates()` and `done` as a local one.
+    `peer`: the node holding it (it changes if the turn is joined on a new owner)."""
+
+    __slots__ = ("peer",)
+
+    def __init__(self, turn_id: str, peer: Peer, *, stream: bool = False) -> None:
+        super().__init__(turn_id, stream=stream)
+        self.peer = peer
+
+    def deliver(self, update: Update) -> None:
+        self._push(update)
+
+    def finish(self, reply: Reply, *, stream_dropped: bool = False) -> None:
+        if stream_dropped:
+            self._drop_stream()
+        self._resolve(reply)
+
+    def lose_stream(self) -> None:
+        """The updates stop (`stream_dropped`); the reply still comes."""
+        self._drop_stream()
+
+
+class _Retry(Exception):
+    """This send failed in a way another (relocated) send may not: the owner moved, left, or went silent."""
+
+
+@attrs.define
+class _Opened:
+    """An owner's answer whose first event was read: the turn is accepted."""
+
+    peer: Peer
+    response: httpx.Response
+    lines: AsyncIterator[str]
+    accepted: Accepted
+    complete: bool = False
+
+    async def next(self) -> Event | None:
+        """The next event (heartbeats skipped); None at the end of the answer."""
+        async for line in self.lines:
+            if line.strip():
+                event = decode_event(line)
+                self.complete = isinstance(event, Finished | Queued)
+                return event
+        return None
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(1.0):  # closing a socket: never let it hang shutdown
+            if self.complete:  # read the (empty) rest, so httpx's readers end instead of being left to the GC
+                with suppress(httpx.HTTPError):
+                    async for _ in self.lines:
+                        pass
+            await self.response.aclose()
+
+
+class Forwarder:
+    """Forwards turns of conversations another node owns (`locator`), authenticated with the cluster `secret`.
+
+    Open it with `async with Forwarder.open(locator, secret) as forwarder:`, around everything that submits through
+    it (the HTTP server included): the forwarded turns it reads live in its nursery, and leaving the block cuts those
+    still running (their handles end "cancelled"/"shutdown"; the turns run on at their owners).
+    """
+
+    def __init__(self, locator: Locator, secret: str, client: httpx.AsyncClient, nursery: trio.Nursery,
+                 policy: ForwardPolicy) -> None:  # fmt: skip
+        self.locator, self.policy = locator, policy
+        self.observe: Observe | None = None
+        self._headers = {"authorization": f"Bearer {secret}", FORWARDED_BY: locator.node_id}
+        self._client, self._nursery = client, nursery
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, locator: Locator, secret: str, policy: ForwardPolicy | None = None) -> AsyncIterator[Forwarder]:
+        policy = policy or ForwardPolicy()
+        timeout = httpx.Timeout(policy.silence, connect=policy.connect_timeout)
+        limits = httpx.Limits(max_connections=policy.max_connections, max_keepalive_connections=64)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as client:
+            async with trio.open_nursery() as nursery:
+                try:
+                    yield cls(locator, secret, client, nursery, policy)
+                finally:
+                    nursery.cancel_scope.cancel()
+
+    # -- submitting -----------------------------------------------------------------------------------------
+
+    async def submit(self, envelope: Envelope, channel: str, stream: bool, here: RunHere) -> TurnHandle:
+        """The handle of `envelope`'s turn: run `here` when this node owns its conversation, else on its owner.
+
+        Raises what a local submit raises; `ActorUnavailable` when no owner accepted it within the policy's wait.
+        """
+        peer = await self._locate(envelope.key)
+        if peer is None:
+            return await here(envelope, stream)
+        forward = ForwardRequest(_keyed(envelope), channel, stream)
+        handle: ForwardedTurn | None = await self._nursery.start(self._turn, forward, peer, here)
+        return await here(forward.envelope, stream) if handle is None else handle
+
+    async def start_background(self, envelope: Envelope, channel: str, here: StartHere) -> ResponseRecord:
+        """`submit` for a background turn (`envelope` has its turn id and idempotency key): its queued record."""
+        peer = await self._locate(envelope.key)
+        if peer is None:
+            return await here(envelope)
+        opened = await self._hand_over(ForwardRequest(envelope, channel, background=True), peer)
+        if opened is None:
+            return await here(envelope)
+        try:
+            event = await self._event(opened)
+        finally:
+            await opened.aclose()
+        if not isinstance(event, Queued):
+            raise ActorUnavailable(envelope.key, self.policy.retry_after, "because its owner's answer broke off")
+        return event.record
+
+    async def cancel(self, handle: ForwardedTurn) -> bool:
+        """Cancel a forwarded turn on the node holding it; True once it was cancelled there (and `handle` ended)."""
+        if handle.done or not await self.cancel_at(handle.peer, handle.turn_id):
+            return False
+        with trio.move_on_after(self.policy.silence):
+            await handle.reply()
+        return True
+
+    async def cancel_where(self, key: ConversationKey, turn_id: str, here: Callable[[str], Awaitable[bool]]) -> bool:
+        """Cancel a turn of conversation `key` where it runs: `here` when this node owns it, else on its owner."""
+        peer = await self._locate(key)
+        return await here(turn_id) if peer is None else await self.cancel_at(peer, turn_id)
+
+    async def cancel_at(self, peer: Peer, turn_id: str) -> bool:
+        """Ask `peer` to cancel a turn it holds; False if it holds none by that id, or could not be asked."""
+        with trio.move_on_after(self.policy.silence):
+            try:
+                answer = await self._client.post(peer.url.rstrip("/") + cancel_path(turn_id),
+                                                      headers=self._headers)  # fmt: skip
+                if answer.status_code == 200:
+                    return orjson.loads(answer.content).get("cancelled") is True
+                log.warning("cluster: node %s refused to cancel %s: %s", peer.node_id, turn_id, answer.status_code)
+            except (httpx.HTTPError, orjson.JSONDecodeError, AttributeError) as error:
+                log.warning("cluster: cancelling %s on node %s failed: %r", turn_id, peer.node_id, error)
+        return False
+
+    # -- the turn's task ------------------------------------------------------------------------------------
+
+    async def _turn(
+        self, forward: ForwardRequest, peer: Peer, here: RunHere, *, task_status: trio.TaskStatus[ForwardedTurn | None]
+    ) -> None:
+        """Hand the turn over (under the caller's cancel scope until started), then read it to its end here."""
+        opened = await self._hand_over(forward, peer)
+        if opened is None:
+            task_status.started(None)  # the conversation came here meanwhile: the caller runs it
+            return
+        handle = ForwardedTurn(opened.accepted.turn_id, opened.peer, stream=forward.stream)
+        try:
+            if opened.accepted.done:  # answered before: the handle is finished before anyone sees it
+                await self._feed(handle, opened)
+            task_status.started(handle)
+            if not handle.done and not await self._feed(handle, opened):
+                await self._rejoin(handle, forward, here)
+        finally:
+            await opened.aclose()
+            if not handle.done:
+                message = "This node stopped before the reply of the turn it forwarded arrived; the turn runs on."
+                handle.finish(Reply(status="cancelled", error=ErrorInfo("shutdown", message)))
+
+    async def _feed(self, handle: ForwardedTurn, opened: _Opened) -> bool:
+        """Move the owner's events into `handle` up to the reply; False when the answer broke off first."""
+        try:
+            while (event := await opened.next()) is not None:
+                if isinstance(event, Streamed):
+                    handle.deliver(event.update)
+                elif isinstance(event, Finished):
+                    handle.finish(event.reply, stream_dropped=event.stream_dropped)
+                    return True
+                else:
+                    raise WireError(f"unexpected {type(event).__name__} event", "bad_event")
+        except (httpx.HTTPError, WireError) as error:
+            log.warning("cluster: the answer of node %s for %s broke off: %r", opened.peer.node_id, handle.turn_id,
+                        error)  # fmt: skip
+        return False
+
+    async def _rejoin(self, handle: ForwardedTurn, forward: ForwardRequest, here: RunHere) -> None:
+        """The owner's answer broke off after it accepted the turn: the turn is in its inbox, so give up the stream
+        and fetch the reply by sending the envelope again (joined or answered by its key, wherever it runs now)."""
+        handle.lose_stream()
+        again = attrs.evolve(forward, stream=False)
+        try:
+            for _ in range(self.policy.attempts):
+                opened = await self._hand_over(again, await self._locate(forward.envelope.key))
+                if opened is None:
+                    handle.finish(await (await here(forward.envelope, False)).reply())
+                    return
+                handle.peer = opened.peer
+                try:
+                    if await self._feed(handle, opened):
+                        return
+                finally:
+                    await opened.aclose()
+        except Exception as error:  # this task must not fail: it lives in the forwarder's nursery
+            log.warning("cluster: could not rejoin forwarded turn %s: %r", handle.turn_id, error)
+        message = "The node running this turn stopped answering; its result is kept there once it ends."
+        handle.finish(Reply(status="failed", error=ErrorInfo("owner_lost", message)))
+
+    # -- one hand-over --------------------------------------------------------------------------------------
+
+    async def _hand_over(self, forward: ForwardRequest, peer: Peer | None) -> _Opened | None:
+        """Send `forward` until an owner accepts it (relocating between attempts); None when this node owns its
+        conversation now. Raises the owner's refusal as the local error, or `ActorUnavailable` past the policy."""
+        key, policy = forward.envelope.key, self.policy
+        began, reason = trio.current_time(), "no attempt"
+        with trio.move_on_after(policy.wait):
+            for attempt in range(1, policy.attempts + 1):
+                if peer is None:
+                    return None
+                try:
+                    opened = await self._send(peer, forward)
+                except _Retry as retry:
+                    reason = str(retry)
+                    log.info("cluster: forwarding to node %s failed (%s); locating again", peer.node_id, reason)
+                except Exception:
+                    self._observed(forward.channel, "refused", began)
+                    raise
+                else:
+                    self._observed(forward.channel, "accepted", began)
+                    return opened
+                if attempt < policy.attempts:
+                    await trio.sleep(policy.backoff.delay(attempt))
+                    peer = await self._locate(key)
+        self._observed(forward.channel, "unavailable", began)
+        raise ActorUnavailable(key, policy.retry_after, f"because no node accepted it ({reason})")
+
+    async def _send(self, peer: Peer, forward: ForwardRequest) -> _Opened:
+        client = self._client
+        request = client.build_request("POST", peer.url.rstrip("/") + TURNS_PATH, content=encode_request(forward),
+                                       headers={**self._headers, "content-type": "application/json"})  # fmt: skip
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as error:
+            raise _Retry(f"unreachable: {error!r}") from None
+        opened = _Opened(peer, response, response.aiter_lines(), Accepted(""))
+        try:
+            if response.status_code != 200:
+                self._refused(forward.envelope.key, peer, response.status_code, await response.aread(),
+                              response.headers.get("retry-after"))  # fmt: skip
+            first = await opened.next()
+        except httpx.HTTPError as error:
+            await opened.aclose()
+            raise _Retry(f"its answer broke off: {error!r}") from None
+        except BaseException:
+            await opened.aclose()
+            raise
+        if not isinstance(first, Accepted):
+            await opened.aclose()
+            raise _Retry(f"its answer began with {type(first).__name__}, not the acceptance")
+        opened.accepted = first
+        return opened
+
+    def _refused(self, key: ConversationKey, peer: Peer, status: int, body: bytes, retry_after: str | None) -> None:
+        """Raise what an owner's refusal means here: retry elsewhere, or the local error it stands for."""
+        code, message = decode_error(body)
+        if code == "not_owner" or code == "shutting_down" or status in (500, 502, 504):
+            raise _Retry(f"{status} {code}: {message}")
+        if code == "conversation_busy":
+            raise ConversationBusy(key)
+        if code == "unavailable":
+            raise ActorUnavailable(key, _seconds(retry_after, self.policy.retry_after))
+        if code == "insufficient_storage":
+            raise StoreFull(message)
+        log.error("cluster: node %s refused a forwarded turn: %s %s: %s", peer.node_id, status, code, message)
+        raise ActorUnavailable(key, self.policy.retry_after, f"because its owner refused it ({status} {code})")
+
+    async def _event(self, opened: _Opened) -> Event | None:
+        try:
+            return await opened.next()
+        except (httpx.HTTPError, WireError):
+            return None
+
+    # -- small pieces ---------------------------------------------------------------------------------------
+
+    async def _locate(self, key: ConversationKey) -> Peer | None:
+        with trio.move_on_after(self.policy.wait):
+            return await self.locator.locate(key)
+        raise ActorUnavailable(key, self.policy.retry_after, "because its owner could not be located in time")
+
+    def _observed(self, channel: str, outcome: str, began: float) -> None:
+        if self.observe is not None:
+            self.observe(channel, outcome, trio.current_time() - began)
+
+
+def _keyed(envelope: Envelope) -> Envelope:
+    """The envelope with a turn id and an idempotency key (its turn id when it has none), so a resend is joined."""
+    turn_id = envelope.turn_id or new_turn_id()
+    return attrs.evolve(envelope, turn_id=turn_id, idempotency_key=envelope.idempotency_key or turn_id)
+
+
+def _seconds(value: str | None, default: float) -> float:
+    try:
+        return max(0.0, float(value)) if value is not None else default
+    except ValueError:
+        return default

@@ -1,0 +1,194 @@
+"""The wire format of forwarding between nodes: pure encoders and decoders, no I/O.
+
+A node that does not own a conversation sends the (already admitted) envelope to the owner's internal route
+`POST /v1/cluster/turns` as one JSON object, `{"schema": 1, "channel", "stream", "background", "envelope"}`, the
+envelope in the one cattrs converter's shape (`afactors.model.converter`). The owner answers 200 with NDJSON, one
+event a line: `{"accepted": "<turn id>"}` (with `"done": true` when it had ended before) once the turn is accepted
+(durably: a forwarded envelope always carries an idempotency key), then `{"update": {...}}` per streamed update,
+then `{"reply": {...}, "stream_dropped": bool}`; empty lines are heartbeats. A background turn's answer is
+`{"accepted": ...}` then `{"record": {...}}` (its queued record). A refusal is a 4xx or 5xx with
+`{"error": {"code", "message"}}` (and `Retry-After` on 503). `POST /v1/cluster/turns/<id>/cancel` answers
+`{"cancelled": bool}`.
+
+Must not import: `afactors.host` (the host imports this package).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import orjson
+
+from afactors.model import Envelope, Reply, Update, converter, describe_error
+from afactors.store import ResponseRecord
+
+SCHEMA = 1
+"""The version of the request body; a node refuses any other (400 `unsupported_schema`)."""
+
+TURNS_PATH = "/v1/cluster/turns"
+CANCEL_RULE = "/v1/cluster/turns/<turn_id>/cancel"
+FORWARDED_BY = "afactors-forwarded-by"
+"""The header marking a forwarded request with the id of the node that sent it (a receiver never forwards it)."""
+NDJSON = "application/x-ndjson"
+
+_FIELDS = frozenset({"schema", "channel", "stream", "background", "envelope"})
+
+
+def cancel_path(turn_id: str) -> str:
+    return f"{TURNS_PATH}/{turn_id}/cancel"
+
+
+class WireError(ValueError):
+    """A body that is not what the format says: `code` names the problem (`bad_json`, `unsupported_schema`,
+    `bad_request`, `bad_envelope`, `bad_event`)."""
+
+    def __init__(self, message: str, code: str = "bad_request") -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+@attrs.frozen
+class ForwardRequest:
+    """A turn one node hands to the owner of its conversation. `channel`: the channel that received it (its
+    metrics and background bookkeeping on the owner); `stream`: send the updates; `background`: a background turn
+    (answered with its queued record, not its reply)."""
+
+    envelope: Envelope
+    channel: str
+    stream: bool = False
+    background: bool = False
+
+
+@attrs.frozen
+class Accepted:
+    """The owner accepted the turn (it is in its inbox): from now on it runs whatever happens to the connection.
+    `done`: it had ended before (its idempotency key was answered): the reply follows at once."""
+
+    turn_id: str
+    done: bool = False
+
+
+@attrs.frozen
+class Streamed:
+    update: Update
+
+
+@attrs.frozen
+class Finished:
+    """The turn ended; `stream_dropped`: the owner's stream fell behind and lost updates (the reply has them)."""
+
+    reply: Reply
+    stream_dropped: bool = False
+
+
+@attrs.frozen
+class Queued:
+    """A background turn's record as the owner accepted it."""
+
+    record: ResponseRecord
+
+
+Event = Accepted | Streamed | Finished | Queued
+
+
+def _object(data: bytes | str, what: str, code: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise WireError(f"the {what} is not valid JSON", "bad_json" if code == "bad_request" else code) from None
+    if not isinstance(value, dict):
+        raise WireError(f"the {what} must be a JSON object, not {type(value).__name__}", code)
+    return value
+
+
+def encode_request(forward: ForwardRequest) -> bytes:
+    body = {"schema": SCHEMA, "channel": forward.channel, "stream": forward.stream, "background": forward.background,
+            "envelope": converter.unstructure(forward.envelope)}  # fmt: skip
+    return orjson.dumps(body)
+
+
+def decode_request(data: bytes | str) -> ForwardRequest:
+    """The forwarded turn in a request body; `WireError` naming the first problem."""
+    body = _object(data, "request body", "bad_request")
+    schema = body.get("schema")
+    if schema != SCHEMA or isinstance(schema, bool):
+        raise WireError(f"unsupported schema {schema!r}: this node speaks schema {SCHEMA}", "unsupported_schema")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise WireError(f"unknown field(s): {', '.join(unknown)}")
+    channel = body.get("channel")
+    if not isinstance(channel, str) or not channel:
+        raise WireError("'channel' must be a non-empty string")
+    flags = {name: body.get(name, False) for name in ("stream", "background")}
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise WireError(f"'{name}' must be a boolean")
+    if "envelope" not in body:
+        raise WireError("missing 'envelope'")
+    try:
+        envelope = converter.structure(body["envelope"], Envelope)
+    except Exception as error:
+        raise WireError(f"invalid envelope: {describe_error(error)}", "bad_envelope") from None
+    return ForwardRequest(envelope, channel, flags["stream"], flags["background"])
+
+
+def encode_event(event: Event) -> bytes:
+    """One NDJSON line (newline included)."""
+    body: dict[str, Any]
+    if isinstance(event, Accepted):
+        body = {"accepted": event.turn_id, "done": True} if event.done else {"accepted": event.turn_id}
+    elif isinstance(event, Streamed):
+        body = {"update": converter.unstructure(event.update)}
+    elif isinstance(event, Finished):
+        body = {"reply": converter.unstructure(event.reply), "stream_dropped": event.stream_dropped}
+    else:
+        body = {"record": converter.unstructure(event.record)}
+    return orjson.dumps(body) + b"\n"
+
+
+_EVENT_KINDS: dict[str, type] = {"update": Update, "reply": Reply, "record": ResponseRecord}
+
+
+def decode_event(line: bytes | str) -> Event:
+    """One line of the owner's answer; `WireError` (`bad_event`) when it is none of the four events."""
+    body = _object(line, "event", "bad_event")
+    if "accepted" in body:
+        turn_id = body["accepted"]
+        if not isinstance(turn_id, str) or not turn_id:
+            raise WireError("'accepted' must be a turn id", "bad_event")
+        done = body.get("done", False)
+        if not isinstance(done, bool):
+            raise WireError("'done' must be a boolean", "bad_event")
+        return Accepted(turn_id, done)
+    kind = next((name for name in _EVENT_KINDS if name in body), None)
+    if kind is None:
+        raise WireError(f"unknown event with field(s) {', '.join(sorted(body)) or 'none'}", "bad_event")
+    try:
+        value: Any = converter.structure(body[kind], _EVENT_KINDS[kind])
+    except Exception as error:
+        raise WireError(f"invalid {kind}: {describe_error(error)}", "bad_event") from None
+    if isinstance(value, Update):
+        return Streamed(value)
+    if isinstance(value, Reply):
+        dropped = body.get("stream_dropped", False)
+        if not isinstance(dropped, bool):
+            raise WireError("'stream_dropped' must be a boolean", "bad_event")
+        return Finished(value, dropped)
+    return Queued(value)
+
+
+def encode_error(code: str, message: str) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message}})
+
+
+def decode_error(data: bytes) -> tuple[str, str]:
+    """The code and message of a refusal body; a body of another shape reads as `unknown` with its text."""
+    try:
+        error = orjson.loads(data).get("error")
+        code, message = error["code"], error["message"]
+        if isinstance(code, str) and isinstance(message, str):
+            return code, message
+    except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError):
+        pass
+    return "unknown", data[:200].decode("utf-8", "replace")

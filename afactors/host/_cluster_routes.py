@@ -1,0 +1,172 @@
+"""The internal routes another node forwards turns to (served when the host has a cluster secret; wire format in
+`afactors.cluster._wire`).
+
+`POST /v1/cluster/turns` runs a forwarded envelope on this node as it arrives: the channel's `run_hook` and the
+identity check already ran on the node that received the request, so here it goes straight to the actor system
+(through the channel's context, for its metrics and background bookkeeping). A forwarded request is never forwarded
+again: when this node does not own the conversation (any more) it answers 409 `not_owner` and the sender locates
+the owner anew. `POST /v1/cluster/turns/<id>/cancel` cancels a turn this node holds.
+
+Every request must carry `Authorization: Bearer <cluster secret>` (401 without, 403 when wrong; compared in constant
+time) and `Afactors-Forwarded-By: <sending node id>` (400 without; 508 `loop_detected` when it names this node).
+
+Must not import: `afactors.host._host` (it imports this).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator, Mapping
+
+import trio
+from quart import Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from afactors.actors import ActorSystem, ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle
+from afactors.channel import Route
+from afactors.cluster import Locator
+from afactors.cluster._wire import (
+    CANCEL_RULE,
+    FORWARDED_BY,
+    NDJSON,
+    TURNS_PATH,
+    Accepted,
+    Finished,
+    Queued,
+    Streamed,
+    WireError,
+    decode_request,
+    encode_error,
+    encode_event,
+)
+from afactors.host.context import HostChannelContext
+from afactors.store import StoreFull
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
+
+    def response(self) -> Response:
+        response = Response(encode_error(self.code, self.message), status=self.status, content_type="application/json")
+        if self.retry_after is not None:
+            response.headers["Retry-After"] = str(max(1, round(self.retry_after)))
+        return response
+
+
+def _refusal(error: Exception) -> _Refused | None:
+    """The answer to a local submit's refusal (the sender raises the same error on its side)."""
+    if isinstance(error, ConversationBusy):
+        return _Refused(409, "conversation_busy", str(error))
+    if isinstance(error, ActorUnavailable):
+        return _Refused(503, "unavailable", str(error), error.retry_after)
+    if isinstance(error, SystemClosed):
+        return _Refused(503, "shutting_down", "this node is shutting down", 1.0)
+    if isinstance(error, StoreFull):
+        return _Refused(507, "insufficient_storage", str(error), 30.0)
+    return None
+
+
+class ClusterRoutes:
+    """The views that run forwarded turns on this node."""
+
+    def __init__(
+        self,
+        secret: str,
+        node_id: str,
+        locator: Locator | None,
+        system: ActorSystem,
+        contexts: Mapping[str, HostChannelContext],
+        *,
+        heartbeat: float,
+        max_body_bytes: int,
+    ) -> None:
+        self._secret = secret.encode()
+        self.node_id, self.locator, self.system, self.contexts = node_id, locator, system, contexts
+        self.heartbeat, self.max_body_bytes = heartbeat, max_body_bytes
+
+    def routes(self) -> list[Route]:
+        return [Route(TURNS_PATH, self.turns, methods=("POST",)), Route(CANCEL_RULE, self.cancel, methods=("POST",))]
+
+    def _check(self) -> None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _Refused(401, "unauthorized", "missing cluster secret: send 'Authorization: Bearer <secret>'")
+        if not hmac.compare_digest(token.strip().encode(), self._secret):
+            raise _Refused(403, "forbidden", "wrong cluster secret")
+        sender = request.headers.get(FORWARDED_BY)
+        if not sender:
+            raise _Refused(400, "bad_request", f"missing the {FORWARDED_BY} header naming the sending node")
+        if sender == self.node_id:
+            raise _Refused(508, "loop_detected", f"node {self.node_id} forwarded a turn to itself")
+
+    async def turns(self) -> Response:
+        try:
+            self._check()
+            return await self._turn()
+        except _Refused as refused:
+            return refused.response()
+
+    async def _turn(self) -> Response:
+        if (request.content_length or 0) > self.max_body_bytes:
+            raise _Refused(413, "payload_too_large", f"the body is larger than {self.max_body_bytes} bytes")
+        try:
+            forward = decode_request(await request.get_data())
+        except WireError as error:
+            raise _Refused(400, error.code, error.message) from None
+        except RequestEntityTooLarge:
+            raise _Refused(413, "payload_too_large", f"the body is larger than {self.max_body_bytes} bytes") from None
+        ctx = self.contexts.get(forward.channel)
+        if ctx is None:
+            raise _Refused(400, "unknown_channel", f"this node serves no channel {forward.channel!r}")
+        envelope = forward.envelope
+        if envelope.turn_id is None or envelope.idempotency_key is None:
+            raise _Refused(400, "bad_envelope", "a forwarded envelope needs a turn id and an idempotency key")
+        if self.locator is not None and (owner := await self.locator.locate(envelope.key)) is not None:
+            raise _Refused(
+                409, "not_owner", f"node {self.node_id} does not own this conversation ({owner.node_id} does)"
+            )
+        try:
+            if forward.background:
+                record = await ctx.start_here(envelope)
+                lines = encode_event(Accepted(record.id)) + encode_event(Queued(record))
+                return Response(lines, status=200, content_type=NDJSON)
+            handle = await ctx.run_here(envelope, forward.stream)
+        except Exception as error:
+            refused = _refusal(error)
+            if refused is None:
+                raise
+            raise refused from None
+        response = Response(self._events(handle, forward.stream), status=200, content_type=NDJSON)
+        response.timeout = None  # a turn may run long; the heartbeats show it is alive
+        return response
+
+    async def _events(self, handle: TurnHandle, stream: bool) -> AsyncIterator[bytes]:
+        """The turn's answer: accepted, its updates (when streamed), its reply; a heartbeat line whenever nothing
+        else was sent for `heartbeat` seconds. The sender going away leaves the turn running (it is durable)."""
+        yield encode_event(Accepted(handle.turn_id, done=handle.done))
+        if stream:
+            while True:
+                batch = None
+                with trio.move_on_after(self.heartbeat):
+                    batch = await handle.next_batch()
+                if batch == []:
+                    break
+                yield b"".join(encode_event(Streamed(update)) for update in batch) if batch else b"\n"
+        while True:
+            reply = None
+            with trio.move_on_after(self.heartbeat):
+                reply = await handle.reply()
+            if reply is not None:
+                break
+            yield b"\n"
+        yield encode_event(Finished(reply, handle.stream_dropped))
+
+    async def cancel(self, turn_id: str) -> Response:
+        try:
+            self._check()
+        except _Refused as refused:
+            return refused.response()
+        cancelled = await self.system.cancel(turn_id)
+        return Response(b'{"cancelled": %s}' % (b"true" if cancelled else b"false"), content_type="application/json")

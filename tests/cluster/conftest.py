@@ -1,0 +1,109 @@
+"""Two real hosts on loopback (each its own LMDB) that forward to each other through a small test `Locator`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+import trio
+
+import afactors
+from afactors.channel import Channel
+from afactors.cluster import ForwardPolicy, Peer
+from afactors.host import Host
+from afactors.model import ConversationKey
+from afactors_invocations import InvocationsChannel
+from afactors_responses import ResponsesChannel
+
+SECRET = "cluster-secret-for-tests"
+FAST = ForwardPolicy(wait=3.0, attempts=4, retry_after=7.0, connect_timeout=1.0, silence=3.0)
+"""Bounded waits short enough for tests."""
+
+
+def owned_by_b(key: ConversationKey) -> str:
+    """The default rule: a conversation whose id's last part (after a channel's `conv:` or `invocations/<user>/`
+    prefix) starts with "b" is B's; every other is A's."""
+    return "b" if re.split("[:/]", key.conversation)[-1].startswith("b") else "a"
+
+
+class Cluster:
+    """The nodes' shared view: which node owns which conversation (`rule`, changeable mid-test), their URLs, and how
+    often each node was asked (`located`)."""
+
+    def __init__(self) -> None:
+        self.rule: Callable[[ConversationKey], str] = owned_by_b
+        self.urls: dict[str, str] = {}
+        self.located: list[tuple[str, ConversationKey]] = []
+
+    def locator(self, node_id: str) -> TestLocator:
+        return TestLocator(node_id, self)
+
+
+@attrs.frozen
+class TestLocator:
+    """A `Locator` over a `Cluster` (implements the Protocol; no leases)."""
+
+    node_id: str
+    cluster: Cluster
+
+    async def locate(self, key: ConversationKey) -> Peer | None:
+        await trio.lowlevel.checkpoint()
+        self.cluster.located.append((self.node_id, key))
+        owner = self.cluster.rule(key)
+        return None if owner == self.node_id else Peer(owner, self.cluster.urls[owner])
+
+
+@attrs.frozen
+class Nodes:
+    a: Host
+    b: Host
+    cluster: Cluster
+    http: httpx.AsyncClient  # talks to A
+
+    @property
+    def a_url(self) -> str:
+        return self.a.urls[0]
+
+    @property
+    def b_url(self) -> str:
+        return self.b.urls[0]
+
+
+OpenNodes = Callable[..., AbstractAsyncContextManager[Nodes]]
+
+
+def default_channels() -> list[Channel]:
+    return [ResponsesChannel(), InvocationsChannel()]
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> OpenNodes:
+    """`async with nodes(target, channels=lambda: [...], **open_host_kwargs) as n:` hosts A and B forwarding."""
+
+    @asynccontextmanager
+    async def opening(
+        target: object = None,
+        *,
+        channels: Callable[[], Iterable[Channel]] = default_channels,
+        b_target: object = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Nodes]:
+        cluster = Cluster()
+        kwargs = {"durability": "unsafe", "port": 0, "cluster_secret": SECRET, "forward": FAST, **kwargs}
+        async with (
+            afactors.open_host(b_target if b_target is not None else target, channels=list(channels()),
+                               state_dir=tmp_path / "b", locator=cluster.locator("b"), **kwargs) as b,
+            afactors.open_host(target, channels=list(channels()), state_dir=tmp_path / "a",
+                               locator=cluster.locator("a"), **kwargs) as a,
+            httpx.AsyncClient(base_url=a.urls[0], timeout=20) as http,
+        ):  # fmt: skip
+            cluster.urls.update(a=a.urls[0], b=b.urls[0])
+            yield Nodes(a, b, cluster, http)
+
+    return opening
