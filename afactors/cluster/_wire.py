@@ -126,6 +126,8 @@ def decode_request(data: bytes | str) -> ForwardRequest:
             raise WireError(f"'{name}' must be a boolean")
     if "envelope" not in body:
         raise WireError("missing 'envelope'")
+    if not isinstance(body["envelope"], dict):
+        raise WireError("invalid envelope: it must be an object", "bad_envelope")
     try:
         envelope = converter.structure(body["envelope"], Envelope)
     except Exception as error:
@@ -164,6 +166,8 @@ def decode_event(line: bytes | str) -> Event:
     kind = next((name for name in _EVENT_KINDS if name in body), None)
     if kind is None:
         raise WireError(f"unknown event with field(s) {', '.join(sorted(body)) or 'none'}", "bad_event")
+    if not isinstance(body[kind], dict):
+        raise WireError(f"invalid {kind}: it must be an object", "bad_event")
     try:
         value: Any = converter.structure(body[kind], _EVENT_KINDS[kind])
     except Exception as error:

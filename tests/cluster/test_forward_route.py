@@ -1,0 +1,125 @@
+"""The internal route a node is forwarded to: the cluster secret, the forwarded-by mark (no loops, never forwarded
+again), and a clear 4xx for every kind of bad body."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+import afactors
+from afactors.cluster._wire import FORWARDED_BY, ForwardRequest, encode_request
+from afactors.host import ServerLimits
+from afactors.model import ConversationKey, Envelope, Message
+from tests.cluster.conftest import SECRET, Cluster, OpenNodes
+
+GOOD = {"authorization": f"Bearer {SECRET}", FORWARDED_BY: "a", "content-type": "application/json"}
+
+
+def body(conversation: str = "b-1", **changes: Any) -> bytes:
+    envelope = Envelope(ConversationKey("default", conversation), (Message("user", "hi"),), turn_id="t-" + conversation,
+                        idempotency_key="t-" + conversation)  # fmt: skip
+    data = orjson.loads(encode_request(ForwardRequest(envelope, "responses")))
+    return orjson.dumps({**data, **changes})
+
+
+async def post(url: str, content: bytes, headers: dict[str, str], path: str = "/v1/cluster/turns") -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.post(url + path, content=content, headers=headers)
+
+
+def events(answer: httpx.Response) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in answer.text.splitlines() if line.strip()]
+
+
+async def test_an_authenticated_forwarded_turn_is_answered_in_ndjson(nodes: OpenNodes) -> None:
+    async with nodes() as n:
+        answer = await post(n.b_url, body(), GOOD)
+        again = await post(n.b_url, body(), GOOD)  # the same idempotency key: answered from the store
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/x-ndjson"
+    accepted, finished = events(answer)
+    assert accepted == {"accepted": "t-b-1"}
+    assert finished["reply"]["messages"][0]["contents"][0]["text"] == "Turn 1. You said: hi"
+    assert events(again)[0] == {"accepted": "t-b-1", "done": True} and events(again)[1] == finished
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({FORWARDED_BY: "a"}, 401, "unauthorized"),
+        ({"authorization": "Basic abc", FORWARDED_BY: "a"}, 401, "unauthorized"),
+        ({"authorization": "Bearer wrong", FORWARDED_BY: "a"}, 403, "forbidden"),
+        ({"authorization": f"Bearer {SECRET}x", FORWARDED_BY: "a"}, 403, "forbidden"),
+        ({"authorization": f"Bearer {SECRET}"}, 400, "bad_request"),
+        ({"authorization": f"Bearer {SECRET}", FORWARDED_BY: "b"}, 508, "loop_detected"),
+    ],
+)
+async def test_the_secret_and_the_forwarded_mark_are_checked(
+    nodes: OpenNodes, headers: dict[str, str], status: int, code: str
+) -> None:
+    async with nodes() as n:
+        answer = await post(n.b_url, body(), headers)
+        cancel = await post(n.b_url, b"", headers, "/v1/cluster/turns/t-x/cancel")
+        assert n.b.system.snapshot("default/b-1").seq == 0
+    for refused in (answer, cancel):
+        assert refused.status_code == status and refused.json()["error"]["code"] == code, refused.text
+        assert refused.json()["error"]["message"]
+
+
+async def test_a_node_never_forwards_a_forwarded_turn_it_does_not_own(nodes: OpenNodes) -> None:
+    async with nodes() as n:
+        answer = await post(n.b_url, body("a-1"), GOOD)  # B is asked to run a conversation A owns
+        assert n.a.system.snapshot("default/a-1").seq == 0 and n.b.system.snapshot("default/a-1").seq == 0
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "not_owner"
+    assert "a does" in answer.json()["error"]["message"]
+    assert [node for node, _ in n.cluster.located] == ["b"]  # B asked only itself, and sent nothing on
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (b"not json", "bad_json"),
+        (b"[1, 2]", "bad_request"),
+        (body(schema=2), "unsupported_schema"),
+        (body(schema=None), "unsupported_schema"),
+        (body(extra=1), "bad_request"),
+        (body(channel=""), "bad_request"),
+        (body(stream="yes"), "bad_request"),
+        (body(envelope={"key": {"tenant": "t"}}), "bad_envelope"),
+        (body(envelope=None), "bad_envelope"),
+        (body(channel="nope"), "unknown_channel"),
+        (body(envelope={"key": {"tenant": "default", "conversation": "b-2"}}), "bad_envelope"),  # no idempotency key
+    ],
+)
+async def test_a_bad_body_is_a_400_with_a_message(nodes: OpenNodes, content: bytes, code: str) -> None:
+    async with nodes() as n:
+        answer = await post(n.b_url, content, GOOD)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == code, answer.text
+    assert answer.json()["error"]["message"]
+
+
+async def test_an_oversized_body_is_a_413(nodes: OpenNodes) -> None:
+    async with nodes(limits=ServerLimits(max_body_bytes=4096)) as n:
+        answer = await post(n.b_url, body(envelope={"pad": "x" * 10_000}), GOOD)
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "payload_too_large"
+
+
+async def test_cancel_of_a_turn_the_node_does_not_hold_says_so(nodes: OpenNodes) -> None:
+    async with nodes() as n:
+        answer = await post(n.b_url, b"", GOOD, "/v1/cluster/turns/nope/cancel")
+    assert answer.status_code == 200 and answer.json() == {"cancelled": False}
+
+
+async def test_without_a_cluster_secret_there_is_no_internal_route(tmp_path: Path) -> None:
+    async with afactors.open_host(None, port=0, state_dir=tmp_path / "solo", durability="unsafe") as host:
+        answer = await post(host.urls[0], body(), GOOD)
+    assert answer.status_code == 404
+
+
+async def test_a_locator_without_a_secret_is_refused_at_startup(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cluster secret"):
+        async with afactors.open_host(None, port=0, state_dir=tmp_path / "x", locator=Cluster().locator("a")):
+            pass
