@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +107,39 @@ def nodes(tmp_path: Path) -> OpenNodes:
             yield Nodes(a, b, cluster, http)
 
     return opening
+
+
+class Relay:
+    """A TCP relay on loopback to `port` whose open connections a test can cut (a network failure mid-answer)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.connections = 0
+        self._scopes: set[trio.CancelScope] = set()
+
+    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        task_status.started(f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}")
+        await trio.serve_listeners(self._relay, listeners)
+
+    def cut(self) -> None:
+        for scope in self._scopes:
+            scope.cancel()
+
+    async def _relay(self, client: trio.SocketStream) -> None:
+        self.connections += 1
+        with trio.CancelScope() as scope:
+            self._scopes.add(scope)
+            async with client, await trio.open_tcp_stream("127.0.0.1", self.port) as server:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_pump, client, server)
+                    nursery.start_soon(_pump, server, client)
+        self._scopes.discard(scope)
+
+
+async def _pump(source: trio.SocketStream, sink: trio.SocketStream) -> None:
+    with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        async for chunk in source:
+            await sink.send_all(chunk)
+    with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await sink.send_eof()

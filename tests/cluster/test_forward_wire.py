@@ -113,10 +113,17 @@ def test_an_event_is_one_line_and_round_trips(event: object) -> None:
         (b'{"schema": 1, "channel": "r"}', "bad_request", "missing 'envelope'"),
         (b'{"schema": 1, "channel": "r", "envelope": []}', "bad_envelope", "invalid envelope"),
         (b'{"schema": 1, "channel": "r", "envelope": {}}', "bad_envelope", "$.key"),
-        (b'{"schema": 1, "channel": "r", "envelope": {"key": {"tenant": "t", "conversation": "c"}, "kind": "x"}}',
-         "bad_envelope", "$.kind"),  # fmt: skip
-        (b'{"schema": 1, "channel": "r", "envelope": {"key": {"tenant": "t", "conversation": "c"},'
-         b' "input": [{"role": "user", "contents": [{"type": "nope"}]}]}}', "bad_envelope", "nope"),  # fmt: skip
+        (
+            b'{"schema": 1, "channel": "r", "envelope": {"key": {"tenant": "t", "conversation": "c"}, "kind": "x"}}',
+            "bad_envelope",
+            "$.kind",
+        ),
+        (
+            b'{"schema": 1, "channel": "r", "envelope": {"key": {"tenant": "t", "conversation": "c"},'
+            b' "input": [{"role": "user", "contents": [{"type": "nope"}]}]}}',
+            "bad_envelope",
+            "nope",
+        ),
     ],
 )
 def test_every_bad_request_body_is_named(data: bytes, code: str, words: str) -> None:
