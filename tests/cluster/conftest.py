@@ -92,6 +92,7 @@ def nodes(tmp_path: Path) -> OpenNodes:
         *,
         channels: Callable[[], Iterable[Channel]] = default_channels,
         b_target: object = None,
+        a_port: int = 0,
         **kwargs: Any,
     ) -> AsyncIterator[Nodes]:
         cluster = Cluster()
@@ -100,7 +101,7 @@ def nodes(tmp_path: Path) -> OpenNodes:
             afactors.open_host(b_target if b_target is not None else target, channels=list(channels()),
                                state_dir=tmp_path / "b", locator=cluster.locator("b"), **kwargs) as b,
             afactors.open_host(target, channels=list(channels()), state_dir=tmp_path / "a",
-                               locator=cluster.locator("a"), **kwargs) as a,
+                               locator=cluster.locator("a"), **{**kwargs, "port": a_port}) as a,
             httpx.AsyncClient(base_url=a.urls[0], timeout=20) as http,
         ):  # fmt: skip
             cluster.urls.update(a=a.urls[0], b=b.urls[0])
