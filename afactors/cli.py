@@ -53,6 +53,10 @@ def build_parser(plugins: dict[str, ChannelPlugin]) -> argparse.ArgumentParser:
         "--admin-key", action=Secret, env="AFACTORS_ADMIN_KEY",
         help="serve the admin API under /admin/ to this bearer key (default: $AFACTORS_ADMIN_KEY; none: off)",
     )  # fmt: skip
+    parser.add_argument(
+        "--cluster-secret", action=Secret, env="AFACTORS_CLUSTER_SECRET",
+        help="the secret cluster nodes forward turns with (default: $AFACTORS_CLUSTER_SECRET; none: no cluster routes)",
+    )  # fmt: skip
     parser.add_argument("--drain-timeout", type=float, default=10.0, help="seconds running turns get at shutdown")
     parser.add_argument("--max-connections", type=int, help="open connections at most (default: fd limit - 256)")
     parser.add_argument("--header-timeout", type=float, default=10.0, help="seconds a request's headers may take")

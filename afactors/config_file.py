@@ -75,6 +75,7 @@ FLAG_KEYS: dict[str, FlagKey] = {
     "durability": FlagKey(("host", "durability")),
     "api_key": FlagKey(("host", "api_keys")),
     "admin_key": FlagKey(("host", "admin_key")),
+    "cluster_secret": FlagKey(("host", "cluster_secret")),
     "drain_timeout": FlagKey(("host", "drain_timeout")),
     "history_turns": FlagKey(("host", "history_turns")),
     "history_tokens": FlagKey(("host", "history_tokens")),

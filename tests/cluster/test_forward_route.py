@@ -11,6 +11,8 @@ import orjson
 import pytest
 
 import afactors
+from afactors.channel import installed_plugins
+from afactors.cli import build_parser, load_settings
 from afactors.cluster._wire import FORWARDED_BY, ForwardRequest, encode_request
 from afactors.host import ServerLimits
 from afactors.model import ConversationKey, Envelope, Message
@@ -123,3 +125,11 @@ async def test_a_locator_without_a_secret_is_refused_at_startup(tmp_path: Path) 
     with pytest.raises(ValueError, match="cluster secret"):
         async with afactors.open_host(None, port=0, state_dir=tmp_path / "x", locator=Cluster().locator("a")):
             pass
+
+
+def test_the_cli_takes_the_cluster_secret_from_the_flag_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    plugins = installed_plugins()
+    monkeypatch.setenv("AFACTORS_CLUSTER_SECRET", "from-env")
+    assert load_settings(build_parser(plugins), plugins, []).host.cluster_secret == "from-env"
+    flagged = load_settings(build_parser(plugins), plugins, ["--cluster-secret", "from-flag"])
+    assert flagged.host.cluster_secret == "from-flag" and "from-flag" not in repr(flagged.host)
