@@ -35,6 +35,7 @@ KNOWN = (
     "timers",
     "agent_framework",
     "tracing",
+    "forward",
 )
 
 
