@@ -86,7 +86,7 @@ def protocol_error(exc: Exception) -> InvocationError | None:
             409, "conversation_busy", "this session is already running an invocation; retry when it ends"
         )
     if isinstance(exc, ActorUnavailable):
-        return InvocationError(503, "unavailable", str(exc))
+        return InvocationError(503, "unavailable", str(exc), retry_after=max(1, round(exc.retry_after)))
     if isinstance(exc, SystemClosed):
         return InvocationError(503, "shutting_down", "the server is shutting down; retry on another instance")
     if isinstance(exc, StoreFull):
