@@ -150,7 +150,7 @@ async def test_a_dead_owner_is_a_503_with_retry_after_once_the_bounded_wait_is_o
         assert refused.status_code == 503 and refused.headers["retry-after"] == "7", refused.text
         error = refused.json()["error"]
         assert error["code"] == "conversation_unavailable" and "no node accepted it" in error["message"]
-    assert invocation.status_code == 503
+    assert invocation.status_code == 503 and invocation.headers["retry-after"] == "7"
     located = [node for node, _ in n.cluster.located]
     assert located.count("a") >= 3  # located again between attempts
 
