@@ -10,9 +10,10 @@ from typing import Any
 import orjson
 import trio
 
-from afactors.model import ConversationKey, TurnContext, Update
+from afactors.model import ConversationKey
 from afactors_responses import ResponsesChannel
 from channels.responses.tests.conftest import post_and_read_first_event
+from channels.responses.tests.test_streaming import Hanging
 from tests.cluster.conftest import OpenNodes
 
 
@@ -80,21 +81,6 @@ async def test_invocations_through_a_run_on_b(nodes: OpenNodes) -> None:
         assert streamed.status_code == 200 and "".join(deltas) == "Turn 2. You said: more"
         (key,) = {key for node, key in n.cluster.located if node == "b"}  # the owner checked it owns them
         assert n.b.system.snapshot(key.path).seq == 2 and n.a.system.snapshot(key.path).seq == 0
-
-
-class Hanging:
-    """An agent that answers one delta, then waits until it is cancelled."""
-
-    def __init__(self) -> None:
-        self.entered, self.cancelled = trio.Event(), trio.Event()
-
-    async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
-        self.entered.set()
-        yield Update(delta="thinking")
-        try:
-            await trio.sleep_forever()
-        finally:
-            self.cancelled.set()
 
 
 async def test_a_client_leaving_a_forwarded_stream_cancels_the_turn_on_b(nodes: OpenNodes) -> None:
