@@ -8,8 +8,10 @@ from typing import Any
 
 import trio
 
+from afactors.cluster import Forwarder
 from afactors.model import TurnContext, Update
-from tests.cluster.conftest import OpenNodes, Relay
+from channels.responses.tests.test_streaming import Hanging
+from tests.cluster.conftest import FAST, SECRET, OpenNodes, Relay
 
 
 class Gated:
@@ -71,3 +73,23 @@ async def test_a_background_turn_sent_to_a_is_accepted_and_runs_on_b(nodes: Open
             while (record := n.b.system.record(response_id)) is None or not record.ended:
                 await trio.sleep(0.01)
         assert record.output[0].text == "Turn 1. You said: later" and n.a.system.record(response_id) is None
+
+
+async def test_a_cancel_by_turn_id_goes_to_the_node_running_it(nodes: OpenNodes) -> None:
+    """`ChannelContext.cancel` on a shared store: the node that reads the record asks the owner to cancel."""
+    agent = Hanging()
+    async with nodes(agent) as n, trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: n.http.post("/v1/responses", json={"model": "m", "input": "x",
+                                                                      "conversation": "b-by-id"}))  # fmt: skip
+        await agent.entered.wait()
+        (running,) = n.b.system.turns_in_flight()
+
+        async def not_here(turn_id: str) -> bool:
+            raise AssertionError("B owns the conversation: A must not cancel it locally")
+
+        async with Forwarder.open(n.cluster.locator("a"), SECRET, FAST) as forwarder:
+            assert await forwarder.cancel_where(running.key, running.turn_id, not_here)
+            assert not await forwarder.cancel_where(running.key, running.turn_id, not_here)  # nothing left to cancel
+        with trio.fail_after(10):
+            await agent.cancelled.wait()
+        nursery.cancel_scope.cancel()
