@@ -163,6 +163,7 @@ class Forwarder:
     @classmethod
     @asynccontextmanager
     async def open(cls, locator: Locator, secret: str, policy: ForwardPolicy | None = None) -> AsyncIterator[Forwarder]:
+        """A running forwarder: its HTTP client (connections to the peers) and the nursery of the turns it reads."""
         policy = policy or ForwardPolicy()
         timeout = httpx.Timeout(policy.silence, connect=policy.connect_timeout)
         limits = httpx.Limits(max_connections=policy.max_connections, max_keepalive_connections=64)
@@ -220,8 +221,8 @@ class Forwarder:
         """Ask `peer` to cancel a turn it holds; False if it holds none by that id, or could not be asked."""
         with trio.move_on_after(self.policy.silence):
             try:
-                answer = await self._client.post(peer.url.rstrip("/") + cancel_path(turn_id),
-                                                      headers=self._headers)  # fmt: skip
+                url = peer.url.rstrip("/") + cancel_path(turn_id)
+                answer = await self._client.post(url, headers=self._headers)
                 if answer.status_code == 200:
                     return orjson.loads(answer.content).get("cancelled") is True
                 log.warning("cluster: node %s refused to cancel %s: %s", peer.node_id, turn_id, answer.status_code)
