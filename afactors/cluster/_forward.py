@@ -77,12 +77,12 @@ class ForwardPolicy:
     all peers at most (each running forwarded turn holds one).
     """
 
-    wait: float = 15.0
-    attempts: int = 8
-    retry_after: float = 5.0
-    connect_timeout: float = 2.0
-    silence: float = 15.0
-    max_connections: int = 1000
+    wait: float = attrs.field(default=15.0, validator=attrs.validators.gt(0))
+    attempts: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    retry_after: float = attrs.field(default=5.0, validator=attrs.validators.ge(0))
+    connect_timeout: float = attrs.field(default=2.0, validator=attrs.validators.gt(0))
+    silence: float = attrs.field(default=15.0, validator=attrs.validators.gt(0))
+    max_connections: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
     backoff: Backoff = attrs.field(factory=lambda: Backoff(0.05, 1.0))
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from afactors.cluster import ForwardPolicy
 from afactors.cluster._wire import (
     SCHEMA,
     Accepted,
@@ -165,3 +166,23 @@ def test_an_error_body_round_trips_and_a_foreign_one_reads_as_unknown() -> None:
 
 def test_the_cancel_path_names_the_turn() -> None:
     assert cancel_path("resp_1") == "/v1/cluster/turns/resp_1/cancel"
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"wait": 0},
+        {"attempts": 0},
+        {"retry_after": -1},
+        {"connect_timeout": 0},
+        {"silence": 0},
+        {"max_connections": 0},
+    ],
+)
+def test_a_forward_policy_refuses_a_setting_that_would_never_wait_or_try(setting: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(setting))):
+        ForwardPolicy(**setting)  # type: ignore[arg-type]
+
+
+def test_the_heartbeat_is_a_third_of_the_silence_allowed() -> None:
+    assert ForwardPolicy(silence=9.0).heartbeat == 3.0
