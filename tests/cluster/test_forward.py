@@ -11,6 +11,7 @@ import orjson
 import trio
 
 from afactors.model import ConversationKey
+from afactors_chat import ChatChannel
 from afactors_responses import ResponsesChannel
 from channels.responses.tests.conftest import post_and_read_first_event
 from channels.responses.tests.test_streaming import Hanging
@@ -153,3 +154,20 @@ async def test_a_busy_conversation_on_b_is_refused_through_a_as_it_would_be_on_b
         with trio.fail_after(10):
             await agent.cancelled.wait()
     assert busy.status_code == 409 and busy.json()["error"]["code"] == "conversation_busy"
+
+
+async def test_chat_completions_through_a_run_on_b_plain_and_streamed(nodes: OpenNodes) -> None:
+    """A channel whose envelopes carry no turn id: the forwarding node gives them one, and an idempotency key."""
+    headers = {"x-afactors-conversation": "b-chat"}
+    ask = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    async with nodes(channels=lambda: [ChatChannel()]) as n:
+        plain = await n.http.post("/v1/chat/completions", json=ask, headers=headers)
+        streamed = await n.http.post("/v1/chat/completions", json={**ask, "stream": True}, headers=headers)
+        assert n.b.system.snapshot("default/chat:b-chat").seq == 2
+        assert n.a.system.snapshot("default/chat:b-chat").seq == 0
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["choices"][0]["message"]["content"] == "Turn 1. You said: hi"
+    chunks = [orjson.loads(line[6:]) for line in streamed.text.splitlines() if line.startswith("data: {")]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == (
+        "Turn 2. You said: hi"
+    )
