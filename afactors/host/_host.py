@@ -292,7 +292,7 @@ async def open_host(
                         runs=runs, oidc=oidc, meters=None if metrics is None else metrics.meter,
                         tracing=system.tracing, forwarder=forwarder,
                     )  # fmt: skip
-                    contexts[channel.name] = contexts.get(channel.name, ctx)
+                    contexts[channel.name] = ctx
                     contribution = channel.contribute(ctx)
                     the_host.channels[channel.name] = channel
                     the_host.contributions[channel.name] = contribution

@@ -133,3 +133,14 @@ def test_the_cli_takes_the_cluster_secret_from_the_flag_or_the_environment(monke
     assert load_settings(build_parser(plugins), plugins, []).host.cluster_secret == "from-env"
     flagged = load_settings(build_parser(plugins), plugins, ["--cluster-secret", "from-flag"])
     assert flagged.host.cluster_secret == "from-flag" and "from-flag" not in repr(flagged.host)
+
+
+def test_the_configuration_file_sets_the_forward_policy(tmp_path: Path) -> None:
+    plugins = installed_plugins()
+    path = tmp_path / "afactors.toml"
+    path.write_text("[host.forward]\nwait = 3.0\nattempts = 2\n[host.forward.backoff]\nbase = 0.1\ncap = 0.5\n")
+    forward = load_settings(build_parser(plugins), plugins, ["--config", str(path)]).host.forward
+    assert (forward.wait, forward.attempts, forward.backoff.base, forward.silence) == (3.0, 2, 0.1, 15.0)
+    path.write_text("[host.forward]\nattempts = 0\n")
+    with pytest.raises(Exception, match="attempts"):
+        load_settings(build_parser(plugins), plugins, ["--config", str(path)])
