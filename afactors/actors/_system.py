@@ -80,6 +80,7 @@ from afactors.store import (
 log = logging.getLogger("afactors.actors")
 
 _EVICTION_SCAN = 64
+_SCAN_PAGE = 500  # inbox rows read at a time after a start
 """How many least-recently-used actors `max_active` eviction looks at for an idle one."""
 
 GC_GEN0_THRESHOLD = 50_000
@@ -232,6 +233,7 @@ class ActorSystem:
         self.route_timer: Callable[[Envelope], Envelope] | None = None
         """The host's resolution of a firing timer's response target into the envelope's routing (must not block)."""
         self.tracing = Tracing()  # turn spans: off unless the host sets an `OtelTracing`
+        self.on_recovered: Callable[[str], None] | None = None
         self._cut = False  # shutdown deadline passed: running turns are being cancelled
         self._chains = ChainCache(max_bytes=config.history_budget // 4)
         self._history_bytes = 0  # estimated bytes of every live actor's cached history
@@ -241,6 +243,9 @@ class ActorSystem:
         self._live: OrderedDict[str, ConversationActor] = OrderedDict()  # least recently active first
         self._stopped: dict[str, float] = {}  # path -> trio time the cool-down ends
         self._recovering: dict[str, list[tuple[str, InboxRecord]]] = {}  # inbox rows of actors not active yet
+        self._scanning = True  # the inbox left by an earlier run is still being read (`_recover`)
+        self._unread = store.count("inbox")  # while scanning: about how many of its rows are not read yet
+        self._loaded: set[str] = set()  # while scanning: paths whose rows are all read already (the scan skips them)
         self._joiners: dict[str, list[TurnHandle]] = {}  # turn id of a recovering row -> handles waiting for it
         self._turns: dict[str, Entry] = {}  # turn id -> queued or running entry
         self._keyed: dict[str, Entry] = {}  # dedup key -> queued or running entry
@@ -273,6 +278,9 @@ class ActorSystem:
         `system.on_outbox`) is called with the key of every outbox row a turn commits (envelopes with a
         `reply_to`), right after the commit; it must not block. `system.on_timer(due_at)` likewise hears of every
         timer a turn schedules (the host's timer scheduler wakes up if it is due sooner than what it waits for).
+        `system.on_recovered(turn_id)` hears of every inbox row replayed, when its conversation activates (before
+        the turn starts: a `join` then sees all its updates). The inbox is read after entry, page by page, not
+        before: a conversation activated meanwhile reads its own rows first, so its order holds.
         Memory: live actors' cached histories are kept within `history_budget` bytes in all and `tenant_budget`
         bytes per tenant (see `ActorConfig`).
         """
@@ -285,10 +293,8 @@ class ActorSystem:
             async with trio.open_nursery() as nursery:
                 system = cls(store, agent, nursery, config)
                 system.on_outbox = on_outbox
-                system._scan_inbox()
                 nursery.start_soon(system._reaper)
-                if system._recovering:
-                    nursery.start_soon(system._recover)
+                nursery.start_soon(system._recover)
                 try:
                     yield system
                 finally:
@@ -372,6 +378,8 @@ class ActorSystem:
             elif self._closing:
                 continue  # rows not recovered by now wait for the next start
             else:
+                if self._scanning and self._load_turn(turn_id):
+                    recovering = None  # read more rows
                 if recovering is None:
                     recovering = set(self.recovering_turns())
                 if turn_id not in recovering:
@@ -390,7 +398,8 @@ class ActorSystem:
         return next((row.envelope.key for row in rows if row.envelope.turn_id == turn_id), None)
 
     def recovering_turns(self) -> list[str]:
-        """The turn ids of inbox rows accepted before a restart (or a stop) whose conversation is not active yet."""
+        """The turn ids of inbox rows accepted before a restart (or a stop) whose conversation is not active yet
+        (while the inbox is still being read after a start: of the rows read so far)."""
         return [row.envelope.turn_id for rows in self._recovering.values() for _, row in rows if row.envelope.turn_id]
 
     async def cancel(self, turn_id: str) -> bool:
@@ -399,6 +408,9 @@ class ActorSystem:
         Its response record is marked "cancelled" and its inbox row deleted; returns once that is committed.
         """
         entry = self._turns.get(turn_id)
+        if entry is None and self._scanning:
+            self._load_turn(turn_id)
+            entry = self._turns.get(turn_id)
         if entry is None:
             return await self._cancel_recovering(turn_id)
         turn = entry.turn
@@ -446,7 +458,10 @@ class ActorSystem:
             actor.enqueue_recovered(entry)
             return True
         # passivated meanwhile, cooling down or closing: the row replays when the conversation is next activated
-        self._recovering.setdefault(key.path, []).append((entry.inbox_key or "", ledger.inbox_row(entry)))
+        if self._scanning:
+            self._load(key.path)  # reads the row just committed with the others
+        else:
+            self._recovering.setdefault(key.path, []).append((entry.inbox_key or "", ledger.inbox_row(entry)))
         if not self._closing:
             with contextlib.suppress(ActorUnavailable):
                 self.get(key)
@@ -508,7 +523,7 @@ class ActorSystem:
 
     def statistics(self) -> ActorStats:
         """A frozen snapshot: counts since the system opened, and the current gauges."""
-        recovering = sum(len(rows) for rows in self._recovering.values())
+        recovering = sum(len(rows) for rows in self._recovering.values()) + self._unread
         return ActorStats(
             active=len(self._live), busy=self._busy, recovering=recovering, history_bytes=self._history_bytes,
             chain_bytes=self._chains.bytes, **self.counters,
@@ -745,6 +760,8 @@ class ActorSystem:
         return Reply()
 
     def _activate(self, key: ConversationKey, recovered: list[TurnHandle] | None = None) -> ConversationActor:
+        if self._scanning:
+            self._load(key.path)
         actor = ConversationActor(key, self, self.snapshot(key.path))
         self._make_room()
         self._live[key.path] = actor
@@ -757,6 +774,8 @@ class ActorSystem:
             actor.enqueue_recovered(entry)
             if recovered is not None:
                 recovered.append(entry.handles[0])
+            if self.on_recovered is not None:
+                self.on_recovered(entry.turn_id)
         return actor
 
     def _recovered_entry(self, stored_key: str, row: InboxRecord) -> Entry:
@@ -804,22 +823,66 @@ class ActorSystem:
             self._passivate(actor)
         return due
 
-    def _scan_inbox(self) -> None:
-        """Group the inbox rows left by an earlier run by conversation, in arrival order."""
-        rows: dict[str, list[tuple[float, str, InboxRecord]]] = {}
-        for stored_key, row in self.store.scan("inbox"):
-            rows.setdefault(row.envelope.key.path, []).append((row.received_at, stored_key, row))
-        for path, found in rows.items():
-            found.sort(key=lambda item: (item[0], item[1]))
-            self._recovering[path] = [(stored_key, row) for _, stored_key, row in found]
-        if rows:
-            log.info("recovering %d inbox rows of %d conversations", sum(map(len, rows.values())), len(rows))
+    def _load(self, path: str) -> bool:
+        """While the inbox is being read: read all of `path`'s rows now (the scan then skips them); False if done."""
+        if path in self._loaded:
+            return False
+        self._loaded.add(path)
+        self._unread += len(self._recovering.pop(path, ()))  # a part read by the scan: read again whole below
+        self._group((k, row) for k, row in self.store.scan("inbox", f"{path}/") if row.envelope.key.path == path)
+        return True
+
+    def _load_turn(self, turn_id: str) -> bool:
+        """While the inbox is being read: read the rows of `turn_id`'s conversation (from its response record)."""
+        record = self.record(turn_id)
+        return record is not None and self._load(ConversationKey(record.tenant, record.conversation).path)
+
+    def _group(self, rows: Iterable[tuple[str, InboxRecord]]) -> list[str]:
+        """Add inbox rows to the conversations waiting for recovery, each in arrival order; the paths added."""
+        found: dict[str, list[tuple[str, InboxRecord]]] = {}
+        for stored_key, row in rows:
+            found.setdefault(row.envelope.key.path, []).append((stored_key, row))
+        self._unread = max(0, self._unread - sum(map(len, found.values())))
+        for path, more in found.items():
+            known = self._recovering.setdefault(path, [])
+            known.extend(more)
+            known.sort(key=lambda item: (item[1].received_at, item[0]))
+        return list(found)
 
     async def _recover(self) -> None:
-        async with trio.open_nursery() as nursery:
-            for path in list(self._recovering):
+        """Read the inbox left by an earlier run page by page (the host serves meanwhile) and recover its
+        conversations as they are read, at most `recovery_limit` at a time."""
+        try:
+            async with trio.open_nursery() as nursery:
+                after: str | None = None
+                held: set[str] = set()  # paths of the last page: their rows may go on in the next one
+                rows_read = 0
+                while not self._closing:
+                    page = self.store.scan("inbox", after=after, limit=_SCAN_PAGE)
+                    if not page:
+                        break
+                    after = page[-1][0]
+                    rows_read += len(page)
+                    last = page[-1][1].envelope.key.path
+                    ready = held | set(self._group((k, r) for k, r in page if r.envelope.key.path not in self._loaded))
+                    held = {last} if last in ready else set()
+                    await self._start_recovering(nursery, ready - held)
+                self._scanning = False
+                self._unread = 0
+                self._loaded.clear()
+                if rows_read:
+                    log.info("recovering %d inbox rows", rows_read)
+                await self._start_recovering(nursery, held)
+        finally:
+            self._scanning = False
+            self._unread = 0
+
+    async def _start_recovering(self, nursery: trio.Nursery, paths: Iterable[str]) -> None:
+        for path in paths:
+            if path in self._recovering:
                 await self._recovery_limiter.acquire_on_behalf_of(path)
                 nursery.start_soon(self._recover_one, path)
+        await trio.lowlevel.checkpoint()
 
     async def _recover_one(self, path: str) -> None:
         try:

@@ -73,13 +73,16 @@ class BackgroundTurns:
         self._nursery.start_soon(pump)
 
     def track_recovered(self) -> None:
-        """Track the background turns the system replays from the inbox (call it before any of them starts)."""
-        wanted = []
-        for turn_id in self._system.recovering_turns():
-            record = self._system.record(turn_id)
-            if turn_id not in self._logs and record is not None and record.background:
-                wanted.append(turn_id)
-        for turn_id, handle in self._system.join_many(wanted, stream=True).items():
+        """Track the background turns the system replays from the inbox, each when its conversation activates
+        (before it starts; call this before the system starts any)."""
+        self._system.on_recovered = self._recovered
+
+    def _recovered(self, turn_id: str) -> None:
+        record = self._system.record(turn_id)
+        if turn_id in self._logs or record is None or not record.background:
+            return
+        handle = self._system.join(turn_id, stream=True)
+        if handle is not None:
             self.track(turn_id, handle)
 
     def watch(self, turn_id: str) -> AsyncIterator[Update] | None:
