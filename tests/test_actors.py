@@ -615,6 +615,31 @@ async def test_recovery_runs_inboxed_envelopes_in_arrival_order_without_callers(
         assert store.count("inbox") == 0
 
 
+async def test_recovery_reading_the_inbox_in_pages_keeps_every_row_and_each_conversation_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("afactors.actors._system._SCAN_PAGE", 3)  # conversations' rows span pages
+    agent = Script()
+    keys = [ConversationKey("t", f"c{i}") for i in range(4)]
+    async with running(tmp_path, agent, drain_timeout=0.0) as (_, system):
+        for key in keys:
+            await system.submit(env("block:x", key, idempotency_key="a"))
+            for n in range(3):
+                await system.submit(env(f"m{n}", key, idempotency_key=f"m{n}"))
+    agent = Script()
+    agent.gates["block:x"].set()
+    async with running(tmp_path, agent, recovery_limit=1) as (store, system):
+        # a new envelope for the last conversation, before recovery has read its rows: it runs after them
+        late = await system.submit(env("late", keys[-1]))
+        assert (await late.reply()).text == "re:late"
+        await settled(system)
+        assert system.stats.recovered == 4 * 4 - 4  # the last conversation's rows ran for the new envelope
+        for key in keys:
+            expected = ["block:x", "m0", "m1", "m2"] + (["late"] if key == keys[-1] else [])
+            assert [r.input[0].text for r in turns(store, key)] == expected
+        assert store.count("inbox") == 0
+
+
 async def test_inboxed_envelopes_behind_a_stopped_actor_run_after_the_cool_down(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:

@@ -80,8 +80,9 @@ from afactors.store import (
 log = logging.getLogger("afactors.actors")
 
 _EVICTION_SCAN = 64
-_SCAN_PAGE = 500  # inbox rows read at a time after a start
 """How many least-recently-used actors `max_active` eviction looks at for an idle one."""
+_SCAN_PAGE = 500
+"""How many inbox rows recovery reads at a time after a start (the host serves in between)."""
 
 GC_GEN0_THRESHOLD = 50_000
 """Young-generation threshold while a system runs (`tune_gc`): every turn allocates a few dozen short-lived
@@ -866,12 +867,13 @@ class ActorSystem:
                     last = page[-1][1].envelope.key.path
                     ready = held | set(self._group((k, r) for k, r in page if r.envelope.key.path not in self._loaded))
                     held = {last} if last in ready else set()
+                    self._loaded.update(ready - held)  # all their rows are read: activating them reads none again
                     await self._start_recovering(nursery, ready - held)
                 self._scanning = False
                 self._unread = 0
                 self._loaded.clear()
                 if rows_read:
-                    log.info("recovering %d inbox rows", rows_read)
+                    log.info("read %d inbox rows to recover", rows_read)
                 await self._start_recovering(nursery, held)
         finally:
             self._scanning = False
