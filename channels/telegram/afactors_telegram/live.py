@@ -1,8 +1,9 @@
 """Live rendering of a running turn: typing actions, and a preview of the streamed text (best-effort).
 
-Private chats preview with sendMessageDraft; other chats with one message (sent once the turn has run for
-`stream_interval`) that is edited at most once per `stream_interval`, identical text skipped, and only
-when the rate limits allow it right now. None of this is the answer: `deliver` sends (or, for the preview
+Private chats preview with sendMessageDraft (the first draft with the first delta, then at most one per
+`stream_interval`); other chats with one message (sent once the turn has run for `stream_interval`) that is
+edited at most once per `stream_interval`, identical text skipped, and only when the rate limits allow it
+right now. None of this is the answer: `deliver` sends (or, for the preview
 message, edits in) the final text once the turn is committed. `claim` stops the live task first, so no
 preview lands after the answer.
 """
@@ -136,7 +137,9 @@ class _Preview:
             self.changed.set()
 
     async def push_loop(self) -> None:
-        next_push = trio.current_time() + self.config.stream_interval
+        # A draft does not count against the limits: the first one shows the first delta at once. A group's
+        # preview is a message, sent only once the turn has run for an interval (a quick turn's answer is its one).
+        next_push = trio.current_time() + (0.0 if self.live.address.private else self.config.stream_interval)
         while True:
             await self.changed.wait()
             await trio.sleep_until(next_push)

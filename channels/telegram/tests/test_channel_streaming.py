@@ -63,6 +63,20 @@ async def test_private_chats_stream_drafts_then_send_the_answer(fake: FakeBotApi
     assert len(fake.chat_actions(alice)) >= 3  # typing while the turn runs (about 0.9 s)
 
 
+async def test_the_first_draft_shows_the_first_delta_without_waiting_for_the_interval(
+    fake: FakeBotApi, serve: Serve
+) -> None:
+    gate = trio.Event()
+    alice = fake.user("Alice")
+    async with serve(HalfThenWait(gate), stream_interval=3600.0):  # later drafts: not within this test
+        fake.send_text(alice, "question")
+        await fake.wait_until(lambda: bool(fake.drafts(alice)))
+        gate.set()
+        [answer] = await fake.wait_for_messages(alice, 1)
+    assert [d.text for d in fake.drafts(alice)] == ["thinking about it"]
+    assert answer["text"] == "thinking about it - the answer"
+
+
 async def test_groups_stream_by_editing_one_message_into_the_answer(fake: FakeBotApi, serve: Serve) -> None:
     alice = fake.user("Alice")
     group = fake.supergroup("Team")
