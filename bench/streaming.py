@@ -19,6 +19,8 @@ deltas) or one every 20 ms, like a model.
     `streaming.<peer>.wall_vs_ideal.<C>` (first request sent to last stream ended, over 50 x 20 ms) and
     `streaming.<peer>.rss_kb_per_stream.<C>` (server RSS peak while the streams are open minus before, per
     stream). A stream that did not complete counts in `streaming.<peer>.failures`.
+(c) The same kind of streams rendered live in Telegram (drafts, a preview message and its edits) against the fake
+    Bot API and its flood limits: `streaming.telegram.*`, see `bench.streaming_telegram`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import servers
+from bench import servers, streaming_telegram
 from bench.common import LOAD_CPU, MIN_RUNS, REPO_ROOT, Metrics, bench_main, pin, summarize
 from bench.harness import RunningServer, ServerSpec, ServerUnavailable, progress, running
 from bench.peers import G3_SERVER
@@ -128,7 +130,7 @@ def _rotated(specs: list[ServerSpec], run: int) -> list[ServerSpec]:
 
 
 def run(quick: bool) -> Metrics:
-    """(a) one fast stream per peer, (b) many paced streams per peer; medians of MIN_RUNS alternating runs."""
+    """(a) one fast stream per peer, (b) many paced streams per peer, (c) Telegram; medians of MIN_RUNS runs."""
     deltas, connections, runs = (5_000, 200, MIN_RUNS) if quick else (10_000, 1_000, MIN_RUNS)
     notes = {
         "streaming.sizes": f"(a) {deltas:,} deltas on one stream; (b) {connections:,} streams x "
@@ -194,6 +196,7 @@ def run(quick: bool) -> Metrics:
     metrics.update(failures)
     metrics["streaming.load_average"] = psutil.getloadavg()[0]
     metrics.notes.update(notes)
+    metrics.merge(streaming_telegram.run(quick))
     return metrics
 
 
