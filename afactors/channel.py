@@ -12,7 +12,7 @@ Must not import: `afactors.host` (the host imports this module).
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
@@ -398,9 +398,15 @@ class ChannelPlugin(Protocol):
         ...
 
 
-def installed_plugins() -> dict[str, ChannelPlugin]:
-    """Every channel plugin registered in the `afactors.channels` entry-point group, by name."""
-    return {ep.name: ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)}
+def installed_plugins(names: Collection[str] | None = None) -> dict[str, ChannelPlugin]:
+    """Every channel plugin registered in the `afactors.channels` entry-point group, by name; with `names`, only
+    those (the others are not imported)."""
+    return {ep.name: ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP) if names is None or ep.name in names}
+
+
+def installed_channel_names() -> list[str]:
+    """The names of the registered channel plugins, sorted, without importing any."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
 
 
 __all__ = [
@@ -440,6 +446,7 @@ __all__ = [
     "TurnStatus",
     "TurnView",
     "Unauthorized",
+    "installed_channel_names",
     "installed_plugins",
     "new_turn_id",
 ]

@@ -18,7 +18,7 @@ from afactors import __version__
 from afactors._logging import configure as configure_logging
 from afactors.admin.cli import COMMANDS as OPERATOR_COMMANDS
 from afactors.admin.cli import main as operator_main
-from afactors.channel import ChannelPlugin, Secret, StartupError, installed_plugins
+from afactors.channel import ChannelPlugin, Secret, StartupError, installed_channel_names, installed_plugins
 from afactors.config_file import ConfigError, Settings, effective, explicit_flags, resolve, to_toml
 from afactors.host import Host, open_host
 from afactors.model import BUSY_POLICIES
@@ -28,6 +28,7 @@ from afactors.targets import OpenAIChatAgent, TargetError, load_target
 
 
 def build_parser(plugins: dict[str, ChannelPlugin]) -> argparse.ArgumentParser:
+    """The flags of the host and of `plugins` (`--channel` takes any installed channel's name)."""
     parser = argparse.ArgumentParser(prog="python -m afactors", description="Host one agent behind many protocols.")
     parser.add_argument("--version", action="version", version=f"afactors {__version__}")
     parser.add_argument("--config", metavar="FILE", help="a TOML configuration file (flags override it)")
@@ -43,7 +44,9 @@ def build_parser(plugins: dict[str, ChannelPlugin]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--store", metavar="URL", help="keep the state in PostgreSQL instead (postgresql://...; the postgresql extra)"
     )
-    parser.add_argument("--channel", action="append", choices=sorted(plugins), help="serve this channel (repeatable)")
+    parser.add_argument(
+        "--channel", action="append", choices=installed_channel_names(), help="serve this channel (repeatable)"
+    )
     parser.add_argument("--busy-policy", choices=sorted(BUSY_POLICIES), default="enqueue")
     parser.add_argument("--durability", choices=DURABILITIES, default="durable")
     parser.add_argument(
@@ -161,15 +164,32 @@ def first_leaf(error: BaseException) -> BaseException:
     return error
 
 
+def named_channels(argv: list[str]) -> set[str] | None:
+    """The channels `argv` names with `--channel` (only their plugins are imported); None when it names none, or
+    when a configuration file or `--help` may need every plugin (a file's `[channels.<name>]` tables, the flags)."""
+    names: set[str] = set()
+    for flag, value in zip(argv, [*argv[1:], ""], strict=True):
+        if flag in ("--config", "-h", "--help") or flag.startswith("--config="):
+            return None
+        if flag == "--channel":
+            names.add(value)
+        elif flag.startswith("--channel="):
+            names.add(flag.removeprefix("--channel="))
+    return names or None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in OPERATOR_COMMANDS:
         return operator_main(argv)
     if argv[:1] == ["store"]:
         return store_main(argv[1:])
-    plugins = installed_plugins()
     if argv[:1] == ["config"]:
-        return config_main(plugins, argv[1:])
+        return config_main(installed_plugins(), argv[1:])
+    chosen = named_channels(argv)
+    plugins = installed_plugins(chosen)
+    if chosen is not None and build_parser(plugins).parse_known_args(argv)[1]:
+        plugins = installed_plugins()  # flags of channels not chosen: accepted (and unused) as before
     parser = build_parser(plugins)
     parser.parse_args(argv)  # --help, --version and usage errors
     try:
