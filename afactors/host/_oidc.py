@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
-import httpx
 import trio
 from quart import Response, request
 
@@ -87,6 +86,8 @@ class OidcLinker:
     # -- the provider ----------------------------------------------------------------------------------------
 
     async def _get(self, url: str) -> dict[str, Any]:
+        import httpx  # here, not at the top: a host without OIDC starts without it (issue 16 startup)
+
         try:
             async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT) as http:
                 response = await http.get(url)
@@ -162,6 +163,8 @@ class OidcLinker:
                 "code_verifier": verifier, "client_id": self.config.client_id}  # fmt: skip
         if self.config.client_secret is not None:
             form["client_secret"] = self.config.client_secret
+        import httpx
+
         try:
             async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT) as http:
                 response = await http.post(meta["token_endpoint"], data=form)

@@ -7,7 +7,6 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import orjson
 
 from afactors._tracing import outgoing_headers
@@ -76,6 +75,8 @@ class OpenAIChatAgent:
         }
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         headers.update(outgoing_headers())  # the call joins the turn's trace (when traces are on)
+        import httpx  # here, not at the top: a host serving another target starts without it (issue 16 startup)
+
         async with httpx.AsyncClient(timeout=self.timeout) as client:
             async with client.stream("POST", f"{self.base_url}/chat/completions", json=body, headers=headers) as resp:
                 if resp.status_code >= 400:
