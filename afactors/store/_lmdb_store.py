@@ -101,12 +101,25 @@ def _verify_after_crash(data_dir: Path) -> None:
         )
 
 
+INLINE_BYTES = 64 << 10
+"""A lone commit of at most this many bytes is written on the trio thread, flush included, when no other task
+is ready to run: the flush would otherwise be waited for idle, and the thread hop costs more than it saves."""
+
+
+def _lone(batch: list[Request]) -> bool:
+    """Whether `batch` is one small commit and no other task is waiting to run (see `INLINE_BYTES`)."""
+    if len(batch) != 1 or trio.lowlevel.current_statistics().tasks_runnable:
+        return False
+    return sum(len(key) + (0 if value is None else len(value)) for _, key, value in batch[0].writes) <= INLINE_BYTES
+
+
 class LmdbStore(GroupCommitStore):
     """The afactors state in one LMDB environment: a named sub-database per record kind.
 
     Open with `async with LmdbStore.open(path) as store:` (or `Store.open(path)`). Every batch queued while the
-    writer was busy is committed in the same LMDB transaction, in one thread hop. Reads (`get`, `scan`,
-    `count`) are short read transactions run inline: call them from trio tasks, never from other threads.
+    writer was busy is committed in the same LMDB transaction, in one thread hop (or inline: see `INLINE_BYTES`).
+    Reads (`get`, `scan`, `count`) are short read transactions run inline: call them from trio tasks, never from
+    other threads.
     """
 
     _damage_errors = CORRUPTION_ERRORS
@@ -256,8 +269,8 @@ class LmdbStore(GroupCommitStore):
     async def _apply_batch(self, batch: list[Request]) -> None:
         while True:
             try:
-                if self.durability == "unsafe":
-                    self._apply(batch)  # no fsync: cheaper inline than a thread hop
+                if self.durability == "unsafe" or _lone(batch):
+                    self._apply(batch)  # no flush, or nothing else to run meanwhile: cheaper than a thread hop
                 else:
                     await trio.to_thread.run_sync(self._apply, batch, limiter=self._thread)
                 return
