@@ -19,8 +19,6 @@ import inspect
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
-from itertools import chain
 from typing import Any, Literal
 
 import attrs
@@ -148,9 +146,8 @@ class ConversationActor:
     def history(self, summary: Summary | None = None) -> tuple[Message, ...]:
         """The committed messages the next turn sees, in order (each turn's input, then its output): every turn,
         or those inside the window (`history_turns`, `history_tokens`), after `summary`'s message if given."""
-        turns = self._load_history()
-        earlier = chain.from_iterable(turns)  # C-level: this runs every turn, over all of it
-        return (summary.message, *earlier) if summary else tuple(earlier)
+        earlier = self._load_history().messages()
+        return (summary.message, *earlier) if summary else earlier
 
     async def _summarized(self) -> Summary | None:
         """The summary the next turn sees: the committed one, or a new one when turns left the window since.
@@ -348,15 +345,15 @@ class ConversationActor:
             records = await self._mark_started(entries)
         first = entries[0].envelope
         inputs = first.input if len(entries) == 1 else tuple(m for entry in entries for m in entry.envelope.input)
-        context: Sequence[Message] | None
         summary = self._snapshot.summary
         if first.parent is not None:
-            context = self._owner.chain(self.key, first.parent)
-            if context is None:
+            chain = self._owner.chain(self.key, first.parent)
+            if chain is None:
                 turn.settle()
                 reply = failed("parent_not_found", f"there is no turn {first.parent!r} to continue")
                 await self._finish_failed(turn, records, inputs, reply, dead_letter=None)
                 return
+            messages = (*chain, *inputs)
         else:
             try:
                 summary = await self._summarized()
@@ -364,12 +361,12 @@ class ConversationActor:
                 turn.settle()
                 await self._failed(turn, records, inputs, exc)
                 return
-            context = self.history(summary)
+            messages = self.history(summary) + inputs  # one C-level copy of the history per turn
         snapshot = self._snapshot
         target_records = StagedRecords(self._owner, self.path)
         ctx = TurnContext(
             key=self.key,
-            messages=(*context, *inputs),
+            messages=messages,
             state=_copy_state(snapshot.state),
             turn_id=entries[0].turn_id,
             seq=snapshot.seq + 1,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from itertools import chain
 
 from afactors.actors._keys import turn_key
 from afactors.model import ConversationKey, Message
@@ -41,7 +42,7 @@ class History:
     """A conversation's context: its most recent turns, oldest first, within at most `max_turns` turns and
     `max_tokens` tokens (None: no bound); `first` is the seq of the oldest turn it holds (or would hold next)."""
 
-    __slots__ = ("_costs", "_count", "_turns", "first", "max_tokens", "max_turns", "tokens")
+    __slots__ = ("_costs", "_count", "_flat", "_turns", "first", "max_tokens", "max_turns", "tokens")
 
     def __init__(
         self, max_turns: int | None = None, max_tokens: int | None = None, count: TokenCounter = estimate_tokens,
@@ -52,6 +53,14 @@ class History:
         self._costs: deque[int] = deque()
         self.tokens = 0
         self.first = first
+        self._flat: Turn | None = None  # `messages()`, kept while only appends change the turns
+
+    def messages(self) -> Turn:
+        """Every message of the turns held, oldest first. Kept between turns and extended by `append`, so a
+        conversation's turn does not rebuild it from all its turns each time."""
+        if self._flat is None:
+            self._flat = tuple(chain.from_iterable(self._turns))
+        return self._flat
 
     def __iter__(self) -> Iterator[Turn]:
         return iter(self._turns)
@@ -73,6 +82,7 @@ class History:
             return False
         self._turns.appendleft(turn)
         self._costs.appendleft(cost)
+        self._flat = None
         self.tokens += cost
         self.first -= 1
         return True
@@ -83,6 +93,8 @@ class History:
         self._turns.append(turn)
         self._costs.append(cost)
         self.tokens += cost
+        if self._flat is not None:
+            self._flat += turn
         return self.shrink(self.max_turns, self.max_tokens)
 
     def shrink(self, max_turns: int | None, max_tokens: int | None) -> list[Turn]:
@@ -95,6 +107,8 @@ class History:
             dropped.append(self._turns.popleft())
             self.tokens -= self._costs.popleft()
             self.first += 1
+        if dropped:
+            self._flat = None
         return dropped
 
 
