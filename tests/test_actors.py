@@ -130,6 +130,18 @@ async def test_100_concurrent_senders_on_one_conversation_keep_arrival_order(tmp
         assert system.stats.turns == 100
 
 
+async def test_a_handle_carries_the_response_record_its_commit_wrote(tmp_path: Path) -> None:
+    async with running(tmp_path, Script()) as (store, system):
+        first = await system.submit(env("one"))
+        await first.reply()
+        second = await system.submit(env("two"))
+        assert second.record is None  # not ended yet
+        await second.reply()
+        for handle in (first, second):
+            assert handle.record is not None and handle.record == store.get("responses", handle.turn_id)
+        assert second.record is not None and second.record.status == "completed" and second.record.seq == 2
+
+
 @pytest.mark.slow
 async def test_1000_conversations_of_10_turns_in_parallel(tmp_path: Path) -> None:
     agent = Script()

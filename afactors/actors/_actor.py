@@ -45,7 +45,7 @@ from afactors.model import (
     TurnTimers,
     converter,
 )
-from afactors.store import Op, ResponseRecord, Snapshot, StoreDamaged, StoreError, StoreFull, Summary
+from afactors.store import Op, Put, ResponseRecord, Snapshot, StoreDamaged, StoreError, StoreFull, Summary
 
 log = logging.getLogger("afactors.actors")
 
@@ -496,8 +496,11 @@ class ConversationActor:
         with self._span.commit():
             await owner.commit(ops)
         link = (self.key.tenant, turn.entries[0].envelope.parent, (*inputs, *reply.messages))
+        written = {op.key: op.value for op in ops if isinstance(op, Put) and op.kind == "responses"}
         for entry in turn.entries:
             owner.chained(entry.turn_id, link)
+            for handle in entry.handles:
+                handle.record = written.get(entry.turn_id)
         self._snapshot = snapshot
         if self._history is not None:
             added = (*inputs, *reply.messages)

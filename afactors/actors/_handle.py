@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 import trio
 
 from afactors.model import Reply, Update
+from afactors.store import ResponseRecord
 
 
 class TurnHandle:
@@ -17,11 +18,14 @@ class TurnHandle:
     (`stream_dropped` becomes True and `updates()` ends early), never the turn: `reply()` has everything.
     """
 
-    __slots__ = ("_done", "_receive", "_reply", "_send", "stream_dropped", "turn_id")
+    __slots__ = ("_done", "_receive", "_reply", "_send", "record", "stream_dropped", "turn_id")
 
     def __init__(self, turn_id: str, *, stream: bool = False, buffer: int = 1024) -> None:
         self.turn_id = turn_id
         self.stream_dropped = False
+        self.record: ResponseRecord | None = None
+        """The response record the turn's commit wrote, set before `reply()` returns (None when it wrote none, or
+        the turn did not end in a commit): what a read of the record right after the turn would return."""
         self._done = trio.Event()
         self._reply: Reply | None = None
         self._send: trio.MemorySendChannel[Update] | None = None

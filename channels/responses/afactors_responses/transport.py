@@ -393,7 +393,7 @@ class _Routes:
             reply = await self.ctx.reply(envelope, handle)
         finally:
             await self._let_go(handle, view.id)
-        return render_response(self._finished(view, reply, tenant))
+        return render_response(self._finished(view, reply, tenant, handle.record))
 
     async def _let_go(self, handle: TurnHandle, response_id: str) -> None:
         """A foreground request ends: a turn still running goes with its client (R-37); the response stops being
@@ -444,14 +444,17 @@ class _Routes:
             response_target=create.response_target,
         )
 
-    def _finished(self, view: ResponseView, reply: Reply, tenant: str) -> ResponseView:
-        """The view of a turn that ended, with the stored record's timestamps when it was stored.
+    def _finished(
+        self, view: ResponseView, reply: Reply, tenant: str, committed: TurnView | None = None
+    ) -> ResponseView:
+        """The view of a turn that ended, with the stored record's timestamps when it was stored (`committed`: the
+        record its commit wrote, saving the read).
 
         A turn cut by a shutdown (stop-now) reads as failed, so a stream still ends with a terminal event."""
         if reply.status == "cancelled" and reply.error is not None and reply.error.code == "shutdown":
             message = "The server shut down before this response finished; it was not stored."
             reply = Reply(status="failed", error=ErrorInfo("server_error", message))
-        record = self.ctx.record(view.id, tenant) if view.store else None
+        record = (committed or self.ctx.record(view.id, tenant)) if view.store else None
         created_at = record.created_at if record is not None else view.created_at
         completed_at = record.completed_at if record is not None else time.time()
         return attrs.evolve(
@@ -500,7 +503,7 @@ class _Routes:
             except Exception:
                 log.exception("response hook failed on %s", view.id)
                 reply = Reply(status="failed", error=ErrorInfo("server_error", "The response could not be finished."))
-            yield stream.finish(self._finished(view, reply, tenant))
+            yield stream.finish(self._finished(view, reply, tenant, handle.record))
         finally:
             await self._let_go(handle, view.id)
 
