@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 import time
 
 _STAMP_DIGITS = 20
@@ -112,6 +112,8 @@ def due_of(timer_due_key: str) -> float:
 
 
 _last_ns = 0
+_random = b""  # random bytes drawn from the OS in blocks (one syscall per 1,024 ids), used 4 at a time
+_random_at = 0
 
 
 def new_turn_id(prefix: str = "turn_") -> str:
@@ -120,6 +122,9 @@ def new_turn_id(prefix: str = "turn_") -> str:
     Ids made later sort later, so the response records of new turns are appended at the end of LMDB's B-tree
     instead of dirtying a random page each (the writer's transactions got ~45 % cheaper than with random ids).
     """
-    global _last_ns
+    global _last_ns, _random, _random_at
     _last_ns = max(_last_ns + 1, time.time_ns())
-    return f"{prefix}{_last_ns:016x}{secrets.token_hex(4)}"
+    if _random_at >= len(_random):
+        _random, _random_at = os.urandom(4096), 0
+    _random_at += 4
+    return f"{prefix}{_last_ns:016x}{_random[_random_at - 4 : _random_at].hex()}"
