@@ -12,7 +12,10 @@ Metrics: `store.commits_per_s.<mode>.<committers>`, `store.commit_p50_ms...`, `s
 `store.batch_mean.group.<committers>` (commits per transaction), `store.group_speedup.200` (group over single
 at 200 committers, per run) and `store.gets_per_s` (inline point reads of a 10k-record kind, decoded).
 Durable commits are bound by the disk's flush time: on a shared machine read the group rates next to
-`store.commits_per_s.single.1`, which is one flush pair per commit.
+`store.commits_per_s.single.1`, which is one flush pair per commit, and next to the flush floor
+`store.flush_floor_p50_ms.<durable|fast>`: the median time of a bare LMDB write transaction of the same size, with
+the store's flags for that setting and nothing else (no trio, no encoding) — what one commit at one client
+cannot go below on this disk.
 """
 
 from __future__ import annotations
@@ -129,6 +132,24 @@ async def commit_load(
     }
 
 
+def flush_floor(location: Path, durability: Durability, commits: int) -> float:
+    """The p50 in ms of `commits` bare LMDB write transactions, each writing what one turn's commit writes, with
+    the flags the store uses for `durability` (`sync`; `metasync` for durable)."""
+    env = lmdb.open(str(location), map_size=64 << 20, max_dbs=2, sync=True, metasync=durability == "durable")
+    db = env.open_db(b"floor")
+    latencies = []
+    try:
+        for n in range(commits):
+            started = time.perf_counter()
+            with env.begin(write=True) as txn:
+                txn.put(b"snapshot", b"s" * 150, db=db)
+                txn.put(b"turn/%08d" % n, b"t" * 400, db=db)
+            latencies.append(time.perf_counter() - started)
+    finally:
+        env.close()
+    return statistics.median(latencies) * 1e3
+
+
 async def get_rate(location: Path | str, reads: int) -> float:
     """Point reads per second (decoded) of a 10k-record kind of the store at `location`."""
     async with Store.open(location, durability="unsafe") as store:
@@ -162,6 +183,11 @@ def run(quick: bool) -> Metrics:
             rate = result["commits_per_s"]
             progress(f"store: run {run_no + 1} {mode:6} x{committers:<3} {rate:9,.0f} commits/s")
         samples["store.group_speedup.200"].append(per_run["group", 200] / per_run["single", 200])
+        for durability in ("durable", "fast"):
+            with scratch() as directory:
+                floor = flush_floor(directory, durability, 100 if quick else 400)
+            samples[f"store.flush_floor_p50_ms.{durability}"].append(floor)
+            progress(f"store: run {run_no + 1} flush floor ({durability}) p50 {floor:.3f} ms")
         with scratch() as directory:
             samples["store.gets_per_s"].append(trio.run(get_rate, directory, 100_000 if quick else 1_000_000))
     metrics = summarize(samples)
