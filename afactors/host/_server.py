@@ -140,6 +140,7 @@ async def _read_data(self: Any) -> None:
         await self.protocol.handle(Closed())
         if not getattr(self, "afactors_busy", False):
             await self.idle_task.stop()
+    self.idle_task.close()  # nothing more is read: the keep-alive watcher ends (`_wire._IdleTask`)
 
 
 async def _send_and_forget(stream: Any, data: bytes) -> None:
