@@ -53,7 +53,8 @@ def find_bindir() -> Path:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -104,7 +105,7 @@ def throwaway_server(*, fsync: bool = True) -> Iterator[PgServer]:
             [bindir / "initdb", "-D", data, "-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"],
             **run,
         )
-        port = _free_port()
+        port = free_port()
         options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories=''"
         options += f" -c fsync={'on' if fsync else 'off'}"
         subprocess.run([bindir / "pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "start"], **run)
