@@ -1,0 +1,116 @@
+"""`ConversationLoad`: many conversations, each sending its sequence numbers 1, 2, 3... one turn after the other
+(Responses with a fixed `conversation`), with a ledger of every attempt: what was sent where, and what was
+acknowledged."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import attrs
+import httpx
+import trio
+
+from afactors.cluster.testing._target import parse_reply
+
+NODE_HEADER = "X-Afactors-Node"
+"""The response header naming the node that answered the request (the front proxy's routing shows in it)."""
+
+RETRY_PAUSE = 0.05
+"""Seconds a client waits after a request that was not acknowledged."""
+
+
+@attrs.frozen
+class Attempt:
+    """One request of a conversation's sequence number `seq`, sent to `entry` at `sent` and ended at `ended`
+    (wall clock). `acked`: the client got the completed turn's answer for exactly this `seq`. `answered_by` is the
+    node that answered the HTTP request (its `X-Afactors-Node` header, or the node `entry` is), `ran_on` the node
+    whose target ran the turn (from the answer)."""
+
+    conversation: str
+    seq: int
+    entry: str
+    sent: float
+    ended: float
+    acked: bool
+    answered_by: str | None = None
+    ran_on: str | None = None
+    error: str | None = None
+
+    @property
+    def forwarded(self) -> bool:
+        """The turn ran on another node than the one that answered the request."""
+        return self.acked and self.answered_by is not None and self.ran_on != self.answered_by
+
+
+def conversation_id(prefix: str, n: int) -> str:
+    """The id of the `n`th conversation of a load."""
+    return f"conv_{prefix}{n:05d}"
+
+
+@attrs.define(eq=False)
+class ConversationLoad:
+    """`conversations` clients, each one conversation sending 1, 2, 3... as its turns, one at a time, until `stop`.
+
+    A client sends to `entries()[i % len]` (its own entry, so a node sees the same conversations) and, after a
+    request that was not acknowledged, moves on to the next entry (a client failing over) and the next number: an
+    unacknowledged number may or may not have been committed, but never twice nor out of order. `names` maps an
+    entry URL to its node's name, for requests the answer does not name the node of. `think` is the pause
+    between one conversation's turns.
+    """
+
+    entries: Callable[[], Sequence[str]]
+    conversations: int
+    prefix: str = "c"
+    timeout: float = 5.0
+    think: float = 0.0
+    names: Mapping[str, str] = attrs.Factory(dict)
+    attempts: list[Attempt] = attrs.Factory(list)
+
+    async def run(self, stop: trio.Event) -> None:
+        """Run every conversation until `stop` is set (each finishes its request in flight first)."""
+        limits = httpx.Limits(max_connections=self.conversations + 8, max_keepalive_connections=self.conversations + 8)
+        async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
+            async with trio.open_nursery() as nursery:
+                for n in range(self.conversations):
+                    nursery.start_soon(self._converse, client, n, stop)
+
+    async def _converse(self, client: httpx.AsyncClient, n: int, stop: trio.Event) -> None:
+        conversation, seq, entry = conversation_id(self.prefix, n), 1, n
+        while not stop.is_set():
+            choices = self.entries()
+            url = choices[entry % len(choices)]
+            attempt = await self._send(client, url, conversation, seq)
+            self.attempts.append(attempt)
+            if not attempt.acked:
+                entry += 1
+            seq += 1
+            pause = self.think if attempt.acked else max(self.think, RETRY_PAUSE)
+            if pause:
+                with trio.move_on_after(pause):
+                    await stop.wait()
+
+    async def _send(self, client: httpx.AsyncClient, url: str, conversation: str, seq: int) -> Attempt:
+        body = {"model": "counting", "input": str(seq), "conversation": conversation}
+        sent = time.time()
+        sent_to = self.names.get(url)
+        try:
+            response = await client.post(url + "/v1/responses", json=body)
+        except httpx.HTTPError as error:
+            return Attempt(conversation, seq, url, sent, time.time(), False, sent_to, error=type(error).__name__)
+        ended = time.time()
+        answered_by = response.headers.get(NODE_HEADER, sent_to)
+        if response.status_code != 200:
+            status = f"HTTP {response.status_code}"
+            return Attempt(conversation, seq, url, sent, ended, False, answered_by, error=status)
+        reply = response.json()
+        text = "".join(
+            part.get("text", "")
+            for item in reply.get("output", [])
+            if item.get("type") == "message"
+            for part in item.get("content", [])
+        )
+        parsed = parse_reply(text)
+        if reply.get("status") != "completed" or parsed is None or parsed[0] != seq:
+            return Attempt(conversation, seq, url, sent, ended, False, answered_by, error=f"answer {text[:80]!r}")
+        return Attempt(conversation, seq, url, sent, ended, True, answered_by, parsed[1])
