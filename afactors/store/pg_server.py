@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -85,8 +85,9 @@ class PgServer:
 
 
 @contextmanager
-def throwaway_server(*, fsync: bool = True) -> Iterator[PgServer]:
-    """Run a fresh server until the block exits (see the module docstring); `fsync=False` for speed only."""
+def throwaway_server(*, fsync: bool = True, settings: Mapping[str, str] | None = None) -> Iterator[PgServer]:
+    """Run a fresh server until the block exits (see the module docstring); `fsync=False` for speed only;
+    `settings` are more server settings (`{"shared_preload_libraries": "pg_stat_statements"}`)."""
     bindir = find_bindir()
     as_user: dict[str, Any] = {}
     if os.geteuid() == 0:
@@ -108,6 +109,7 @@ def throwaway_server(*, fsync: bool = True) -> Iterator[PgServer]:
         port = free_port()
         options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories=''"
         options += f" -c fsync={'on' if fsync else 'off'}"
+        options += "".join(f" -c {name}={value}" for name, value in (settings or {}).items())
         subprocess.run([bindir / "pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "start"], **run)
         try:
             yield PgServer("127.0.0.1", port, directory)
