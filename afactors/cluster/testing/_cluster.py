@@ -23,6 +23,30 @@ ProxyConfig = Callable[[int, Sequence[Node]], str]
 """Renders an HAProxy configuration: the port to listen on (127.0.0.1) and the nodes to route to."""
 
 
+def hashing_proxy(port: int, nodes: Sequence[Node]) -> str:
+    """An HAProxy configuration on 127.0.0.1:`port` that sends each request to a node by a consistent hash of the
+    JSON body's `conversation`, health-checking `/readiness` twice a second."""
+    servers = "".join(
+        f"    server {node.name} {node.url.removeprefix('http://')} check inter 500ms fall 2 rise 1\n" for node in nodes
+    )
+    return f"""global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 60s
+    timeout server 60s
+    option http-buffer-request
+frontend afactors
+    bind 127.0.0.1:{port}
+    default_backend nodes
+backend nodes
+    balance hash req.body,json_query('$.conversation')
+    hash-type consistent
+    option httpchk GET /readiness
+{servers}"""
+
+
 @attrs.define(eq=False)
 class Cluster:
     """Running nodes (`nodes`, in start order) and the proxy in front of them, if any; `directory` holds the logs."""

@@ -1,0 +1,98 @@
+"""Three nodes on one PostgreSQL, HAProxy in front, under steady load on 200 conversations: one node is killed with
+kill -9, another stopped (SIGSTOP) past its lease and resumed. Judged from the clients' acknowledgements and from
+the store afterwards: no acknowledged turn lost, none committed twice or out of order, none committed by a node
+that had lost the conversation, and every conversation served again soon after each fault."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+from afactors.channel import installed_plugins
+from afactors.cli import build_parser
+from afactors.cluster.testing import (
+    Cluster,
+    Committed,
+    ConversationLoad,
+    check,
+    hashing_proxy,
+    percentile,
+    read_committed,
+    running_cluster,
+    service_gaps,
+)
+from afactors.cluster.testing._target import DELAY_ENV
+from afactors.store import Store
+from afactors.store.pg_server import PgServer
+
+LEASE = 3.0
+"""Seconds a node's leases last without a heartbeat (`--lease-seconds`)."""
+
+CONVERSATIONS = 200
+HAPROXY = Path("/usr/sbin/haproxy")
+
+
+def cluster_support() -> str | None:
+    """Why this afactors cannot run a cluster node, or None when it can."""
+    help_text = build_parser(installed_plugins()).format_help()
+    missing = [flag for flag in ("--node-id", "--advertise", "--lease-seconds") if flag not in help_text]
+    return f"`python -m afactors` has no {', '.join(missing)}: the cluster nodes are not built" if missing else None
+
+
+async def steady_load_through_faults(cluster: Cluster, load: ConversationLoad) -> dict[str, float]:
+    """Load on; kill -9 n1; once its conversations have moved, SIGSTOP n2 for twice the lease, then SIGCONT.
+    Returns the wall-clock time of each fault."""
+    faults: dict[str, float] = {}
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(load.run, stop)
+        await trio.sleep(3.0)
+        faults["kill"] = time.time()
+        cluster.node("n1").kill()
+        await trio.sleep(LEASE + 4.0)
+        faults["pause"] = time.time()
+        cluster.node("n2").pause()
+        await trio.sleep(2 * LEASE)
+        cluster.node("n2").resume()
+        faults["resume"] = time.time()
+        await trio.sleep(LEASE + 3.0)
+        stop.set()
+    return faults
+
+
+@pytest.mark.slow
+def test_kill_and_pause_lose_no_acknowledged_turn_and_commit_none_twice(pg_server: PgServer) -> None:
+    reason = cluster_support()
+    if reason is not None:
+        pytest.skip(reason)
+    url = pg_server.new_store_url()
+    proxy = hashing_proxy if HAPROXY.exists() else None
+    node_args = ["--lease-seconds", str(LEASE)]
+    with running_cluster(url, 3, node_args=node_args, env={DELAY_ENV: "20"}, proxy=proxy) as cluster:
+        names = {node.url: node.name for node in cluster.nodes}
+        load = ConversationLoad(cluster.entries, CONVERSATIONS, timeout=LEASE, names=names)
+        faults = trio.run(steady_load_through_faults, cluster, load)
+        fenced = cluster.node("n2").status()["actors"]["fenced_commits"]
+        cluster.stop()
+
+        async def stored() -> tuple[dict[str, Committed], list[tuple[str, object]]]:
+            async with Store.open(url) as store:
+                return read_committed(store), store.scan("leases")
+
+        committed, leases = trio.run(stored)
+    verdict = check(load.attempts, committed)
+    gaps = {fault: service_gaps(load.attempts, faults[fault]) for fault in ("kill", "pause")}
+    report = {fault: (percentile(list(g.values()), 0.5), percentile(list(g.values()), 0.99), max(g.values()))
+              for fault, g in gaps.items()}  # fmt: skip
+    print(f"chaos: {verdict.metrics('cluster.chaos')}, n2 fenced commits {fenced}, gaps (p50, p99, max) {report}")
+    assert verdict.failures() == []
+    assert verdict.conversations == CONVERSATIONS and verdict.acknowledged > 5 * CONVERSATIONS
+    for fault, per_conversation in gaps.items():
+        never = [c for c, gap in per_conversation.items() if math.isinf(gap)]
+        assert never == [], f"after the {fault}, {len(never)} conversations were never served again: {never[:5]}"
+        assert report[fault][1] <= 2 * LEASE, f"p99 gap after the {fault}: {report[fault][1]:.2f} s"
+    assert not [key for key, lease in leases if getattr(lease, "owner", None) == "n1"]  # the dead node kept none
