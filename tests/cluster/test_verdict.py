@@ -49,14 +49,22 @@ def test_an_acknowledged_turn_in_the_state_but_without_its_turn_record_is_lost()
 def test_a_turn_committed_twice_is_reported_once_per_extra_copy() -> None:
     verdict = check([acked("a", 1), failed("a", 2)], {"a": stored((1, "n1", 1.0), (2, "n1", 2.0), (2, "n2", 3.0))})
     assert verdict.duplicated == (("a", 2),)
-    assert verdict.out_of_order == (("a", 2),)  # the copy comes after a number as high as its own
+    assert verdict.out_of_order == () and verdict.late == ()  # a copy is a duplicate, not a reordering
 
 
-def test_a_lower_number_committed_after_a_higher_one_is_out_of_order() -> None:
-    attempts = [acked("a", 1), failed("a", 2), acked("a", 3)]
+def test_an_acknowledged_number_committed_after_a_higher_one_is_out_of_order() -> None:
+    attempts = [acked("a", 1), acked("a", 2), acked("a", 3)]
     verdict = check(attempts, {"a": stored((1, "n1", 1.0), (3, "n2", 3.0), (2, "n1", 3.5))})
     assert verdict.out_of_order == (("a", 2),)
     assert verdict.duplicated == ()
+
+
+def test_a_request_given_up_on_that_runs_after_the_next_one_is_late_not_a_failure() -> None:
+    attempts = [acked("a", 1), failed("a", 2), acked("a", 3)]
+    verdict = check(attempts, {"a": stored((1, "n1", 1.0), (3, "n2", 3.0), (2, "n2", 3.5))})
+    assert verdict.late == (("a", 2),)
+    assert verdict.out_of_order == ()
+    assert verdict.failures() == []
 
 
 def test_a_turn_committed_after_one_that_began_later_is_a_fenced_nodes_commit() -> None:

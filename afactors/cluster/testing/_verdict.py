@@ -62,7 +62,13 @@ def _conversation(key: str, prefix: str) -> str | None:
 
 @attrs.frozen
 class Verdict:
-    """The invariants of a load against the store. Each tuple lists the offending (conversation, seq) pairs."""
+    """The invariants of a load against the store. Each tuple lists the offending (conversation, seq) pairs.
+
+    A client sends its next number only once the last is answered or given up on (a timeout, an error), so an
+    acknowledged turn committed after a higher number is `out_of_order`. A request the client gave up on may
+    still run later, after the client's next one (it waited in a paused node's socket, or in a forward): `late`
+    lists those; they are reported, not failures.
+    """
 
     conversations: int
     sent: int
@@ -72,6 +78,7 @@ class Verdict:
     duplicated: tuple[Ref, ...] = ()
     out_of_order: tuple[Ref, ...] = ()
     stale: tuple[Ref, ...] = ()
+    late: tuple[Ref, ...] = ()
     unsent: tuple[Ref, ...] = ()
     disagreeing: tuple[str, ...] = ()
 
@@ -91,7 +98,7 @@ class Verdict:
         """The counts as `<prefix>.<name>` metrics."""
         counts = {"conversations": self.conversations, "sent": self.sent, "acknowledged": self.acknowledged}
         counts |= {"committed": self.committed, "lost": len(self.lost), "duplicated": len(self.duplicated)}
-        counts |= {"out_of_order": len(self.out_of_order), "stale": len(self.stale)}
+        counts |= {"out_of_order": len(self.out_of_order), "stale": len(self.stale), "late": len(self.late)}
         return {f"{prefix}.{name}": float(value) for name, value in counts.items()}
 
 
@@ -103,6 +110,7 @@ def check(attempts: Iterable[Attempt], committed: Mapping[str, Committed]) -> Ve
     stored: set[Ref] = set()
     duplicated: list[Ref] = []
     out_of_order: list[Ref] = []
+    late: list[Ref] = []
     stale: list[Ref] = []
     disagreeing: list[str] = []
     total = 0
@@ -113,13 +121,13 @@ def check(attempts: Iterable[Attempt], committed: Mapping[str, Committed]) -> Ve
         duplicated += [(conversation, seq) for seq, n in Counter(seqs).items() for _ in range(n - 1)]
         highest = -math.inf
         for seq in seqs:
-            if seq <= highest:
-                out_of_order.append((conversation, seq))
+            if seq < highest:
+                (out_of_order if (conversation, seq) in acked else late).append((conversation, seq))
             highest = max(highest, seq)
         starts = [(entry.seq, entry.started) for entry in record.seen]
-        late = {later for (_, began), (later, begun) in pairwise(starts) if begun < began}
-        late |= {later for (_, began), (later, begun) in pairwise(record.turns) if begun < began}
-        stale += [(conversation, seq) for seq in sorted(late)]
+        early = {later for (_, began), (later, begun) in pairwise(starts) if begun < began}
+        early |= {later for (_, began), (later, begun) in pairwise(record.turns) if begun < began}
+        stale += [(conversation, seq) for seq in sorted(early)]
         if seqs != [seq for seq, _ in record.turns]:
             disagreeing.append(conversation)
     in_turns = {(c, s) for c, record in committed.items() for s, _ in record.turns}
@@ -131,6 +139,7 @@ def check(attempts: Iterable[Attempt], committed: Mapping[str, Committed]) -> Ve
         lost=tuple(sorted(acked - (stored & in_turns))),
         duplicated=tuple(sorted(duplicated)),
         out_of_order=tuple(sorted(out_of_order)),
+        late=tuple(sorted(late)),
         stale=tuple(sorted(stale)),
         unsent=tuple(sorted((stored | in_turns) - sent)),
         disagreeing=tuple(sorted(disagreeing)),
