@@ -4,8 +4,8 @@ without HAProxy in front, and PostgreSQL against LMDB on one node.
 `python -m bench.cluster [--quick|--full] [--json PATH]`. Every case is a fresh cluster (`afactors.cluster.testing`:
 nodes hosting the counting target on a fresh schema of one throwaway PostgreSQL server, fsync on, with
 pg_stat_statements) under `CONVERSATIONS` closed-loop conversations (each sends its next turn when the last is
-answered; a client sends to its own node, so without a proxy most turns land on a node that does not own the
-conversation). The nodes, PostgreSQL and HAProxy run on `SERVER_CPU`, the load on `LOAD_CPU`: on this 2-core
+answered). Without a proxy each request goes to the next node in turn (a balancer that knows nothing of
+conversations), so most turns land on a node that does not own the conversation and are forwarded. The nodes, PostgreSQL and HAProxy run on `SERVER_CPU`, the load on `LOAD_CPU`: on this 2-core
 machine more nodes share one core, so the figures are the cost of a turn and of forwarding it, not scaling.
 Cases are interleaved in every run, rotated between runs.
 
@@ -99,7 +99,8 @@ def _read(cluster: Cluster, server: PgServer) -> Reading:
 
 async def _drive(cluster: Cluster, server: PgServer, timing: tuple[float, float]) -> dict[str, float]:
     seconds, warmup = timing
-    load = ConversationLoad(cluster.entries, CONVERSATIONS, names={node.url: node.name for node in cluster.nodes})
+    names = {node.url: node.name for node in cluster.nodes}
+    load = ConversationLoad(cluster.entries, CONVERSATIONS, round_robin=True, names=names)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(load.run, stop)

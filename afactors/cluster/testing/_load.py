@@ -52,8 +52,9 @@ def conversation_id(prefix: str, n: int) -> str:
 class ConversationLoad:
     """`conversations` clients, each one conversation sending 1, 2, 3... as its turns, one at a time, until `stop`.
 
-    A client sends to `entries()[i % len]` (its own entry, so a node sees the same conversations) and, after a
-    request that was not acknowledged, moves on to the next entry (a client failing over) and the next number: an
+    Client `i` sends to `entries()[i % len]` (its own entry, so a node sees the same conversations), or with
+    `round_robin` each request to the next entry (a balancer that knows nothing of conversations); after a
+    request that was not acknowledged it moves on to the next entry (a client failing over) and the next number: an
     unacknowledged number may or may not have been committed, but never twice nor out of order. `names` maps an
     entry URL to its node's name, for requests the answer does not name the node of. `think` is the pause
     between one conversation's turns.
@@ -64,6 +65,7 @@ class ConversationLoad:
     prefix: str = "c"
     timeout: float = 5.0
     think: float = 0.0
+    round_robin: bool = False
     names: Mapping[str, str] = attrs.Factory(dict)
     attempts: list[Attempt] = attrs.Factory(list)
 
@@ -82,7 +84,7 @@ class ConversationLoad:
             url = choices[entry % len(choices)]
             attempt = await self._send(client, url, conversation, seq)
             self.attempts.append(attempt)
-            if not attempt.acked:
+            if self.round_robin or not attempt.acked:
                 entry += 1
             seq += 1
             pause = self.think if attempt.acked else max(self.think, RETRY_PAUSE)
