@@ -5,8 +5,10 @@ without HAProxy in front, and PostgreSQL against LMDB on one node.
 nodes hosting the counting target on a fresh schema of one throwaway PostgreSQL server, fsync on, with
 pg_stat_statements) under `CONVERSATIONS` closed-loop conversations (each sends its next turn when the last is
 answered). Without a proxy each request goes to the next node in turn (a balancer that knows nothing of
-conversations), so most turns land on a node that does not own the conversation and are forwarded. The nodes, PostgreSQL and HAProxy run on `SERVER_CPU`, the load on `LOAD_CPU`: on this 2-core
-machine more nodes share one core, so the figures are the cost of a turn and of forwarding it, not scaling.
+conversations), so most turns land on a node that does not own the conversation and are forwarded; HAProxy
+runs the shipped `deploy/haproxy.cfg`. The nodes, PostgreSQL and HAProxy run on `SERVER_CPU`, the load on
+`LOAD_CPU`: on this 2-core machine more nodes share one core, so the figures are the cost of a turn and of
+forwarding it, not scaling.
 Cases are interleaved in every run, rotated between runs.
 
 Metrics, per case (`lmdb_1`: one host on LMDB; `pg_1`: one host on PostgreSQL, not a cluster node; `nodes_N`: N
@@ -33,7 +35,7 @@ import attrs
 import psycopg
 import trio
 
-from afactors.cluster.testing import Cluster, ClusterError, ConversationLoad, hashing_proxy, percentile, running_cluster
+from afactors.cluster.testing import Cluster, ClusterError, ConversationLoad, percentile, running_cluster, shipped_proxy
 from afactors.store.pg_server import PgServer, PgUnavailable, throwaway_server
 from bench.common import LOAD_CPU, MIN_RUNS, SERVER_CPU, Metrics, bench_main, pin, summarize
 from bench.harness import progress, tree_cpu_seconds
@@ -131,7 +133,7 @@ async def _drive(cluster: Cluster, server: PgServer, timing: tuple[float, float]
 def _measure(case: Case, server: PgServer, timing: tuple[float, float]) -> dict[str, float]:
     """One case on a fresh cluster: the nodes (and HAProxy) start on SERVER_CPU, the load runs on LOAD_CPU."""
     store = server.new_store_url() if case.postgresql else ""
-    proxy = hashing_proxy if case.proxy else None
+    proxy = shipped_proxy if case.proxy else None
     pin(0, SERVER_CPU)  # the processes started from here inherit the CPU, every thread of theirs included
     try:
         with running_cluster(store, case.nodes, cluster=case.cluster, proxy=proxy) as cluster:

@@ -19,12 +19,13 @@ from afactors.cluster.testing import (
     Committed,
     ConversationLoad,
     check,
-    hashing_proxy,
     percentile,
     read_committed,
     running_cluster,
     service_gaps,
+    shipped_proxy,
 )
+from afactors.cluster.testing._cluster import HAPROXY, SHIPPED_PROXY
 from afactors.cluster.testing._target import DELAY_ENV
 from afactors.store import Store
 from afactors.store.pg_server import PgServer
@@ -33,7 +34,6 @@ LEASE = 3.0
 """Seconds a node's leases last without a heartbeat (`--lease-seconds`)."""
 
 CONVERSATIONS = 100
-HAPROXY = Path("/usr/sbin/haproxy")
 
 
 def cluster_support() -> str | None:
@@ -72,7 +72,7 @@ def test_kill_and_pause_lose_no_acknowledged_turn_and_commit_none_twice(pg_serve
     if reason is not None:
         pytest.skip(reason)
     url = pg_server.new_store_url()
-    proxy = hashing_proxy if HAPROXY.exists() else None
+    proxy = shipped_proxy if Path(HAPROXY).exists() and SHIPPED_PROXY.exists() else None
     node_args = ["--lease-seconds", str(LEASE)]
     with running_cluster(url, 3, node_args=node_args, env={DELAY_ENV: "20"}, proxy=proxy) as cluster:
         names = {node.url: node.name for node in cluster.nodes}

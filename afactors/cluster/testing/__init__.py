@@ -6,7 +6,7 @@ The nodes host `counting` (`--target afactors.cluster.testing:counting`). Nothin
 package.
 """
 
-from afactors.cluster.testing._cluster import Cluster, ProxyConfig, hashing_proxy, running_cluster
+from afactors.cluster.testing._cluster import Cluster, ProxyConfig, running_cluster, shipped_proxy
 from afactors.cluster.testing._load import NODE_HEADER, Attempt, ConversationLoad, conversation_id
 from afactors.cluster.testing._processes import ClusterError, Node, Process, parse_metrics
 from afactors.cluster.testing._target import CountingTarget, counting, parse_reply, reply_text
@@ -15,7 +15,7 @@ from afactors.cluster.testing._verdict import Committed, Entry, Verdict, check, 
 __all__ = [
     "Cluster",
     "ProxyConfig",
-    "hashing_proxy",
+    "shipped_proxy",
     "running_cluster",
     "Attempt",
     "ConversationLoad",

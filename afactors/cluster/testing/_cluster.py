@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -23,28 +24,23 @@ ProxyConfig = Callable[[int, Sequence[Node]], str]
 """Renders an HAProxy configuration: the port to listen on (127.0.0.1) and the nodes to route to."""
 
 
-def hashing_proxy(port: int, nodes: Sequence[Node]) -> str:
-    """An HAProxy configuration on 127.0.0.1:`port` that sends each request to a node by a consistent hash of the
-    JSON body's `conversation`, health-checking `/readiness` twice a second."""
-    servers = "".join(
-        f"    server {node.name} {node.url.removeprefix('http://')} check inter 500ms fall 2 rise 1\n" for node in nodes
-    )
-    return f"""global
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 60s
-    timeout server 60s
-    option http-buffer-request
-frontend afactors
-    bind 127.0.0.1:{port}
-    default_backend nodes
-backend nodes
-    balance hash req.body,json_query('$.conversation')
-    hash-type consistent
-    option httpchk GET /readiness
-{servers}"""
+SHIPPED_PROXY = Path(__file__).resolve().parents[3] / "deploy" / "haproxy.cfg"
+"""The front proxy's configuration as shipped (in a source checkout)."""
+
+
+def shipped_proxy(port: int, nodes: Sequence[Node]) -> str:
+    """`deploy/haproxy.cfg` with only its addresses rewritten: the listener on 127.0.0.1:`port`, one `server` line
+    per node (named by its node id). `ClusterError` if the file is absent or no longer has that shape."""
+    try:
+        text = SHIPPED_PROXY.read_text()
+    except FileNotFoundError:
+        raise ClusterError(f"the front proxy's configuration {SHIPPED_PROXY} is absent") from None
+    text, binds = re.subn(r"^    bind \S+$", f"    bind 127.0.0.1:{port}", text, flags=re.M)
+    servers = "".join(f"    server {node.name} {node.url.removeprefix('http://')}\n" for node in nodes)
+    text, blocks = re.subn(r"(^    server \S+ \S+\n)+", servers, text, flags=re.M)
+    if (binds, blocks) != (1, 1):
+        raise ClusterError(f"{SHIPPED_PROXY} has not one `bind` line and one block of `server` lines")
+    return text
 
 
 @attrs.define(eq=False)
