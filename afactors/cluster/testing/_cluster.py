@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -19,6 +20,9 @@ TARGET = "afactors.cluster.testing:counting"
 """The target every node hosts unless told otherwise."""
 
 HAPROXY = "/usr/sbin/haproxy"
+
+SECRET_ENV = "AFACTORS_CLUSTER_SECRET"
+"""The environment variable the nodes of a cluster read the secret of their forwarded turns from."""
 
 ProxyConfig = Callable[[int, Sequence[Node]], str]
 """Renders an HAProxy configuration: the port to listen on (127.0.0.1) and the nodes to route to."""
@@ -93,12 +97,14 @@ def running_cluster(
     proxy: ProxyConfig | None = None,
 ) -> Iterator[Cluster]:
     """Start `nodes` nodes called n1, n2, ... on `store` (a `postgresql://` URL; "" for an LMDB state directory
-    each, which only makes sense for one node) with `--node-id`/`--advertise` when `cluster`; then HAProxy with the
+    each, which only makes sense for one node) with `--node-id`/`--advertise` and a fresh `$AFACTORS_CLUSTER_SECRET`
+    when `cluster`; then HAProxy with the
     configuration `proxy` renders, if given. Yields once all serve; stops everything on the way out, also when the
     block raises or a start fails (each process runs in its own process group, so nothing outlives the block).
     """
     directory = Path(tempfile.mkdtemp(prefix="afactors-cluster-"))
     started = Cluster(store, [], directory)
+    secret = {SECRET_ENV: secrets.token_hex(16)} if cluster else {}
     try:
         with ExitStack() as stack:
             stack.callback(started.stop)
@@ -106,7 +112,7 @@ def running_cluster(
                 name, port = f"n{n}", free_port()
                 argv = node_argv(name, port, store, cluster=cluster, target=target, state_dir=directory / name)
                 node = Node(name, [*argv, *node_args], directory / f"{name}.log", f"http://127.0.0.1:{port}/readiness",
-                            {NODE_ENV: name, **(env or {})}, url=f"http://127.0.0.1:{port}")  # fmt: skip
+                            {NODE_ENV: name, **secret, **(env or {})}, url=f"http://127.0.0.1:{port}")  # fmt: skip
                 started.nodes.append(node)
                 node.start()
             if proxy is not None:
