@@ -114,5 +114,6 @@ class ConversationLoad:
         )
         parsed = parse_reply(text)
         if reply.get("status") != "completed" or parsed is None or parsed[0] != seq:
-            return Attempt(conversation, seq, url, sent, ended, False, answered_by, error=f"answer {text[:80]!r}")
+            what = f"{reply.get('status')} {reply.get('error') or text[:80]!r}"
+            return Attempt(conversation, seq, url, sent, ended, False, answered_by, error=what)
         return Attempt(conversation, seq, url, sent, ended, True, answered_by, parsed[1])
