@@ -30,7 +30,7 @@ from afactors.cluster.testing._target import DELAY_ENV
 from afactors.store import Store
 from afactors.store.pg_server import PgServer
 
-LEASE = 3.0
+LEASE = 5.0
 """Seconds a node's leases last without a heartbeat (`--lease-seconds`)."""
 
 CONVERSATIONS = 100

@@ -56,8 +56,8 @@ class ConversationLoad:
     `round_robin` each request to the next entry (a balancer that knows nothing of conversations); after a
     request that was not acknowledged it moves on to the next entry (a client failing over) and the next number: an
     unacknowledged number may or may not have been committed, but never twice nor out of order. `names` maps an
-    entry URL to its node's name, for requests the answer does not name the node of. `think` is the pause
-    between one conversation's turns.
+    entry URL to its node's name, for requests the answer does not name the node of. `timeout` is how long a
+    client waits for a whole answer before it gives up; `think` the pause between one conversation's turns.
     """
 
     entries: Callable[[], Sequence[str]]
@@ -96,10 +96,14 @@ class ConversationLoad:
         body = {"model": "counting", "input": str(seq), "conversation": conversation}
         sent = time.time()
         sent_to = self.names.get(url)
-        try:
-            response = await client.post(url + "/v1/responses", json=body)
-        except httpx.HTTPError as error:
-            return Attempt(conversation, seq, url, sent, time.time(), False, sent_to, error=type(error).__name__)
+        response: httpx.Response | None = None
+        with trio.move_on_after(self.timeout):  # the whole exchange: a node may keep a slow answer alive with blanks
+            try:
+                response = await client.post(url + "/v1/responses", json=body)
+            except httpx.HTTPError as error:
+                return Attempt(conversation, seq, url, sent, time.time(), False, sent_to, error=type(error).__name__)
+        if response is None:
+            return Attempt(conversation, seq, url, sent, time.time(), False, sent_to, error="timeout")
         ended = time.time()
         answered_by = response.headers.get(NODE_HEADER, sent_to)
         if response.status_code != 200:
