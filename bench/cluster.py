@@ -102,7 +102,7 @@ def _read(cluster: Cluster, server: PgServer) -> Reading:
 async def _drive(cluster: Cluster, server: PgServer, timing: tuple[float, float]) -> dict[str, float]:
     seconds, warmup = timing
     names = {node.url: node.name for node in cluster.nodes}
-    load = ConversationLoad(cluster.entries, CONVERSATIONS, round_robin=True, names=names)
+    load = ConversationLoad(cluster.entries, CONVERSATIONS, timeout=60.0, round_robin=True, names=names)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(load.run, stop)

@@ -50,9 +50,9 @@ async def steady_load_through_faults(cluster: Cluster, load: ConversationLoad) -
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(load.run, stop)
-        await trio.sleep(4.0)
+        await trio.sleep(5.0)
         faults["baseline"] = time.time()
-        await trio.sleep(2.0)
+        await trio.sleep(5.0)  # more than the gaps of a fault-free instant, so none spans both
         faults["kill"] = time.time()
         cluster.node("n1").kill()
         await trio.sleep(LEASE + 4.0)
