@@ -4,11 +4,24 @@ status and metrics are readable, and no process outlives the block, also when it
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 import trio
 
-from afactors.cluster.testing import Cluster, Committed, ConversationLoad, check, read_committed, running_cluster
+from afactors.cluster.testing import (
+    Cluster,
+    Committed,
+    ConversationLoad,
+    Node,
+    check,
+    parse_metrics,
+    read_committed,
+    running_cluster,
+    shipped_proxy,
+)
+from afactors.cluster.testing._cluster import HAPROXY, SHIPPED_PROXY
 from afactors.store import Store
 from afactors.store.pg_server import PgServer
 
@@ -70,3 +83,31 @@ def test_no_process_outlives_a_block_that_raises(pg_server: PgServer) -> None:
             raise RuntimeError("the test failed")
     assert pids and not any(alive(pid) for pid in pids)
     assert not cluster.directory.exists()
+
+
+def test_the_shipped_proxy_config_is_rewritten_to_the_nodes_and_haproxy_accepts_it(tmp_path: Path) -> None:
+    if not SHIPPED_PROXY.exists() or not Path(HAPROXY).exists():
+        pytest.skip(f"needs {SHIPPED_PROXY} and {HAPROXY}")
+    nodes = [Node(f"n{n}", [], tmp_path / "log", "", url=f"http://127.0.0.1:{9000 + n}") for n in (1, 2)]
+    config = shipped_proxy(8123, nodes)
+    lines = config.splitlines()
+    assert [line.strip() for line in lines if line.strip().startswith("server ")] == [
+        "server n1 127.0.0.1:9001",
+        "server n2 127.0.0.1:9002",
+    ]
+    assert [line.strip() for line in lines if line.strip().startswith("bind ")] == ["bind 127.0.0.1:8123"]
+    (tmp_path / "haproxy.cfg").write_text(config)
+    checked = subprocess.run([HAPROXY, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_metrics_are_read_by_name_and_sorted_labels() -> None:
+    text = (
+        "# HELP afactors_turns Turns.\n# TYPE afactors_turns counter\n"
+        'afactors_turns_total{status="completed",channel="responses"} 3.0\n'
+        "# HELP afactors_up Up.\n# TYPE afactors_up gauge\nafactors_up 1.0\n"
+    )
+    assert parse_metrics(text) == {
+        'afactors_turns_total{channel="responses",status="completed"}': 3.0,
+        "afactors_up": 1.0,
+    }

@@ -7,7 +7,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
@@ -98,16 +98,17 @@ def running_cluster(
 ) -> Iterator[Cluster]:
     """Start `nodes` nodes called n1, n2, ... on `store` (a `postgresql://` URL; "" for an LMDB state directory
     each, which only makes sense for one node) with `--node-id`/`--advertise` and a fresh `$AFACTORS_CLUSTER_SECRET`
-    when `cluster`; then HAProxy with the
-    configuration `proxy` renders, if given. Yields once all serve; stops everything on the way out, also when the
-    block raises or a start fails (each process runs in its own process group, so nothing outlives the block).
+    when `cluster`; then HAProxy with the configuration `proxy` renders, if given. Yields once all serve; stops
+    everything on the way out, also when the block raises or a start fails (each process runs in its own process
+    group, so nothing outlives the block).
     """
+    if proxy is not None and not Path(HAPROXY).exists():
+        raise ClusterError(f"HAProxy is not installed ({HAPROXY}): `apt-get install haproxy`")
     directory = Path(tempfile.mkdtemp(prefix="afactors-cluster-"))
     started = Cluster(store, [], directory)
     secret = {SECRET_ENV: secrets.token_hex(16)} if cluster else {}
     try:
-        with ExitStack() as stack:
-            stack.callback(started.stop)
+        try:
             for n in range(1, nodes + 1):
                 name, port = f"n{n}", free_port()
                 argv = node_argv(name, port, store, cluster=cluster, target=target, state_dir=directory / name)
@@ -122,9 +123,9 @@ def running_cluster(
                 started.proxy_url = f"http://127.0.0.1:{port}"
                 started.proxy = Process("haproxy", [HAPROXY, "-db", "-f", str(config)], directory / "haproxy.log",
                                         f"{started.proxy_url}/readiness")  # fmt: skip
-                if not Path(HAPROXY).exists():
-                    raise ClusterError(f"HAProxy is not installed ({HAPROXY}): `apt-get install haproxy`")
                 started.proxy.start()
             yield started
+        finally:
+            started.stop()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
