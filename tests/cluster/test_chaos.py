@@ -15,6 +15,9 @@ import trio
 from afactors.channel import installed_plugins
 from afactors.cli import build_parser
 from afactors.cluster.testing import (
+    DELAY_ENV,
+    HAPROXY,
+    SHIPPED_PROXY,
     Cluster,
     Committed,
     ConversationLoad,
@@ -25,8 +28,6 @@ from afactors.cluster.testing import (
     service_gaps,
     shipped_proxy,
 )
-from afactors.cluster.testing._cluster import HAPROXY, SHIPPED_PROXY
-from afactors.cluster.testing._target import DELAY_ENV
 from afactors.store import Store
 from afactors.store.pg_server import PgServer
 

@@ -11,6 +11,8 @@ import pytest
 import trio
 
 from afactors.cluster.testing import (
+    HAPROXY,
+    SHIPPED_PROXY,
     Cluster,
     Committed,
     ConversationLoad,
@@ -21,7 +23,6 @@ from afactors.cluster.testing import (
     running_cluster,
     shipped_proxy,
 )
-from afactors.cluster.testing._cluster import HAPROXY, SHIPPED_PROXY
 from afactors.store import Store
 from afactors.store.pg_server import PgServer
 

@@ -6,13 +6,22 @@ The nodes host `counting` (`--target afactors.cluster.testing:counting`). Nothin
 package.
 """
 
-from afactors.cluster.testing._cluster import Cluster, ProxyConfig, running_cluster, shipped_proxy
+from afactors.cluster.testing._cluster import (
+    HAPROXY,
+    SHIPPED_PROXY,
+    Cluster,
+    ProxyConfig,
+    running_cluster,
+    shipped_proxy,
+)
 from afactors.cluster.testing._load import NODE_HEADER, Attempt, ConversationLoad, conversation_id
 from afactors.cluster.testing._processes import ClusterError, Node, Process, parse_metrics
-from afactors.cluster.testing._target import CountingTarget, counting, parse_reply, reply_text
+from afactors.cluster.testing._target import DELAY_ENV, NODE_ENV, CountingTarget, counting, parse_reply, reply_text
 from afactors.cluster.testing._verdict import Committed, Entry, Verdict, check, percentile, read_committed, service_gaps
 
 __all__ = [
+    "HAPROXY",
+    "SHIPPED_PROXY",
     "Cluster",
     "ProxyConfig",
     "shipped_proxy",
@@ -25,6 +34,8 @@ __all__ = [
     "Node",
     "Process",
     "parse_metrics",
+    "DELAY_ENV",
+    "NODE_ENV",
     "CountingTarget",
     "counting",
     "parse_reply",
