@@ -9,7 +9,6 @@ and httpx (Conversations, Invocations, Telegram webhook updates).
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,7 +22,9 @@ import pytest
 import trio
 
 import afactors
+from afactors.cluster.testing import SHIPPED_PROXY, proxy_config
 from afactors.model import TurnContext, Update
+from afactors.store.pg_server import free_port
 from afactors_invocations import InvocationsChannel
 from afactors_responses import ResponsesChannel
 from afactors_telegram import TelegramChannel
@@ -31,7 +32,7 @@ from afactors_telegram.testing import FakeBotApi
 from tests.telegram_fake import CHANNEL_LIMITS
 
 HAPROXY = Path("/usr/sbin/haproxy")
-CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "haproxy.cfg"
+CONFIG = SHIPPED_PROXY
 SECRET = "proxy-test-secret"
 NODES = ("n1", "n2", "n3")
 
@@ -42,20 +43,10 @@ pytestmark = pytest.mark.skipif(
 
 def render(port: int, servers: dict[str, int], admin: Path) -> str:
     """The shipped config with this test's addresses: the listener, one server per node, an admin socket."""
-    text = CONFIG.read_text()
-    text, binds = re.subn(r"^    bind \S+$", f"    bind 127.0.0.1:{port}", text, flags=re.M)
-    lines = "".join(f"    server {name} 127.0.0.1:{node_port}\n" for name, node_port in servers.items())
-    text, blocks = re.subn(r"(^    server \S+ \S+\n)+", lines, text, flags=re.M)
+    text = proxy_config(port, {name: f"127.0.0.1:{node_port}" for name, node_port in servers.items()})
     text, globals_ = re.subn(r"^global\n", f"global\n    stats socket {admin} level admin\n", text, flags=re.M)
-    assert (binds, blocks, globals_) == (1, 1, 1), "deploy/haproxy.cfg changed shape: update render()"
+    assert globals_ == 1, "deploy/haproxy.cfg changed shape: update render()"
     return text
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Speaker:
@@ -123,7 +114,7 @@ async def open_cluster(tmp_path: Path, fake: FakeBotApi) -> AsyncIterator[Cluste
     stops = {name: trio.Event() for name in NODES}
     async with trio.open_nursery() as nursery:
         ports = {name: await nursery.start(_node, name, tmp_path / name, fake, gate, stops[name]) for name in NODES}
-        port, admin = _free_port(), tmp_path / "admin.sock"
+        port, admin = free_port(), tmp_path / "admin.sock"
         config = tmp_path / "haproxy.cfg"
         config.write_text(render(port, ports, admin))
         check = await trio.run_process([HAPROXY, "-c", "-f", config], capture_stdout=True, stderr=subprocess.STDOUT,

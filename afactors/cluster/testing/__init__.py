@@ -11,6 +11,7 @@ from afactors.cluster.testing._cluster import (
     SHIPPED_PROXY,
     Cluster,
     ProxyConfig,
+    proxy_config,
     running_cluster,
     shipped_proxy,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "SHIPPED_PROXY",
     "Cluster",
     "ProxyConfig",
+    "proxy_config",
     "shipped_proxy",
     "running_cluster",
     "Attempt",

@@ -32,19 +32,24 @@ SHIPPED_PROXY = Path(__file__).resolve().parents[3] / "deploy" / "haproxy.cfg"
 """The front proxy's configuration as shipped (in a source checkout)."""
 
 
-def shipped_proxy(port: int, nodes: Sequence[Node]) -> str:
+def proxy_config(port: int, servers: Mapping[str, str]) -> str:
     """`deploy/haproxy.cfg` with only its addresses rewritten: the listener on 127.0.0.1:`port`, one `server` line
-    per node (named by its node id). `ClusterError` if the file is absent or no longer has that shape."""
+    per node (`servers`: node id -> host:port). `ClusterError` if the file is absent or no longer has that shape."""
     try:
         text = SHIPPED_PROXY.read_text()
     except FileNotFoundError:
         raise ClusterError(f"the front proxy's configuration {SHIPPED_PROXY} is absent") from None
     text, binds = re.subn(r"^    bind \S+$", f"    bind 127.0.0.1:{port}", text, flags=re.M)
-    servers = "".join(f"    server {node.name} {node.url.removeprefix('http://')}\n" for node in nodes)
-    text, blocks = re.subn(r"(^    server \S+ \S+\n)+", servers, text, flags=re.M)
+    lines = "".join(f"    server {name} {address}\n" for name, address in servers.items())
+    text, blocks = re.subn(r"(^    server \S+ \S+\n)+", lines, text, flags=re.M)
     if (binds, blocks) != (1, 1):
         raise ClusterError(f"{SHIPPED_PROXY} has not one `bind` line and one block of `server` lines")
     return text
+
+
+def shipped_proxy(port: int, nodes: Sequence[Node]) -> str:
+    """The `ProxyConfig` of the shipped configuration: `proxy_config` routing to `nodes`."""
+    return proxy_config(port, {node.name: node.url.removeprefix("http://") for node in nodes})
 
 
 @attrs.define(eq=False)
