@@ -21,6 +21,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -69,7 +70,7 @@ async def _serve(mode: str, port: int, scratch: Path) -> None:
         async def locate(self, key: ConversationKey) -> Peer | None:
             return self._owner
 
-    settings = {"cluster_secret": SECRET, "durability": "durable", "web_ui": False}
+    settings: dict[str, Any] = {"cluster_secret": SECRET, "durability": "durable", "web_ui": False}
     b_port, a_port = (port, 0) if mode == "direct" else (0, port)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with afactors.open_host(echo, channels=[ResponsesChannel()], port=b_port, state_dir=scratch / "b",
