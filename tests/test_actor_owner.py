@@ -88,7 +88,7 @@ class FakeOwner:
     def turn(self, path: str, seq: int) -> TurnRecord | None:
         return self.turns.get(seq)
 
-    async def commit(self, ops: Sequence[Op]) -> None:
+    async def commit(self, ops: Sequence[Op], key: ConversationKey | None = None) -> None:
         await trio.lowlevel.checkpoint()
         if self.commit_error is not None:
             raise self.commit_error

@@ -6,11 +6,12 @@ See docs/actors.md for the turn lifecycle, busy policies, supervision, passivati
 """
 
 from afactors.actors._actor import ActorInfo, ActorStatus, ConversationActor
-from afactors.actors._errors import ActorUnavailable, ConversationBusy, SystemClosed
+from afactors.actors._errors import ActorUnavailable, ConversationBusy, NotOwner, SystemClosed
 from afactors.actors._handle import TurnHandle
 from afactors.actors._history import Summarizer, TokenCounter, estimate_tokens
 from afactors.actors._keys import new_turn_id
 from afactors.actors._owner import ActorOwner
+from afactors.actors._ownership import Ownership
 from afactors.actors._supervision import RestartPolicy
 from afactors.actors._system import ActorConfig, ActorStats, ActorSystem, EndedTurn, TurnInfo
 
@@ -25,6 +26,8 @@ __all__ = [
     "ConversationActor",
     "ConversationBusy",
     "EndedTurn",
+    "NotOwner",
+    "Ownership",
     "RestartPolicy",
     "Summarizer",
     "SystemClosed",

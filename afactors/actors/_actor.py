@@ -27,7 +27,7 @@ import trio
 
 from afactors._tracing import NO_SPAN
 from afactors.actors import ledger
-from afactors.actors._errors import ConversationBusy
+from afactors.actors._errors import ConversationBusy, NotOwner
 from afactors.actors._history import History, message_bytes
 from afactors.actors._owner import ActorOwner
 from afactors.actors._phases import Entry, Event, Phase, Turn, Write
@@ -315,6 +315,8 @@ class ConversationActor:
             if damaged:
                 self._owner.quarantine(self.path, str(exc))
                 self._stop()
+        except NotOwner as exc:  # another node took the conversation: nothing was written, nothing more runs here
+            self._fenced(turn, failed("not_owner", str(exc)))
         except BaseException as exc:
             if isinstance(exc, StoreError):
                 reply = failed("store_error", "the turn could not be stored")
@@ -426,7 +428,7 @@ class ConversationActor:
                 found[entry.turn_id] = record
         records, ops = ledger.started(found)
         if ops:
-            await self._owner.commit(ops)
+            await self._owner.commit(ops, self.key)
         return records
 
     async def _call_target(self, ctx: TurnContext, builder: ReplyBuilder, turn: Turn) -> None:
@@ -464,7 +466,7 @@ class ConversationActor:
             ops = ledger.cleared(self.path, snapshot.seq)
             snapshot = Snapshot()
         if ops:
-            await owner.commit(ops)
+            await owner.commit(ops, self.key)
         self._snapshot, self._history = snapshot, None  # reloaded from the store by the next turn
         self._answer(turn, reply)
 
@@ -494,7 +496,7 @@ class ConversationActor:
             staged=staged, summary=summary,
         )  # fmt: skip
         with self._span.commit():
-            await owner.commit(ops)
+            await owner.commit(ops, self.key)
         link = (self.key.tenant, turn.entries[0].envelope.parent, (*inputs, *reply.messages))
         written = {op.key: op.value for op in ops if isinstance(op, Put) and op.kind == "responses"}
         for entry in turn.entries:
@@ -552,7 +554,7 @@ class ConversationActor:
             dead_letter=dead_letter,
         )  # fmt: skip
         if ops:  # a transient turn leaves nothing behind
-            await owner.commit(ops)
+            await owner.commit(ops, self.key)
         if dead_letter is not None:
             owner.counters["dead_letters"] += len(turn.entries)
         self._outcome = "error"
@@ -601,6 +603,20 @@ class ConversationActor:
             turn.end()
         self._mailbox.clear()
         self._owner.stopped(self, queued)
+        self.wake_all_senders()
+
+    def _fenced(self, turn: Turn, reply: Reply) -> None:
+        """This node lost the conversation's lease: answer the turn and every queued one with `reply` and stop (the
+        new owner replays their inbox rows); the system has dropped the actor already."""
+        self._stopped = True
+        queued = [entry for queued in self._mailbox for entry in queued.entries]
+        for queued_turn in self._mailbox:
+            queued_turn.end()
+        self._mailbox.clear()
+        self._answer(turn, reply)
+        for entry in queued:
+            self._owner.answered(entry, reply)
+        self.drop_history()
         self.wake_all_senders()
 
     def release(self) -> None:

@@ -25,3 +25,14 @@ class ActorUnavailable(Exception):
 
 class SystemClosed(Exception):
     """The actor system is shutting down and takes no more envelopes."""
+
+
+class NotOwner(ActorUnavailable):
+    """A cluster node does not own the conversation (another live node holds its lease, or took it while a turn
+    ran: the turn's commit was fenced and wrote nothing). Retry on the owner (`owner`, a node id, when known) or
+    on any node after `retry_after` seconds; HTTP channels answer it like `ActorUnavailable` (503, Retry-After)."""
+
+    def __init__(self, key: ConversationKey, owner: str | None = None, retry_after: float = 1.0) -> None:
+        where = f"by node {owner!r}" if owner else "by another node"
+        super().__init__(key, retry_after, f"here: it is owned {where}")
+        self.owner = owner

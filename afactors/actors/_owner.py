@@ -80,8 +80,9 @@ class ActorOwner(RecordReader, Protocol[Actor]):
         """Committed turn `seq` of the conversation, if there is one."""
         ...
 
-    async def commit(self, ops: Sequence[Op]) -> None:
-        """Commit `ops` in one durable transaction; outbox rows among them are then handed to delivery."""
+    async def commit(self, ops: Sequence[Op], key: ConversationKey | None = None) -> None:
+        """Commit `ops` in one durable transaction; outbox rows among them are then handed to delivery. A cluster
+        node's commit for conversation `key` is fenced by its lease: `NotOwner` when another node took it."""
         ...
 
     # -- scheduling and answers ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import trio
 from afactors._tracing import Tracing
 from afactors.actors import ledger
 from afactors.actors._actor import ActorInfo, ConversationActor
-from afactors.actors._errors import ActorUnavailable, SystemClosed
+from afactors.actors._errors import ActorUnavailable, NotOwner, SystemClosed
 from afactors.actors._handle import TurnHandle
 from afactors.actors._history import (
     ChainCache,
@@ -44,6 +44,7 @@ from afactors.actors._keys import (
     turn_key,
 )
 from afactors.actors._owner import Counters
+from afactors.actors._ownership import Ownership
 from afactors.actors._phases import Entry, Phase
 from afactors.actors._replies import cancelled, failed
 from afactors.actors._supervision import RestartPolicy
@@ -66,6 +67,7 @@ from afactors.store import (
     Expect,
     Generic,
     InboxRecord,
+    Lease,
     Op,
     Put,
     ResponseRecord,
@@ -183,6 +185,8 @@ class ActorStats:
     history_bytes: int = 0
     chain_bytes: int = 0
     timers_fired: int = 0
+    fenced_commits: int = 0
+    taken_over: int = 0
 
 
 @attrs.frozen
@@ -219,8 +223,12 @@ class ActorSystem:
     the store), queues the envelope by its busy policy, and returns a `TurnHandle`.
     """
 
-    def __init__(self, store: Store, agent: Agent, nursery: trio.Nursery, config: ActorConfig) -> None:
+    def __init__(
+        self, store: Store, agent: Agent, nursery: trio.Nursery, config: ActorConfig,
+        ownership: Ownership | None = None,
+    ) -> None:  # fmt: skip
         self.store = store
+        self.ownership = ownership
         self.agent = agent
         self.config = config
         self.summarize = config.summarize
@@ -244,8 +252,9 @@ class ActorSystem:
         self._live: OrderedDict[str, ConversationActor] = OrderedDict()  # least recently active first
         self._stopped: dict[str, float] = {}  # path -> trio time the cool-down ends
         self._recovering: dict[str, list[tuple[str, InboxRecord]]] = {}  # inbox rows of actors not active yet
-        self._scanning = True  # the inbox left by an earlier run is still being read (`_recover`)
-        self._unread = store.count("inbox")  # while scanning: about how many of its rows are not read yet
+        # (a cluster node reads no inbox at startup: it recovers each conversation as it takes it, `take_over`)
+        self._scanning = ownership is None  # the inbox left by an earlier run is still being read (`_recover`)
+        self._unread = store.count("inbox") if self._scanning else 0  # while scanning: about how many rows are unread
         self._loaded: set[str] = set()  # while scanning: paths whose rows are all read already (the scan skips them)
         self._joiners: dict[str, list[TurnHandle]] = {}  # turn id of a recovering row -> handles waiting for it
         self._turns: dict[str, Entry] = {}  # turn id -> queued or running entry
@@ -268,6 +277,7 @@ class ActorSystem:
         config: ActorConfig | None = None,
         *,
         on_outbox: Callable[[str], None] | None = None,
+        ownership: Ownership | None = None,
         **settings: Any,
     ) -> AsyncIterator[ActorSystem]:
         """Run an actor system until the block exits. `settings` are `ActorConfig` fields overriding `config`.
@@ -283,7 +293,9 @@ class ActorSystem:
         the turn starts: a `join` then sees all its updates). The inbox is read after entry, page by page, not
         before: a conversation activated meanwhile reads its own rows first, so its order holds.
         Memory: live actors' cached histories are kept within `history_budget` bytes in all and `tenant_budget`
-        bytes per tenant (see `ActorConfig`).
+        bytes per tenant (see `ActorConfig`). `ownership`: a cluster node's leases (`Ownership`): every commit for a
+        conversation is fenced by its lease, and recovery is per conversation as the node takes it (`take_over`)
+        instead of everything at startup.
         """
         config = attrs.evolve(config or ActorConfig(), **settings)
         system: ActorSystem | None = None
@@ -292,10 +304,11 @@ class ActorSystem:
             gc.set_threshold(max(thresholds[0], GC_GEN0_THRESHOLD), *thresholds[1:])
         try:
             async with trio.open_nursery() as nursery:
-                system = cls(store, agent, nursery, config)
+                system = cls(store, agent, nursery, config, ownership)
                 system.on_outbox = on_outbox
                 nursery.start_soon(system._reaper)
-                nursery.start_soon(system._recover)
+                if ownership is None:  # a cluster node recovers per conversation, as it takes each (`take_over`)
+                    nursery.start_soon(system._recover)
                 try:
                     yield system
                 finally:
@@ -336,6 +349,7 @@ class ActorSystem:
             done: DedupRecord | None = self.store.get("dedup", keyed)
             if done is not None:
                 return TurnHandle.finished(done.turn_id, self._stored_reply(path, done), stream=stream)
+        await self._own(envelope.key)
         actor = self.get(envelope.key)  # activation replays inbox rows first, so duplicates show up below
         if keyed is not None and (running := self._keyed.get(keyed)) is not None:
             handle = TurnHandle(running.turn_id, stream=stream, buffer=self.config.stream_buffer)
@@ -437,6 +451,7 @@ class ActorSystem:
         inbox and runs on the next start.
         """
         key = ConversationKey(record.tenant, record.conversation)
+        await self._own(key)
         timer = record.timer
         actor = None
         if not self._closing:
@@ -451,7 +466,7 @@ class ActorSystem:
             envelope = self.route_timer(envelope)
         entry = Entry(envelope, TurnHandle(envelope.turn_id or ""), now, stamp=self._next_stamp())
         unchanged = Expect("timers", row_key, record)
-        if not await self.store.commit(ledger.fired(entry, row_key, record, now), expect=[unchanged]):
+        if not await self._commit_owned(key, ledger.fired(entry, row_key, record, now), [unchanged]):
             return False
         self.counters["timers_fired"] += 1
         if actor is not None and self._live.get(key.path) is actor and not self._closing:
@@ -588,8 +603,8 @@ class ActorSystem:
         prefix = records_prefix(path)
         return [(key[len(prefix) :], record.data) for key, record in self.store.scan("checkpoints", prefix)]
 
-    async def commit(self, ops: Sequence[Op]) -> None:
-        await self.store.commit(ops)
+    async def commit(self, ops: Sequence[Op], key: ConversationKey | None = None) -> None:
+        await self._commit_owned(key, ops)
         for op in ops:
             if op.kind == "outbox" and self.on_outbox is not None:
                 self.on_outbox(op.key)
@@ -668,10 +683,11 @@ class ActorSystem:
             accepted = [entry for entry in entries if not entry.withdrawn]
             records = {entry.turn_id: record for entry in accepted if (record := self.record(entry.turn_id))}
             ops = ledger.cancelled(accepted, records, reply, time.time())
+            keys = {entry.envelope.key for entry in accepted}
             if ops:
                 try:
-                    await self.store.commit(ops)
-                except (StoreFull, StoreDamaged) as exc:  # their inbox rows stay: they run again after a restart
+                    await self._commit_owned(keys.pop() if len(keys) == 1 else None, ops)
+                except (StoreFull, StoreDamaged, NotOwner) as exc:  # their inbox rows stay: they run again later
                     log.error("could not record %d cancelled turns: %s", len(ops), exc)
             self.counters["cancelled"] += len(entries)
             for entry in entries:
@@ -743,7 +759,7 @@ class ActorSystem:
         landed = False
         try:
             with trio.CancelScope(shield=True):  # the entry is queued: its write must settle either way
-                await self.store.commit(ops)
+                await self._commit_owned(entry.envelope.key, ops)
             landed = True
         except BaseException:
             self.answered(entry, failed("store_error", "the envelope could not be stored"))
@@ -803,6 +819,73 @@ class ActorSystem:
         del self._live[actor.path]
         actor.release()
         self.counters["passivations"] += 1
+        if self.ownership is not None:
+            self.ownership.release(actor.path)
+
+    # -- cluster: leases and fencing (only with an `ownership`) ----------------------------------------------
+
+    async def _own(self, key: ConversationKey) -> None:
+        """Hold `key`'s lease before its actor is activated (raises `NotOwner`); a lease taken from another node (or
+        a crashed run of this one) brings the inbox rows it left, which replay first, as after a restart."""
+        if self.ownership is None or self.ownership.lease(key.path) is not None:
+            return
+        self._drop(key.path)  # (a live actor without a lease: it lost it)
+        if await self.ownership.claim(key):
+            self._adopt(key.path)
+
+    def _adopt(self, path: str) -> None:
+        """The conversation's inbox rows in the store (those this system does not run already) replay on its next
+        activation, in arrival order."""
+        found = [
+            (row.received_at, stored_key, row)
+            for stored_key, row in self.store.scan("inbox", f"{path}/")
+            if row.envelope.key.path == path and row.envelope.turn_id not in self._turns
+        ]
+        found.sort(key=lambda item: (item[0], item[1]))
+        if found:
+            self._recovering[path] = [(stored_key, row) for _, stored_key, row in found]
+            self.counters["taken_over"] += 1
+        else:
+            self._recovering.pop(path, None)
+
+    async def take_over(self, key: ConversationKey) -> bool:
+        """Cluster: take `key`'s conversation (its owner died) and replay what it left pending, in the background,
+        as a restart does. False when there was nothing to replay. Raises `NotOwner` if a live node holds it."""
+        await self._own(key)
+        if not self._recovering.get(key.path) or key.path in self._live:
+            return False
+        await self._recovery_limiter.acquire_on_behalf_of(key.path)
+        self._nursery.start_soon(self._recover_one, key.path)
+        return True
+
+    async def _commit_owned(
+        self, key: ConversationKey | None, ops: Sequence[Op], expect: Sequence[Expect] = ()
+    ) -> bool:
+        """Commit `ops` for `key`'s conversation, fenced by its lease when this system is a cluster node's.
+
+        False when one of `expect` did not hold; raises `NotOwner` (and drops the conversation from this node)
+        when the lease is not this node's any more: nothing was written."""
+        if self.ownership is None or key is None:
+            return await (self.store.commit(ops, expect=expect) if expect else self.store.commit(ops))
+        lease = self.ownership.lease(key.path)
+        if lease is not None:
+            if await self.store.commit(ops, expect=[lease, *expect]):
+                return True
+            if self.store.get("leases", key.path) == lease.value:
+                return False  # still ours: another condition failed
+        self.counters["fenced_commits"] += 1
+        self.ownership.lost(key.path)
+        self._drop(key.path)
+        held: Lease | None = self.store.get("leases", key.path)
+        log.warning("conversation %s: commit fenced, another node holds its lease now", key.path)
+        raise NotOwner(key, held.owner if held is not None and held.owner else None)
+
+    def _drop(self, path: str) -> None:
+        """Forget a conversation this node no longer owns (its rows replay on the new owner)."""
+        actor = self._live.pop(path, None)
+        if actor is not None:
+            actor.release()
+        self._recovering.pop(path, None)
 
     async def _reaper(self) -> None:
         """Passivate actors idle for longer than `idle_timeout`; sleeps until the next one can expire."""

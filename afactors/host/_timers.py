@@ -17,7 +17,7 @@ from typing import Unpack
 import trio
 
 from afactors import admin
-from afactors.actors import ActorSystem, ledger
+from afactors.actors import ActorSystem, NotOwner, ledger
 from afactors.model import ConversationKey, Timer, TimerSpec, new_timer
 from afactors.store import Delete, Expect, Store, StoreError, TimerDue, TimerRecord
 
@@ -147,6 +147,9 @@ class Timers:
                 )
                 return
             await self._system.fire(row.timer_key, record, now)
+        except NotOwner as exc:  # a cluster node: the owner's scheduler fires it
+            log.debug("timer %s not fired here: %s", row.timer_key, exc)
+            await trio.sleep(_RETRY)
         except StoreError as exc:
             log.error("timer %s could not fire (it stays due and is tried again): %s", row.timer_key, exc)
             await trio.sleep(_RETRY)

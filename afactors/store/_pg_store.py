@@ -4,7 +4,11 @@ One table holds every record kind, keyed by `(kind, key)` with the same stored k
 same schema-versioned values, as `bytea`: a group of commits is then one `DELETE` and one `INSERT ... ON CONFLICT`
 over arrays, whatever kinds it touches. The writer is one connection used only by the writer task's worker
 thread; each group is one transaction. Reads run inline on a second connection (autocommit): a loopback round
-trip on the trio thread. One host per schema: the writer connection holds a session advisory lock on the schema.
+trip on the trio thread. One host per schema: the writer connection holds a session advisory lock on the schema;
+cluster nodes (`node=`) share the schema (a shared lock on it, which a single host's exclusive one excludes) and
+each holds an exclusive lock on its node id. With several writers, a transaction first takes a transaction-scoped
+advisory lock on every row its `Expect`s name, in one global order, so conditional commits on a row (a lease)
+serialise across nodes, a row that does not exist yet included.
 
 Durability: `durable` commits with `synchronous_commit = on` (the commit waits for the WAL flush), `fast` and
 `unsafe` with `synchronous_commit = off` (PostgreSQL may lose the last commits on a server crash, never a half
@@ -14,6 +18,7 @@ that has the store open, and whether it closed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -60,6 +65,7 @@ UPSERT = (
     "INSERT INTO afactors_records (kind, key, value) SELECT * FROM unnest(%s::text[], %s::bytea[], %s::bytea[])"
     " ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value"
 )
+_LOCK_ROWS = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n"
 _PAGE = 256  # rows a scan fetches at a time when it has no limit (or drops undecodable rows)
 
 
@@ -69,6 +75,16 @@ class DatabaseLocked(StoreInUse):
 
 def _owner() -> str:
     return f"{os.getpid()} on {socket.gethostname()}"
+
+
+def row_locks(schema: str, rows: set[tuple[str, bytes]]) -> list[int]:
+    """The transaction advisory lock keys of `rows` (signed 64-bit hashes of schema, kind and key), sorted: every
+    writer takes them in this one order, so two transactions never wait for each other's locks in a cycle."""
+    keys = set()
+    for kind, key in rows:
+        digest = hashlib.blake2b(f"{schema}\0{kind}\0".encode() + key, digest_size=8).digest()
+        keys.add(int.from_bytes(digest, "big", signed=True))
+    return sorted(keys)
 
 
 class PgStore(GroupCommitStore):
@@ -83,30 +99,35 @@ class PgStore(GroupCommitStore):
 
     def __init__(
         self, url: str, writer: psycopg.Connection[Any], reader: psycopg.Connection[Any], durability: Durability,
-        max_batch: int, connect_timeout: float,
+        max_batch: int, connect_timeout: float, node: str | None = None,
     ) -> None:  # fmt: skip
         super().__init__(durability, max_batch)
         self.url = url
+        self.node = node
         self._writer_conn = writer
         self._reader = reader
         self._connect_timeout = connect_timeout
         info = reader.info
         row = reader.execute("SELECT current_schema()").fetchone()
-        schema = row[0] if row else "?"
+        schema = self._schema = row[0] if row else "?"
         self._location = f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname} (schema {schema})"
         self._kinds = {kind: kind for kind in KINDS}
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, url: str, *, durability: Durability = "durable", max_batch: int = 4096, connect_timeout: float = 10.0
+        cls, url: str, *, durability: Durability = "durable", max_batch: int = 4096, connect_timeout: float = 10.0,
+        node: str | None = None,
     ) -> AsyncIterator[PgStore]:
         """Connect to the PostgreSQL store at `url` (creating its tables) and run the writer until the block exits.
 
-        Raises `DatabaseLocked` at once if another host has the store open, `StoreError` if the server cannot
-        be reached or the tables were made by a newer afactors. On exit, every commit already queued is written
-        before the connections close.
+        `node`: open it as this cluster node (other nodes share the schema; see the module docstring).
+        Raises `DatabaseLocked` at once if another host (or a process of the same node) has the store open,
+        `StoreError` if the server cannot be reached or the tables were made by a newer afactors. On exit, every
+        commit already queued is written before the connections close.
         """
+        if node is not None and not node:
+            raise ValueError("a node id must not be empty")
         check_options(durability, max_batch)
         writer = await trio.to_thread.run_sync(_connect, url, connect_timeout, False)
         try:
@@ -116,7 +137,7 @@ class PgStore(GroupCommitStore):
             raise
         store: PgStore | None = None
         try:
-            store = cls(url, writer, reader, durability, max_batch, connect_timeout)
+            store = cls(url, writer, reader, durability, max_batch, connect_timeout, node)
             await trio.to_thread.run_sync(store._claim)
             try:
                 async with store._serving():
@@ -156,35 +177,62 @@ class PgStore(GroupCommitStore):
             raise StoreError(
                 f"the PostgreSQL store {self.location} has table layout {layout}, newer than this afactors ({LAYOUT})"
             )
-        if meta.get("open") == "true":
-            log.warning("store %s was not closed cleanly by %s", self.location, meta.get("owner", "?"))
-        for name, value in (("layout", str(LAYOUT)), ("owner", _owner()), ("open", "true")):
+        owner, opened = self._meta_names()
+        if meta.get(opened) == "true":
+            log.warning("store %s was not closed cleanly by %s", self.location, meta.get(owner, "?"))
+        for name, value in (("layout", str(LAYOUT)), (owner, _owner()), (opened, "true")):
             conn.execute(_SET_META, (name, value))
         conn.commit()
+
+    def _meta_names(self) -> tuple[str, str]:
+        """The `afactors_meta` names of who has the store open and whether it is open (a cluster node's own)."""
+        suffix = "" if self.node is None else f"/{self.node}"
+        return f"owner{suffix}", f"open{suffix}"
 
     def _lock(self, conn: psycopg.Connection[Any]) -> None:
         setting = "on" if self.durability == "durable" else "off"
         conn.execute(f"SET synchronous_commit = {setting}")
-        row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (_LOCK_CLASS,)).fetchone()
-        conn.commit()
-        if not (row and row[0]):
-            try:
-                found = conn.execute("SELECT value FROM afactors_meta WHERE name = 'owner'").fetchone()
-                owner = found[0] if found else "(unknown)"
-            except psycopg.Error:  # the holder has not made its tables yet
-                owner = "(unknown)"
-            conn.rollback()
+        if self.node is None:
+            taken = self._try_lock(conn, "pg_try_advisory_lock(%s, hashtext(current_schema()))", ())
+            if not taken:
+                raise DatabaseLocked(
+                    f"the PostgreSQL store {self.location} is already in use by process {self._holder(conn)};"
+                    " stop that host or use another schema"
+                )
+            return
+        if not self._try_lock(conn, "pg_try_advisory_lock_shared(%s, hashtext(current_schema()))", ()):
             raise DatabaseLocked(
-                f"the PostgreSQL store {self.location} is already in use by process {owner};"
-                " stop that host or use another schema"
+                f"the PostgreSQL store {self.location} is in use by a single host (process {self._holder(conn)}),"
+                " not by cluster nodes; stop it or use another schema"
             )
+        if not self._try_lock(conn, "pg_try_advisory_lock(%s, hashtext(current_schema() || '/' || %s))", (self.node,)):
+            raise DatabaseLocked(
+                f"cluster node {self.node!r} is already running on the PostgreSQL store {self.location} (process"
+                f" {self._holder(conn, f'owner/{self.node}')}); give this node another --node-id"
+            )
+
+    @staticmethod
+    def _try_lock(conn: psycopg.Connection[Any], call: str, params: tuple[Any, ...]) -> bool:
+        row = conn.execute(f"SELECT {call}", (_LOCK_CLASS, *params)).fetchone()
+        conn.commit()
+        return bool(row and row[0])
+
+    @staticmethod
+    def _holder(conn: psycopg.Connection[Any], name: str = "owner") -> str:
+        try:
+            found = conn.execute("SELECT value FROM afactors_meta WHERE name = %s", (name,)).fetchone()
+            owner = found[0] if found else "(unknown)"
+        except psycopg.Error:  # the holder has not made its tables yet
+            owner = "(unknown)"
+        conn.rollback()
+        return str(owner)
 
     def _release(self) -> None:
         conn = self._writer_conn
         if conn.broken or conn.closed:
             return
         try:
-            conn.execute(_SET_META, ("open", "false"))
+            conn.execute(_SET_META, (self._meta_names()[1], "false"))
             conn.commit()
         except psycopg.Error as exc:
             log.warning("store %s: could not mark the store closed: %s", self.location, exc)
@@ -213,6 +261,8 @@ class PgStore(GroupCommitStore):
                 current: dict[tuple[str, bytes], bytes | None] = {}
                 if wanted:
                     kinds, keys = zip(*wanted, strict=True)
+                    if self.node is not None:  # other nodes write this schema: serialise on the rows checked
+                        cur.execute(_LOCK_ROWS, (row_locks(self._schema, wanted),))
                     cur.execute(_SELECT, (list(kinds), list(keys)))
                     current = {(kind, bytes(key)): bytes(value) for kind, key, value in cur.fetchall()}
                 pending: dict[tuple[str, bytes], bytes | None] = {}  # each key's last write in this batch

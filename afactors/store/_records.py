@@ -289,6 +289,32 @@ class DeliveryOutcome:
 
 
 @attrs.frozen
+class Lease:
+    """Who owns a conversation in a cluster (kind "leases", keyed by the conversation's path): the owning node's id
+    ("" while no node holds it) and the fencing epoch, which grows on every acquisition. A node's commits for the
+    conversation expect exactly `Lease(node, epoch)`, so once another node has taken it they write nothing."""
+
+    SCHEMA: ClassVar[int] = 1
+    owner: str
+    epoch: int
+
+
+@attrs.frozen
+class NodeRecord:
+    """A cluster node (kind "nodes", keyed by node id): the URL it advertises to its peers, its heartbeat counter
+    (`beat`, renewed every lease/3), the lease length it runs with, and wall-clock times for people (`started`,
+    `renewed`): liveness is judged by watching `beat` change, never by comparing clocks."""
+
+    SCHEMA: ClassVar[int] = 1
+    node_id: str
+    url: str
+    beat: int
+    lease_seconds: float
+    started: float
+    renewed: float
+
+
+@attrs.frozen
 class Quarantined:
     """A record that no longer decodes, moved aside with the reason."""
 
@@ -317,6 +343,8 @@ KINDS: dict[str, type] = {
     "audit": AuditRecord,
     "deliveries": DeliveryAudit,
     "outcomes": DeliveryOutcome,
+    "leases": Lease,
+    "nodes": NodeRecord,
     "quarantine": Quarantined,
 }
 """Every record kind (an LMDB sub-database) and the class of its values."""
