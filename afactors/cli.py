@@ -45,6 +45,14 @@ def build_parser(plugins: dict[str, ChannelPlugin]) -> argparse.ArgumentParser:
         "--store", metavar="URL", help="keep the state in PostgreSQL instead (postgresql://...; the postgresql extra)"
     )
     parser.add_argument(
+        "--node-id", metavar="ID", help="run as this node of a cluster on the PostgreSQL --store (docs/scale-out.md)"
+    )
+    parser.add_argument("--advertise", metavar="URL", help="a cluster node's URL for the other nodes: http://host:port")
+    parser.add_argument(
+        "--lease-seconds", type=float, default=10.0,
+        help="seconds a cluster node's heartbeat may stand still before the others take its conversations",
+    )  # fmt: skip
+    parser.add_argument(
         "--channel", action="append", choices=installed_channel_names(), help="serve this channel (repeatable)"
     )
     parser.add_argument("--busy-policy", choices=sorted(BUSY_POLICIES), default="enqueue")

@@ -71,6 +71,9 @@ FLAG_KEYS: dict[str, FlagKey] = {
     "port": FlagKey(("host", "port")),
     "state_dir": FlagKey(("host", "state_dir")),
     "store": FlagKey(("host", "store")),
+    "node_id": FlagKey(("host", "node_id")),
+    "advertise": FlagKey(("host", "advertise")),
+    "lease_seconds": FlagKey(("host", "lease_seconds")),
     "busy_policy": FlagKey(("host", "busy_policy")),
     "durability": FlagKey(("host", "durability")),
     "api_key": FlagKey(("host", "api_keys")),
@@ -161,6 +164,9 @@ def resolve(
     host = build(HostConfig, host_table, "host")
     try:
         host.actor_config()
+        host.check_cluster()
+        if host.node_id is not None and not host.cluster:  # (`open_host` lets an LMDB host name itself)
+            raise ValueError("--node-id runs a cluster node, which needs a PostgreSQL store: --store postgresql://...")
     except ValueError as error:
         raise ConfigError("host", str(error)) from None
     args = argparse.Namespace(**values)

@@ -83,7 +83,7 @@ def test_config_check_refuses_with_the_key_and_exit_status_2(
 ) -> None:
     cases = {
         '[channels.telegram]\ntoken = "123:AAsecret"\n': "error: channels.telegram.token: a secret must not be written",
-        "[host]\nprot = 1\n": "error: host.prot: unknown key; allowed: active_window, admin_key, api_keys,",
+        "[host]\nprot = 1\n": "error: host.prot: unknown key; allowed: active_window, admin_key, advertise, api_keys,",
         "[host\n": f"error: {tmp_path / 'afactors.toml'}: not valid TOML:",
     }
     for text, message in cases.items():

@@ -138,7 +138,7 @@ def test_a_literal_secret_is_refused_with_how_to_fix_it(document: dict[str, Any]
     ("document", "key", "allowed"),
     [
         ({"prot": 1}, "prot", "channels, host, log_format, log_level, model, otel, target"),
-        ({"host": {"prot": 1}}, "host.prot", "admin_key, api_keys, busy_policy"),
+        ({"host": {"prot": 1}}, "host.prot", "admin_key, advertise, api_keys, busy_policy"),
         ({"host": {"limits": {"x": 1}}}, "host.limits.x", "backlog, body_timeout, header_timeout"),
         ({"model": {"key": "x"}}, "model.key", "api_key, base_url, name"),
         ({"channels": {"telegramm": {}}}, "channels.telegramm", "a2a, activity"),

@@ -349,7 +349,7 @@ class ActorSystem:
             done: DedupRecord | None = self.store.get("dedup", keyed)
             if done is not None:
                 return TurnHandle.finished(done.turn_id, self._stored_reply(path, done), stream=stream)
-        await self._own(envelope.key)
+        await self.own(envelope.key)
         actor = self.get(envelope.key)  # activation replays inbox rows first, so duplicates show up below
         if keyed is not None and (running := self._keyed.get(keyed)) is not None:
             handle = TurnHandle(running.turn_id, stream=stream, buffer=self.config.stream_buffer)
@@ -451,7 +451,7 @@ class ActorSystem:
         inbox and runs on the next start.
         """
         key = ConversationKey(record.tenant, record.conversation)
-        await self._own(key)
+        await self.own(key)
         timer = record.timer
         actor = None
         if not self._closing:
@@ -824,9 +824,10 @@ class ActorSystem:
 
     # -- cluster: leases and fencing (only with an `ownership`) ----------------------------------------------
 
-    async def _own(self, key: ConversationKey) -> None:
-        """Hold `key`'s lease before its actor is activated (raises `NotOwner`); a lease taken from another node (or
-        a crashed run of this one) brings the inbox rows it left, which replay first, as after a restart."""
+    async def own(self, key: ConversationKey) -> None:
+        """Cluster: hold `key`'s lease before its actor is activated (raises `NotOwner`); a lease taken from another
+        node (or a crashed run of this one) brings the inbox rows it left, which replay first, as after a restart.
+        A no-op on a single host, or when this node holds the lease."""
         if self.ownership is None or self.ownership.lease(key.path) is not None:
             return
         self._drop(key.path)  # (a live actor without a lease: it lost it)
@@ -842,6 +843,9 @@ class ActorSystem:
             if row.envelope.key.path == path and row.envelope.turn_id not in self._turns
         ]
         found.sort(key=lambda item: (item[0], item[1]))
+        # this node's stamps continue after the rows another node's clock stamped, so arrival order holds
+        left = [stored_key for _, stored_key, _ in found] + [key for key, _ in self.store.scan("outbox", f"{path}/")]
+        self._stamp = max([self._stamp, *(stamp for key in left if (stamp := stamp_of(key)) is not None)])
         if found:
             self._recovering[path] = [(stored_key, row) for _, stored_key, row in found]
             self.counters["taken_over"] += 1
@@ -851,7 +855,7 @@ class ActorSystem:
     async def take_over(self, key: ConversationKey) -> bool:
         """Cluster: take `key`'s conversation (its owner died) and replay what it left pending, in the background,
         as a restart does. False when there was nothing to replay. Raises `NotOwner` if a live node holds it."""
-        await self._own(key)
+        await self.own(key)
         if not self._recovering.get(key.path) or key.path in self._live:
             return False
         await self._recovery_limiter.acquire_on_behalf_of(key.path)

@@ -1,10 +1,30 @@
 """Several afactors nodes on one PostgreSQL store: who owns a conversation, and where its turns run.
 
 The host depends on `Locator` only: before a turn is handed to a conversation actor, `locate(key)` says whether
-this node owns the conversation (None: run it here) or which peer does (forward the envelope to it).
+this node owns the conversation (None: run it here) or which peer does (forward the envelope to it). A node is run
+by `open_node` (its registry and heartbeat, its leases, the takeover sweeper); `docs/scale-out.md` has the design.
 """
 
 from afactors.cluster._forward import ForwardedTurn, Forwarder, ForwardPolicy
+from afactors.cluster._leases import FREE, Leases
 from afactors.cluster._locator import Locator, Peer
+from afactors.cluster._node import DEFAULT_LEASE, ClusterNode, LeaseLocator, check_advertise, open_node
+from afactors.cluster._registry import Registry
+from afactors.cluster._rendezvous import preferred
 
-__all__ = ["ForwardPolicy", "ForwardedTurn", "Forwarder", "Locator", "Peer"]
+__all__ = [
+    "DEFAULT_LEASE",
+    "FREE",
+    "ClusterNode",
+    "ForwardPolicy",
+    "ForwardedTurn",
+    "Forwarder",
+    "LeaseLocator",
+    "Leases",
+    "Locator",
+    "Peer",
+    "Registry",
+    "check_advertise",
+    "open_node",
+    "preferred",
+]

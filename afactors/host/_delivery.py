@@ -77,6 +77,8 @@ class Outbox:
         self._limiter = trio.CapacityLimiter(concurrency)
         self._active: set[str] = set()
         self._nursery: trio.Nursery | None = None
+        self.recover = True
+        """Whether `run` delivers every row earlier runs left (a cluster node: no, its sweeper hands them over)."""
 
     def statistics(self) -> DeliveryStats:
         """A frozen snapshot of the counts so far."""
@@ -94,11 +96,15 @@ class Outbox:
             self._active.add(group)
             self._nursery.start_soon(self._drain, group)
 
+    def delivering(self, group: str) -> bool:
+        """Whether the rows of outbox group `group` (a conversation's path) are being delivered now."""
+        return group in self._active
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Deliver what earlier runs left in the outbox, then whatever `notify` announces, until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            for key, _ in self._store.scan("outbox"):
+            for key, _ in self._store.scan("outbox") if self.recover else ():
                 self.notify(key)
             task_status.started()
             await trio.sleep_forever()

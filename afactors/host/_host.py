@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
 from typing import Any
 
 import attrs
@@ -17,7 +17,9 @@ from quart import jsonify
 from afactors._tracing import Tracing
 from afactors.actors import ActorConfig, ActorSystem, Summarizer, TokenCounter
 from afactors.channel import DEFAULT_TENANT, Channel, Contribution, Route
-from afactors.cluster import Forwarder, ForwardPolicy, Locator
+from afactors.cluster import (
+    DEFAULT_LEASE, ClusterNode, Forwarder, ForwardPolicy, Locator, check_advertise, open_node, preferred,
+)  # fmt: skip
 from afactors.host._admin import admin_routes
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
@@ -41,7 +43,7 @@ from afactors.host.context import HostChannelContext
 from afactors.identity import Allowlist, ChannelAuth, IdentityConfig, IdentityService, effective, validate
 from afactors.identity.oidc import OidcConfig
 from afactors.model import Agent, BusyPolicy, Identity, Message, Reply, ResponseTarget
-from afactors.store import Durability, Store
+from afactors.store import URL_SCHEMES, Durability, Store
 from afactors.targets import DemoAgent, as_agent
 
 log = logging.getLogger("afactors.host")
@@ -69,10 +71,14 @@ class HostConfig:
     `oidc`: an OpenID Connect provider to sign in with (`OidcConfig`; needs the `afactors[oidc]` extra): the
     linker that verifies claims for linked-claim allowlists.
     `tracer_provider`: an OpenTelemetry `TracerProvider` (the `otel` extra): every turn gets a span from it
-    (docs/observability.md); None: no traces. `node_id`: this host's id in a cluster; every HTTP response then
-    carries `X-Afactors-Node: <node_id>` (docs/scale-out.md).
+    (docs/observability.md); None: no traces.
+    `node_id`: this host's id; every HTTP response then carries `X-Afactors-Node: <node_id>`. With a PostgreSQL
+    `store` the host runs as that node of a cluster (docs/scale-out.md), advertising `advertise` (`http://host:port`,
+    how the other nodes reach this one); `lease_seconds`: how long its heartbeat may stand still before the other
+    nodes take its conversations. On LMDB it stays a single host that only names itself.
     `cluster_secret`: the secret nodes of a cluster authenticate forwarded turns with (`open_host(locator=...)`;
-    the CLI reads `$AFACTORS_CLUSTER_SECRET`); with it the host serves the internal routes `/v1/cluster/...`.
+    the CLI reads `$AFACTORS_CLUSTER_SECRET`); with it the host serves the internal routes `/v1/cluster/...`, and a
+    cluster node forwards a turn of a conversation another node owns to it.
     `forward`: how hard a node tries to hand a turn to its conversation's owner (docs/scale-out.md, Forwarding).
     """
 
@@ -111,6 +117,29 @@ class HostConfig:
     node_id: str | None = None
     cluster_secret: str | None = attrs.field(default=None, repr=False)
     forward: ForwardPolicy = attrs.field(factory=ForwardPolicy)
+    advertise: str | None = None
+    lease_seconds: float = DEFAULT_LEASE
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the host runs as a cluster node: a `node_id` on a PostgreSQL store."""
+        return self.node_id is not None and (self.store or "").startswith(URL_SCHEMES)
+
+    def check_cluster(self) -> None:
+        """Refuse cluster settings that cannot work (`ValueError`): a node needs a URL to advertise."""
+        if self.node_id is None:
+            if self.advertise is not None:
+                raise ValueError("--advertise is for cluster nodes: give --node-id too")
+            return
+        if not self.node_id or not self.node_id.isprintable() or "/" in self.node_id:
+            raise ValueError(f"a node id must be a non-empty printable name without '/', not {self.node_id!r}")
+        if not self.cluster:
+            return  # an LMDB host only names itself
+        if self.advertise is None:
+            raise ValueError("a cluster node needs --advertise http://host:port (how the other nodes reach it)")
+        check_advertise(self.advertise)
+        if self.lease_seconds <= 0:
+            raise ValueError(f"--lease-seconds must be positive, not {self.lease_seconds}")
 
     def actor_config(self) -> ActorConfig:
         return ActorConfig(
@@ -123,7 +152,7 @@ class HostConfig:
 
 class Host:
     """A running host, made by `open_host`: read `urls`, `channels`, `system`, `store`, `outbox`, `timers`,
-    `identity`, `runs` (continuation tokens)."""
+    `identity`, `runs` (continuation tokens); a cluster node's `cluster` (`ClusterNode`) and `locator`."""
 
     def __init__(self, store: Store, system: ActorSystem, config: HostConfig) -> None:
         self.store = store
@@ -145,6 +174,8 @@ class Host:
             defaults=config.response_targets,
         )  # fmt: skip
         self.pusher = Pusher(store, system, self.router)
+        self.cluster: ClusterNode | None = None
+        self.locator: Locator | None = None
 
     def _pushers(self) -> list[str]:
         return [name for name, c in self.contributions.items() if c.deliver is not None]
@@ -203,6 +234,18 @@ def _forwarding(locator: Locator | None, config: HostConfig) -> AbstractAsyncCon
     return Forwarder.open(locator, config.cluster_secret, config.forward)
 
 
+def _join_cluster(host: Host, node: ClusterNode, locator: Locator | None) -> None:
+    """Make a host a cluster node's: its locator; deliveries only for what it owns (the sweeper hands over what
+    dead nodes left), leases kept while their deliveries run, retention swept by one node (rendezvous-elected)."""
+    outbox = host.outbox
+    assert outbox is not None
+    host.cluster = node
+    host.locator = locator or node.locator(host.system)
+    outbox.recover = False
+    node.leases.keep = outbox.delivering
+    host.sweeper.leader = lambda: preferred("retention", node.registry.live_nodes()) == node.node_id
+
+
 async def _run_startup_hooks(contributions: Iterable[Contribution]) -> None:
     """Run every channel's startup hooks, all of them even when some fail; then raise the first failure."""
     errors: list[Exception] = []
@@ -245,12 +288,23 @@ async def open_host(
              has_claim_linker=config.oidc is not None)  # fmt: skip
     if config.oidc is not None and importlib.util.find_spec("jwt") is None:
         raise RuntimeError("the OIDC linker needs PyJWT: install the extra, pip install 'afactors[oidc]'")
+    config.check_cluster()
     agent = as_agent(target if target is not None else DemoAgent())
-    async with _lifetime(agent), Store.open(config.store or config.state_dir, durability=config.durability) as store:
-        async with (
-            ActorSystem.open(store, agent, config.actor_config()) as system,
-            _forwarding(locator, config) as forwarder,
-        ):
+    node_option = {"node": config.node_id} if config.cluster else {}
+    store_at = config.store or config.state_dir
+    async with _lifetime(agent), Store.open(store_at, durability=config.durability, **node_option) as store:
+        async with AsyncExitStack() as cluster_scope:
+            node = None
+            if config.cluster and config.node_id is not None and config.advertise is not None:
+                node = await cluster_scope.enter_async_context(
+                    open_node(store, config.node_id, config.advertise, config.lease_seconds)
+                )
+            system = await cluster_scope.enter_async_context(
+                ActorSystem.open(store, agent, config.actor_config(), ownership=None if node is None else node.leases)
+            )
+            if locator is None and node is not None and config.cluster_secret:
+                locator = node.locator(system)  # with a secret, turns of others' conversations are forwarded
+            forwarder = await cluster_scope.enter_async_context(_forwarding(locator, config))
             async with trio.open_nursery() as nursery, trio.open_nursery() as services:
                 the_host = Host(store, system, config)
                 background = BackgroundTurns(system, services)
@@ -319,7 +373,11 @@ async def open_host(
                 delivers = {name: c.deliver for name, c in the_host.contributions.items() if c.deliver is not None}
                 hooks = {name: c.response_hook for name, c in the_host.channels.items() if c.response_hook is not None}
                 the_host.outbox = Outbox(store, delivers, policy=config.delivery, hooks=hooks)
+                if node is not None:
+                    _join_cluster(the_host, node, locator)
                 await services.start(the_host.outbox.run)
+                if node is not None:
+                    await services.start(node.sweep, system, the_host.outbox.notify, background.track_recovered)
                 if config.retention.enabled:
                     await services.start(the_host.sweeper.run)
                 system.on_outbox = the_host.outbox.notify

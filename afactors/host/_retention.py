@@ -96,12 +96,15 @@ class Sweeper:
         self.config = config
         self.removed: Counter[str] = Counter()
         self.sweeps = 0
+        self.leader: Callable[[], bool] = lambda: True
+        """Whether this host sweeps now (a cluster: only the node elected among the live ones)."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sweep every `interval` seconds until cancelled."""
         task_status.started()
         while True:
-            await self.sweep()
+            if self.leader():
+                await self.sweep()
             await trio.sleep(self.config.interval)
 
     async def sweep(self, now: float | None = None) -> dict[str, int]:

@@ -116,7 +116,12 @@ class PgStore(GroupCommitStore):
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, url: str, *, durability: Durability = "durable", max_batch: int = 4096, connect_timeout: float = 10.0,
+        cls,
+        url: str,
+        *,
+        durability: Durability = "durable",
+        max_batch: int = 4096,
+        connect_timeout: float = 10.0,
         node: str | None = None,
     ) -> AsyncIterator[PgStore]:
         """Connect to the PostgreSQL store at `url` (creating its tables) and run the writer until the block exits.
