@@ -1,0 +1,233 @@
+"""Cluster nodes on one PostgreSQL schema, in-process: leases, epochs, fencing, passivation, takeover, the locator.
+
+Each node is a real `PgStore` opened as that node, a real `ClusterNode` (registry, heartbeat, leases) and a real
+`ActorSystem`; liveness is judged by a clock the test moves (`Clock`), so "node a died" is one step, not a wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from afactors.actors import ActorSystem, NotOwner
+from afactors.actors._keys import inbox_key, turn_key
+from afactors.cluster import ClusterNode, Peer, open_node
+from afactors.model import ConversationKey, Envelope, Message, TurnContext, Update
+from afactors.store import InboxRecord, Lease, NodeRecord, Put, Store
+from afactors.store._pg_store import DatabaseLocked
+from afactors.store.pg_server import PgServer
+
+KEY = ConversationKey("acme", "chat")
+LEASE = 60.0  # long: the nodes' own heartbeats (every LEASE / 3 of real time) never move during a test
+
+
+@attrs.define
+class Clock:
+    """A monotonic clock a test moves by hand (what a node judges the others' heartbeats by)."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Echo:
+    """Answers "<node>: <input>" and counts its turns in the conversation state."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def run(self, ctx: TurnContext):  # type: ignore[no-untyped-def]
+        ctx.state["turns"] = ctx.state.get("turns", 0) + 1
+        yield Update(delta=f"{self.name}: {ctx.messages[-1].text}")
+
+
+@attrs.define
+class Node:
+    store: Store
+    cluster: ClusterNode
+    system: ActorSystem
+    clock: Clock
+
+
+@pytest.fixture
+def url(pg_server: PgServer) -> str:
+    return pg_server.new_store_url()
+
+
+@asynccontextmanager
+async def running(url: str, node_id: str, agent: object | None = None) -> AsyncIterator[Node]:
+    clock = Clock()
+    async with Store.open(url, node=node_id) as store:
+        async with open_node(store, node_id, f"http://127.0.0.1:80{len(node_id)}", LEASE, clock=clock) as cluster:
+            agent = agent or Echo(node_id)
+            async with ActorSystem.open(store, agent, ownership=cluster.leases, tune_gc=False) as system:
+                yield Node(store, cluster, system, clock)
+
+
+def envelope(text: str, **fields: object) -> Envelope:
+    return Envelope(KEY, (Message("user", text),), **fields)  # type: ignore[arg-type]
+
+
+def dies(survivor: Node) -> None:
+    """The other nodes' heartbeats stand still, as the survivor sees it, for longer than a lease."""
+    survivor.cluster.registry.refresh()
+    survivor.clock.now += LEASE + 1
+
+
+async def test_nodes_share_a_schema_a_node_id_runs_once_and_a_single_host_is_kept_out(url: str) -> None:
+    async with running(url, "a"), running(url, "b"):
+        with pytest.raises(DatabaseLocked, match="cluster node 'a' is already running.*another --node-id"):
+            async with Store.open(url, node="a"):
+                pass
+        with pytest.raises(DatabaseLocked, match="already in use"):
+            async with Store.open(url):  # a single host would write without leases
+                pass
+    async with Store.open(url) as single:
+        with pytest.raises(DatabaseLocked, match="in use by a single host"):
+            async with Store.open(url, node="a"):
+                pass
+        assert single.get("nodes", "a") is None  # both nodes deregistered on their way out
+
+
+async def test_a_lease_race_has_one_winner_and_the_epoch_grows_with_every_owner(url: str) -> None:
+    async with running(url, "a") as a, running(url, "b") as b:
+        a.cluster.registry.refresh()
+        outcomes: dict[str, object] = {}
+
+        async def claim(node: Node) -> None:
+            try:
+                outcomes[node.cluster.node_id] = await node.cluster.leases.claim(KEY)
+            except NotOwner as exc:
+                outcomes[node.cluster.node_id] = exc
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(claim, a)
+            nursery.start_soon(claim, b)
+        winners = [node for node, outcome in outcomes.items() if outcome is True]
+        assert len(winners) == 1
+        (winner,) = winners
+        loser = "b" if winner == "a" else "a"
+        lost = outcomes[loser]
+        assert isinstance(lost, NotOwner) and lost.owner == winner
+        assert a.store.get("leases", KEY.path) == Lease(winner, 1)
+
+        # the winner dies (as the loser sees it): the loser takes it at the next epoch
+        survivor = a if loser == "a" else b
+        dies(survivor)
+        assert await survivor.cluster.leases.claim(KEY) is True
+        assert a.store.get("leases", KEY.path) == Lease(loser, 2)
+        assert await survivor.cluster.leases.claim(KEY) is False  # held already: no change
+        assert a.store.get("leases", KEY.path) == Lease(loser, 2)
+
+
+async def test_a_fenced_node_writes_nothing_raises_and_drops_the_conversation(url: str) -> None:
+    async with running(url, "a") as a, running(url, "b") as b:
+        first = await (await a.system.submit(envelope("one"))).reply()
+        assert first.text == "a: one"
+        assert a.store.get("leases", KEY.path) == Lease("a", 1)
+
+        dies(b)  # a stops (a GC pause, a partition): b takes the conversation
+        assert await b.cluster.locator(b.system).locate(KEY) is None
+        assert b.store.get("leases", KEY.path) == Lease("b", 2)
+        taken = await (await b.system.submit(envelope("two"))).reply()
+        assert taken.text == "b: two"
+
+        # a resumes, still believing it owns the conversation: its turn commits nothing
+        fenced = await (await a.system.submit(envelope("three"))).reply()
+        assert fenced.status == "failed" and fenced.error is not None and fenced.error.code == "not_owner"
+        snapshot = a.store.get("snapshots", KEY.path)
+        assert snapshot.seq == 2 and snapshot.state == {"turns": 2}
+        assert [a.store.get("turns", turn_key(KEY.path, n)).output[0].text for n in (1, 2)] == ["a: one", "b: two"]
+        assert a.store.get("turns", turn_key(KEY.path, 3)) is None
+        assert a.system.stats.fenced_commits == 1
+        assert KEY not in [info.key for info in a.system.actors()]
+
+        # and it no longer takes the conversation while b is live: it points to b
+        a.cluster.registry.refresh()
+        with pytest.raises(NotOwner) as refused:
+            await a.system.submit(envelope("four"))
+        assert refused.value.owner == "b" and refused.value.retry_after > 0
+        assert await a.cluster.locator(a.system).locate(KEY) == Peer("b", "http://127.0.0.1:801")
+
+
+async def test_passivation_releases_the_lease_and_the_next_turn_takes_it_at_a_new_epoch(url: str) -> None:
+    async with running(url, "a") as a, running(url, "b") as b:
+        await (await a.system.submit(envelope("one"))).reply()
+        assert a.system.passivate(KEY)
+        await trio.testing.wait_all_tasks_blocked()
+        await a.store.commit([])  # the release's commit is in
+        assert a.store.get("leases", KEY.path) == Lease("", 1)
+        assert a.cluster.leases.lease(KEY.path) is None
+
+        # free: any node takes it, no waiting for a lease to run out
+        assert await b.cluster.locator(b.system).locate(KEY) is None
+        reply = await (await b.system.submit(envelope("two"))).reply()
+        assert reply.text == "b: two" and b.store.get("snapshots", KEY.path).seq == 2
+        assert b.store.get("leases", KEY.path) == Lease("b", 2)
+
+
+async def test_a_clean_shutdown_gives_every_lease_back(url: str) -> None:
+    async with running(url, "a") as a:
+        await (await a.system.submit(envelope("one"))).reply()
+        await (await a.system.submit(Envelope(ConversationKey("acme", "other"), (Message("user", "x"),)))).reply()
+    async with Store.open(url) as store:
+        assert dict(store.scan("leases")) == {"acme/chat": Lease("", 1), "acme/other": Lease("", 1)}
+        assert store.count("nodes") == 0
+
+
+async def test_the_sweeper_replays_a_dead_nodes_pending_inbox_row_once(url: str) -> None:
+    ghost = ConversationKey("acme", "left-behind")
+    pending = Envelope(ghost, (Message("user", "pay the invoice"),), idempotency_key="k1", turn_id="turn_ghost1")
+    async with running(url, "a") as a:
+        # what a node killed mid-turn leaves: its record, its lease, an accepted envelope's inbox row
+        await a.store.commit([
+            Put("nodes", "ghost", NodeRecord("ghost", "http://127.0.0.1:9", 7, LEASE, 0.0, 0.0)),
+            Put("leases", ghost.path, Lease("ghost", 3)),
+            Put("inbox", inbox_key(ghost.path, 1), InboxRecord(pending, received_at=1.0)),
+        ])  # fmt: skip
+        a.cluster.registry.refresh()
+        assert await a.cluster.sweep_once(a.system, lambda key: None, lambda: None) == 0  # ghost is live so far
+
+        a.clock.now += LEASE + 1
+        assert await a.cluster.sweep_once(a.system, lambda key: None, lambda: None) == 1
+        with trio.fail_after(10):
+            while a.store.count("inbox"):
+                await trio.sleep(0.01)
+        snapshot = a.store.get("snapshots", ghost.path)
+        assert snapshot.seq == 1
+        assert a.store.get("turns", turn_key(ghost.path, 1)).turn_id == "turn_ghost1"
+        assert a.store.get("leases", ghost.path) == Lease("a", 4)
+        assert a.system.stats.taken_over == 1
+        assert await a.cluster.sweep_once(a.system, lambda key: None, lambda: None) == 0  # nothing left to take
+
+
+async def test_the_sweeper_leaves_a_dead_nodes_conversation_to_its_preferred_live_node(url: str) -> None:
+    async with running(url, "a") as a, running(url, "b") as b:
+        keys = [ConversationKey("acme", f"c{n}") for n in range(12)]
+        ops: list[Put] = [Put("nodes", "ghost", NodeRecord("ghost", "http://127.0.0.1:9", 1, LEASE, 0.0, 0.0))]
+        for n, key in enumerate(keys):
+            row = InboxRecord(Envelope(key, (Message("user", "hi"),), idempotency_key=f"k{n}"), received_at=1.0)
+            ops += [Put("leases", key.path, Lease("ghost", 1)), Put("inbox", inbox_key(key.path, n + 1), row)]
+        await a.store.commit(ops)
+        for node in (a, b):
+            node.cluster.registry.refresh()
+            node.clock.now += LEASE + 1  # the ghost's heartbeat stood still for a lease...
+        for node in (a, b):
+            await node.cluster.registry.beat()  # ... while a's and b's moved
+        for node in (a, b):
+            node.cluster.registry.refresh()
+        taken_a = await a.cluster.sweep_once(a.system, lambda key: None, lambda: None)
+        taken_b = await b.cluster.sweep_once(b.system, lambda key: None, lambda: None)
+        assert taken_a + taken_b == len(keys) and taken_a and taken_b  # each took its rendezvous share
+        with trio.fail_after(10):
+            while a.store.count("inbox"):
+                await trio.sleep(0.01)
+        owners = {a.store.get("leases", key.path).owner for key in keys}
+        assert owners == {"a", "b"}
+        assert all(a.store.get("snapshots", key.path).seq == 1 for key in keys)
