@@ -73,9 +73,12 @@ class Leases:
         try:
             for _ in range(_ATTEMPTS):
                 current: Lease | None = self.store.get("leases", path)
-                if current is not None and current.owner not in (FREE, self.node_id):
-                    if self.registry.live(current.owner):
-                        raise NotOwner(key or ConversationKey("", path), current.owner)
+                if (
+                    current is not None
+                    and current.owner not in (FREE, self.node_id)
+                    and self.registry.live(current.owner)
+                ):
+                    raise NotOwner(key or ConversationKey("", path), current.owner)
                 taken = Lease(self.node_id, (current.epoch if current is not None else 0) + 1)
                 if await self.store.commit([Put("leases", path, taken)], expect=[Expect("leases", path, current)]):
                     self._held[path] = taken

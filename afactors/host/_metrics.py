@@ -61,6 +61,14 @@ class _Snapshots(Collector):
         )  # fmt: skip
         for name in ("activations", "passivations", "failures", "restarts", "cancelled", "stopped", "recovered"):
             yield _counter(f"afactors_actor_{name}", f"Actor {name} since start.", getattr(actors, name))
+        yield _counter(
+            "afactors_actor_fenced_commits", "Commits refused because another cluster node took the conversation.",
+            actors.fenced_commits,
+        )  # fmt: skip
+        yield _counter(
+            "afactors_actor_taken_over", "Conversations taken from another cluster node with rows to replay.",
+            actors.taken_over,
+        )  # fmt: skip
         yield _counter("afactors_turn_dead_letters", "Poison turns dead-lettered since start.", actors.dead_letters)
         depths = [actor.mailbox_depth for actor in system.actors()]
         yield _gauge("afactors_mailbox_depth", "Envelopes queued in all mailboxes.", sum(depths))

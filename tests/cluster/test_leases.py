@@ -82,7 +82,7 @@ def dies(survivor: Node) -> None:
 
 async def test_nodes_share_a_schema_a_node_id_runs_once_and_a_single_host_is_kept_out(url: str) -> None:
     async with running(url, "a"), running(url, "b"):
-        with pytest.raises(DatabaseLocked, match="cluster node 'a' is already running.*another --node-id"):
+        with pytest.raises(DatabaseLocked, match=r"cluster node 'a' is already running.*another --node-id"):
             async with Store.open(url, node="a"):
                 pass
         with pytest.raises(DatabaseLocked, match="already in use"):
