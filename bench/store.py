@@ -36,7 +36,7 @@ import lmdb
 import trio
 
 from afactors.model import Message
-from afactors.store import DedupRecord, Durability, Put, Snapshot, Store, TurnRecord
+from afactors.store import DedupRecord, Durability, Expect, Lease, Put, Snapshot, Store, TurnRecord
 from bench.common import MIN_RUNS, Metrics, bench_main, summarize, turn_text
 from bench.harness import progress
 
@@ -87,12 +87,19 @@ async def commit_load(
     warmup: float,
     durability: Durability = "durable",
     server_cpu: Callable[[], float] | None = None,
+    fenced: bool = False,
 ) -> dict[str, float]:
     """Commits/s, p50/p99 latency (ms), commits per transaction and CPU µs per commit (this process; and the
-    store server's, given a clock of its CPU seconds) over `seconds` after `warmup`, on the store at `location`."""
+    store server's, given a clock of its CPU seconds) over `seconds` after `warmup`, on the store at `location`.
+    `fenced` (PostgreSQL): open the store as a cluster node and make each commit expect its conversation's lease,
+    as a cluster node's turns do."""
     latencies: list[float] = []  # of the commits that finished inside the window
     window: dict[str, float] = {}
-    async with Store.open(location, durability=durability, max_batch=max_batch) as store:
+    options = {"node": "bench"} if fenced else {}
+    async with Store.open(location, durability=durability, max_batch=max_batch, **options) as store:
+        leases = [[Expect("leases", f"bench/{c}", Lease("bench", 1))] if fenced else [] for c in range(committers)]
+        if fenced:
+            await store.commit([Put("leases", f"bench/{c}", Lease("bench", 1)) for c in range(committers)])
         begin = time.perf_counter() + warmup
         end = begin + seconds
 
@@ -100,7 +107,7 @@ async def commit_load(
             n = 0
             while (started := time.perf_counter()) < end:
                 n += 1
-                await store.commit(_turn_commit(c, n))
+                await store.commit(_turn_commit(c, n), expect=leases[c])
                 finished = time.perf_counter()
                 if begin <= finished <= end:
                     latencies.append(finished - started)

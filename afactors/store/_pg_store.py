@@ -266,9 +266,12 @@ class PgStore(GroupCommitStore):
                 current: dict[tuple[str, bytes], bytes | None] = {}
                 if wanted:
                     kinds, keys = zip(*wanted, strict=True)
-                    if self.node is not None:  # other nodes write this schema: serialise on the rows checked
-                        cur.execute(_LOCK_ROWS, (row_locks(self._schema, wanted),))
-                    cur.execute(_SELECT, (list(kinds), list(keys)))
+                    if self.node is None:
+                        cur.execute(_SELECT, (list(kinds), list(keys)))
+                    else:  # other nodes write this schema: serialise on the rows checked (one round trip for both)
+                        with conn.pipeline():
+                            conn.execute(_LOCK_ROWS, (row_locks(self._schema, wanted),))
+                            cur.execute(_SELECT, (list(kinds), list(keys)))
                     current = {(kind, bytes(key)): bytes(value) for kind, key, value in cur.fetchall()}
                 pending: dict[tuple[str, bytes], bytes | None] = {}  # each key's last write in this batch
 
