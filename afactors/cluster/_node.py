@@ -90,14 +90,15 @@ class ClusterNode:
             except NotOwner:
                 continue  # another node was quicker
         for group, first in groups.items():
-            if group in conversations or not self.orphaned(group):
-                continue
-            try:
-                await self.leases.claim_path(group)
-            except NotOwner:
-                continue
-            deliver(first)
-            taken += 1
+            if self.leases.lease(group) is None:
+                if not self.orphaned(group):
+                    continue
+                try:
+                    await self.leases.claim_path(group)
+                except NotOwner:
+                    continue
+                taken += group not in conversations
+            deliver(first)  # (a no-op for a group being delivered already)
         self.taken_over += taken
         return taken
 
@@ -105,18 +106,25 @@ class ClusterNode:
         self, system: ActorSystem, deliver: Callable[[str], None], on_taken: Callable[[], None], *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:  # fmt: skip
-        """Run `sweep_once` now (this node's own conversations from an earlier run) and every heartbeat interval
-        until cancelled. `deliver(outbox_key)` hands an outbox group to delivery; `on_taken()` follows each
-        conversation taken (the host tracks the background turns it replays)."""
+        """Run `sweep_once` now (this node's own conversations from an earlier run), then again whenever the
+        nodes change (one dies, leaves or joins) and while a dead one is still registered; every heartbeat
+        interval, until cancelled. `deliver(outbox_key)` hands an outbox group to delivery; `on_taken()` follows
+        each conversation taken (the host tracks the background turns it replays)."""
         task_status.started()
+        registry = self.registry
+        last: tuple[list[str], list[str]] | None = None
         while True:
-            try:
-                taken = await self.sweep_once(system, deliver, on_taken)
-                if taken:
-                    log.info("node %s took over %d conversations with pending work", self.node_id, taken)
-            except StoreError as exc:
-                log.error("node %s: the takeover sweep failed: %s", self.node_id, exc)
-            await trio.sleep(self.registry.interval)
+            view = (registry.live_nodes(), registry.known())
+            if view != last or registry.dead():
+                try:
+                    taken = await self.sweep_once(system, deliver, on_taken)
+                    if taken:
+                        log.info("node %s took over %d conversations with pending work", self.node_id, taken)
+                    await registry.forget_silent()
+                    last = view
+                except StoreError as exc:
+                    log.error("node %s: the takeover sweep failed: %s", self.node_id, exc)
+            await trio.sleep(registry.interval)
 
 
 class LeaseLocator:

@@ -5,7 +5,8 @@ every node reads the others' records as often, noting on its own monotonic clock
 changed. A node whose beat has not changed for its lease length (as it registered it) is not live; a record gone
 (a clean shutdown deletes it) is not live at once. No two clocks are ever compared, so clock skew between
 machines cannot make a live node look dead or a dead one live; a node first seen by a fresh process gets a whole
-lease length from that moment.
+lease length from that moment. The record of a node silent for `FORGET_AFTER` lease lengths is deleted (its leases
+stay as they are: they are not live, so any node may take them).
 """
 
 from __future__ import annotations
@@ -18,17 +19,18 @@ import attrs
 import trio
 
 from afactors.cluster._locator import Peer
-from afactors.store import Delete, NodeRecord, Put, Store, StoreError
+from afactors.store import Delete, Expect, NodeRecord, Put, Store, StoreError
 
 log = logging.getLogger("afactors.cluster")
+
+FORGET_AFTER = 3
+"""Lease lengths of silence after which a node's record is deleted (a node killed never deletes its own)."""
 
 
 @attrs.define
 class _Seen:
-    beat: int
-    changed: float  # this process's monotonic time when `beat` last changed
-    lease_seconds: float
-    url: str
+    record: NodeRecord
+    changed: float  # this process's monotonic time when its beat last changed
 
 
 class Registry:
@@ -67,15 +69,33 @@ class Registry:
                 del self._seen[node_id]
         for node_id, record in found.items():
             seen = self._seen.get(node_id)
-            if seen is None or seen.beat != record.beat:
-                self._seen[node_id] = _Seen(record.beat, now, record.lease_seconds, record.url)
+            if seen is None or seen.record.beat != record.beat:
+                self._seen[node_id] = _Seen(record, now)
 
     def live(self, node_id: str) -> bool:
         """Whether `node_id` is live: this node, or a node whose heartbeat moved within its lease length."""
         if node_id == self.node_id:
             return True
         seen = self._seen.get(node_id)
-        return seen is not None and self._clock() - seen.changed < seen.lease_seconds
+        return seen is not None and self._clock() - seen.changed < seen.record.lease_seconds
+
+    def dead(self) -> list[str]:
+        """The registered nodes that are not live."""
+        return [node_id for node_id in self.known() if not self.live(node_id)]
+
+    async def forget_silent(self) -> list[str]:
+        """Delete the records of nodes silent for `FORGET_AFTER` lease lengths (unless one beat meanwhile)."""
+        now = self._clock()
+        silent = [
+            (node_id, seen.record)
+            for node_id, seen in self._seen.items()
+            if node_id != self.node_id and now - seen.changed >= FORGET_AFTER * seen.record.lease_seconds
+        ]
+        for node_id, record in silent:
+            await self.store.commit([Delete("nodes", node_id)], expect=[Expect("nodes", node_id, record)])
+            self._seen.pop(node_id, None)
+            log.info("node %s: forgot node %s (silent since beat %d)", self.node_id, node_id, record.beat)
+        return [node_id for node_id, _ in silent]
 
     def known(self) -> list[str]:
         """Every registered node id (live or not), this one included."""
@@ -90,7 +110,7 @@ class Registry:
         if node_id == self.node_id:
             return Peer(self.node_id, self.url)
         seen = self._seen.get(node_id)
-        return None if seen is None else Peer(node_id, seen.url)
+        return None if seen is None else Peer(node_id, seen.record.url)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Register, then heartbeat and refresh every `interval` until cancelled; on the way out, deregister (the

@@ -15,10 +15,10 @@ import trio
 import trio.testing
 
 from afactors.actors import ActorSystem, NotOwner
-from afactors.actors._keys import inbox_key, turn_key
+from afactors.actors._keys import inbox_key, outbox_key, turn_key
 from afactors.cluster import ClusterNode, Peer, open_node
 from afactors.model import ConversationKey, Envelope, Message, TurnContext, Update
-from afactors.store import InboxRecord, Lease, NodeRecord, Put, Store
+from afactors.store import InboxRecord, Lease, NodeRecord, OutboxRecord, Put, Store
 from afactors.store._pg_store import DatabaseLocked
 from afactors.store.pg_server import PgServer
 
@@ -231,3 +231,29 @@ async def test_the_sweeper_leaves_a_dead_nodes_conversation_to_its_preferred_liv
         owners = {a.store.get("leases", key.path).owner for key in keys}
         assert owners == {"a", "b"}
         assert all(a.store.get("snapshots", key.path).seq == 1 for key in keys)
+
+
+async def test_a_dead_nodes_undelivered_outbox_rows_are_handed_to_delivery_and_its_record_forgotten(url: str) -> None:
+    ghost = ConversationKey("acme", "unsent")
+    row_key = outbox_key(ghost.path, 5)
+    async with running(url, "a") as a:
+        await a.store.commit([
+            Put("nodes", "ghost", NodeRecord("ghost", "http://127.0.0.1:9", 7, LEASE, 0.0, 0.0)),
+            Put("leases", ghost.path, Lease("ghost", 2)),
+            Put("outbox", row_key, OutboxRecord("telegram", {"chat_id": 1}, {"text": "hi"})),
+        ])  # fmt: skip
+        a.cluster.registry.refresh()
+        handed: list[str] = []
+        assert await a.cluster.sweep_once(a.system, handed.append, lambda: None) == 0
+        assert handed == []  # ghost is live so far: its deliveries are its own
+
+        a.clock.now += LEASE + 1
+        assert await a.cluster.sweep_once(a.system, handed.append, lambda: None) == 1
+        assert handed == [row_key]
+        assert a.store.get("leases", ghost.path) == Lease("a", 3)
+        assert a.cluster.registry.dead() == ["ghost"]
+
+        assert await a.cluster.registry.forget_silent() == []  # silent for one lease: kept
+        a.clock.now += 2 * LEASE
+        assert await a.cluster.registry.forget_silent() == ["ghost"]
+        assert a.store.get("nodes", "ghost") is None and a.cluster.registry.dead() == []
