@@ -73,9 +73,12 @@ class Registry:
                 self._seen[node_id] = _Seen(record, now)
 
     def live(self, node_id: str) -> bool:
-        """Whether `node_id` is live: this node, or a node whose heartbeat moved within its lease length."""
+        """Whether `node_id` is live: this node, or a node whose heartbeat moved within its lease length. A node not
+        seen yet (it may have started since the last read) is looked up first."""
         if node_id == self.node_id:
             return True
+        if node_id not in self._seen:
+            self.refresh()
         seen = self._seen.get(node_id)
         return seen is not None and self._clock() - seen.changed < seen.record.lease_seconds
 

@@ -14,9 +14,10 @@ import pytest
 import trio
 import trio.testing
 
-from afactors.actors import ActorSystem, NotOwner
+from afactors.actors import ActorSystem, NotOwner, ledger
 from afactors.actors._keys import inbox_key, outbox_key, turn_key
 from afactors.cluster import ClusterNode, Peer, open_node
+from afactors.host._timers import Timers
 from afactors.model import ConversationKey, Envelope, Message, TurnContext, Update
 from afactors.store import InboxRecord, Lease, NodeRecord, OutboxRecord, Put, Store
 from afactors.store._pg_store import DatabaseLocked
@@ -97,7 +98,6 @@ async def test_nodes_share_a_schema_a_node_id_runs_once_and_a_single_host_is_kep
 
 async def test_a_lease_race_has_one_winner_and_the_epoch_grows_with_every_owner(url: str) -> None:
     async with running(url, "a") as a, running(url, "b") as b:
-        a.cluster.registry.refresh()
         outcomes: dict[str, object] = {}
 
         async def claim(node: Node) -> None:
@@ -148,8 +148,12 @@ async def test_a_fenced_node_writes_nothing_raises_and_drops_the_conversation(ur
         assert a.system.stats.fenced_commits == 1
         assert KEY not in [info.key for info in a.system.actors()]
 
+        # an envelope a accepts meanwhile is refused before anything is stored (its inbox row is b's to run)
+        with pytest.raises(NotOwner):
+            await a.system.submit(envelope("keyed", idempotency_key="k-a"))
+        assert a.store.count("inbox") == 0 and a.system.stats.fenced_commits == 1
+
         # and it no longer takes the conversation while b is live: it points to b
-        a.cluster.registry.refresh()
         with pytest.raises(NotOwner) as refused:
             await a.system.submit(envelope("four"))
         assert refused.value.owner == "b" and refused.value.retry_after > 0
@@ -257,3 +261,22 @@ async def test_a_dead_nodes_undelivered_outbox_rows_are_handed_to_delivery_and_i
         a.clock.now += 2 * LEASE
         assert await a.cluster.registry.forget_silent() == ["ghost"]
         assert a.store.get("nodes", "ghost") is None and a.cluster.registry.dead() == []
+
+
+async def test_a_timer_fires_only_on_the_node_that_owns_its_conversation(url: str) -> None:
+    async with running(url, "a") as a, running(url, "b") as b:
+        await (await a.system.submit(envelope("one"))).reply()
+        timer = await Timers(b.store, b.system).schedule(KEY, after=0, id="nudge")
+        row_key = ledger.timer_key(KEY.path, timer.id)
+        record = b.store.get("timers", row_key)
+        with pytest.raises(NotOwner) as refused:
+            await b.system.fire(row_key, record, record.timer.due_at)
+        assert refused.value.owner == "a"
+        assert b.store.get("timers", row_key).pending and b.store.count("inbox") == 0  # nothing written
+
+        assert await a.system.fire(row_key, record, record.timer.due_at)
+        with trio.fail_after(10):
+            while a.store.get("snapshots", KEY.path).seq < 2:
+                await trio.sleep(0.01)
+        assert a.store.get("turns", turn_key(KEY.path, 2)).output[0].text.startswith("a: ")
+        assert a.system.stats.timers_fired == 1 and b.system.stats.timers_fired == 0
