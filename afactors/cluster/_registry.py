@@ -117,7 +117,10 @@ class Registry:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Register, then heartbeat and refresh every `interval` until cancelled; on the way out, deregister (the
-        other nodes see this node gone at once)."""
+        other nodes see this node gone at once). The beat continues from an earlier run's, so a node restarted
+        under the same id never repeats a beat the others saw."""
+        earlier: NodeRecord | None = self.store.get("nodes", self.node_id)
+        self._beat = 0 if earlier is None else earlier.beat
         await self.beat()
         self.refresh()
         task_status.started()

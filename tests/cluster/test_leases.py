@@ -280,3 +280,25 @@ async def test_a_timer_fires_only_on_the_node_that_owns_its_conversation(url: st
                 await trio.sleep(0.01)
         assert a.store.get("turns", turn_key(KEY.path, 2)).output[0].text.startswith("a: ")
         assert a.system.stats.timers_fired == 1 and b.system.stats.timers_fired == 0
+
+
+async def test_a_node_restarted_under_its_id_continues_its_beat_and_replays_its_own_conversations_at_once(
+    url: str,
+) -> None:
+    mine = ConversationKey("acme", "mine")
+    row = InboxRecord(Envelope(mine, (Message("user", "hi"),), idempotency_key="k"), received_at=1.0)
+    async with Store.open(url, node="seed") as seed:  # what a killed run of node a left behind
+        await seed.commit([
+            Put("nodes", "a", NodeRecord("a", "http://127.0.0.1:9", 41, LEASE, 0.0, 0.0)),
+            Put("leases", mine.path, Lease("a", 4)),
+            Put("inbox", inbox_key(mine.path, 1), row),
+        ])  # fmt: skip
+    async with running(url, "a") as a:
+        assert a.store.get("nodes", "a").beat == 42
+        assert a.store.count("inbox") == 1  # a cluster node replays nothing at startup by itself...
+        assert await a.cluster.sweep_once(a.system, lambda key: None, lambda: None) == 1  # ...its sweeper does
+        with trio.fail_after(10):
+            while a.store.count("inbox"):
+                await trio.sleep(0.01)
+        assert a.store.get("snapshots", mine.path).seq == 1
+        assert a.store.get("leases", mine.path) == Lease("a", 5)
