@@ -46,6 +46,7 @@ class Timers:
         self._clock = clock
         self._wakeup = trio.Event()
         self._waiting_until = 0.0  # the due time the scheduler sleeps towards (inf: none pending)
+        self._elsewhere: dict[str, float] = {}  # a cluster node: due rows another node owns -> when to look again
 
     # -- the API ---------------------------------------------------------------------------------------------
 
@@ -113,7 +114,12 @@ class Timers:
             try:
                 rows = self._store.scan("timer_due", limit=FIRE_BATCH)
                 now = self._clock()
-                due = [(due_key, row) for due_key, row in rows if ledger.due_of(due_key) <= now]
+                self._elsewhere = {key: until for key, until in self._elsewhere.items() if until > now}
+                due = [
+                    (due_key, row)
+                    for due_key, row in rows
+                    if ledger.due_of(due_key) <= now and due_key not in self._elsewhere
+                ]
                 if due:
                     await self._fire(due, now)
                     continue
@@ -121,7 +127,10 @@ class Timers:
                 log.error("timer scheduler: store failure, retrying in %.0f s: %s", _RETRY, exc)
                 await trio.sleep(_RETRY)
                 continue
-            self._waiting_until = ledger.due_of(rows[0][0]) if rows else math.inf
+            self._waiting_until = min(
+                (max(ledger.due_of(due_key), self._elsewhere.get(due_key, 0.0)) for due_key, _ in rows),
+                default=math.inf,
+            )
             with trio.move_on_after(min(self._waiting_until - now, MAX_SLEEP)):
                 await self._wakeup.wait()
             self._waiting_until = 0.0
@@ -147,9 +156,9 @@ class Timers:
                 )
                 return
             await self._system.fire(row.timer_key, record, now)
-        except NotOwner as exc:  # a cluster node: the owner's scheduler fires it
+        except NotOwner as exc:  # a cluster node: the owner's scheduler fires it; look again in a while
             log.debug("timer %s not fired here: %s", row.timer_key, exc)
-            await trio.sleep(_RETRY)
+            self._elsewhere[due_key] = self._clock() + _RETRY
         except StoreError as exc:
             log.error("timer %s could not fire (it stays due and is tried again): %s", row.timer_key, exc)
             await trio.sleep(_RETRY)

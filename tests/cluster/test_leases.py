@@ -302,3 +302,25 @@ async def test_a_node_restarted_under_its_id_continues_its_beat_and_replays_its_
                 await trio.sleep(0.01)
         assert a.store.get("snapshots", mine.path).seq == 1
         assert a.store.get("leases", mine.path) == Lease("a", 5)
+
+
+async def test_each_nodes_timer_scheduler_fires_the_timers_of_its_own_conversations(url: str) -> None:
+    other = ConversationKey("acme", "other")
+    async with running(url, "a") as a, running(url, "b") as b:
+        await (await a.system.submit(envelope("one"))).reply()
+        await (await b.system.submit(Envelope(other, (Message("user", "one"),)))).reply()
+        async with trio.open_nursery() as nursery:
+            schedulers = [Timers(node.store, node.system) for node in (a, b)]
+            for scheduler in schedulers:
+                await nursery.start(scheduler.run)
+            await schedulers[1].schedule(KEY, after=0, id="for-a")
+            await schedulers[1].schedule(other, after=0, id="for-b")
+            for scheduler in schedulers:
+                scheduler.wake(0)
+            with trio.fail_after(10):
+                while a.store.get("snapshots", KEY.path).seq < 2 or a.store.get("snapshots", other.path).seq < 2:
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+        assert a.store.get("turns", turn_key(KEY.path, 2)).output[0].text.startswith("a: ")
+        assert a.store.get("turns", turn_key(other.path, 2)).output[0].text.startswith("b: ")
+        assert (a.system.stats.timers_fired, b.system.stats.timers_fired) == (1, 1)
