@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 import trio
@@ -50,6 +51,16 @@ class ClusterNode:
         self.leases = leases
         self.node_id = registry.node_id
         self.taken_over = 0  # conversations and outbox groups the sweeper took from dead nodes
+
+    def summary(self) -> dict[str, Any]:
+        """This node's view of the cluster, for `/status.json`: its id and URL, the live and the dead nodes, how
+        many leases it holds, how many conversations and outbox groups its sweeper took over."""
+        registry = self.registry
+        return {
+            "node_id": self.node_id, "url": registry.url, "lease_seconds": registry.lease_seconds,
+            "live": registry.live_nodes(), "dead": registry.dead(), "leases_held": len(self.leases.held),
+            "taken_over": self.taken_over,
+        }  # fmt: skip
 
     def locator(self, system: ActorSystem) -> LeaseLocator:
         """The `Locator` of this node over `system` (whose `Ownership` is `self.leases`)."""

@@ -316,7 +316,7 @@ async def open_host(
                 routes: list[Route] = [Route("/readiness", the_host._readiness, methods=("GET",))]
                 sources = StatusSources(
                     system, store, background, the_host.monitor, lambda: sorted(the_host.channels),
-                    lambda: the_host.outbox,
+                    lambda: the_host.outbox, cluster=lambda: None if node is None else node.summary(),
                 )  # fmt: skip
                 if config.web_ui:
                     routes.extend(web_routes(sources, api_keys))

@@ -39,6 +39,8 @@ class StatusSources:
     channels: Callable[[], list[str]]
     outbox: Callable[[], Outbox | None]
     started_at: float = attrs.field(factory=time.time)
+    cluster: Callable[[], dict[str, Any] | None] = lambda: None
+    """A cluster node's view (`ClusterNode.summary`); None on a single host."""
 
 
 def store_file_size(store: Store) -> int:
@@ -64,6 +66,7 @@ def status_report(sources: StatusSources, tenant: str | None) -> dict[str, Any]:
         "uptime": time.time() - sources.started_at,
         "channels": sources.channels(),
         "actors": attrs.asdict(actors),
+        "cluster": sources.cluster(),
         "live": [
             {
                 "conversation": info.key.conversation,

@@ -99,6 +99,8 @@ def test_kill_9_a_node_its_pending_turn_is_replayed_by_another_within_the_lease(
         assert duplicate.returncode == 1
         assert "cluster node 'a' is already running" in duplicate.stderr and "Traceback" not in duplicate.stderr
 
+        cluster = httpx.get(base_b + "/status.json", timeout=5).json()["cluster"]
+        assert cluster["node_id"] == "b" and cluster["url"] == base_b and cluster["live"] == ["a", "b"]
         response_id = start_slow_turn(base_a, runs, "a")
         os.kill(a.pid, signal.SIGKILL)
         a.wait(timeout=10)
@@ -108,6 +110,8 @@ def test_kill_9_a_node_its_pending_turn_is_replayed_by_another_within_the_lease(
         assert body["status"] == "completed", body
         assert body["output"][0]["content"][0]["text"] == "b: done"
         assert gap < LEASE * 6
+        cluster = httpx.get(base_b + "/status.json", timeout=5).json()["cluster"]
+        assert cluster["live"] == ["b"] and cluster["taken_over"] == 1
     found = stored(url)
     assert found["turns"] == 1 and found["inbox"] == 0
     assert list(found["leases"].values()) == [Lease("", 2)]  # a held it at epoch 1, b took it at 2, then freed it
