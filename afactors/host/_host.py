@@ -18,7 +18,14 @@ from afactors._tracing import Tracing
 from afactors.actors import ActorConfig, ActorSystem, Summarizer, TokenCounter
 from afactors.channel import DEFAULT_TENANT, Channel, Contribution, Route
 from afactors.cluster import (
-    DEFAULT_LEASE, ClusterNode, Forwarder, ForwardPolicy, Locator, check_advertise, open_node, preferred,
+    DEFAULT_LEASE,
+    ClusterNode,
+    Forwarder,
+    ForwardPolicy,
+    Locator,
+    check_advertise,
+    open_node,
+    preferred,
 )  # fmt: skip
 from afactors.host._admin import admin_routes
 from afactors.host._auth import ApiKeys
