@@ -6,22 +6,26 @@ Each node is a real `PgStore` opened as that node, a real `ClusterNode` (registr
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import attrs
+import httpx
 import pytest
 import trio
 import trio.testing
 
 from afactors.actors import ActorSystem, NotOwner, ledger
 from afactors.actors._keys import inbox_key, outbox_key, turn_key
-from afactors.cluster import ClusterNode, Peer, open_node
+from afactors.cluster import ClusterNode, LeaseLocator, Peer, open_node
+from afactors.host import open_host
 from afactors.host._timers import Timers
 from afactors.model import ConversationKey, Envelope, Message, TurnContext, Update
 from afactors.store import InboxRecord, Lease, NodeRecord, OutboxRecord, Put, Store
 from afactors.store._pg_store import DatabaseLocked
 from afactors.store.pg_server import PgServer
+from afactors_responses import ResponsesChannel
 
 KEY = ConversationKey("acme", "chat")
 LEASE = 60.0  # long: the nodes' own heartbeats (every LEASE / 3 of real time) never move during a test
@@ -324,3 +328,33 @@ async def test_each_nodes_timer_scheduler_fires_the_timers_of_its_own_conversati
         assert a.store.get("turns", turn_key(KEY.path, 2)).output[0].text.startswith("a: ")
         assert a.store.get("turns", turn_key(other.path, 2)).output[0].text.startswith("b: ")
         assert (a.system.stats.timers_fired, b.system.stats.timers_fired) == (1, 1)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_cluster_nodes_with_a_secret_forward_a_turn_to_the_conversations_owner(url: str) -> None:
+    ports = {"a": _free_port(), "b": _free_port()}
+    async with AsyncExitStack() as stack:
+        hosts = {
+            name: await stack.enter_async_context(
+                open_host(
+                    Echo(name), channels=[ResponsesChannel()], store=url, node_id=name, port=port,
+                    advertise=f"http://127.0.0.1:{port}", cluster_secret="s3cret", web_ui=False,
+                )
+            )
+            for name, port in ports.items()
+        }  # fmt: skip
+        assert isinstance(hosts["b"].locator, LeaseLocator)
+        async with httpx.AsyncClient(timeout=30) as client:
+            body = {"model": "m", "input": "hello", "conversation": "shared"}
+            first = await client.post(f"http://127.0.0.1:{ports['a']}/v1/responses", json=body)
+            assert first.status_code == 200, first.text
+            assert first.json()["output"][0]["content"][0]["text"] == "a: hello"
+            second = await client.post(f"http://127.0.0.1:{ports['b']}/v1/responses", json={**body, "input": "again"})
+            assert second.status_code == 200, second.text
+            assert second.json()["output"][0]["content"][0]["text"] == "a: again"  # run on its owner, a
+        assert hosts["b"].system.stats.turns == 0 and hosts["a"].system.stats.turns == 2
