@@ -78,9 +78,7 @@ class ClusterNode:
             return False
         return preferred(path, self.registry.live_nodes()) == self.node_id
 
-    async def sweep_once(
-        self, system: ActorSystem, deliver: Callable[[str], None], on_taken: Callable[[], None]
-    ) -> int:
+    async def sweep_once(self, system: ActorSystem, deliver: Callable[[str], None]) -> int:
         """One pass: take the conversations with pending inbox rows (and the outbox groups with undelivered rows)
         whose lease is orphaned (`orphaned`), replaying them as a restart does. How many it took."""
         store = self.leases.store
@@ -96,7 +94,6 @@ class ClusterNode:
                 continue
             try:
                 if await system.take_over(conversation):
-                    on_taken()  # before the replayed turns start: no checkpoint since `take_over` returned
                     taken += 1
             except NotOwner:
                 continue  # another node was quicker
@@ -114,13 +111,13 @@ class ClusterNode:
         return taken
 
     async def sweep(
-        self, system: ActorSystem, deliver: Callable[[str], None], on_taken: Callable[[], None], *,
+        self, system: ActorSystem, deliver: Callable[[str], None], *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:  # fmt: skip
         """Run `sweep_once` now (this node's own conversations from an earlier run), then again whenever the
         nodes change (one dies, leaves or joins) and while a dead one is still registered; every heartbeat
-        interval, until cancelled. `deliver(outbox_key)` hands an outbox group to delivery; `on_taken()` follows
-        each conversation taken (the host tracks the background turns it replays)."""
+        interval, until cancelled. `deliver(outbox_key)` hands an outbox group to delivery. (The background turns a
+        conversation taken replays are tracked as a restart's are: `ActorSystem.on_recovered`.)"""
         task_status.started()
         registry = self.registry
         last: tuple[list[str], list[str]] | None = None
@@ -128,7 +125,7 @@ class ClusterNode:
             view = (registry.live_nodes(), registry.known())
             if view != last or registry.dead():
                 try:
-                    taken = await self.sweep_once(system, deliver, on_taken)
+                    taken = await self.sweep_once(system, deliver)
                     if taken:
                         log.info("node %s took over %d conversations with pending work", self.node_id, taken)
                     await registry.forget_silent()

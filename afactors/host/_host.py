@@ -384,7 +384,7 @@ async def open_host(
                     _join_cluster(the_host, node, locator)
                 await services.start(the_host.outbox.run)
                 if node is not None:
-                    await services.start(node.sweep, system, the_host.outbox.notify, background.track_recovered)
+                    await services.start(node.sweep, system, the_host.outbox.notify)
                 if config.retention.enabled:
                     await services.start(the_host.sweeper.run)
                 system.on_outbox = the_host.outbox.notify

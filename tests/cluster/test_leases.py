@@ -200,10 +200,10 @@ async def test_the_sweeper_replays_a_dead_nodes_pending_inbox_row_once(url: str)
             Put("inbox", inbox_key(ghost.path, 1), InboxRecord(pending, received_at=1.0)),
         ])  # fmt: skip
         a.cluster.registry.refresh()
-        assert await a.cluster.sweep_once(a.system, lambda key: None, lambda: None) == 0  # ghost is live so far
+        assert await a.cluster.sweep_once(a.system, lambda key: None) == 0  # ghost is live so far
 
         a.clock.now += LEASE + 1
-        assert await a.cluster.sweep_once(a.system, lambda key: None, lambda: None) == 1
+        assert await a.cluster.sweep_once(a.system, lambda key: None) == 1
         with trio.fail_after(10):
             while a.store.count("inbox"):
                 await trio.sleep(0.01)
@@ -212,7 +212,7 @@ async def test_the_sweeper_replays_a_dead_nodes_pending_inbox_row_once(url: str)
         assert a.store.get("turns", turn_key(ghost.path, 1)).turn_id == "turn_ghost1"
         assert a.store.get("leases", ghost.path) == Lease("a", 4)
         assert a.system.stats.taken_over == 1
-        assert await a.cluster.sweep_once(a.system, lambda key: None, lambda: None) == 0  # nothing left to take
+        assert await a.cluster.sweep_once(a.system, lambda key: None) == 0  # nothing left to take
 
 
 async def test_the_sweeper_leaves_a_dead_nodes_conversation_to_its_preferred_live_node(url: str) -> None:
@@ -230,8 +230,8 @@ async def test_the_sweeper_leaves_a_dead_nodes_conversation_to_its_preferred_liv
             await node.cluster.registry.beat()  # ... while a's and b's moved
         for node in (a, b):
             node.cluster.registry.refresh()
-        taken_a = await a.cluster.sweep_once(a.system, lambda key: None, lambda: None)
-        taken_b = await b.cluster.sweep_once(b.system, lambda key: None, lambda: None)
+        taken_a = await a.cluster.sweep_once(a.system, lambda key: None)
+        taken_b = await b.cluster.sweep_once(b.system, lambda key: None)
         assert taken_a + taken_b == len(keys) and taken_a and taken_b  # each took its rendezvous share
         with trio.fail_after(10):
             while a.store.count("inbox"):
@@ -252,11 +252,11 @@ async def test_a_dead_nodes_undelivered_outbox_rows_are_handed_to_delivery_and_i
         ])  # fmt: skip
         a.cluster.registry.refresh()
         handed: list[str] = []
-        assert await a.cluster.sweep_once(a.system, handed.append, lambda: None) == 0
+        assert await a.cluster.sweep_once(a.system, handed.append) == 0
         assert handed == []  # ghost is live so far: its deliveries are its own
 
         a.clock.now += LEASE + 1
-        assert await a.cluster.sweep_once(a.system, handed.append, lambda: None) == 1
+        assert await a.cluster.sweep_once(a.system, handed.append) == 1
         assert handed == [row_key]
         assert a.store.get("leases", ghost.path) == Lease("a", 3)
         assert a.cluster.registry.dead() == ["ghost"]
@@ -300,7 +300,7 @@ async def test_a_node_restarted_under_its_id_continues_its_beat_and_replays_its_
     async with running(url, "a") as a:
         assert a.store.get("nodes", "a").beat == 42
         assert a.store.count("inbox") == 1  # a cluster node replays nothing at startup by itself...
-        assert await a.cluster.sweep_once(a.system, lambda key: None, lambda: None) == 1  # ...its sweeper does
+        assert await a.cluster.sweep_once(a.system, lambda key: None) == 1  # ...its sweeper does
         with trio.fail_after(10):
             while a.store.count("inbox"):
                 await trio.sleep(0.01)
