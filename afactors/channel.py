@@ -12,7 +12,7 @@ Must not import: `afactors.host` (the host imports this module).
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Sequence
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
@@ -82,11 +82,13 @@ class LeanRequest:
 
 @attrs.frozen
 class LeanResponse:
-    """A whole HTTP response from a `Route.lean` view; `headers` are (lower-case name, value) pairs."""
+    """An HTTP response from a `Route.lean` view; `headers` are (lower-case name, value) pairs. `stream`: the body's
+    chunks sent one by one after `body` (a streamed answer: give no `content-length`), else `body` is all of it."""
 
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes
+    stream: AsyncIterable[bytes] | None = None
 
 
 LeanView = Callable[[LeanRequest], Awaitable[LeanResponse | None]]

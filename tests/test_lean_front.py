@@ -167,3 +167,42 @@ async def test_a_lean_view_that_raises_is_a_json_500() -> None:
     front = LeanFront(behind, [Route("/hot", quart_view, lean=broken)], 100)
     sent = await _call(front, _scope(headers=_length(2)), [{"type": "http.request", "body": b"{}"}])
     assert sent[0]["status"] == 500 and b"internal_server_error" in sent[1]["body"] and behind.got == []
+
+
+def _streaming(chunks: list[bytes], closed: list[bool], gate: trio.Event | None = None) -> Route:
+    async def stream() -> Any:
+        try:
+            for chunk in chunks:
+                if gate is not None and chunk == b"late":
+                    await gate.wait()
+                yield chunk
+        finally:
+            closed.append(True)
+
+    async def streamed(request: LeanRequest) -> LeanResponse | None:
+        return LeanResponse(200, (("content-type", "application/x-ndjson"),), b"first\n", stream())
+
+    async def quart_view() -> None:
+        raise AssertionError
+
+    return Route("/hot", quart_view, lean=streamed)
+
+
+async def test_a_streamed_lean_response_sends_its_body_then_each_chunk_then_the_end() -> None:
+    closed: list[bool] = []
+    front = LeanFront(Behind(), [_streaming([b"a\n", b"b\n"], closed)], 100)
+    sent = await _call(front, _scope(headers=_length(2)), [{"type": "http.request", "body": b"{}"}], then_wait=True)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
+    assert [(m["body"], m["more_body"]) for m in sent[1:]] == [
+        (b"first\n", True), (b"a\n", True), (b"b\n", True), (b"", False)
+    ]  # fmt: skip
+    assert closed == [True]
+
+
+async def test_a_client_that_goes_away_mid_stream_stops_the_stream() -> None:
+    closed: list[bool] = []
+    gate = trio.Event()  # never set: the stream waits for the client to go away
+    front = LeanFront(Behind(), [_streaming([b"a\n", b"late"], closed, gate)], 100)
+    sent = await _call(front, _scope(headers=_length(2)), [{"type": "http.request", "body": b"{}"}])
+    assert [m.get("body") for m in sent[1:]] == [b"first\n", b"a\n"][: len(sent) - 1]
+    assert all(m.get("more_body", True) for m in sent[1:]) and closed == [True] and not gate.is_set()

@@ -5,7 +5,9 @@
 identity check already ran on the node that received the request, so here it goes straight to the actor system
 (through the channel's context, for its metrics and background bookkeeping). A forwarded request is never forwarded
 again: when this node does not own the conversation (any more) it answers 409 `not_owner` and the sender locates
-the owner anew. `POST /v1/cluster/turns/<id>/cancel` cancels a turn this node holds.
+the owner anew. It is served in front of Quart (`LeanFront`) when the request is plain; the Quart view answers the
+rest (a chunked or slow body, one over the limit) alike. `POST /v1/cluster/turns/<id>/cancel` cancels a turn this
+node holds.
 
 Every request must carry `Authorization: Bearer <cluster secret>` (401 without, 403 when wrong; compared in constant
 time) and `Afactors-Forwarded-By: <sending node id>` (400 without; 508 `loop_detected` when it names this node).
@@ -16,14 +18,15 @@ Must not import: `afactors.host._host` (it imports this).
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
+import attrs
 import trio
 from quart import Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from afactors.actors import ActorSystem, ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle
-from afactors.channel import Route
+from afactors.channel import LeanRequest, LeanResponse, Route
 from afactors.cluster import Locator
 from afactors.cluster._wire import (
     CANCEL_RULE,
@@ -42,17 +45,48 @@ from afactors.cluster._wire import (
 from afactors.host.context import HostChannelContext
 from afactors.store import StoreFull
 
+Header = Callable[[str], str | None]
+"""A request header by name (any case), or None."""
+
+
+@attrs.frozen
+class _Answer:
+    """What a route answers, for Quart or the lean front alike: `body`, then `stream`'s chunks when it streams."""
+
+    status: int
+    body: bytes
+    stream: AsyncIterator[bytes] | None = None
+    retry_after: float | None = None
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        kind = ("content-type", NDJSON if self.status == 200 else "application/json")
+        length = () if self.stream is not None else (("content-length", str(len(self.body))),)
+        retry = () if self.retry_after is None else (("retry-after", str(max(1, round(self.retry_after)))),)
+        return (kind, *length, *retry)
+
+    def quart(self) -> Response:
+        body = self.body if self.stream is None else _chained(self.body, self.stream)
+        response = Response(body, status=self.status, headers=dict(self.headers()))
+        response.timeout = None  # a turn may run long; the heartbeats show it is alive
+        return response
+
+    def lean(self) -> LeanResponse:
+        return LeanResponse(self.status, self.headers(), self.body, self.stream)
+
+
+async def _chained(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in rest:
+        yield chunk
+
 
 class _Refused(Exception):
     def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
 
-    def response(self) -> Response:
-        response = Response(encode_error(self.code, self.message), status=self.status, content_type="application/json")
-        if self.retry_after is not None:
-            response.headers["Retry-After"] = str(max(1, round(self.retry_after)))
-        return response
+    def answer(self) -> _Answer:
+        return _Answer(self.status, encode_error(self.code, self.message), retry_after=self.retry_after)
 
 
 def _refusal(error: Exception) -> _Refused | None:
@@ -69,7 +103,7 @@ def _refusal(error: Exception) -> _Refused | None:
 
 
 class ClusterRoutes:
-    """The views that run forwarded turns on this node."""
+    """The views that run forwarded turns on this node (`POST /v1/cluster/turns` also lean: in front of Quart)."""
 
     def __init__(
         self,
@@ -87,15 +121,18 @@ class ClusterRoutes:
         self.heartbeat, self.max_body_bytes = heartbeat, max_body_bytes
 
     def routes(self) -> list[Route]:
-        return [Route(TURNS_PATH, self.turns, methods=("POST",)), Route(CANCEL_RULE, self.cancel, methods=("POST",))]
+        return [
+            Route(TURNS_PATH, self.turns, methods=("POST",), lean=self.turns_lean),
+            Route(CANCEL_RULE, self.cancel, methods=("POST",)),
+        ]
 
-    def _check(self) -> None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    def _check(self, header: Header) -> None:
+        scheme, _, token = (header("Authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _Refused(401, "unauthorized", "missing cluster secret: send 'Authorization: Bearer <secret>'")
         if not hmac.compare_digest(token.strip().encode(), self._secret):
             raise _Refused(403, "forbidden", "wrong cluster secret")
-        sender = request.headers.get(FORWARDED_BY)
+        sender = header(FORWARDED_BY)
         if not sender:
             raise _Refused(400, "bad_request", f"missing the {FORWARDED_BY} header naming the sending node")
         if sender == self.node_id:
@@ -103,20 +140,35 @@ class ClusterRoutes:
 
     async def turns(self) -> Response:
         try:
-            self._check()
-            return await self._turn()
+            self._check(request.headers.get)
+            if (request.content_length or 0) > self.max_body_bytes:
+                raise self._too_large()
+            try:
+                body = await request.get_data()
+            except RequestEntityTooLarge:
+                raise self._too_large() from None
+            answer = await self._turn(body)
         except _Refused as refused:
-            return refused.response()
+            answer = refused.answer()
+        return answer.quart()
 
-    async def _turn(self) -> Response:
-        if (request.content_length or 0) > self.max_body_bytes:
-            raise _Refused(413, "payload_too_large", f"the body is larger than {self.max_body_bytes} bytes")
+    async def turns_lean(self, lean: LeanRequest) -> LeanResponse:
+        """`turns` in front of Quart (the lean front only passes bodies within the limit)."""
         try:
-            forward = decode_request(await request.get_data())
+            self._check(lean.header)
+            answer = await self._turn(lean.body)
+        except _Refused as refused:
+            answer = refused.answer()
+        return answer.lean()
+
+    def _too_large(self) -> _Refused:
+        return _Refused(413, "payload_too_large", f"the body is larger than {self.max_body_bytes} bytes")
+
+    async def _turn(self, body: bytes | str) -> _Answer:
+        try:
+            forward = decode_request(body)
         except WireError as error:
             raise _Refused(400, error.code, error.message) from None
-        except RequestEntityTooLarge:
-            raise _Refused(413, "payload_too_large", f"the body is larger than {self.max_body_bytes} bytes") from None
         ctx = self.contexts.get(forward.channel)
         if ctx is None:
             raise _Refused(400, "unknown_channel", f"this node serves no channel {forward.channel!r}")
@@ -130,22 +182,22 @@ class ClusterRoutes:
         try:
             if forward.background:
                 record = await ctx.start_here(envelope)
-                lines = encode_event(Accepted(record.id)) + encode_event(Queued(record))
-                return Response(lines, status=200, content_type=NDJSON)
+                return _Answer(200, encode_event(Accepted(record.id)) + encode_event(Queued(record)))
             handle = await ctx.run_here(envelope, forward.stream)
         except Exception as error:
             refused = _refusal(error)
             if refused is None:
                 raise
             raise refused from None
-        response = Response(self._events(handle, forward.stream), status=200, content_type=NDJSON)
-        response.timeout = None  # a turn may run long; the heartbeats show it is alive
-        return response
+        if handle.done:  # answered before: accepted and the reply in one piece
+            accepted = encode_event(Accepted(handle.turn_id, done=True))
+            return _Answer(200, accepted + encode_event(Finished(await handle.reply(), handle.stream_dropped)))
+        return _Answer(200, encode_event(Accepted(handle.turn_id)), self._events(handle, forward.stream))
 
     async def _events(self, handle: TurnHandle, stream: bool) -> AsyncIterator[bytes]:
-        """The turn's answer: accepted, its updates (when streamed), its reply; a heartbeat line whenever nothing
-        else was sent for `heartbeat` seconds. The sender going away leaves the turn running (it is durable)."""
-        yield encode_event(Accepted(handle.turn_id, done=handle.done))
+        """The turn's answer after "accepted": its updates (when streamed), its reply; a heartbeat line whenever
+        nothing else was sent for `heartbeat` seconds. The sender going away leaves the turn running (it is
+        durable)."""
         if stream:
             while True:
                 batch = None
@@ -165,8 +217,8 @@ class ClusterRoutes:
 
     async def cancel(self, turn_id: str) -> Response:
         try:
-            self._check()
+            self._check(request.headers.get)
         except _Refused as refused:
-            return refused.response()
+            return refused.answer().quart()
         cancelled = await self.system.cancel(turn_id)
         return Response(b'{"cancelled": %s}' % (b"true" if cancelled else b"false"), content_type="application/json")

@@ -2,10 +2,11 @@
 
 Per request Quart builds a request context, matches the URL map, opens a session, sends signals and wraps the
 response; on a hot route that is a large part of the work (see docs/performance.md). A `Route.lean` view skips it
-for plain requests: a static rule, a method the route takes, a `Content-Length` within `max_body_bytes` and the
-whole body arriving within `LEAN_BODY_WAIT`. Anything else (no length, chunked, too large, slow, undecodable
-headers, a view that hands the request back) is replayed to Quart, body included, so the limits' answers (413,
-408) and every other behaviour stay Quart's. As under quart-trio, a client that disconnects cancels its view.
+for plain requests (its answer whole, or streamed chunk by chunk): a static rule, a method the route takes, a
+`Content-Length` within `max_body_bytes` and the whole body arriving within `LEAN_BODY_WAIT`. Anything else (no
+length, chunked, too large, slow, undecodable headers, a view that hands the request back) is replayed to Quart,
+body included, so the limits' answers (413, 408) and every other behaviour stay Quart's. As under quart-trio, a
+client that disconnects cancels its view.
 """
 
 from __future__ import annotations
@@ -126,10 +127,23 @@ class LeanFront:
             if response is not None:
                 headers = [(key.encode(), value.encode()) for key, value in response.headers]
                 await send({"type": "http.response.start", "status": response.status, "headers": headers})
-                await send({"type": "http.response.body", "body": response.body, "more_body": False})
+                if response.stream is None:
+                    await send({"type": "http.response.body", "body": response.body, "more_body": False})
+                else:
+                    await _stream(response, send)
                 answered = True
             nursery.cancel_scope.cancel()
         if answered or (read and read[-1]["type"] == "http.disconnect"):
             return True
         read.appendleft({"type": "http.request", "body": request.body, "more_body": False})
         return False
+
+
+async def _stream(response: LeanResponse, send: Send) -> None:
+    """Send a streamed response's body: `body`, then each chunk of `stream` as it comes, then the end."""
+    assert response.stream is not None
+    if response.body:
+        await send({"type": "http.response.body", "body": response.body, "more_body": True})
+    async for chunk in response.stream:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -48,6 +48,26 @@ async def test_an_authenticated_forwarded_turn_is_answered_in_ndjson(nodes: Open
     assert events(again)[0] == {"accepted": "t-b-1", "done": True} and events(again)[1] == finished
 
 
+async def chunked(content: bytes) -> Any:
+    yield content  # no content-length: served by the Quart view, not the lean one
+
+
+async def test_a_chunked_request_gets_the_same_answers_from_the_quart_view(nodes: OpenNodes) -> None:
+    async with nodes() as n, httpx.AsyncClient(timeout=10) as client:
+        url = n.b_url + "/v1/cluster/turns"
+        plain = await client.post(url, content=body("b-3"), headers=GOOD)
+        streamed = await client.post(url, content=chunked(body("b-4")), headers=GOOD)
+        again = await client.post(url, content=chunked(body("b-3")), headers=GOOD)
+        refused = await client.post(url, content=chunked(b"[]"), headers=GOOD)
+        unauthorized = await client.post(url, content=chunked(body("b-5")), headers={FORWARDED_BY: "a"})
+    assert "content-length" not in streamed.request.headers
+    assert [event.keys() for event in events(plain)] == [event.keys() for event in events(streamed)]
+    assert events(streamed)[0] == {"accepted": "t-b-4"} and streamed.headers["content-type"] == "application/x-ndjson"
+    assert events(again) == [{"accepted": "t-b-3", "done": True}, events(plain)[1]]
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_request"
+    assert unauthorized.status_code == 401 and unauthorized.json()["error"]["code"] == "unauthorized"
+
+
 REFUSED_HEADERS = [
     ({FORWARDED_BY: "a"}, 401, "unauthorized"),
     ({"authorization": "Basic abc", FORWARDED_BY: "a"}, 401, "unauthorized"),
