@@ -27,17 +27,17 @@ Must not import: `afactors.host` (the host imports this package).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 
 import attrs
-import httpx
 import orjson
 import trio
 
 from afactors._backoff import Backoff
 from afactors.actors import ActorUnavailable, ConversationBusy, TurnHandle, new_turn_id
 from afactors.cluster._locator import Locator, Peer
+from afactors.cluster._peers import PeerClient, PeerError, PeerResponse
 from afactors.cluster._wire import (
     FORWARDED_BY,
     TURNS_PATH,
@@ -122,8 +122,8 @@ class _Opened:
     """An owner's answer whose first event was read: the turn is accepted."""
 
     peer: Peer
-    response: httpx.Response
-    lines: AsyncIterator[str]
+    response: PeerResponse
+    lines: AsyncGenerator[bytes, None]
     accepted: Accepted
     complete: bool = False
 
@@ -138,10 +138,11 @@ class _Opened:
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(1.0):  # closing a socket: never let it hang shutdown
-            if self.complete:  # read the (empty) rest, so httpx's readers end instead of being left to the GC
-                with suppress(httpx.HTTPError):
+            if self.complete:  # read the (empty) rest, so the connection can serve the next turn
+                with suppress(PeerError):
                     async for _ in self.lines:
                         pass
+            await self.lines.aclose()
             await self.response.aclose()
 
 
@@ -153,26 +154,30 @@ class Forwarder:
     still running (their handles end "cancelled"/"shutdown"; the turns run on at their owners).
     """
 
-    def __init__(self, locator: Locator, secret: str, client: httpx.AsyncClient, nursery: trio.Nursery,
+    def __init__(self, locator: Locator, secret: str, client: PeerClient, nursery: trio.Nursery,
                  policy: ForwardPolicy) -> None:  # fmt: skip
         self.locator, self.policy = locator, policy
         self.observe: Observe | None = None
         self._headers = {"authorization": f"Bearer {secret}", FORWARDED_BY: locator.node_id}
+        self._turn_headers = {**self._headers, "content-type": "application/json"}
         self._client, self._nursery = client, nursery
 
     @classmethod
     @asynccontextmanager
     async def open(cls, locator: Locator, secret: str, policy: ForwardPolicy | None = None) -> AsyncIterator[Forwarder]:
-        """A running forwarder: its HTTP client (connections to the peers) and the nursery of the turns it reads."""
+        """A running forwarder: its HTTP client (keep-alive connections to the peers, one per running forwarded turn)
+        and the nursery of the turns it reads."""
         policy = policy or ForwardPolicy()
-        timeout = httpx.Timeout(policy.silence, connect=policy.connect_timeout)
-        limits = httpx.Limits(max_connections=policy.max_connections, max_keepalive_connections=64)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as client:
+        client = PeerClient(connect=policy.connect_timeout, silence=policy.silence,
+                            max_connections=policy.max_connections)  # fmt: skip
+        try:
             async with trio.open_nursery() as nursery:
                 try:
                     yield cls(locator, secret, client, nursery, policy)
                 finally:
                     nursery.cancel_scope.cancel()
+        finally:
+            await client.aclose()
 
     # -- submitting -----------------------------------------------------------------------------------------
 
@@ -221,12 +226,15 @@ class Forwarder:
         """Ask `peer` to cancel a turn it holds; False if it holds none by that id, or could not be asked."""
         with trio.move_on_after(self.policy.silence):
             try:
-                url = peer.url.rstrip("/") + cancel_path(turn_id)
-                answer = await self._client.post(url, headers=self._headers)
-                if answer.status_code == 200:
-                    return orjson.loads(answer.content).get("cancelled") is True
-                log.warning("cluster: node %s refused to cancel %s: %s", peer.node_id, turn_id, answer.status_code)
-            except (httpx.HTTPError, orjson.JSONDecodeError, AttributeError) as error:
+                answer = await self._client.post(peer.url.rstrip("/") + cancel_path(turn_id), b"", self._headers)
+                try:
+                    content = await answer.read()
+                finally:
+                    await answer.aclose()
+                if answer.status == 200:
+                    return orjson.loads(content).get("cancelled") is True
+                log.warning("cluster: node %s refused to cancel %s: %s", peer.node_id, turn_id, answer.status)
+            except (PeerError, orjson.JSONDecodeError, AttributeError) as error:
                 log.warning("cluster: cancelling %s on node %s failed: %r", turn_id, peer.node_id, error)
         return False
 
@@ -264,7 +272,7 @@ class Forwarder:
                     return True
                 else:
                     raise WireError(f"unexpected {type(event).__name__} event", "bad_event")
-        except (httpx.HTTPError, WireError) as error:
+        except (PeerError, WireError) as error:
             log.warning("cluster: the answer of node %s for %s broke off: %r", opened.peer.node_id, handle.turn_id,
                         error)  # fmt: skip
         return False
@@ -320,22 +328,20 @@ class Forwarder:
         raise ActorUnavailable(key, policy.retry_after, f"because no node accepted it ({reason})")
 
     async def _send(self, peer: Peer, forward: ForwardRequest) -> _Opened:
-        client = self._client
-        request = client.build_request("POST", peer.url.rstrip("/") + TURNS_PATH, content=encode_request(forward),
-                                       headers={**self._headers, "content-type": "application/json"})  # fmt: skip
+        url = peer.url.rstrip("/") + TURNS_PATH
         try:
-            response = await client.send(request, stream=True)
-        except httpx.HTTPError as error:
-            raise _Retry(f"unreachable: {error!r}") from None
-        opened = _Opened(peer, response, response.aiter_lines(), Accepted(""))
+            response = await self._client.post(url, encode_request(forward), self._turn_headers)
+        except PeerError as error:
+            raise _Retry(f"unreachable: {error}") from None
+        opened = _Opened(peer, response, response.lines(), Accepted(""))
         try:
-            if response.status_code != 200:
-                self._refused(forward.envelope.key, peer, response.status_code, await response.aread(),
+            if response.status != 200:
+                self._refused(forward.envelope.key, peer, response.status, await response.read(),
                               response.headers.get("retry-after"))  # fmt: skip
             first = await opened.next()
-        except httpx.HTTPError as error:
+        except PeerError as error:
             await opened.aclose()
-            raise _Retry(f"its answer broke off: {error!r}") from None
+            raise _Retry(f"its answer broke off: {error}") from None
         except BaseException:
             await opened.aclose()
             raise
@@ -362,7 +368,7 @@ class Forwarder:
     async def _event(self, opened: _Opened) -> Event | None:
         try:
             return await opened.next()
-        except (httpx.HTTPError, WireError):
+        except (PeerError, WireError):
             return None
 
     # -- small pieces ---------------------------------------------------------------------------------------
