@@ -56,6 +56,14 @@ from afactors.targets import DemoAgent, as_agent
 log = logging.getLogger("afactors.host")
 
 
+def lease_forward_policy(lease_seconds: float) -> ForwardPolicy:
+    """The forward policy of a cluster node whose lease is `lease_seconds`: an owner silent for half a lease (a
+    stopped process: its kernel still accepts the connection) is given up and the turn relocated, and relocating goes
+    on for two leases, past the point where a dead or stopped owner's lease has run out everywhere (a lease, plus up
+    to two heartbeat intervals until the others notice), so the turn then runs on a live node."""
+    return ForwardPolicy(wait=2 * lease_seconds, silence=lease_seconds / 2)
+
+
 @attrs.frozen
 class HostConfig:
     """How `open_host` runs: where state lives, where it listens, who may call, and how actors behave.
@@ -86,7 +94,8 @@ class HostConfig:
     `cluster_secret`: the secret nodes of a cluster authenticate forwarded turns with (`open_host(locator=...)`;
     the CLI reads `$AFACTORS_CLUSTER_SECRET`); with it the host serves the internal routes `/v1/cluster/...`, and a
     cluster node forwards a turn of a conversation another node owns to it.
-    `forward`: how hard a node tries to hand a turn to its conversation's owner (docs/scale-out.md, Forwarding).
+    `forward`: how hard a node tries to hand a turn to its conversation's owner (docs/scale-out.md, Forwarding);
+    None (the default): `lease_forward_policy(lease_seconds)` on a cluster node, else `ForwardPolicy()`.
     """
 
     state_dir: str | os.PathLike[str] = ".afactors"
@@ -123,7 +132,7 @@ class HostConfig:
     tracer_provider: Any = attrs.field(default=None, repr=False)
     node_id: str | None = None
     cluster_secret: str | None = attrs.field(default=None, repr=False)
-    forward: ForwardPolicy = attrs.field(factory=ForwardPolicy)
+    forward: ForwardPolicy | None = None
     advertise: str | None = None
     lease_seconds: float = DEFAULT_LEASE
 
@@ -147,6 +156,13 @@ class HostConfig:
         check_advertise(self.advertise)
         if self.lease_seconds <= 0:
             raise ValueError(f"--lease-seconds must be positive, not {self.lease_seconds}")
+
+    @property
+    def forward_policy(self) -> ForwardPolicy:
+        """The forward policy in force: `forward` if given, else one derived from the lease on a cluster node."""
+        if self.forward is not None:
+            return self.forward
+        return lease_forward_policy(self.lease_seconds) if self.cluster else ForwardPolicy()
 
     def actor_config(self) -> ActorConfig:
         return ActorConfig(
@@ -238,7 +254,7 @@ def _forwarding(locator: Locator | None, config: HostConfig) -> AbstractAsyncCon
     requests may still wait on forwarded turns); nothing without a locator."""
     if locator is None or not config.cluster_secret:
         return nullcontext()
-    return Forwarder.open(locator, config.cluster_secret, config.forward)
+    return Forwarder.open(locator, config.cluster_secret, config.forward_policy)
 
 
 def _join_cluster(host: Host, node: ClusterNode, locator: Locator | None) -> None:
@@ -370,7 +386,7 @@ async def open_host(
                 if config.cluster_secret:
                     own.extend(ClusterRoutes(
                         config.cluster_secret, "" if locator is None else locator.node_id, locator, system, contexts,
-                        heartbeat=config.forward.heartbeat, max_body_bytes=config.limits.max_body_bytes,
+                        heartbeat=config.forward_policy.heartbeat, max_body_bytes=config.limits.max_body_bytes,
                     ).routes())  # fmt: skip
                 routes[1:1] = own  # before any channel's catch-all
                 stop_server = trio.Event()
