@@ -462,7 +462,7 @@ class ActorSystem:
             key=key, kind="timer", turn_id=new_turn_id("timer_"), options={TIMER_OPTION: converter.unstructure(timer)},
             reply_to=timer.reply_to or snapshot.reply_to, identity=timer.sender, response_target=timer.response_target,
         )  # fmt: skip
-        if timer.response_target is not None and self.route_timer is not None:
+        if self.route_timer is not None:
             envelope = self.route_timer(envelope)
         entry = Entry(envelope, TurnHandle(envelope.turn_id or ""), now, stamp=self._next_stamp())
         unchanged = Expect("timers", row_key, record)

@@ -6,6 +6,7 @@ Errors use the OpenAI-style envelope `{"error": {"message", "type", "param", "co
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -177,6 +178,11 @@ def _error(exc: HttpError) -> Any:
 
 def timer_routes(timers: Timers, api_keys: ApiKeys, clock: Callable[[], float], router: Router) -> list[Route]:
     """The `/v1/timers` route of a host."""
+    handlers: dict[str, Callable[[Timers, str], Awaitable[Any]]] = {
+        "POST": functools.partial(_post, clock=clock, router=router),
+        "GET": _get,
+        "DELETE": _delete,
+    }
 
     async def view() -> Any:
         try:
@@ -184,10 +190,7 @@ def timer_routes(timers: Timers, api_keys: ApiKeys, clock: Callable[[], float], 
                 tenant = api_keys.tenant(request.headers.get("Authorization"))
             except Unauthorized as exc:
                 raise HttpError(401, str(exc), code="invalid_api_key") from None
-            if request.method == "POST":
-                return await _post(timers, tenant, clock, router)
-            handler = _HANDLERS[request.method]
-            return await handler(timers, tenant)
+            return await handlers[request.method](timers, tenant)
         except HttpError as exc:
             return _error(exc)
 
@@ -195,7 +198,7 @@ def timer_routes(timers: Timers, api_keys: ApiKeys, clock: Callable[[], float], 
     return [Route(PATH, view, methods=("GET", "POST", "DELETE"))]
 
 
-async def _post(timers: Timers, tenant: str, clock: Callable[[], float], router: Router) -> Any:
+async def _post(timers: Timers, tenant: str, *, clock: Callable[[], float], router: Router) -> Any:
     body = await request.get_json(force=True, silent=True)
     if body is None:
         raise HttpError(400, "the body must be JSON")
@@ -220,9 +223,3 @@ async def _delete(timers: Timers, tenant: str) -> Any:
     if not await timers.cancel(key, timer_id):
         raise HttpError(404, f"conversation {key.conversation!r} has no timer {timer_id!r}", "id", "timer_not_found")
     return jsonify({"object": "timer.deleted", "id": timer_id, "deleted": True})
-
-
-_HANDLERS: dict[str, Callable[[Timers, str], Awaitable[Any]]] = {
-    "GET": _get,
-    "DELETE": _delete,
-}
