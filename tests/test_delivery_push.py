@@ -18,22 +18,13 @@ import afactors
 from afactors.host import Host, RoutingError, tenant_of_key
 from afactors.model import Envelope, Identity, Message, Reply, ResponseTarget
 from afactors_responses import ResponsesChannel
-from afactors_telegram import SendLimits, TelegramChannel
-from afactors_telegram.testing import FakeBotApi, RateLimits, open_fake_bot_api
+from afactors_telegram import TelegramChannel
+from afactors_telegram.testing import FakeBotApi
 from afactors_telegram.testing.model import User
+from tests.telegram_fake import CHANNEL_LIMITS
 
-FAKE_LIMITS = RateLimits(per_chat_per_second=50.0, per_chat_burst=10, per_group_per_minute=3000,
-                         global_per_second=2000.0, global_burst=200)  # fmt: skip
-CHANNEL_LIMITS = SendLimits(per_chat_per_second=40.0, per_chat_burst=5, per_group_per_minute=2400,
-                            per_group_burst=50, global_per_second=1500.0, global_burst=50)  # fmt: skip
 KEY_A, KEY_B = "sk-tenant-a", "sk-tenant-b"
 CODE = re.compile(r"\b([A-Z2-9]{4}-[A-Z2-9]{4})\b")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with open_fake_bot_api(rate_limits=FAKE_LIMITS) as api:
-        yield api
 
 
 def _signed(envelope: Envelope, reply: Reply) -> Reply:

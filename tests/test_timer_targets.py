@@ -13,9 +13,7 @@ import trio
 
 from afactors.model import TurnContext, Update
 from afactors_telegram.testing import FakeBotApi
-from tests.test_delivery_targets import ask, fake, link, serving
-
-__all__ = ["fake"]  # the fixture, shared with the response-target tests
+from tests.test_delivery_targets import ask, link, serving
 
 
 class Reminders:
