@@ -11,6 +11,7 @@ preview lands after the answer.
 from __future__ import annotations
 
 import logging
+import random
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -145,11 +146,21 @@ class _Preview:
             await trio.sleep_until(next_push)
             self.changed = trio.Event()
             text = truncate(self.text)
+            next_push = trio.current_time() + self.config.stream_interval
             if text.strip() and text != self.shown:
                 with trio.CancelScope(shield=True), trio.move_on_after(_SEND_TIMEOUT):
                     if await self._push(text):
                         self.shown = text
-            next_push = trio.current_time() + self.config.stream_interval
+                if self.shown != text:
+                    # Skipped (the limits said not now, or Telegram refused): try again once the limits allow,
+                    # even if no delta comes, at a jittered moment so previews held back together spread out.
+                    self.changed.set()
+                    next_push = self._retry_at()
+
+    def _retry_at(self) -> float:
+        address, interval = self.live.address, self.config.stream_interval
+        ready = self.sender.ready_at(address.chat_id, group=not address.private)
+        return max(ready, trio.current_time() + interval / 4) + random.uniform(0.0, interval / 2)
 
     async def _push(self, text: str) -> bool:
         live, where = self.live, _where(self.live.address)

@@ -131,6 +131,11 @@ class Sender:
             self.meters.flood_waits.record(method=method)
             self.meters.flood_wait_seconds.record(retry_after)
 
+    def ready_at(self, chat_id: int, *, group: bool) -> float:
+        """When the limits would next let a send to `chat_id` go out (the clock's time; now or later)."""
+        now, chat_id = self._clock(), self.resolve(chat_id)
+        return max(self.limiter.chat_ready_at(chat_id, group, now), self.limiter.global_ready_at(now))
+
     async def try_send(self, method: str, params: dict[str, Any], *, group: bool) -> Any | None:
         """A rate-limited call made only if it can go out now; its result, or None if skipped or failed."""
         chat_id = self.resolve(params["chat_id"])

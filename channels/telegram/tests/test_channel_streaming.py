@@ -116,6 +116,24 @@ async def test_streaming_can_be_turned_off(fake: FakeBotApi, serve: Serve) -> No
     assert fake.chat_actions(alice)
 
 
+async def test_a_group_preview_held_back_by_flood_control_is_sent_once_it_may_be(
+    fake: FakeBotApi, serve: Serve
+) -> None:
+    # The only delta comes before the first preview is due, and that preview is refused (429): the preview is
+    # tried again once the chat may be written to, not left out until the answer.
+    gate = trio.Event()
+    alice = fake.user("Alice")
+    group = fake.supergroup("Team")
+    fake.force_error(429, "Too Many Requests: retry after 1", method="sendMessage", parameters={"retry_after": 1})
+    async with serve(HalfThenWait(gate), stream_interval=INTERVAL):
+        fake.send_text(group, f"{fake.mention} question", sender=alice)
+        [preview] = await fake.wait_for_messages(group, 1)
+        gate.set()
+        await fake.wait_until(lambda: any(e.text == "thinking about it - the answer" for e in fake.edits(group)))
+    assert preview["text"] == "thinking about it"
+    assert [m["text"] for m in fake.messages(group)] == ["thinking about it - the answer"]
+
+
 async def test_a_preview_that_cannot_be_edited_is_replaced_by_a_new_message(fake: FakeBotApi, serve: Serve) -> None:
     gate = trio.Event()
     alice = fake.user("Alice")
