@@ -5,8 +5,7 @@ unlinked recipients and bad bodies, and tenants that never cross."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +13,11 @@ import httpx
 import pytest
 import trio
 
-import afactors
 from afactors.host import Host, RoutingError, tenant_of_key
 from afactors.model import Envelope, Identity, Message, Reply, ResponseTarget
-from afactors_responses import ResponsesChannel
-from afactors_telegram import TelegramChannel
 from afactors_telegram.testing import FakeBotApi
 from afactors_telegram.testing.model import User
-from tests.telegram_fake import CHANNEL_LIMITS
+from tests.telegram_fake import telegram_host
 
 KEY_A, KEY_B = "sk-tenant-a", "sk-tenant-b"
 CODE = re.compile(r"\b([A-Z2-9]{4}-[A-Z2-9]{4})\b")
@@ -32,24 +28,12 @@ def _signed(envelope: Envelope, reply: Reply) -> Reply:
     return Reply(messages=tuple(Message(m.role, f"{m.text} (for {who})") for m in reply.messages))
 
 
-@asynccontextmanager
-async def serving(fake: FakeBotApi, state: Path, **host: Any) -> AsyncIterator[tuple[Host, httpx.AsyncClient]]:
+def serving(fake: FakeBotApi, state: Path, **host: Any) -> AbstractAsyncContextManager[tuple[Host, httpx.AsyncClient]]:
     """Telegram in tenant A (API key `KEY_A`), Responses; the client sends `KEY_A`."""
-    telegram = TelegramChannel(token=fake.token, api_base=fake.api_base, limits=CHANNEL_LIMITS,
-                               tenant=tenant_of_key(KEY_A), response_hook=_signed)  # fmt: skip
-    async with (
-        afactors.open_host(
-            None,
-            channels=[telegram, ResponsesChannel()],
-            state_dir=state,
-            port=0,
-            durability="unsafe",
-            api_keys=(KEY_A, KEY_B),
-            **host,
-        ) as served,  # fmt: skip
-        httpx.AsyncClient(base_url=served.urls[0], timeout=20, headers={"authorization": f"Bearer {KEY_A}"}) as http,
-    ):
-        yield served, http
+    return telegram_host(
+        fake, state, telegram={"tenant": tenant_of_key(KEY_A), "response_hook": _signed}, api_keys=(KEY_A, KEY_B),
+        headers={"authorization": f"Bearer {KEY_A}"}, **host,
+    )  # fmt: skip
 
 
 async def known(fake: FakeBotApi, *users: User) -> None:

@@ -17,16 +17,13 @@ import httpx
 import openai
 import trio
 
-import afactors
 from afactors.host import Host
 from afactors.identity import ExplicitPairs, IdentityConfig
 from afactors.model import Envelope, Identity, Message, Reply, ResponseTarget
 from afactors_invocations import InvocationsChannel
-from afactors_responses import ResponsesChannel
-from afactors_telegram import TelegramChannel
 from afactors_telegram.testing import FakeBotApi
 from afactors_telegram.testing.model import User
-from tests.telegram_fake import CHANNEL_LIMITS
+from tests.telegram_fake import telegram_host
 
 CODE = re.compile(r"\b([A-Z2-9]{4}-[A-Z2-9]{4})\b")
 ECHO = "You wrote:\n"
@@ -43,13 +40,11 @@ class Served:
 async def serving(
     fake: FakeBotApi, state: Path, *, telegram: dict[str, Any] | None = None, agent: Any = None, **host: Any
 ) -> AsyncIterator[Served]:
-    channel = TelegramChannel(token=fake.token, api_base=fake.api_base, limits=CHANNEL_LIMITS, **(telegram or {}))
-    channels: list[Any] = [channel, ResponsesChannel(), InvocationsChannel()]
     async with (
-        afactors.open_host(agent, channels=channels, state_dir=state, port=0, durability="unsafe", **host) as served,
-        httpx.AsyncClient(base_url=served.urls[0], timeout=20) as http,
+        telegram_host(fake, state, agent, telegram=telegram, http_channels=[InvocationsChannel()], **host) as (
+            served, http),
         openai.AsyncOpenAI(base_url=served.urls[0] + "/v1", api_key="sk-test", max_retries=0, timeout=20) as sdk,
-    ):
+    ):  # fmt: skip
         yield Served(served, http, sdk)
 
 

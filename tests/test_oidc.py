@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,7 +25,7 @@ from afactors_responses import ResponsesChannel
 from afactors_telegram import TelegramChannel
 from afactors_telegram.testing import FakeBotApi
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider, running_provider
-from tests.telegram_fake import CHANNEL_LIMITS
+from tests.telegram_fake import CHANNEL_LIMITS, telegram_host
 
 URL = re.compile(r"(http://\S+)")
 
@@ -40,23 +40,9 @@ def oidc(provider: Provider) -> OidcConfig:
     return OidcConfig(provider.issuer, CLIENT_ID, CLIENT_SECRET, claims=("email", "name", "oid", "tid"))
 
 
-@asynccontextmanager
-async def hosted(provider: Provider, fake: FakeBotApi, state: Path,
-                 **host: Any) -> AsyncIterator[tuple[Host, httpx.AsyncClient]]:  # fmt: skip
-    telegram = TelegramChannel(token=fake.token, api_base=fake.api_base, limits=CHANNEL_LIMITS)
-    async with (
-        afactors.open_host(
-            None,
-            channels=[telegram, ResponsesChannel()],
-            state_dir=state,
-            port=0,
-            durability="unsafe",
-            oidc=oidc(provider),
-            **host,
-        ) as served,  # fmt: skip
-        httpx.AsyncClient(base_url=served.urls[0], timeout=20) as http,
-    ):
-        yield served, http
+def hosted(provider: Provider, fake: FakeBotApi, state: Path,
+           **host: Any) -> AbstractAsyncContextManager[tuple[Host, httpx.AsyncClient]]:  # fmt: skip
+    return telegram_host(fake, state, oidc=oidc(provider), **host)
 
 
 async def start(http: httpx.AsyncClient, user: str) -> str:
