@@ -3,9 +3,6 @@ leader goes (closed, cut off, killed with kill -9), and no update is lost or tur
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from afactors.store._pg_leader import ANSWER_WITHIN, CHECK, RETRY, pg_leadership
 from afactors.store.pg_server import PgServer
 from afactors_telegram import TelegramChannel
 from afactors_telegram.testing import FakeBotApi, open_fake_bot_api
+from afactors_telegram.testing.crash import expected_answers, kill_9_mid_stream
 from tests.cluster.test_leadership import terminate_holder
 from tests.telegram_fake import CHANNEL_LIMITS, FAKE_LIMITS
 
@@ -74,59 +72,18 @@ async def rival_leaves(pg_server: PgServer, url: str, fake: FakeBotApi) -> None:
 
 CHATS = 10
 MESSAGES = 4
-TARGET = """
-import trio
-
-async def answer(messages):
-    await trio.sleep(0.02)
-    return "answer to " + messages[-1].text
-"""
-
-
-async def start_node(fake: FakeBotApi, url: str, tmp_path: Path) -> trio.Process:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    argv = [
-        sys.executable, "-m", "afactors", "--port", "0", "--store", url, "--channel", "telegram",
-        "--target", "leader_target:answer", "--telegram-token", fake.token, "--telegram-api-base", fake.api_base,
-        "--telegram-chat-rate", "20", "--telegram-global-rate", "200",
-    ]  # fmt: skip
-    polls = fake.call_count("deleteWebhook")  # the poller's first call once it leads
-    with (tmp_path / "node.log").open("ab") as log:
-        process = await trio.lowlevel.open_process(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    await fake.wait_until(lambda: fake.call_count("deleteWebhook") > polls, timeout=60)
-    return process
 
 
 @pytest.mark.slow
 async def test_a_leader_killed_with_kill_9_loses_no_update_and_the_next_resumes(
     pg_server: PgServer, tmp_path: Path
 ) -> None:
-    (tmp_path / "leader_target.py").write_text(TARGET)
     url = pg_server.new_store_url()
     async with open_fake_bot_api(rate_limits=FAKE_LIMITS) as fake:
         users = [fake.user(f"User{i}") for i in range(CHATS)]
-        node = await start_node(fake, url, tmp_path)
-        try:
-            for n in range(MESSAGES):
-                for i, user in enumerate(users):
-                    fake.send_text(user, f"c{i}m{n}")
-            total = CHATS * MESSAGES
-            await fake.wait_until(lambda: fake.call_count("sendMessage") >= total // 3, timeout=60)
-            node.kill()  # SIGKILL: its sessions (and the polling role) end with the process
-            await node.wait()
-            assert fake.call_count("sendMessage") < total
-            node = await start_node(fake, url, tmp_path)  # the next leader, on the same schema
-
-            def all_answered() -> bool:  # a reply sent again from the send-then-crash window does not count
-                return all(len(set(answers(fake, user))) == MESSAGES for user in users)
-
-            await fake.wait_until(all_answered, timeout=60)
-            await fake.wait_until(lambda: fake.pending_updates == 0, timeout=30)  # every update confirmed
-        finally:
-            node.kill()
-            await node.wait()
+        await kill_9_mid_stream(fake, tmp_path, ["--store", url], users, MESSAGES)  # the next leader: same schema
         for i, user in enumerate(users):
-            assert list(dict.fromkeys(answers(fake, user))) == [f"answer to c{i}m{n}" for n in range(MESSAGES)]
+            assert list(dict.fromkeys(answers(fake, user))) == expected_answers(i, MESSAGES)
     async with Store.open(url) as store:
         turns = Counter(m.text for _, turn in store.scan("turns") for m in turn.input)
     assert turns == Counter(f"c{i}m{n}" for i in range(CHATS) for n in range(MESSAGES))  # each update: one turn

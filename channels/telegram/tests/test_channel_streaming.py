@@ -124,7 +124,7 @@ async def test_a_group_preview_held_back_by_flood_control_is_sent_once_it_may_be
     gate = trio.Event()
     alice = fake.user("Alice")
     group = fake.supergroup("Team")
-    fake.force_error(429, "Too Many Requests: retry after 1", method="sendMessage", parameters={"retry_after": 1})
+    fake.force_flood_wait(1, method="sendMessage")
     async with serve(HalfThenWait(gate), stream_interval=INTERVAL):
         fake.send_text(group, f"{fake.mention} question", sender=alice)
         [preview] = await fake.wait_for_messages(group, 1)
