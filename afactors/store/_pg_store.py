@@ -239,6 +239,10 @@ class PgStore(GroupCommitStore):
         try:
             conn.execute(_SET_META, (self._meta_names()[1], "false"))
             conn.commit()
+            # Released here rather than when the server notices the connection closed, which it does a moment
+            # later: a host started again right away would find the schema still locked.
+            conn.execute("SELECT pg_advisory_unlock_all()")
+            conn.commit()
         except psycopg.Error as exc:
             log.warning("store %s: could not mark the store closed: %s", self.location, exc)
 
