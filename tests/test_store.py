@@ -383,7 +383,7 @@ async def test_a_caller_cancelled_while_its_commit_is_queued_still_gets_the_outc
 
 
 @pytest.mark.parametrize(
-    ("durability", "sync", "metasync"), [("durable", True, True), ("fast", True, False), ("unsafe", False, False)]
+    ("durability", "sync", "metasync"), [("durable", True, True), ("fast", False, False), ("unsafe", False, False)]
 )
 async def test_every_durability_setting_persists_across_reopen(
     tmp_path: Path, durability: str, sync: bool, metasync: bool

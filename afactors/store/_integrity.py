@@ -6,6 +6,11 @@ and the pages in use then. It is rewritten (atomically, after a flush) when the 
 `MARKER_INTERVAL` seconds while it commits, and when it closes. At open, a data file that is missing, empty,
 shorter than its pages, or older than the marker is refused with `StoreDamaged` instead of starting as an
 empty store or dying of SIGBUS on the first read of a missing page.
+
+While a store that acknowledges commits before flushing them (`fast`, `unsafe`) is open, the marker also holds
+the boot id of the running kernel (`open_boot`); a clean close clears it. Found at open with another boot id,
+it means the OS went down while unflushed pages were in its cache (`os_went_down`): the pages may have reached
+the disk out of order, so the store is read whole before it serves.
 """
 
 from __future__ import annotations
@@ -47,12 +52,37 @@ class Marker:
     txnid: int
     psize: int
     pages: int
+    open_boot: str | None = None
+    """The boot id of the system a `fast`/`unsafe` store is open on (None: closed cleanly, or `durable`)."""
+
+
+BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str:
+    """The running kernel's boot id (new at every boot), or "" where the OS does not tell it."""
+    try:
+        return BOOT_ID_FILE.read_text().strip()
+    except OSError:
+        return ""
+
+
+def os_went_down(marker: Marker | None) -> bool:
+    """Whether the OS may have gone down while a store with unflushed commits was open: the marker still names
+    the boot it was opened on (it was not closed cleanly) and that is not this boot (or the boot is unknown)."""
+    if marker is None or marker.open_boot is None:
+        return False
+    current = boot_id()
+    return not current or marker.open_boot != current
 
 
 def read_marker(data_dir: Path) -> Marker | None:
     try:
         raw: dict[str, Any] = orjson.loads((data_dir / MARKER_FILE).read_bytes())
-        return Marker(int(raw["txnid"]), int(raw["psize"]), int(raw["pages"]))
+        open_boot = raw.get("open_boot")
+        if open_boot is not None and not isinstance(open_boot, str):
+            raise TypeError(f"open_boot is {type(open_boot).__name__}, not a string")
+        return Marker(int(raw["txnid"]), int(raw["psize"]), int(raw["pages"]), open_boot)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -78,9 +108,10 @@ def write_marker(data_dir: Path, marker: Marker) -> None:
         os.close(dir_fd)
 
 
-def current_marker(env: lmdb.Environment) -> Marker:
+def current_marker(env: lmdb.Environment, open_boot: str | None = None) -> Marker:
+    """The marker of `env`'s last committed transaction (write it only once that is flushed)."""
     info, stat = env.info(), env.stat()
-    return Marker(txnid=info["last_txnid"], psize=stat["psize"], pages=info["last_pgno"] + 1)
+    return Marker(txnid=info["last_txnid"], psize=stat["psize"], pages=info["last_pgno"] + 1, open_boot=open_boot)
 
 
 def _salvage_hint(data_dir: Path) -> str:

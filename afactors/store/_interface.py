@@ -79,7 +79,8 @@ class StoreStats:
     `commits`: requests acknowledged as written; `transactions`: write transactions committed;
     `failed_commits`: requests that got an error; `split_batches`: group transactions that failed and were
     retried one request per transaction to find the failing ones; `refused_full`: requests refused because the
-    disk was full. `map_grows` and `map_size` are LMDB's (0 elsewhere).
+    disk was full. `map_grows` and `map_size` are LMDB's (0 elsewhere), and so is `flushes`: with `fast`, the
+    flushes that made every commit acknowledged before them durable (`LmdbStore`'s flusher).
     """
 
     commits: int = 0
@@ -91,6 +92,7 @@ class StoreStats:
     failed_commits: int = 0
     split_batches: int = 0
     refused_full: int = 0
+    flushes: int = 0
 
 
 def backend_name(location: str | os.PathLike[str]) -> str:

@@ -1,4 +1,11 @@
-"""`LmdbStore`: the embedded store: one LMDB environment, one writer task with group commit, inline short reads."""
+"""`LmdbStore`: the embedded store: one LMDB environment, one writer task with group commit, inline short reads.
+
+Durability (`durability=`): `durable` flushes every transaction (LMDB `sync` + `metasync`) before its commits are
+acknowledged. `fast` acknowledges a commit once its transaction is in the OS page cache (LMDB `MDB_NOSYNC`), as
+PostgreSQL's `synchronous_commit = off` does, and a flusher task flushes it within `flush_interval` seconds: a
+process crash loses nothing acknowledged, an OS crash at most the commits of the last `flush_interval` (twice
+that if the disk flushes slower than the store commits, see `FLUSH_LAG`). `unsafe` never flushes until it closes.
+"""
 
 from __future__ import annotations
 
@@ -23,14 +30,17 @@ from afactors.store._integrity import (
     DATA_FILE,
     MARKER_INTERVAL,
     MIN_FREE_BYTES,
+    Marker,
     StoreDamaged,
     StoreError,
     StoreFull,
+    boot_id,
     check_after_open,
     check_before_open,
     current_marker,
     free_bytes,
     is_disk_full,
+    os_went_down,
     write_marker,
 )
 from afactors.store._interface import Durability, StoreClosed, StoreInUse
@@ -86,40 +96,34 @@ VERIFY_LIMIT = 1 << 30
 """Data files larger than this are not read whole after a crash (it would delay the start too long)."""
 
 
-def _verify_after_crash(data_dir: Path) -> None:
+def _verify(data_dir: Path, why: str, limit: float) -> None:
+    """Read the data file whole (if at most `limit` bytes); `StoreDamaged` if a record does not read."""
     data = data_dir / DATA_FILE
     if not data.is_file():
         return
-    if data.stat().st_size > VERIFY_LIMIT:
-        log.warning("store %s was not closed cleanly; too large to verify at start", data_dir)
+    if data.stat().st_size > limit:
+        log.warning("store %s %s; too large to verify at start", data_dir, why)
         return
     problem = check_readable(str(data_dir))
     if problem is not None:
         raise StoreDamaged(
-            f"the store in {data_dir} was not closed cleanly and is damaged: {problem}; run `python -m afactors store"
+            f"the store in {data_dir} {why} and is damaged: {problem}; run `python -m afactors store"
             f" salvage --state-dir {data_dir.parent} --to NEW_DIR` to copy every readable record"
         )
 
 
-INLINE_BYTES = 64 << 10
-"""With `fast`, a lone commit of at most this many bytes is written on the trio thread, its one flush included, when
-no other task is ready to run: the loop would only wait for the flush, and the hop to a thread and back costs more
-CPU than the commit. `durable` (two flushes, several ms on a busy disk) always flushes in the writer's thread: a
-loop blocked that long delays the turns that arrive meanwhile (measured: 20 % fewer req/s at 50 clients)."""
-
-
-def _lone(batch: list[Request]) -> bool:
-    """Whether `batch` is one small commit and no other task is waiting to run (see `INLINE_BYTES`)."""
-    if len(batch) != 1 or trio.lowlevel.current_statistics().tasks_runnable:
-        return False
-    return sum(len(key) + (0 if value is None else len(value)) for _, key, value in batch[0].writes) <= INLINE_BYTES
+FLUSH_INTERVAL = 0.2
+"""`fast`: seconds from a commit's acknowledgement to the start of the flush that makes it durable (default)."""
+FLUSH_LAG = 2.0
+"""`fast`: the writer acknowledges no commit while an older one has waited more than `FLUSH_LAG` x `flush_interval`
+for its flush (a disk slower than the commits): it flushes first, so unflushed commits never pile up."""
 
 
 class LmdbStore(GroupCommitStore):
     """The afactors state in one LMDB environment: a named sub-database per record kind.
 
     Open with `async with LmdbStore.open(path) as store:` (or `Store.open(path)`). Every batch queued while the
-    writer was busy is committed in the same LMDB transaction, in one thread hop (or inline: see `INLINE_BYTES`).
+    writer was busy is committed in the same LMDB transaction (in one thread hop for `durable`, see `_apply_batch`).
     Reads (`get`, `scan`, `count`) are short read transactions run inline: call them from trio tasks, never from
     other threads.
     """
@@ -127,15 +131,25 @@ class LmdbStore(GroupCommitStore):
     _damage_errors = CORRUPTION_ERRORS
 
     def __init__(
-        self, path: Path, env: lmdb.Environment, durability: Durability, max_batch: int, min_free: int = MIN_FREE_BYTES
+        self,
+        path: Path,
+        env: lmdb.Environment,
+        durability: Durability,
+        max_batch: int,
+        min_free: int = MIN_FREE_BYTES,
+        flush_interval: float = FLUSH_INTERVAL,
     ) -> None:
         super().__init__(durability, max_batch)
         self.path = path
         self._counts["map_size"] = env.info()["map_size"]
         self.min_free = min_free
+        self.flush_interval = flush_interval
         self._env = env
         self._space_checked = -inf  # monotonic time of the last free-space check
         self._marker_at = time.monotonic()
+        self._boot = boot_id()
+        self._unflushed_since: float | None = None  # `fast`: trio time of the oldest commit not yet being flushed
+        self._unflushed = trio.Event()  # set while `_unflushed_since` is not None
         self._dbs = self._open_dbs()
 
     @property
@@ -157,6 +171,7 @@ class LmdbStore(GroupCommitStore):
         max_batch: int = 4096,
         min_free: int = MIN_FREE_BYTES,
         verify_after_crash: bool = True,
+        flush_interval: float = FLUSH_INTERVAL,
     ) -> AsyncIterator[LmdbStore]:
         """Open (creating) the state directory `path` and run the writer task until the block exits.
 
@@ -166,11 +181,16 @@ class LmdbStore(GroupCommitStore):
         before the environment closes. Writes are refused with `StoreFull` while the filesystem has less than
         `min_free` bytes free, and resume by themselves once it has twice that. With `verify_after_crash`, a
         store the last process did not close (it crashed, or was killed) is first read whole in child processes
-        (LMDB aborts a process that meets some damaged pages), up to `VERIFY_LIMIT` bytes of data file.
+        (LMDB aborts a process that meets some damaged pages), up to `VERIFY_LIMIT` bytes of data file. A store
+        that was open with unflushed commits (`fast`, `unsafe`) when the OS went down is always read whole first,
+        whatever its size: its pages may have reached the disk out of order. `flush_interval` (`fast` only):
+        seconds within which an acknowledged commit is flushed (see the module docstring).
         """
         check_options(durability, max_batch)
         if map_size < 1:
             raise ValueError(f"map_size must be positive, not {map_size}")
+        if not flush_interval > 0:
+            raise ValueError(f"flush_interval must be positive, not {flush_interval}")
         state = Path(path)
         try:
             state.mkdir(parents=True, exist_ok=True)
@@ -182,15 +202,19 @@ class LmdbStore(GroupCommitStore):
         try:
             data_dir = state / DATA_DIR
             marker = check_before_open(data_dir)
-            if unclean and verify_after_crash:
-                await trio.to_thread.run_sync(_verify_after_crash, data_dir)
+            if os_went_down(marker):
+                log.warning("store %s was open with unflushed commits when the OS went down: reading it whole", state)
+                why = "was open with unflushed commits when the OS went down"
+                await trio.to_thread.run_sync(_verify, data_dir, why, inf)
+            elif unclean and verify_after_crash:
+                await trio.to_thread.run_sync(_verify, data_dir, "was not closed cleanly", VERIFY_LIMIT)
             try:
                 env = lmdb.open(
                     str(state / DATA_DIR),
                     map_size=map_size,
                     max_dbs=len(KINDS) + 2,
                     max_readers=1024,
-                    sync=durability != "unsafe",
+                    sync=durability == "durable",
                     metasync=durability == "durable",
                     writemap=False,
                 )
@@ -201,7 +225,7 @@ class LmdbStore(GroupCommitStore):
                 check_after_open(data_dir, env, marker)
                 env.reader_check()
                 try:
-                    store = cls(state, env, durability, max_batch, min_free)
+                    store = cls(state, env, durability, max_batch, min_free, flush_interval)
                 except lmdb.Error as exc:
                     raise StoreDamaged(f"cannot read the record kinds of {data_dir}: {exc}") from None
                 store._write_marker()
@@ -211,7 +235,7 @@ class LmdbStore(GroupCommitStore):
                 try:
                     if store is not None:
                         store._closed = True
-                        store._write_marker()  # flushes what `fast`/`unsafe` have not flushed yet
+                        store._write_marker()  # flushes what `fast`/`unsafe` have not flushed yet, clears the boot
                 finally:
                     env.close()
         finally:
@@ -253,14 +277,83 @@ class LmdbStore(GroupCommitStore):
             " until space is freed; reads still work"
         )
 
+    def _marker(self) -> Marker:
+        """The marker of the last transaction; while a store that does not flush every commit is open, it names
+        this boot (`integrity.os_went_down`)."""
+        unflushed = self.durability != "durable" and not self._closed
+        return current_marker(self._env, self._boot if unflushed else None)
+
+    def _flush(self, marker: Marker | None) -> None:
+        """Flush the environment, then record `marker` (if any) in the marker file. Raises if the flush fails."""
+        self._env.sync(True)
+        if marker is not None:
+            self._marker_at = time.monotonic()
+            try:
+                write_marker(self.path / DATA_DIR, marker)
+            except OSError as exc:
+                log.warning("store %s: could not update the commit marker: %s", self.path, exc)
+
     def _write_marker(self) -> None:
         """Flush the environment and record its last transaction in the marker (see `integrity`)."""
         try:
-            self._env.sync(True)
-            write_marker(self.path / DATA_DIR, current_marker(self._env))
+            self._flush(self._marker())
         except (OSError, lmdb.Error) as exc:
             log.warning("store %s: could not update the commit marker: %s", self.path, exc)
         self._marker_at = time.monotonic()
+
+    # -- `fast`: acknowledged in the page cache, flushed within `flush_interval` ------------------------------
+
+    @asynccontextmanager
+    async def _serving(self) -> AsyncIterator[None]:
+        """The writer, and with `fast` the flusher, while the block runs; the close flushes what is left."""
+        async with trio.open_nursery() as nursery:
+            if self.durability == "fast":
+                await nursery.start(self._flusher)
+            async with super()._serving():
+                yield
+            nursery.cancel_scope.cancel()
+
+    async def _flusher(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Flush every commit `flush_interval` seconds after it was acknowledged (those after it with it)."""
+        task_status.started()
+        while True:
+            await self._unflushed.wait()
+            if self._unflushed_since is not None:
+                await trio.sleep_until(self._unflushed_since + self.flush_interval)
+            try:
+                await self._flush_unflushed()
+            except StoreError as exc:
+                log.error("store %s: %s; the commits since the last flush are not on disk yet", self.path, exc)
+                await trio.sleep(self.flush_interval)  # try again; the writer stops acknowledging meanwhile
+
+    async def _flush_unflushed(self) -> None:
+        """Flush the commits acknowledged so far in the writer's thread, rewriting the marker when it is due.
+
+        Raises `StoreError` if the flush fails (those commits then count as unflushed still).
+        """
+        since, self._unflushed_since = self._unflushed_since, None
+        self._unflushed = trio.Event()
+        if since is None:
+            return
+        marker = self._marker() if time.monotonic() - self._marker_at >= MARKER_INTERVAL else None
+        try:
+            await trio.to_thread.run_sync(self._flush, marker, limiter=self._thread)
+        except BaseException as exc:
+            self._still_unflushed(since)
+            if isinstance(exc, (OSError, lmdb.Error)):
+                raise StoreError(f"cannot flush the store at {self.path}: {exc}") from exc
+            raise
+        self._counts["flushes"] += 1
+
+    def _still_unflushed(self, since: float) -> None:
+        """Commits acknowledged at trio time `since` (or later) are not flushed: wake the flusher."""
+        if self._unflushed_since is None or since < self._unflushed_since:
+            self._unflushed_since = since
+        self._unflushed.set()
+
+    def _flush_overdue(self) -> bool:
+        since = self._unflushed_since
+        return since is not None and trio.current_time() - since > FLUSH_LAG * self.flush_interval
 
     def _full_error(self, exc: Exception) -> StoreFull | None:
         if not is_disk_full(exc, self.path, self.min_free):
@@ -269,22 +362,29 @@ class LmdbStore(GroupCommitStore):
         return StoreFull(self._full_message())
 
     async def _apply_batch(self, batch: list[Request]) -> None:
+        """`durable`: in the writer's thread (its flushes take ms). `fast`, `unsafe`: on the trio thread (no flush:
+        cheaper than the hop to a thread and back); `fast` first flushes if a flush is overdue (`FLUSH_LAG`)."""
+        if self.durability == "fast" and self._flush_overdue():
+            await self._flush_unflushed()
         while True:
             try:
-                if self.durability == "unsafe" or (self.durability == "fast" and _lone(batch)):
-                    self._apply(batch)  # no flush, or nothing else to run meanwhile: cheaper than a thread hop
-                else:
+                if self.durability == "durable":
                     await trio.to_thread.run_sync(self._apply, batch, limiter=self._thread)
+                else:
+                    self._apply(batch)
+                    if self.durability == "fast":
+                        self._still_unflushed(trio.current_time())
                 return
             except lmdb.MapFullError:
                 self._grow()
 
     async def _after_transaction(self) -> None:
-        if time.monotonic() - self._marker_at >= MARKER_INTERVAL:
+        # `fast`'s flusher rewrites the marker after one of its flushes instead.
+        if self.durability != "fast" and time.monotonic() - self._marker_at >= MARKER_INTERVAL:
             await trio.to_thread.run_sync(self._write_marker, limiter=self._thread)
 
     def _apply(self, batch: list[Request]) -> None:
-        """The whole batch in one write transaction (runs in a worker thread unless durability is unsafe)."""
+        """The whole batch in one write transaction (in the writer's thread for `durable`)."""
         with self._env.begin(write=True) as txn:
             for request in batch:
                 if request.guard is not None:
