@@ -1,21 +1,23 @@
-"""Store benchmark: durable commits/s and commit latency, one commit per transaction vs group commit.
+"""Store benchmark: commits/s and commit latency per durability, one commit per transaction vs group commit.
 
-`python -m bench.store [--quick|--full] [--json PATH]`. Each run opens a fresh `durable` store in a temp
-directory on disk (`AFACTORS_BENCH_DIR`, default the system temp dir; the notes name its filesystem) and lets
-N committer tasks commit in a loop; each commit is one turn's writes (the conversation's snapshot and a new
-turn record) and waits until it is durable. `single` is a store with `max_batch=1` (the same code path, one
-commit per LMDB transaction), `group` the default (everything queued goes into one transaction). The modes
-and committer counts are interleaved inside every run so the machine's drift spreads over all of them.
-Runs in this process (the writer's fsync runs in a worker thread), so nothing is pinned.
+`python -m bench.store [--quick|--full] [--json PATH]`. Each run opens a fresh store in a temp directory on disk
+(`AFACTORS_BENCH_DIR`, default the system temp dir; the notes name its filesystem) and lets N committer tasks
+commit in a loop; each commit is one turn's writes (the conversation's snapshot and a new turn record) and waits
+until the store acknowledges it. `single` is a `durable` store with `max_batch=1` (the same code path, one commit
+per LMDB transaction), `group` a `durable` store with the default (everything queued goes into one transaction);
+`fast_single` and `fast_group` the same with `durability="fast"` (acknowledged from the page cache, flushed by the
+store's flusher every `flush_interval`). The modes and committer counts are interleaved inside every run so the
+machine's drift spreads over all of them. Runs in this process (durable's flushes run in a worker thread), so
+nothing is pinned.
 
 Metrics: `store.commits_per_s.<mode>.<committers>`, `store.commit_p50_ms...`, `store.commit_p99_ms...`,
-`store.batch_mean.group.<committers>` (commits per transaction), `store.group_speedup.200` (group over single
-at 200 committers, per run) and `store.gets_per_s` (inline point reads of a 10k-record kind, decoded).
-Durable commits are bound by the disk's flush time: on a shared machine read the group rates next to
-`store.commits_per_s.single.1`, which is one flush pair per commit, and next to the flush floor
-`store.flush_floor_p50_ms.<durable|fast>`: the median time of a bare LMDB write transaction of the same size, with
-the store's flags for that setting and nothing else (no trio, no encoding) — what one commit at one client
-cannot go below on this disk.
+`store.batch_mean.<group|fast_group>.<committers>` (commits per transaction), `store.group_speedup.200` (durable
+group over single at 200 committers, per run), `store.fast_over_durable.<single|group>.<committers>` (per run)
+and `store.gets_per_s` (inline point reads of a 10k-record kind, decoded). Durable commits are bound by the
+disk's flush time: on a shared machine read the group rates next to `store.commits_per_s.single.1`, which is one
+flush pair per commit, and next to the floor `store.flush_floor_p50_ms.<durable|fast>`: the median time of a bare
+LMDB write transaction of the same size, with the store's flags for that setting and nothing else (no trio, no
+encoding) — what one commit at one client cannot go below on this disk (`fast`: no flush in it at all).
 """
 
 from __future__ import annotations
@@ -41,7 +43,12 @@ from bench.common import MIN_RUNS, Metrics, bench_main, summarize, turn_text
 from bench.harness import progress
 
 COMMITTERS = (1, 10, 200)
-MODES = {"single": 1, "group": 4096}  # mode -> max_batch
+MODES: dict[str, tuple[int, Durability]] = {  # mode -> (max_batch, durability)
+    "single": (1, "durable"),
+    "group": (4096, "durable"),
+    "fast_single": (1, "fast"),
+    "fast_group": (4096, "fast"),
+}
 
 
 @contextmanager
@@ -141,8 +148,9 @@ async def commit_load(
 
 def flush_floor(location: Path, durability: Durability, commits: int) -> float:
     """The p50 in ms of `commits` bare LMDB write transactions, each writing what one turn's commit writes, with
-    the flags the store uses for `durability` (`sync`; `metasync` for durable)."""
-    env = lmdb.open(str(location), map_size=64 << 20, max_dbs=2, sync=True, metasync=durability == "durable")
+    the flags the store uses for `durability` (`sync` and `metasync` for durable, neither for fast)."""
+    durable = durability == "durable"
+    env = lmdb.open(str(location), map_size=64 << 20, max_dbs=2, sync=durable, metasync=durable)
     db = env.open_db(b"floor")
     latencies = []
     try:
@@ -179,17 +187,22 @@ def run(quick: bool) -> Metrics:
         pairs = pairs[run_no % len(pairs) :] + pairs[: run_no % len(pairs)]  # rotate the order per run
         per_run: dict[tuple[str, int], float] = {}
         for mode, committers in pairs:
+            max_batch, durability = MODES[mode]
             with scratch() as directory:
-                result = trio.run(commit_load, directory, MODES[mode], committers, seconds, warmup)
+                result = trio.run(commit_load, directory, max_batch, committers, seconds, warmup, durability)
             per_run[mode, committers] = result["commits_per_s"]
             samples[f"store.commits_per_s.{mode}.{committers}"].append(result["commits_per_s"])
             samples[f"store.commit_p50_ms.{mode}.{committers}"].append(result["p50_ms"])
             samples[f"store.commit_p99_ms.{mode}.{committers}"].append(result["p99_ms"])
-            if mode == "group":
-                samples[f"store.batch_mean.group.{committers}"].append(result["batch_mean"])
+            if max_batch > 1:
+                samples[f"store.batch_mean.{mode}.{committers}"].append(result["batch_mean"])
             rate = result["commits_per_s"]
             progress(f"store: run {run_no + 1} {mode:6} x{committers:<3} {rate:9,.0f} commits/s")
         samples["store.group_speedup.200"].append(per_run["group", 200] / per_run["single", 200])
+        for mode in ("single", "group"):
+            for committers in COMMITTERS:
+                ratio = per_run[f"fast_{mode}", committers] / per_run[mode, committers]
+                samples[f"store.fast_over_durable.{mode}.{committers}"].append(ratio)
         for durability in ("durable", "fast"):
             with scratch() as directory:
                 floor = flush_floor(directory, durability, 100 if quick else 400)
@@ -204,7 +217,7 @@ def run(quick: bool) -> Metrics:
             "store.versions": (
                 f"py-lmdb {lmdb.__version__}, LMDB {'.'.join(map(str, lmdb.version()))}, trio {version('trio')}"
             ),
-            "store.commit": "2 puts (snapshot + turn record), durable; single = max_batch 1",
+            "store.commit": "2 puts (snapshot + turn record); single = max_batch 1; fast_* = durability fast",
         }
     )
     return metrics

@@ -1,7 +1,8 @@
-"""The store across processes: kill -9 in a stream of commits, a second process on the same store (both backends),
-and a write that fails inside LMDB (a file size limit) failing only its own caller.
+"""The store across processes: kill -9 in a stream of commits (every durability: `fast` acknowledges from the OS
+page cache, which outlives the process), a second process on the same store (both backends), and a write that
+fails inside LMDB (a file size limit) failing only its own caller.
 
-This file is also the child program: `python tests/test_store_process.py ROLE STATE_DIR`.
+This file is also the child program: `python tests/test_store_process.py ROLE STATE_DIR [ARG ...]`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ def _ack(line: str) -> None:
 # -- child roles --------------------------------------------------------------------------------------------
 
 
-async def _commit_stream(state: str) -> None:
+async def _commit_stream(state: str, durability: str = "durable", flush_interval: str = "") -> None:
     """Commit forever from COMMITTERS tasks, each commit three records; print each acknowledged commit id."""
+    options: dict[str, object] = {"durability": durability}
+    if flush_interval:
+        options["flush_interval"] = float(flush_interval)
 
     async def committer(task: int) -> None:
         head = store.get("snapshots", f"task{task}")
@@ -51,7 +55,7 @@ async def _commit_stream(state: str) -> None:
             )
             _ack(cid)
 
-    async with Store.open(state) as store, trio.open_nursery() as nursery:
+    async with Store.open(state, **options) as store, trio.open_nursery() as nursery:
         for task in range(COMMITTERS):
             nursery.start_soon(committer, task)
 
@@ -115,9 +119,9 @@ async def _read_lines(proc: trio.Process, until: int | None = None) -> list[str]
 
 
 @asynccontextmanager
-async def _child(role: str, state: str | Path, **kw: object) -> AsyncIterator[trio.Process]:
+async def _child(role: str, state: str | Path, *args: str, **kw: object) -> AsyncIterator[trio.Process]:
     """Run this file as a child in `role`; kill it (if still running) and close its pipes on exit."""
-    argv = [*CHILD, role, str(state)]
+    argv = [*CHILD, role, str(state), *args]
     proc = await trio.lowlevel.open_process(argv, stdout=subprocess.PIPE, **kw)  # type: ignore[arg-type]
     try:
         yield proc
@@ -131,19 +135,37 @@ async def _child(role: str, state: str | Path, **kw: object) -> AsyncIterator[tr
                     await stream.aclose()
 
 
+async def _kill_9_in_commit_stream(location: str | Path, acks: int, *args: str) -> set[str]:
+    """Start a committing child, kill -9 it after `acks` acknowledged commits; every commit id it acknowledged."""
+    with trio.fail_after(60):
+        async with _child("stream", location, *args) as proc:
+            acked = set(await _read_lines(proc, until=acks))
+            assert proc.poll() is None  # still committing when killed
+            proc.kill()
+            acked.update(await _read_lines(proc))  # what it acknowledged before it died
+            assert await proc.wait() == -signal.SIGKILL
+    return acked
+
+
 @pytest.mark.slow
-async def test_kill_9_keeps_every_acknowledged_commit_and_no_half_commit(store_location: str | Path) -> None:
+@pytest.mark.parametrize("durability", ["durable", "fast"])
+async def test_kill_9_keeps_every_acknowledged_commit_and_no_half_commit(
+    store_location: str | Path, durability: str
+) -> None:
     acked: set[str] = set()
     for _ in range(3):  # crash, restart on the same directory, crash again
-        with trio.fail_after(60):
-            async with _child("stream", store_location) as proc:
-                acked.update(await _read_lines(proc, until=600))
-                assert proc.poll() is None  # still committing when killed
-                proc.kill()
-                acked.update(await _read_lines(proc))  # what it acknowledged before it died
-                assert await proc.wait() == -signal.SIGKILL
+        acked |= await _kill_9_in_commit_stream(store_location, 600, durability)
     assert len(acked) >= 1800
+    await _assert_every_acknowledged_commit_whole(store_location, acked)
 
+
+async def test_kill_9_of_a_fast_store_before_any_flush_keeps_every_acknowledged_commit(tmp_path: Path) -> None:
+    # an hour between flushes: every acknowledged commit is in the OS page cache only when the process dies
+    acked = await _kill_9_in_commit_stream(tmp_path, 300, "fast", "3600")
+    await _assert_every_acknowledged_commit_whole(tmp_path, acked)
+
+
+async def _assert_every_acknowledged_commit_whole(store_location: str | Path, acked: set[str]) -> None:
     async with Store.open(store_location) as store:
         a_ids = {key[2:] for key, _ in store.scan("checkpoints", "a/")}
         b_ids = {key[2:] for key, _ in store.scan("checkpoints", "b/")}
@@ -194,4 +216,4 @@ async def test_a_write_failing_inside_lmdb_fails_only_its_caller(tmp_path: Path)
 
 
 if __name__ == "__main__":
-    trio.run(ROLES[sys.argv[1]], sys.argv[2])
+    trio.run(ROLES[sys.argv[1]], *sys.argv[2:])
