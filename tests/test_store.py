@@ -24,6 +24,7 @@ from afactors.store import (
     DeadLetter,
     DedupRecord,
     Delete,
+    Durability,
     Expect,
     Generic,
     InboxRecord,
@@ -178,8 +179,9 @@ async def test_200_concurrent_committers_all_commit_in_grouped_transactions(stor
         assert all(store.get("snapshots", f"c{i}") == Snapshot(seq=2) for i in range(200))
 
 
+@pytest.mark.parametrize("durability", ["durable", "fast"])
 async def test_tiny_map_grows_under_load_without_losing_a_write(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, durability: Durability
 ) -> None:
     payload = "x" * 2000
 
@@ -189,7 +191,7 @@ async def test_tiny_map_grows_under_load_without_losing_a_write(
             assert store.get("checkpoints", f"{i:02}/{n:02}") == Generic({"pad": payload, "n": n})
 
     with caplog.at_level(logging.WARNING, logger="afactors.store"):
-        async with Store.open(tmp_path, map_size=32 << 10) as store:
+        async with Store.open(tmp_path, map_size=32 << 10, durability=durability) as store:
             async with trio.open_nursery() as nursery:
                 for i in range(50):
                     nursery.start_soon(committer, i)

@@ -376,7 +376,8 @@ class LmdbStore(GroupCommitStore):
                         self._still_unflushed(trio.current_time())
                 return
             except lmdb.MapFullError:
-                self._grow()
+                async with self._thread:  # not while the flusher's flush reads the meta pages being remapped
+                    self._grow()
 
     async def _after_transaction(self) -> None:
         # `fast`'s flusher rewrites the marker after one of its flushes instead.
@@ -400,8 +401,8 @@ class LmdbStore(GroupCommitStore):
                             txn.put(key, value, db=db)
 
     def _grow(self) -> None:
-        # Runs in the trio thread with no transaction open: the writer's ended in its thread, and reads
-        # never span an await.
+        # Runs in the trio thread with no transaction open (the writer's has ended, and reads never span an
+        # await) and no flush running in the writer's thread.
         new_size = self._counts["map_size"] * 2
         self._env.set_mapsize(new_size)
         self._counts["map_size"] = self._env.info()["map_size"]
