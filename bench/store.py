@@ -12,12 +12,14 @@ nothing is pinned.
 
 Metrics: `store.commits_per_s.<mode>.<committers>`, `store.commit_p50_ms...`, `store.commit_p99_ms...`,
 `store.batch_mean.<group|fast_group>.<committers>` (commits per transaction), `store.group_speedup.200` (durable
-group over single at 200 committers, per run), `store.fast_over_durable.<single|group>.<committers>` (per run)
-and `store.gets_per_s` (inline point reads of a 10k-record kind, decoded). Durable commits are bound by the
-disk's flush time: on a shared machine read the group rates next to `store.commits_per_s.single.1`, which is one
-flush pair per commit, and next to the floor `store.flush_floor_p50_ms.<durable|fast>`: the median time of a bare
-LMDB write transaction of the same size, with the store's flags for that setting and nothing else (no trio, no
-encoding) — what one commit at one client cannot go below on this disk (`fast`: no flush in it at all).
+group over single at 200 committers, per run), `store.fast_over_durable.<single|group>.<committers>` (per run),
+`store.flushes_per_s.<fast_single|fast_group>.<committers>` (`fast`'s flushes: 1 / `flush_interval` while its
+flusher keeps up, more when the writer had to flush first) and `store.gets_per_s` (inline point reads of a
+10k-record kind, decoded). Durable commits are bound by the disk's flush time: on a shared machine read the group
+rates next to `store.commits_per_s.single.1`, which is one flush pair per commit, and next to the floor
+`store.flush_floor_p50_ms.<durable|fast>`: the median time of a bare LMDB write transaction of the same size, with
+the store's flags for that setting and nothing else (no trio, no encoding) — what one commit at one client cannot
+go below on this disk (`fast`: no flush in it at all).
 """
 
 from __future__ import annotations
@@ -96,8 +98,9 @@ async def commit_load(
     server_cpu: Callable[[], float] | None = None,
     fenced: bool = False,
 ) -> dict[str, float]:
-    """Commits/s, p50/p99 latency (ms), commits per transaction and CPU µs per commit (this process; and the
-    store server's, given a clock of its CPU seconds) over `seconds` after `warmup`, on the store at `location`.
+    """Commits/s, p50/p99 latency (ms), commits per transaction, CPU µs per commit (this process; and the store
+    server's, given a clock of its CPU seconds) and LMDB `fast`'s flushes/s over `seconds` after `warmup`, on the
+    store at `location`.
     `fenced` (PostgreSQL): open the store as a cluster node and make each commit expect its conversation's lease,
     as a cluster node's turns do."""
     latencies: list[float] = []  # of the commits that finished inside the window
@@ -119,15 +122,16 @@ async def commit_load(
                 if begin <= finished <= end:
                     latencies.append(finished - started)
 
-        def clocks() -> tuple[float, float, float]:
-            return store.stats.transactions, time.process_time(), server_cpu() if server_cpu else 0.0
+        def clocks() -> tuple[float, float, float, float]:
+            stats = store.stats
+            return stats.transactions, time.process_time(), server_cpu() if server_cpu else 0.0, stats.flushes
 
         async def sample_stats() -> None:
             await trio.sleep_until(trio.current_time() + warmup)
             before = clocks()
             await trio.sleep_until(trio.current_time() + seconds)
             after = clocks()
-            for n, name in enumerate(("transactions", "cpu", "server_cpu")):
+            for n, name in enumerate(("transactions", "cpu", "server_cpu", "flushes")):
                 window[name] = after[n] - before[n]
 
         async with trio.open_nursery() as nursery:
@@ -143,6 +147,7 @@ async def commit_load(
         "batch_mean": len(latencies) / max(window["transactions"], 1),
         "cpu_us_per_commit": window["cpu"] * 1e6 / commits,
         "server_cpu_us_per_commit": window["server_cpu"] * 1e6 / commits,
+        "flushes_per_s": window["flushes"] / seconds,
     }
 
 
@@ -196,6 +201,8 @@ def run(quick: bool) -> Metrics:
             samples[f"store.commit_p99_ms.{mode}.{committers}"].append(result["p99_ms"])
             if max_batch > 1:
                 samples[f"store.batch_mean.{mode}.{committers}"].append(result["batch_mean"])
+            if durability == "fast":
+                samples[f"store.flushes_per_s.{mode}.{committers}"].append(result["flushes_per_s"])
             rate = result["commits_per_s"]
             progress(f"store: run {run_no + 1} {mode:6} x{committers:<3} {rate:9,.0f} commits/s")
         samples["store.group_speedup.200"].append(per_run["group", 200] / per_run["single", 200])
