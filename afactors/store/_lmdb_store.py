@@ -2,9 +2,9 @@
 
 Durability (`durability=`): `durable` flushes every transaction (LMDB `sync` + `metasync`) before its commits are
 acknowledged. `fast` acknowledges a commit once its transaction is in the OS page cache (LMDB `MDB_NOSYNC`), as
-PostgreSQL's `synchronous_commit = off` does, and a flusher task flushes it within `flush_interval` seconds: a
-process crash loses nothing acknowledged, an OS crash at most the commits of the last `flush_interval` (twice
-that if the disk flushes slower than the store commits, see `FLUSH_LAG`). `unsafe` never flushes until it closes.
+PostgreSQL's `synchronous_commit = off` does, and a flusher task starts its flush `flush_interval` seconds later: a
+process crash loses nothing acknowledged, an OS crash the commits of the last `flush_interval` (and of the flush
+then running; never more than `FLUSH_LAG` x `flush_interval` of them). `unsafe` never flushes until it closes.
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ FLUSH_INTERVAL = 0.2
 """`fast`: seconds from a commit's acknowledgement to the start of the flush that makes it durable (default)."""
 FLUSH_LAG = 2.0
 """`fast`: the writer acknowledges no commit while an older one has waited more than `FLUSH_LAG` x `flush_interval`
-for its flush (a disk slower than the commits): it flushes first, so unflushed commits never pile up."""
+for its flush to finish (a disk slower than the commits): it waits for that flush (or flushes) first, so the
+unflushed commits never span more than that."""
 
 
 class LmdbStore(GroupCommitStore):
@@ -148,8 +149,12 @@ class LmdbStore(GroupCommitStore):
         self._space_checked = -inf  # monotonic time of the last free-space check
         self._marker_at = time.monotonic()
         self._boot = boot_id()
-        self._unflushed_since: float | None = None  # `fast`: trio time of the oldest commit not yet being flushed
+        # `fast`: trio time of the oldest commit no finished flush covers; of the oldest since the running flush began
+        self._unflushed_since: float | None = None
+        self._pending_since: float | None = None
         self._unflushed = trio.Event()  # set while `_unflushed_since` is not None
+        self._flush_lock = trio.Lock()  # one flush at a time: the flusher's, or the writer's when one is overdue
+        self._flushing = False
         self._dbs = self._open_dbs()
 
     @property
@@ -326,30 +331,38 @@ class LmdbStore(GroupCommitStore):
                 log.error("store %s: %s; the commits since the last flush are not on disk yet", self.path, exc)
                 await trio.sleep(self.flush_interval)  # try again; the writer stops acknowledging meanwhile
 
-    async def _flush_unflushed(self) -> None:
-        """Flush the commits acknowledged so far in the writer's thread, rewriting the marker when it is due.
+    async def _flush_unflushed(self, *, if_overdue: bool = False) -> None:
+        """Flush the commits acknowledged so far in the writer's thread, rewriting the marker when it is due
+        (`if_overdue`: only if a flush is still overdue once the running one, if any, is done).
 
         Raises `StoreError` if the flush fails (those commits then count as unflushed still).
         """
-        since, self._unflushed_since = self._unflushed_since, None
-        self._unflushed = trio.Event()
-        if since is None:
-            return
-        marker = self._marker() if time.monotonic() - self._marker_at >= MARKER_INTERVAL else None
-        try:
-            await trio.to_thread.run_sync(self._flush, marker, limiter=self._thread)
-        except BaseException as exc:
-            self._still_unflushed(since)
-            if isinstance(exc, (OSError, lmdb.Error)):
+        async with self._flush_lock:
+            if self._unflushed_since is None or (if_overdue and not self._flush_overdue()):
+                return
+            marker = self._marker() if time.monotonic() - self._marker_at >= MARKER_INTERVAL else None
+            self._flushing = True
+            try:
+                await trio.to_thread.run_sync(self._flush, marker, limiter=self._thread)
+            except (OSError, lmdb.Error) as exc:
                 raise StoreError(f"cannot flush the store at {self.path}: {exc}") from exc
-            raise
-        self._counts["flushes"] += 1
+            else:
+                self._unflushed_since, self._pending_since = self._pending_since, None
+                if self._unflushed_since is None:
+                    self._unflushed = trio.Event()
+                self._counts["flushes"] += 1
+            finally:
+                self._flushing = False
+                self._pending_since = None  # (after a failure `_unflushed_since` still covers those commits)
 
-    def _still_unflushed(self, since: float) -> None:
-        """Commits acknowledged at trio time `since` (or later) are not flushed: wake the flusher."""
-        if self._unflushed_since is None or since < self._unflushed_since:
-            self._unflushed_since = since
-        self._unflushed.set()
+    def _committed(self) -> None:
+        """`fast`: a transaction was committed and is not flushed yet."""
+        now = trio.current_time()
+        if self._unflushed_since is None:
+            self._unflushed_since = now
+            self._unflushed.set()
+        if self._flushing and self._pending_since is None:
+            self._pending_since = now
 
     def _flush_overdue(self) -> bool:
         since = self._unflushed_since
@@ -365,7 +378,7 @@ class LmdbStore(GroupCommitStore):
         """`durable`: in the writer's thread (its flushes take ms). `fast`, `unsafe`: on the trio thread (no flush:
         cheaper than the hop to a thread and back); `fast` first flushes if a flush is overdue (`FLUSH_LAG`)."""
         if self.durability == "fast" and self._flush_overdue():
-            await self._flush_unflushed()
+            await self._flush_unflushed(if_overdue=True)
         while True:
             try:
                 if self.durability == "durable":
@@ -373,7 +386,7 @@ class LmdbStore(GroupCommitStore):
                 else:
                     self._apply(batch)
                     if self.durability == "fast":
-                        self._still_unflushed(trio.current_time())
+                        self._committed()
                 return
             except lmdb.MapFullError:
                 async with self._thread:  # not while the flusher's flush reads the meta pages being remapped
