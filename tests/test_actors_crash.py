@@ -1,4 +1,5 @@
-"""Kill -9 of a process mid-turn: the inboxed envelope replays on restart and commits exactly once (both backends)."""
+"""Kill -9 of a process mid-turn: the inboxed envelope replays on restart and commits exactly once (both backends,
+`durable` and `fast`)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from afactors.actors._keys import turn_key
 from afactors.model import ConversationKey, Envelope, Message, Update
 from afactors.store import Store
 
-mode, state_dir, runs_file = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+mode, state_dir, runs_file, durability = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
 KEY = ConversationKey("acme", "chat")
 ENVELOPE = Envelope(KEY, (Message("user", "pay the invoice"),), idempotency_key="update-1001")
 
@@ -40,7 +41,7 @@ class Target:
 
 
 async def main():
-    async with Store.open(state_dir) as store:
+    async with Store.open(state_dir, durability=durability) as store:
         async with ActorSystem.open(store, Target()) as system:
             handle = await system.submit(ENVELOPE)
             print("ACCEPTED", handle.turn_id, flush=True)
@@ -61,11 +62,11 @@ trio.run(main)
 """
 
 
-def _start(tmp_path: Path, store: str | Path, mode: str) -> subprocess.Popen[str]:
+def _start(tmp_path: Path, store: str | Path, mode: str, durability: str) -> subprocess.Popen[str]:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     return subprocess.Popen(
-        [sys.executable, str(script), mode, str(store), str(tmp_path / "runs.txt")],
+        [sys.executable, str(script), mode, str(store), str(tmp_path / "runs.txt"), durability],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -79,8 +80,11 @@ def _finish(child: subprocess.Popen[str]) -> dict[str, object]:
 
 
 @pytest.mark.slow
-def test_kill_9_mid_turn_then_restart_commits_the_turn_exactly_once(tmp_path: Path, store_location: str | Path) -> None:
-    child = _start(tmp_path, store_location, "crash")
+@pytest.mark.parametrize("durability", ["durable", "fast"])
+def test_kill_9_mid_turn_then_restart_commits_the_turn_exactly_once(
+    tmp_path: Path, store_location: str | Path, durability: str
+) -> None:
+    child = _start(tmp_path, store_location, "crash", durability)
     try:
         accepted = child.stdout.readline().split()  # type: ignore[union-attr]
         assert accepted[0] == "ACCEPTED", child.stderr.read()  # type: ignore[union-attr]
@@ -92,7 +96,8 @@ def test_kill_9_mid_turn_then_restart_commits_the_turn_exactly_once(tmp_path: Pa
     runs = tmp_path / "runs.txt"
     assert runs.read_text().split() == [turn_id]
 
-    first = _finish(_start(tmp_path, store_location, "recover"))  # the redelivered envelope joins the replayed turn
+    # the redelivered envelope joins the replayed turn
+    first = _finish(_start(tmp_path, store_location, "recover", durability))
     assert first == {
         "turn_id": turn_id,
         "text": "working paid",
@@ -105,6 +110,6 @@ def test_kill_9_mid_turn_then_restart_commits_the_turn_exactly_once(tmp_path: Pa
     assert runs.read_text().split() == [turn_id, turn_id]  # the target ran again: at-least-once
 
     # the dedup key holds: nothing runs, the stored reply answers
-    second = _finish(_start(tmp_path, store_location, "recover"))
+    second = _finish(_start(tmp_path, store_location, "recover", durability))
     assert second == first
     assert runs.read_text().split() == [turn_id, turn_id]
