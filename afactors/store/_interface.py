@@ -80,7 +80,8 @@ class StoreStats:
     `failed_commits`: requests that got an error; `split_batches`: group transactions that failed and were
     retried one request per transaction to find the failing ones; `refused_full`: requests refused because the
     disk was full. `map_grows` and `map_size` are LMDB's (0 elsewhere), and so is `flushes`: with `fast`, the
-    flushes that made every commit acknowledged before them durable (`LmdbStore`'s flusher).
+    flushes that made the commits acknowledged before them durable (by the flusher, or by the writer when one was
+    overdue).
     """
 
     commits: int = 0
