@@ -191,7 +191,7 @@ class Host:
         self.runs: RunTokens | None = None
         self.monitor = TurnMonitor()
         self.sweeper = Sweeper(store, system, config.retention)
-        self.identity = IdentityService(store, config.identity)
+        self.identity = IdentityService(store, config.identity, shared=config.cluster)
         self.router = Router(
             self.identity, lambda: self.channels.keys(), self._pushers, active_window=config.active_window,
             defaults=config.response_targets,

@@ -42,7 +42,7 @@ from afactors.identity.oidc import (
     verify_id_token,
 )
 from afactors.model import Identity
-from afactors.store import Delete, Put, Store, TokenRecord
+from afactors.store import Delete, Expect, Put, Store, TokenRecord
 
 log = logging.getLogger("afactors.identity")
 
@@ -140,9 +140,14 @@ class OidcLinker:
         payload = open_state(self.config.state_secret, state, time.time())
         async with self._spend:
             pending: TokenRecord | None = self.store.get("tokens", pending_key(state))
-            if pending is None or pending.purpose != "oidc":
+            if (
+                pending is None
+                or pending.purpose != "oidc"
+                or not await self.store.commit(
+                    [Delete("tokens", pending_key(state))], expect=[Expect("tokens", pending_key(state), pending)]
+                )  # on condition: of two nodes completing one sign-in, one spends it
+            ):
                 raise OidcError("This sign-in was already completed or is unknown; ask for a new link.", "replayed")
-            await self.store.commit([Delete("tokens", pending_key(state))])
         identity = Identity(str(pending.data["channel"]), str(pending.data["native_id"]))
         if (pending.tenant, identity.channel, identity.user_id) != (payload.get("t"), payload.get("c"),
                                                                     payload.get("u")):  # fmt: skip

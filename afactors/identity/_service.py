@@ -4,6 +4,12 @@ A host service beside the actor system. Every change is one store commit made wh
 reads and rewrites (the sender, the isolation keys, the code), taken in one order: a code is redeemed at most
 once however many redemptions race, a merge is all-or-nothing, and unrelated senders do not wait for each
 other (their commits share the store's group commit).
+
+On a store shared by the nodes of a cluster (`shared`) those locks are per process, so each commit also expects
+every row it was computed from to be as read (`Expect`), and an operation whose rows another node changed
+meanwhile is computed again from fresh reads: two nodes never issue two keys for one channel identity, spend one
+code twice or lose a merge. Nor does a shared service cache rows (another node may change them): every lookup
+reads the store.
 """
 
 from __future__ import annotations
@@ -11,9 +17,9 @@ from __future__ import annotations
 import inspect
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -24,7 +30,19 @@ from afactors.identity._policy import LinkPolicy, allow_all_links, pairs_allowed
 from afactors.identity._stripes import Stripes
 from afactors.identity._window import SlidingWindow
 from afactors.model import Identity
-from afactors.store import AuditRecord, Delete, IdentityRecord, LinkRecord, Member, Op, Put, Store, TokenRecord
+from afactors.store import (
+    AuditRecord,
+    Delete,
+    Expect,
+    IdentityRecord,
+    LinkRecord,
+    Member,
+    Op,
+    Put,
+    Store,
+    StoreError,
+    TokenRecord,
+)
 
 Resolver = Callable[[str, Identity], "str | None | Awaitable[str | None]"]
 """`(tenant, identity) -> isolation key`, or None to refuse the sender; plain or async. A link made by a ceremony
@@ -34,6 +52,11 @@ REFUSED_TEXT = "You don't have access to this bot."
 
 _MAX_KEY_CHARS = 128
 _CACHE_ENTRIES = 200_000
+_ATTEMPTS = 16
+
+T = TypeVar("T")
+Read = tuple[str, str, Any]
+"""(kind, key, the row as read, None: absent): a row a change was computed from."""
 
 
 @attrs.frozen
@@ -72,6 +95,24 @@ class LinkCode:
     expires_at: float
 
 
+async def _retried(attempt: Callable[[], Awaitable[T | None]]) -> T:
+    """Run `attempt` (a change computed from fresh reads, committed on condition that they still hold; None when
+    another node changed them meanwhile) until it commits; `StoreError` when they keep changing."""
+    for _ in range(_ATTEMPTS):
+        result = await attempt()
+        if result is not None:
+            return result
+    raise StoreError(f"identity records changed under {_ATTEMPTS} attempts in a row (other nodes); try again")
+
+
+def _identity_rows(tenant: str, keys: Iterable[str], records: Iterable[IdentityRecord | None]) -> list[Read]:
+    """The identity rows `_held` read for `keys`: a record under its own key (merges followed), or absence."""
+    return [
+        ("identities", _keys.identity_key(tenant, k if r is None else r.key), r)
+        for k, r in zip(keys, records, strict=True)
+    ]
+
+
 def _valid_key(key: object) -> str:
     if not isinstance(key, str) or not key or len(key) > _MAX_KEY_CHARS or not key.isprintable() or "/" in key:
         raise ValueError(f"an isolation key must be 1-{_MAX_KEY_CHARS} printable characters without '/': {key!r}")
@@ -79,22 +120,26 @@ def _valid_key(key: object) -> str:
 
 
 class IdentityService:
-    """The identity registry of one store (all tenants, never crossing)."""
+    """The identity registry of one store (all tenants, never crossing); `shared`: the store is a cluster's (see
+    the module docstring)."""
 
-    def __init__(self, store: Store, config: IdentityConfig | None = None) -> None:
+    def __init__(self, store: Store, config: IdentityConfig | None = None, *, shared: bool = False) -> None:
         self.store = store
         self.config = config or IdentityConfig()
         self._senders = Stripes()  # (tenant, channel, native id): first contact issues one key
         self._keys = Stripes()  # (tenant, isolation key): read-modify-write of identity records
         self._code_lock = trio.Lock()  # codes are rare; one lock makes "spent" exact
-        self._cache: dict[tuple[str, str], Any] = {}
+        self._cache: dict[tuple[str, str], Any] | None = None if shared else {}  # None: shared, read the store
         self._codes = SlidingWindow(self.config.codes_per_window, self.config.window)
         self._failures = SlidingWindow(self.config.failures_per_window, self.config.window)
 
     # -- reads -----------------------------------------------------------------------------------------------
 
     def _read(self, kind: str, key: str) -> Any:
-        """An identity or link row, from the write-through cache (this service is their only writer)."""
+        """An identity or link row, from the write-through cache (this service is their only writer), or from the
+        store when it is shared."""
+        if self._cache is None:
+            return self.store.get(kind, key)
         cached = self._cache.get((kind, key))
         if cached is None:
             cached = self.store.get(kind, key)
@@ -104,8 +149,13 @@ class IdentityService:
                 self._cache[(kind, key)] = cached
         return cached
 
-    async def _commit(self, ops: list[Op]) -> None:
-        """Commit, then bring the cache up to date with what was written (a failed commit drops the rows)."""
+    async def _commit(self, ops: list[Op], read: Iterable[Read] = ()) -> bool:
+        """Commit, then bring the cache up to date with what was written (a failed commit drops the rows).
+
+        On a shared store: only if every row of `read` is still as read, else nothing is written and it returns
+        False (the caller computes the change again)."""
+        if self._cache is None:
+            return await self.store.commit(ops, expect=[Expect(kind, key, value) for kind, key, value in read])
         cached = [(op.kind, op.key) for op in ops if op.kind in ("identities", "links")]
         try:
             await self.store.commit(ops)
@@ -119,6 +169,7 @@ class IdentityService:
                     self._cache[(op.kind, op.key)] = op.value
                 else:
                     self._cache.pop((op.kind, op.key), None)
+        return True
 
     def record(self, tenant: str, key: str) -> IdentityRecord | None:
         """The identity under `key` (following merges), or None."""
@@ -178,28 +229,33 @@ class IdentityService:
     ) -> IdentityRecord:
         """Create or update the sender's identity: member, last seen, the link row when the key is auto-issued."""
         ref = f"{identity.channel}/{identity.user_id}"
-        async with self._senders.hold(f"{tenant}/{ref}"):
+
+        async def attempt() -> IdentityRecord | None:
             ops: list[Op] = []
-            if key is None:  # re-read: a racing first contact may have issued the key meanwhile
+            read: list[Read] = []
+            chosen = key
+            if chosen is None:  # re-read: a racing first contact may have issued the key meanwhile
+                link_at = _keys.link_key(tenant, identity.channel, identity.user_id)
                 link = self.link(tenant, identity.channel, identity.user_id)
+                read.append(("links", link_at, link))
                 if link is None:
-                    key = "u" + secrets.token_hex(12)
-                    ops.append(Put("links", _keys.link_key(tenant, identity.channel, identity.user_id),
-                                   LinkRecord(key, "auto", now)))  # fmt: skip
+                    chosen = "u" + secrets.token_hex(12)
+                    ops.append(Put("links", link_at, LinkRecord(chosen, "auto", now)))
                 else:
-                    key = link.key
-            async with self._held(tenant, key) as records:
+                    chosen = link.key
+            async with self._held(tenant, chosen) as records:
                 [record] = records
-                record = record or IdentityRecord(tenant, key, _keys.conversation_of(key), created_at=now)
+                read += _identity_rows(tenant, [chosen], records)
+                record = record or IdentityRecord(tenant, chosen, _keys.conversation_of(chosen), created_at=now)
                 via = "auto" if ops else "resolver"
                 member = record.members.get(ref) or Member(identity.channel, identity.user_id, now, via)
-                member = attrs.evolve(
-                    member, last_seen_at=now, address=address or member.address
-                )  # keep the last known
+                member = attrs.evolve(member, last_seen_at=now, address=address or member.address)  # keep the last
                 record = attrs.evolve(record, members={**record.members, ref: member}, last=ref)
                 ops.append(Put("identities", _keys.identity_key(tenant, record.key), record))
-                await self._commit(ops)
-                return record
+                return record if await self._commit(ops, read) else None
+
+        async with self._senders.hold(f"{tenant}/{ref}"):
+            return await _retried(attempt)
 
     @asynccontextmanager
     async def _held(self, tenant: str, *keys: str) -> AsyncIterator[list[IdentityRecord | None]]:
@@ -217,15 +273,19 @@ class IdentityService:
     async def new_conversation(self, tenant: str, identity: Identity) -> str:
         """Move the sender's sessions to a fresh conversation (the old one is kept); returns its id."""
         resolved = await self.resolve(tenant, identity)
-        async with self._held(tenant, resolved.key) as [record]:
-            assert record is not None
-            fresh = f"{_keys.conversation_of(record.key)}#{secrets.token_hex(4)}"
-            now = time.time()
-            await self._commit([
-                Put("identities", _keys.identity_key(tenant, record.key), attrs.evolve(record, conversation=fresh)),
-                self._audit(tenant, record.key, "new_conversation", now, identity, {"conversation": fresh}),
-            ])  # fmt: skip
-        return fresh
+
+        async def attempt() -> str | None:
+            async with self._held(tenant, resolved.key) as records:
+                [record] = records
+                assert record is not None
+                fresh = f"{_keys.conversation_of(record.key)}#{secrets.token_hex(4)}"
+                ops: list[Op] = [
+                    Put("identities", _keys.identity_key(tenant, record.key), attrs.evolve(record, conversation=fresh)),
+                    self._audit(tenant, record.key, "new_conversation", time.time(), identity, {"conversation": fresh}),
+                ]
+                return fresh if await self._commit(ops, _identity_rows(tenant, [resolved.key], records)) else None
+
+        return await _retried(attempt)
 
     # -- one-time-code linking -------------------------------------------------------------------------------
 
@@ -242,7 +302,7 @@ class IdentityService:
         digest = _codes.digest(tenant, code)
         token = TokenRecord("link", tenant, resolved.key, digest, now + self.config.code_ttl, now,
                             {"channel": identity.channel, "native_id": identity.user_id})  # fmt: skip
-        await self._commit([Put("tokens", _keys.code_key(digest), token)])
+        await self._commit([Put("tokens", _keys.code_key(digest), token)])  # a fresh random key: no condition
         return LinkCode(code, token.expires_at)
 
     async def redeem(self, tenant: str, identity: Identity, code: str) -> IdentityRecord:
@@ -255,8 +315,10 @@ class IdentityService:
         normal = _codes.normalize(code)
         candidate = _codes.digest(tenant, normal) if normal is not None else ""
         resolved = await self.resolve(tenant, identity)
-        async with self._code_lock:
-            token: TokenRecord | None = self.store.get("tokens", _keys.code_key(candidate)) if normal else None
+        code_at = _keys.code_key(candidate)
+
+        async def attempt() -> IdentityRecord | None:
+            token: TokenRecord | None = self.store.get("tokens", code_at) if normal else None
             if (
                 token is None
                 or token.purpose != "link"
@@ -266,23 +328,28 @@ class IdentityService:
                 self._failures.add(ref, now)
                 raise LinkFailed("That code is not valid. Send /link on the other channel for a new one.",
                                  "invalid_code")  # fmt: skip
-            spend = Delete("tokens", _keys.code_key(candidate))
+            spend: list[Op] = [Delete("tokens", code_at)]
+            read: list[Read] = [("tokens", code_at, token)]  # spent once, whichever node redeems it
             if token.expires_at <= now:
-                await self._commit([spend])
-                raise LinkFailed("That code has expired. Send /link on the other channel for a new one.",
-                                 "expired_code")  # fmt: skip
-            async with self._held(tenant, token.key, resolved.key) as [target, source]:
+                if await self._commit(spend, read):
+                    raise LinkFailed("That code has expired. Send /link on the other channel for a new one.",
+                                     "expired_code")  # fmt: skip
+                return None
+            async with self._held(tenant, token.key, resolved.key) as records:
+                target, source = records
                 assert source is not None
+                read += _identity_rows(tenant, [token.key, resolved.key], records)
                 if target is None or target.key == source.key:
-                    await self._commit([spend])
-                    return source
+                    return source if await self._commit(spend, read) else None
                 if not self._may_link(target, source):
-                    await self._commit([spend])
-                    raise LinkFailed("These channels cannot be linked.", "policy")
-                await self._commit([spend, *self._merge(tenant, source, target, identity, now)[0]])
-            merged = self.record(tenant, target.key)
-            assert merged is not None
-            return merged
+                    if await self._commit(spend, read):
+                        raise LinkFailed("These channels cannot be linked.", "policy")
+                    return None
+                ops, merged = self._merge(tenant, source, target, identity, now)
+                return merged if await self._commit(spend + ops, read) else None
+
+        async with self._code_lock:
+            return await _retried(attempt)
 
     def _may_link(self, target: IdentityRecord, source: IdentityRecord) -> bool:
         config = self.config
@@ -321,10 +388,14 @@ class IdentityService:
         conversation); one commit, audited. Raises `LinkFailed("policy")` when the link policy forbids it."""
         resolved = await self.resolve(tenant, identity)
         now = time.time()
-        async with self._code_lock:  # claim rows are read and rewritten here only
-            owners = [row.key for name, value in keys.items()
-                      if (row := self._read("links", _keys.claim_key(tenant, name, value))) is not None]  # fmt: skip
+
+        async def attempt() -> IdentityRecord | None:
+            rows = [(at, self._read("links", at)) for at in
+                    (_keys.claim_key(tenant, name, value) for name, value in keys.items())]  # fmt: skip
+            read: list[Read] = [("links", at, row) for at, row in rows]
+            owners = [row.key for _, row in rows if row is not None]
             async with self._held(tenant, *owners, resolved.key) as records:
+                read += _identity_rows(tenant, [*owners, resolved.key], records)
                 live: dict[str, IdentityRecord] = {r.key: r for r in records if r is not None}
                 target, *sources = live.values()
                 for source in sources:
@@ -335,44 +406,52 @@ class IdentityService:
                     merge_ops, target = self._merge(tenant, source, target, identity, now, via)
                     ops += merge_ops
                 target = attrs.evolve(target, claims={**target.claims, **claims})
-                ops += [Put("links", _keys.claim_key(tenant, name, value), LinkRecord(target.key, via, now))
-                        for name, value in keys.items()]  # fmt: skip
+                ops += [Put("links", at, LinkRecord(target.key, via, now)) for at, _ in rows]
                 ops += [
                     Put("identities", _keys.identity_key(tenant, target.key), target),
                     self._audit(tenant, target.key, "claims", now, identity, {"via": via, "claims": sorted(claims)}),
                 ]
-                await self._commit(ops)
-            found = self.record(tenant, target.key)
-            assert found is not None
-            return found
+                return target if await self._commit(ops, read) else None
+
+        async with self._code_lock:  # claim rows are read and rewritten here only
+            return await _retried(attempt)
 
     async def unlink(self, tenant: str, channel: str, native_id: str, *, action: str = "unlink") -> bool:
         """Detach a channel identity from the person it was linked to: it gets a fresh key and conversation of its
         own. False when it is not linked to anything else. `action` names it in the audit (`unlink`, `revoke`)."""
         ref = f"{channel}/{native_id}"
-        found = self.lookup(tenant, channel, native_id)
-        if found is None:
-            return False
-        async with self._senders.hold(f"{tenant}/{ref}"), self._held(tenant, found.key) as [record]:
-            if record is None or ref not in record.members or len(record.members) < 2:
+        link_at = _keys.link_key(tenant, channel, native_id)
+
+        async def attempt() -> bool | None:
+            link = self.link(tenant, channel, native_id)
+            found = None if link is None else self.record(tenant, link.key)
+            if found is None:
                 return False
-            now = time.time()
-            member = record.members[ref]
-            rest = {r: m for r, m in record.members.items() if r != ref}
-            last = max(rest.values(), key=lambda m: m.last_seen_at or 0.0).ref
-            fresh = "u" + secrets.token_hex(12)
-            members = {ref: attrs.evolve(member, linked_at=now, via=action)}
-            alone = IdentityRecord(tenant, fresh, _keys.conversation_of(fresh), now, members, last=ref)
-            who = Identity(channel, native_id)
-            await self._commit([
-                Put("identities", _keys.identity_key(tenant, record.key),
-                    attrs.evolve(record, members=rest, last=last)),
-                Put("identities", _keys.identity_key(tenant, fresh), alone),
-                Put("links", _keys.link_key(tenant, channel, native_id), LinkRecord(fresh, action, now)),
-                self._audit(tenant, record.key, action, now, who, {"new_key": fresh}),
-                self._audit(tenant, fresh, action, now, who, {"from": record.key}),
-            ])  # fmt: skip
-            return True
+            async with self._held(tenant, found.key) as records:
+                [record] = records
+                if record is None or ref not in record.members or len(record.members) < 2:
+                    return False
+                now = time.time()
+                member = record.members[ref]
+                rest = {r: m for r, m in record.members.items() if r != ref}
+                last = max(rest.values(), key=lambda m: m.last_seen_at or 0.0).ref
+                fresh = "u" + secrets.token_hex(12)
+                members = {ref: attrs.evolve(member, linked_at=now, via=action)}
+                alone = IdentityRecord(tenant, fresh, _keys.conversation_of(fresh), now, members, last=ref)
+                who = Identity(channel, native_id)
+                ops: list[Op] = [
+                    Put("identities", _keys.identity_key(tenant, record.key),
+                        attrs.evolve(record, members=rest, last=last)),
+                    Put("identities", _keys.identity_key(tenant, fresh), alone),
+                    Put("links", link_at, LinkRecord(fresh, action, now)),
+                    self._audit(tenant, record.key, action, now, who, {"new_key": fresh}),
+                    self._audit(tenant, fresh, action, now, who, {"from": record.key}),
+                ]  # fmt: skip
+                read = [("links", link_at, link), *_identity_rows(tenant, [found.key], records)]
+                return True if await self._commit(ops, read) else None
+
+        async with self._senders.hold(f"{tenant}/{ref}"):
+            return await _retried(attempt)
 
     @staticmethod
     def _audit(tenant: str, key: str, action: str, now: float, who: Identity, detail: dict[str, Any]) -> Put:
