@@ -19,7 +19,7 @@ from afactors.actors._phases import Entry
 from afactors.actors._records import RecordReader
 from afactors.actors._supervision import RestartPolicy
 from afactors.model import ConversationKey, Message, Reply, Timer, TurnContext, Update
-from afactors.store import Op, ResponseRecord, Snapshot, TurnRecord
+from afactors.store import Expect, Op, ResponseRecord, Snapshot, TurnRecord
 
 Actor = TypeVar("Actor", contravariant=True)
 """The actor type an owner drives (`ConversationActor`; a type variable so this module need not import it)."""
@@ -80,9 +80,12 @@ class ActorOwner(RecordReader, Protocol[Actor]):
         """Committed turn `seq` of the conversation, if there is one."""
         ...
 
-    async def commit(self, ops: Sequence[Op], key: ConversationKey | None = None) -> None:
+    async def commit(
+        self, ops: Sequence[Op], key: ConversationKey | None = None, expect: Sequence[Expect] = ()
+    ) -> bool:
         """Commit `ops` in one durable transaction; outbox rows among them are then handed to delivery. A cluster
-        node's commit for conversation `key` is fenced by its lease: `NotOwner` when another node took it."""
+        node's commit for conversation `key` is fenced by its lease: `NotOwner` when another node took it. False
+        (nothing written) when one of `expect` did not hold."""
         ...
 
     # -- scheduling and answers ------------------------------------------------------------------------------

@@ -484,8 +484,15 @@ class ActorSystem:
         return True
 
     async def hide(self, record: ResponseRecord) -> None:
-        """Withdraw a stored turn's record from retrieval; its conversation history is kept."""
-        await self.store.commit(ledger.hidden(record))
+        """Withdraw a stored turn's record from retrieval; its conversation history is kept.
+
+        On condition that the record is as read: if its turn rewrote it meanwhile (on any node of a cluster), the
+        record as it now stands is hidden, so a hide is never undone by a write it raced with."""
+        current: ResponseRecord | None = record
+        while current is not None and current.stored:
+            if await self.store.commit(ledger.hidden(current), expect=[Expect("responses", current.id, current)]):
+                return
+            current = self.record(record.id)
 
     def get(self, key: ConversationKey) -> ConversationActor:
         """The live actor of `key`, activating it from the store if needed. Raises `ActorUnavailable`."""
@@ -603,13 +610,17 @@ class ActorSystem:
         prefix = records_prefix(path)
         return [(key[len(prefix) :], record.data) for key, record in self.store.scan("checkpoints", prefix)]
 
-    async def commit(self, ops: Sequence[Op], key: ConversationKey | None = None) -> None:
-        await self._commit_owned(key, ops)
+    async def commit(
+        self, ops: Sequence[Op], key: ConversationKey | None = None, expect: Sequence[Expect] = ()
+    ) -> bool:
+        if not await self._commit_owned(key, ops, expect):
+            return False
         for op in ops:
             if op.kind == "outbox" and self.on_outbox is not None:
                 self.on_outbox(op.key)
             elif op.kind == "timer_due" and isinstance(op, Put) and self.on_timer is not None:
                 self.on_timer(due_of(op.key))
+        return True
 
     def admit(self, actor: ConversationActor) -> None:
         self._check_open()

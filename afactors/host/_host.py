@@ -44,7 +44,7 @@ from afactors.host._runs import DEFAULT_TTL, RunTokens
 from afactors.host._server import ServerLimits, build_app, serve_app, server_config
 from afactors.host._status import StatusSources
 from afactors.host._timer_http import timer_routes
-from afactors.host._timers import Timers
+from afactors.host._timers import CLUSTER_SLEEP, MAX_SLEEP, Timers
 from afactors.host._web import web_routes
 from afactors.host.context import HostChannelContext
 from afactors.identity import Allowlist, ChannelAuth, IdentityConfig, IdentityService, effective, validate
@@ -180,7 +180,7 @@ class Host:
     def __init__(self, store: Store, system: ActorSystem, config: HostConfig) -> None:
         self.store = store
         self.system = system
-        self.timers = Timers(store, system)
+        self.timers = Timers(store, system, max_sleep=CLUSTER_SLEEP if config.cluster else MAX_SLEEP)
         self.config = config
         self.urls: list[str] = []
         self.channels: dict[str, Channel] = {}

@@ -4,7 +4,8 @@ outbox as turns' replies, and the delivery audit of turns and pushes (`GET /v1/d
 A push is resolved like a response target (`Router.for_push`), then committed in one transaction: one outbox row
 per destination (each recipient its own ordering group, so 10,000 chats are delivered concurrently, as fast as
 the channel's own rate limiter lets them out), the audit of intended destinations, and the push's idempotency
-key. Asking again with the same key returns the first push and queues nothing; rows survive kill -9 and are
+key. Asking again with the same key returns the first push and queues nothing (on condition that the key is new
+when the push commits, so also when two nodes of a cluster are asked at once); rows survive kill -9 and are
 delivered after the restart; each row is deleted in the commit that records it delivered.
 """
 
@@ -19,7 +20,7 @@ import trio
 from afactors.actors import ActorSystem, ledger, new_turn_id
 from afactors.host._routing import Router, RoutingError
 from afactors.model import Identity, Message, Reply, ResponseTarget, Skipped, converter
-from afactors.store import DedupRecord, DeliveryAudit, DeliveryOutcome, Store
+from afactors.store import DedupRecord, DeliveryAudit, DeliveryOutcome, Expect, Store
 
 MAX_KEY_CHARS = 256
 
@@ -65,18 +66,28 @@ class Pusher:
         if not idempotency_key or len(idempotency_key) > MAX_KEY_CHARS or not idempotency_key.isprintable():
             raise ValueError(f"an idempotency key must be 1-{MAX_KEY_CHARS} printable characters")
         reply = as_reply(message)
+        dedup = ledger.push_dedup_key(tenant, idempotency_key)
         async with self._lock:
-            earlier: DedupRecord | None = self._store.get("dedup", ledger.push_dedup_key(tenant, idempotency_key))
-            if earlier is not None:
-                audit = self.audit(tenant, earlier.turn_id)
-                count, skipped = (len(audit.destinations), audit.skipped) if audit is not None else (0, ())
-                return PushResult(earlier.turn_id, count, skipped, duplicate=True)
+            if (earlier := self._earlier(tenant, dedup)) is not None:
+                return earlier
             routing = self._router.for_push(tenant, target, user)
             push_id = new_turn_id("push_")
             stamp = self._system._next_stamp()  # the clock of outbox rows: pushes sort among replies
             ops = ledger.broadcast(tenant, push_id, routing, reply, stamp, time.time(), idempotency_key)
-            await self._system.commit(ops)
+            if not await self._system.commit(ops, expect=[Expect("dedup", dedup, None)]):  # another node's, first
+                earlier = self._earlier(tenant, dedup)
+                assert earlier is not None
+                return earlier
         return PushResult(push_id, len(routing.destinations), routing.skipped)
+
+    def _earlier(self, tenant: str, dedup: str) -> PushResult | None:
+        """The push queued earlier under the idempotency key `dedup`, as a duplicate; None when there is none."""
+        earlier: DedupRecord | None = self._store.get("dedup", dedup)
+        if earlier is None:
+            return None
+        audit = self.audit(tenant, earlier.turn_id)
+        count, skipped = (len(audit.destinations), audit.skipped) if audit is not None else (0, ())
+        return PushResult(earlier.turn_id, count, skipped, duplicate=True)
 
     def audit(self, tenant: str, delivery_id: str) -> DeliveryAudit | None:
         """The delivery audit of a turn or push of `tenant` (None: unknown, or another tenant's)."""

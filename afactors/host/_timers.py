@@ -29,6 +29,10 @@ FIRE_BATCH = 512
 MAX_SLEEP = 30.0
 """The longest the scheduler sleeps without looking at the index again (the wall clock may have jumped)."""
 
+CLUSTER_SLEEP = 1.0
+"""The same on a cluster node: a timer another node scheduled for a conversation this node owns (the timer API
+serves any node) fires here within about this long of falling due, though nothing woke this node's scheduler."""
+
 _FIRE_CONCURRENCY = 256
 _RETRY = 1.0
 
@@ -38,10 +42,14 @@ class Timers:
 
     Catch-up: a timer due while the host was down fires once, as soon as the host is back; a cron schedule then
     moves to its next occurrence after now (the occurrences it missed are skipped, not fired one by one).
+    `max_sleep`: the longest the scheduler goes without reading the due index (`CLUSTER_SLEEP` on a cluster node).
     """
 
-    def __init__(self, store: Store, system: ActorSystem, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Store, system: ActorSystem, clock: Callable[[], float] = time.time, max_sleep: float = MAX_SLEEP
+    ) -> None:
         self._store = store
+        self._max_sleep = max_sleep
         self._system = system
         self._clock = clock
         self._wakeup = trio.Event()
@@ -131,7 +139,7 @@ class Timers:
                 (max(ledger.due_of(due_key), self._elsewhere.get(due_key, 0.0)) for due_key, _ in rows),
                 default=math.inf,
             )
-            with trio.move_on_after(min(self._waiting_until - now, MAX_SLEEP)):
+            with trio.move_on_after(min(self._waiting_until - now, self._max_sleep)):
                 await self._wakeup.wait()
             self._waiting_until = 0.0
 

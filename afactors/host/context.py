@@ -326,10 +326,15 @@ class HostChannelContext:
     async def push(self, key: ConversationKey, address: dict[str, Any], reply: Reply) -> str:
         """Queue `reply` for this channel's `deliver` to `address` without running a turn (a welcome, a refusal,
         a proactive message): one durable outbox row, delivered in order with the replies of conversation `key`.
-        Returns the push's id (the `turn_id` its `Delivery` carries)."""
+        Returns the push's id (the `turn_id` its `Delivery` carries).
+
+        In a cluster only the conversation's owner pushes into it (its outbox rows are delivered, in order, by one
+        node): this node takes the conversation if it is free, and raises `NotOwner` (an `ActorUnavailable`) when
+        another live node holds it; the row is fenced by the lease like a turn's."""
+        await self._system.own(key)
         push_id = new_turn_id("push_")
         stamp = self._system._next_stamp()  # the clock of the conversation's own rows: pushes sort among them
-        await self._system.commit(ledger.pushed(key, stamp, self.name, address, push_id, reply, time.time()))
+        await self._system.commit(ledger.pushed(key, stamp, self.name, address, push_id, reply, time.time()), key)
         return push_id
 
     async def drop_alias(self, key: str) -> None:
