@@ -80,6 +80,11 @@ def destination_group(tenant: str, channel: str, native_id: str) -> str:
     return f"{tenant}/>{channel}/{native_id}"
 
 
+def is_destination_group(group: str) -> bool:
+    """Whether outbox group `group` is a `destination_group` (else it is a conversation's)."""
+    return group.partition("/")[2].startswith(">")
+
+
 def push_dedup_key(tenant: str, idempotency_key: str) -> str:
     """Key of the `DedupRecord` of a push's idempotency key (kind "dedup")."""
     return dedup_key(f"{tenant}/>push", idempotency_key)

@@ -6,6 +6,12 @@ channel's `deliver` returns, retries failures with jittered exponential backoff 
 `retry_after`) for as long as its `DeliveryPolicy` allows (by time, so an outage of several minutes is ridden
 out), and moves a row to the dead letters after that, after a permanent failure, or after a second send whose
 answer was lost. `Outbox.redrive` puts dead-lettered deliveries back in the outbox.
+
+On a cluster node (`leases`), a conversation's rows are written and delivered by its owner only, but rows of a
+destination group (pushes to one channel identity, from any node's turns and broadcasts) may be written by every
+node: such a group is delivered by the holder of its lease only (taken for the drain, given back after it), so no
+row goes out twice and a recipient's rows go out in order. A node that finds another live node delivering the
+group looks again every `CLAIM_RETRY` seconds while rows are left, as that drain may end before it sees them.
 """
 
 from __future__ import annotations
@@ -13,12 +19,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import attrs
 import trio
 
 from afactors._backoff import Backoff
-from afactors.actors import ledger
+from afactors.actors import NotOwner, ledger
 from afactors.channel import Deliver, Delivery, DeliveryFailed, ResponseHook
 from afactors.host._hooks import called
 from afactors.model import ConversationKey, Envelope, Identity, Message, Reply, ReplyTarget, converter
@@ -28,6 +35,21 @@ log = logging.getLogger("afactors.delivery")
 
 STORE_RETRY = 5.0
 """Seconds a conversation's deliveries wait after their bookkeeping could not be stored (a full disk)."""
+
+CLAIM_RETRY = 1.0
+"""Seconds between a cluster node's looks at a destination group another live node delivers."""
+
+
+class GroupLeases(Protocol):
+    """A cluster node's leases (`afactors.cluster.Leases`), as delivery holds the lease of an outbox group."""
+
+    async def claim_path(self, path: str) -> bool:
+        """Hold `path`'s lease (True: taken now, False: held already); `NotOwner` while a live node holds it."""
+        ...
+
+    def release(self, path: str) -> None:
+        """Give the lease back."""
+        ...
 
 
 @attrs.frozen
@@ -79,6 +101,8 @@ class Outbox:
         self._nursery: trio.Nursery | None = None
         self.recover = True
         """Whether `run` delivers every row earlier runs left (a cluster node: no, its sweeper hands them over)."""
+        self.leases: GroupLeases | None = None
+        """A cluster node's leases: destination groups are delivered under their lease (the module docstring)."""
 
     def statistics(self) -> DeliveryStats:
         """A frozen snapshot of the counts so far."""
@@ -110,11 +134,12 @@ class Outbox:
             await trio.sleep_forever()
 
     async def _drain(self, group: str) -> None:
+        leased = self.leases is not None and ledger.is_destination_group(group)
         try:
-            while rows := self._store.scan("outbox", group + "/", limit=1):
-                key, row = rows[0]
-                if ledger.outbox_group(key) != group:  # another group under this prefix ("conv" vs "conv/x")
-                    break
+            if leased and not await self._hold(group):
+                return
+            while (first := self._next(group)) is not None:
+                key, row = first
                 if (wait := row.due_at - time.time()) > 0:
                     await trio.sleep(wait)
                 try:
@@ -125,6 +150,29 @@ class Outbox:
                     await trio.sleep(STORE_RETRY)
         finally:
             self._active.discard(group)
+            if leased and self.leases is not None:
+                self.leases.release(group)
+
+    def _next(self, group: str) -> tuple[str, OutboxRecord] | None:
+        """The group's first row, if any."""
+        rows = self._store.scan("outbox", group + "/", limit=1)
+        if not rows or ledger.outbox_group(rows[0][0]) != group:  # another group under this prefix ("c" vs "c/x")
+            return None
+        key, row = rows[0]
+        return key, row
+
+    async def _hold(self, group: str) -> bool:
+        """Hold a destination group's lease to deliver it; False when its rows are gone meanwhile (another node
+        delivered them)."""
+        assert self.leases is not None
+        while True:
+            try:
+                await self.leases.claim_path(group)
+                return True
+            except NotOwner:
+                if self._next(group) is None:
+                    return False
+                await trio.sleep(CLAIM_RETRY)
 
     async def _deliver_one(self, key: str, row: OutboxRecord) -> None:
         attempt = row.attempts + 1

@@ -265,6 +265,7 @@ def _join_cluster(host: Host, node: ClusterNode, locator: Locator | None) -> Non
     host.cluster = node
     host.locator = locator or node.locator(host.system)
     outbox.recover = False
+    outbox.leases = node.leases
     node.leases.keep = outbox.delivering
     host.sweeper.leader = lambda: preferred("retention", node.registry.live_nodes()) == node.node_id
 

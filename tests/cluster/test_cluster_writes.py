@@ -1,0 +1,230 @@
+"""Writes made outside a turn, on two cluster nodes (real hosts on loopback, one throwaway PostgreSQL schema):
+identities, pushes, broadcasts, the timer API and hiding a response stay right whichever node serves them."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import attrs
+import httpx
+import pytest
+import trio
+
+from afactors.actors import NotOwner
+from afactors.host import ChannelContext, Contribution, Delivery, Host, open_host
+from afactors.model import (
+    ConversationKey,
+    Envelope,
+    Identity,
+    Message,
+    Reply,
+    ReplyTarget,
+    ResponseTarget,
+    TurnContext,
+    Update,
+)
+from afactors.store.pg_server import PgServer
+from afactors_responses import ResponsesChannel
+
+SECRET = "s3cret"
+KEY = ConversationKey("default", "chat:1")
+
+
+class Counter:
+    """Answers "<node> turn <n>: <input>", n counting the conversation's turns (its state)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def run(self, ctx: TurnContext):  # type: ignore[no-untyped-def]
+        ctx.state["turns"] = ctx.state.get("turns", 0) + 1
+        yield Update(delta=f"{self.name} turn {ctx.state['turns']}: {ctx.messages[-1].text if ctx.messages else ''}")
+
+
+@attrs.define
+class Chat:
+    """A test channel that delivers to a list; its context is the node's `ChannelContext`."""
+
+    name: str = "chat"
+    run_hook: None = None
+    response_hook: None = None
+    ctx: ChannelContext | None = None
+    delivered: list[str] = attrs.Factory(list)
+
+    def contribute(self, ctx: ChannelContext) -> Contribution:
+        self.ctx = ctx
+        return Contribution(deliver=self.deliver)
+
+    async def deliver(self, delivery: Delivery) -> None:
+        self.delivered.append(delivery.reply.text)
+
+    async def say(self, text: str) -> str:
+        assert self.ctx is not None
+        envelope = Envelope(KEY, (Message("user", text),), reply_to=ReplyTarget(self.name, {"chat": "1"}))
+        return (await (await self.ctx.submit(envelope)).reply()).text
+
+
+def say(text: str) -> Reply:
+    return Reply(messages=(Message("assistant", text),))
+
+
+@attrs.frozen
+class Node:
+    host: Host
+    chat: Chat
+    url: str
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def url(pg_server: PgServer) -> str:
+    return pg_server.new_store_url()
+
+
+@asynccontextmanager
+async def two_nodes(url: str) -> AsyncIterator[tuple[Node, Node]]:
+    async with AsyncExitStack() as stack:
+        nodes = []
+        for name in ("a", "b"):
+            port, chat = _free_port(), Chat()
+            host = await stack.enter_async_context(
+                open_host(
+                    Counter(name), channels=[ResponsesChannel(), chat], store=url, node_id=name, port=port,
+                    advertise=f"http://127.0.0.1:{port}", cluster_secret=SECRET, web_ui=False, durability="fast",
+                )
+            )  # fmt: skip
+            nodes.append(Node(host, chat, f"http://127.0.0.1:{port}"))
+        yield nodes[0], nodes[1]
+
+
+async def test_first_contact_racing_on_two_nodes_issues_one_key(url: str) -> None:
+    keys: dict[str, set[str]] = {}
+    async with two_nodes(url) as (a, b):
+
+        async def contact(node: Node, user: str) -> None:
+            resolved = await node.host.identity.resolve("default", Identity("responses", user))
+            keys.setdefault(user, set()).add(resolved.key)
+
+        async with trio.open_nursery() as nursery:
+            for n in range(20):
+                for node in (a, b):
+                    nursery.start_soon(contact, node, f"user{n}")
+        stored = {user: a.host.store.get("links", f"default/responses/{user}").key for user in keys}
+        identities = a.host.store.count("identities")
+    assert all(len(found) == 1 for found in keys.values()), keys
+    assert stored == {user: next(iter(found)) for user, found in keys.items()}
+    assert identities == 20
+
+
+async def ask(http: httpx.AsyncClient, node: Node, user: str, text: str) -> str:
+    body = {"model": "m", "input": text, "safety_identifier": user, "session": "identity"}
+    answer = await http.post(f"{node.url}/v1/responses", json=body)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["output"][0]["content"][0]["text"])
+
+
+async def test_a_link_made_on_one_node_is_followed_by_the_next_message_on_the_other(url: str) -> None:
+    async with two_nodes(url) as (a, b), httpx.AsyncClient(timeout=30) as http:
+        assert await ask(http, a, "alice", "one") == "a turn 1: one"
+        assert await ask(http, a, "alice", "two") == "a turn 2: two"
+        assert await ask(http, b, "alice-phone", "hi") == "b turn 1: hi"  # its own key, read (and once cached) on b
+        code = await http.post(f"{a.url}/v1/identity/link_codes", json={"channel": "responses", "user": "alice"})
+        redeem = {"channel": "responses", "user": "alice-phone", "code": code.json()["code"]}
+        linked = await http.post(f"{a.url}/v1/identity/links", json=redeem)
+        assert linked.status_code == 200, linked.text
+        after = await ask(http, b, "alice-phone", "after")
+        on_b = b.host.identity.lookup("default", "responses", "alice-phone")
+    assert after == "a turn 3: after"  # alice's conversation, run by its owner a
+    assert on_b is not None and sorted(on_b.members) == ["responses/alice", "responses/alice-phone"]
+
+
+async def test_a_push_on_a_node_that_does_not_own_the_conversation_is_refused_and_writes_nothing(url: str) -> None:
+    async with two_nodes(url) as (a, b):
+        assert await a.chat.say("hello") == "a turn 1: hello"
+        assert b.chat.ctx is not None and a.chat.ctx is not None
+        with pytest.raises(NotOwner) as refused:
+            await b.chat.ctx.push(KEY, {"chat": "1"}, say("from b"))
+        await a.chat.ctx.push(KEY, {"chat": "1"}, say("from a"))
+        assert await a.chat.say("again") == "a turn 2: again"
+        with trio.fail_after(10):
+            while len(a.chat.delivered) < 3 or a.host.store.count("outbox"):
+                await trio.sleep(0.02)
+        lease = a.host.store.get("leases", KEY.path)
+    assert refused.value.owner == "a"
+    assert a.chat.delivered == ["a turn 1: hello", "from a", "a turn 2: again"] and b.chat.delivered == []
+    assert lease.owner == "a"  # the refused push took nothing from the owner
+
+
+async def test_a_push_on_a_free_conversation_takes_it_and_its_next_turn_runs_there(url: str) -> None:
+    async with two_nodes(url) as (a, b):
+        assert b.chat.ctx is not None
+        await b.chat.ctx.push(KEY, {"chat": "1"}, say("welcome"))
+        assert await a.chat.say("hello") == "b turn 1: hello"  # forwarded to b, which holds it now
+        with trio.fail_after(10):
+            while len(b.chat.delivered) < 2:
+                await trio.sleep(0.02)
+    assert b.chat.delivered == ["welcome", "b turn 1: hello"] and a.chat.delivered == []
+
+
+async def test_a_timer_set_through_the_api_of_another_node_fires_once_on_the_owner(url: str) -> None:
+    async with two_nodes(url) as (a, b), httpx.AsyncClient(timeout=30) as http:
+        assert await a.chat.say("hello") == "a turn 1: hello"
+        timer = {"conversation": KEY.conversation, "after": 0, "id": "nudge", "payload": {"why": "test"}}
+        created = await http.post(f"{b.url}/v1/timers", json=timer)
+        assert created.status_code == 201, created.text
+        with trio.fail_after(10):
+            while len(a.chat.delivered) < 2:
+                await trio.sleep(0.02)
+        await trio.sleep(2.5)  # past both schedulers' next reads of the due index: a second firing would show
+        fired = (a.host.system.stats.timers_fired, b.host.system.stats.timers_fired)
+        seq = a.host.store.get("snapshots", KEY.path).seq
+    assert fired == (1, 0) and seq == 2
+    assert a.chat.delivered[1].startswith("a turn 2") and b.chat.delivered == []
+
+
+async def test_a_response_hidden_through_one_node_is_gone_on_the_other(url: str) -> None:
+    async with two_nodes(url) as (a, b), httpx.AsyncClient(timeout=30) as http:
+        made = await http.post(f"{a.url}/v1/responses", json={"model": "m", "input": "keep me"})
+        response_id = made.json()["id"]
+        first = await http.post(f"{a.url}/v1/responses", json={"model": "m", "input": "next",
+                                                               "previous_response_id": response_id})  # fmt: skip
+        deleted = await http.delete(f"{b.url}/v1/responses/{response_id}")
+        on_a = await http.get(f"{a.url}/v1/responses/{response_id}")
+        chained = await http.post(f"{a.url}/v1/responses", json={"model": "m", "input": "after",
+                                                                 "previous_response_id": response_id})  # fmt: skip
+    assert first.status_code == 200 and deleted.status_code == 200, deleted.text
+    assert on_a.status_code == 404
+    assert chained.status_code == 400 and chained.json()["error"]["code"] == "previous_response_not_found"
+
+
+async def test_one_broadcast_key_asked_on_two_nodes_at_once_is_queued_once(url: str) -> None:
+    results = []
+    async with two_nodes(url) as (a, b):
+        for n in range(5):
+            await a.host.identity.resolve("default", Identity("chat", f"u{n}"), {"chat": f"u{n}"})
+        target = ResponseTarget.to_identities([Identity("chat", f"u{n}") for n in range(5)])
+
+        async def push(node: Node, key: str) -> None:
+            results.append(await node.host.push(target, "news", idempotency_key=key))
+
+        async with trio.open_nursery() as nursery:
+            for n in range(10):
+                for node in (a, b):
+                    nursery.start_soon(push, node, f"news-{n}")
+        with trio.fail_after(10):
+            while a.host.store.count("outbox"):
+                await trio.sleep(0.02)
+        delivered = len(a.chat.delivered) + len(b.chat.delivered)
+        audits = a.host.store.count("deliveries")
+    by_key: dict[str, list[bool]] = {}
+    for result in results:
+        by_key.setdefault(result.id, []).append(result.duplicate)
+    assert sorted(sorted(flags) for flags in by_key.values()) == [[False, True]] * 10
+    assert audits == 10 and delivered == 50
