@@ -296,6 +296,14 @@ class ChannelContext(Protocol):
         """Store a channel-scoped durable value under `key`."""
         ...
 
+    async def change_alias(
+        self, key: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+    ) -> dict[str, Any] | None:
+        """Read-modify-write the value under `key`: `change(current)` gives the new value (None deletes it; an
+        equal value writes nothing), stored on condition that nobody changed it meanwhile (on any host sharing the
+        store), else `change` runs again on the value as it now is. Returns the value as `change` left it."""
+        ...
+
     async def dead_letter(self, key: str, reason: str, data: dict[str, Any]) -> None:
         """Keep an input the channel could not handle (a poison update) with the reason, under `<channel>/<key>`,
         so it is never dropped silently; operators find it among the dead letters."""

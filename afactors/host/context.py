@@ -8,6 +8,7 @@ Must not import: `afactors.host._host` (it imports this).
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -41,7 +42,7 @@ from afactors.identity import (
 )
 from afactors.identity.oidc import OidcError
 from afactors.model import ConversationKey, Envelope, Identity, Reply, Update
-from afactors.store import Delete, Generic, Put, Store, StoreError
+from afactors.store import Delete, Expect, Generic, Put, Store, StoreError
 
 log = logging.getLogger("afactors.host")
 
@@ -322,6 +323,21 @@ class HostChannelContext:
 
     async def set_alias(self, key: str, value: dict[str, Any]) -> None:
         await self._store.commit([Put("aliases", self._alias_key(key), Generic(value))])
+
+    async def change_alias(
+        self, key: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+    ) -> dict[str, Any] | None:
+        """Read-modify-write a channel-scoped value, on condition that it is unchanged since read (retried)."""
+        stored_key = self._alias_key(key)
+        while True:
+            record: Generic | None = self._store.get("aliases", stored_key)
+            current = None if record is None else record.data
+            value = change(None if current is None else copy.deepcopy(current))
+            if value == current:
+                return value
+            op = Delete("aliases", stored_key) if value is None else Put("aliases", stored_key, Generic(value))
+            if await self._store.commit([op], expect=[Expect("aliases", stored_key, record)]):
+                return value
 
     async def push(self, key: ConversationKey, address: dict[str, Any], reply: Reply) -> str:
         """Queue `reply` for this channel's `deliver` to `address` without running a turn (a welcome, a refusal,

@@ -228,3 +228,21 @@ async def test_one_broadcast_key_asked_on_two_nodes_at_once_is_queued_once(url: 
         by_key.setdefault(result.id, []).append(result.duplicate)
     assert sorted(sorted(flags) for flags in by_key.values()) == [[False, True]] * 10
     assert audits == 10 and delivered == 50
+
+
+async def test_alias_changes_made_on_two_nodes_at_once_all_land(url: str) -> None:
+    async with two_nodes(url) as (a, b):
+        assert a.chat.ctx is not None and b.chat.ctx is not None
+
+        async def append(ctx: ChannelContext, item: str) -> None:
+            await ctx.change_alias("list", lambda stored: {"items": [*(stored or {}).get("items", []), item]})
+
+        async with trio.open_nursery() as nursery:
+            for n in range(20):
+                nursery.start_soon(append, a.chat.ctx, f"a{n}")
+                nursery.start_soon(append, b.chat.ctx, f"b{n}")
+        items = (a.chat.ctx.alias("list") or {}).get("items", [])
+        dropped = await b.chat.ctx.change_alias("list", lambda stored: None)
+        gone = a.chat.ctx.alias("list")
+    assert sorted(items) == sorted([f"a{n}" for n in range(20)] + [f"b{n}" for n in range(20)])
+    assert dropped is None and gone is None

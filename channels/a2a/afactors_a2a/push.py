@@ -30,31 +30,41 @@ def _configs_key(tenant: str, task_id: str) -> str:
 
 def configs(ctx: ChannelContext, tenant: str, task_id: str) -> list[PushConfig]:
     """The push configs of a task, oldest first."""
-    stored = ctx.alias(_configs_key(tenant, task_id)) or {}
+    return _parsed(ctx.alias(_configs_key(tenant, task_id)))
+
+
+def _parsed(stored: dict[str, Any] | None) -> list[PushConfig]:
     try:
-        return converter.structure(stored.get("configs", []), list[PushConfig])
+        return converter.structure((stored or {}).get("configs", []), list[PushConfig])
     except cattrs.BaseValidationError:
         return []
 
 
+def _stored(kept: list[PushConfig]) -> dict[str, Any]:
+    return {"configs": converter.unstructure(kept)}
+
+
 async def save(ctx: ChannelContext, tenant: str, config: PushConfig) -> None:
     """Add a config to its task, replacing one with the same id."""
-    kept = [c for c in configs(ctx, tenant, config.task_id) if c.id != config.id]
-    await _store(ctx, tenant, config.task_id, [*kept, config])
+    await ctx.change_alias(
+        _configs_key(tenant, config.task_id),
+        lambda stored: _stored([*(c for c in _parsed(stored) if c.id != config.id), config]),
+    )
 
 
 async def delete(ctx: ChannelContext, tenant: str, task_id: str, config_id: str) -> bool:
     """Remove a config; False if the task had none with that id."""
-    found = configs(ctx, tenant, task_id)
-    kept = [c for c in found if c.id != config_id]
-    if len(kept) == len(found):
-        return False
-    await _store(ctx, tenant, task_id, kept)
-    return True
+    removed = False
 
+    def without(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+        nonlocal removed
+        found = _parsed(stored)
+        kept = [c for c in found if c.id != config_id]
+        removed = len(kept) != len(found)
+        return _stored(kept) if removed else stored
 
-async def _store(ctx: ChannelContext, tenant: str, task_id: str, kept: list[PushConfig]) -> None:
-    await ctx.set_alias(_configs_key(tenant, task_id), {"configs": converter.unstructure(kept)})
+    await ctx.change_alias(_configs_key(tenant, task_id), without)
+    return removed
 
 
 def headers(config: PushConfig) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from afactors.channel import ChannelContext, TurnView
 from afactors.model import ConversationKey
@@ -74,10 +75,14 @@ class TaskBook:
 
     async def add_turn(self, tenant: str, task_id: str, turn_id: str) -> None:
         """Record that `turn_id` continues the task (written before the turn is started)."""
-        stored = self.ctx.alias(self._key(tenant, task_id)) or {}
-        await self.ctx.set_alias(self._key(tenant, task_id), {**stored, "turns": [*stored.get("turns", []), turn_id]})
+
+        def added(stored: dict[str, Any] | None) -> dict[str, Any]:
+            stored = stored or {}
+            return {**stored, "turns": [*stored.get("turns", []), turn_id]}
+
+        await self.ctx.change_alias(self._key(tenant, task_id), added)
 
     async def cancel_interrupted(self, tenant: str, task_id: str) -> None:
         """Cancel a task that waits for input (no turn runs, so there is nothing to cut)."""
-        stored = self.ctx.alias(self._key(tenant, task_id)) or {}
-        await self.ctx.set_alias(self._key(tenant, task_id), {**stored, "canceled_at": time.time()})
+        now = time.time()
+        await self.ctx.change_alias(self._key(tenant, task_id), lambda stored: {**(stored or {}), "canceled_at": now})
