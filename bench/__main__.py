@@ -1,7 +1,7 @@
 """`python -m bench [--quick|--full] [--json PATH] [NAME ...]`: run every benchmark, print one table.
 
-Imports each known benchmark module that exists (`bench.<name>` for store, pgstore, fencing, identity, actors, http, peers,
-streaming, recovery, startup, telegram, timers, agent_framework, tracing), runs it, writes
+Imports each known benchmark module that exists (`bench.<name>` for store, pgstore, fencing, identity, actors, http,
+peers, streaming, recovery, startup, telegram, timers, agent_framework, tracing), runs it, writes
 `bench/results/<name>.json`, then prints one merged table; `--json PATH` also writes the merged
 `{"machine", "metrics", ...}` document. Quick mode (the default) took about 5 minutes on 2 cores before streaming,
 recovery, startup and pgstore were added (about 5 more on a quiet machine).
