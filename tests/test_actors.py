@@ -428,6 +428,21 @@ async def test_a_queued_background_record_goes_in_progress_then_completed(tmp_pa
         assert stored.status == "completed" and stored.stored is False and stored.conversation == KEY.path
 
 
+async def test_hiding_a_record_read_before_its_turn_rewrote_it_hides_the_record_as_it_now_stands(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path, Script()) as (store, system):
+        handle = await system.submit(env("hello", turn_id="resp_1", idempotency_key="resp_1"), background=True)
+        queued = system.record("resp_1")
+        await handle.reply()  # the turn rewrites the record after it was read
+        await system.hide(queued)
+        await system.hide(queued)  # hidden already: nothing to do
+        record = store.get("responses", "resp_1")
+    assert queued is not None and queued.status == "queued"
+    assert record.status == "completed" and record.output[0].text == "re:hello"  # the turn's write is kept...
+    assert record.stored is False and record.data["deleted"] is True  # ...and hidden
+
+
 async def test_a_reply_to_target_gets_an_outbox_row_in_the_turn_commit(tmp_path: Path) -> None:
     announced: list[str] = []
     async with running(tmp_path, Script(), on_outbox=announced.append) as (store, system):

@@ -14,6 +14,7 @@ import trio
 
 from afactors.actors import NotOwner
 from afactors.host import ChannelContext, Contribution, Delivery, Host, open_host
+from afactors.identity import LinkFailed
 from afactors.model import (
     ConversationKey,
     Envelope,
@@ -143,6 +144,33 @@ async def test_a_link_made_on_one_node_is_followed_by_the_next_message_on_the_ot
         on_b = b.host.identity.lookup("default", "responses", "alice-phone")
     assert after == "a turn 3: after"  # alice's conversation, run by its owner a
     assert on_b is not None and sorted(on_b.members) == ["responses/alice", "responses/alice-phone"]
+
+
+async def test_one_link_code_redeemed_on_two_nodes_at_once_links_one_sender(url: str) -> None:
+    outcomes: dict[str, str] = {}
+    async with two_nodes(url) as (a, b):
+        for n in range(10):
+            owner = Identity("responses", f"owner{n}")
+            code = await a.host.identity.issue_code("default", owner)
+
+            async def redeem(node: Node, user: str, code: str = code.code) -> None:
+                try:
+                    await node.host.identity.redeem("default", Identity("responses", user), code)
+                    outcomes[user] = "linked"
+                except LinkFailed as failed:
+                    outcomes[user] = failed.code
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(redeem, a, f"x{n}")
+                nursery.start_soon(redeem, b, f"y{n}")
+        linked = [
+            sorted(record.members)
+            for n in range(10)
+            if (record := a.host.identity.lookup("default", "responses", f"owner{n}")) is not None
+        ]
+    for n in range(10):
+        assert sorted([outcomes[f"x{n}"], outcomes[f"y{n}"]]) == ["invalid_code", "linked"], outcomes
+    assert all(len(members) == 2 for members in linked) and len(linked) == 10
 
 
 async def test_a_push_on_a_node_that_does_not_own_the_conversation_is_refused_and_writes_nothing(url: str) -> None:
