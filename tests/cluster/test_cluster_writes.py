@@ -146,6 +146,16 @@ async def test_a_link_made_on_one_node_is_followed_by_the_next_message_on_the_ot
     assert on_b is not None and sorted(on_b.members) == ["responses/alice", "responses/alice-phone"]
 
 
+async def test_a_new_conversation_started_on_one_node_is_where_the_other_sends_the_next_message(url: str) -> None:
+    async with two_nodes(url) as (a, b), httpx.AsyncClient(timeout=30) as http:
+        assert await ask(http, b, "carol", "one") == "b turn 1: one"
+        assert await ask(http, b, "carol", "two") == "b turn 2: two"
+        fresh = await http.post(f"{a.url}/v1/identity/new_conversation", json={"channel": "responses", "user": "carol"})
+        assert fresh.status_code == 200, fresh.text
+        after = await ask(http, b, "carol", "three")
+    assert after.endswith("turn 1: three")  # the fresh conversation, wherever it runs
+
+
 async def test_one_link_code_redeemed_on_two_nodes_at_once_links_one_sender(url: str) -> None:
     outcomes: dict[str, str] = {}
     async with two_nodes(url) as (a, b):
