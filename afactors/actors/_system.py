@@ -252,6 +252,7 @@ class ActorSystem:
         self._live: OrderedDict[str, ConversationActor] = OrderedDict()  # least recently active first
         self._stopped: dict[str, float] = {}  # path -> trio time the cool-down ends
         self._recovering: dict[str, list[tuple[str, InboxRecord]]] = {}  # inbox rows of actors not active yet
+        self._pushing: dict[str, int] = {}  # cluster: pushes in flight per conversation (`push`)
         # (a cluster node reads no inbox at startup: it recovers each conversation as it takes it, `take_over`)
         self._scanning = ownership is None  # the inbox left by an earlier run is still being read (`_recover`)
         self._unread = store.count("inbox") if self._scanning else 0  # while scanning: about how many rows are unread
@@ -482,6 +483,27 @@ class ActorSystem:
             with contextlib.suppress(ActorUnavailable):
                 self.get(key)
         return True
+
+    async def push(self, key: ConversationKey, ops: Sequence[Op]) -> None:
+        """Commit a push into `key`'s conversation from outside a turn (its outbox rows, delivered in order with its
+        replies). On a cluster node only as the conversation's owner: the lease is taken if it is free (`NotOwner`
+        when a live node holds it) and fences the commit; taken for the push alone, it is given back once its
+        deliveries end (`release_idle`)."""
+        path = key.path
+        self._pushing[path] = self._pushing.get(path, 0) + 1
+        try:
+            await self.own(key)
+            await self.commit(ops, key)
+        finally:
+            if (left := self._pushing.pop(path) - 1) > 0:
+                self._pushing[path] = left
+            self.release_idle(path)
+
+    def release_idle(self, path: str) -> None:
+        """Cluster: give back the lease of a conversation with no live actor and no push in flight here (its
+        deliveries ended; the lease's `keep` holds it while they run)."""
+        if self.ownership is not None and path not in self._live and path not in self._pushing:
+            self.ownership.release(path)
 
     async def hide(self, record: ResponseRecord) -> None:
         """Withdraw a stored turn's record from retrieval; its conversation history is kept.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -103,6 +103,8 @@ class Outbox:
         """Whether `run` delivers every row earlier runs left (a cluster node: no, its sweeper hands them over)."""
         self.leases: GroupLeases | None = None
         """A cluster node's leases: destination groups are delivered under their lease (the module docstring)."""
+        self.drained: Callable[[str], None] = lambda group: None
+        """Called when a conversation's rows are all delivered (a cluster node gives its lease back if idle)."""
 
     def statistics(self) -> DeliveryStats:
         """A frozen snapshot of the counts so far."""
@@ -152,6 +154,8 @@ class Outbox:
             self._active.discard(group)
             if leased and self.leases is not None:
                 self.leases.release(group)
+            elif not leased:
+                self.drained(group)
 
     def _next(self, group: str) -> tuple[str, OutboxRecord] | None:
         """The group's first row, if any."""

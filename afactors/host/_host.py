@@ -266,6 +266,7 @@ def _join_cluster(host: Host, node: ClusterNode, locator: Locator | None) -> Non
     host.locator = locator or node.locator(host.system)
     outbox.recover = False
     outbox.leases = node.leases
+    outbox.drained = host.system.release_idle
     node.leases.keep = outbox.delivering
     host.sweeper.leader = lambda: preferred("retention", node.registry.live_nodes()) == node.node_id
 

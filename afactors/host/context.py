@@ -346,11 +346,10 @@ class HostChannelContext:
 
         In a cluster only the conversation's owner pushes into it (its outbox rows are delivered, in order, by one
         node): this node takes the conversation if it is free, and raises `NotOwner` (an `ActorUnavailable`) when
-        another live node holds it; the row is fenced by the lease like a turn's."""
-        await self._system.own(key)
+        another live node holds it; the row is fenced by the lease like a turn's (`ActorSystem.push`)."""
         push_id = new_turn_id("push_")
         stamp = self._system._next_stamp()  # the clock of the conversation's own rows: pushes sort among them
-        await self._system.commit(ledger.pushed(key, stamp, self.name, address, push_id, reply, time.time()), key)
+        await self._system.push(key, ledger.pushed(key, stamp, self.name, address, push_id, reply, time.time()))
         return push_id
 
     async def drop_alias(self, key: str) -> None:

@@ -200,15 +200,20 @@ async def test_a_push_on_a_node_that_does_not_own_the_conversation_is_refused_an
     assert lease.owner == "a"  # the refused push took nothing from the owner
 
 
-async def test_a_push_on_a_free_conversation_takes_it_and_its_next_turn_runs_there(url: str) -> None:
+async def test_a_push_takes_a_free_conversation_until_it_is_delivered_then_gives_it_back(url: str) -> None:
     async with two_nodes(url) as (a, b):
-        assert b.chat.ctx is not None
+        assert a.chat.ctx is not None and b.chat.ctx is not None
         await b.chat.ctx.push(KEY, {"chat": "1"}, say("welcome"))
-        assert await a.chat.say("hello") == "b turn 1: hello"  # forwarded to b, which holds it now
         with trio.fail_after(10):
-            while len(b.chat.delivered) < 2:
+            while b.chat.delivered != ["welcome"] or a.host.store.get("leases", KEY.path).owner != "":
                 await trio.sleep(0.02)
-    assert b.chat.delivered == ["welcome", "b turn 1: hello"] and a.chat.delivered == []
+        await a.chat.ctx.push(KEY, {"chat": "1"}, say("hello from a"))
+        answer = await a.chat.say("hi")
+        with trio.fail_after(10):
+            while len(a.chat.delivered) < 2:
+                await trio.sleep(0.02)
+    assert answer == "a turn 1: hi"
+    assert a.chat.delivered == ["hello from a", "a turn 1: hi"] and b.chat.delivered == ["welcome"]
 
 
 async def test_a_timer_set_through_the_api_of_another_node_fires_once_on_the_owner(url: str) -> None:

@@ -9,6 +9,7 @@ channel can) a streamed answer, and its final reply is posted from the durable o
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from typing import Any
 
@@ -167,6 +168,10 @@ class ActivityChannel:
             return await self._act(activity)
         except SystemClosed:
             return _error(503, "ServiceUnavailable", "the bot is shutting down; try again")
+        except ActorUnavailable as unavailable:  # a push into a conversation another node of a cluster owns
+            response = _error(503, "ServiceUnavailable", f"{unavailable}")
+            response.headers["Retry-After"] = str(max(1, math.ceil(unavailable.retry_after)))
+            return response
         except StoreFull as full:
             response = _error(507, "InsufficientStorage", f"{full}; try again later")
             response.headers["Retry-After"] = "30"
