@@ -27,9 +27,13 @@ from afactors.model import (
     Update,
 )
 from afactors.store.pg_server import PgServer
+from afactors_activity import ActivityChannel
+from afactors_activity.testing import BotClient, FakeConnector, FakeIdentity
 from afactors_responses import ResponsesChannel
 
 SECRET = "s3cret"
+APP_ID = "00000000-aaaa-bbbb-cccc-000000000001"
+APP_PASSWORD = "client-secret-1"
 KEY = ConversationKey("default", "chat:1")
 
 
@@ -289,3 +293,30 @@ async def test_alias_changes_made_on_two_nodes_at_once_all_land(url: str) -> Non
         gone = a.chat.ctx.alias("list")
     assert sorted(items) == sorted([f"a{n}" for n in range(20)] + [f"b{n}" for n in range(20)])
     assert dropped is None and gone is None
+
+
+async def test_an_activity_refusal_on_a_node_that_does_not_own_the_conversation_is_a_503(url: str) -> None:
+    async with (
+        FakeIdentity(APP_ID, APP_PASSWORD).running() as identity,
+        FakeConnector(identity).running() as connector,
+        AsyncExitStack() as stack,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        clients = []
+        for name in ("a", "b"):  # no cluster secret: a turn of a conversation another node owns is refused there
+            port, channel = _free_port(), ActivityChannel(
+                app_id=APP_ID, app_password=APP_PASSWORD, openid_metadata_url=identity.metadata_url,
+                token_endpoint=identity.token_endpoint, service_url_allowlist=(connector.base_url,),
+            )  # fmt: skip
+            host = await stack.enter_async_context(
+                open_host(Counter(name), channels=[channel], store=url, node_id=name, port=port,
+                          advertise=f"http://127.0.0.1:{port}", web_ui=False, durability="fast")
+            )  # fmt: skip
+            clients.append(BotClient(http, host.urls[0] + channel.config.path, connector.service_url))
+        token = identity.token(connector.service_url, "valid")
+        first = await clients[0].post(clients[0].message("hello", id="activity-1"), token)
+        await connector.wait_until(lambda: connector.delivered())
+        refused = await clients[1].post(clients[1].message("again", id="activity-2"), token)
+    assert first.status_code == 202 and connector.delivered()[0].body["text"] == "a turn 1: hello"
+    assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"]["code"] == "ServiceUnavailable"
