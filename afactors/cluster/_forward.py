@@ -20,6 +20,9 @@ How a turn moves (wire format: `_wire`):
   is given up (`stream_dropped`) and the reply fetched by resending the envelope (it joins the turn on whichever node
   owns the conversation now, this one included).
 - `cancel` asks the node holding the turn to cancel it; a caller that merely stops waiting cancels nothing.
+- Following a background turn (`watch`, `wait`) asks the owner of its conversation, which answers with the turn's
+  updates from the first and then its end; a broken answer ends the updates (the caller then waits for the end,
+  which asks again, wherever the turn runs now).
 
 Must not import: `afactors.host` (the host imports this package).
 """
@@ -42,6 +45,7 @@ from afactors.cluster._wire import (
     FORWARDED_BY,
     TURNS_PATH,
     Accepted,
+    Ended,
     Event,
     Finished,
     ForwardRequest,
@@ -51,7 +55,9 @@ from afactors.cluster._wire import (
     cancel_path,
     decode_error,
     decode_event,
+    encode_follow,
     encode_request,
+    follow_path,
 )
 from afactors.model import ConversationKey, Envelope, ErrorInfo, Reply, Update
 from afactors.store import ResponseRecord, StoreFull
@@ -64,6 +70,10 @@ StartHere = Callable[[Envelope], Awaitable[ResponseRecord]]
 """Accept an admitted envelope as a background turn on this node; its queued record."""
 Observe = Callable[[str, str, float], None]
 """(channel, outcome, seconds from submit to the owner's answer): reported for every forwarded turn."""
+WatchHere = Callable[[str], AsyncIterator[Update] | None]
+"""The updates of a background turn from its first, when it runs on this node (else None)."""
+EndedHere = Callable[[str], Awaitable[bool]]
+"""Wait until a turn running on this node has ended; False at once when this node holds no such turn."""
 
 
 @attrs.frozen
@@ -132,7 +142,7 @@ class _Opened:
         async for line in self.lines:
             if line.strip():
                 event = decode_event(line)
-                self.complete = isinstance(event, Finished | Queued)
+                self.complete = isinstance(event, Finished | Queued | Ended)
                 return event
         return None
 
@@ -237,6 +247,81 @@ class Forwarder:
             except (PeerError, orjson.JSONDecodeError, AttributeError) as error:
                 log.warning("cluster: cancelling %s on node %s failed: %r", turn_id, peer.node_id, error)
         return False
+
+    # -- following a background turn ------------------------------------------------------------------------
+
+    async def watch(self, key: ConversationKey, turn_id: str, here: WatchHere) -> AsyncGenerator[Update, None]:
+        """The updates of background turn `turn_id` of conversation `key` from its first, until it ends: `here` when
+        this node owns the conversation, else from its owner. They end early (nothing is raised) when the owner
+        cannot be asked or its answer breaks off: the caller then `wait`s for the end."""
+        try:
+            peer = await self._locate(key)
+            opened = None if peer is None else await self._follow(peer, turn_id, updates=True)
+        except (ActorUnavailable, _Retry) as error:
+            log.info("cluster: cannot follow %s on the owner of its conversation: %s", turn_id, error)
+            return
+        if peer is None:
+            if (live := here(turn_id)) is not None:
+                async for update in live:
+                    yield update
+            return
+        if opened is None:
+            return
+        try:
+            while isinstance(event := await opened.next(), Streamed):
+                yield event.update
+        except (PeerError, WireError) as error:
+            log.info("cluster: following %s on node %s broke off: %r", turn_id, peer.node_id, error)
+        finally:
+            await opened.aclose()
+
+    async def wait(self, key: ConversationKey, turn_id: str, here: EndedHere) -> bool:
+        """Wait until turn `turn_id` of conversation `key` has ended: `here` when this node owns the conversation,
+        else on its owner (asking again, wherever it runs now, when the answer breaks off; at most `attempts` times).
+        True once it has ended; False when the node owning the conversation holds no such turn (it ended, or nobody
+        runs it), or none could be asked."""
+        for attempt in range(1, self.policy.attempts + 1):
+            try:
+                peer = await self._locate(key)
+                if peer is None:
+                    return await here(turn_id)
+                opened = await self._follow(peer, turn_id, updates=False)
+                if opened is None:
+                    return False
+                try:
+                    if isinstance(await opened.next(), Ended):
+                        return True
+                finally:
+                    await opened.aclose()
+            except (ActorUnavailable, _Retry, PeerError, WireError) as error:
+                log.info("cluster: waiting for %s on the owner of its conversation failed: %s", turn_id, error)
+            await trio.sleep(self.policy.backoff.delay(attempt))
+        return False
+
+    async def _follow(self, peer: Peer, turn_id: str, *, updates: bool) -> _Opened | None:
+        """Ask `peer` to follow a turn it runs; None when it runs none by that id. Raises `_Retry` when it cannot be
+        asked, or its answer is not a follow's."""
+        try:
+            response = await self._client.post(peer.url.rstrip("/") + follow_path(turn_id), encode_follow(updates),
+                                               self._turn_headers)  # fmt: skip
+        except PeerError as error:
+            raise _Retry(f"unreachable: {error}") from None
+        opened, following = _Opened(peer, response, response.lines(), Accepted(turn_id)), False
+        try:
+            if response.status != 200:
+                code, message = decode_error(await response.read())
+                if code == "not_running":
+                    return None
+                raise _Retry(f"{response.status} {code}: {message}")
+            if not isinstance(await opened.next(), Accepted):
+                raise _Retry("its answer did not begin with the acceptance")
+            following = True
+            return opened
+        except (PeerError, WireError) as error:
+            raise _Retry(f"its answer broke off: {error}") from None
+        finally:
+            if not following:
+                await opened.aclose()
 
     # -- the turn's task ------------------------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ event a line: `{"accepted": "<turn id>"}` (with `"done": true` when it had ended
 then `{"reply": {...}, "stream_dropped": bool}`; empty lines are heartbeats. A background turn's answer is
 `{"accepted": ...}` then `{"record": {...}}` (its queued record). A refusal is a 4xx or 5xx with
 `{"error": {"code", "message"}}` (and `Retry-After` on 503). `POST /v1/cluster/turns/<id>/cancel` answers
-`{"cancelled": bool}`.
+`{"cancelled": bool}`. `POST /v1/cluster/turns/<id>/follow` with `{"schema": 1, "updates": bool}` follows a
+background turn the node holds: `{"accepted": "<turn id>"}`, its updates from the first (with `"updates": true`),
+heartbeats, then `{"ended": "<turn id>"}` once it has ended (committed); 404 `not_running` when it holds none.
 
 Must not import: `afactors.host` (the host imports this package).
 """
@@ -28,6 +30,7 @@ SCHEMA = 1
 
 TURNS_PATH = "/v1/cluster/turns"
 CANCEL_RULE = "/v1/cluster/turns/<turn_id>/cancel"
+FOLLOW_RULE = "/v1/cluster/turns/<turn_id>/follow"
 FORWARDED_BY = "afactors-forwarded-by"
 """The header marking a forwarded request with the id of the node that sent it (a receiver never forwards it)."""
 NDJSON = "application/x-ndjson"
@@ -37,6 +40,10 @@ _FIELDS = frozenset({"schema", "channel", "stream", "background", "envelope"})
 
 def cancel_path(turn_id: str) -> str:
     return f"{TURNS_PATH}/{turn_id}/cancel"
+
+
+def follow_path(turn_id: str) -> str:
+    return f"{TURNS_PATH}/{turn_id}/follow"
 
 
 class WireError(ValueError):
@@ -89,7 +96,14 @@ class Queued:
     record: ResponseRecord
 
 
-Event = Accepted | Streamed | Finished | Queued
+@attrs.frozen
+class Ended:
+    """A followed background turn has ended (its record is committed)."""
+
+    turn_id: str
+
+
+Event = Accepted | Streamed | Finished | Queued | Ended
 
 
 def _object(data: bytes | str, what: str, code: str) -> dict[str, Any]:
@@ -102,6 +116,18 @@ def _object(data: bytes | str, what: str, code: str) -> dict[str, Any]:
     return value
 
 
+def _request(data: bytes | str, fields: frozenset[str]) -> dict[str, Any]:
+    """A request body: an object of schema `SCHEMA` with no field beyond `fields`."""
+    body = _object(data, "request body", "bad_request")
+    schema = body.get("schema")
+    if schema != SCHEMA or isinstance(schema, bool):
+        raise WireError(f"unsupported schema {schema!r}: this node speaks schema {SCHEMA}", "unsupported_schema")
+    unknown = sorted(set(body) - fields)
+    if unknown:
+        raise WireError(f"unknown field(s): {', '.join(unknown)}")
+    return body
+
+
 def encode_request(forward: ForwardRequest) -> bytes:
     body = {"schema": SCHEMA, "channel": forward.channel, "stream": forward.stream, "background": forward.background,
             "envelope": converter.unstructure(forward.envelope)}  # fmt: skip
@@ -110,13 +136,7 @@ def encode_request(forward: ForwardRequest) -> bytes:
 
 def decode_request(data: bytes | str) -> ForwardRequest:
     """The forwarded turn in a request body; `WireError` naming the first problem."""
-    body = _object(data, "request body", "bad_request")
-    schema = body.get("schema")
-    if schema != SCHEMA or isinstance(schema, bool):
-        raise WireError(f"unsupported schema {schema!r}: this node speaks schema {SCHEMA}", "unsupported_schema")
-    unknown = sorted(set(body) - _FIELDS)
-    if unknown:
-        raise WireError(f"unknown field(s): {', '.join(unknown)}")
+    body = _request(data, _FIELDS)
     channel = body.get("channel")
     if not isinstance(channel, str) or not channel:
         raise WireError("'channel' must be a non-empty string")
@@ -135,6 +155,19 @@ def decode_request(data: bytes | str) -> ForwardRequest:
     return ForwardRequest(envelope, channel, flags["stream"], flags["background"])
 
 
+def encode_follow(updates: bool) -> bytes:
+    return orjson.dumps({"schema": SCHEMA, "updates": updates})
+
+
+def decode_follow(data: bytes | str) -> bool:
+    """Whether a follow request asks for the updates; `WireError` naming the first problem."""
+    body = _request(data, frozenset({"schema", "updates"}))
+    updates = body.get("updates", False)
+    if not isinstance(updates, bool):
+        raise WireError("'updates' must be a boolean")
+    return updates
+
+
 def encode_event(event: Event) -> bytes:
     """One NDJSON line (newline included)."""
     body: dict[str, Any]
@@ -144,6 +177,8 @@ def encode_event(event: Event) -> bytes:
         body = {"update": converter.unstructure(event.update)}
     elif isinstance(event, Finished):
         body = {"reply": converter.unstructure(event.reply), "stream_dropped": event.stream_dropped}
+    elif isinstance(event, Ended):
+        body = {"ended": event.turn_id}
     else:
         body = {"record": converter.unstructure(event.record)}
     return orjson.dumps(body) + b"\n"
@@ -153,16 +188,18 @@ _EVENT_KINDS: dict[str, type] = {"update": Update, "reply": Reply, "record": Res
 
 
 def decode_event(line: bytes | str) -> Event:
-    """One line of the owner's answer; `WireError` (`bad_event`) when it is none of the four events."""
+    """One line of the owner's answer; `WireError` (`bad_event`) when it is none of the five events."""
     body = _object(line, "event", "bad_event")
+    for name in ("accepted", "ended"):
+        if name in body and (not isinstance(body[name], str) or not body[name]):
+            raise WireError(f"'{name}' must be a turn id", "bad_event")
+    if "ended" in body:
+        return Ended(body["ended"])
     if "accepted" in body:
-        turn_id = body["accepted"]
-        if not isinstance(turn_id, str) or not turn_id:
-            raise WireError("'accepted' must be a turn id", "bad_event")
         done = body.get("done", False)
         if not isinstance(done, bool):
             raise WireError("'done' must be a boolean", "bad_event")
-        return Accepted(turn_id, done)
+        return Accepted(body["accepted"], done)
     kind = next((name for name in _EVENT_KINDS if name in body), None)
     if kind is None:
         raise WireError(f"unknown event with field(s) {', '.join(sorted(body)) or 'none'}", "bad_event")

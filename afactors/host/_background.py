@@ -37,16 +37,20 @@ class TurnLog:
         self._changed.set()
         self._changed = trio.Event()
 
+    async def after(self, sent: int) -> list[Update]:
+        """The updates after the first `sent`, once there is one; [] once the turn has ended without more. Safe to
+        cancel and call again (a caller waiting with a timeout)."""
+        while sent >= len(self.updates) and not self.done:
+            await self._changed.wait()
+        return self.updates[sent:]
+
     async def follow(self) -> AsyncIterator[Update]:
         """Every update from the first, then live ones until the turn ends."""
         sent = 0
-        while True:
-            while sent < len(self.updates):
-                yield self.updates[sent]
-                sent += 1
-            if self.done:
-                return
-            await self._changed.wait()
+        while batch := await self.after(sent):
+            for update in batch:
+                yield update
+            sent += len(batch)
 
 
 class BackgroundTurns:
@@ -85,10 +89,18 @@ class BackgroundTurns:
         if handle is not None:
             self.track(turn_id, handle)
 
+    def log(self, turn_id: str) -> TurnLog | None:
+        """The update log of a tracked turn; None when it is not running here."""
+        return self._logs.get(turn_id)
+
     def watch(self, turn_id: str) -> AsyncIterator[Update] | None:
         """Replay-then-follow the updates of a tracked turn; None when it is not running here."""
         turn_log = self._logs.get(turn_id)
         return None if turn_log is None else turn_log.follow()
+
+    def holds(self, turn_id: str) -> bool:
+        """Whether this host runs the turn (tracked here, or queued, running or to be recovered by its system)."""
+        return turn_id in self._logs or self._system.pending(turn_id) is not None
 
     def progress(self) -> dict[str, int]:
         """How many updates each running background turn has produced so far, by turn id."""

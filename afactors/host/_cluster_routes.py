@@ -7,7 +7,8 @@ identity check already ran on the node that received the request, so here it goe
 again: when this node does not own the conversation (any more) it answers 409 `not_owner` and the sender locates
 the owner anew. It is served in front of Quart (`LeanFront`) when the request is plain; the Quart view answers the
 rest (a chunked or slow body, one over the limit) alike. `POST /v1/cluster/turns/<id>/cancel` cancels a turn this
-node holds.
+node holds; `POST /v1/cluster/turns/<id>/follow` follows a background turn it runs (its updates from the first, then
+its end) for a node whose client follows the turn there.
 
 Every request must carry `Authorization: Bearer <cluster secret>` (401 without, 403 when wrong; compared in constant
 time) and `Afactors-Forwarded-By: <sending node id>` (400 without; 508 `loop_detected` when it names this node).
@@ -30,18 +31,22 @@ from afactors.channel import LeanRequest, LeanResponse, Route
 from afactors.cluster import Locator
 from afactors.cluster._wire import (
     CANCEL_RULE,
+    FOLLOW_RULE,
     FORWARDED_BY,
     NDJSON,
     TURNS_PATH,
     Accepted,
+    Ended,
     Finished,
     Queued,
     Streamed,
     WireError,
+    decode_follow,
     decode_request,
     encode_error,
     encode_event,
 )
+from afactors.host._background import BackgroundTurns, TurnLog
 from afactors.host.context import HostChannelContext
 from afactors.store import StoreFull
 
@@ -112,18 +117,21 @@ class ClusterRoutes:
         locator: Locator | None,
         system: ActorSystem,
         contexts: Mapping[str, HostChannelContext],
+        background: BackgroundTurns,
         *,
         heartbeat: float,
         max_body_bytes: int,
     ) -> None:
         self._secret = secret.encode()
         self.node_id, self.locator, self.system, self.contexts = node_id, locator, system, contexts
+        self.background = background
         self.heartbeat, self.max_body_bytes = heartbeat, max_body_bytes
 
     def routes(self) -> list[Route]:
         return [
             Route(TURNS_PATH, self.turns, methods=("POST",), lean=self.turns_lean),
             Route(CANCEL_RULE, self.cancel, methods=("POST",)),
+            Route(FOLLOW_RULE, self.follow, methods=("POST",)),
         ]
 
     def _check(self, header: Header) -> None:
@@ -206,14 +214,55 @@ class ClusterRoutes:
                 if batch == []:
                     break
                 yield b"".join(encode_event(Streamed(update)) for update in batch) if batch else b"\n"
+        async for beat in self._until_ended(handle):
+            yield beat
+        yield encode_event(Finished(await handle.reply(), handle.stream_dropped))
+
+    async def _until_ended(self, handle: TurnHandle) -> AsyncIterator[bytes]:
+        """A heartbeat line every `heartbeat` seconds until `handle`'s turn has ended."""
         while True:
-            reply = None
             with trio.move_on_after(self.heartbeat):
-                reply = await handle.reply()
-            if reply is not None:
-                break
+                await handle.reply()
+                return
             yield b"\n"
-        yield encode_event(Finished(reply, handle.stream_dropped))
+
+    async def follow(self, turn_id: str) -> Response:
+        """Follow a background turn this node runs: "accepted", its updates from the first (when asked), heartbeats,
+        then "ended" once it has ended; 404 `not_running` when this node holds no such turn."""
+        try:
+            self._check(request.headers.get)
+            try:
+                updates = decode_follow(await request.get_data())
+            except WireError as error:
+                raise _Refused(400, error.code, error.message) from None
+            turn_log = self.background.log(turn_id) if updates else None
+            handle = None if turn_log is not None else self.system.join(turn_id)
+            if turn_log is None and handle is None:
+                raise _Refused(404, "not_running", f"node {self.node_id} runs no turn {turn_id!r}")
+            answer = _Answer(200, encode_event(Accepted(turn_id)), self._followed(turn_id, turn_log, handle))
+        except _Refused as refused:
+            answer = refused.answer()
+        return answer.quart()
+
+    async def _followed(
+        self, turn_id: str, turn_log: TurnLog | None, handle: TurnHandle | None
+    ) -> AsyncIterator[bytes]:
+        """A followed turn's answer after "accepted": the updates of `turn_log` (a heartbeat line whenever there were
+        none for `heartbeat` seconds) until the turn has ended, or heartbeats until `handle`'s has; then "ended"."""
+        if turn_log is not None:
+            sent = 0
+            while True:
+                batch = None
+                with trio.move_on_after(self.heartbeat):
+                    batch = await turn_log.after(sent)
+                if batch == []:
+                    break
+                sent += len(batch or ())
+                yield b"".join(encode_event(Streamed(update)) for update in batch) if batch else b"\n"
+        elif handle is not None:
+            async for beat in self._until_ended(handle):
+                yield beat
+        yield encode_event(Ended(turn_id))
 
     async def cancel(self, turn_id: str) -> Response:
         try:

@@ -388,7 +388,8 @@ async def open_host(
                 if config.cluster_secret:
                     own.extend(ClusterRoutes(
                         config.cluster_secret, "" if locator is None else locator.node_id, locator, system, contexts,
-                        heartbeat=config.forward_policy.heartbeat, max_body_bytes=config.limits.max_body_bytes,
+                        background, heartbeat=config.forward_policy.heartbeat,
+                        max_body_bytes=config.limits.max_body_bytes,
                     ).routes())  # fmt: skip
                 routes[1:1] = own  # before any channel's catch-all
                 stop_server = trio.Event()

@@ -255,14 +255,25 @@ class HostChannelContext:
         """
         record = self.record(turn_id, tenant)
         while record is not None and not record.ended:
-            if not await self._background.ended(turn_id):
+            if self._forwarder is None or self._background.holds(turn_id):
+                ended = await self._background.ended(turn_id)
+            else:  # a cluster's shared store: the turn may run on the conversation's owner
+                ended = await self._forwarder.wait(_conversation(record), turn_id, self._background.ended)
+            if not ended:
                 return record
             record = self.record(turn_id, tenant)
         return record
 
     def watch(self, turn_id: str) -> AsyncIterator[Update] | None:
-        """Replay-then-follow the updates of a running background turn; None when it is not running here."""
-        return self._background.watch(turn_id)
+        """Replay-then-follow the updates of a running background turn (in a cluster, also of one running on its
+        conversation's owner); None when it is not running."""
+        live = self._background.watch(turn_id)
+        if live is not None or self._forwarder is None or self._background.holds(turn_id):
+            return live
+        record = self._system.record(turn_id)
+        if record is None or record.ended:
+            return None
+        return self._forwarder.watch(_conversation(record), turn_id, self._background.watch)
 
     def record(self, turn_id: str, tenant: str) -> TurnView | None:
         """The stored record of a turn, if it exists, was stored, and belongs to `tenant`."""
@@ -286,8 +297,7 @@ class HostChannelContext:
         if self._forwarder is None or record.ended or self._system.pending(turn_id) is not None:
             await self._system.cancel(turn_id)
         else:  # a cluster's shared store: the turn may run on the conversation's owner
-            key = ConversationKey(record.tenant, record.conversation.removeprefix(record.tenant + "/"))
-            await self._forwarder.cancel_where(key, turn_id, self._system.cancel)
+            await self._forwarder.cancel_where(_conversation(record), turn_id, self._system.cancel)
         return self.record(turn_id, tenant)
 
     async def delete(self, turn_id: str, tenant: str) -> bool:
@@ -428,3 +438,8 @@ class HostChannelContext:
 
     def _alias_key(self, key: str) -> str:
         return f"{self.name}/{key}"
+
+
+def _conversation(record: TurnView) -> ConversationKey:
+    """The conversation a stored turn belongs to."""
+    return ConversationKey(record.tenant, record.conversation.removeprefix(record.tenant + "/"))

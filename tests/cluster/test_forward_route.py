@@ -164,3 +164,22 @@ def test_the_configuration_file_sets_the_forward_policy(tmp_path: Path) -> None:
     path.write_text("[host.forward]\nattempts = 0\n")
     with pytest.raises(Exception, match="attempts"):
         load_settings(build_parser(plugins), plugins, ["--config", str(path)])
+
+
+async def test_following_a_turn_the_node_does_not_run_is_a_404_and_bad_follows_are_4xx(nodes: OpenNodes) -> None:
+    path = "/v1/cluster/turns/resp_none/follow"
+    async with nodes() as n:
+        missing = await post(n.b_url, b'{"schema": 1, "updates": true}', GOOD, path)
+        unauthenticated = await post(n.b_url, b'{"schema": 1}', {FORWARDED_BY: "a"}, path)
+        bad = [
+            await post(n.b_url, content, GOOD, path)
+            for content in (b"{", b'{"schema": 2}', b'{"schema": 1, "updates": "yes"}', b'{"schema": 1, "x": 1}')
+        ]
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_running"
+    assert unauthenticated.status_code == 401
+    assert [(answer.status_code, answer.json()["error"]["code"]) for answer in bad] == [
+        (400, "bad_json"),
+        (400, "unsupported_schema"),
+        (400, "bad_request"),
+        (400, "bad_request"),
+    ]
