@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
+from functools import partial
 from typing import Any
 
 import attrs
@@ -25,7 +26,6 @@ from afactors.cluster import (
     Locator,
     check_advertise,
     open_node,
-    preferred,
 )  # fmt: skip
 from afactors.host._admin import admin_routes
 from afactors.host._auth import ApiKeys
@@ -33,12 +33,13 @@ from afactors.host._background import BackgroundTurns
 from afactors.host._cluster_routes import ClusterRoutes
 from afactors.host._delivery import DeliveryPolicy, Outbox
 from afactors.host._identity_routes import IdentityRoutes
+from afactors.host._lead import lead
 from afactors.host._metrics import HostMetrics
 from afactors.host._monitor import TurnMonitor
 from afactors.host._oidc import OidcLinker
 from afactors.host._push import Pusher, PushResult
 from afactors.host._push_routes import PushRoutes
-from afactors.host._retention import RetentionConfig, Sweeper
+from afactors.host._retention import RETENTION_ROLE, RetentionConfig, Sweeper
 from afactors.host._routing import ACTIVE_WINDOW, Router
 from afactors.host._runs import DEFAULT_TTL, RunTokens
 from afactors.host._server import ServerLimits, build_app, serve_app, server_config
@@ -259,7 +260,7 @@ def _forwarding(locator: Locator | None, config: HostConfig) -> AbstractAsyncCon
 
 def _join_cluster(host: Host, node: ClusterNode, locator: Locator | None) -> None:
     """Make a host a cluster node's: its locator; deliveries only for what it owns (the sweeper hands over what
-    dead nodes left), leases kept while their deliveries run, retention swept by one node (rendezvous-elected)."""
+    dead nodes left), leases kept while their deliveries run."""
     outbox = host.outbox
     assert outbox is not None
     host.cluster = node
@@ -268,7 +269,6 @@ def _join_cluster(host: Host, node: ClusterNode, locator: Locator | None) -> Non
     outbox.leases = node.leases
     outbox.drained = host.system.release_idle
     node.leases.keep = outbox.delivering
-    host.sweeper.leader = lambda: preferred("retention", node.registry.live_nodes()) == node.node_id
 
 
 async def _run_startup_hooks(contributions: Iterable[Contribution]) -> None:
@@ -404,8 +404,8 @@ async def open_host(
                 await services.start(the_host.outbox.run)
                 if node is not None:
                     await services.start(node.sweep, system, the_host.outbox.notify)
-                if config.retention.enabled:
-                    await services.start(the_host.sweeper.run)
+                if config.retention.enabled:  # on one host among those sharing the store
+                    await services.start(partial(lead, store, RETENTION_ROLE, the_host.sweeper.run))
                 system.on_outbox = the_host.outbox.notify
                 system.on_timer = the_host.timers.wake
                 system.route_timer = the_host.router.route_timer

@@ -44,6 +44,9 @@ from afactors.store import (
 log = logging.getLogger("afactors.retention")
 
 DAY = 86_400.0
+RETENTION_ROLE = "retention"
+"""The `Store.leadership` role of the sweeper: one host sweeps among those sharing a store (no channel's role:
+those are `<channel>/<name>`)."""
 RETAINED_KINDS = ("dedup", "responses", "closed_turns", "dead_letters", "timers", "tokens", "deliveries")
 
 
@@ -96,15 +99,12 @@ class Sweeper:
         self.config = config
         self.removed: Counter[str] = Counter()
         self.sweeps = 0
-        self.leader: Callable[[], bool] = lambda: True
-        """Whether this host sweeps now (a cluster: only the node elected among the live ones)."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sweep every `interval` seconds until cancelled."""
         task_status.started()
         while True:
-            if self.leader():
-                await self.sweep()
+            await self.sweep()
             await trio.sleep(self.config.interval)
 
     async def sweep(self, now: float | None = None) -> dict[str, int]:

@@ -20,11 +20,12 @@ from quart import has_request_context, has_websocket_context, request, websocket
 
 from afactors._tracing import Tracing
 from afactors.actors import ActorSystem, TurnHandle, ledger, new_turn_id
-from afactors.channel import Backoff, Channel, CommittedTurn, HookRejected, Meter, RunToken, ServiceTask, TurnView
+from afactors.channel import Channel, CommittedTurn, HookRejected, Meter, RunToken, ServiceTask, TurnView
 from afactors.cluster import ForwardedTurn, Forwarder
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
 from afactors.host._hooks import called
+from afactors.host._lead import lead
 from afactors.host._lean import current_request
 from afactors.host._monitor import TurnMonitor
 from afactors.host._oidc import OidcLinker
@@ -42,11 +43,9 @@ from afactors.identity import (
 )
 from afactors.identity.oidc import OidcError
 from afactors.model import ConversationKey, Envelope, Identity, Reply, Update
-from afactors.store import Delete, Expect, Generic, Put, Store, StoreError
+from afactors.store import Delete, Expect, Generic, Put, Store
 
 log = logging.getLogger("afactors.host")
-
-_LEAD_RETRY = Backoff(1.0, 30.0)  # when the store cannot be reached to claim a role
 
 MeterFactory = Callable[[str, str, str, Sequence[str], Sequence[float] | None], Meter]
 """(channel, name, description, labels, buckets or None for a counter) -> the metric (`HostMetrics.meter`)."""
@@ -371,39 +370,7 @@ class HostChannelContext:
         """Run `service` while this host leads role `<channel>/<name>` (`Store.leadership`), again each time it
         leads anew, until it returns; started once `service` started, or once the role is known to be elsewhere
         (or cannot be claimed: the store is unreachable)."""
-        role, failures = self._alias_key(name), 0
-        while True:
-            try:
-                async with self._store.leadership(role) as claim:
-                    failures = 0
-                    if not await claim.try_acquire():
-                        task_status.started()
-                        task_status = trio.TASK_STATUS_IGNORED
-                        await claim.acquire()
-                    log.info("leading %s", role)
-                    async with trio.open_nursery() as nursery:
-
-                        async def until_lost() -> None:
-                            await claim.lost.wait()
-                            nursery.cancel_scope.cancel()
-
-                        async def served(*, task_status: trio.TaskStatus[None]) -> None:
-                            await service(task_status=task_status)
-                            nursery.cancel_scope.cancel()
-
-                        nursery.start_soon(until_lost)
-                        await nursery.start(served)
-                        task_status.started()
-                        task_status = trio.TASK_STATUS_IGNORED
-                    if not claim.lost.is_set():
-                        return  # the service ended by itself
-                    log.warning("no longer leading %s", role)
-            except StoreError as error:
-                failures += 1
-                log.warning("cannot claim %s (%s); trying again", role, error)
-                task_status.started()
-                task_status = trio.TASK_STATUS_IGNORED
-                await trio.sleep(_LEAD_RETRY.delay(failures))
+        await lead(self._store, self._alias_key(name), service, task_status=task_status)
 
     def _own(self, identity: Identity) -> Identity:
         return attrs.evolve(identity, channel=self.name)

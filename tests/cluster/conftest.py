@@ -1,4 +1,5 @@
-"""Two real hosts on loopback (each its own LMDB) that forward to each other through a small test `Locator`."""
+"""Two real hosts on loopback (each its own LMDB) that forward to each other through a small test `Locator`; and
+`pg_node`, a real cluster node on a PostgreSQL store."""
 
 from __future__ import annotations
 
@@ -18,12 +19,23 @@ from afactors.channel import Channel
 from afactors.cluster import ForwardPolicy, Peer
 from afactors.host import Host
 from afactors.model import ConversationKey
+from afactors.store.pg_server import free_port
 from afactors_invocations import InvocationsChannel
 from afactors_responses import ResponsesChannel
 
 SECRET = "cluster-secret-for-tests"
 FAST = ForwardPolicy(wait=3.0, attempts=4, retry_after=7.0, connect_timeout=1.0, silence=3.0)
 """Bounded waits short enough for tests."""
+
+
+def pg_node(url: str, name: str, target: object = None, **kwargs: Any) -> AbstractAsyncContextManager[Host]:
+    """Cluster node `name` on the PostgreSQL store `url` (on a free loopback port, with the Responses channel and
+    `SECRET`); `kwargs` are more `open_host` settings."""
+    port = free_port()
+    settings = {"channels": [ResponsesChannel()], "durability": "unsafe", "lease_seconds": 5.0, "drain_timeout": 1.0,
+                "cluster_secret": SECRET, **kwargs}  # fmt: skip
+    return afactors.open_host(target, store=url, node_id=name, port=port, advertise=f"http://127.0.0.1:{port}",
+                              **settings)  # fmt: skip
 
 
 def owned_by_b(key: ConversationKey) -> str:

@@ -12,14 +12,11 @@ import attrs
 import openai
 import trio
 
-import afactors
 from afactors.host import Host
 from afactors.model import TurnContext, Update
-from afactors.store.pg_server import PgServer, free_port
-from afactors_responses import ResponsesChannel
+from afactors.store.pg_server import PgServer
 from channels.responses.tests.test_streaming import Hanging
-
-SECRET = "follow-test-secret"
+from tests.cluster.conftest import pg_node
 
 
 class Gated:
@@ -47,16 +44,7 @@ class Nodes:
 @asynccontextmanager
 async def two_nodes(url: str, target: object) -> AsyncIterator[Nodes]:
     """Cluster nodes "a" and "b" on `url`, hosting `target` with the Responses channel, and an SDK client of each."""
-    ports = {"a": free_port(), "b": free_port()}
-
-    def node(name: str) -> Any:
-        return afactors.open_host(
-            target, channels=[ResponsesChannel()], store=url, node_id=name, port=ports[name],
-            advertise=f"http://127.0.0.1:{ports[name]}", cluster_secret=SECRET, durability="unsafe",
-            lease_seconds=5.0, drain_timeout=1.0,
-        )  # fmt: skip
-
-    async with node("a") as a, node("b") as b, sdk(a) as sdk_a, sdk(b) as sdk_b:
+    async with pg_node(url, "a", target) as a, pg_node(url, "b", target) as b, sdk(a) as sdk_a, sdk(b) as sdk_b:
         yield Nodes(a, b, sdk_a, sdk_b)
 
 

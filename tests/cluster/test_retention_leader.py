@@ -1,0 +1,50 @@
+"""Retention runs on one node of a cluster, the holder of the store's "retention" leadership (a PostgreSQL advisory
+lock), and moves to another node when that one leaves; a host on LMDB always sweeps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+import afactors
+from afactors.host import Host, RetentionConfig
+from afactors.store.pg_server import PgServer
+from tests.cluster.conftest import pg_node
+
+OFTEN = RetentionConfig(interval=0.05)
+
+
+async def until_swept(host: Host, more_than: int = 0) -> None:
+    with trio.fail_after(10):
+        while host.sweeper.sweeps <= more_than:
+            await trio.sleep(0.02)
+
+
+async def test_one_node_sweeps_and_another_takes_over_when_it_leaves(pg_server: PgServer) -> None:
+    url = pg_server.new_store_url()
+    stop_a = trio.Event()
+    hosts: dict[str, Host] = {}
+
+    async def run_a(*, task_status: trio.TaskStatus[None]) -> None:
+        async with pg_node(url, "a", retention=OFTEN) as a:
+            hosts["a"] = a
+            task_status.started()
+            await stop_a.wait()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_a)
+        a = hosts["a"]
+        await until_swept(a)  # the first node took the role
+        async with pg_node(url, "b", retention=OFTEN) as b:
+            before = a.sweeper.sweeps
+            await until_swept(a, before + 5)  # a keeps sweeping meanwhile ...
+            assert b.sweeper.sweeps == 0  # ... and b never does
+            stop_a.set()  # a leaves: its session ends, and with it the advisory lock
+            await until_swept(b)
+            assert a.sweeper.sweeps >= before + 5
+
+
+async def test_a_host_on_lmdb_always_sweeps(tmp_path: Path) -> None:
+    async with afactors.open_host(state_dir=tmp_path / "state", port=0, retention=OFTEN) as host:
+        await until_swept(host, 2)
