@@ -13,7 +13,8 @@ How a turn moves (wire format: `_wire`):
 - Before "accepted": the owner answers `not_owner` (its lease moved), refuses because it shuts down, cannot be
   reached or stays silent: locate again and resend, with jittered backoff, at most `attempts` times within `wait`
   seconds; then `ActorUnavailable` (the channel's 503 with `Retry-After`). A refusal about the turn itself
-  (`conversation_busy`, `unavailable`, `insufficient_storage`) is raised as the local error.
+  (`conversation_busy`, `unavailable`, `insufficient_storage`) is raised as the local error; the owner's 413 (the
+  envelope is larger than the request it came from) as the HTTP 413 every channel renders in its protocol.
 - After "accepted": a task of the forwarder's nursery reads the owner's events into the handle (a bounded stream,
   as a local turn's: a consumer more than the buffer behind loses the stream, never the reply). If the connection
   breaks or stays silent past `silence` (the owner sends a heartbeat line every `silence / 3` seconds), the stream
@@ -36,6 +37,7 @@ from contextlib import asynccontextmanager, suppress
 import attrs
 import orjson
 import trio
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from afactors._backoff import Backoff
 from afactors.actors import ActorUnavailable, ConversationBusy, TurnHandle, new_turn_id
@@ -161,12 +163,13 @@ class Forwarder:
 
     Open it with `async with Forwarder.open(locator, secret) as forwarder:`, around everything that submits through
     it (the HTTP server included): the forwarded turns it reads live in its nursery, and leaving the block cuts those
-    still running (their handles end "cancelled"/"shutdown"; the turns run on at their owners).
+    still running (their handles end "cancelled"/"shutdown"; the turns run on at their owners). `max_body_bytes`: the
+    largest body the nodes take (a turn whose envelope is larger is refused here, as the owner would refuse it).
     """
 
     def __init__(self, locator: Locator, secret: str, client: PeerClient, nursery: trio.Nursery,
-                 policy: ForwardPolicy) -> None:  # fmt: skip
-        self.locator, self.policy = locator, policy
+                 policy: ForwardPolicy, max_body_bytes: int | None = None) -> None:  # fmt: skip
+        self.locator, self.policy, self.max_body_bytes = locator, policy, max_body_bytes
         self.observe: Observe | None = None
         self._headers = {"authorization": f"Bearer {secret}", FORWARDED_BY: locator.node_id}
         self._turn_headers = {**self._headers, "content-type": "application/json"}
@@ -174,7 +177,9 @@ class Forwarder:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, locator: Locator, secret: str, policy: ForwardPolicy | None = None) -> AsyncIterator[Forwarder]:
+    async def open(
+        cls, locator: Locator, secret: str, policy: ForwardPolicy | None = None, max_body_bytes: int | None = None
+    ) -> AsyncIterator[Forwarder]:
         """A running forwarder: its HTTP client (keep-alive connections to the peers, one per running forwarded turn)
         and the nursery of the turns it reads."""
         policy = policy or ForwardPolicy()
@@ -183,7 +188,7 @@ class Forwarder:
         try:
             async with trio.open_nursery() as nursery:
                 try:
-                    yield cls(locator, secret, client, nursery, policy)
+                    yield cls(locator, secret, client, nursery, policy, max_body_bytes)
                 finally:
                     nursery.cancel_scope.cancel()
         finally:
@@ -390,6 +395,9 @@ class Forwarder:
         """Send `forward` until an owner accepts it (relocating between attempts); None when this node owns its
         conversation now. Raises the owner's refusal as the local error, or `ActorUnavailable` past the policy."""
         key, policy = forward.envelope.key, self.policy
+        if self.max_body_bytes is not None and (size := len(encode_request(forward))) > self.max_body_bytes:
+            self._observed(forward.channel, "refused", trio.current_time())
+            raise _too_large(f"its envelope is {size} bytes, over the nodes' limit of {self.max_body_bytes} bytes")
         began, reason = trio.current_time(), "no attempt"
         with trio.move_on_after(policy.wait):
             for attempt in range(1, policy.attempts + 1):
@@ -447,6 +455,8 @@ class Forwarder:
             raise ActorUnavailable(key, _seconds(retry_after, self.policy.retry_after))
         if code == "insufficient_storage":
             raise StoreFull(message)
+        if status == 413:
+            raise _too_large(f"node {peer.node_id} refused it: {message}")
         log.error("cluster: node %s refused a forwarded turn: %s %s: %s", peer.node_id, status, code, message)
         raise ActorUnavailable(key, self.policy.retry_after, f"because its owner refused it ({status} {code})")
 
@@ -472,6 +482,12 @@ def _keyed(envelope: Envelope) -> Envelope:
     """The envelope with a turn id and an idempotency key (its turn id when it has none), so a resend is joined."""
     turn_id = envelope.turn_id or new_turn_id()
     return attrs.evolve(envelope, turn_id=turn_id, idempotency_key=envelope.idempotency_key or turn_id)
+
+
+def _too_large(why: str) -> RequestEntityTooLarge:
+    """The HTTP 413 every channel renders in its protocol, for a turn whose envelope is too large for its owner (an
+    envelope is larger than the request it came from: data parts are base64)."""
+    return RequestEntityTooLarge(f"The request is too large to hand to the node that runs its conversation: {why}.")
 
 
 def _seconds(value: str | None, default: float) -> float:

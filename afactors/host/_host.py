@@ -255,7 +255,7 @@ def _forwarding(locator: Locator | None, config: HostConfig) -> AbstractAsyncCon
     requests may still wait on forwarded turns); nothing without a locator."""
     if locator is None or not config.cluster_secret:
         return nullcontext()
-    return Forwarder.open(locator, config.cluster_secret, config.forward_policy)
+    return Forwarder.open(locator, config.cluster_secret, config.forward_policy, config.limits.max_body_bytes)
 
 
 def _join_cluster(host: Host, node: ClusterNode, locator: Locator | None) -> None:

@@ -5,17 +5,21 @@ followed, a dead owner is a 503 with Retry-After after the bounded wait."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import trio
 
+import afactors
+from afactors.host import ServerLimits
 from afactors.model import ConversationKey
 from afactors_chat import ChatChannel
 from afactors_responses import ResponsesChannel
 from channels.responses.tests.conftest import post_and_read_first_event
 from channels.responses.tests.test_streaming import Hanging
-from tests.cluster.conftest import OpenNodes
+from tests.cluster.conftest import SECRET, OpenNodes
 
 
 def sse(text: str) -> list[dict[str, Any]]:
@@ -171,3 +175,49 @@ async def test_chat_completions_through_a_run_on_b_plain_and_streamed(nodes: Ope
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == (
         "Turn 2. You said: hi"
     )
+
+
+@pytest.mark.parametrize("limit", [64 << 10, 8 << 20])
+async def test_a_request_within_the_limit_whose_envelope_is_not_is_a_413_not_a_503(
+    nodes: OpenNodes, limit: int
+) -> None:
+    """A forwarded envelope is larger than the request it came from; one over the nodes' body limit gets the client
+    its protocol's 413 at once (not a 503 after the retries), and nothing runs."""
+    async with nodes(limits=ServerLimits(max_body_bytes=limit)) as n:
+
+        def near_limit(ask: dict[str, Any], field: str) -> bytes:
+            body = orjson.dumps({**ask, field: "x" * (limit - len(orjson.dumps(ask)) - 8)})
+            assert len(body) <= limit
+            return body
+
+        headers = {"content-type": "application/json"}
+        ask = {"model": "m", "input": "", "conversation": "b-big"}
+        with trio.fail_after(10):
+            answer = await n.http.post("/v1/responses", content=near_limit(ask, "input"), headers=headers)
+            invocation = await n.http.post("/invocations?agent_session_id=b-big", headers=headers,
+                                           content=near_limit({"message": ""}, "message"))  # fmt: skip
+            fits = await n.http.post("/v1/responses", json={**ask, "input": "small"})
+            metrics = (await n.http.get("/metrics")).text
+        assert n.b.system.snapshot("default/conv:b-big").seq == 1  # only the small turn ran
+    assert answer.status_code == 413, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "request_entity_too_large" and "too large to hand to the node" in error["message"]
+    assert invocation.status_code == 413 and invocation.json()["error"]["code"] == "payload_too_large"
+    assert fits.status_code == 200  # the conversation itself is fine
+    assert 'afactors_cluster_forwarded_turns_total{channel="responses",outcome="refused"} 1.0' in metrics
+
+
+async def test_the_owners_413_is_the_clients_413(nodes: OpenNodes, tmp_path: Path) -> None:
+    """Nodes with different body limits: the owner (a third node, its limit lower than A's) refuses what A forwards."""
+    async with nodes() as n:
+        async with afactors.open_host(
+            channels=[ResponsesChannel()], state_dir=tmp_path / "small", locator=n.cluster.locator("b"), port=0,
+            cluster_secret=SECRET, limits=ServerLimits(max_body_bytes=1024), durability="unsafe",
+        ) as small:  # fmt: skip
+            n.cluster.urls["b"] = small.urls[0]
+            with trio.fail_after(10):
+                answer = await n.http.post("/v1/responses", json={"model": "m", "input": "x" * 2000,
+                                                                   "conversation": "b-big"})  # fmt: skip
+    assert answer.status_code == 413, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "request_entity_too_large" and "node b refused it" in error["message"]
