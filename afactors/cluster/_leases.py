@@ -5,7 +5,9 @@ heartbeat, Orleans-style: a lease is held while its owner node is live (`Registr
 (no renewal traffic per conversation). Acquisition is one conditional commit: it expects the lease record exactly
 as it was read, writes `Lease(this node, epoch + 1)`, and of two nodes racing exactly one succeeds (the PostgreSQL
 writer serialises commits that expect the same row). Release (passivation, shutdown) writes `Lease("", epoch)`:
-free, with its epoch kept, so epochs only ever grow.
+free, with its epoch kept, so epochs only ever grow. The leader purges rows no node holds (`purge_leases`) after
+raising the `FLOOR` record above their epochs; an acquisition that finds no row starts above the floor (and expects it
+unchanged), so epochs grow across a purge too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ log = logging.getLogger("afactors.cluster")
 
 FREE = ""
 """The owner of a lease no node holds."""
+
+FLOOR = "epochs"
+"""The key (kind "leases"; no conversation path lacks a "/") of `Lease(FREE, epoch)`, the epoch at least as high as
+that of every purged lease row: a lease acquired where there is no row starts above it."""
 
 _ATTEMPTS = 5  # conditional commits a claim tries before it gives up (each loss means the lease changed meanwhile)
 
@@ -79,8 +85,12 @@ class Leases:
                     and self.registry.live(current.owner)
                 ):
                     raise NotOwner(key or ConversationKey("", path), current.owner)
-                taken = Lease(self.node_id, (current.epoch if current is not None else 0) + 1)
-                if await self.store.commit([Put("leases", path, taken)], expect=[Expect("leases", path, current)]):
+                expect, base = [Expect("leases", path, current)], current
+                if current is None:  # never held, or purged: above every purged epoch, unless the floor rose meanwhile
+                    base = self.store.get("leases", FLOOR)
+                    expect.append(Expect("leases", FLOOR, base))
+                taken = Lease(self.node_id, (base.epoch if base is not None else 0) + 1)
+                if await self.store.commit([Put("leases", path, taken)], expect=expect):
                     self._held[path] = taken
                     if current is not None and current.owner not in (FREE, self.node_id):
                         log.info("node %s took %s from node %s (epoch %d)", self.node_id, path, current.owner,

@@ -26,6 +26,7 @@ from afactors.cluster import (
     Locator,
     check_advertise,
     open_node,
+    purge_leases,
 )  # fmt: skip
 from afactors.host._admin import admin_routes
 from afactors.host._auth import ApiKeys
@@ -260,7 +261,7 @@ def _forwarding(locator: Locator | None, config: HostConfig) -> AbstractAsyncCon
 
 def _join_cluster(host: Host, node: ClusterNode, locator: Locator | None) -> None:
     """Make a host a cluster node's: its locator; deliveries only for what it owns (the sweeper hands over what
-    dead nodes left), leases kept while their deliveries run."""
+    dead nodes left), leases kept while their deliveries run, stale lease rows purged by retention."""
     outbox = host.outbox
     assert outbox is not None
     host.cluster = node
@@ -269,6 +270,7 @@ def _join_cluster(host: Host, node: ClusterNode, locator: Locator | None) -> Non
     outbox.leases = node.leases
     outbox.drained = host.system.release_idle
     node.leases.keep = outbox.delivering
+    host.sweeper.also["leases"] = partial(purge_leases, node.leases.store, node.registry, host.sweeper.config.batch)
 
 
 async def _run_startup_hooks(contributions: Iterable[Contribution]) -> None:

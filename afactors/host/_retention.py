@@ -9,7 +9,8 @@ Per record kind (`RetentionConfig`, ages in seconds, None = keep forever):
 - `dead_letters`: by `failed_at`;
 - `timers`: the records of one-shot timers that fired, by `fired_at` (pending timers are never removed);
 - `tokens`: `tokens` records (link codes, continuation tokens) whose `expires_at` has passed (no age setting);
-- `deliveries`: delivery audits (of routed turns and pushes) by `created_at`, with their outcomes.
+- `deliveries`: delivery audits (of routed turns and pushes) by `created_at`, with their outcomes;
+- `leases` (a cluster node): lease rows no node holds (`afactors.cluster.purge_leases`; no age setting).
 
 Each sweep pages through a kind `batch` keys at a time (read transactions only) and commits one `Delete` batch
 per page, so no write transaction is ever long and turns' commits interleave with it.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import attrs
@@ -47,7 +48,7 @@ DAY = 86_400.0
 RETENTION_ROLE = "retention"
 """The `Store.leadership` role of the sweeper: one host sweeps among those sharing a store (no channel's role:
 those are `<channel>/<name>`)."""
-RETAINED_KINDS = ("dedup", "responses", "closed_turns", "dead_letters", "timers", "tokens", "deliveries")
+RETAINED_KINDS = ("dedup", "responses", "closed_turns", "dead_letters", "timers", "tokens", "deliveries", "leases")
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
@@ -99,6 +100,8 @@ class Sweeper:
         self.config = config
         self.removed: Counter[str] = Counter()
         self.sweeps = 0
+        self.also: dict[str, Callable[[], Awaitable[int]]] = {}
+        """More sweeps, by the kind they remove, run at the end of each sweep (a cluster node: stale lease rows)."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sweep every `interval` seconds until cancelled."""
@@ -117,6 +120,8 @@ class Sweeper:
             removed["closed_turns"] += await self._sweep_closed_turns(now - self.config.closed_turns)
         if self.config.deliveries is not None:
             removed["deliveries"] += await self._sweep_deliveries(now - self.config.deliveries)
+        for kind, purge in self.also.items():
+            removed[kind] += await purge()
         self.removed.update(removed)
         self.sweeps += 1
         if any(removed.values()):
