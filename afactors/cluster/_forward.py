@@ -282,10 +282,12 @@ class Forwarder:
 
     async def wait(self, key: ConversationKey, turn_id: str, here: EndedHere) -> bool:
         """Wait until turn `turn_id` of conversation `key` has ended: `here` when this node owns the conversation,
-        else on its owner (asking again, wherever it runs now, when the answer breaks off; at most `attempts` times).
-        True once it has ended; False when the node owning the conversation holds no such turn (it ended, or nobody
-        runs it), or none could be asked."""
-        for attempt in range(1, self.policy.attempts + 1):
+        else on its owner. When the owner cannot be asked, or its answer breaks off, locate again and ask again with
+        backoff for up to the policy's `wait` seconds (a dead owner's lease runs out meanwhile). True once it has
+        ended; False when the node owning the conversation holds no such turn (it ended, or nobody runs it), or
+        nobody could be asked within that time."""
+        attempt, deadline = 0, trio.current_time() + self.policy.wait
+        while trio.current_time() < deadline:
             try:
                 peer = await self._locate(key)
                 if peer is None:
@@ -294,12 +296,15 @@ class Forwarder:
                 if opened is None:
                     return False
                 try:
-                    if isinstance(await opened.next(), Ended):
-                        return True
+                    event = await opened.next()
                 finally:
                     await opened.aclose()
+                    attempt, deadline = 0, trio.current_time() + self.policy.wait  # it answered until now
+                if isinstance(event, Ended):
+                    return True
             except (ActorUnavailable, _Retry, PeerError, WireError) as error:
                 log.info("cluster: waiting for %s on the owner of its conversation failed: %s", turn_id, error)
+            attempt += 1
             await trio.sleep(self.policy.backoff.delay(attempt))
         return False
 

@@ -257,11 +257,19 @@ class HostChannelContext:
             if self._forwarder is None or self._background.holds(turn_id):
                 ended = await self._background.ended(turn_id)
             else:  # a cluster's shared store: the turn may run on the conversation's owner
-                ended = await self._forwarder.wait(_conversation(record), turn_id, self._background.ended)
+                ended = await self._forwarder.wait(_conversation(record), turn_id, self._ended_here)
+            record = self.record(turn_id, tenant)  # as it stands now (a wait on another node may have been long)
             if not ended:
                 return record
-            record = self.record(turn_id, tenant)
         return record
+
+    async def _ended_here(self, turn_id: str) -> bool:
+        """`BackgroundTurns.ended` once this node owns the turn's conversation, having just taken it (locating it):
+        what a dead owner left pending is replayed first, as the takeover sweeper would (it skips leases held here)."""
+        record = self._system.record(turn_id)
+        if record is not None:
+            await self._system.take_over(_conversation(record))
+        return await self._background.ended(turn_id)
 
     def watch(self, turn_id: str) -> AsyncIterator[Update] | None:
         """Replay-then-follow the updates of a running background turn (in a cluster, also of one running on its

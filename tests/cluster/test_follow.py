@@ -1,15 +1,22 @@
 """Following a background turn through a node that does not own its conversation: two real cluster nodes on one
 throwaway PostgreSQL schema, clients on the openai SDK. A background response created through node A (which owns
-its conversation) is streamed again, polled and cancelled through node B with the same results as through A."""
+its conversation) is streamed again, polled and cancelled through node B with the same results as through A; and
+(slow, node processes) a follower through B gets the end of a turn whose owner was killed mid-turn."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import openai
+import orjson
+import pytest
 import trio
 
 from afactors.host import Host
@@ -17,6 +24,7 @@ from afactors.model import TurnContext, Update
 from afactors.store.pg_server import PgServer
 from channels.responses.tests.test_streaming import Hanging
 from tests.cluster.conftest import pg_node
+from tests.cluster.test_nodes_process import LEASE, node, start_slow_turn
 
 
 class Gated:
@@ -115,3 +123,32 @@ async def test_a_background_response_created_through_a_is_cancelled_through_b(pg
             await agent.cancelled.wait()
             polled = await n.sdk_a.responses.retrieve(created.id)
     assert cancelled.status == "cancelled" and polled.status == "cancelled"
+
+
+@pytest.mark.slow
+async def test_a_follower_through_b_gets_the_end_of_a_turn_its_owner_died_running(
+    pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Node processes: a background turn runs on A (forever), a client streams it through B, A is killed with
+    kill -9: B's stream ends with the turn's completion once B has taken the conversation over and run it."""
+    url, runs = pg_server.new_store_url(), tmp_path / "runs.txt"
+    monkeypatch.setenv("AFACTORS_CLUSTER_SECRET", "follow-test-secret")  # the nodes forward to each other
+    with node(url, "a", runs) as (a, base_a), node(url, "b", runs, sleep="0") as (_, base_b):
+        response_id = start_slow_turn(base_a, runs, "a")
+        events: list[dict[str, Any]] = []
+        async with httpx.AsyncClient(timeout=30) as http, trio.open_nursery() as nursery:
+
+            async def follow_through_b(*, task_status: trio.TaskStatus[None]) -> None:
+                async with http.stream("GET", f"{base_b}/v1/responses/{response_id}?stream=true") as answer:
+                    assert answer.status_code == 200
+                    async for line in answer.aiter_lines():
+                        if line.startswith("data: "):
+                            events.append(orjson.loads(line[6:]))
+                            if events[-1]["type"] == "response.in_progress":
+                                task_status.started()
+
+            with trio.fail_after(LEASE * 10):
+                await nursery.start(follow_through_b)
+                os.kill(a.pid, signal.SIGKILL)
+    assert events[-1]["type"] == "response.completed", events
+    assert events[-1]["response"]["output"][0]["content"][0]["text"] == "b: done"
