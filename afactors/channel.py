@@ -255,7 +255,8 @@ class ChannelContext(Protocol):
         ...
 
     def watch(self, turn_id: str) -> AsyncIterator[Update] | None:
-        """Replay-then-follow the updates of a running background turn; None when it is not running here."""
+        """Replay-then-follow the updates of a running background turn (in a cluster, wherever it runs); None when
+        it is not running."""
         ...
 
     def record(self, turn_id: str, tenant: str) -> TurnView | None:
