@@ -8,7 +8,14 @@ by `open_node` (its registry and heartbeat, its leases, the takeover sweeper); `
 from afactors.cluster._forward import ForwardedTurn, Forwarder, ForwardPolicy
 from afactors.cluster._leases import FLOOR, FREE, Leases
 from afactors.cluster._locator import Locator, Peer
-from afactors.cluster._node import DEFAULT_LEASE, ClusterNode, LeaseLocator, check_advertise, open_node
+from afactors.cluster._node import (
+    DEFAULT_LEASE,
+    ClusterNode,
+    LeaseLocator,
+    check_advertise,
+    lease_forward_policy,
+    open_node,
+)
 from afactors.cluster._purge import purge_leases
 from afactors.cluster._registry import Registry
 from afactors.cluster._rendezvous import preferred
@@ -27,6 +34,7 @@ __all__ = [
     "Peer",
     "Registry",
     "check_advertise",
+    "lease_forward_policy",
     "open_node",
     "preferred",
     "purge_leases",

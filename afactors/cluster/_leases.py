@@ -7,7 +7,8 @@ as it was read, writes `Lease(this node, epoch + 1)`, and of two nodes racing ex
 writer serialises commits that expect the same row). Release (passivation, shutdown) writes `Lease("", epoch)`:
 free, with its epoch kept, so epochs only ever grow. The leader purges rows no node holds (`purge_leases`) after
 raising the `FLOOR` record above their epochs; an acquisition that finds no row starts above the floor (and expects it
-unchanged), so epochs grow across a purge too.
+unchanged), so epochs grow across a purge too. Every commit for a conversation expects its lease as held (fencing); a
+node that cannot confirm its own heartbeat also reads a lease back before it uses it.
 """
 
 from __future__ import annotations
@@ -56,7 +57,13 @@ class Leases:
         return dict(self._held)
 
     def lease(self, path: str) -> Expect | None:
+        """The held lease's condition. While this node's heartbeat is not confirmed (`Registry.fresh`: its store
+        was away, or the process paused) the lease is read back first, and dropped if another node took it."""
         held = self._held.get(path)
+        if held is not None and not self.registry.fresh and self.store.get("leases", path) != held:
+            log.info("node %s: lost %s while its heartbeat stood still", self.node_id, path)
+            del self._held[path]
+            return None
         return None if held is None else Expect("leases", path, held)
 
     def holder(self, path: str) -> str | None:

@@ -15,7 +15,9 @@ from urllib.parse import urlsplit
 
 import trio
 
+from afactors._backoff import Backoff
 from afactors.actors import ActorSystem, NotOwner, ledger
+from afactors.cluster._forward import ForwardPolicy
 from afactors.cluster._leases import FREE, Leases
 from afactors.cluster._locator import Peer
 from afactors.cluster._registry import Registry
@@ -26,7 +28,23 @@ from afactors.store import Lease, Store, StoreError
 log = logging.getLogger("afactors.cluster")
 
 DEFAULT_LEASE = 10.0
-"""Seconds a node's heartbeat may stand still before the others take its conversations (`--lease-seconds`)."""
+"""Seconds a node's leases last (`--lease-seconds`): the others hold a node dead once its heartbeat stood still for
+half of it (`DETECTION`), and serve its conversations again within it."""
+RESWEEPS = 3
+"""Sweeps per lease while a dead node is still registered (besides the one each change of the nodes starts)."""
+
+
+def lease_forward_policy(lease_seconds: float) -> ForwardPolicy:
+    """The forward policy of a cluster node whose lease is `lease_seconds`: an owner silent for a fifth of a lease
+    (a stopped process: its kernel still accepts the connection) or not answering a connection within it is given
+    up, and the turn located again every tenth of a lease at most, for two leases: past the point where a dead or
+    stopped owner is held dead everywhere (`DETECTION` of a lease after its last beat, plus a read interval), so
+    the turn then runs on a live node."""
+    step = lease_seconds / 10
+    return ForwardPolicy(
+        wait=2 * lease_seconds, attempts=32, connect_timeout=min(2.0, lease_seconds / 5),
+        silence=lease_seconds / 5, backoff=Backoff(min(0.05, step), step),
+    )  # fmt: skip
 
 
 def check_advertise(url: str) -> str:
@@ -114,10 +132,11 @@ class ClusterNode:
         self, system: ActorSystem, deliver: Callable[[str], None], *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:  # fmt: skip
-        """Run `sweep_once` now (this node's own conversations from an earlier run), then again whenever the
-        nodes change (one dies, leaves or joins) and while a dead one is still registered; every heartbeat
-        interval, until cancelled. `deliver(outbox_key)` hands an outbox group to delivery. (The background turns a
-        conversation taken replays are tracked as a restart's are: `ActorSystem.on_recovered`.)"""
+        """Run `sweep_once` now (this node's own conversations from an earlier run), then again as soon as a read
+        of the registry finds the nodes changed (one held dead, gone or joined), and `RESWEEPS` times a lease while
+        a dead one is still registered, until cancelled. `deliver(outbox_key)` hands an outbox group to delivery.
+        (The background turns a conversation taken replays are tracked as a restart's are:
+        `ActorSystem.on_recovered`.)"""
         task_status.started()
         registry = self.registry
         last: tuple[list[str], list[str]] | None = None
@@ -132,7 +151,7 @@ class ClusterNode:
                     last = view
                 except StoreError as exc:
                     log.error("node %s: the takeover sweep failed: %s", self.node_id, exc)
-            await trio.sleep(registry.interval)
+            await registry.changed(registry.lease_seconds / RESWEEPS)
 
 
 class LeaseLocator:

@@ -25,6 +25,7 @@ from afactors.cluster import (
     ForwardPolicy,
     Locator,
     check_advertise,
+    lease_forward_policy,
     open_node,
     purge_leases,
 )  # fmt: skip
@@ -56,14 +57,6 @@ from afactors.store import URL_SCHEMES, Durability, Store
 from afactors.targets import DemoAgent, as_agent
 
 log = logging.getLogger("afactors.host")
-
-
-def lease_forward_policy(lease_seconds: float) -> ForwardPolicy:
-    """The forward policy of a cluster node whose lease is `lease_seconds`: an owner silent for half a lease (a
-    stopped process: its kernel still accepts the connection) is given up and the turn relocated, and relocating goes
-    on for two leases, past the point where a dead or stopped owner's lease has run out everywhere (a lease, plus up
-    to two heartbeat intervals until the others notice), so the turn then runs on a live node."""
-    return ForwardPolicy(wait=2 * lease_seconds, silence=lease_seconds / 2)
 
 
 @attrs.frozen

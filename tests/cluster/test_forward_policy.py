@@ -18,11 +18,12 @@ def host_config(*argv: str) -> HostConfig:
     return config
 
 
-def test_a_cluster_node_gives_up_on_a_silent_owner_after_half_a_lease_and_relocates_for_two() -> None:
+def test_a_cluster_node_gives_up_on_a_silent_owner_after_a_fifth_of_a_lease_and_relocates_for_two() -> None:
     policy = host_config(*NODE, "--lease-seconds", "4").forward_policy
-    assert (policy.silence, policy.heartbeat, policy.wait) == (2.0, 2.0 / 3, 8.0)
+    assert (policy.silence, policy.heartbeat, policy.connect_timeout, policy.wait) == (0.8, 0.8 / 3, 0.8, 8.0)
+    assert policy.backoff.cap == 0.4  # located again every tenth of a lease at most
     longer = host_config(*NODE, "--lease-seconds", "30").forward_policy
-    assert (longer.silence, longer.wait) == (15.0, 60.0)
+    assert (longer.silence, longer.connect_timeout, longer.wait, longer.backoff.cap) == (6.0, 2.0, 60.0, 3.0)
 
 
 def test_a_host_that_is_not_a_cluster_node_keeps_the_fixed_policy() -> None:

@@ -79,10 +79,16 @@ def envelope(text: str, **fields: object) -> Envelope:
     return Envelope(KEY, (Message("user", text),), **fields)  # type: ignore[arg-type]
 
 
+def later(node: Node, seconds: float) -> None:
+    """`seconds` pass on the node's clock, then it reads the registry (where liveness is judged)."""
+    node.clock.now += seconds
+    node.cluster.registry.refresh()
+
+
 def dies(survivor: Node) -> None:
-    """The other nodes' heartbeats stand still, as the survivor sees it, for longer than a lease."""
+    """The other nodes' heartbeats stand still, as the survivor reads them, for longer than a lease."""
     survivor.cluster.registry.refresh()
-    survivor.clock.now += LEASE + 1
+    later(survivor, LEASE + 1)
 
 
 async def test_nodes_share_a_schema_a_node_id_runs_once_and_a_single_host_is_kept_out(url: str) -> None:
@@ -164,6 +170,27 @@ async def test_a_fenced_node_writes_nothing_raises_and_drops_the_conversation(ur
         assert await a.cluster.locator(a.system).locate(KEY) == Peer("b", "http://127.0.0.1:801")
 
 
+async def test_a_node_whose_heartbeat_stood_still_reads_its_leases_back_and_sends_a_lost_conversation_on(
+    url: str,
+) -> None:
+    async with running(url, "a") as a, running(url, "b") as b:
+        await (await a.system.submit(envelope("one"))).reply()
+        dies(b)  # a stops past its detection window: b takes the conversation
+        assert (await (await b.system.submit(envelope("two"))).reply()).text == "b: two"
+
+        a.clock.now += LEASE  # a resumes: none of its beats was committed meanwhile, as its own clock tells
+        await b.cluster.registry.beat()
+        a.cluster.registry.refresh()  # (b's heartbeat moved meanwhile: b is live)
+        assert not a.cluster.registry.fresh
+        # a request reaching a goes to b: a checked the lease in the store instead of running a turn it would lose
+        assert await a.cluster.locator(a.system).locate(KEY) == Peer("b", "http://127.0.0.1:801")
+        assert a.system.stats.fenced_commits == 0 and a.system.stats.turns == 1
+        assert a.cluster.leases.held == {}
+
+        await a.cluster.registry.beat()
+        assert a.cluster.registry.fresh
+
+
 async def test_passivation_releases_the_lease_and_the_next_turn_takes_it_at_a_new_epoch(url: str) -> None:
     async with running(url, "a") as a, running(url, "b") as b:
         await (await a.system.submit(envelope("one"))).reply()
@@ -202,7 +229,7 @@ async def test_the_sweeper_replays_a_dead_nodes_pending_inbox_row_once(url: str)
         a.cluster.registry.refresh()
         assert await a.cluster.sweep_once(a.system, lambda key: None) == 0  # ghost is live so far
 
-        a.clock.now += LEASE + 1
+        later(a, LEASE + 1)
         assert await a.cluster.sweep_once(a.system, lambda key: None) == 1
         with trio.fail_after(10):
             while a.store.count("inbox"):
@@ -255,14 +282,14 @@ async def test_a_dead_nodes_undelivered_outbox_rows_are_handed_to_delivery_and_i
         assert await a.cluster.sweep_once(a.system, handed.append) == 0
         assert handed == []  # ghost is live so far: its deliveries are its own
 
-        a.clock.now += LEASE + 1
+        later(a, LEASE + 1)
         assert await a.cluster.sweep_once(a.system, handed.append) == 1
         assert handed == [row_key]
         assert a.store.get("leases", ghost.path) == Lease("a", 3)
         assert a.cluster.registry.dead() == ["ghost"]
 
         assert await a.cluster.registry.forget_silent() == []  # silent for one lease: kept
-        a.clock.now += 2 * LEASE
+        later(a, 2 * LEASE)
         assert await a.cluster.registry.forget_silent() == ["ghost"]
         assert a.store.get("nodes", "ghost") is None and a.cluster.registry.dead() == []
 
