@@ -302,7 +302,7 @@ class Lease:
 @attrs.frozen
 class NodeRecord:
     """A cluster node (kind "nodes", keyed by node id): the URL it advertises to its peers, its heartbeat counter
-    (`beat`, renewed every lease/3), the lease length it runs with, and wall-clock times for people (`started`,
+    (`beat`, renewed every lease/6), the lease length it runs with, and wall-clock times for people (`started`,
     `renewed`): liveness is judged by watching `beat` change, never by comparing clocks."""
 
     SCHEMA: ClassVar[int] = 1

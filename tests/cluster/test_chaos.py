@@ -38,7 +38,8 @@ LEASE = 5.0
 CONVERSATIONS = 100
 CLIENT_TIMEOUT = 0.7 * LEASE
 """Seconds a client waits for an answer before it gives up and sends its next number: less than a lease, so a request
-stuck in a stopped node's socket (its kernel accepted it) is retried, elsewhere, within the lease."""
+stuck in a stopped node's socket (its kernel accepted it) is retried within the lease, once HAProxy's health check
+has taken the node out (2 to 3 s)."""
 
 
 def cluster_support() -> str | None:
@@ -130,6 +131,8 @@ def test_kill_and_pause_lose_no_acknowledged_turn_and_commit_none_twice(pg_serve
         # the time until the survivors hold the faulty node dead and take its conversations: within the lease.
         limit = report["baseline"][1] + LEASE
         assert report[fault][1] <= limit, f"p99 gap after the {fault}: {report[fault][1]:.2f} s > {limit:.2f} s"
-        served = percentile(back[fault], 0.5)
-        assert served <= LEASE, f"after the {fault} the faulty node's conversations came back after {served:.2f} s"
+        # The faulty node's conversations: the survivors hold it dead within about 0.6 of a lease and take them. After
+        # the SIGSTOP a client whose request sits in the stopped node's socket waits for its own timeout first.
+        served, within = percentile(back[fault], 0.5), LEASE if fault == "kill" else CLIENT_TIMEOUT + LEASE / 2
+        assert served <= within, f"after the {fault} the faulty node's conversations came back after {served:.2f} s"
     assert not [key for key, lease in leases if getattr(lease, "owner", None) == "n1"]  # the dead node kept none
