@@ -242,6 +242,28 @@ async def test_the_sweeper_replays_a_dead_nodes_pending_inbox_row_once(url: str)
         assert await a.cluster.sweep_once(a.system, lambda key: None) == 0  # nothing left to take
 
 
+async def test_the_running_sweeper_takes_a_dead_nodes_pending_work_at_the_read_that_finds_it_dead(url: str) -> None:
+    ghost = ConversationKey("acme", "orphan")
+    pending = Envelope(ghost, (Message("user", "hi"),), idempotency_key="k1")
+    async with running(url, "a") as a, trio.open_nursery() as nursery:
+        await a.store.commit([
+            Put("nodes", "ghost", NodeRecord("ghost", "http://127.0.0.1:9", 7, LEASE, 0.0, 0.0)),
+            Put("leases", ghost.path, Lease("ghost", 3)),
+            Put("inbox", inbox_key(ghost.path, 1), InboxRecord(pending, received_at=1.0)),
+        ])  # fmt: skip
+        a.cluster.registry.refresh()
+        await nursery.start(a.cluster.sweep, a.system, lambda key: None)
+        await trio.testing.wait_all_tasks_blocked()
+        assert a.store.count("inbox") == 1  # ghost is live so far
+
+        later(a, LEASE / 2)  # a read finds its beat still for half a lease: the sweeper wakes (its period is LEASE / 3)
+        with trio.fail_after(LEASE / 6):
+            while a.store.count("inbox"):
+                await trio.sleep(0.01)
+        assert a.store.get("leases", ghost.path) == Lease("a", 4) and a.cluster.taken_over == 1
+        nursery.cancel_scope.cancel()
+
+
 async def test_the_sweeper_leaves_a_dead_nodes_conversation_to_its_preferred_live_node(url: str) -> None:
     async with running(url, "a") as a, running(url, "b") as b:
         keys = [ConversationKey("acme", f"c{n}") for n in range(12)]
