@@ -50,7 +50,8 @@ def build_parser(plugins: dict[str, ChannelPlugin]) -> argparse.ArgumentParser:
     parser.add_argument("--advertise", metavar="URL", help="a cluster node's URL for the other nodes: http://host:port")
     parser.add_argument(
         "--lease-seconds", type=float, default=10.0,
-        help="seconds a cluster node's heartbeat may stand still before the others take its conversations",
+        help="a cluster node's lease: the others hold it dead once its heartbeat stood still for half of it "
+        "and serve its conversations again within it",
     )  # fmt: skip
     parser.add_argument(
         "--channel", action="append", choices=installed_channel_names(), help="serve this channel (repeatable)"

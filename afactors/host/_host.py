@@ -84,8 +84,8 @@ class HostConfig:
     (docs/observability.md); None: no traces.
     `node_id`: this host's id; every HTTP response then carries `X-Afactors-Node: <node_id>`. With a PostgreSQL
     `store` the host runs as that node of a cluster (docs/scale-out.md), advertising `advertise` (`http://host:port`,
-    how the other nodes reach this one); `lease_seconds`: how long its heartbeat may stand still before the other
-    nodes take its conversations. On LMDB it stays a single host that only names itself.
+    how the other nodes reach this one); `lease_seconds`: its lease (the other nodes hold it dead once its heartbeat
+    stood still for half of it, and take its conversations). On LMDB it stays a single host that only names itself.
     `cluster_secret`: the secret nodes of a cluster authenticate forwarded turns with (`open_host(locator=...)`;
     the CLI reads `$AFACTORS_CLUSTER_SECRET`); with it the host serves the internal routes `/v1/cluster/...`, and a
     cluster node forwards a turn of a conversation another node owns to it.
