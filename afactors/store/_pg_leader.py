@@ -10,6 +10,7 @@ no answer within `ANSWER_WITHIN` seconds, sets `lost`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -103,14 +104,21 @@ class PgLeadership(Leadership):
             with self._guard:
                 self._busy = False
                 if self._closing:
-                    self._conn.close()
+                    self._give_up()
 
     def close(self) -> None:
         """Close the connection (giving the role up), now or, if a check hangs on it, when that check returns."""
         with self._guard:
             self._closing = True
             if not self._busy:
-                self._conn.close()
+                self._give_up()
+
+    def _give_up(self) -> None:
+        # Unlocked here rather than when the server notices the connection closed, a moment later: the next
+        # holder (a host started right after this one stopped) takes the role at once.
+        with contextlib.suppress(psycopg.Error):
+            self._conn.execute("SELECT pg_advisory_unlock_all()")
+        self._conn.close()
 
 
 def _connect(url: str, timeout: float) -> psycopg.Connection[Any]:
@@ -141,4 +149,6 @@ async def pg_leadership(
             yield claim
         finally:
             nursery.cancel_scope.cancel()
-            claim.close()
+            with trio.CancelScope(shield=True), trio.move_on_after(ANSWER_WITHIN):
+                # in a thread: giving the role up is a round trip, which a cut-off server would not answer
+                await trio.to_thread.run_sync(claim.close, abandon_on_cancel=True)
