@@ -41,6 +41,9 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
+_STORE_COUNTERS = ("commits", "transactions", "failed_commits", "split_batches", "map_grows", "quarantined", "flushes")
+
+
 class _Snapshots(Collector):
     """Reads the statistics snapshots at scrape time."""
 
@@ -98,7 +101,7 @@ class _Snapshots(Collector):
         for kind in KINDS:
             records.add_metric([kind], store.count(kind))
         yield records
-        for name in ("commits", "transactions", "failed_commits", "split_batches", "map_grows", "quarantined"):
+        for name in _STORE_COUNTERS:
             doc = f"Store {name.replace('_', ' ')} since start."
             yield _counter(f"afactors_store_{name}", doc, getattr(stats, name))
         removed = CounterMetricFamily("afactors_retention_removed", "Records deleted by retention.", labels=["kind"])

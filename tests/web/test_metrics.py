@@ -56,6 +56,18 @@ async def test_metrics_count_turns_by_channel_and_status_and_read_the_snapshots(
     assert got["afactors_outbox_depth", ()] == 0
     assert got["afactors_deliveries_total", (("outcome", "delivered"),)] == 0
     assert got["afactors_store_file_bytes", ()] > 0
+    assert got["afactors_store_flushes_total", ()] == 0  # durable flushes in every commit: no flusher
+
+
+async def test_metrics_count_the_fast_flushers_flushes(state_dir: Path) -> None:
+    async with afactors.open_host(
+        state_dir=state_dir, port=0, channels=[ResponsesChannel()], durability="fast"
+    ) as host:
+        async with httpx.AsyncClient(base_url=host.urls[0], timeout=30) as client:
+            assert (await client.post("/v1/responses", json={"input": "hello"})).status_code == 200
+            with trio.fail_after(10):
+                while samples((await client.get("/metrics")).text)["afactors_store_flushes_total", ()] < 1:
+                    await trio.sleep(0.05)
 
 
 async def test_metrics_show_queued_turns_background_runs_and_mailbox_depth(state_dir: Path) -> None:
