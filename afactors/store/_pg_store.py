@@ -8,7 +8,11 @@ trip on the trio thread. One host per schema: the writer connection holds a sess
 cluster nodes (`node=`) share the schema (a shared lock on it, which a single host's exclusive one excludes) and
 each holds an exclusive lock on its node id. With several writers, a transaction first takes a transaction-scoped
 advisory lock on every row its `Expect`s name, in one global order, so conditional commits on a row (a lease)
-serialise across nodes, a row that does not exist yet included.
+serialise across nodes, a row that does not exist yet included. Those waits are bounded: a node's writer session
+ends a transaction left idle for `idle_in_transaction_timeout` seconds (a node stopped mid-commit: its locks go with
+its session, nothing of that transaction is written) and gives up a lock wait after `lock_timeout` seconds (the
+commit fails with `StoreError`, nothing written; the others of its group commit go on). A transaction whose
+connection broke before its `COMMIT` was sent is run again once on a new connection: it cannot have committed.
 
 Durability: `durable` commits with `synchronous_commit = on` (the commit waits for the WAL flush), `fast` and
 `unsafe` with `synchronous_commit = off` (PostgreSQL may lose the last commits on a server crash, never a half
@@ -73,6 +77,10 @@ class DatabaseLocked(StoreInUse):
     """Another host has the PostgreSQL store (its schema) open."""
 
 
+class _NotCommitted(StoreError):
+    """The writer's connection broke before the transaction's `COMMIT` was sent: nothing of it was written."""
+
+
 def _owner() -> str:
     return f"{os.getpid()} on {socket.gethostname()}"
 
@@ -99,11 +107,14 @@ class PgStore(GroupCommitStore):
 
     def __init__(
         self, url: str, writer: psycopg.Connection[Any], reader: psycopg.Connection[Any], durability: Durability,
-        max_batch: int, connect_timeout: float, node: str | None = None,
+        max_batch: int, connect_timeout: float, node: str | None = None, lock_timeout: float = 5.0,
+        idle_in_transaction_timeout: float = 2.0,
     ) -> None:  # fmt: skip
         super().__init__(durability, max_batch)
         self.url = url
         self.node = node
+        self.lock_timeout = lock_timeout
+        self.idle_in_transaction_timeout = idle_in_transaction_timeout
         self._writer_conn = writer
         self._reader = reader
         self._connect_timeout = connect_timeout
@@ -123,16 +134,23 @@ class PgStore(GroupCommitStore):
         max_batch: int = 4096,
         connect_timeout: float = 10.0,
         node: str | None = None,
+        lock_timeout: float = 5.0,
+        idle_in_transaction_timeout: float = 2.0,
     ) -> AsyncIterator[PgStore]:
         """Connect to the PostgreSQL store at `url` (creating its tables) and run the writer until the block exits.
 
-        `node`: open it as this cluster node (other nodes share the schema; see the module docstring).
+        `node`: open it as this cluster node (other nodes share the schema; see the module docstring). A node's
+        writer waits at most `lock_timeout` seconds for a row another node's transaction holds, and its session
+        ends a transaction it leaves idle for `idle_in_transaction_timeout` seconds (keep it well under the
+        cluster's lease, so a stopped node's locks are gone before another node takes its conversations).
         Raises `DatabaseLocked` at once if another host (or a process of the same node) has the store open,
         `StoreError` if the server cannot be reached or the tables were made by a newer afactors. On exit, every
         commit already queued is written before the connections close.
         """
         if node is not None and not node:
             raise ValueError("a node id must not be empty")
+        if lock_timeout <= 0 or idle_in_transaction_timeout <= 0:
+            raise ValueError("lock_timeout and idle_in_transaction_timeout must be positive")
         check_options(durability, max_batch)
         writer = await trio.to_thread.run_sync(_connect, url, connect_timeout, False)
         try:
@@ -142,7 +160,8 @@ class PgStore(GroupCommitStore):
             raise
         store: PgStore | None = None
         try:
-            store = cls(url, writer, reader, durability, max_batch, connect_timeout, node)
+            store = cls(url, writer, reader, durability, max_batch, connect_timeout, node, lock_timeout,
+                        idle_in_transaction_timeout)  # fmt: skip
             await trio.to_thread.run_sync(store._claim)
             try:
                 async with store._serving():
@@ -205,6 +224,12 @@ class PgStore(GroupCommitStore):
                     " stop that host or use another schema"
                 )
             return
+        timeouts = {
+            "lock_timeout": self.lock_timeout,
+            "idle_in_transaction_session_timeout": self.idle_in_transaction_timeout,
+        }
+        for setting, seconds in timeouts.items():
+            conn.execute(f"SET {setting} = {max(1, round(seconds * 1000))}")  # in milliseconds
         if not self._try_lock(conn, "pg_try_advisory_lock_shared(%s, hashtext(current_schema()))", ()):
             raise DatabaseLocked(
                 f"the PostgreSQL store {self.location} is in use by a single host (process {self._holder(conn)}),"
@@ -261,8 +286,16 @@ class PgStore(GroupCommitStore):
         return self._writer_conn
 
     def _apply(self, batch: list[Request]) -> None:
-        """The whole batch in one transaction (in the writer's worker thread)."""
+        """The whole batch in one transaction (in the writer's worker thread); once more on a new connection when
+        the connection broke before the `COMMIT` was sent (a server that ended an idle transaction's session)."""
+        try:
+            self._attempt(batch)
+        except _NotCommitted:
+            self._attempt(batch)
+
+    def _attempt(self, batch: list[Request]) -> None:
         conn = self._connection()
+        committing = False
         try:
             with conn.cursor() as cur:
                 wanted = {(e[0], e[1]) for r in batch for e in r.expects}
@@ -298,10 +331,19 @@ class PgStore(GroupCommitStore):
                         cur.execute(_DELETE, ([k for k, _ in deletes], [key for _, key in deletes]))
                     if puts:
                         cur.execute(UPSERT, ([p[0] for p in puts], [p[1] for p in puts], [p[2] for p in puts]))
+            committing = True
             conn.commit()
-        except BaseException:
-            if not conn.broken:
-                conn.rollback()
+        except BaseException as exc:
+            if conn.broken:
+                if isinstance(exc, psycopg.Error) and not committing:
+                    raise _NotCommitted(str(exc)) from exc
+                raise
+            conn.rollback()
+            if isinstance(exc, psycopg.errors.LockNotAvailable):
+                raise StoreError(
+                    f"rows this commit expects stayed locked by another node's transaction for {self.lock_timeout:g}"
+                    " s (lock_timeout); nothing was written"
+                ) from None
             raise
 
     async def _apply_batch(self, batch: list[Request]) -> None:
