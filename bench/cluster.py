@@ -13,7 +13,8 @@ Cases are interleaved in every run, rotated between runs.
 
 Metrics, per case (`lmdb_1`: one host on LMDB; `pg_1`: one host on PostgreSQL, not a cluster node; `nodes_N`: N
 cluster nodes, clients spread over them; `haproxy_3`: 3 nodes behind HAProxy hashing on the conversation):
-`cluster.<case>.turns_per_s`, `.p99_ms`, `.forward_ratio` (turns that ran on another node than the one that answered),
+`cluster.<case>.turns_per_s`, `.p99_ms`, `.gap_p99_ms` (between two acknowledged turns of one conversation: a turn
+stalled for seconds shows here), `.forward_ratio` (turns that ran on another node than the one that answered),
 `.host_cpu_us_per_turn` (all nodes' CPU, HAProxy's included), `.pg_cpu_us_per_turn` (PostgreSQL's processes),
 `.wal_bytes_per_turn` (`pg_stat_wal`), `.statements_per_turn` and `.statement_us_per_turn` (`pg_stat_statements`:
 calls and execution time). Ratios per run: `cluster.forward_ratio.direct` and `cluster.forward_ratio.haproxy` (3
@@ -24,6 +25,7 @@ over one plain host's on PostgreSQL). A case that cannot start (no cluster suppo
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -117,9 +119,14 @@ async def _drive(cluster: Cluster, server: PgServer, timing: tuple[float, float]
     if failures:
         progress(f"cluster: {failures} requests failed: {[a.error for a in load.attempts if not a.acked][:3]}")
     named = [a for a in window if a.answered_by is not None]
+    acks: dict[str, list[float]] = defaultdict(list)
+    for attempt in window:
+        acks[attempt.conversation].append(attempt.ended)
+    gaps = [b - a for ended in acks.values() for a, b in itertools.pairwise(sorted(ended))]
     return {
         "turns_per_s": len(window) / (end - start),
         "p99_ms": percentile([(a.ended - a.sent) * 1000 for a in window], 0.99),
+        "gap_p99_ms": percentile(gaps, 0.99) * 1000,
         "forward_ratio": sum(a.forwarded for a in named) / max(len(named), 1),
         "host_cpu_us_per_turn": (after.host_cpu - before.host_cpu) * 1e6 / turns,
         "pg_cpu_us_per_turn": (after.pg_cpu - before.pg_cpu) * 1e6 / turns,
@@ -188,7 +195,8 @@ def run(quick: bool, cases: Sequence[Case] = CASES) -> Metrics:
                             samples[f"cluster.{case.name}.{name}"].append(value)
                     progress(
                         f"cluster: run {run_no + 1} {case.name:10} {result['turns_per_s']:7,.0f} turns/s"
-                        f"  forwarded {result['forward_ratio']:.2f}  host {result['host_cpu_us_per_turn']:6,.0f} µs"
+                        f"  gap p99 {result['gap_p99_ms']:6,.0f} ms  forwarded {result['forward_ratio']:.2f}"
+                        f"  host {result['host_cpu_us_per_turn']:6,.0f} µs"
                         f"  pg {result['pg_cpu_us_per_turn']:5,.0f} µs  wal {result['wal_bytes_per_turn']:6,.0f} B"
                     )
                 _ratios(results, samples)
