@@ -216,16 +216,21 @@ async def test_a_clean_shutdown_gives_every_lease_back(url: str) -> None:
         assert store.count("nodes") == 0
 
 
+async def left_by_a_ghost(store: Store, pending: Envelope) -> None:
+    """What a node ("ghost", epoch 3) killed mid-turn leaves: its record, its lease, an accepted inbox row."""
+    path = pending.key.path
+    await store.commit([
+        Put("nodes", "ghost", NodeRecord("ghost", "http://127.0.0.1:9", 7, LEASE, 0.0, 0.0)),
+        Put("leases", path, Lease("ghost", 3)),
+        Put("inbox", inbox_key(path, 1), InboxRecord(pending, received_at=1.0)),
+    ])  # fmt: skip
+
+
 async def test_the_sweeper_replays_a_dead_nodes_pending_inbox_row_once(url: str) -> None:
     ghost = ConversationKey("acme", "left-behind")
     pending = Envelope(ghost, (Message("user", "pay the invoice"),), idempotency_key="k1", turn_id="turn_ghost1")
     async with running(url, "a") as a:
-        # what a node killed mid-turn leaves: its record, its lease, an accepted envelope's inbox row
-        await a.store.commit([
-            Put("nodes", "ghost", NodeRecord("ghost", "http://127.0.0.1:9", 7, LEASE, 0.0, 0.0)),
-            Put("leases", ghost.path, Lease("ghost", 3)),
-            Put("inbox", inbox_key(ghost.path, 1), InboxRecord(pending, received_at=1.0)),
-        ])  # fmt: skip
+        await left_by_a_ghost(a.store, pending)
         a.cluster.registry.refresh()
         assert await a.cluster.sweep_once(a.system, lambda key: None) == 0  # ghost is live so far
 
@@ -246,11 +251,7 @@ async def test_the_running_sweeper_takes_a_dead_nodes_pending_work_at_the_read_t
     ghost = ConversationKey("acme", "orphan")
     pending = Envelope(ghost, (Message("user", "hi"),), idempotency_key="k1")
     async with running(url, "a") as a, trio.open_nursery() as nursery:
-        await a.store.commit([
-            Put("nodes", "ghost", NodeRecord("ghost", "http://127.0.0.1:9", 7, LEASE, 0.0, 0.0)),
-            Put("leases", ghost.path, Lease("ghost", 3)),
-            Put("inbox", inbox_key(ghost.path, 1), InboxRecord(pending, received_at=1.0)),
-        ])  # fmt: skip
+        await left_by_a_ghost(a.store, pending)
         a.cluster.registry.refresh()
         await nursery.start(a.cluster.sweep, a.system, lambda key: None)
         await trio.testing.wait_all_tasks_blocked()
