@@ -1,7 +1,7 @@
 """The attrs data model: messages, content parts, updates, replies and envelopes."""
 
 from afactors.model.agent import TIMER_OPTION, Agent, NoRecords, TurnContext, TurnRecords
-from afactors.model.codec import PartTypeError, converter, describe_error, dumps, loads
+from afactors.model.codec import PartTypeError, converter, describe_error, dumps, loads, sharing
 from afactors.model.cron import Cron, CronError
 from afactors.model.envelope import (
     BUSY_POLICIES,
@@ -83,4 +83,5 @@ __all__ = [
     "loads",
     "parse_identity",
     "parse_response_target",
+    "sharing",
 ]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import cattrs
@@ -47,11 +50,55 @@ def _structure_part(value: Any, _: Any) -> Part:
     return converter.structure(value, cls)
 
 
-converter.register_unstructure_hook(
-    Part,
-    lambda part: converter.unstructure(part, unstructure_as=type(part)),
-)
+_PART_HOOKS: dict[type, Callable[[Any], Any]] = {cls: converter.get_unstructure_hook(cls) for cls in PART_TYPES}
+
+
+def _unstructure_part(part: Part) -> Any:
+    hook = _PART_HOOKS.get(type(part))
+    return converter.unstructure(part, unstructure_as=type(part)) if hook is None else hook(part)
+
+
+def _is_homogeneous_tuple(type_: Any) -> bool:
+    args = get_args(type_)
+    return get_origin(type_) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+_shared: ContextVar[dict[int, tuple[tuple[Any, ...], list[Any]]] | None] = ContextVar("afactors_shared", default=None)
+
+
+@contextmanager
+def sharing() -> Iterator[None]:
+    """Inside the block (in this thread), a tuple unstructured more than once (a turn's messages, which its turn
+    record and its response record both hold) is unstructured once: later calls get the same list. Only for a
+    caller that encodes the results at once and never changes them (the store's commit encoder)."""
+    token = _shared.set({})
+    try:
+        yield
+    finally:
+        _shared.reset(token)
+
+
+def _homogeneous_tuple_hook(type_: Any) -> Callable[[tuple[Any, ...]], list[Any]]:
+    """`tuple[X, ...]` unstructures to a list, as cattrs' own hook does, with X's hook looked up once (a list
+    comprehension instead of cattrs' generator: messages and parts are encoded on every commit), and once per
+    tuple inside `sharing`."""
+    item = converter.get_unstructure_hook(get_args(type_)[0])
+
+    def unstructure(values: tuple[Any, ...]) -> list[Any]:
+        memo = _shared.get()
+        if memo is None:
+            return [item(value) for value in values]
+        done = memo.get(id(values))
+        if done is None or done[0] is not values:  # (the memo keeps `values` alive: its id is not reused)
+            done = memo[id(values)] = (values, [item(value) for value in values])
+        return done[1]
+
+    return unstructure
+
+
+converter.register_unstructure_hook(Part, _unstructure_part)
 converter.register_structure_hook(Part, _structure_part)
+converter.register_unstructure_hook_factory(_is_homogeneous_tuple, _homogeneous_tuple_hook)
 
 
 def dumps(obj: Any) -> bytes:

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 import trio
 
+from afactors.model import sharing
 from afactors.store._codec import RecordDecodeError, decode_value, encode_key, encode_value, is_hashed
 from afactors.store._integrity import StoreDamaged, StoreError, StoreFull
 from afactors.store._interface import DURABILITIES, Delete, Durability, Expect, Op, Put, Store, StoreClosed, StoreStats
@@ -165,6 +166,10 @@ class GroupCommitStore(Store):
         return (self._db(expect.kind), encode_key(expect.key), KINDS[expect.kind], expect.value)
 
     def _encode(self, ops: Iterable[Op]) -> list[Write]:
+        with sharing():  # a turn's messages are in its turn record and its response record: encoded once
+            return self._encode_each(ops)
+
+    def _encode_each(self, ops: Iterable[Op]) -> list[Write]:
         writes: list[Write] = []
         for op in ops:
             if not isinstance(op, _OPS):
