@@ -70,7 +70,7 @@ class FakeOwner:
     def chain(self, key: ConversationKey, parent: str) -> list[Message] | None:
         return None
 
-    def chained(self, turn_id: str, link: Link) -> None:
+    def chained(self, turn_id: str, link: Link, size: int) -> None:
         self.chains[turn_id] = link
 
     def record(self, turn_id: str) -> ResponseRecord | None:

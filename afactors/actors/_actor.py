@@ -146,8 +146,12 @@ class ConversationActor:
     def history(self, summary: Summary | None = None) -> tuple[Message, ...]:
         """The committed messages the next turn sees, in order (each turn's input, then its output): every turn,
         or those inside the window (`history_turns`, `history_tokens`), after `summary`'s message if given."""
-        earlier = self._load_history().messages()
-        return (summary.message, *earlier) if summary else earlier
+        return self._context(summary)
+
+    def _context(self, summary: Summary | None, inputs: tuple[Message, ...] = ()) -> tuple[Message, ...]:
+        """`history(summary)` followed by a turn's `inputs`, in one copy of the history."""
+        messages = self._load_history().messages(inputs)
+        return (summary.message, *messages) if summary else messages
 
     async def _summarized(self) -> Summary | None:
         """The summary the next turn sees: the committed one, or a new one when turns left the window since.
@@ -294,8 +298,12 @@ class ConversationActor:
     async def _run(self, turn: Turn, scope: trio.CancelScope) -> None:
         self._current = turn
         turn.fire(Event.START)
+        tracing = self._owner.tracing
+        if not tracing.enabled:  # (no span to open)
+            await self._guarded(turn, scope)
+            return
         entries = turn.entries
-        with self._owner.tracing.turn(entries[0].turn_id, [e.envelope for e in entries], turn.failures + 1) as span:
+        with tracing.turn(entries[0].turn_id, [e.envelope for e in entries], turn.failures + 1) as span:
             self._span = span
             try:
                 await self._guarded(turn, scope)
@@ -363,7 +371,7 @@ class ConversationActor:
                 turn.settle()
                 await self._failed(turn, records, inputs, exc)
                 return
-            messages = self.history(summary) + inputs  # one C-level copy of the history per turn
+            messages = self._context(summary, inputs)  # one C-level copy of the history per turn
         snapshot = self._snapshot
         target_records = StagedRecords(self._owner, self.path)
         ctx = TurnContext(
@@ -497,17 +505,18 @@ class ConversationActor:
         )  # fmt: skip
         with self._span.commit():
             await owner.commit(ops, self.key)
-        link = (self.key.tenant, turn.entries[0].envelope.parent, (*inputs, *reply.messages))
+        added = inputs + reply.messages
+        size = message_bytes(added)
+        link = (self.key.tenant, turn.entries[0].envelope.parent, added)
         written = {op.key: op.value for op in ops if isinstance(op, Put) and op.kind == "responses"}
         for entry in turn.entries:
-            owner.chained(entry.turn_id, link)
+            owner.chained(entry.turn_id, link, size)
             for handle in entry.handles:
                 handle.record = written.get(entry.turn_id)
         self._snapshot = snapshot
         if self._history is not None:
-            added = (*inputs, *reply.messages)
             left = self._history.append(added)  # the window's oldest turns leave
-            self._account(message_bytes(added) - message_bytes(message for turn in left for message in turn))
+            self._account(size - message_bytes(message for turn in left for message in turn) if left else size)
         self.turns_done += 1
         self._outcome = "idle"
         owner.counters["turns"] += 1

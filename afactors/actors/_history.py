@@ -53,14 +53,25 @@ class History:
         self._costs: deque[int] = deque()
         self.tokens = 0
         self.first = first
-        self._flat: Turn | None = None  # `messages()`, kept while only appends change the turns
+        self._flat: list[Message] | None = None  # every message held, kept while only appends change the turns
 
-    def messages(self) -> Turn:
-        """Every message of the turns held, oldest first. Kept between turns and extended by `append`, so a
-        conversation's turn does not rebuild it from all its turns each time."""
+    def _messages(self) -> list[Message]:
         if self._flat is None:
-            self._flat = tuple(chain.from_iterable(self._turns))
+            self._flat = list(chain.from_iterable(self._turns))
         return self._flat
+
+    def messages(self, then: Turn = ()) -> Turn:
+        """Every message of the turns held, oldest first, followed by `then` (a new turn's input). The messages
+        are kept between turns and extended by `append`, so a turn costs one copy of the history, not a rebuild
+        from all its turns."""
+        flat = self._messages()
+        if not then:
+            return tuple(flat)
+        flat += then
+        try:
+            return tuple(flat)
+        finally:
+            del flat[-len(then) :]
 
     def __iter__(self) -> Iterator[Turn]:
         return iter(self._turns)
@@ -107,8 +118,8 @@ class History:
             dropped.append(self._turns.popleft())
             self.tokens -= self._costs.popleft()
             self.first += 1
-        if dropped:
-            self._flat = None
+        if dropped and self._flat is not None:
+            del self._flat[: sum(map(len, dropped))]
         return dropped
 
 
@@ -167,8 +178,10 @@ class ChainCache:
         self.bytes = 0
         self._links: OrderedDict[str, tuple[Link, int]] = OrderedDict()
 
-    def remember(self, turn_id: str, link: Link) -> None:
-        size = message_bytes(link[2])
+    def remember(self, turn_id: str, link: Link, size: int | None = None) -> None:
+        """Keep `link` (`size`: its `message_bytes`, if the caller has it already)."""
+        if size is None:
+            size = message_bytes(link[2])
         old = self._links.pop(turn_id, None)
         if old is not None:
             self.bytes -= old[1]

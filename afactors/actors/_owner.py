@@ -64,8 +64,9 @@ class ActorOwner(RecordReader, Protocol[Actor]):
         """The messages of the response chain ending at turn `parent`; None if it is unknown to `key`'s tenant."""
         ...
 
-    def chained(self, turn_id: str, link: Link) -> None:
-        """A turn ended with this chain link: later turns continuing it need not read it back."""
+    def chained(self, turn_id: str, link: Link, size: int) -> None:
+        """A turn ended with this chain link (of `message_bytes` `size`): later turns continuing it need not read
+        it back."""
         ...
 
     def record(self, turn_id: str) -> ResponseRecord | None:

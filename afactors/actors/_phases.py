@@ -34,7 +34,14 @@ class PhaseError(RuntimeError):
     """An event the transition table does not allow in the current phase (a bug in the runtime)."""
 
 
-class Phase(enum.Enum):
+class _Fast(enum.Enum):
+    """Members hash by identity (they are singletons): `Enum.__hash__` is a Python call, and the transition
+    tables look phases and events up a few times on every turn."""
+
+    __hash__ = object.__hash__
+
+
+class Phase(_Fast):
     QUEUED = "queued"  # in the mailbox: may gain entries (steer) or lose them (cancel)
     STARTING = "starting"  # taken by the runner: waits for its accept write, marks records, loads context
     RUNNING = "running"  # the target runs under the worker's cancel scope
@@ -42,7 +49,7 @@ class Phase(enum.Enum):
     ENDED = "ended"  # every handle is answered
 
 
-class Event(enum.Enum):
+class Event(_Fast):
     START = "start"  # the runner takes the turn from the mailbox
     RUN = "run"  # the target is called
     SETTLE = "settle"  # the target returned, failed or was cut; or the turn cannot run at all
@@ -63,7 +70,7 @@ CANCELLABLE = frozenset({Phase.QUEUED, Phase.STARTING, Phase.RUNNING})
 """Phases in which a cancel still changes the outcome (from COMMITTING on, the outcome is decided)."""
 
 
-class Write(enum.Enum):
+class Write(_Fast):
     NONE = "none"  # nothing was written at submit time (nor needed)
     PENDING = "pending"  # the submit-time commit is in flight
     WRITTEN = "written"  # it landed: the envelope is durable

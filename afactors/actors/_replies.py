@@ -38,10 +38,15 @@ class ReplyBuilder:
 
     def reply(self) -> Reply:
         """The completed reply: one assistant message and the usage."""
-        contents = list(self._parts)
-        for at, run in reversed(self._runs):
-            contents.insert(at, TextPart("".join(run)))
-        return Reply(messages=(Message("assistant", tuple(contents)),), usage=self._usage)
+        runs = self._runs
+        if len(runs) == 1 and not self._parts:  # the common reply: one run of text deltas
+            contents: tuple[Part, ...] = (TextPart("".join(runs[0][1])),)
+        else:
+            parts = list(self._parts)
+            for at, run in reversed(runs):
+                parts.insert(at, TextPart("".join(run)))
+            contents = tuple(parts)
+        return Reply(messages=(Message("assistant", contents),), usage=self._usage)
 
 
 def failed(code: str, message: str) -> Reply:

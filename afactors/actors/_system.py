@@ -605,8 +605,8 @@ class ActorSystem:
             self.store, key, parent, self._chains, config.history_turns, config.history_tokens, self._count
         )
 
-    def chained(self, turn_id: str, link: Link) -> None:
-        self._chains.remember(turn_id, link)
+    def chained(self, turn_id: str, link: Link, size: int) -> None:
+        self._chains.remember(turn_id, link, size)
 
     def turn(self, path: str, seq: int) -> TurnRecord | None:
         record: TurnRecord | None = self.store.get("turns", turn_key(path, seq))

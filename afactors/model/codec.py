@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -17,6 +16,8 @@ from cattrs.v import format_exception
 from afactors.model.parts import PART_TYPES, Part
 
 T = TypeVar("T")
+A = TypeVar("A")
+R = TypeVar("R")
 
 converter: cattrs.Converter = make_converter(omit_if_default=True)
 
@@ -66,14 +67,13 @@ def _is_homogeneous_tuple(type_: Any) -> bool:
 _shared: ContextVar[dict[int, tuple[tuple[Any, ...], list[Any]]] | None] = ContextVar("afactors_shared", default=None)
 
 
-@contextmanager
-def sharing() -> Iterator[None]:
-    """Inside the block (in this thread), a tuple unstructured more than once (a turn's messages, which its turn
-    record and its response record both hold) is unstructured once: later calls get the same list. Only for a
-    caller that encodes the results at once and never changes them (the store's commit encoder)."""
+def sharing(call: Callable[[A], R], arg: A) -> R:
+    """`call(arg)`, inside which (in this thread) a tuple unstructured more than once (a turn's messages, which
+    its turn record and its response record both hold) is unstructured once: later calls get the same list. Only
+    for a caller that encodes the results at once and never changes them (the store's commit encoder)."""
     token = _shared.set({})
     try:
-        yield
+        return call(arg)
     finally:
         _shared.reset(token)
 

@@ -10,6 +10,7 @@ under a key that starts with the same bytes.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -49,9 +50,16 @@ def is_hashed(stored: bytes) -> bool:
     return len(stored) == MAX_KEY_BYTES and stored[HEAD_BYTES : HEAD_BYTES + 1] == _HASH_MARK
 
 
+_HOOKS: dict[type, Callable[[Any], Any]] = {}  # each record class's unstructure hook, looked up once
+
+
 def encode_value(record: Any, key: str, hashed: bool) -> bytes:
     """`{"v": schema, "d": data}` plus `"k": key` when the key was hashed."""
-    doc: dict[str, Any] = {"v": type(record).SCHEMA, "d": converter.unstructure(record)}
+    cls = type(record)
+    hook = _HOOKS.get(cls)
+    if hook is None:
+        hook = _HOOKS[cls] = converter.get_unstructure_hook(cls)
+    doc: dict[str, Any] = {"v": cls.SCHEMA, "d": hook(record)}
     if hashed:
         doc["k"] = key
     return orjson.dumps(doc)

@@ -166,8 +166,7 @@ class GroupCommitStore(Store):
         return (self._db(expect.kind), encode_key(expect.key), KINDS[expect.kind], expect.value)
 
     def _encode(self, ops: Iterable[Op]) -> list[Write]:
-        with sharing():  # a turn's messages are in its turn record and its response record: encoded once
-            return self._encode_each(ops)
+        return sharing(self._encode_each, ops)  # a turn's messages, in its turn and response records: encoded once
 
     def _encode_each(self, ops: Iterable[Op]) -> list[Write]:
         writes: list[Write] = []
