@@ -281,15 +281,17 @@ class ConversationActor:
         owner = self._owner
         try:
             while self._mailbox and not self._stopped and not owner.cut:
-                if scope.cancel_called:
-                    released = False
-                    return False
                 if self._not_before and self._not_before > trio.current_time():
                     await trio.sleep_until(self._not_before)  # backoff after a restart
                     continue
                 turn = self._mailbox.popleft()
                 self._room()
                 await self._run(turn, scope)
+                # Only a running turn's `cancel` cancels the scope (and `stop_now`, which sets `owner.cut`), so the
+                # scope is asked (a clock read) only after a cut turn.
+                if turn.cancel_reason is not None and scope.cancel_called:
+                    released = False
+                    return False
             return True
         finally:
             if released:

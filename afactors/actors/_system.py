@@ -635,7 +635,9 @@ class ActorSystem:
     async def commit(
         self, ops: Sequence[Op], key: ConversationKey | None = None, expect: Sequence[Expect] = ()
     ) -> bool:
-        if not await self._commit_owned(key, ops, expect):
+        if self.ownership is None and not expect:
+            await self.store.commit(ops)  # (one coroutine level less on every turn of a single host)
+        elif not await self._commit_owned(key, ops, expect):
             return False
         for op in ops:
             if op.kind == "outbox" and self.on_outbox is not None:
@@ -755,9 +757,10 @@ class ActorSystem:
             with trio.CancelScope() as scope:
                 self._worker_scopes.add(scope)  # so that `stop_now` can cut what it runs
                 try:
-                    while not scope.cancel_called and not self._cut:
+                    while not self._cut:
                         if self._ready:
-                            await self._drive_next(scope)
+                            if not await self._drive_next(scope):
+                                break  # a turn was cut: a fresh scope for the rest
                             continue
                         if self._idle_workers >= MAX_IDLE_WORKERS:
                             return
@@ -766,11 +769,15 @@ class ActorSystem:
                 finally:
                     self._worker_scopes.discard(scope)
 
-    async def _drive_next(self, scope: trio.CancelScope) -> None:
-        # A method of its own so that a parked worker's frame keeps no reference to the actor it drove.
+    async def _drive_next(self, scope: trio.CancelScope) -> bool:
+        """Drive the next ready actor; False when a turn was cut (`scope` is cancelled: the worker needs a new one).
+
+        A method of its own so that a parked worker's frame keeps no reference to the actor it drove."""
         actor = self._ready.popleft()
-        if not await actor.drive(scope):
-            self._ready.appendleft(actor)  # a turn was cut: drive the rest under a fresh scope
+        if await actor.drive(scope):
+            return True
+        self._ready.appendleft(actor)  # drive the rest under a fresh scope
+        return False
 
     def _check_open(self) -> None:
         if self._closing:
