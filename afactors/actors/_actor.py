@@ -368,7 +368,7 @@ class ConversationActor:
             messages = (*chain, *inputs)
         else:
             try:
-                summary = await self._summarized()
+                summary = None if self._owner.summarize is None else await self._summarized()
             except Exception as exc:  # the summarising hook's failure: the turn fails like the target's would
                 turn.settle()
                 await self._failed(turn, records, inputs, exc)

@@ -350,7 +350,8 @@ class ActorSystem:
             done: DedupRecord | None = self.store.get("dedup", keyed)
             if done is not None:
                 return TurnHandle.finished(done.turn_id, self._stored_reply(path, done), stream=stream)
-        await self.own(envelope.key)
+        if self.ownership is not None:  # (a no-op on a single host: not even a coroutine on every submit)
+            await self.own(envelope.key)
         actor = self.get(envelope.key)  # activation replays inbox rows first, so duplicates show up below
         if keyed is not None and (running := self._keyed.get(keyed)) is not None:
             handle = TurnHandle(running.turn_id, stream=stream, buffer=self.config.stream_buffer)
