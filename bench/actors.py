@@ -9,6 +9,8 @@
   Target: finishes within 24 GiB.
 * `actors.turns_per_s.200`: durable turns/s (fsync'd group commits) of an echo target, 200 conversations
   each sending its next turn as soon as the last one is answered. Target >= 15,000.
+  `actors.cpu_us_per_turn.200`: the trio thread's CPU time per turn in that run (sender, actor, encoding; not the
+  writer thread's flush), which a loaded machine distorts far less than turns/s.
 * `actors.isolation_p99_ratio`: p99 turn latency of 50 fast conversations while one conversation's 5-s turn
   runs beside them, divided by their p99 while it does not (5-s phases A B B A of one run, durability
   `unsafe` so that fsync jitter of a shared disk does not drown what is measured). Target <= 1.2.
@@ -107,13 +109,14 @@ async def worker_throughput(state: str, conversations: int, seconds: float) -> d
                 done += 1
 
         await _one_turn_each(system, conversations)  # warm up: every actor active
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         async with trio.open_nursery() as nursery:
             for n in range(conversations):
                 nursery.start_soon(talk, f"c{n}")
         elapsed = time.perf_counter() - start
         return {
             "turns_per_s": done / elapsed,
+            "cpu_us_per_turn": 1e6 * (time.thread_time() - cpu) / done,
             "transactions": store.stats.transactions,
             "largest_batch": store.stats.largest_batch,
         }
@@ -195,6 +198,7 @@ def run(quick: bool) -> Metrics:
     samples: dict[str, list[float]] = {
         "actors.idle_bytes": [],
         "actors.turns_per_s.200": [],
+        "actors.cpu_us_per_turn.200": [],
         "actors.isolation_p99_ratio": [],
         "actors.isolation_p99_ms.alone": [],
         "actors.isolation_p99_ms.beside_slow": [],
@@ -209,6 +213,7 @@ def run(quick: bool) -> Metrics:
     for _ in range(runs):
         result = _in_subprocess("throughput", conversations=CONCURRENCY, seconds=seconds)
         samples["actors.turns_per_s.200"].append(result["turns_per_s"])
+        samples["actors.cpu_us_per_turn.200"].append(result["cpu_us_per_turn"])
         samples["actors.largest_commit_batch"].append(result["largest_batch"])
     for _ in range(runs):
         isolation = _in_subprocess("isolation", fast=50, phases=2 if quick else 8)
