@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -115,3 +116,29 @@ async def test_a_row_locked_past_the_lock_timeout_fails_only_the_commit_that_exp
 
         # the holder is gone: the same commit goes through
         assert await a.commit([Put("leases", PATH, Lease("a", 1))], expect=[Expect("leases", PATH, None)])
+
+
+async def test_a_node_held_dead_has_its_sessions_ended_so_its_row_locks_go(pg_server: PgServer) -> None:
+    url = pg_server.new_store_url()
+    async with PgStore.open(url, node="a") as a, PgStore.open(url, node="b") as b:
+        assert await b.commit([Put("leases", PATH, Lease("b", 1))], expect=[Expect("leases", PATH, None)])
+        # b stopped inside a pipelined commit: its session holds the row lock and is not idle, so no timeout ends it
+        stopped = b._writer_conn
+        await trio.to_thread.run_sync(lock_lease_row, stopped, b._schema, limiter=b._thread)
+
+        def busy() -> None:
+            with suppress(psycopg.Error):  # ended by a
+                stopped.execute("SELECT pg_sleep(%s)", (3 * GIVE_UP,))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(trio.to_thread.run_sync, busy, limiter=b._thread))
+            assert a.end_sessions("a") == 0  # never its own
+            with trio.fail_after(GIVE_UP):
+                while not a.end_sessions("b"):  # (once b's statement has started)
+                    await trio.sleep(0.05)
+                take = [Put("leases", PATH, Lease("a", 2))]
+                assert await a.commit(take, expect=[Expect("leases", PATH, Lease("b", 1))])
+        assert a.get("leases", PATH) == Lease("a", 2)
+        # b resumes on a new connection, and its commit as the lease's old holder is refused
+        assert not await b.commit([Put("leases", PATH, Lease("b", 3))], expect=[Expect("leases", PATH, Lease("b", 1))])
+        assert b._writer_conn is not stopped

@@ -143,6 +143,7 @@ class ClusterNode:
         while True:
             view = (registry.live_nodes(), registry.known())
             if view != last or registry.dead():
+                self._end_sessions(registry.dead())
                 try:
                     taken = await self.sweep_once(system, deliver)
                     if taken:
@@ -152,6 +153,20 @@ class ClusterNode:
                 except StoreError as exc:
                     log.error("node %s: the takeover sweep failed: %s", self.node_id, exc)
             await registry.changed(registry.lease_seconds / RESWEEPS)
+
+    def _end_sessions(self, dead: list[str]) -> None:
+        """End the store sessions of nodes held dead: a node stopped mid-commit keeps the row locks the takeover's
+        commits wait for until it resumes (its commits are fenced once it does)."""
+        for node in dead:
+            try:
+                ended = self.leases.store.end_sessions(node)
+            except StoreError as exc:
+                log.error(
+                    "node %s: could not end the store sessions of node %s, held dead: %s", self.node_id, node, exc
+                )
+                continue
+            if ended:
+                log.warning("node %s: ended %d store sessions of node %s, held dead", self.node_id, ended, node)
 
 
 class LeaseLocator:

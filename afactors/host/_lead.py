@@ -25,6 +25,7 @@ async def lead(store: Store, role: str, service: ServiceTask, *,
     unreachable). A store only one host opens (LMDB) leads at once, always."""
     failures = 0
     while True:
+        failed: ExceptionGroup[StoreError] | None = None
         try:
             async with store.leadership(role) as claim:
                 failures = 0
@@ -50,9 +51,11 @@ async def lead(store: Store, role: str, service: ServiceTask, *,
                 if not claim.lost.is_set():
                     return  # the service ended by itself
                 log.warning("no longer leading %s", role)
-        except StoreError as error:
+        except* StoreError as group:  # (the claim's own nursery wraps what its block raises)
+            failed = group
+        if failed is not None:
             failures += 1
-            log.warning("cannot claim %s (%s); trying again", role, error)
+            log.warning("cannot claim %s (%s); trying again", role, "; ".join(map(str, failed.exceptions)))
             task_status.started()
             task_status = trio.TASK_STATUS_IGNORED
             await trio.sleep(_RETRY.delay(failures))

@@ -183,6 +183,12 @@ class Store(abc.ABC):
         (`Leadership`). A store only one host opens (LMDB) always gives it at once."""
         return sole_leadership()
 
+    def end_sessions(self, node: str) -> int:
+        """A cluster node's store: end the database sessions of node `node`, which this node holds dead, so the
+        locks of its unfinished transactions go now (the transactions roll back) instead of when it resumes. How
+        many ended; 0 for a store no other process shares (LMDB)."""
+        return 0
+
     @abc.abstractmethod
     def disk_bytes(self) -> int:
         """Bytes the state takes on disk (LMDB: the data file; PostgreSQL: the records table with its indexes)."""

@@ -121,22 +121,30 @@ class PgLeadership(Leadership):
         self._conn.close()
 
 
-def _connect(url: str, timeout: float) -> psycopg.Connection[Any]:
+def _connect(url: str, timeout: float, application_name: str | None) -> psycopg.Connection[Any]:
+    params: dict[str, Any] = {**_KEEPALIVE, "application_name": application_name}  # (None: not set)
     try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=max(1, round(timeout)), **_KEEPALIVE)
+        return psycopg.connect(url, autocommit=True, connect_timeout=max(1, round(timeout)), **params)
     except psycopg.Error as exc:
         raise StoreError(f"cannot connect to the PostgreSQL store: {exc}".strip()) from None
 
 
 @asynccontextmanager
 async def pg_leadership(
-    url: str, name: str, *, connect_timeout: float = 10.0, retry: float = RETRY, check: float = CHECK
+    url: str,
+    name: str,
+    *,
+    connect_timeout: float = 10.0,
+    retry: float = RETRY,
+    check: float = CHECK,
+    application_name: str | None = None,
 ) -> AsyncIterator[Leadership]:
     """A claim on role `name` among the hosts on `url`'s schema, on a new connection closed when the block exits.
 
-    Raises `StoreError` if the server cannot be reached.
+    `application_name` names the connection (a cluster node's, so the others can end it when they hold that node
+    dead: `PgStore.end_sessions`). Raises `StoreError` if the server cannot be reached.
     """
-    conn = await trio.to_thread.run_sync(_connect, url, connect_timeout)
+    conn = await trio.to_thread.run_sync(_connect, url, connect_timeout, application_name)
     try:
         row = await trio.to_thread.run_sync(lambda: conn.execute("SELECT current_schema()").fetchone())
     except psycopg.Error as exc:

@@ -185,7 +185,21 @@ class PgStore(GroupCommitStore):
     def leadership(self, name: str) -> AbstractAsyncContextManager[Leadership]:
         """A claim on role `name` among the hosts on this schema: a session advisory lock on a connection of its
         own (`pg_leadership`)."""
-        return pg_leadership(self.url, name, connect_timeout=self._connect_timeout)
+        application = None if self.node is None else session_name(self._schema, self.node)
+        return pg_leadership(self.url, name, connect_timeout=self._connect_timeout, application_name=application)
+
+    def end_sessions(self, node: str) -> int:
+        """End the writer and leadership sessions of cluster node `node` (by their `application_name`): a node
+        stopped in the middle of a pipelined commit holds its row locks in a session that is not idle, which neither
+        `idle_in_transaction_timeout` nor anything else ends until it resumes. Needs the same database role on every
+        node (or `pg_signal_backend`)."""
+        if self.node is None or node == self.node:
+            return 0
+        query = (
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s"
+            " AND pid <> pg_backend_pid()"
+        )
+        return sum(1 for (ended,) in self._read(query, (session_name(self._schema, node),)) if ended)
 
     # -- the writer connection (its worker thread only) ------------------------------------------------------
 
@@ -230,6 +244,7 @@ class PgStore(GroupCommitStore):
         }
         for setting, seconds in timeouts.items():
             conn.execute(f"SET {setting} = {max(1, round(seconds * 1000))}")  # in milliseconds
+        conn.execute("SELECT set_config('application_name', %s, false)", (session_name(self._schema, self.node),))
         if not self._try_lock(conn, "pg_try_advisory_lock_shared(%s, hashtext(current_schema()))", ()):
             raise DatabaseLocked(
                 f"the PostgreSQL store {self.location} is in use by a single host (process {self._holder(conn)}),"
@@ -438,6 +453,11 @@ class PgStore(GroupCommitStore):
         if self._closed:
             return 0
         return int(self._read("SELECT pg_total_relation_size('afactors_records')", ())[0][0])
+
+
+def session_name(schema: str, node: str) -> str:
+    """The `application_name` of cluster node `node`'s sessions that hold locks on `schema` (at most 63 bytes)."""
+    return f"afactors node {node} on {schema}"[:63]
 
 
 def _connect(url: str, timeout: float, autocommit: bool) -> psycopg.Connection[Any]:
