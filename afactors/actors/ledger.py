@@ -115,6 +115,7 @@ __all__ = [
     "outcome_key",
     "push_dedup_key",
     "pushed",
+    "pushed_key",
     "queued_record",
     "records_prefix",
     "redeliver",
@@ -287,14 +288,31 @@ def hidden(record: ResponseRecord) -> list[Op]:
 
 
 def pushed(
-    key: ConversationKey, stamp: int, channel: str, address: Mapping[str, Any], push_id: str, reply: Reply, now: float
+    key: ConversationKey,
+    stamp: int,
+    channel: str,
+    address: Mapping[str, Any],
+    push_id: str,
+    reply: Reply,
+    now: float,
+    *,
+    once: bool = False,
 ) -> list[Op]:
     """A reply pushed without a turn (a welcome, a proactive message): an outbox row for `channel`, delivered in
-    order with the replies of conversation `key` (`stamp` from the same clock as their arrival stamps)."""
+    order with the replies of conversation `key` (`stamp` from the same clock as their arrival stamps). `once`: with
+    the push id's dedup row (`pushed_key`), which a commit expecting it absent makes a resent push a no-op."""
     payload = {"turn_id": push_id, "reply": converter.unstructure(reply), "tenant": key.tenant,
                "conversation": key.conversation}  # fmt: skip
     row = OutboxRecord(channel=channel, address=dict(address), payload=payload, due_at=now)
-    return [Put("outbox", outbox_key(key.path, stamp), row)]
+    ops: list[Op] = [Put("outbox", outbox_key(key.path, stamp), row)]
+    if once:
+        ops.append(Put("dedup", pushed_key(key, push_id), DedupRecord(turn_id=push_id, seq=0)))
+    return ops
+
+
+def pushed_key(key: ConversationKey, push_id: str) -> str:
+    """Key of the `DedupRecord` of a push into conversation `key` that must be queued once (a forwarded one)."""
+    return dedup_key(key.path, push_id)
 
 
 def timers_changed(

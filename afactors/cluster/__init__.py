@@ -19,6 +19,7 @@ from afactors.cluster._node import (
 from afactors.cluster._purge import purge_leases
 from afactors.cluster._registry import Registry
 from afactors.cluster._rendezvous import preferred
+from afactors.cluster._wire import PushRequest
 
 __all__ = [
     "DEFAULT_LEASE",
@@ -32,6 +33,7 @@ __all__ = [
     "Leases",
     "Locator",
     "Peer",
+    "PushRequest",
     "Registry",
     "check_advertise",
     "lease_forward_policy",

@@ -21,6 +21,8 @@ How a turn moves (wire format: `_wire`):
   is given up (`stream_dropped`) and the reply fetched by resending the envelope (it joins the turn on whichever node
   owns the conversation now, this one included).
 - `cancel` asks the node holding the turn to cancel it; a caller that merely stops waiting cancels nothing.
+- `push` (a channel's push into a conversation) goes to the owner's `POST /v1/cluster/pushes` with the same
+  relocating and resending as a turn before "accepted"; its push id makes a resend after a lost answer a no-op.
 - Following a background turn (`watch`, `wait`) asks the owner of its conversation, which answers with the turn's
   updates from the first and then its end; a broken answer ends the updates (the caller then waits for the end,
   which asks again, wherever the turn runs now).
@@ -33,6 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from typing import TypeVar
 
 import attrs
 import orjson
@@ -45,19 +48,23 @@ from afactors.cluster._locator import Locator, Peer
 from afactors.cluster._peers import PeerClient, PeerError, PeerResponse
 from afactors.cluster._wire import (
     FORWARDED_BY,
+    PUSHES_PATH,
     TURNS_PATH,
     Accepted,
     Ended,
     Event,
     Finished,
     ForwardRequest,
+    PushRequest,
     Queued,
     Streamed,
     WireError,
     cancel_path,
     decode_error,
     decode_event,
+    decode_pushed,
     encode_follow,
+    encode_push,
     encode_request,
     follow_path,
 )
@@ -76,6 +83,10 @@ WatchHere = Callable[[str], AsyncIterator[Update] | None]
 """The updates of a background turn from its first, when it runs on this node (else None)."""
 EndedHere = Callable[[str], Awaitable[bool]]
 """Wait until a turn running on this node has ended; False at once when this node holds no such turn."""
+PushHere = Callable[[PushRequest], Awaitable[bool]]
+"""Queue a push on this node (the conversation is ours), once per push id: False when it was queued before."""
+
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -223,6 +234,33 @@ class Forwarder:
         if not isinstance(event, Queued):
             raise ActorUnavailable(envelope.key, self.policy.retry_after, "because its owner's answer broke off")
         return event.record
+
+    async def push(self, push: PushRequest, here: PushHere) -> bool:
+        """Queue `push` where its conversation is owned: `here` when this node owns it, else on its owner (relocated
+        and resent as a turn is). False when a send whose answer was lost had queued it already.
+
+        Raises what a local push raises; `ActorUnavailable` when no owner took it within the policy's wait."""
+        peer = await self._locate(push.key)
+        body = encode_push(push)
+        duplicate = await self._until_accepted(push.key, push.channel, peer, lambda to: self._send_push(to, push, body))
+        return await here(push) if duplicate is None else not duplicate
+
+    async def _send_push(self, peer: Peer, push: PushRequest, body: bytes) -> bool:
+        """Send a push to `peer`; whether it had been queued before."""
+        try:
+            response = await self._client.post(peer.url.rstrip("/") + PUSHES_PATH, body, self._turn_headers)
+            try:
+                content = await response.read()
+            finally:
+                await response.aclose()
+        except PeerError as error:
+            raise _Retry(f"unreachable: {error}") from None
+        if response.status != 200:
+            self._refused(push.key, peer, response.status, content, response.headers.get("retry-after"))
+        try:
+            return decode_pushed(content)
+        except WireError as error:  # it may have been queued: the resend is deduplicated
+            raise _Retry(f"its answer is not a push's: {error}") from None
 
     async def cancel(self, handle: ForwardedTurn) -> bool:
         """Cancel a forwarded turn on the node holding it; True once it was cancelled there (and `handle` ended)."""
@@ -399,30 +437,38 @@ class Forwarder:
     async def _hand_over(self, forward: ForwardRequest, peer: Peer | None) -> _Opened | None:
         """Send `forward` until an owner accepts it (relocating between attempts); None when this node owns its
         conversation now. Raises the owner's refusal as the local error, or `ActorUnavailable` past the policy."""
-        key, policy = forward.envelope.key, self.policy
+        key = forward.envelope.key
         if self.max_body_bytes is not None and (size := len(encode_request(forward))) > self.max_body_bytes:
             self._observed(forward.channel, "refused", trio.current_time())
             raise _too_large(f"its envelope is {size} bytes, over the nodes' limit of {self.max_body_bytes} bytes")
+        return await self._until_accepted(key, forward.channel, peer, lambda to: self._send(to, forward))
+
+    async def _until_accepted(
+        self, key: ConversationKey, channel: str, peer: Peer | None, send: Callable[[Peer], Awaitable[T]]
+    ) -> T | None:
+        """`send` to the owner of `key` until one accepts (relocating between attempts); None when this node owns
+        the conversation now. Raises what `send` raises but `_Retry`, and `ActorUnavailable` past the policy."""
+        policy = self.policy
         began, reason = trio.current_time(), "no attempt"
         with trio.move_on_after(policy.wait):
             for attempt in range(1, policy.attempts + 1):
                 if peer is None:
                     return None
                 try:
-                    opened = await self._send(peer, forward)
+                    accepted = await send(peer)
                 except _Retry as retry:
                     reason = str(retry)
                     log.info("cluster: forwarding to node %s failed (%s); locating again", peer.node_id, reason)
                 except Exception:
-                    self._observed(forward.channel, "refused", began)
+                    self._observed(channel, "refused", began)
                     raise
                 else:
-                    self._observed(forward.channel, "accepted", began)
-                    return opened
+                    self._observed(channel, "accepted", began)
+                    return accepted
                 if attempt < policy.attempts:
                     await trio.sleep(policy.backoff.delay(attempt))
                     peer = await self._locate(key)
-        self._observed(forward.channel, "unavailable", began)
+        self._observed(channel, "unavailable", began)
         raise ActorUnavailable(key, policy.retry_after, f"because no node accepted it ({reason})")
 
     async def _send(self, peer: Peer, forward: ForwardRequest) -> _Opened:

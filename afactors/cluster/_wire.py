@@ -11,6 +11,8 @@ then `{"reply": {...}, "stream_dropped": bool}`; empty lines are heartbeats. A b
 `{"cancelled": bool}`. `POST /v1/cluster/turns/<id>/follow` with `{"schema": 1, "updates": bool}` follows a
 background turn the node holds: `{"accepted": "<turn id>"}`, its updates from the first (with `"updates": true`),
 heartbeats, then `{"ended": "<turn id>"}` once it has ended (committed); 404 `not_running` when it holds none.
+`POST /v1/cluster/pushes` with `{"schema": 1, "channel", "key", "push_id", "address", "reply"}` queues a channel's
+push into a conversation the node owns, once per push id: `{"pushed": "<push id>", "duplicate": bool}`.
 
 Must not import: `afactors.host` (the host imports this package).
 """
@@ -22,7 +24,7 @@ from typing import Any
 import attrs
 import orjson
 
-from afactors.model import Envelope, Reply, Update, converter, describe_error
+from afactors.model import ConversationKey, Envelope, Reply, Update, converter, describe_error
 from afactors.store import ResponseRecord
 
 SCHEMA = 1
@@ -31,6 +33,7 @@ SCHEMA = 1
 TURNS_PATH = "/v1/cluster/turns"
 CANCEL_RULE = "/v1/cluster/turns/<turn_id>/cancel"
 FOLLOW_RULE = "/v1/cluster/turns/<turn_id>/follow"
+PUSHES_PATH = "/v1/cluster/pushes"
 FORWARDED_BY = "afactors-forwarded-by"
 """The header marking a forwarded request with the id of the node that sent it (a receiver never forwards it)."""
 NDJSON = "application/x-ndjson"
@@ -153,6 +156,59 @@ def decode_request(data: bytes | str) -> ForwardRequest:
     except Exception as error:
         raise WireError(f"invalid envelope: {describe_error(error)}", "bad_envelope") from None
     return ForwardRequest(envelope, channel, flags["stream"], flags["background"])
+
+
+@attrs.frozen
+class PushRequest:
+    """A channel's push into conversation `key` (`ChannelContext.push`), for its owner to queue: `reply` to
+    `address` through `channel`, once per `push_id` however often it is sent."""
+
+    key: ConversationKey
+    channel: str
+    push_id: str
+    address: dict[str, Any]
+    reply: Reply
+
+
+_PUSH_FIELDS = frozenset({"schema", "channel", "key", "push_id", "address", "reply"})
+
+
+def encode_push(push: PushRequest) -> bytes:
+    body = {"schema": SCHEMA, "channel": push.channel, "key": converter.unstructure(push.key),
+            "push_id": push.push_id, "address": push.address, "reply": converter.unstructure(push.reply)}  # fmt: skip
+    return orjson.dumps(body)
+
+
+def decode_push(data: bytes | str) -> PushRequest:
+    """The push in a request body; `WireError` naming the first problem."""
+    body = _request(data, _PUSH_FIELDS)
+    for name in ("channel", "push_id"):
+        if not isinstance(body.get(name), str) or not body[name]:
+            raise WireError(f"'{name}' must be a non-empty string")
+    if not isinstance(body.get("address"), dict):
+        raise WireError("'address' must be an object")
+    values: dict[str, Any] = {}
+    for name, kind in (("key", ConversationKey), ("reply", Reply)):
+        if not isinstance(body.get(name), dict):
+            raise WireError(f"'{name}' must be an object")
+        try:
+            values[name] = converter.structure(body[name], kind)
+        except Exception as error:
+            raise WireError(f"invalid {name}: {describe_error(error)}") from None
+    return PushRequest(values["key"], body["channel"], body["push_id"], body["address"], values["reply"])
+
+
+def encode_pushed(push_id: str, duplicate: bool) -> bytes:
+    return orjson.dumps({"pushed": push_id, "duplicate": duplicate})
+
+
+def decode_pushed(data: bytes) -> bool:
+    """Whether the owner's answer to a push says it was queued before (a resend); `WireError` (`bad_event`) when
+    it is not a push's answer."""
+    body = _object(data, "answer", "bad_event")
+    if not isinstance(body.get("pushed"), str) or not isinstance(duplicate := body.get("duplicate"), bool):
+        raise WireError("a push's answer needs 'pushed' and a boolean 'duplicate'", "bad_event")
+    return duplicate
 
 
 def encode_follow(updates: bool) -> bytes:

@@ -8,7 +8,8 @@ again: when this node does not own the conversation (any more) it answers 409 `n
 the owner anew. It is served in front of Quart (`LeanFront`) when the request is plain; the Quart view answers the
 rest (a chunked or slow body, one over the limit) alike. `POST /v1/cluster/turns/<id>/cancel` cancels a turn this
 node holds; `POST /v1/cluster/turns/<id>/follow` follows a background turn it runs (its updates from the first, then
-its end) for a node whose client follows the turn there.
+its end) for a node whose client follows the turn there; `POST /v1/cluster/pushes` queues a channel's push into a
+conversation this node owns (once per push id).
 
 Every request must carry `Authorization: Bearer <cluster secret>` (401 without, 403 when wrong; compared in constant
 time) and `Afactors-Forwarded-By: <sending node id>` (400 without; 508 `loop_detected` when it names this node).
@@ -26,7 +27,7 @@ import trio
 from quart import Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from afactors.actors import ActorSystem, ActorUnavailable, ConversationBusy, SystemClosed, TurnHandle
+from afactors.actors import ActorSystem, ActorUnavailable, ConversationBusy, NotOwner, SystemClosed, TurnHandle
 from afactors.channel import LeanRequest, LeanResponse, Route
 from afactors.cluster import Locator
 from afactors.cluster._wire import (
@@ -34,6 +35,7 @@ from afactors.cluster._wire import (
     FOLLOW_RULE,
     FORWARDED_BY,
     NDJSON,
+    PUSHES_PATH,
     TURNS_PATH,
     Accepted,
     Ended,
@@ -42,12 +44,15 @@ from afactors.cluster._wire import (
     Streamed,
     WireError,
     decode_follow,
+    decode_push,
     decode_request,
     encode_error,
     encode_event,
+    encode_pushed,
 )
 from afactors.host._background import BackgroundTurns, TurnLog
 from afactors.host.context import HostChannelContext
+from afactors.model import ConversationKey
 from afactors.store import StoreFull
 
 Header = Callable[[str], str | None]
@@ -62,9 +67,10 @@ class _Answer:
     body: bytes
     stream: AsyncIterator[bytes] | None = None
     retry_after: float | None = None
+    events: bool = True  # a 200 is NDJSON events (else JSON)
 
     def headers(self) -> tuple[tuple[str, str], ...]:
-        kind = ("content-type", NDJSON if self.status == 200 else "application/json")
+        kind = ("content-type", NDJSON if self.status == 200 and self.events else "application/json")
         length = () if self.stream is not None else (("content-length", str(len(self.body))),)
         retry = () if self.retry_after is None else (("retry-after", str(max(1, round(self.retry_after)))),)
         return (kind, *length, *retry)
@@ -132,6 +138,7 @@ class ClusterRoutes:
             Route(TURNS_PATH, self.turns, methods=("POST",), lean=self.turns_lean),
             Route(CANCEL_RULE, self.cancel, methods=("POST",)),
             Route(FOLLOW_RULE, self.follow, methods=("POST",)),
+            Route(PUSHES_PATH, self.pushes, methods=("POST",)),
         ]
 
     def _check(self, header: Header) -> None:
@@ -149,16 +156,53 @@ class ClusterRoutes:
     async def turns(self) -> Response:
         try:
             self._check(request.headers.get)
-            if (request.content_length or 0) > self.max_body_bytes:
-                raise self._too_large()
-            try:
-                body = await request.get_data()
-            except RequestEntityTooLarge:
-                raise self._too_large() from None
-            answer = await self._turn(body)
+            answer = await self._turn(await self._body())
         except _Refused as refused:
             answer = refused.answer()
         return answer.quart()
+
+    async def pushes(self) -> Response:
+        """Queue a push another node was asked for, once per push id: `{"pushed", "duplicate"}`."""
+        try:
+            self._check(request.headers.get)
+            try:
+                push = decode_push(await self._body())
+            except WireError as error:
+                raise _Refused(400, error.code, error.message) from None
+            ctx = self._context(push.channel)
+            await self._owned(push.key)
+            try:
+                queued = await ctx.push_here(push, once=True)
+            except NotOwner as error:  # taken meanwhile: the sender locates it anew
+                raise _Refused(409, "not_owner", str(error)) from None
+            except Exception as error:
+                raise _refusal(error) or error from None
+            answer = _Answer(200, encode_pushed(push.push_id, duplicate=not queued), events=False)
+        except _Refused as refused:
+            answer = refused.answer()
+        return answer.quart()
+
+    async def _body(self) -> bytes | str:
+        """The Quart request's body, within the limit (413 otherwise)."""
+        if (request.content_length or 0) > self.max_body_bytes:
+            raise self._too_large()
+        try:
+            return await request.get_data()
+        except RequestEntityTooLarge:
+            raise self._too_large() from None
+
+    def _context(self, channel: str) -> HostChannelContext:
+        ctx = self.contexts.get(channel)
+        if ctx is None:
+            raise _Refused(400, "unknown_channel", f"this node serves no channel {channel!r}")
+        return ctx
+
+    async def _owned(self, key: ConversationKey) -> None:
+        """409 `not_owner` when another node owns `key`'s conversation (a forwarded request is never forwarded)."""
+        if self.locator is not None and (owner := await self.locator.locate(key)) is not None:
+            raise _Refused(
+                409, "not_owner", f"node {self.node_id} does not own this conversation ({owner.node_id} does)"
+            )
 
     async def turns_lean(self, lean: LeanRequest) -> LeanResponse:
         """`turns` in front of Quart (the lean front only passes bodies within the limit)."""
@@ -177,16 +221,11 @@ class ClusterRoutes:
             forward = decode_request(body)
         except WireError as error:
             raise _Refused(400, error.code, error.message) from None
-        ctx = self.contexts.get(forward.channel)
-        if ctx is None:
-            raise _Refused(400, "unknown_channel", f"this node serves no channel {forward.channel!r}")
+        ctx = self._context(forward.channel)
         envelope = forward.envelope
         if envelope.turn_id is None or envelope.idempotency_key is None:
             raise _Refused(400, "bad_envelope", "a forwarded envelope needs a turn id and an idempotency key")
-        if self.locator is not None and (owner := await self.locator.locate(envelope.key)) is not None:
-            raise _Refused(
-                409, "not_owner", f"node {self.node_id} does not own this conversation ({owner.node_id} does)"
-            )
+        await self._owned(envelope.key)
         try:
             if forward.background:
                 record = await ctx.start_here(envelope)

@@ -21,7 +21,7 @@ from quart import has_request_context, has_websocket_context, request, websocket
 from afactors._tracing import Tracing
 from afactors.actors import ActorSystem, TurnHandle, ledger, new_turn_id
 from afactors.channel import Channel, CommittedTurn, HookRejected, Meter, RunToken, ServiceTask, TurnView
-from afactors.cluster import ForwardedTurn, Forwarder
+from afactors.cluster import ForwardedTurn, Forwarder, PushRequest
 from afactors.host._auth import ApiKeys
 from afactors.host._background import BackgroundTurns
 from afactors.host._hooks import called
@@ -362,12 +362,25 @@ class HostChannelContext:
         Returns the push's id (the `turn_id` its `Delivery` carries).
 
         In a cluster only the conversation's owner pushes into it (its outbox rows are delivered, in order, by one
-        node): this node takes the conversation if it is free, and raises `NotOwner` (an `ActorUnavailable`) when
-        another live node holds it; the row is fenced by the lease like a turn's (`ActorSystem.push`)."""
-        push_id = new_turn_id("push_")
+        node): this node takes the conversation if it is free, and hands the push to the owner when another live
+        node holds it (with a cluster secret; `NotOwner`, an `ActorUnavailable`, without one); the row is fenced by
+        the lease like a turn's (`ActorSystem.push`)."""
+        push = PushRequest(key, self.name, new_turn_id("push_"), address, reply)
+        if self._forwarder is None:
+            await self.push_here(push)
+        else:  # resent after a lost answer: queued once, by its push id
+            await self._forwarder.push(push, lambda again: self.push_here(again, once=True))
+        return push.push_id
+
+    async def push_here(self, push: PushRequest, *, once: bool = False) -> bool:
+        """Queue a push on this node (`ActorSystem.push`: it must own the conversation or take it); `once`: only if
+        its push id was not queued before (False then, and nothing is written)."""
+        key = push.key
         stamp = self._system._next_stamp()  # the clock of the conversation's own rows: pushes sort among them
-        await self._system.push(key, ledger.pushed(key, stamp, self.name, address, push_id, reply, time.time()))
-        return push_id
+        ops = ledger.pushed(key, stamp, self.name, push.address, push.push_id, push.reply, time.time(), once=once)
+        return await self._system.push(
+            key, ops, [Expect("dedup", ledger.pushed_key(key, push.push_id), None)] if once else ()
+        )
 
     async def drop_alias(self, key: str) -> None:
         """Delete a channel-scoped durable value (nothing happens when there is none)."""

@@ -3,6 +3,7 @@ identities, pushes, broadcasts, the timer API and hiding a response stay right w
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -12,7 +13,6 @@ import httpx
 import pytest
 import trio
 
-from afactors.actors import NotOwner
 from afactors.host import ChannelContext, Contribution, Delivery, Host, open_host
 from afactors.identity import LinkFailed
 from afactors.model import (
@@ -187,21 +187,70 @@ async def test_one_link_code_redeemed_on_two_nodes_at_once_links_one_sender(url:
     assert all(len(members) == 2 for members in linked) and len(linked) == 10
 
 
-async def test_a_push_on_a_node_that_does_not_own_the_conversation_is_refused_and_writes_nothing(url: str) -> None:
+async def test_a_push_on_a_node_that_does_not_own_the_conversation_is_queued_by_the_owner(url: str) -> None:
     async with two_nodes(url) as (a, b):
         assert await a.chat.say("hello") == "a turn 1: hello"
-        assert b.chat.ctx is not None and a.chat.ctx is not None
-        with pytest.raises(NotOwner) as refused:
-            await b.chat.ctx.push(KEY, {"chat": "1"}, say("from b"))
-        await a.chat.ctx.push(KEY, {"chat": "1"}, say("from a"))
+        assert b.chat.ctx is not None
+        await b.chat.ctx.push(KEY, {"chat": "1"}, say("from b"))
         assert await a.chat.say("again") == "a turn 2: again"
         with trio.fail_after(10):
             while len(a.chat.delivered) < 3 or a.host.store.count("outbox"):
                 await trio.sleep(0.02)
         lease = a.host.store.get("leases", KEY.path)
-    assert refused.value.owner == "a"
-    assert a.chat.delivered == ["a turn 1: hello", "from a", "a turn 2: again"] and b.chat.delivered == []
-    assert lease.owner == "a"  # the refused push took nothing from the owner
+    assert a.chat.delivered == ["a turn 1: hello", "from b", "a turn 2: again"] and b.chat.delivered == []
+    assert lease.owner == "a"  # the push took nothing from the owner
+
+
+PUSH = {"schema": 1, "channel": "chat", "key": {"tenant": "default", "conversation": KEY.conversation},
+        "push_id": "push_1", "address": {"chat": "1"}, "reply": {"messages": [{"role": "assistant",
+        "contents": [{"type": "text", "text": "once"}]}]}}  # fmt: skip
+
+
+async def test_a_push_sent_again_to_the_owner_with_its_push_id_is_queued_once(url: str) -> None:
+    headers = {"authorization": f"Bearer {SECRET}", "afactors-forwarded-by": "b"}
+    async with two_nodes(url) as (a, b), httpx.AsyncClient(timeout=30) as http:
+        assert await a.chat.say("hello") == "a turn 1: hello"
+        answers = [await http.post(f"{a.url}/v1/cluster/pushes", json=PUSH, headers=headers) for _ in range(2)]
+        elsewhere = await http.post(
+            f"{b.url}/v1/cluster/pushes", json=PUSH, headers={**headers, "afactors-forwarded-by": "a"}
+        )
+        assert await a.chat.say("again") == "a turn 2: again"
+        with trio.fail_after(10):
+            while len(a.chat.delivered) < 3 or a.host.store.count("outbox"):
+                await trio.sleep(0.02)
+    assert [answer.json() for answer in answers] == [{"pushed": "push_1", "duplicate": False},
+                                                     {"pushed": "push_1", "duplicate": True}]  # fmt: skip
+    assert (elsewhere.status_code, elsewhere.json()["error"]["code"]) == (409, "not_owner")
+    assert a.chat.delivered == ["a turn 1: hello", "once", "a turn 2: again"] and b.chat.delivered == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "code"),
+    [
+        ({}, PUSH, 401, "unauthorized"),
+        ({"authorization": "Bearer wrong"}, PUSH, 403, "forbidden"),
+        ({"authorization": f"Bearer {SECRET}"}, PUSH, 400, "bad_request"),  # no Afactors-Forwarded-By
+        (None, "[1]", 400, "bad_request"),
+        (None, "{", 400, "bad_json"),
+        (None, {**PUSH, "schema": 2}, 400, "unsupported_schema"),
+        (None, {**PUSH, "extra": 1}, 400, "bad_request"),
+        (None, {**PUSH, "push_id": ""}, 400, "bad_request"),
+        (None, {**PUSH, "address": []}, 400, "bad_request"),
+        (None, {**PUSH, "key": {"tenant": "default"}}, 400, "bad_request"),
+        (None, {**PUSH, "reply": {"messages": "no"}}, 400, "bad_request"),
+        (None, {**PUSH, "channel": "fax"}, 400, "unknown_channel"),
+    ],
+)
+async def test_a_bad_or_unauthenticated_push_to_the_internal_route_is_refused(
+    url: str, headers: dict[str, str] | None, body: object, status: int, code: str
+) -> None:
+    headers = headers if headers is not None else {"authorization": f"Bearer {SECRET}", "afactors-forwarded-by": "b"}
+    content = body if isinstance(body, str) else json.dumps(body)
+    async with two_nodes(url) as (a, _), httpx.AsyncClient(timeout=30) as http:
+        answer = await http.post(f"{a.url}/v1/cluster/pushes", content=content, headers=headers)
+        outbox = a.host.store.count("outbox")
+    assert (answer.status_code, answer.json()["error"]["code"]) == (status, code), answer.text
+    assert outbox == 0
 
 
 async def test_a_push_takes_a_free_conversation_until_it_is_delivered_then_gives_it_back(url: str) -> None:
