@@ -104,6 +104,7 @@ __all__ = [
     "cancelled",
     "cleared",
     "completed",
+    "conversation_of",
     "delivered",
     "due_of",
     "failed",
@@ -400,6 +401,19 @@ def replayed(dead_key: str, letter: DeadLetter, stamp: int, now: float) -> list[
         raise ValueError(f"dead letter {dead_key!r} holds neither an envelope nor a push")
     inbox = InboxRecord(envelope=letter.envelope, received_at=now)
     return [Delete("dead_letters", dead_key), Put("inbox", inbox_key(letter.envelope.key.path, stamp), inbox)]
+
+
+def conversation_of(dead_key: str, letter: DeadLetter) -> ConversationKey | None:
+    """The conversation whose rows giving dead letter `letter` another go writes (its lease fences them in a
+    cluster): a poison envelope's, or an undelivered reply's or push's; None for a push to a destination group
+    (delivered under the group's lease) or a rejected input."""
+    if letter.envelope is not None:
+        return letter.envelope.key
+    if letter.delivery is None:
+        return None
+    group = outbox_group(redriven_key(dead_key))
+    tenant, _, conversation = group.partition("/")
+    return None if is_destination_group(group) or not conversation else ConversationKey(tenant, conversation)
 
 
 def redriven(dead_key: str, dead: DeadLetter, now: float) -> list[Op]:

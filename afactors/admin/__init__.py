@@ -7,6 +7,7 @@ opens the store itself, so the host must be stopped (a running host holds the st
 from afactors.admin._state import (
     EXPORT_FORMAT,
     EXPORT_VERSION,
+    ConversationWrite,
     ExportError,
     cancel_timer,
     conversation_key,
@@ -26,6 +27,7 @@ from afactors.admin._state import (
 __all__ = [
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
+    "ConversationWrite",
     "ExportError",
     "cancel_timer",
     "conversation_key",

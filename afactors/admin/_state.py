@@ -7,7 +7,7 @@ store's writer in batches of `BATCH` keys.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -201,13 +201,23 @@ def dead_letters(store: Store, key: str | None = None) -> list[dict[str, Any]]:
     return [{**_dead_letter_row(key, letter), "record": converter.unstructure(letter)}]
 
 
-async def replay_dead_letter(store: Store, key: str) -> bool:
-    """Give a dead letter another go (see `ledger.replayed`); False when there is none under `key`."""
+ConversationWrite = Callable[[ConversationKey, Sequence[Op], Sequence[Expect]], Awaitable[bool]]
+"""Commit rows of a conversation from outside a turn on condition of `expect` (a host's `ActorSystem.push`: in a
+cluster only as the conversation's owner, fenced by its lease; raises `NotOwner` when a live node holds it)."""
+
+
+async def replay_dead_letter(store: Store, key: str, write: ConversationWrite | None = None) -> bool:
+    """Give a dead letter another go (see `ledger.replayed`), on condition that it is as read (a replay racing with
+    another writes once); False when there is none under `key` (any more). `write`: how a running host commits a
+    conversation's rows (a cluster node's are fenced by the conversation's lease)."""
     letter: DeadLetter | None = store.get("dead_letters", key)
     if letter is None:
         return False
-    await store.commit(ledger.replayed(key, letter, time.time_ns(), time.time()))
-    return True
+    ops, expect = ledger.replayed(key, letter, time.time_ns(), time.time()), [Expect("dead_letters", key, letter)]
+    conversation = ledger.conversation_of(key, letter)
+    if write is None or conversation is None:
+        return await store.commit(ops, expect=expect)
+    return await write(conversation, ops, expect)
 
 
 async def _delete_all(store: Store, deletes: Iterable[Delete]) -> int:

@@ -6,7 +6,8 @@ The same operations as the operator commands (`afactors.admin`) on the live stor
     GET    /admin/conversations/<tenant>/<conv>     one conversation (404 when unknown)
     DELETE /admin/conversations/<tenant>/<conv>     purge it (409 while its actor has work)
     GET    /admin/dead-letters[?key=K]              list (or show one)
-    POST   /admin/dead-letters/replay?key=K         replay one
+    POST   /admin/dead-letters/replay?key=K         replay one (409 `not_owner` on a cluster node while another
+                                                    live node owns its conversation: replay it there)
     DELETE /admin/dead-letters[?key=K]              purge one (or all)
     GET    /admin/timers[?conversation=T/C]         list timers (of one conversation)
     DELETE /admin/timers?conversation=T/C&id=I      cancel one pending timer
@@ -27,7 +28,7 @@ import orjson
 from quart import Response, request
 
 from afactors import admin
-from afactors.actors import ActorSystem
+from afactors.actors import ActorSystem, NotOwner
 from afactors.channel import Route
 from afactors.model import ConversationKey
 from afactors.store import Store
@@ -98,8 +99,11 @@ def admin_routes(store: Store, system: ActorSystem, key: str) -> list[Route]:
 
     async def replay() -> Response:
         one = request.args.get("key", "")
-        if not await admin.replay_dead_letter(store, one):
-            return _error(404, "not_found", f"no dead letter {one!r}")
+        try:  # through the actor system: a cluster node writes a conversation's rows under its lease
+            if not await admin.replay_dead_letter(store, one, system.push):
+                return _error(404, "not_found", f"no dead letter {one!r}")
+        except NotOwner as error:
+            return _error(409, "not_owner", f"{error}; replay it on that node")
         return _json({"replayed": 1})
 
     return [

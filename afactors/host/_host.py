@@ -262,6 +262,7 @@ def _join_cluster(host: Host, node: ClusterNode, locator: Locator | None) -> Non
     outbox.recover = False
     outbox.leases = node.leases
     outbox.drained = host.system.release_idle
+    outbox.write = host.system.push
     node.leases.keep = outbox.delivering
     host.sweeper.also["leases"] = partial(purge_leases, node.leases.store, node.registry, host.sweeper.config.batch)
 

@@ -7,12 +7,14 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import attrs
 import httpx
 import pytest
 import trio
 
+from afactors.actors import ledger
 from afactors.host import ChannelContext, Contribution, Delivery, Host, open_host
 from afactors.identity import LinkFailed
 from afactors.model import (
@@ -26,6 +28,7 @@ from afactors.model import (
     TurnContext,
     Update,
 )
+from afactors.store import Store
 from afactors.store.pg_server import PgServer
 from afactors_activity import ActivityChannel
 from afactors_activity.testing import BotClient, FakeConnector, FakeIdentity
@@ -94,7 +97,7 @@ def url(pg_server: PgServer) -> str:
 
 
 @asynccontextmanager
-async def two_nodes(url: str) -> AsyncIterator[tuple[Node, Node]]:
+async def two_nodes(url: str, **settings: Any) -> AsyncIterator[tuple[Node, Node]]:
     async with AsyncExitStack() as stack:
         nodes = []
         for name in ("a", "b"):
@@ -103,6 +106,7 @@ async def two_nodes(url: str) -> AsyncIterator[tuple[Node, Node]]:
                 open_host(
                     Counter(name), channels=[ResponsesChannel(), chat], store=url, node_id=name, port=port,
                     advertise=f"http://127.0.0.1:{port}", cluster_secret=SECRET, web_ui=False, durability="fast",
+                    **settings,
                 )
             )  # fmt: skip
             nodes.append(Node(host, chat, f"http://127.0.0.1:{port}"))
@@ -267,6 +271,51 @@ async def test_a_push_takes_a_free_conversation_until_it_is_delivered_then_gives
                 await trio.sleep(0.02)
     assert answer == "a turn 1: hi"
     assert a.chat.delivered == ["hello from a", "a turn 1: hi"] and b.chat.delivered == ["welcome"]
+
+
+async def dead_letter(store: Store, key: ConversationKey, text: str, stamp: int) -> str:
+    """A push into `key`'s conversation that was never delivered, dead-lettered: its dead letter's key."""
+    (row,) = ledger.pushed(key, stamp, "chat", {"chat": "1"}, f"push_{text}", say(text), 0.0)
+    await store.commit(ledger.undeliverable(row.key, row.value, "gone", 0.0))
+    return ledger.UNDELIVERED_PREFIX + row.key
+
+
+ADMIN = {"authorization": "Bearer adm"}
+
+
+async def test_dead_letters_of_a_conversation_are_given_another_go_only_by_its_owner(url: str) -> None:
+    async with two_nodes(url, admin_key="adm") as (a, b), httpx.AsyncClient(timeout=30) as http:
+        assert await a.chat.say("hello") == "a turn 1: hello"
+        redriven = await dead_letter(a.host.store, KEY, "redriven", 1)
+        replayed = await dead_letter(a.host.store, KEY, "replayed", 2)
+        assert b.host.outbox is not None and a.host.outbox is not None
+        moved_on_b = await b.host.outbox.redrive(keys=[redriven])
+        on_b = await http.post(f"{b.url}/admin/dead-letters/replay", params={"key": replayed}, headers=ADMIN)
+        kept = sorted(key for key, _ in a.host.store.scan("dead_letters"))
+        moved_on_a = await a.host.outbox.redrive(keys=[redriven])
+        on_a = await http.post(f"{a.url}/admin/dead-letters/replay", params={"key": replayed}, headers=ADMIN)
+        assert await a.chat.say("again") == "a turn 2: again"
+        with trio.fail_after(10):
+            while len(a.chat.delivered) < 4 or a.host.store.count("outbox"):
+                await trio.sleep(0.02)
+        lease = a.host.store.get("leases", KEY.path)
+    assert moved_on_b == 0 and (on_b.status_code, on_b.json()["error"]["type"]) == (409, "not_owner")
+    assert kept == sorted([redriven, replayed])  # nothing moved by the node that does not own the conversation
+    assert moved_on_a == 1 and on_a.status_code == 200
+    assert sorted(a.chat.delivered[1:3]) == ["redriven", "replayed"] and b.chat.delivered == []
+    assert lease.owner == "a"
+
+
+async def test_a_redrive_on_a_free_conversation_takes_it_for_the_write_and_gives_it_back(url: str) -> None:
+    async with two_nodes(url) as (a, b):
+        await dead_letter(a.host.store, KEY, "late", 1)
+        assert b.host.outbox is not None
+        moved = await b.host.outbox.redrive()
+        with trio.fail_after(10):
+            while b.chat.delivered != ["late"] or a.host.store.get("leases", KEY.path).owner != "":
+                await trio.sleep(0.02)
+        assert await a.chat.say("hi") == "a turn 1: hi"
+    assert moved == 1 and a.chat.delivered == ["a turn 1: hi"]
 
 
 async def test_a_timer_set_through_the_api_of_another_node_fires_once_on_the_owner(url: str) -> None:
