@@ -8,6 +8,7 @@ Must not import: `afactors.host._host` (it imports this).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
@@ -19,7 +20,7 @@ import trio
 from quart import has_request_context, has_websocket_context, request, websocket
 
 from afactors._tracing import Tracing
-from afactors.actors import ActorSystem, TurnHandle, ledger, new_turn_id
+from afactors.actors import ActorSystem, NotOwner, TurnHandle, ledger, new_turn_id
 from afactors.channel import Channel, CommittedTurn, HookRejected, Meter, RunToken, ServiceTask, TurnView
 from afactors.cluster import ForwardedTurn, Forwarder, PushRequest
 from afactors.host._auth import ApiKeys
@@ -264,12 +265,36 @@ class HostChannelContext:
         return record
 
     async def _ended_here(self, turn_id: str) -> bool:
-        """`BackgroundTurns.ended` once this node owns the turn's conversation, having just taken it (locating it):
-        what a dead owner left pending is replayed first, as the takeover sweeper would (it skips leases held here)."""
+        """`BackgroundTurns.ended` once this node owns the turn's conversation (`_taken`)."""
+        await self._taken(turn_id)
+        return await self._background.ended(turn_id)
+
+    async def _taken(self, turn_id: str) -> None:
+        """This node owns the conversation of `turn_id`, perhaps having just taken it (locating it for a wait, watch
+        or cancel): what a dead owner left pending there replays, as the takeover sweeper would (it skips leases
+        held here). Raises `NotOwner` when another node took it meanwhile."""
         record = self._system.record(turn_id)
         if record is not None:
             await self._system.take_over(_conversation(record))
-        return await self._background.ended(turn_id)
+
+    async def _watch_here(self, turn_id: str) -> AsyncIterator[Update]:
+        """`BackgroundTurns.watch` once this node owns the turn's conversation (`_taken`); the updates end at once
+        when it does not run here (yet): the caller then waits for its end."""
+        try:
+            await self._taken(turn_id)
+        except NotOwner:
+            return
+        if (live := self._background.watch(turn_id)) is not None:
+            async for update in live:
+                yield update
+
+    async def _cancel_here(self, turn_id: str) -> bool:
+        """`ActorSystem.cancel` once this node owns the turn's conversation: the turn is cancelled first (among the
+        rows a dead owner left, when it is one of them), then the rest replay (`_taken`)."""
+        cancelled = await self._system.cancel(turn_id)
+        with contextlib.suppress(NotOwner):  # taken meanwhile: they replay there
+            await self._taken(turn_id)
+        return cancelled
 
     def watch(self, turn_id: str) -> AsyncIterator[Update] | None:
         """Replay-then-follow the updates of a running background turn (in a cluster, also of one running on its
@@ -280,7 +305,7 @@ class HostChannelContext:
         record = self._system.record(turn_id)
         if record is None or record.ended:
             return None
-        return self._forwarder.watch(_conversation(record), turn_id, self._background.watch)
+        return self._forwarder.watch(_conversation(record), turn_id, self._watch_here)
 
     def record(self, turn_id: str, tenant: str) -> TurnView | None:
         """The stored record of a turn, if it exists, was stored, and belongs to `tenant`."""
@@ -304,7 +329,7 @@ class HostChannelContext:
         if self._forwarder is None or record.ended or self._system.pending(turn_id) is not None:
             await self._system.cancel(turn_id)
         else:  # a cluster's shared store: the turn may run on the conversation's owner
-            await self._forwarder.cancel_where(_conversation(record), turn_id, self._system.cancel)
+            await self._forwarder.cancel_where(_conversation(record), turn_id, self._cancel_here)
         return self.record(turn_id, tenant)
 
     async def delete(self, turn_id: str, tenant: str) -> bool:

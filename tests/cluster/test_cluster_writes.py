@@ -28,7 +28,7 @@ from afactors.model import (
     TurnContext,
     Update,
 )
-from afactors.store import Store
+from afactors.store import InboxRecord, Lease, Op, Put, Store
 from afactors.store.pg_server import PgServer
 from afactors_activity import ActivityChannel
 from afactors_activity.testing import BotClient, FakeConnector, FakeIdentity
@@ -316,6 +316,48 @@ async def test_a_redrive_on_a_free_conversation_takes_it_for_the_write_and_gives
                 await trio.sleep(0.02)
         assert await a.chat.say("hi") == "a turn 1: hi"
     assert moved == 1 and a.chat.delivered == ["a turn 1: hi"]
+
+
+async def left_by_a_dead_node(store: Store, key: ConversationKey, *texts: str) -> list[str]:
+    """Background turns of `key` accepted by a node that died (never registered here): its lease on the
+    conversation, their inbox rows and queued records. Their turn ids."""
+    ops: list[Op] = [Put("leases", key.path, Lease("gone", 5))]
+    turn_ids = []
+    for n, text in enumerate(texts, 1):
+        turn_id = f"resp_{key.conversation}_{n}"
+        envelope = Envelope(key, (Message("user", text),), turn_id=turn_id, idempotency_key=turn_id)
+        ops.append(Put("inbox", ledger.inbox_key(key.path, n), InboxRecord(envelope, float(n))))
+        ops.append(Put("responses", turn_id, ledger.queued_record(envelope, turn_id, float(n))))
+        turn_ids.append(turn_id)
+    await store.commit(ops)
+    return turn_ids
+
+
+async def test_a_cancel_that_takes_a_dead_owners_conversation_replays_what_it_left(url: str) -> None:
+    async with two_nodes(url) as (_, b):
+        assert b.chat.ctx is not None
+        doomed, kept = await left_by_a_dead_node(b.host.store, KEY, "doomed", "kept")
+        cancelled = await b.chat.ctx.cancel(doomed, "default")
+        with trio.fail_after(10):
+            while (record := b.chat.ctx.record(kept, "default")) is None or not record.ended:
+                await trio.sleep(0.02)
+        lease = b.host.store.get("leases", KEY.path)
+    assert cancelled is not None and cancelled.status == "cancelled"
+    assert record.status == "completed" and lease.owner == "b"
+
+
+async def test_a_watch_that_takes_a_dead_owners_conversation_replays_what_it_left(url: str) -> None:
+    async with two_nodes(url) as (_, b):
+        assert b.chat.ctx is not None
+        (watched,) = await left_by_a_dead_node(b.host.store, KEY, "watched")
+        updates = b.chat.ctx.watch(watched)
+        assert updates is not None
+        async for _ in updates:  # it may end at once (the turn does not run here yet)
+            pass
+        with trio.fail_after(10):  # no wait: the watch alone made it run
+            while (record := b.chat.ctx.record(watched, "default")) is None or not record.ended:
+                await trio.sleep(0.02)
+    assert record.status == "completed"
 
 
 async def test_a_timer_set_through_the_api_of_another_node_fires_once_on_the_owner(url: str) -> None:
