@@ -272,10 +272,11 @@ class HostChannelContext:
     async def _taken(self, turn_id: str) -> None:
         """This node owns the conversation of `turn_id`, perhaps having just taken it (locating it for a wait, watch
         or cancel): what a dead owner left pending there replays, as the takeover sweeper would (it skips leases
-        held here). Raises `NotOwner` when another node took it meanwhile."""
+        held here); with nothing to replay and no actor here, the lease is given back. Raises `NotOwner` when
+        another node took it meanwhile."""
         record = self._system.record(turn_id)
-        if record is not None:
-            await self._system.take_over(_conversation(record))
+        if record is not None and not await self._system.take_over(key := _conversation(record)):
+            self._system.release_idle(key.path)
 
     async def _watch_here(self, turn_id: str) -> AsyncIterator[Update]:
         """`BackgroundTurns.watch` once this node owns the turn's conversation (`_taken`); the updates end at once

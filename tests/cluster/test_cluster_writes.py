@@ -38,6 +38,7 @@ SECRET = "s3cret"
 APP_ID = "00000000-aaaa-bbbb-cccc-000000000001"
 APP_PASSWORD = "client-secret-1"
 KEY = ConversationKey("default", "chat:1")
+OTHER = ConversationKey("default", "chat:2")
 
 
 class Counter:
@@ -342,8 +343,14 @@ async def test_a_cancel_that_takes_a_dead_owners_conversation_replays_what_it_le
             while (record := b.chat.ctx.record(kept, "default")) is None or not record.ended:
                 await trio.sleep(0.02)
         lease = b.host.store.get("leases", KEY.path)
+        (alone,) = await left_by_a_dead_node(b.host.store, OTHER, "alone")
+        cancelled_alone = await b.chat.ctx.cancel(alone, "default")
+        with trio.fail_after(10):  # nothing left to run there: the lease goes back
+            while b.host.store.get("leases", OTHER.path).owner != "":
+                await trio.sleep(0.02)
     assert cancelled is not None and cancelled.status == "cancelled"
     assert record.status == "completed" and lease.owner == "b"
+    assert cancelled_alone is not None and cancelled_alone.status == "cancelled"
 
 
 async def test_a_watch_that_takes_a_dead_owners_conversation_replays_what_it_left(url: str) -> None:
