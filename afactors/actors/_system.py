@@ -488,9 +488,9 @@ class ActorSystem:
     async def push(self, key: ConversationKey, ops: Sequence[Op], expect: Sequence[Expect] = ()) -> bool:
         """Commit a push into `key`'s conversation from outside a turn (its outbox rows, delivered in order with its
         replies; or a dead letter of it given another go); False when one of `expect` did not hold (nothing was
-        written). On a cluster node only as the
-        conversation's owner: the lease is taken if it is free (`NotOwner` when a live node holds it) and fences
-        the commit; taken for the push alone, it is given back once its deliveries end (`release_idle`)."""
+        written). On a cluster node only as the conversation's owner: the lease is taken if it is free (`NotOwner`
+        when a live node holds it) and fences the commit; taken for the push alone, it is given back once its
+        deliveries end (`release_idle`)."""
         path = key.path
         self._pushing[path] = self._pushing.get(path, 0) + 1
         try:
