@@ -3,6 +3,8 @@ lock), and moves to another node when that one leaves; a host on LMDB always swe
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -22,28 +24,34 @@ async def until_swept(host: Host, more_than: int = 0) -> None:
             await trio.sleep(0.02)
 
 
-async def test_one_node_sweeps_and_another_takes_over_when_it_leaves(pg_server: PgServer) -> None:
-    url = pg_server.new_store_url()
-    stop_a = trio.Event()
-    hosts: dict[str, Host] = {}
+@asynccontextmanager
+async def leading_node_a(url: str) -> AsyncIterator[tuple[Host, trio.Event]]:
+    """Node "a", once it has swept (it took the "retention" role), and the event that makes it leave."""
+    stop = trio.Event()
+    hosts: list[Host] = []
 
     async def run_a(*, task_status: trio.TaskStatus[None]) -> None:
         async with pg_node(url, "a", retention=OFTEN) as a:
-            hosts["a"] = a
+            hosts.append(a)
             task_status.started()
-            await stop_a.wait()
+            await stop.wait()
 
     async with trio.open_nursery() as nursery:
         await nursery.start(run_a)
-        a = hosts["a"]
-        await until_swept(a)  # the first node took the role
-        async with pg_node(url, "b", retention=OFTEN) as b:
-            before = a.sweeper.sweeps
-            await until_swept(a, before + 5)  # a keeps sweeping meanwhile ...
-            assert b.sweeper.sweeps == 0  # ... and b never does
-            stop_a.set()  # a leaves: its session ends, and with it the advisory lock
-            await until_swept(b)
-            assert a.sweeper.sweeps >= before + 5
+        await until_swept(hosts[0])
+        yield hosts[0], stop
+        stop.set()
+
+
+async def test_one_node_sweeps_and_another_takes_over_when_it_leaves(pg_server: PgServer) -> None:
+    url = pg_server.new_store_url()
+    async with leading_node_a(url) as (a, stop_a), pg_node(url, "b", retention=OFTEN) as b:
+        before = a.sweeper.sweeps
+        await until_swept(a, before + 5)  # a keeps sweeping meanwhile ...
+        assert b.sweeper.sweeps == 0  # ... and b never does
+        stop_a.set()  # a leaves: its session ends, and with it the advisory lock
+        await until_swept(b)
+        assert a.sweeper.sweeps >= before + 5
 
 
 async def test_a_node_whose_sessions_are_ended_while_it_waits_for_the_role_keeps_serving_and_leads_later(
@@ -52,26 +60,14 @@ async def test_a_node_whose_sessions_are_ended_while_it_waits_for_the_role_keeps
     # What the others do to a node they hold dead (`end_sessions`): its writer and its waiting claim on "retention"
     # lose their connections. Once it is back it reconnects, waits for the role again and takes it when it is free.
     url = pg_server.new_store_url()
-    stop_a = trio.Event()
-    hosts: dict[str, Host] = {}
-
-    async def run_a(*, task_status: trio.TaskStatus[None]) -> None:
-        async with pg_node(url, "a", retention=OFTEN) as a:
-            hosts["a"] = a
-            task_status.started()
-            await stop_a.wait()
-
-    async with trio.open_nursery() as nursery:
-        await nursery.start(run_a)
-        await until_swept(hosts["a"])
-        async with pg_node(url, "b", retention=OFTEN) as b:
-            assert hosts["a"].store.end_sessions("b") == 2  # b's writer and its waiting claim
-            async with httpx.AsyncClient(base_url=b.urls[0], timeout=20) as client:
-                answer = await client.post("/v1/responses", json={"input": "still here?"})
-            assert answer.status_code == 200, answer.text
-            assert b.sweeper.sweeps == 0
-            stop_a.set()
-            await until_swept(b)
+    async with leading_node_a(url) as (a, stop_a), pg_node(url, "b", retention=OFTEN) as b:
+        assert a.store.end_sessions("b") == 2  # b's writer and its waiting claim
+        async with httpx.AsyncClient(base_url=b.urls[0], timeout=20) as client:
+            answer = await client.post("/v1/responses", json={"input": "still here?"})
+        assert answer.status_code == 200, answer.text
+        assert b.sweeper.sweeps == 0
+        stop_a.set()
+        await until_swept(b)
 
 
 async def test_a_host_on_lmdb_always_sweeps(tmp_path: Path) -> None:
