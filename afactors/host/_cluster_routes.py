@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TypeVar
 
 import attrs
 import trio
@@ -54,6 +55,8 @@ from afactors.host._background import BackgroundTurns, TurnLog
 from afactors.host.context import HostChannelContext
 from afactors.model import ConversationKey
 from afactors.store import StoreFull
+
+_T = TypeVar("_T")
 
 Header = Callable[[str], str | None]
 """A request header by name (any case), or None."""
@@ -165,10 +168,7 @@ class ClusterRoutes:
         """Queue a push another node was asked for, once per push id: `{"pushed", "duplicate"}`."""
         try:
             self._check(request.headers.get)
-            try:
-                push = decode_push(await self._body())
-            except WireError as error:
-                raise _Refused(400, error.code, error.message) from None
+            push = _decoded(decode_push, await self._body())
             ctx = self._context(push.channel)
             await self._owned(push.key)
             try:
@@ -217,10 +217,7 @@ class ClusterRoutes:
         return _Refused(413, "payload_too_large", f"the body is larger than {self.max_body_bytes} bytes")
 
     async def _turn(self, body: bytes | str) -> _Answer:
-        try:
-            forward = decode_request(body)
-        except WireError as error:
-            raise _Refused(400, error.code, error.message) from None
+        forward = _decoded(decode_request, body)
         ctx = self._context(forward.channel)
         envelope = forward.envelope
         if envelope.turn_id is None or envelope.idempotency_key is None:
@@ -270,10 +267,7 @@ class ClusterRoutes:
         then "ended" once it has ended; 404 `not_running` when this node holds no such turn."""
         try:
             self._check(request.headers.get)
-            try:
-                updates = decode_follow(await request.get_data())
-            except WireError as error:
-                raise _Refused(400, error.code, error.message) from None
+            updates = _decoded(decode_follow, await self._body())
             turn_log = self.background.log(turn_id) if updates else None
             handle = None if turn_log is not None else self.system.join(turn_id)
             if turn_log is None and handle is None:
@@ -310,3 +304,11 @@ class ClusterRoutes:
             return refused.answer().quart()
         cancelled = await self.system.cancel(turn_id)
         return Response(b'{"cancelled": %s}' % (b"true" if cancelled else b"false"), content_type="application/json")
+
+
+def _decoded(decode: Callable[[bytes | str], _T], body: bytes | str) -> _T:
+    """`decode(body)`; a malformed body is refused with 400 and the codec's error code."""
+    try:
+        return decode(body)
+    except WireError as error:
+        raise _Refused(400, error.code, error.message) from None
