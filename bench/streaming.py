@@ -3,6 +3,8 @@
 `python -m bench.streaming [--quick|--full] [--json PATH]`. Every server runs fresh per run, pinned to
 SERVER_CPU; the client (`bench.stream_client`, raw sockets) runs pinned to LOAD_CPU. Peers:
 
+* `trio`: `bench.trio_stream`, the same events on raw trio sockets with no HTTP framework: the floor of any trio
+  server (a `trio.sleep` wake-up and one socket write per event);
 * `bare`: `bench.bare_stream`, the quart-trio route on hypercorn writing one event per yield;
 * `g3`: `bench/peers/g3_server.py`, `responses_from_streaming_run` over a real Agent on uvicorn (its own venv);
 * `afactors`: `python -m afactors --target bench.targets:stream`, durable, Responses channel.
@@ -16,9 +18,11 @@ deltas) or one every 20 ms, like a model.
 (b) 1,000 concurrent streams (quick: 200), each 50 deltas 20 ms apart, all opened at once:
     `streaming.<peer>.ttfb_p50_ms|ttfb_p99_ms.<C>` (request sent to first delta received),
     `streaming.afactors.ttfb_added_p50_ms|ttfb_added_p99_ms.<C>` (afactors minus the bare stack of the same run),
-    `streaming.<peer>.wall_vs_ideal.<C>` (first request sent to last stream ended, over 50 x 20 ms) and
+    `streaming.<peer>.wall_vs_ideal.<C>` (first request sent to last stream ended, over 50 x 20 ms),
     `streaming.<peer>.rss_kb_per_stream.<C>` (server RSS peak while the streams are open minus before, per
-    stream). A stream that did not complete counts in `streaming.<peer>.failures`.
+    stream) and `streaming.<peer>.cpu_us_per_event.<C>` (server CPU per delta asked, the whole requests included:
+    times 50 x C it is the CPU seconds the shape needs per second of streaming). A stream that did not complete
+    counts in `streaming.<peer>.failures`.
 (c) The same kind of streams rendered live in Telegram (drafts, a preview message and its edits) against the fake
     Bot API and its flood limits: `streaming.telegram.*`, see `bench.streaming_telegram`.
 """
@@ -48,7 +52,8 @@ PACED_INTERVAL_MS = 20.0
 def _specs(deltas: int, interval_ms: float, g3_python: Path | None) -> list[ServerSpec]:
     shape = ["--deltas", str(deltas), "--interval-ms", str(interval_ms)]
     specs = [
-        ServerSpec("bare", lambda port, _: [sys.executable, "-m", "bench.bare_stream", "--port", str(port), *shape])
+        ServerSpec("trio", lambda port, _: [sys.executable, "-m", "bench.trio_stream", "--port", str(port), *shape]),
+        ServerSpec("bare", lambda port, _: [sys.executable, "-m", "bench.bare_stream", "--port", str(port), *shape]),
     ]
     if g3_python is not None:
         specs.append(ServerSpec("g3", lambda port, _: [str(g3_python), str(G3_SERVER), "--port", str(port), *shape]))
@@ -93,7 +98,8 @@ def _one(server: RunningServer, deltas: int) -> tuple[float, float, int]:
 
 
 def _many(server: RunningServer, connections: int) -> dict[str, float]:
-    """TTFB percentiles, wall over ideal, RSS per open stream and failures of `connections` paced streams."""
+    """TTFB percentiles, wall over ideal, RSS per open stream, server CPU per delta and failures of
+    `connections` paced streams."""
     _client(server.url, 1)
     before = _rss(server)
     peak = before
@@ -106,11 +112,13 @@ def _many(server: RunningServer, connections: int) -> dict[str, float]:
 
     sampler = threading.Thread(target=sample)
     sampler.start()
+    cpu = server.cpu_seconds()
     try:
         result = _client(server.url, connections)
     finally:
         done.set()
         sampler.join()
+    cpu = server.cpu_seconds() - cpu
     streams = result["streams"]
     assert isinstance(streams, list)
     ttfb = [float(s["first_delta_s"]) * 1000.0 for s in streams if s["first_delta_s"] is not None]
@@ -120,6 +128,7 @@ def _many(server: RunningServer, connections: int) -> dict[str, float]:
         "ttfb_p99_ms": _percentile(ttfb, 0.99) if ttfb else float("nan"),
         "wall_vs_ideal": float(result["wall_s"]) / (PACED_DELTAS * PACED_INTERVAL_MS / 1000.0),  # type: ignore[arg-type]
         "rss_kb_per_stream": (peak - before) / 1024.0 / connections,
+        "cpu_us_per_event": cpu * 1e6 / (connections * PACED_DELTAS),
         "failures": float(failures),
     }
 
@@ -174,7 +183,8 @@ def run(quick: bool) -> Metrics:
                             progress(
                                 f"  run {number}/{runs} {spec.name:<9} {label} streams  ttfb p50 "
                                 f"{many['ttfb_p50_ms']:7.1f} p99 {many['ttfb_p99_ms']:7.1f} ms  wall/ideal "
-                                f"{many['wall_vs_ideal']:.2f}  rss {many['rss_kb_per_stream']:.1f} KB/stream"
+                                f"{many['wall_vs_ideal']:.2f}  rss {many['rss_kb_per_stream']:.1f} KB/stream  "
+                                f"cpu {many['cpu_us_per_event']:.1f} us/event"
                             )
                 except ServerUnavailable as exc:
                     skipped.add(spec.name)
