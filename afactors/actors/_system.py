@@ -252,6 +252,7 @@ class ActorSystem:
         self._live: OrderedDict[str, ConversationActor] = OrderedDict()  # least recently active first
         self._stopped: dict[str, float] = {}  # path -> trio time the cool-down ends
         self._recovering: dict[str, list[tuple[str, InboxRecord]]] = {}  # inbox rows of actors not active yet
+        self._replaying: set[str] = set()  # cluster: paths `take_over` is replaying (until `_recover_one` ends)
         self._pushing: dict[str, int] = {}  # cluster: pushes in flight per conversation (`push`)
         # (a cluster node reads no inbox at startup: it recovers each conversation as it takes it, `take_over`)
         self._scanning = ownership is None  # the inbox left by an earlier run is still being read (`_recover`)
@@ -896,12 +897,20 @@ class ActorSystem:
 
     async def take_over(self, key: ConversationKey) -> bool:
         """Cluster: take `key`'s conversation (its owner died) and replay what it left pending, in the background,
-        as a restart does. False when there was nothing to replay. Raises `NotOwner` if a live node holds it."""
+        as a restart does. False when there was nothing to replay. Raises `NotOwner` if a live node holds it.
+        Callers at once (the sweeper, a client following one of its turns) are all told True; it replays once."""
         await self.own(key)
-        if not self._recovering.get(key.path) or key.path in self._live:
+        path = key.path
+        if not self._recovering.get(path) or path in self._live:
             return False
-        await self._recovery_limiter.acquire_on_behalf_of(key.path)
-        self._nursery.start_soon(self._recover_one, key.path)
+        if path not in self._replaying:
+            self._replaying.add(path)
+            try:
+                await self._recovery_limiter.acquire_on_behalf_of(path)
+            except BaseException:
+                self._replaying.discard(path)
+                raise
+            self._nursery.start_soon(self._recover_one, path)
         return True
 
     async def _commit_owned(
@@ -1027,6 +1036,7 @@ class ActorSystem:
             self.counters["recovered"] += len(handles)
         finally:
             self._recovery_limiter.release_on_behalf_of(path)
+            self._replaying.discard(path)
 
     async def _cancel_recovering(self, turn_id: str) -> bool:
         for path, rows in self._recovering.items():

@@ -126,7 +126,6 @@ async def test_a_background_response_created_through_a_is_cancelled_through_b(pg
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="races the kill -9 against B connecting to A; failed 1 of 5 runs")
 async def test_a_follower_through_b_gets_the_end_of_a_turn_its_owner_died_running(
     pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

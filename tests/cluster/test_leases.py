@@ -247,6 +247,41 @@ async def test_the_sweeper_replays_a_dead_nodes_pending_inbox_row_once(url: str)
         assert await a.cluster.sweep_once(a.system, lambda key: None) == 0  # nothing left to take
 
 
+async def test_the_sweeper_and_a_follower_taking_a_dead_nodes_conversation_at_once_replay_its_row_once(
+    url: str,
+) -> None:
+    """A client following a turn of a dead node's conversation makes its node take the conversation over (see
+    `HostChannelContext._taken`) at the very moment the sweeper does: both are told its pending work replays (so
+    neither gives the lease back), the follower gets the turn's reply, and the row replays once."""
+    ghost = ConversationKey("acme", "followed")
+    pending = Envelope(ghost, (Message("user", "pay the invoice"),), idempotency_key="k1", turn_id="turn_ghost1")
+    async with running(url, "a") as a:
+        await left_by_a_ghost(a.store, pending)
+        dies(a)
+        swept: list[int] = []
+        followed: list[bool] = []
+
+        async def sweep() -> None:
+            swept.append(await a.cluster.sweep_once(a.system, lambda key: None))
+
+        async def follow() -> None:
+            followed.append(await a.system.take_over(ghost))
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sweep)
+                nursery.start_soon(follow)
+            assert swept == [1] and followed == [True]
+            handle = a.system.join("turn_ghost1")
+            assert handle is not None
+            reply = await handle.reply()
+            while a.store.count("inbox"):
+                await trio.sleep(0.01)
+        assert reply.status == "completed" and reply.text == "a: pay the invoice"
+        assert a.store.get("snapshots", ghost.path).seq == 1  # one turn: the row replayed once
+        assert a.store.get("leases", ghost.path) == Lease("a", 4)
+
+
 async def test_the_running_sweeper_takes_a_dead_nodes_pending_work_at_the_read_that_finds_it_dead(url: str) -> None:
     ghost = ConversationKey("acme", "orphan")
     pending = Envelope(ghost, (Message("user", "hi"),), idempotency_key="k1")
