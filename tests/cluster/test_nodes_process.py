@@ -42,9 +42,17 @@ def node(url: str, node_id: str, runs: Path, sleep: str = "inf") -> Iterator[tup
         "--target", "tests.cluster.slow_target:target", "--state-dir", str(runs.parent / f"unused-{node_id}"),
     ]  # fmt: skip
     env = {**os.environ, "AFACTORS_TEST_NODE": node_id, "AFACTORS_TEST_RUNS": str(runs), "AFACTORS_TEST_SLEEP": sleep}
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
+    log = runs.parent / f"node-{node_id}.log"  # a file, not a pipe: a pipe no one reads would block a chatty node
+    with (
+        log.open("w") as errors,
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, text=True, env=env) as proc,
+    ):
         try:
-            yield proc, read_url(proc)
+            try:
+                url = read_url(proc)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; node {node_id}'s log: {log.read_text()}") from None
+            yield proc, url
         finally:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGCONT)
