@@ -71,6 +71,35 @@ async def test_without_a_window_every_turn_is_seen(tmp_path: Path) -> None:
     assert agent.contexts[-1] == ["1", "re:1", "2", "re:2", "3"]
 
 
+class Keeper:
+    """Keeps every turn's `ctx.messages` itself, with a copy of what it held then."""
+
+    def __init__(self) -> None:
+        self.kept: list[tuple[Sequence[Message], tuple[Message, ...]]] = []
+
+    async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
+        self.kept.append((ctx.messages, tuple(ctx.messages)))
+        yield Update(delta="re:" + ctx.messages[-1].text)
+
+
+async def test_a_context_the_target_keeps_stays_as_it_was(tmp_path: Path) -> None:
+    agent = Keeper()
+    async with Store.open(tmp_path, durability="unsafe") as store:
+        async with ActorSystem.open(store, agent, history_turns=2) as system:
+            for text in ("1", "2", "3"):
+                await send(system, text)
+            await send(system, "quick", kind="transient")  # answered, not committed: not part of the history
+            for text in ("4", "5", "6", "7"):
+                await send(system, text)
+    texts = [[m.text for m in kept] for kept, _ in agent.kept]
+    assert texts[3] == ["2", "re:2", "3", "re:3", "quick"]
+    assert texts[4] == ["2", "re:2", "3", "re:3", "4"]
+    assert texts[-1] == ["5", "re:5", "6", "re:6", "7"]
+    for kept, then in agent.kept:  # later turns (and the window moving on) changed none of them
+        assert kept == then and then == kept and hash(kept) == hash(then)
+        assert kept[1:] == then[1:] and kept[-1] is then[-1] and kept + then == then * 2
+
+
 def test_a_window_must_hold_a_turn() -> None:
     with pytest.raises(ValueError, match="history_turns must be at least 1"):
         ActorConfig(history_turns=0)

@@ -19,6 +19,7 @@ import inspect
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import attrs
@@ -146,10 +147,11 @@ class ConversationActor:
     def history(self, summary: Summary | None = None) -> tuple[Message, ...]:
         """The committed messages the next turn sees, in order (each turn's input, then its output): every turn,
         or those inside the window (`history_turns`, `history_tokens`), after `summary`'s message if given."""
-        return self._context(summary)
+        return tuple(self._context(summary))
 
-    def _context(self, summary: Summary | None, inputs: tuple[Message, ...] = ()) -> tuple[Message, ...]:
-        """`history(summary)` followed by a turn's `inputs`, in one copy of the history."""
+    def _context(self, summary: Summary | None, inputs: tuple[Message, ...] = ()) -> Sequence[Message]:
+        """`history(summary)` followed by a turn's `inputs`: without a summary, a view of the cached history (no
+        copy of it per turn)."""
         messages = self._load_history().messages(inputs)
         return (summary.message, *messages) if summary else messages
 
@@ -358,6 +360,7 @@ class ConversationActor:
         first = entries[0].envelope
         inputs = first.input if len(entries) == 1 else tuple(m for entry in entries for m in entry.envelope.input)
         summary = self._snapshot.summary
+        messages: Sequence[Message]
         if first.parent is not None:
             chain = self._owner.chain(self.key, first.parent)
             if chain is None:
@@ -373,7 +376,7 @@ class ConversationActor:
                 turn.settle()
                 await self._failed(turn, records, inputs, exc)
                 return
-            messages = self._context(summary, inputs)  # one C-level copy of the history per turn
+            messages = self._context(summary, inputs)
         snapshot = self._snapshot
         target_records = StagedRecords(self._owner, self.path)
         ctx = TurnContext(

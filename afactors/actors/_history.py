@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from itertools import chain
 
 from afactors.actors._keys import turn_key
-from afactors.model import ConversationKey, Message
+from afactors.model import ConversationKey, Message, MessageView
 from afactors.store import ResponseRecord, Store, TurnRecord
 
 MAX_CHAIN = 100_000
@@ -42,7 +42,7 @@ class History:
     """A conversation's context: its most recent turns, oldest first, within at most `max_turns` turns and
     `max_tokens` tokens (None: no bound); `first` is the seq of the oldest turn it holds (or would hold next)."""
 
-    __slots__ = ("_costs", "_count", "_flat", "_turns", "first", "max_tokens", "max_turns", "tokens")
+    __slots__ = ("_costs", "_count", "_end", "_flat", "_start", "_turns", "first", "max_tokens", "max_turns", "tokens")
 
     def __init__(
         self, max_turns: int | None = None, max_tokens: int | None = None, count: TokenCounter = estimate_tokens,
@@ -53,25 +53,39 @@ class History:
         self._costs: deque[int] = deque()
         self.tokens = 0
         self.first = first
-        self._flat: list[Message] | None = None  # every message held, kept while only appends change the turns
+        # Every message held is `_flat[_start:_end]`, kept while only appends change the turns; after `_end`, the
+        # input of the turn running now. Views (`messages`) share the list, so it only ever grows at its end:
+        # whatever would change or drop what a view may cover makes a new list first.
+        self._flat: list[Message] | None = None
+        self._start = self._end = 0
 
     def _messages(self) -> list[Message]:
         if self._flat is None:
             self._flat = list(chain.from_iterable(self._turns))
+            self._start, self._end = 0, len(self._flat)
         return self._flat
 
-    def messages(self, then: Turn = ()) -> Turn:
-        """Every message of the turns held, oldest first, followed by `then` (a new turn's input). The messages
-        are kept between turns and extended by `append`, so a turn costs one copy of the history, not a rebuild
-        from all its turns."""
+    def _extend(self, messages: Turn) -> list[Message]:
+        """The list with `messages` right after the held ones. Messages already there (a turn's input, put there
+        by `messages`) are kept if `messages` starts with them; anything else there goes, in a new list."""
         flat = self._messages()
+        end = self._end
+        tail = len(flat) - end
+        if tail:
+            if tail <= len(messages) and all(a is b for a, b in zip(flat[end:], messages[:tail], strict=True)):
+                messages = messages[tail:]
+            else:
+                flat = self._flat = flat[self._start : end]
+                self._start, self._end = 0, len(flat)
+        flat += messages
+        return flat
+
+    def messages(self, then: Turn = ()) -> MessageView:
+        """Every message of the turns held, oldest first, followed by `then` (a new turn's input): a view of the
+        list kept between turns (extended by `append`), so a turn costs no copy of the history."""
         if not then:
-            return tuple(flat)
-        flat += then
-        try:
-            return tuple(flat)
-        finally:
-            del flat[-len(then) :]
+            return MessageView(self._messages(), self._start, self._end)
+        return MessageView(self._extend(then), self._start, self._end + len(then))
 
     def __iter__(self) -> Iterator[Turn]:
         return iter(self._turns)
@@ -105,7 +119,7 @@ class History:
         self._costs.append(cost)
         self.tokens += cost
         if self._flat is not None:
-            self._flat += turn
+            self._end = len(self._extend(turn))
         return self.shrink(self.max_turns, self.max_tokens)
 
     def shrink(self, max_turns: int | None, max_tokens: int | None) -> list[Turn]:
@@ -119,7 +133,11 @@ class History:
             self.tokens -= self._costs.popleft()
             self.first += 1
         if dropped and self._flat is not None:
-            del self._flat[: sum(map(len, dropped))]
+            self._start += sum(map(len, dropped))
+            if self._start > (self._end - self._start) // 2:  # the messages no longer held: at most half as many
+                self._flat = self._flat[self._start :]
+                self._end -= self._start
+                self._start = 0
         return dropped
 
 

@@ -32,6 +32,7 @@ from afactors.model.parts import (
 )
 from afactors.model.routing import parse_identity, parse_response_target
 from afactors.model.timers import Timer, TimerError, TimerSpec, TurnTimers, new_timer
+from afactors.model.views import MessageView
 
 __all__ = [
     "BUSY_POLICIES",
@@ -51,6 +52,7 @@ __all__ = [
     "FunctionResultPart",
     "Identity",
     "Message",
+    "MessageView",
     "NoRecords",
     "Part",
     "PartTypeError",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -59,16 +59,17 @@ class NoRecords:
 class TurnContext:
     """Everything a target sees for one turn.
 
-    `messages` is the whole conversation so far, ending with the new input. `state` is the conversation's own
-    JSON-able dict: the agent may change it in place, and the change is committed with the turn (and dropped
-    if the turn fails or is interrupted). `kind` is "turn" for input from a channel, "timer" when one of the
-    conversation's timers fired (`timer` is that timer, with its payload). `timers` schedules, cancels and lists
-    the conversation's timers; the changes are committed with the turn (docs/timers.md). `records` are the
-    conversation's durable records (see `TurnRecords`).
+    `messages` is the whole conversation so far, ending with the new input: an immutable sequence (a tuple, or
+    in an actor a `MessageView` of its cached history, equal to the tuple of its messages). `state` is the
+    conversation's own JSON-able dict: the agent may change it in place, and the change is committed with the
+    turn (and dropped if the turn fails or is interrupted). `kind` is "turn" for input from a channel, "timer"
+    when one of the conversation's timers fired (`timer` is that timer, with its payload). `timers` schedules,
+    cancels and lists the conversation's timers; the changes are committed with the turn (docs/timers.md).
+    `records` are the conversation's durable records (see `TurnRecords`).
     """
 
     key: ConversationKey
-    messages: tuple[Message, ...]
+    messages: Sequence[Message]
     state: dict[str, Any]
     turn_id: str
     seq: int
@@ -93,8 +94,12 @@ converter.register_unstructure_hook(
     TurnContext, make_dict_unstructure_fn(TurnContext, converter, records=override(omit=True))
 )
 converter.register_structure_hook(
-    TurnContext, make_dict_structure_fn(TurnContext, converter, records=override(omit=True))
-)
+    TurnContext,
+    make_dict_structure_fn(
+        TurnContext, converter, records=override(omit=True),
+        messages=override(struct_hook=lambda value, _: converter.structure(value, tuple[Message, ...])),
+    ),
+)  # fmt: skip
 
 
 @runtime_checkable

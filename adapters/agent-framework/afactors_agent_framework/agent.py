@@ -130,4 +130,4 @@ def _new_input(ctx: TurnContext) -> tuple[Any, ...]:
     start = len(messages)
     while start > 0 and messages[start - 1].role in ("user", "system"):
         start -= 1
-    return messages[min(start, len(messages) - 1) :] if messages else ()
+    return tuple(messages[min(start, len(messages) - 1) :]) if messages else ()
