@@ -288,7 +288,12 @@ class ConversationActor:
                     continue
                 turn = self._mailbox.popleft()
                 self._room()
-                await self._run(turn, scope)
+                self._current = turn
+                turn.fire(Event.START)
+                if owner.tracing.enabled:
+                    await self._traced(turn, scope)
+                else:  # (one coroutine level less on every turn)
+                    await self._guarded(turn, scope)
                 # Only a running turn's `cancel` cancels the scope (and `stop_now`, which sets `owner.cut`), so the
                 # scope is asked (a clock read) only after a cut turn.
                 if turn.cancel_reason is not None and scope.cancel_called:
@@ -299,15 +304,10 @@ class ConversationActor:
             if released:
                 owner.released(self)
 
-    async def _run(self, turn: Turn, scope: trio.CancelScope) -> None:
-        self._current = turn
-        turn.fire(Event.START)
-        tracing = self._owner.tracing
-        if not tracing.enabled:  # (no span to open)
-            await self._guarded(turn, scope)
-            return
+    async def _traced(self, turn: Turn, scope: trio.CancelScope) -> None:
+        """`_guarded` inside the turn's trace span."""
         entries = turn.entries
-        with tracing.turn(entries[0].turn_id, [e.envelope for e in entries], turn.failures + 1) as span:
+        with self._owner.tracing.turn(entries[0].turn_id, [e.envelope for e in entries], turn.failures + 1) as span:
             self._span = span
             try:
                 await self._guarded(turn, scope)

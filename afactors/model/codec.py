@@ -9,6 +9,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import cattrs
 import orjson
+from cattrs.fns import identity
 from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.orjson import make_converter
 from cattrs.v import format_exception
@@ -22,6 +23,8 @@ R = TypeVar("R")
 converter: cattrs.Converter = make_converter(omit_if_default=True)
 
 converter.register_unstructure_hook(bytes, lambda b: base64.b64encode(b).decode("ascii"))
+for _optional in (str | None, int | None, float | None, bool | None):  # as they are: no call per field in a hook
+    converter.register_unstructure_hook(_optional, identity)
 converter.register_structure_hook(bytes, lambda v, _: base64.b64decode(v) if isinstance(v, str) else bytes(v))
 
 _PART_BY_TAG: dict[str, type] = {
@@ -80,9 +83,19 @@ def sharing(call: Callable[[A], R], arg: A) -> R:
 
 def _homogeneous_tuple_hook(type_: Any) -> Callable[[tuple[Any, ...]], list[Any]]:
     """`tuple[X, ...]` unstructures to a list, as cattrs' own hook does, with X's hook looked up once (a list
-    comprehension instead of cattrs' generator: messages and parts are encoded on every commit), and once per
-    tuple inside `sharing`."""
-    item = converter.get_unstructure_hook(get_args(type_)[0])
+    comprehension instead of cattrs' generator: messages and parts are encoded on every commit). Content parts go
+    straight to their class's hook; tuples of anything else are unstructured once per tuple inside `sharing` (a
+    message's parts need no memo of their own: the tuple of messages holding them has one)."""
+    item_type = get_args(type_)[0]
+    if item_type is Part:
+        hooks = _PART_HOOKS
+        other: Callable[[Any], Any] = _unstructure_part  # (a part of a subclass)
+
+        def parts(values: tuple[Any, ...]) -> list[Any]:
+            return [hooks.get(type(value), other)(value) for value in values]
+
+        return parts
+    item = converter.get_unstructure_hook(item_type)
 
     def unstructure(values: tuple[Any, ...]) -> list[Any]:
         memo = _shared.get()
