@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from itertools import chain
+from operator import is_
 
 from afactors.actors._keys import turn_key
 from afactors.model import ConversationKey, Message, MessageView
@@ -72,7 +73,7 @@ class History:
         end = self._end
         tail = len(flat) - end
         if tail:
-            if tail <= len(messages) and all(a is b for a, b in zip(flat[end:], messages[:tail], strict=True)):
+            if tail <= len(messages) and all(map(is_, flat[end:], messages)):
                 messages = messages[tail:]
             else:
                 flat = self._flat = flat[self._start : end]
