@@ -213,12 +213,12 @@ def test_codes_normalize_case_spaces_and_dashes_and_refuse_the_rest() -> None:
     assert [normalize(bad) for bad in ("K7QM-2XP", "K7QM-2XPAA", "K7QM-2XP0", "I0O1-AAAA", "")] == [None] * 5
 
 
-def test_sliding_window_forgets_old_events() -> None:
+async def test_sliding_window_forgets_old_events() -> None:
     from afactors.identity._window import SlidingWindow
 
     window = SlidingWindow(limit=2, window=10.0)
-    window.add("a", 0.0)
-    window.add("a", 5.0)
+    await window.add("a", 0.0)
+    await window.add("a", 5.0)
     assert window.full("a", 9.0) and not window.full("b", 9.0)
     assert not window.full("a", 10.5)  # the first event left the window
 

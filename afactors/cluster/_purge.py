@@ -14,7 +14,7 @@ import trio
 
 from afactors.cluster._leases import FLOOR, FREE
 from afactors.cluster._registry import Registry
-from afactors.store import Delete, Expect, Lease, Put, Store
+from afactors.store import Expect, Lease, Put, Store, delete_unchanged
 
 
 async def purge_leases(store: Store, registry: Registry, batch: int = 200) -> int:
@@ -29,7 +29,7 @@ async def purge_leases(store: Store, registry: Registry, batch: int = 200) -> in
         ]
         if stale:
             await _raise_floor(store, max(lease.epoch for _, lease in stale))
-            purged += await _delete(store, stale)
+            purged += await delete_unchanged(store, "leases", stale)
         await trio.lowlevel.checkpoint()
     return purged
 
@@ -43,14 +43,3 @@ async def _raise_floor(store: Store, epoch: int) -> None:
     while (floor := store.get("leases", FLOOR)) is None or floor.epoch < epoch:
         if await store.commit([Put("leases", FLOOR, Lease(FREE, epoch))], expect=[Expect("leases", FLOOR, floor)]):
             return
-
-
-async def _delete(store: Store, stale: list[tuple[str, Lease]]) -> int:
-    """Delete the rows still as read: all in one commit, or (when one changed meanwhile) one by one."""
-    if await store.commit([Delete("leases", path) for path, _ in stale],
-                          expect=[Expect("leases", path, lease) for path, lease in stale]):  # fmt: skip
-        return len(stale)
-    deleted = 0
-    for path, lease in stale:
-        deleted += await store.commit([Delete("leases", path)], expect=[Expect("leases", path, lease)])
-    return deleted

@@ -10,7 +10,9 @@ Per record kind (`RetentionConfig`, ages in seconds, None = keep forever):
 - `timers`: the records of one-shot timers that fired, by `fired_at` (pending timers are never removed);
 - `tokens`: `tokens` records (link codes, continuation tokens) whose `expires_at` has passed (no age setting);
 - `deliveries`: delivery audits (of routed turns and pushes) by `created_at`, with their outcomes;
-- `leases` (a cluster node): lease rows no node holds (`afactors.cluster.purge_leases`; no age setting).
+- `leases` (a cluster node): lease rows no node holds (`afactors.cluster.purge_leases`; no age setting);
+- `limits` (a cluster node's identity rate limits): windows whose last event has left the window (`until`), each
+  only if still as read (a node may count an event in it meanwhile; no age setting).
 
 Each sweep pages through a kind `batch` keys at a time (read transactions only) and commits one `Delete` batch
 per page, so no write transaction is ever long and turns' commits interleave with it.
@@ -40,6 +42,7 @@ from afactors.store import (
     Store,
     TimerRecord,
     TokenRecord,
+    delete_unchanged,
 )
 
 log = logging.getLogger("afactors.retention")
@@ -48,7 +51,9 @@ DAY = 86_400.0
 RETENTION_ROLE = "retention"
 """The `Store.leadership` role of the sweeper: one host sweeps among those sharing a store (no channel's role:
 those are `<channel>/<name>`)."""
-RETAINED_KINDS = ("dedup", "responses", "closed_turns", "dead_letters", "timers", "tokens", "deliveries", "leases")
+RETAINED_KINDS = (
+    "dedup", "responses", "closed_turns", "dead_letters", "timers", "tokens", "deliveries", "leases", "limits"
+)  # fmt: skip
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
@@ -120,6 +125,7 @@ class Sweeper:
             removed["closed_turns"] += await self._sweep_closed_turns(now - self.config.closed_turns)
         if self.config.deliveries is not None:
             removed["deliveries"] += await self._sweep_deliveries(now - self.config.deliveries)
+        removed["limits"] += await self._sweep_kind("limits", lambda _, window: window.until < now, unchanged=True)
         for kind, purge in self.also.items():
             removed[kind] += await purge()
         self.removed.update(removed)
@@ -172,12 +178,15 @@ class Sweeper:
             yield page
             after = page[-1][0]
 
-    async def _sweep_kind(self, kind: str, expired: Expired) -> int:
+    async def _sweep_kind(self, kind: str, expired: Expired, *, unchanged: bool = False) -> int:
+        """Delete `kind`'s expired records; `unchanged`: each only if still as read (its writers rewrite it)."""
         removed = 0
         for page in self._pages(kind):
-            doomed = [Delete(kind, key) for key, record in page if expired(key, record)]
-            if doomed:
-                await self._store.commit(doomed)
+            doomed = [(key, record) for key, record in page if expired(key, record)]
+            if unchanged:
+                removed += await delete_unchanged(self._store, kind, doomed)
+            elif doomed:
+                await self._store.commit([Delete(kind, key) for key, _ in doomed])
                 removed += len(doomed)
             await trio.lowlevel.checkpoint()
         return removed

@@ -9,7 +9,7 @@ On a store shared by the nodes of a cluster (`shared`) those locks are per proce
 every row it was computed from to be as read (`Expect`), and an operation whose rows another node changed
 meanwhile is computed again from fresh reads: two nodes never issue two keys for one channel identity, spend one
 code twice or lose a merge. Nor does a shared service cache rows (another node may change them): every lookup
-reads the store.
+reads the store, and its rate limits count in the store too (`StoredWindow`), so they hold across the nodes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 import trio
@@ -27,8 +27,9 @@ import trio
 from afactors.identity import _codes, _keys
 from afactors.identity._errors import IdentityRefused, LinkFailed
 from afactors.identity._policy import LinkPolicy, allow_all_links, pairs_allowed
+from afactors.identity._retry import retried
 from afactors.identity._stripes import Stripes
-from afactors.identity._window import SlidingWindow
+from afactors.identity._window import SlidingWindow, StoredWindow, Window
 from afactors.model import Identity
 from afactors.store import (
     AuditRecord,
@@ -40,7 +41,6 @@ from afactors.store import (
     Op,
     Put,
     Store,
-    StoreError,
     TokenRecord,
 )
 
@@ -52,9 +52,7 @@ REFUSED_TEXT = "You don't have access to this bot."
 
 _MAX_KEY_CHARS = 128
 _CACHE_ENTRIES = 200_000
-_ATTEMPTS = 16
 
-T = TypeVar("T")
 Read = tuple[str, str, Any]
 """(kind, key, the row as read, None: absent): a row a change was computed from."""
 
@@ -95,16 +93,6 @@ class LinkCode:
     expires_at: float
 
 
-async def _retried(attempt: Callable[[], Awaitable[T | None]]) -> T:
-    """Run `attempt` (a change computed from fresh reads, committed on condition that they still hold; None when
-    another node changed them meanwhile) until it commits; `StoreError` when they keep changing."""
-    for _ in range(_ATTEMPTS):
-        result = await attempt()
-        if result is not None:
-            return result
-    raise StoreError(f"identity records changed under {_ATTEMPTS} attempts in a row (other nodes); try again")
-
-
 def _identity_rows(tenant: str, keys: Iterable[str], records: Iterable[IdentityRecord | None]) -> list[Read]:
     """The identity rows `_held` read for `keys`: a record under its own key (merges followed), or absence."""
     return [
@@ -130,8 +118,14 @@ class IdentityService:
         self._keys = Stripes()  # (tenant, isolation key): read-modify-write of identity records
         self._code_lock = trio.Lock()  # codes are rare; one lock makes "spent" exact
         self._cache: dict[tuple[str, str], Any] | None = None if shared else {}  # None: shared, read the store
-        self._codes = SlidingWindow(self.config.codes_per_window, self.config.window)
-        self._failures = SlidingWindow(self.config.failures_per_window, self.config.window)
+        self._codes = self._window("codes", self.config.codes_per_window, shared)
+        self._failures = self._window("failures", self.config.failures_per_window, shared)
+
+    def _window(self, name: str, limit: int, shared: bool) -> Window:
+        """A rate limit's counter: in the store when it is shared (every node counts the same events), else in
+        memory."""
+        window = self.config.window
+        return StoredWindow(self.store, name, limit, window) if shared else SlidingWindow(limit, window)
 
     # -- reads -----------------------------------------------------------------------------------------------
 
@@ -255,7 +249,7 @@ class IdentityService:
                 return record if await self._commit(ops, read) else None
 
         async with self._senders.hold(f"{tenant}/{ref}"):
-            return await _retried(attempt)
+            return await retried(attempt)
 
     @asynccontextmanager
     async def _held(self, tenant: str, *keys: str) -> AsyncIterator[list[IdentityRecord | None]]:
@@ -285,7 +279,7 @@ class IdentityService:
                 ]
                 return fresh if await self._commit(ops, _identity_rows(tenant, [resolved.key], records)) else None
 
-        return await _retried(attempt)
+        return await retried(attempt)
 
     # -- one-time-code linking -------------------------------------------------------------------------------
 
@@ -295,9 +289,8 @@ class IdentityService:
         resolved = await self.resolve(tenant, identity)
         now = time.time()
         limit_key = f"{tenant}/{resolved.key}"
-        if self._codes.full(limit_key, now):
+        if not await self._codes.take(limit_key, now):
             raise LinkFailed("Too many link codes; try again later.", "rate_limited")
-        self._codes.add(limit_key, now)
         code = _codes.new_code()
         digest = _codes.digest(tenant, code)
         token = TokenRecord("link", tenant, resolved.key, digest, now + self.config.code_ttl, now,
@@ -325,7 +318,7 @@ class IdentityService:
                 or token.tenant != tenant
                 or not _codes.same(token.digest, candidate)
             ):
-                self._failures.add(ref, now)
+                await self._failures.add(ref, now)
                 raise LinkFailed("That code is not valid. Send /link on the other channel for a new one.",
                                  "invalid_code")  # fmt: skip
             spend: list[Op] = [Delete("tokens", code_at)]
@@ -349,7 +342,7 @@ class IdentityService:
                 return merged if await self._commit(spend + ops, read) else None
 
         async with self._code_lock:
-            return await _retried(attempt)
+            return await retried(attempt)
 
     def _may_link(self, target: IdentityRecord, source: IdentityRecord) -> bool:
         config = self.config
@@ -414,7 +407,7 @@ class IdentityService:
                 return target if await self._commit(ops, read) else None
 
         async with self._code_lock:  # claim rows are read and rewritten here only
-            return await _retried(attempt)
+            return await retried(attempt)
 
     async def unlink(self, tenant: str, channel: str, native_id: str, *, action: str = "unlink") -> bool:
         """Detach a channel identity from the person it was linked to: it gets a fresh key and conversation of its
@@ -451,7 +444,7 @@ class IdentityService:
                 return True if await self._commit(ops, read) else None
 
         async with self._senders.hold(f"{tenant}/{ref}"):
-            return await _retried(attempt)
+            return await retried(attempt)
 
     @staticmethod
     def _audit(tenant: str, key: str, action: str, now: float, who: Identity, detail: dict[str, Any]) -> Put:

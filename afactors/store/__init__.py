@@ -2,6 +2,7 @@
 PostgreSQL (`PgStore`, the `postgresql` extra, imported when a `postgresql://` location is opened)."""
 
 from afactors.store._codec import HEAD_BYTES, MAX_KEY_BYTES, RecordDecodeError
+from afactors.store._deletes import delete_unchanged
 from afactors.store._integrity import StoreDamaged, StoreError, StoreFull
 from afactors.store._interface import (
     DURABILITIES,
@@ -36,6 +37,7 @@ from afactors.store._records import (
     NodeRecord,
     OutboxRecord,
     Quarantined,
+    RateWindow,
     ResponseRecord,
     ResponseStatus,
     Snapshot,
@@ -75,6 +77,7 @@ __all__ = [
     "OutboxRecord",
     "Put",
     "Quarantined",
+    "RateWindow",
     "RecordDecodeError",
     "ResponseRecord",
     "ResponseStatus",
@@ -94,6 +97,7 @@ __all__ = [
     "TurnRecord",
     "URL_SCHEMES",
     "backend_name",
+    "delete_unchanged",
     "open_store",
     "salvage",
     "verify",

@@ -315,6 +315,17 @@ class NodeRecord:
 
 
 @attrs.frozen
+class RateWindow:
+    """The recent events of one rate-limited key on a cluster's store (kind "limits", keyed `<limit>/<key>`), so
+    every node counts the same ones: their times (epoch seconds, the newest `limit` of them at most), and `until`,
+    when the newest leaves the window (retention removes the record after that)."""
+
+    SCHEMA: ClassVar[int] = 1
+    events: tuple[float, ...]
+    until: float
+
+
+@attrs.frozen
 class Quarantined:
     """A record that no longer decodes, moved aside with the reason."""
 
@@ -345,6 +356,7 @@ KINDS: dict[str, type] = {
     "outcomes": DeliveryOutcome,
     "leases": Lease,
     "nodes": NodeRecord,
+    "limits": RateWindow,
     "quarantine": Quarantined,
 }
 """Every record kind (an LMDB sub-database) and the class of its values."""

@@ -8,10 +8,9 @@ import httpx
 import trio
 
 from afactors.cluster import FLOOR, FREE, purge_leases
-from afactors.cluster._purge import _delete
 from afactors.host import RetentionConfig
 from afactors.model import ConversationKey
-from afactors.store import Lease, Put
+from afactors.store import Lease, Put, delete_unchanged
 from afactors.store.pg_server import PgServer
 from tests.cluster.conftest import pg_node
 from tests.cluster.test_leases import dies, running
@@ -55,7 +54,7 @@ async def test_a_row_taken_between_the_read_and_the_delete_stays(pg_server: PgSe
     async with running(url, "a") as a:
         await a.store.commit([Put("leases", "t/x", Lease(FREE, 3)), Put("leases", "t/y", Lease(FREE, 4))])
         assert await a.cluster.leases.claim(ConversationKey("t", "y"))  # y changed since it was read as free
-        assert await _delete(a.store, [("t/x", Lease(FREE, 3)), ("t/y", Lease(FREE, 4))]) == 1
+        assert await delete_unchanged(a.store, "leases", [("t/x", Lease(FREE, 3)), ("t/y", Lease(FREE, 4))]) == 1
         assert a.store.get("leases", "t/x") is None and a.store.get("leases", "t/y") == Lease("a", 5)
 
 

@@ -68,14 +68,15 @@ async def test_sweeper_removes_expired_records_per_kind_and_keeps_the_rest(state
                     await trio.sleep(0.01)
 
             assert await sweeper.sweep(now) == {"dedup": 0, "responses": 0, "dead_letters": 1, "tokens": 1,
-                                                "closed_turns": 0, "timers": 0, "deliveries": 1}  # fmt: skip
+                                                "closed_turns": 0, "timers": 0, "deliveries": 1,
+                                                "limits": 0}  # fmt: skip
             assert [k for k, _ in store.scan("outcomes")] == ["push_new/000000"]  # the old audit's went with it
             assert [k for k, _ in store.scan("tokens")] == ["valid"]
             assert [k for k, _ in store.scan("dead_letters")] == ["a/new"]
 
             month = await sweeper.sweep(now + 31 * DAY)
             assert month == {"dedup": 1, "responses": 4, "dead_letters": 1, "tokens": 1, "closed_turns": 0,
-                             "timers": 0, "deliveries": 1}  # fmt: skip
+                             "timers": 0, "deliveries": 1, "limits": 0}  # fmt: skip
             gone = await client.get(f"/v1/responses/{ids[0]}")
             assert gone.status_code == 404 and background.status_code == 200
             assert store.count("turns") == 4  # history is kept until the conversation is closed long enough

@@ -1,0 +1,21 @@
+"""`retried`: run a change computed from fresh reads until its conditional commit holds (other nodes' writes)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from afactors.store import StoreError
+
+ATTEMPTS = 16
+T = TypeVar("T")
+
+
+async def retried(attempt: Callable[[], Awaitable[T | None]], what: str = "identity records") -> T:
+    """Run `attempt` (a change computed from fresh reads, committed on condition that they still hold; None when
+    another node changed them meanwhile) until it commits; `StoreError` when they keep changing."""
+    for _ in range(ATTEMPTS):
+        result = await attempt()
+        if result is not None:
+            return result
+    raise StoreError(f"{what} changed under {ATTEMPTS} attempts in a row (other nodes); try again")
