@@ -7,6 +7,7 @@ opens the store itself, so the host must be stopped (a running host holds the st
 from afactors.admin._state import (
     EXPORT_FORMAT,
     EXPORT_VERSION,
+    ConversationReplay,
     ConversationWrite,
     ExportError,
     cancel_timer,
@@ -20,6 +21,7 @@ from afactors.admin._state import (
     purge_conversation,
     purge_dead_letters,
     purge_timers,
+    replay_conversation,
     replay_dead_letter,
     timers,
 )
@@ -27,6 +29,7 @@ from afactors.admin._state import (
 __all__ = [
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
+    "ConversationReplay",
     "ConversationWrite",
     "ExportError",
     "cancel_timer",
@@ -40,6 +43,7 @@ __all__ = [
     "purge_conversation",
     "purge_dead_letters",
     "purge_timers",
+    "replay_conversation",
     "replay_dead_letter",
     "timers",
 ]

@@ -14,11 +14,24 @@ import orjson
 
 from afactors.actors import ledger
 from afactors.model import ConversationKey, converter
-from afactors.store import KINDS, DeadLetter, Delete, Expect, Op, Put, ResponseRecord, Snapshot, Store, TimerRecord
+from afactors.store import (
+    KINDS,
+    DeadLetter,
+    Delete,
+    Expect,
+    Op,
+    Put,
+    ResponseRecord,
+    Snapshot,
+    Store,
+    StoreError,
+    TimerRecord,
+)
 
 EXPORT_FORMAT = "afactors-export"
 EXPORT_VERSION = 1
 BATCH = 500
+REPLAY_ATTEMPTS = 16
 CONVERSATION_KINDS = ("turns", "inbox", "outbox", "dedup", "dead_letters", "checkpoints")
 """Kinds whose keys start with the conversation's path (`tenant/conversation/...`)."""
 
@@ -206,18 +219,43 @@ ConversationWrite = Callable[[ConversationKey, Sequence[Op], Sequence[Expect]], 
 cluster only as the conversation's owner, fenced by its lease; raises `NotOwner` when a live node holds it)."""
 
 
-async def replay_dead_letter(store: Store, key: str, write: ConversationWrite | None = None) -> bool:
+ConversationReplay = Callable[[ConversationKey, Sequence[str]], Awaitable[int]]
+"""Give the dead letters under the given keys of a conversation another go where the conversation is owned (a
+running host's: a cluster node hands them to the owner); how many moved."""
+
+
+async def replay_dead_letter(store: Store, key: str, replay: ConversationReplay | None = None) -> bool:
     """Give a dead letter another go (see `ledger.replayed`), on condition that it is as read (a replay racing with
-    another writes once); False when there is none under `key` (any more). `write`: how a running host commits a
-    conversation's rows (a cluster node's are fenced by the conversation's lease)."""
+    another writes once); False when there is none under `key` (any more). `replay`: how a running host gives a
+    conversation's dead letters another go (a cluster node's are written by the conversation's owner)."""
     letter: DeadLetter | None = store.get("dead_letters", key)
     if letter is None:
         return False
-    ops, expect = ledger.replayed(key, letter, time.time_ns(), time.time()), [Expect("dead_letters", key, letter)]
     conversation = ledger.conversation_of(key, letter)
-    if write is None or conversation is None:
-        return await store.commit(ops, expect=expect)
-    return await write(conversation, ops, expect)
+    if replay is None or conversation is None:
+        ops = ledger.replayed(key, letter, time.time_ns(), time.time())
+        return await store.commit(ops, expect=[Expect("dead_letters", key, letter)])
+    return await replay(conversation, [key]) == 1
+
+
+async def replay_conversation(store: Store, key: ConversationKey, dead_keys: Sequence[str],
+                              write: ConversationWrite) -> int:  # fmt: skip
+    """Give the dead letters under `dead_keys` of conversation `key` another go (`ledger.replayed`) in one commit
+    through `write`, on condition that each is as read. Those gone are skipped, and a commit that lost a race with
+    another replay is computed again without what it took, so each moves once however many replays race; how many
+    this call moved. Raises ValueError, writing nothing, for a dead letter that is not `key`'s."""
+    for _ in range(REPLAY_ATTEMPTS):
+        letters = [(k, d) for k in dict.fromkeys(dead_keys) if (d := store.get("dead_letters", k)) is not None]
+        for dead_key, letter in letters:
+            if ledger.conversation_of(dead_key, letter) != key:
+                raise ValueError(f"dead letter {dead_key!r} is not one of conversation {key.path!r}")
+        if not letters:
+            return 0
+        stamp, now = time.time_ns(), time.time()
+        ops = [op for n, (k, d) in enumerate(letters) for op in ledger.replayed(k, d, stamp + n, now)]
+        if await write(key, ops, [Expect("dead_letters", k, d) for k, d in letters]):
+            return len(letters)
+    raise StoreError(f"the dead letters of {key.path} changed under {REPLAY_ATTEMPTS} replays in a row; try again")
 
 
 async def _delete_all(store: Store, deletes: Iterable[Delete]) -> int:

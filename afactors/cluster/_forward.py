@@ -23,6 +23,8 @@ How a turn moves (wire format: `_wire`):
 - `cancel` asks the node holding the turn to cancel it; a caller that merely stops waiting cancels nothing.
 - `push` (a channel's push into a conversation) goes to the owner's `POST /v1/cluster/pushes` with the same
   relocating and resending as a turn before "accepted"; its push id makes a resend after a lost answer a no-op.
+  `replay` (dead letters of a conversation given another go) goes to `POST /v1/cluster/dead-letters/replay` alike;
+  the owner moves each dead letter only while it is there, so a resend moves nothing twice.
 - Following a background turn (`watch`, `wait`) asks the owner of its conversation, which answers with the turn's
   updates from the first and then its end; a broken answer ends the updates (the caller then waits for the end,
   which asks again, wherever the turn runs now).
@@ -33,7 +35,7 @@ Must not import: `afactors.host` (the host imports this package).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import TypeVar
 
@@ -49,6 +51,7 @@ from afactors.cluster._peers import PeerClient, PeerError, PeerResponse
 from afactors.cluster._wire import (
     FORWARDED_BY,
     PUSHES_PATH,
+    REPLAY_PATH,
     TURNS_PATH,
     Accepted,
     Ended,
@@ -57,14 +60,17 @@ from afactors.cluster._wire import (
     ForwardRequest,
     PushRequest,
     Queued,
+    ReplayRequest,
     Streamed,
     WireError,
     cancel_path,
     decode_error,
     decode_event,
     decode_pushed,
+    decode_replayed,
     encode_follow,
     encode_push,
+    encode_replay,
     encode_request,
     follow_path,
 )
@@ -85,6 +91,8 @@ EndedHere = Callable[[str], Awaitable[bool]]
 """Wait until a turn running on this node has ended; False at once when this node holds no such turn."""
 PushHere = Callable[[PushRequest], Awaitable[bool]]
 """Queue a push on this node (the conversation is ours), once per push id: False when it was queued before."""
+ReplayHere = Callable[[ConversationKey, Sequence[str]], Awaitable[int]]
+"""Give dead letters of a conversation another go on this node (the conversation is ours); how many moved."""
 
 T = TypeVar("T")
 
@@ -247,20 +255,45 @@ class Forwarder:
 
     async def _send_push(self, peer: Peer, push: PushRequest, body: bytes) -> bool:
         """Send a push to `peer`; whether it had been queued before."""
+        content, status, retry_after = await self._post(peer, PUSHES_PATH, body)
+        if status != 200:
+            self._refused(push.key, peer, status, content, retry_after)
         try:
-            response = await self._client.post(peer.url.rstrip("/") + PUSHES_PATH, body, self._turn_headers)
+            return decode_pushed(content)
+        except WireError as error:  # it may have been queued: the resend is deduplicated
+            raise _Retry(f"its answer is not a push's: {error}") from None
+
+    async def replay(self, key: ConversationKey, dead_letters: Sequence[str], here: ReplayHere) -> int:
+        """Give the dead letters `dead_letters` of conversation `key` another go where it is owned: `here` when this
+        node owns it, else on its owner (relocated and resent as a push is); how many moved.
+
+        Raises what a local replay raises; `ActorUnavailable` when no owner took them within the policy's wait."""
+        peer = await self._locate(key)
+        body = encode_replay(ReplayRequest(key, tuple(dead_letters)))
+        moved = await self._until_accepted(key, None, peer, lambda to: self._send_replay(to, key, body))
+        return await here(key, dead_letters) if moved is None else moved
+
+    async def _send_replay(self, peer: Peer, key: ConversationKey, body: bytes) -> int:
+        """Send a replay to `peer`; how many dead letters it moved."""
+        content, status, retry_after = await self._post(peer, REPLAY_PATH, body)
+        if status != 200:
+            self._refused(key, peer, status, content, retry_after)
+        try:
+            return decode_replayed(content)
+        except WireError as error:  # it may have moved them: the resend finds them gone
+            raise _Retry(f"its answer is not a replay's: {error}") from None
+
+    async def _post(self, peer: Peer, path: str, body: bytes) -> tuple[bytes, int, str | None]:
+        """POST `body` to `peer`'s `path`: the answer's body, status and Retry-After; `_Retry` when unreachable."""
+        try:
+            response = await self._client.post(peer.url.rstrip("/") + path, body, self._turn_headers)
             try:
                 content = await response.read()
             finally:
                 await response.aclose()
         except PeerError as error:
             raise _Retry(f"unreachable: {error}") from None
-        if response.status != 200:
-            self._refused(push.key, peer, response.status, content, response.headers.get("retry-after"))
-        try:
-            return decode_pushed(content)
-        except WireError as error:  # it may have been queued: the resend is deduplicated
-            raise _Retry(f"its answer is not a push's: {error}") from None
+        return content, response.status, response.headers.get("retry-after")
 
     async def cancel(self, handle: ForwardedTurn) -> bool:
         """Cancel a forwarded turn on the node holding it; True once it was cancelled there (and `handle` ended)."""
@@ -444,10 +477,11 @@ class Forwarder:
         return await self._until_accepted(key, forward.channel, peer, lambda to: self._send(to, forward))
 
     async def _until_accepted(
-        self, key: ConversationKey, channel: str, peer: Peer | None, send: Callable[[Peer], Awaitable[T]]
+        self, key: ConversationKey, channel: str | None, peer: Peer | None, send: Callable[[Peer], Awaitable[T]]
     ) -> T | None:
         """`send` to the owner of `key` until one accepts (relocating between attempts); None when this node owns
-        the conversation now. Raises what `send` raises but `_Retry`, and `ActorUnavailable` past the policy."""
+        the conversation now. Raises what `send` raises but `_Retry`, and `ActorUnavailable` past the policy.
+        `channel`: whose forwarding metrics it counts in (None: none, for what is not a channel's)."""
         policy = self.policy
         began, reason = trio.current_time(), "no attempt"
         with trio.move_on_after(policy.wait):
@@ -524,8 +558,8 @@ class Forwarder:
             return await self.locator.locate(key)
         raise ActorUnavailable(key, self.policy.retry_after, "because its owner could not be located in time")
 
-    def _observed(self, channel: str, outcome: str, began: float) -> None:
-        if self.observe is not None:
+    def _observed(self, channel: str | None, outcome: str, began: float) -> None:
+        if self.observe is not None and channel is not None:
             self.observe(channel, outcome, trio.current_time() - began)
 
 

@@ -13,6 +13,9 @@ background turn the node holds: `{"accepted": "<turn id>"}`, its updates from th
 heartbeats, then `{"ended": "<turn id>"}` once it has ended (committed); 404 `not_running` when it holds none.
 `POST /v1/cluster/pushes` with `{"schema": 1, "channel", "key", "push_id", "address", "reply"}` queues a channel's
 push into a conversation the node owns, once per push id: `{"pushed": "<push id>", "duplicate": bool}`.
+`POST /v1/cluster/dead-letters/replay` with `{"schema": 1, "key", "dead_letters": ["<dead-letter key>", ...]}` gives
+those dead letters of a conversation the node owns another go (a redrive or an admin replay asked of another node),
+each once however often it is sent: `{"replayed": <how many this request moved>}`.
 
 Must not import: `afactors.host` (the host imports this package).
 """
@@ -34,6 +37,7 @@ TURNS_PATH = "/v1/cluster/turns"
 CANCEL_RULE = "/v1/cluster/turns/<turn_id>/cancel"
 FOLLOW_RULE = "/v1/cluster/turns/<turn_id>/follow"
 PUSHES_PATH = "/v1/cluster/pushes"
+REPLAY_PATH = "/v1/cluster/dead-letters/replay"
 FORWARDED_BY = "afactors-forwarded-by"
 """The header marking a forwarded request with the id of the node that sent it (a receiver never forwards it)."""
 NDJSON = "application/x-ndjson"
@@ -209,6 +213,51 @@ def decode_pushed(data: bytes) -> bool:
     if not isinstance(body.get("pushed"), str) or not isinstance(duplicate := body.get("duplicate"), bool):
         raise WireError("a push's answer needs 'pushed' and a boolean 'duplicate'", "bad_event")
     return duplicate
+
+
+@attrs.frozen
+class ReplayRequest:
+    """Dead letters of conversation `key` (their keys, from the "dead_letters" kind) for its owner to give another
+    go."""
+
+    key: ConversationKey
+    dead_letters: tuple[str, ...]
+
+
+_REPLAY_FIELDS = frozenset({"schema", "key", "dead_letters"})
+
+
+def encode_replay(replay: ReplayRequest) -> bytes:
+    body = {"schema": SCHEMA, "key": converter.unstructure(replay.key), "dead_letters": list(replay.dead_letters)}
+    return orjson.dumps(body)
+
+
+def decode_replay(data: bytes | str) -> ReplayRequest:
+    """The replay in a request body; `WireError` naming the first problem."""
+    body = _request(data, _REPLAY_FIELDS)
+    if not isinstance(body.get("key"), dict):
+        raise WireError("'key' must be an object")
+    try:
+        key = converter.structure(body["key"], ConversationKey)
+    except Exception as error:
+        raise WireError(f"invalid key: {describe_error(error)}") from None
+    keys = body.get("dead_letters")
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k for k in keys):
+        raise WireError("'dead_letters' must be a non-empty list of dead-letter keys (non-empty strings)")
+    return ReplayRequest(key, tuple(keys))
+
+
+def encode_replayed(count: int) -> bytes:
+    return orjson.dumps({"replayed": count})
+
+
+def decode_replayed(data: bytes) -> int:
+    """How many dead letters the owner's answer to a replay says it moved; `WireError` (`bad_event`) when it is not
+    a replay's answer."""
+    count = _object(data, "answer", "bad_event").get("replayed")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise WireError("a replay's answer needs 'replayed', a count", "bad_event")
+    return count
 
 
 def encode_follow(updates: bool) -> bytes:

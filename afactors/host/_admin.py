@@ -6,14 +6,14 @@ The same operations as the operator commands (`afactors.admin`) on the live stor
     GET    /admin/conversations/<tenant>/<conv>     one conversation (404 when unknown)
     DELETE /admin/conversations/<tenant>/<conv>     purge it (409 while its actor has work)
     GET    /admin/dead-letters[?key=K]              list (or show one)
-    POST   /admin/dead-letters/replay?key=K         replay one (409 `not_owner` on a cluster node while another
-                                                    live node owns its conversation: replay it there)
+    POST   /admin/dead-letters/replay?key=K         replay one (on a cluster node, by its conversation's owner:
+                                                    handed to it; without a cluster secret 409 `not_owner`)
     DELETE /admin/dead-letters[?key=K]              purge one (or all)
     GET    /admin/timers[?conversation=T/C]         list timers (of one conversation)
     DELETE /admin/timers?conversation=T/C&id=I      cancel one pending timer
     DELETE /admin/timers[?conversation=T/C]         purge timers (of one conversation, or all)
 
-Errors are `{"error": {"type", "message"}}` with 400, 401, 404 or 409.
+Errors are `{"error": {"type", "message"}}` with 400, 401, 404, 409 or 503 (the owner could not be reached).
 
 Must not import: `afactors.host._host` (it imports this).
 """
@@ -28,7 +28,7 @@ import orjson
 from quart import Response, request
 
 from afactors import admin
-from afactors.actors import ActorSystem, NotOwner
+from afactors.actors import ActorSystem, ActorUnavailable, NotOwner
 from afactors.channel import Route
 from afactors.model import ConversationKey
 from afactors.store import Store
@@ -44,8 +44,9 @@ def _error(status: int, kind: str, message: str) -> Response:
     return _json({"error": {"type": kind, "message": message}}, status)
 
 
-def admin_routes(store: Store, system: ActorSystem, key: str) -> list[Route]:
-    """The admin routes, each checking `Authorization: Bearer <key>` in constant time."""
+def admin_routes(store: Store, system: ActorSystem, key: str, where_owned: admin.ConversationReplay) -> list[Route]:
+    """The admin routes, each checking `Authorization: Bearer <key>` in constant time; `where_owned`: how a
+    conversation's dead letters are given another go (on a cluster node, by its owner)."""
     expected = f"Bearer {key}".encode()
 
     def guarded(view: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
@@ -99,11 +100,13 @@ def admin_routes(store: Store, system: ActorSystem, key: str) -> list[Route]:
 
     async def replay() -> Response:
         one = request.args.get("key", "")
-        try:  # through the actor system: a cluster node writes a conversation's rows under its lease
-            if not await admin.replay_dead_letter(store, one, system.push):
+        try:  # a conversation's rows are written by its owner (this node under its lease, or handed to it)
+            if not await admin.replay_dead_letter(store, one, where_owned):
                 return _error(404, "not_found", f"no dead letter {one!r}")
         except NotOwner as error:
             return _error(409, "not_owner", f"{error}; replay it on that node")
+        except ActorUnavailable as error:
+            return _error(503, "unavailable", str(error))
         return _json({"replayed": 1})
 
     return [

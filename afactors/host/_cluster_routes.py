@@ -9,7 +9,8 @@ the owner anew. It is served in front of Quart (`LeanFront`) when the request is
 rest (a chunked or slow body, one over the limit) alike. `POST /v1/cluster/turns/<id>/cancel` cancels a turn this
 node holds; `POST /v1/cluster/turns/<id>/follow` follows a background turn it runs (its updates from the first, then
 its end) for a node whose client follows the turn there; `POST /v1/cluster/pushes` queues a channel's push into a
-conversation this node owns (once per push id).
+conversation this node owns (once per push id); `POST /v1/cluster/dead-letters/replay` gives dead letters of a
+conversation this node owns another go (a redrive or an admin replay asked of another node; each moves once).
 
 Every request must carry `Authorization: Bearer <cluster secret>` (401 without, 403 when wrong; compared in constant
 time) and `Afactors-Forwarded-By: <sending node id>` (400 without; 508 `loop_detected` when it names this node).
@@ -29,6 +30,7 @@ from quart import Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from afactors.actors import ActorSystem, ActorUnavailable, ConversationBusy, NotOwner, SystemClosed, TurnHandle
+from afactors.admin import ConversationReplay
 from afactors.channel import LeanRequest, LeanResponse, Route
 from afactors.cluster import Locator
 from afactors.cluster._wire import (
@@ -37,6 +39,7 @@ from afactors.cluster._wire import (
     FORWARDED_BY,
     NDJSON,
     PUSHES_PATH,
+    REPLAY_PATH,
     TURNS_PATH,
     Accepted,
     Ended,
@@ -46,10 +49,12 @@ from afactors.cluster._wire import (
     WireError,
     decode_follow,
     decode_push,
+    decode_replay,
     decode_request,
     encode_error,
     encode_event,
     encode_pushed,
+    encode_replayed,
 )
 from afactors.host._background import BackgroundTurns, TurnLog
 from afactors.host.context import HostChannelContext
@@ -127,13 +132,14 @@ class ClusterRoutes:
         system: ActorSystem,
         contexts: Mapping[str, HostChannelContext],
         background: BackgroundTurns,
+        replay_here: ConversationReplay,
         *,
         heartbeat: float,
         max_body_bytes: int,
     ) -> None:
         self._secret = secret.encode()
         self.node_id, self.locator, self.system, self.contexts = node_id, locator, system, contexts
-        self.background = background
+        self.background, self.replay_here = background, replay_here
         self.heartbeat, self.max_body_bytes = heartbeat, max_body_bytes
 
     def routes(self) -> list[Route]:
@@ -142,6 +148,7 @@ class ClusterRoutes:
             Route(CANCEL_RULE, self.cancel, methods=("POST",)),
             Route(FOLLOW_RULE, self.follow, methods=("POST",)),
             Route(PUSHES_PATH, self.pushes, methods=("POST",)),
+            Route(REPLAY_PATH, self.replay, methods=("POST",)),
         ]
 
     def _check(self, header: Header) -> None:
@@ -178,6 +185,26 @@ class ClusterRoutes:
             except Exception as error:
                 raise _refusal(error) or error from None
             answer = _Answer(200, encode_pushed(push.push_id, duplicate=not queued), events=False)
+        except _Refused as refused:
+            answer = refused.answer()
+        return answer.quart()
+
+    async def replay(self) -> Response:
+        """Give dead letters of a conversation this node owns another go, each once: `{"replayed": n}`; 400 for a
+        dead letter of another conversation, 409 `not_owner` when another node owns it (the sender locates it
+        anew)."""
+        try:
+            self._check(request.headers.get)
+            replay = _decoded(decode_replay, await self._body())
+            try:
+                moved = await self.replay_here(replay.key, replay.dead_letters)
+            except NotOwner as error:
+                raise _Refused(409, "not_owner", str(error)) from None
+            except ValueError as error:
+                raise _Refused(400, "bad_request", str(error)) from None
+            except Exception as error:
+                raise _refusal(error) or error from None
+            answer = _Answer(200, encode_replayed(moved), events=False)
         except _Refused as refused:
             answer = refused.answer()
         return answer.quart()

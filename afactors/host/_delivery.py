@@ -25,8 +25,8 @@ import attrs
 import trio
 
 from afactors._backoff import Backoff
-from afactors.actors import NotOwner, ledger
-from afactors.admin import ConversationWrite
+from afactors.actors import ActorUnavailable, NotOwner, ledger
+from afactors.admin import ConversationReplay
 from afactors.channel import Deliver, Delivery, DeliveryFailed, ResponseHook
 from afactors.host._hooks import called
 from afactors.model import ConversationKey, Envelope, Identity, Message, Reply, ReplyTarget, converter
@@ -106,8 +106,8 @@ class Outbox:
         """A cluster node's leases: destination groups are delivered under their lease (the module docstring)."""
         self.drained: Callable[[str], None] = lambda group: None
         """Called when a conversation's rows are all delivered (a cluster node gives its lease back if idle)."""
-        self.write: ConversationWrite | None = None
-        """A cluster node's writes of a conversation's rows (`ActorSystem.push`): `redrive` goes through it."""
+        self.replay: ConversationReplay | None = None
+        """A cluster node's replay of a conversation's dead letters where it is owned: `redrive` goes through it."""
 
     def statistics(self) -> DeliveryStats:
         """A frozen snapshot of the counts so far."""
@@ -266,29 +266,34 @@ class Outbox:
         All of them, one channel's, or those whose dead-letter `keys` are given (from `dead_letters`). Each goes
         back under its original outbox key, so it is delivered in order with its conversation's later replies.
         On condition that each dead letter is as read (two redrives racing move it once). On a cluster node
-        (`write`) one commit per conversation, under its lease (taken for the write if free, and given back): the
-        dead letters of a conversation another live node owns stay (redrive them there).
+        (`replay`) one commit per conversation, by its owner: this node under the conversation's lease (taken for
+        the write if free, and given back), or the live node that owns it, which the dead letters are handed to
+        (with a cluster secret; without one they stay, logged: redrive them there).
         """
         chosen = [(k, d) for k, d in self.dead_letters(channel) if keys is None or k in keys]
         batches: dict[ConversationKey | None, list[tuple[str, DeadLetter]]] = {}
         for key, dead in chosen:
-            conversation = None if self.write is None else ledger.conversation_of(key, dead)
+            conversation = None if self.replay is None else ledger.conversation_of(key, dead)
             batches.setdefault(conversation, []).append((key, dead))
         now, moved = time.time(), 0
         for conversation, letters in batches.items():
-            ops = [op for key, dead in letters for op in ledger.redriven(key, dead, now)]
-            expect = [Expect("dead_letters", key, dead) for key, dead in letters]
-            try:
-                if conversation is None or self.write is None:
-                    done = await self._store.commit(ops, expect=expect)
-                else:
-                    done = await self.write(conversation, ops, expect)
-            except NotOwner as error:
-                log.warning("redrive: %d dead letter(s) of %s stay: %s", len(letters), conversation, error)
+            if conversation is not None and self.replay is not None:
+                moved += await self._replayed(self.replay, conversation, [key for key, _ in letters])
                 continue
-            if done:
+            ops = [op for key, dead in letters for op in ledger.redriven(key, dead, now)]
+            if await self._store.commit(ops, expect=[Expect("dead_letters", key, dead) for key, dead in letters]):
                 moved += len(letters)
                 for key, _ in letters:
                     self.notify(ledger.redriven_key(key))
         self._counts["redriven"] += moved
         return moved
+
+    async def _replayed(self, replay: ConversationReplay, conversation: ConversationKey, keys: list[str]) -> int:
+        """How many of a conversation's dead letters `replay` moved where it is owned (0, logged, when it could not:
+        another node owns it and there is no cluster secret, or no owner took them in time)."""
+        try:
+            return await replay(conversation, keys)
+        except ActorUnavailable as error:  # NotOwner among them
+            why = "" if isinstance(error, NotOwner) else " (the owner could not be reached)"
+            log.warning("redrive: %d dead letter(s) of %s stay%s: %s", len(keys), conversation, why, error)
+            return 0

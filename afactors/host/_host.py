@@ -41,6 +41,7 @@ from afactors.host._monitor import TurnMonitor
 from afactors.host._oidc import OidcLinker
 from afactors.host._push import Pusher, PushResult
 from afactors.host._push_routes import PushRoutes
+from afactors.host._replay import DeadLetterReplay
 from afactors.host._retention import RETENTION_ROLE, RetentionConfig, Sweeper
 from afactors.host._routing import ACTIVE_WINDOW, Router
 from afactors.host._runs import DEFAULT_TTL, RunTokens
@@ -252,9 +253,10 @@ def _forwarding(locator: Locator | None, config: HostConfig) -> AbstractAsyncCon
     return Forwarder.open(locator, config.cluster_secret, config.forward_policy, config.limits.max_body_bytes)
 
 
-def _join_cluster(host: Host, node: ClusterNode, locator: Locator | None) -> None:
+def _join_cluster(host: Host, node: ClusterNode, locator: Locator | None, replay: DeadLetterReplay) -> None:
     """Make a host a cluster node's: its locator; deliveries only for what it owns (the sweeper hands over what
-    dead nodes left), leases kept while their deliveries run, stale lease rows purged by retention."""
+    dead nodes left), leases kept while their deliveries run, redrives by the owner, stale lease rows purged by
+    retention."""
     outbox = host.outbox
     assert outbox is not None
     host.cluster = node
@@ -262,7 +264,7 @@ def _join_cluster(host: Host, node: ClusterNode, locator: Locator | None) -> Non
     outbox.recover = False
     outbox.leases = node.leases
     outbox.drained = host.system.release_idle
-    outbox.write = host.system.push
+    outbox.replay = replay
     node.leases.keep = outbox.delivering
     host.sweeper.also["leases"] = partial(purge_leases, node.leases.store, node.registry, host.sweeper.config.batch)
 
@@ -341,8 +343,9 @@ async def open_host(
                 )  # fmt: skip
                 if config.web_ui:
                     routes.extend(web_routes(sources, api_keys))
+                replay = DeadLetterReplay(system, forwarder)
                 if config.admin_key:
-                    routes.extend(admin_routes(store, system, config.admin_key))
+                    routes.extend(admin_routes(store, system, config.admin_key, replay))
                 metrics = HostMetrics(sources, the_host.sweeper) if config.metrics else None
                 if metrics is not None:
                     the_host.monitor.listeners.append(metrics.turn_ended)
@@ -384,7 +387,7 @@ async def open_host(
                 if config.cluster_secret:
                     own.extend(ClusterRoutes(
                         config.cluster_secret, "" if locator is None else locator.node_id, locator, system, contexts,
-                        background, heartbeat=config.forward_policy.heartbeat,
+                        background, replay.here, heartbeat=config.forward_policy.heartbeat,
                         max_body_bytes=config.limits.max_body_bytes,
                     ).routes())  # fmt: skip
                 routes[1:1] = own  # before any channel's catch-all
@@ -396,7 +399,7 @@ async def open_host(
                 hooks = {name: c.response_hook for name, c in the_host.channels.items() if c.response_hook is not None}
                 the_host.outbox = Outbox(store, delivers, policy=config.delivery, hooks=hooks)
                 if node is not None:
-                    _join_cluster(the_host, node, locator)
+                    _join_cluster(the_host, node, locator, replay)
                 await services.start(the_host.outbox.run)
                 if node is not None:
                     await services.start(node.sweep, system, the_host.outbox.notify)
