@@ -106,8 +106,8 @@ async def two_nodes(url: str, **settings: Any) -> AsyncIterator[tuple[Node, Node
             host = await stack.enter_async_context(
                 open_host(
                     Counter(name), channels=[ResponsesChannel(), chat], store=url, node_id=name, port=port,
-                    advertise=f"http://127.0.0.1:{port}", cluster_secret=SECRET, web_ui=False, durability="fast",
-                    **settings,
+                    advertise=f"http://127.0.0.1:{port}", web_ui=False, durability="fast",
+                    **{"cluster_secret": SECRET, **settings},
                 )
             )  # fmt: skip
             nodes.append(Node(host, chat, f"http://127.0.0.1:{port}"))
@@ -306,6 +306,19 @@ async def test_dead_letters_redriven_or_replayed_on_a_node_that_does_not_own_the
     assert left == [] and moved_again == 0 and again.status_code == 404  # each moved once
     assert sorted(a.chat.delivered[1:3]) == ["redriven", "replayed"] and b.chat.delivered == []
     assert lease.owner == "a"
+
+
+async def test_without_a_cluster_secret_dead_letters_of_another_nodes_conversation_stay(url: str) -> None:
+    async with two_nodes(url, admin_key="adm", cluster_secret=None) as (a, b), httpx.AsyncClient(timeout=30) as http:
+        assert await a.chat.say("hello") == "a turn 1: hello"
+        redriven = await dead_letter(a.host.store, KEY, "redriven", 1)
+        replayed = await dead_letter(a.host.store, KEY, "replayed", 2)
+        assert b.host.outbox is not None
+        moved = await b.host.outbox.redrive()
+        refused = await http.post(f"{b.url}/admin/dead-letters/replay", params={"key": replayed}, headers=ADMIN)
+        kept = sorted(key for key, _ in a.host.store.scan("dead_letters"))
+    assert moved == 0 and (refused.status_code, refused.json()["error"]["type"]) == (409, "not_owner")
+    assert kept == sorted([redriven, replayed]) and b.chat.delivered == []
 
 
 async def test_one_dead_letter_redriven_on_two_nodes_at_once_is_delivered_once(url: str) -> None:
