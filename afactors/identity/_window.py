@@ -13,9 +13,6 @@ from afactors.store import Expect, Put, RateWindow, Store
 class Window(Protocol):
     """A per-key sliding-window counter."""
 
-    limit: int
-    window: float
-
     def full(self, key: str, now: float) -> bool:
         """Whether `key` used up its events in the window ending at `now`."""
         ...

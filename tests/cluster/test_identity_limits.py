@@ -10,8 +10,9 @@ import pytest
 import trio
 
 from afactors.identity import IdentityConfig, IdentityService, LinkFailed
+from afactors.identity._window import StoredWindow
 from afactors.model import Identity
-from afactors.store import Put, RateWindow
+from afactors.store import Put, RateWindow, Store
 from afactors.store.pg_server import PgServer
 from tests.cluster.test_cluster_writes import two_nodes
 
@@ -74,3 +75,15 @@ async def test_retention_removes_the_windows_whose_events_have_all_left_them(url
         removed = await a.host.sweeper.sweep(now)
         left = [key for key, _ in a.host.store.scan("limits")]
     assert removed["limits"] == 1 and left == ["codes/default/new"]
+
+
+async def test_a_stored_window_forgets_events_that_left_it_and_keeps_only_the_newest(url: str) -> None:
+    async with Store.open(url, durability="unsafe", node="a") as store:
+        window = StoredWindow(store, "codes", limit=2, window=10.0)
+        taken = [await window.take("k", at) for at in (0.0, 5.0, 9.0)]
+        full = window.full("k", 9.0), window.full("k", 10.5), window.full("other", 9.0)
+        again = await window.take("k", 10.5)  # the event at 0 left the window
+        await window.add("k", 11.0)  # a failure counted past the limit
+        record = store.get("limits", "codes/k")
+    assert taken == [True, True, False] and full == (True, False, False) and again
+    assert record == RateWindow((10.5, 11.0), 21.0)  # the newest two: all "full" needs
