@@ -19,6 +19,9 @@ from afactors.actors import ActorSystem
 from afactors.cluster import Forwarder
 from afactors.model import ConversationKey
 
+BATCH = 1000
+"""Dead letters moved per commit, and per request to the owner (about 100 KB: far below the nodes' body limit)."""
+
 
 @attrs.frozen
 class DeadLetterReplay:
@@ -35,6 +38,11 @@ class DeadLetterReplay:
         return await admin.replay_conversation(self.system.store, key, dead_keys, self.system.push)
 
     async def __call__(self, key: ConversationKey, dead_keys: Sequence[str]) -> int:
-        if self.forwarder is None:
-            return await self.here(key, dead_keys)
-        return await self.forwarder.replay(key, dead_keys, self.here)
+        moved = 0
+        for start in range(0, len(dead_keys), BATCH):
+            batch = dead_keys[start : start + BATCH]
+            if self.forwarder is None:
+                moved += await self.here(key, batch)
+            else:
+                moved += await self.forwarder.replay(key, batch, self.here)
+        return moved

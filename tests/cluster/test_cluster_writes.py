@@ -14,6 +14,7 @@ import httpx
 import pytest
 import trio
 
+import afactors.host._replay
 from afactors.actors import ledger
 from afactors.host import ChannelContext, Contribution, Delivery, Host, open_host
 from afactors.identity import LinkFailed
@@ -321,7 +322,10 @@ async def test_without_a_cluster_secret_dead_letters_of_another_nodes_conversati
     assert kept == sorted([redriven, replayed]) and b.chat.delivered == []
 
 
-async def test_one_dead_letter_redriven_on_two_nodes_at_once_is_delivered_once(url: str) -> None:
+async def test_dead_letters_redriven_on_two_nodes_at_once_are_each_delivered_once(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(afactors.host._replay, "BATCH", 2)  # the non-owner hands them over in 3 requests
     moved: list[int] = []
     async with two_nodes(url) as (a, b):
         assert await a.chat.say("hello") == "a turn 1: hello"
