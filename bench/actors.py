@@ -11,6 +11,9 @@
   each sending its next turn as soon as the last one is answered. Target >= 15,000.
   `actors.cpu_us_per_turn.200`: the trio thread's CPU time per turn in that run (sender, actor, encoding; not the
   writer thread's flush), which a loaded machine distorts far less than turns/s.
+  `actors.flush_ms.200`: the writer's mean time per transaction in that run (the hop to its thread, the puts, the
+  flush, the hop back: `Store.on_transaction`), and `actors.flush_share.200` the share of the run they add up to.
+  Every conversation waits for the batch being flushed, so the trio thread idles for that share.
 * `actors.isolation_p99_ratio`: p99 turn latency of 50 fast conversations while one conversation's 5-s turn
   runs beside them, divided by their p99 while it does not (5-s phases A B B A of one run, durability
   `unsafe` so that fsync jitter of a shared disk does not drown what is measured). Target <= 1.2.
@@ -109,6 +112,14 @@ async def worker_throughput(state: str, conversations: int, seconds: float) -> d
                 done += 1
 
         await _one_turn_each(system, conversations)  # warm up: every actor active
+        transactions, flushing = 0, 0.0
+
+        def transaction(_: int, seconds: float) -> None:
+            nonlocal transactions, flushing
+            transactions += 1
+            flushing += seconds
+
+        store.on_transaction = transaction
         start, cpu = time.perf_counter(), time.thread_time()
         async with trio.open_nursery() as nursery:
             for n in range(conversations):
@@ -117,6 +128,8 @@ async def worker_throughput(state: str, conversations: int, seconds: float) -> d
         return {
             "turns_per_s": done / elapsed,
             "cpu_us_per_turn": 1e6 * (time.thread_time() - cpu) / done,
+            "flush_ms": 1000 * flushing / max(transactions, 1),
+            "flush_share": flushing / elapsed,
             "transactions": store.stats.transactions,
             "largest_batch": store.stats.largest_batch,
         }
@@ -199,6 +212,8 @@ def run(quick: bool) -> Metrics:
         "actors.idle_bytes": [],
         "actors.turns_per_s.200": [],
         "actors.cpu_us_per_turn.200": [],
+        "actors.flush_ms.200": [],
+        "actors.flush_share.200": [],
         "actors.isolation_p99_ratio": [],
         "actors.isolation_p99_ms.alone": [],
         "actors.isolation_p99_ms.beside_slow": [],
@@ -214,6 +229,8 @@ def run(quick: bool) -> Metrics:
         result = _in_subprocess("throughput", conversations=CONCURRENCY, seconds=seconds)
         samples["actors.turns_per_s.200"].append(result["turns_per_s"])
         samples["actors.cpu_us_per_turn.200"].append(result["cpu_us_per_turn"])
+        samples["actors.flush_ms.200"].append(result["flush_ms"])
+        samples["actors.flush_share.200"].append(result["flush_share"])
         samples["actors.largest_commit_batch"].append(result["largest_batch"])
     for _ in range(runs):
         isolation = _in_subprocess("isolation", fast=50, phases=2 if quick else 8)
