@@ -483,7 +483,9 @@ async def test_postgresql_connections_lost_are_replaced_and_the_lock_taken_again
 async def test_conditional_commits_in_one_group_see_each_others_writes(store_location: str | Path) -> None:
     # Compare-and-set from 20 tasks at once: their commits share transactions, and in each only the first
     # that expects the current value may write; the rest see its write and are refused (the way a fencing
-    # epoch will refuse a stale owner). No increment is lost and none is applied twice.
+    # epoch will refuse a stale owner). No increment is lost and none is applied twice. (`durable`: while one
+    # commit's transaction is in its thread the others queue, so they are grouped; with `unsafe` every commit is
+    # written at once, and the tasks take turns.)
     refused = 0
 
     async def increment(times: int) -> None:
@@ -497,7 +499,7 @@ async def test_conditional_commits_in_one_group_see_each_others_writes(store_loc
                     break
                 refused += 1
 
-    async with Store.open(store_location, durability="unsafe") as store:
+    async with Store.open(store_location, durability="durable") as store:
         async with trio.open_nursery() as nursery:
             for _ in range(20):
                 nursery.start_soon(increment, 5)

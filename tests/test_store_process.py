@@ -20,6 +20,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+import trio.testing
 
 from afactors.store import DATA_DIR, Generic, Put, Snapshot, Store, StoreError, StoreInUse
 
@@ -91,8 +92,10 @@ async def _file_size_limit(state: str) -> None:
         await commit("before", 100)
         size = (Path(state) / DATA_DIR / "data.mdb").stat().st_size
         resource.setrlimit(resource.RLIMIT_FSIZE, (size + (512 << 10), resource.RLIM_INFINITY))
-        async with trio.open_nursery() as nursery:  # all queued before the writer runs: one group
-            for i in range(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(commit, "small0", 100)
+            await trio.testing.wait_all_tasks_blocked()  # its transaction is in the writer's thread: the rest queue
+            for i in range(1, 10):  # ... and are written in one group once it is done
                 nursery.start_soon(commit, f"small{i}", 100)
             nursery.start_soon(commit, "big", 4 << 20)
         await commit("after", 100)

@@ -1,7 +1,10 @@
 """`GroupCommitStore`: the writer every backend shares: one task, one transaction for everything queued.
 
 Callers' ops are encoded (and bad ops refused) in the caller, queued, and written by one writer task that takes
-everything queued (up to `max_batch`) into one transaction. A failed group is retried one request per
+everything queued (up to `max_batch`) into one transaction. A commit that finds nothing queued and nothing being
+written skips the queue: its caller writes it, as the writer would (one task hop less per commit when commits do
+not overlap); commits arriving meanwhile queue behind it, and the writer takes its lock first, so commits are
+written in the order they were made. A failed group is retried one request per
 transaction, so only the failing requests fail. Undecodable records met by reads are moved to the quarantine
 kind through the same writer, guarded so a record a commit replaced is never moved. A backend supplies the
 kinds' handles, `_apply_batch` (one transaction), its reads, and what its errors mean.
@@ -93,6 +96,9 @@ class GroupCommitStore(Store):
         self._closed = False
         self._quarantining: set[tuple[str, bytes]] = set()  # moves queued and not yet done
         self._send, self._receive = trio.open_memory_channel[Request](QUEUE_SIZE)
+        self._accepting = True  # False once the writer was told to stop
+        self._pending = 0  # requests queued or being written (by the writer or a caller)
+        self._writing = trio.Lock()  # held by whoever writes a transaction: the writer, or a caller writing its own
         # The writer's own thread token: threads busy elsewhere (sync targets) never hold up a commit.
         self._thread = trio.CapacityLimiter(1)
         self.on_transaction = None
@@ -143,13 +149,21 @@ class GroupCommitStore(Store):
             self._counts["refused_full"] += 1
             raise StoreFull(self._full_message())
         await trio.lowlevel.checkpoint_if_cancelled()
+        if not self._accepting:
+            raise StoreClosed(f"the store at {self.location} is closed")
+        if self._pending == 0:
+            return await self._commit_here(request)
+        self._pending += 1
         try:
             try:
                 self._send.send_nowait(request)
             except trio.WouldBlock:
                 await self._send.send(request)  # the queue is full: wait for room
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise StoreClosed(f"the store at {self.location} is closed") from None
+        except BaseException as exc:
+            self._pending -= 1
+            if isinstance(exc, (trio.ClosedResourceError, trio.BrokenResourceError)):
+                raise StoreClosed(f"the store at {self.location} is closed") from None
+            raise
         # Wait until finished, uncancellably (once queued, the writer decides). A bare park instead of an Event
         # under a shielded cancel scope, inline rather than a method: this is the hot path of every commit.
         if request.finished:
@@ -157,6 +171,21 @@ class GroupCommitStore(Store):
         else:
             request.waiter = trio.lowlevel.current_task()
             await trio.lowlevel.wait_task_rescheduled(_abort_failed)
+        if request.error is not None:
+            raise request.error
+        return request.applied
+
+    async def _commit_here(self, request: Request) -> bool:
+        """Write `request` in the calling task (nothing is queued or being written), as the writer would."""
+        self._pending += 1
+        self._writing.acquire_nowait()
+        try:
+            with trio.CancelScope(shield=True):  # begun, it is written whatever happens to the caller
+                await self._write([request])
+        finally:
+            self._writing.release()
+            self._pending -= 1
+        await trio.lowlevel.cancel_shielded_checkpoint()  # a schedule point, as a queued commit's wait is
         if request.error is not None:
             raise request.error
         return request.applied
@@ -195,6 +224,7 @@ class GroupCommitStore(Store):
             try:
                 yield
             finally:
+                self._accepting = False
                 self._send.close()  # the writer drains what is queued, then exits
 
     async def _writer(self) -> None:
@@ -203,13 +233,23 @@ class GroupCommitStore(Store):
         with trio.CancelScope(shield=True):
             try:
                 async for first in self._receive:
+                    try:
+                        self._writing.acquire_nowait()
+                    except trio.WouldBlock:  # a caller is writing its own commit: this batch comes after it
+                        await self._writing.acquire()
                     batch = [first]
                     while len(batch) < self._max_batch:
                         try:
                             batch.append(self._receive.receive_nowait())
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
-                    await self._write(batch)
+                    try:
+                        await self._write(batch)
+                    finally:
+                        self._pending -= len(batch)
+                        self._writing.release()
+                async with self._writing:  # a commit its caller is still writing ends before the store closes
+                    pass
             finally:
                 self._fail_queued()
 
@@ -220,6 +260,7 @@ class GroupCommitStore(Store):
                 request = self._receive.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
+            self._pending -= 1
             request.error = StoreClosed("the store writer stopped before this commit was written")
             request.finish()
         self._receive.close()
@@ -323,6 +364,7 @@ class GroupCommitStore(Store):
             self._send.send_nowait(request)
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             return  # set aside on a later read
+        self._pending += 1
         self._quarantining.add((kind, stored))
         self._counts["quarantined"] += 1
 
