@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import trio
 
 from afactors.model import Reply, Update
 from afactors.store import ResponseRecord
+
+log = logging.getLogger("afactors.actors")
 
 
 class TurnHandle:
@@ -18,7 +21,19 @@ class TurnHandle:
     (`stream_dropped` becomes True and `updates()` ends early), never the turn: `reply()` has everything.
     """
 
-    __slots__ = ("_done", "_receive", "_reply", "_send", "record", "stream_dropped", "turn_id")
+    __slots__ = (
+        "_buffer",
+        "_done",
+        "_observer",
+        "_receive",
+        "_reply",
+        "_send",
+        "_stream",
+        "_streaming",
+        "record",
+        "stream_dropped",
+        "turn_id",
+    )
 
     def __init__(self, turn_id: str, *, stream: bool = False, buffer: int = 1024) -> None:
         self.turn_id = turn_id
@@ -28,10 +43,13 @@ class TurnHandle:
         the turn did not end in a commit): what a read of the record right after the turn would return."""
         self._done = trio.Event()
         self._reply: Reply | None = None
+        self._stream = stream
+        self._streaming = stream  # updates are still wanted: the stream has not ended nor been dropped
+        self._buffer = buffer
+        self._observer: Callable[[Update], object] | None = None
+        # The stream's channel, opened by the first update or `updates()` (never when a `watch` observer reads it).
         self._send: trio.MemorySendChannel[Update] | None = None
         self._receive: trio.MemoryReceiveChannel[Update] | None = None
-        if stream:
-            self._send, self._receive = trio.open_memory_channel[Update](buffer)
 
     @classmethod
     def finished(cls, turn_id: str, reply: Reply, *, stream: bool = False) -> TurnHandle:
@@ -53,9 +71,20 @@ class TurnHandle:
 
     def updates(self) -> AsyncIterator[Update]:
         """The turn's live updates, ending when the turn ends. Only for handles submitted with `stream=True`."""
+        self._check_stream("updates()")
         if self._receive is None:
-            raise RuntimeError("this turn was submitted without stream=True; it has no updates to read")
+            self._open_stream()
+        assert self._receive is not None
         return self._receive
+
+    def watch(self, observer: Callable[[Update], object]) -> None:
+        """Call `observer(update)` with each later update, instead of reading `updates()`: in the actor's task, as
+        the update comes (no task waits per update), so it must be quick and must not block. An observer that
+        raises loses the stream (`stream_dropped`), never the turn. Only for handles submitted with `stream=True`."""
+        self._check_stream("watch()")
+        if self._receive is not None:
+            raise RuntimeError("this turn's updates are read with updates(); watch() is instead of it")
+        self._observer = observer
 
     async def next_batch(self, limit: int = 512) -> list[Update]:
         """The next update (waited for) plus every update already queued behind it, up to `limit`; [] once the
@@ -85,12 +114,36 @@ class TurnHandle:
 
     @property
     def streaming(self) -> bool:
-        return self._send is not None
+        """Whether updates are still wanted (submitted with `stream=True`, and the stream has not ended)."""
+        return self._streaming
+
+    def _check_stream(self, what: str) -> None:
+        if not self._stream:
+            raise RuntimeError(f"this turn was submitted without stream=True; it has no updates for {what}")
+        if self._observer is not None:
+            raise RuntimeError(f"this turn's updates go to a watch() observer; {what} is instead of it")
+
+    def _open_stream(self) -> None:
+        """Open the stream's channel; closed at once if the stream has ended already."""
+        self._send, self._receive = trio.open_memory_channel[Update](self._buffer)
+        if not self._streaming:
+            self._send.close()
 
     def _push(self, update: Update) -> bool:
-        """Offer `update` to the stream without ever blocking; True if it was queued."""
-        if self._send is None:
+        """Offer `update` to the stream (its observer, else its channel) without ever blocking; True if taken."""
+        if not self._streaming:
             return False
+        if self._observer is not None:
+            try:
+                self._observer(update)
+            except Exception:
+                log.exception("the update observer of turn %s failed; its stream is dropped", self.turn_id)
+                self._drop_stream()
+                return False
+            return True
+        if self._send is None:
+            self._open_stream()
+            assert self._send is not None
         try:
             self._send.send_nowait(update)
             return True
@@ -99,16 +152,19 @@ class TurnHandle:
             return False
 
     def _drop_stream(self) -> None:
+        if self._streaming:
+            self._end_stream()
+            self.stream_dropped = True
+
+    def _end_stream(self) -> None:
+        self._streaming = False
+        self._observer = None
         if self._send is not None:
             self._send.close()
-            self._send = None
-            self.stream_dropped = True
 
     def _resolve(self, reply: Reply) -> None:
         if self._done.is_set():
             return
         self._reply = reply
-        if self._send is not None:
-            self._send.close()
-            self._send = None
+        self._end_stream()
         self._done.set()

@@ -388,8 +388,7 @@ class _Routes:
         try:
             if create.store:  # retrievable while it runs, with its output so far
                 self.live[view.id] = _Live(tenant, view, output)
-                async for update in handle.updates():
-                    output.add(update)
+                handle.watch(output.add)
             reply = await self.ctx.reply(envelope, handle)
         finally:
             await self._let_go(handle, view.id)
