@@ -352,6 +352,33 @@ async def test_join_many_joins_the_turns_the_system_holds_and_skips_the_rest(tmp
         assert (await joined[first.turn_id].reply()).text == (await first.reply()).text == "partial re:block:a"
 
 
+async def test_a_watched_turn_hands_each_update_to_its_observer_and_one_that_raises_loses_only_the_stream(
+    tmp_path: Path,
+) -> None:
+    class Chatty:
+        async def run(self, ctx: TurnContext) -> AsyncIterator[Update]:
+            for n in range(3):
+                yield Update(delta=f"{n},")
+
+    seen: list[str] = []
+
+    def broken(update: Update) -> None:
+        raise ValueError("observer bug")
+
+    async with running(tmp_path, Chatty()) as (_, system):
+        watched = await system.submit(env("talk"), stream=True)
+        watched.watch(lambda update: seen.append(update.delta))
+        with pytest.raises(RuntimeError, match="watch"):
+            watched.updates()  # one or the other
+        failing = await system.submit(env("talk", ConversationKey("t", "c2")), stream=True)
+        failing.watch(broken)
+        assert (await watched.reply()).text == "0,1,2," and seen == ["0,", "1,", "2,"]
+        assert not watched.stream_dropped
+        assert (await failing.reply()).text == "0,1,2," and failing.stream_dropped  # the turn itself completed
+        with pytest.raises(RuntimeError, match="stream=True"):
+            (await system.submit(env("talk", ConversationKey("t", "c3")))).watch(seen.append)
+
+
 async def test_updates_need_stream_true(tmp_path: Path) -> None:
     async with running(tmp_path, Script()) as (_, system):
         handle = await system.submit(env("x"))
