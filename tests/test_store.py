@@ -367,6 +367,28 @@ async def test_close_completes_queued_commits_and_refuses_new_ones(store_locatio
         assert store.count("dedup") == 100
 
 
+async def test_commits_made_while_one_is_written_by_its_caller_are_written_after_it_in_order(
+    store_location: str | Path,
+) -> None:
+    # The first commit finds nothing queued, so its own task writes it (`durable`: in the writer's thread); those
+    # made meanwhile queue behind it. Each expects the value the one made before it wrote: all hold only if the
+    # commits were written in the order they were made.
+    held: dict[int, bool] = {}
+
+    async def commit(i: int) -> None:
+        before = Expect("dedup", "same", DedupRecord("t", i - 1) if i else None)
+        held[i] = await store.commit([Put("dedup", "same", DedupRecord("t", i))], expect=[before])
+
+    async with Store.open(store_location, durability="durable") as store:
+        async with trio.open_nursery() as nursery:
+            for i in range(6):
+                nursery.start_soon(commit, i)
+                await trio.testing.wait_all_tasks_blocked()  # it is being written, or queued
+        assert held == dict.fromkeys(range(6), True)
+        assert store.stats.transactions < 6  # some were queued while another was written (`durable` takes ms)
+        assert store.get("dedup", "same") == DedupRecord("t", 5)
+
+
 async def test_a_caller_cancelled_while_its_commit_is_queued_still_gets_the_outcome(store_location: str | Path) -> None:
     returned = False
 

@@ -98,6 +98,11 @@ async def _file_size_limit(state: str) -> None:
             for i in range(1, 10):  # ... and are written in one group once it is done
                 nursery.start_soon(commit, f"small{i}", 100)
             nursery.start_soon(commit, "big", 4 << 20)
+        async with trio.open_nursery() as nursery:  # too big again, written by its own caller this time
+            nursery.start_soon(commit, "big again", 4 << 20)
+            await trio.testing.wait_all_tasks_blocked()
+            for i in range(3):  # queued behind it, written together after it failed
+                nursery.start_soon(commit, f"queued{i}", 100)
         await commit("after", 100)
         _ack(json.dumps({"outcomes": outcomes, "stats": attrs.asdict(store.stats)}))
 
@@ -211,9 +216,10 @@ async def test_a_write_failing_inside_lmdb_fails_only_its_caller(tmp_path: Path)
     report = json.loads(line)
     outcomes, stats = report["outcomes"], report["stats"]
     assert outcomes.pop("big").startswith("error: commit failed: ")
-    assert set(outcomes.values()) == {"ok"} and len(outcomes) == 12
+    assert outcomes.pop("big again").startswith("error: commit failed: ")
+    assert set(outcomes.values()) == {"ok"} and len(outcomes) == 15
     assert stats["split_batches"] == 1  # the big write was grouped with the small ones, which still committed
-    assert stats["failed_commits"] == 1
+    assert stats["failed_commits"] == 2 and stats["largest_batch"] == 10
     async with Store.open(tmp_path) as store:
         assert sorted(key for key, _ in store.scan("checkpoints")) == sorted(outcomes)
 
