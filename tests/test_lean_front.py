@@ -10,9 +10,10 @@ from typing import Any
 
 import attrs
 import trio
+import trio.testing
 
 from afactors.channel import LeanRequest, LeanResponse, Route
-from afactors.host._lean import LEAN_BODY_WAIT, LeanFront
+from afactors.host._lean import LEAN_BODY_WAIT, AppQueue, LeanFront
 
 Message = dict[str, Any]
 
@@ -71,16 +72,16 @@ def _scope(path: str = "/hot", method: str = "POST", headers: list[tuple[bytes, 
 async def _call(front: LeanFront, scope: Message, messages: list[Message], *, then_wait: bool = False) -> list[Message]:
     """Run one request through the front; what it sent."""
     sent: list[Message] = []
-    send_in, receive_out = trio.open_memory_channel[Message](len(messages) + 1)
+    queue = AppQueue(len(messages) + 1)
     for message in messages:
-        send_in.send_nowait(message)
+        await queue.put(message)
 
     async def send(message: Message) -> None:
         sent.append(message)
 
     if not then_wait:
-        send_in.send_nowait({"type": "http.disconnect"})
-    await front(scope, receive_out.receive, send)
+        await queue.put({"type": "http.disconnect"})
+    await front(scope, queue.receive, send)
     return sent
 
 
@@ -137,16 +138,16 @@ async def test_a_slow_body_is_left_to_quart_which_gets_all_of_it() -> None:
     view, behind = View(), Behind()
     front = _front(view, behind)
     sent: list[Message] = []
-    send_in, receive_out = trio.open_memory_channel[Message](4)
+    queue = AppQueue(4)
 
     async def send(message: Message) -> None:
         sent.append(message)
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(front, _scope(headers=_length(5)), receive_out.receive, send)
-        await send_in.send({"type": "http.request", "body": b"he", "more_body": True})
+        nursery.start_soon(front, _scope(headers=_length(5)), queue.receive, send)
+        await queue.put({"type": "http.request", "body": b"he", "more_body": True})
         await trio.sleep(LEAN_BODY_WAIT * 2)
-        await send_in.send({"type": "http.request", "body": b"llo"})
+        await queue.put({"type": "http.request", "body": b"llo"})
     assert view.seen == [] and behind.got == [("POST", b"hello")]
 
 
@@ -154,6 +155,36 @@ async def test_a_client_that_goes_away_cancels_the_lean_view_and_gets_nothing() 
     view, behind = View(block=True), Behind()
     sent = await _call(_front(view, behind), _scope(headers=_length(5)), [{"type": "http.request", "body": b"hello"}])
     assert view.cancelled and sent == [] and behind.got == []
+
+
+async def test_a_client_that_goes_away_while_the_view_waits_cancels_it_and_the_connection_ends_normally() -> None:
+    view, behind = View(block=True), Behind()
+    queue = AppQueue(4)
+    await queue.put({"type": "http.request", "body": b"hello"})
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_front(view, behind), _scope(headers=_length(5)), queue.receive, send)
+        await trio.testing.wait_all_tasks_blocked()
+        assert view.seen and not view.cancelled  # waiting, and no task of the front's wakes for it
+        await queue.put({"type": "http.disconnect"})
+    assert view.cancelled and sent == [] and behind.got == []
+
+
+async def test_under_a_server_without_an_app_queue_every_request_goes_to_quart() -> None:
+    view, behind = View(), Behind()
+    send_in, receive_out = trio.open_memory_channel[Message](2)
+    send_in.send_nowait({"type": "http.request", "body": b"hello"})
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await _front(view, behind)(_scope(headers=_length(5)), receive_out.receive, send)
+    assert view.seen == [] and behind.got == [("POST", b"hello")] and sent[0]["status"] == 299
 
 
 async def test_a_lean_view_that_raises_is_a_json_500() -> None:

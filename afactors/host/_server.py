@@ -95,23 +95,40 @@ _original_run = _tcp_server.TCPServer.run
 
 
 async def _protocol_send(self: Any, event: Event) -> None:
+    if isinstance(event, Updated):
+        self.afactors_busy = not event.idle
+        self.afactors_headers_since = None
+        if not (event.idle and getattr(self, "afactors_eof", False)):
+            await _original_protocol_send(self, event)  # `_IdleTask.restart`/`stop`: they never await
+            return
     with trio.CancelScope(shield=True):
         if isinstance(event, RawData):  # the original's write, without its own second shielded scope
-            async with self.send_lock:
-                try:
-                    await self.stream.send_all(event.data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    await self.protocol.handle(Closed())
-            return
-        if isinstance(event, Updated):
-            self.afactors_busy = not event.idle
-            self.afactors_headers_since = None
-            if event.idle and getattr(self, "afactors_eof", False):
-                # The peer closed its end and the last response is out: close now, not after the keep-alive.
-                await self.idle_task.stop()
-                await self._initiate_server_close()
-                return
-        await _original_protocol_send(self, event)
+            lock = self.send_lock
+            try:
+                lock.acquire_nowait()  # (free but for concurrent HTTP/2 streams: no scheduling round for it)
+            except trio.WouldBlock:
+                await lock.acquire()
+            try:
+                await self.stream.send_all(event.data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.protocol.handle(Closed())
+            finally:
+                lock.release()
+        elif isinstance(event, Updated):
+            # The peer closed its end and the last response is out: close now, not after the keep-alive.
+            await self.idle_task.stop()
+            await self._initiate_server_close()
+        else:
+            await _original_protocol_send(self, event)
+
+
+async def _receive_by(stream: Any, deadline: float) -> bytes | bytearray | None:
+    """The next bytes from `stream`; None if `deadline` passed first (no cancel scope when there is none)."""
+    if deadline == inf:
+        return await stream.receive_some(_tcp_server.MAX_RECV)  # type: ignore[no-any-return]
+    with trio.move_on_at(deadline):
+        return await stream.receive_some(_tcp_server.MAX_RECV)  # type: ignore[no-any-return]
+    return None
 
 
 async def _read_data(self: Any) -> None:
@@ -121,11 +138,10 @@ async def _read_data(self: Any) -> None:
         since = getattr(self, "afactors_headers_since", None)
         deadline = inf if since is None else since + header_timeout
         try:
-            with trio.move_on_at(deadline) as scope:
-                data = await self.stream.receive_some(_tcp_server.MAX_RECV)
+            data = await _receive_by(self.stream, deadline)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             break
-        if scope.cancelled_caught:
+        if data is None:
             await _send_and_forget(
                 self.stream, _raw_error(_HEADER_TIMEOUT, "request headers took too long", "request_timeout")
             )

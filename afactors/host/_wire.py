@@ -1,4 +1,4 @@
-"""Two changes to hypercorn's trio worker that cut its per-request work, same bytes on the wire (patched on import).
+"""Three changes to hypercorn's trio worker that cut its per-request work, same bytes on the wire (patched on import).
 
 Profiled on the Responses hot path (docs/performance.md), hypercorn's own bookkeeping cost more CPU per request
 than the turn's commit:
@@ -12,6 +12,9 @@ than the turn's commit:
   one `send_all` under a lock in a shielded scope. A response of known length now leaves in one write: the head
   waits for the first body bytes (or the end of the message), and empty writes are skipped. A streamed response
   (no `content-length`, e.g. SSE) still sends its head at once.
+* The app's messages. Each request's ASGI messages reach the app through an `AppQueue` (the same bounded memory
+  channel, plus a hook): the lean front takes the body without a scheduling round per message, and the client's
+  disconnect cancels a lean view directly instead of through a watcher task per request.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ from typing import Any
 
 import h11
 import hypercorn.protocol.h11 as _h11_protocol
+import hypercorn.trio.task_group as _task_group
 import hypercorn.trio.tcp_server as _tcp_server
 import trio
 from hypercorn.events import RawData
+
+from afactors.host._lean import AppQueue
 
 
 class _IdleTask:
@@ -106,5 +112,14 @@ async def _send_h11_event(self: Any, event: Any) -> None:
         await self.send(RawData(data=data))
 
 
+async def _spawn_app(self: Any, app: Any, config: Any, scope: Any, send: Any) -> Callable[[Any], Awaitable[None]]:
+    queue = AppQueue(config.max_app_queue_size)
+    self._nursery.start_soon(
+        _task_group._handle, app, config, scope, queue.receive, send, trio.to_thread.run_sync, trio.from_thread.run
+    )
+    return queue.put
+
+
 _tcp_server.TrioSingleTask = _IdleTask  # type: ignore[misc,assignment]
+_task_group.TaskGroup.spawn_app = _spawn_app  # type: ignore[method-assign]
 _h11_protocol.H11Protocol._send_h11_event = _send_h11_event  # type: ignore[method-assign]
