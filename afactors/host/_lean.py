@@ -63,12 +63,16 @@ class AppQueue:
         self.on_disconnect: trio.CancelScope | None = None
 
     async def put(self, message: Message) -> None:
-        """The server's side: queue `message` for the app."""
+        """The server's side: queue `message` for the app (waiting only while the queue is full: the server's task
+        puts a request's messages one after the other, and the app finds them all there when it starts)."""
         if message["type"] == "http.disconnect":
             self.disconnected = True
             if self.on_disconnect is not None:
                 self.on_disconnect.cancel()
-        await self._send.send(message)
+        try:
+            self._send.send_nowait(message)
+        except trio.WouldBlock:
+            await self._send.send(message)
 
     async def receive(self) -> Message:
         """The app's ASGI `receive`."""

@@ -3,7 +3,8 @@
 Three changes to hypercorn's trio `TCPServer` (patched once, on import), all for a bounded socket table:
 
 * `protocol_send` runs shielded: quart-trio runs hypercorn's connection bookkeeping from an already-cancelled
-  task, and without the shield keep-alive timeouts, `Connection: close` and graceful shutdown misbehave.
+  task, and without the shield keep-alive timeouts, `Connection: close` and graceful shutdown misbehave. (Its
+  keep-alive updates never wait, see `_wire._IdleTask`, so only its writes and closes open the shielded scope.)
 * `_read_data` closes the connection as soon as the peer has closed its end (EOF) and no response is left to
   send, instead of parking it for `keep_alive_timeout` in CLOSE-WAIT; it also answers 408 and closes when a
   client takes longer than `header_timeout` to send a request's headers, counted from its first byte, or from

@@ -142,7 +142,8 @@ class GroupCommitStore(Store):
         `StoreClosed` once the store is closing. Bad ops (unknown kind, wrong record class, empty key, a
         record that cannot be encoded) raise `KeyError`/`TypeError`/`ValueError` here, before anything is
         queued. An empty list is a barrier: it returns once every commit queued before it is written.
-        Cancelled before it is queued, nothing is written; once queued, it waits for its outcome regardless.
+        Cancelled before it is queued, nothing is written; once queued, it waits for its outcome regardless. (With
+        nothing queued or being written, the caller's own task writes it: the same outcome, one task hop less.)
         """
         request = Request(self._encode(ops), expects=[self._expectation(e) for e in expect])
         if self._full and self.full:
