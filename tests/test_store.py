@@ -367,12 +367,12 @@ async def test_close_completes_queued_commits_and_refuses_new_ones(store_locatio
         assert store.count("dedup") == 100
 
 
-async def test_commits_made_while_one_is_written_by_its_caller_are_written_after_it_in_order(
+async def test_commits_made_while_one_is_written_are_written_after_it_in_order(
     store_location: str | Path,
 ) -> None:
-    # The first commit finds nothing queued, so its own task writes it (`durable`: in the writer's thread); those
-    # made meanwhile queue behind it. Each expects the value the one made before it wrote: all hold only if the
-    # commits were written in the order they were made.
+    # The first commit is being written (`durable`: in the writer's thread, for ms) while the others are made: they
+    # queue behind it. Each expects the value the one made before it wrote: all hold only if the commits were
+    # written in the order they were made.
     held: dict[int, bool] = {}
 
     async def commit(i: int) -> None:

@@ -98,7 +98,7 @@ async def _file_size_limit(state: str) -> None:
             for i in range(1, 10):  # ... and are written in one group once it is done
                 nursery.start_soon(commit, f"small{i}", 100)
             nursery.start_soon(commit, "big", 4 << 20)
-        async with trio.open_nursery() as nursery:  # too big again, written by its own caller this time
+        async with trio.open_nursery() as nursery:  # too big again, alone in its transaction this time
             nursery.start_soon(commit, "big again", 4 << 20)
             await trio.testing.wait_all_tasks_blocked()
             for i in range(3):  # queued behind it, written together after it failed

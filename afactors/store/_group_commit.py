@@ -113,6 +113,14 @@ class GroupCommitStore(Store):
         """Write the batch in one transaction: per request, skip it if its guard does not hold, set `applied`
         from its expectations, apply its writes if they hold. Raise if the transaction failed."""
 
+    @property
+    def _writes_inline(self) -> bool:
+        """Whether a transaction is written on the trio thread, without waiting on a thread or a server. Then a lone
+        commit (nothing queued or being written) is written by its caller: the hop to the writer task would cost
+        more than the grouping it allows. Else the writer's one scheduling round lets every commit made in the same
+        round join one transaction, where a caller writing alone would cost a flush (or a round trip) of its own."""
+        return False
+
     def _full_error(self, exc: Exception) -> StoreFull | None:
         """The `StoreFull` to fail a batch with if `exc` means the disk is full, else None."""
         return None
@@ -143,7 +151,8 @@ class GroupCommitStore(Store):
         record that cannot be encoded) raise `KeyError`/`TypeError`/`ValueError` here, before anything is
         queued. An empty list is a barrier: it returns once every commit queued before it is written.
         Cancelled before it is queued, nothing is written; once queued, it waits for its outcome regardless. (With
-        nothing queued or being written, the caller's own task writes it: the same outcome, one task hop less.)
+        nothing queued or being written and a backend that writes inline, the caller's own task writes it: the same
+        outcome, one task hop less; see `_writes_inline`.)
         """
         request = Request(self._encode(ops), expects=[self._expectation(e) for e in expect])
         if self._full and self.full:
@@ -152,7 +161,7 @@ class GroupCommitStore(Store):
         await trio.lowlevel.checkpoint_if_cancelled()
         if not self._accepting:
             raise StoreClosed(f"the store at {self.location} is closed")
-        if self._pending == 0:
+        if self._pending == 0 and self._writes_inline:
             return await self._commit_here(request)
         self._pending += 1
         try:

@@ -374,6 +374,10 @@ class LmdbStore(GroupCommitStore):
         self._set_full()
         return StoreFull(self._full_message())
 
+    @property
+    def _writes_inline(self) -> bool:
+        return self.durability != "durable"  # `durable` writes and flushes in the writer's thread
+
     async def _apply_batch(self, batch: list[Request]) -> None:
         """`durable`: in the writer's thread (its flushes take ms). `fast`, `unsafe`: on the trio thread (no flush:
         cheaper than the hop to a thread and back); `fast` first flushes if a flush is overdue (`FLUSH_LAG`)."""
