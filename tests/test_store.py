@@ -389,6 +389,26 @@ async def test_commits_made_while_one_is_written_are_written_after_it_in_order(
         assert store.get("dedup", "same") == DedupRecord("t", 5)
 
 
+@pytest.mark.parametrize("durability", ["fast", "durable"])
+async def test_commits_made_together_share_a_transaction_and_one_alone_is_written_alone(
+    store_location: str | Path, durability: str
+) -> None:
+    # Tasks committing in the same scheduling round share one transaction, even where a lone commit is written by
+    # its own task (LMDB `fast`): a store that wrote each of them alone would spend a transaction on every one.
+    async def commit(i: int) -> None:
+        await store.commit([Put("dedup", f"k{i}", DedupRecord("t", i))])
+
+    async with Store.open(store_location, durability=durability) as store:
+        async with trio.open_nursery() as nursery:
+            for i in range(50):
+                nursery.start_soon(commit, i)
+        grouped = store.stats.transactions
+        assert store.stats.commits == 50 and grouped <= 3
+        for i in range(50, 53):  # then one at a time: each its own transaction
+            await commit(i)
+        assert store.stats.transactions == grouped + 3 and store.count("dedup") == 53
+
+
 async def test_a_caller_cancelled_while_its_commit_is_queued_still_gets_the_outcome(store_location: str | Path) -> None:
     returned = False
 

@@ -63,6 +63,11 @@ def _abort_failed(_: object) -> trio.lowlevel.Abort:
     return trio.lowlevel.Abort.FAILED
 
 
+def _others_ready() -> bool:
+    """Whether other tasks are ready to run (one may be about to commit too)."""
+    return bool(trio.lowlevel.current_statistics().tasks_runnable)
+
+
 def holds(raw: bytes | None, expect: Expectation) -> bool:
     """Whether the stored bytes `raw` (None: no record) satisfy `expect`."""
     _, key, cls, value = expect
@@ -99,6 +104,7 @@ class GroupCommitStore(Store):
         self._accepting = True  # False once the writer was told to stop
         self._pending = 0  # requests queued or being written (by the writer or a caller)
         self._writing = trio.Lock()  # held by whoever writes a transaction: the writer, or a caller writing its own
+        self._alone = True  # the last transaction held one commit: commits come one at a time (`_writes_inline`)
         # The writer's own thread token: threads busy elsewhere (sync targets) never hold up a commit.
         self._thread = trio.CapacityLimiter(1)
         self.on_transaction = None
@@ -116,9 +122,11 @@ class GroupCommitStore(Store):
     @property
     def _writes_inline(self) -> bool:
         """Whether a transaction is written on the trio thread, without waiting on a thread or a server. Then a lone
-        commit (nothing queued or being written) is written by its caller: the hop to the writer task would cost
-        more than the grouping it allows. Else the writer's one scheduling round lets every commit made in the same
-        round join one transaction, where a caller writing alone would cost a flush (or a round trip) of its own."""
+        commit (nothing queued or being written, no other task ready to run, and the last transaction held one
+        commit too) is written by its caller: the hop to the writer task would cost more than the grouping it
+        allows. Else the writer's one scheduling round lets every commit made meanwhile join one transaction, where
+        callers writing alone would each cost a transaction (with `durable` a flush, on PostgreSQL a round trip) of
+        their own; once commits overlap, they keep going through the writer until one comes alone again."""
         return False
 
     def _full_error(self, exc: Exception) -> StoreFull | None:
@@ -151,8 +159,8 @@ class GroupCommitStore(Store):
         record that cannot be encoded) raise `KeyError`/`TypeError`/`ValueError` here, before anything is
         queued. An empty list is a barrier: it returns once every commit queued before it is written.
         Cancelled before it is queued, nothing is written; once queued, it waits for its outcome regardless. (With
-        nothing queued or being written and a backend that writes inline, the caller's own task writes it: the same
-        outcome, one task hop less; see `_writes_inline`.)
+        nothing queued or being written, commits coming one at a time and a backend that writes inline, the
+        caller's own task writes it: the same outcome, one task hop less; see `_writes_inline`.)
         """
         request = Request(self._encode(ops), expects=[self._expectation(e) for e in expect])
         if self._full and self.full:
@@ -161,7 +169,7 @@ class GroupCommitStore(Store):
         await trio.lowlevel.checkpoint_if_cancelled()
         if not self._accepting:
             raise StoreClosed(f"the store at {self.location} is closed")
-        if self._pending == 0 and self._writes_inline:
+        if self._pending == 0 and self._alone and self._writes_inline and not _others_ready():
             return await self._commit_here(request)
         self._pending += 1
         try:
@@ -290,6 +298,7 @@ class GroupCommitStore(Store):
                     self._counts["commits"] += 1
                 request.finish()
             self._counts["largest_batch"] = max(self._counts["largest_batch"], len(batch))
+            self._alone = len(batch) == 1
 
     async def _commit_or_isolate(self, batch: list[Request]) -> None:
         """One transaction for the batch; if it fails, one per request, so only the failing ones fail.
