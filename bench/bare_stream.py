@@ -92,14 +92,19 @@ def create_app(deltas: int, interval: float) -> QuartTrio:
     return app
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: serve until SIGTERM/SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m bench.bare_stream", description=__doc__.split("\n\n")[0])
+def parse_args(module: str, doc: str, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line of a streaming peer: `--host`, `--port`, `--deltas`, `--interval-ms`."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--deltas", type=int, default=10_000)
     parser.add_argument("--interval-ms", type=float, default=0.0)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: serve until SIGTERM/SIGINT."""
+    args = parse_args("bench.bare_stream", __doc__, argv)
     bare_server._patch_hypercorn()
     app = create_app(args.deltas, args.interval_ms / 1000.0)
     trio.run(bare_server._serve, args.host, args.port, app)

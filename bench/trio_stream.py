@@ -11,7 +11,6 @@ socket write), the floor under the bare stack, so it says what one core can stre
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -68,12 +67,7 @@ async def _handle(deltas: int, interval: float, stream: trio.SocketStream) -> No
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: serve until SIGINT (or SIGTERM, which ends the process)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.trio_stream", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--deltas", type=int, default=10_000)
-    parser.add_argument("--interval-ms", type=float, default=0.0)
-    args = parser.parse_args(argv)
+    args = bare_stream.parse_args("bench.trio_stream", __doc__, argv)
     handler = partial(_handle, args.deltas, args.interval_ms / 1000.0)
     trio.run(partial(trio.serve_tcp, handler, args.port, host=args.host, backlog=4096))
     return 0
