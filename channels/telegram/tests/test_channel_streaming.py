@@ -15,6 +15,9 @@ Serve = Callable[..., Any]  # the `serve` fixture of conftest.py
 WORDS = ["**Streaming**", "one", "word", "at", "a", "time,", "slowly", "enough", "to", "be", "seen."]
 FINAL = " ".join(WORDS)
 INTERVAL = 0.2
+THROTTLED = INTERVAL * 0.6
+"""The least gap between two previews as the fake Bot API sees them: they are sent `INTERVAL` apart, but a loaded
+machine may delay one request's arrival more than the next one's; unthrottled they would follow the words (0.08 s)."""
 
 
 class SlowWords:
@@ -54,7 +57,7 @@ async def test_private_chats_stream_drafts_then_send_the_answer(fake: FakeBotApi
     assert len(drafts) >= 2
     assert len({d.draft_id for d in drafts}) == 1 and drafts[0].draft_id != 0
     assert _growing([d.text for d in drafts])
-    assert all(b.at - a.at >= INTERVAL * 0.95 for a, b in pairwise(drafts))
+    assert all(b.at - a.at >= THROTTLED for a, b in pairwise(drafts))
     [sent] = fake.calls("sendMessage")
     assert all(d.at <= sent.at for d in drafts)  # no preview after the answer
     assert answer["text"] == FINAL.replace("**", "")
@@ -92,7 +95,7 @@ async def test_groups_stream_by_editing_one_message_into_the_answer(fake: FakeBo
     [placeholder] = fake.calls("sendMessage")
     times = [placeholder.at, *(e.at for e in edits[:-1])]  # the last edit is the answer, not a preview
     assert len(times) >= 3
-    assert all(b - a >= INTERVAL * 0.95 for a, b in pairwise(times))  # previews are throttled
+    assert all(b - a >= THROTTLED for a, b in pairwise(times))  # previews are throttled
     assert not fake.drafts()
     assert fake.rate_limit_violations == 0
 
