@@ -21,7 +21,7 @@ Must not import: `afactors.host._host` (it imports this).
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import attrs
@@ -121,6 +121,17 @@ def _refusal(error: Exception) -> _Refused | None:
     return None
 
 
+async def _as_owner(write: Awaitable[_T]) -> _T:
+    """`await write`, made by this node as the conversation's owner: 409 `not_owner` when another node took it
+    meanwhile (the sender locates it anew), a local refusal's answer (`_refusal`) for the others."""
+    try:
+        return await write
+    except NotOwner as error:
+        raise _Refused(409, "not_owner", str(error)) from None
+    except Exception as error:
+        raise _refusal(error) or error from None
+
+
 class ClusterRoutes:
     """The views that run forwarded turns on this node (`POST /v1/cluster/turns` also lean: in front of Quart)."""
 
@@ -178,12 +189,7 @@ class ClusterRoutes:
             push = _decoded(decode_push, await self._body())
             ctx = self._context(push.channel)
             await self._owned(push.key)
-            try:
-                queued = await ctx.push_here(push, once=True)
-            except NotOwner as error:  # taken meanwhile: the sender locates it anew
-                raise _Refused(409, "not_owner", str(error)) from None
-            except Exception as error:
-                raise _refusal(error) or error from None
+            queued = await _as_owner(ctx.push_here(push, once=True))
             answer = _Answer(200, encode_pushed(push.push_id, duplicate=not queued), events=False)
         except _Refused as refused:
             answer = refused.answer()
@@ -197,13 +203,9 @@ class ClusterRoutes:
             self._check(request.headers.get)
             replay = _decoded(decode_replay, await self._body())
             try:
-                moved = await self.replay_here(replay.key, replay.dead_letters)
-            except NotOwner as error:
-                raise _Refused(409, "not_owner", str(error)) from None
-            except ValueError as error:
+                moved = await _as_owner(self.replay_here(replay.key, replay.dead_letters))
+            except ValueError as error:  # a dead letter of another conversation
                 raise _Refused(400, "bad_request", str(error)) from None
-            except Exception as error:
-                raise _refusal(error) or error from None
             answer = _Answer(200, encode_replayed(moved), events=False)
         except _Refused as refused:
             answer = refused.answer()

@@ -1,10 +1,11 @@
 """`GroupCommitStore`: the writer every backend shares: one task, one transaction for everything queued.
 
 Callers' ops are encoded (and bad ops refused) in the caller, queued, and written by one writer task that takes
-everything queued (up to `max_batch`) into one transaction. A commit that finds nothing queued and nothing being
-written skips the queue: its caller writes it, as the writer would (one task hop less per commit when commits do
-not overlap); commits arriving meanwhile queue behind it, and the writer takes its lock first, so commits are
-written in the order they were made. A failed group is retried one request per
+everything queued (up to `max_batch`) into one transaction. Where the backend writes on the trio thread, a commit
+that comes alone (nothing queued or being written, no other task ready to run, the last transaction held one
+commit) skips the queue: its caller writes it, as the writer would (one task hop less; see `_writes_inline`);
+commits arriving meanwhile queue behind it, and the writer takes its lock first, so commits are written in the
+order they were made. A failed group is retried one request per
 transaction, so only the failing requests fail. Undecodable records met by reads are moved to the quarantine
 kind through the same writer, guarded so a record a commit replaced is never moved. A backend supplies the
 kinds' handles, `_apply_batch` (one transaction), its reads, and what its errors mean.
