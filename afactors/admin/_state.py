@@ -24,14 +24,13 @@ from afactors.store import (
     ResponseRecord,
     Snapshot,
     Store,
-    StoreError,
     TimerRecord,
+    retried,
 )
 
 EXPORT_FORMAT = "afactors-export"
 EXPORT_VERSION = 1
 BATCH = 500
-REPLAY_ATTEMPTS = 16
 CONVERSATION_KINDS = ("turns", "inbox", "outbox", "dedup", "dead_letters", "checkpoints")
 """Kinds whose keys start with the conversation's path (`tenant/conversation/...`)."""
 
@@ -244,7 +243,8 @@ async def replay_conversation(store: Store, key: ConversationKey, dead_keys: Seq
     through `write`, on condition that each is as read. Those gone are skipped, and a commit that lost a race with
     another replay is computed again without what it took, so each moves once however many replays race; how many
     this call moved. Raises ValueError, writing nothing, for a dead letter that is not `key`'s."""
-    for _ in range(REPLAY_ATTEMPTS):
+
+    async def attempt() -> int | None:
         letters = [(k, d) for k in dict.fromkeys(dead_keys) if (d := store.get("dead_letters", k)) is not None]
         for dead_key, letter in letters:
             if ledger.conversation_of(dead_key, letter) != key:
@@ -253,9 +253,9 @@ async def replay_conversation(store: Store, key: ConversationKey, dead_keys: Seq
             return 0
         stamp, now = time.time_ns(), time.time()
         ops = [op for n, (k, d) in enumerate(letters) for op in ledger.replayed(k, d, stamp + n, now)]
-        if await write(key, ops, [Expect("dead_letters", k, d) for k, d in letters]):
-            return len(letters)
-    raise StoreError(f"the dead letters of {key.path} changed under {REPLAY_ATTEMPTS} replays in a row; try again")
+        return len(letters) if await write(key, ops, [Expect("dead_letters", k, d) for k, d in letters]) else None
+
+    return await retried(attempt, f"the dead letters of {key.path}")
 
 
 async def _delete_all(store: Store, deletes: Iterable[Delete]) -> int:

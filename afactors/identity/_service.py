@@ -27,7 +27,6 @@ import trio
 from afactors.identity import _codes, _keys
 from afactors.identity._errors import IdentityRefused, LinkFailed
 from afactors.identity._policy import LinkPolicy, allow_all_links, pairs_allowed
-from afactors.identity._retry import retried
 from afactors.identity._stripes import Stripes
 from afactors.identity._window import SlidingWindow, StoredWindow, Window
 from afactors.model import Identity
@@ -42,6 +41,7 @@ from afactors.store import (
     Put,
     Store,
     TokenRecord,
+    retried,
 )
 
 Resolver = Callable[[str, Identity], "str | None | Awaitable[str | None]"]
@@ -52,6 +52,8 @@ REFUSED_TEXT = "You don't have access to this bot."
 
 _MAX_KEY_CHARS = 128
 _CACHE_ENTRIES = 200_000
+
+_RECORDS = "identity records"  # what keeps changing when a change cannot commit (`retried`)
 
 Read = tuple[str, str, Any]
 """(kind, key, the row as read, None: absent): a row a change was computed from."""
@@ -249,7 +251,7 @@ class IdentityService:
                 return record if await self._commit(ops, read) else None
 
         async with self._senders.hold(f"{tenant}/{ref}"):
-            return await retried(attempt)
+            return await retried(attempt, _RECORDS)
 
     @asynccontextmanager
     async def _held(self, tenant: str, *keys: str) -> AsyncIterator[list[IdentityRecord | None]]:
@@ -279,7 +281,7 @@ class IdentityService:
                 ]
                 return fresh if await self._commit(ops, _identity_rows(tenant, [resolved.key], records)) else None
 
-        return await retried(attempt)
+        return await retried(attempt, _RECORDS)
 
     # -- one-time-code linking -------------------------------------------------------------------------------
 
@@ -342,7 +344,7 @@ class IdentityService:
                 return merged if await self._commit(spend + ops, read) else None
 
         async with self._code_lock:
-            return await retried(attempt)
+            return await retried(attempt, _RECORDS)
 
     def _may_link(self, target: IdentityRecord, source: IdentityRecord) -> bool:
         config = self.config
@@ -407,7 +409,7 @@ class IdentityService:
                 return target if await self._commit(ops, read) else None
 
         async with self._code_lock:  # claim rows are read and rewritten here only
-            return await retried(attempt)
+            return await retried(attempt, _RECORDS)
 
     async def unlink(self, tenant: str, channel: str, native_id: str, *, action: str = "unlink") -> bool:
         """Detach a channel identity from the person it was linked to: it gets a fresh key and conversation of its
@@ -444,7 +446,7 @@ class IdentityService:
                 return True if await self._commit(ops, read) else None
 
         async with self._senders.hold(f"{tenant}/{ref}"):
-            return await retried(attempt)
+            return await retried(attempt, _RECORDS)
 
     @staticmethod
     def _audit(tenant: str, key: str, action: str, now: float, who: Identity, detail: dict[str, Any]) -> Put:

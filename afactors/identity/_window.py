@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol
 
-from afactors.identity._retry import retried
-from afactors.store import Expect, Put, RateWindow, Store
+from afactors.store import Expect, Put, RateWindow, Store, retried
 
 
 class Window(Protocol):

@@ -47,6 +47,7 @@ from afactors.store._records import (
     TokenRecord,
     TurnRecord,
 )
+from afactors.store._retry import retried
 from afactors.store._salvage import salvage, verify
 
 __all__ = [
@@ -99,6 +100,7 @@ __all__ = [
     "backend_name",
     "delete_unchanged",
     "open_store",
+    "retried",
     "salvage",
     "verify",
 ]
