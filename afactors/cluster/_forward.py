@@ -250,18 +250,10 @@ class Forwarder:
         Raises what a local push raises; `ActorUnavailable` when no owner took it within the policy's wait."""
         peer = await self._locate(push.key)
         body = encode_push(push)
-        duplicate = await self._until_accepted(push.key, push.channel, peer, lambda to: self._send_push(to, push, body))
+        duplicate = await self._until_accepted(
+            push.key, push.channel, peer, lambda to: self._exchange(to, PUSHES_PATH, push.key, body, decode_pushed)
+        )
         return await here(push) if duplicate is None else not duplicate
-
-    async def _send_push(self, peer: Peer, push: PushRequest, body: bytes) -> bool:
-        """Send a push to `peer`; whether it had been queued before."""
-        content, status, retry_after = await self._post(peer, PUSHES_PATH, body)
-        if status != 200:
-            self._refused(push.key, peer, status, content, retry_after)
-        try:
-            return decode_pushed(content)
-        except WireError as error:  # it may have been queued: the resend is deduplicated
-            raise _Retry(f"its answer is not a push's: {error}") from None
 
     async def replay(self, key: ConversationKey, dead_letters: Sequence[str], here: ReplayHere) -> int:
         """Give the dead letters `dead_letters` of conversation `key` another go where it is owned: `here` when this
@@ -270,21 +262,17 @@ class Forwarder:
         Raises what a local replay raises; `ActorUnavailable` when no owner took them within the policy's wait."""
         peer = await self._locate(key)
         body = encode_replay(ReplayRequest(key, tuple(dead_letters)))
-        moved = await self._until_accepted(key, None, peer, lambda to: self._send_replay(to, key, body))
+        moved = await self._until_accepted(
+            key, None, peer, lambda to: self._exchange(to, REPLAY_PATH, key, body, decode_replayed)
+        )
         return await here(key, dead_letters) if moved is None else moved
 
-    async def _send_replay(self, peer: Peer, key: ConversationKey, body: bytes) -> int:
-        """Send a replay to `peer`; how many dead letters it moved."""
-        content, status, retry_after = await self._post(peer, REPLAY_PATH, body)
-        if status != 200:
-            self._refused(key, peer, status, content, retry_after)
-        try:
-            return decode_replayed(content)
-        except WireError as error:  # it may have moved them: the resend finds them gone
-            raise _Retry(f"its answer is not a replay's: {error}") from None
-
-    async def _post(self, peer: Peer, path: str, body: bytes) -> tuple[bytes, int, str | None]:
-        """POST `body` to `peer`'s `path`: the answer's body, status and Retry-After; `_Retry` when unreachable."""
+    async def _exchange(
+        self, peer: Peer, path: str, key: ConversationKey, body: bytes, decode: Callable[[bytes], T]
+    ) -> T:
+        """POST `body` (a write into conversation `key`) to `peer`'s `path`; its answer, decoded. Raises `_Retry` when
+        `peer` cannot be reached or its answer cannot be read (the write may have been done: a resend is a no-op, a
+        push being deduplicated by its id and a dead letter gone once moved), and what a refusal means."""
         try:
             response = await self._client.post(peer.url.rstrip("/") + path, body, self._turn_headers)
             try:
@@ -293,7 +281,12 @@ class Forwarder:
                 await response.aclose()
         except PeerError as error:
             raise _Retry(f"unreachable: {error}") from None
-        return content, response.status, response.headers.get("retry-after")
+        if response.status != 200:
+            self._refused(key, peer, response.status, content, response.headers.get("retry-after"))
+        try:
+            return decode(content)
+        except WireError as error:
+            raise _Retry(f"its answer to {path} is not one: {error}") from None
 
     async def cancel(self, handle: ForwardedTurn) -> bool:
         """Cancel a forwarded turn on the node holding it; True once it was cancelled there (and `handle` ended)."""
