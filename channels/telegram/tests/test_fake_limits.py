@@ -28,6 +28,7 @@ async def test_per_chat_limit_answers_429_and_counts_violations() -> None:
         assert (fake.rate_limit_violations, fake.violations_in(chat)) == (2, 2)
         clock.advance(0.5)
         assert (await _send(client, fake, chat.id)).status_code == 200
+        assert (fake.call_count("sendMessage"), fake.answered_count("SendMessage")) == (6, 4), "refusals not answered"
         placeholder = fake.messages(chat)[0]["message_id"]
         edit = await client.post(f"{fake.bot_url}/editMessageText",
                                  json={"chat_id": chat.id, "message_id": placeholder, "text": "edited"})  # fmt: skip

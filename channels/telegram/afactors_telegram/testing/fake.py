@@ -352,6 +352,11 @@ class FakeBotApi:
             return len(self._api.calls)
         return len(self._api.calls_by_method.get(method.lower(), ()))
 
+    def answered_count(self, method: str) -> int:
+        """How many calls of ``method`` were answered 200 (``ok``), counted as they happen: a predicate over
+        thousands of calls costs nothing per change (a copy of :meth:`calls` would delay the fake's answers)."""
+        return self._api.answered_by_method[method.lower()]
+
     @property
     def rate_limit_violations(self) -> int:
         """Requests that exceeded a flood limit or ignored a ``retry_after`` (forced 429s excluded)."""

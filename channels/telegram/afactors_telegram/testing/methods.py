@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -121,6 +122,7 @@ class BotApi:
         self.clock = clock
         self.calls: list[CallRecord] = []
         self.calls_by_method: dict[str, list[CallRecord]] = {}  # lower-case method name -> its calls
+        self.answered_by_method: Counter[str] = Counter()  # lower-case method name -> its calls answered 200
         self.drafts: list[Draft] = []
         self.actions: list[ChatAction] = []
         self.edits: list[Edit] = []
@@ -159,6 +161,8 @@ class BotApi:
         record = CallRecord(method, dict(params.values), tuple(params.files), status, response, self.clock())
         self.calls.append(record)
         self.calls_by_method.setdefault(method.lower(), []).append(record)
+        if record.ok:
+            self.answered_by_method[method.lower()] += 1
         self.world.changes.poke()
 
     def _raise_forced(self, method: str, params: Params) -> None:
