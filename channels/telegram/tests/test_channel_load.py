@@ -34,7 +34,7 @@ async def test_a_thousand_chats_times_three_messages(fake: FakeBotApi, serve: Se
             for user in users:
                 fake.send_text(user, f"message {round_}")
         with trio.fail_after(60):
-            await fake.wait_until(lambda: len(fake.calls("sendMessage")) >= CHATS * MESSAGES, timeout=60)
+            await fake.wait_until(lambda: fake.call_count("sendMessage") >= CHATS * MESSAGES, timeout=60)
     for user in users:
         texts = [m["text"] for m in fake.messages(user)]
         assert texts == [f"Turn {n + 1}. You said: message {n}" for n in range(MESSAGES)], user
