@@ -40,6 +40,7 @@ from afactors.store import (
     TurnRecord,
 )
 from afactors.store._codec import encode_key
+from afactors.store._group_commit import SPLIT_AT, SPLIT_COMMIT_S, batch_limit
 from afactors.store._pg_store import PgStore
 from afactors.store.pg_server import PgServer
 
@@ -407,6 +408,43 @@ async def test_commits_made_together_share_a_transaction_and_one_alone_is_writte
         for i in range(50, 53):  # then one at a time: each its own transaction
             await commit(i)
         assert store.stats.transactions == grouped + 3 and store.count("dedup") == 53
+
+
+@pytest.mark.parametrize(
+    ("queued", "max_batch", "last_write", "split", "limit"),
+    [
+        (SPLIT_AT - 1, 4096, 0.0, True, 4096),  # a short queue is written whole
+        (SPLIT_AT, 4096, 0.0, True, SPLIT_AT // 2),
+        (301, 4096, 0.0, True, 150),
+        (300, 100, 0.0, True, 100),  # max_batch still bounds it
+        (300, 4096, 150 * SPLIT_COMMIT_S * 0.99, True, 150),
+        (300, 4096, 150 * SPLIT_COMMIT_S, True, 4096),  # a flush as slow as the other half's work: one transaction
+        (300, 4096, 0.0, False, 4096),  # the flush holds up the trio thread (fast, PostgreSQL): never split
+    ],
+)
+def test_a_long_queue_is_split_in_two_only_where_the_flush_runs_beside_and_is_quick(
+    queued: int, max_batch: int, last_write: float, split: bool, limit: int
+) -> None:
+    assert batch_limit(queued, max_batch, last_write, split) == limit
+
+
+@pytest.mark.parametrize(("durability", "largest"), [("durable", 150), ("fast", 299)])
+async def test_lmdb_durable_writes_a_long_queue_as_two_transactions_so_one_half_works_while_the_other_flushes(
+    tmp_path: Path, durability: Durability, largest: int
+) -> None:
+    # 300 tasks commit in one scheduling round. `durable` flushes in a thread: the first transaction takes half the
+    # queue (the store's first flush counts as quick). `fast` writes on the trio thread: the first commit alone, by
+    # its own task (nothing was queued yet), and the 299 queued behind it in one transaction.
+    async def commit(i: int) -> None:
+        await store.commit([Put("dedup", f"k{i:03d}", DedupRecord("t", i))])
+
+    async with Store.open(tmp_path / "s", durability=durability) as store:
+        async with trio.open_nursery() as nursery:
+            for i in range(300):
+                nursery.start_soon(commit, i)
+        assert (store.stats.commits, store.stats.largest_batch) == (300, largest)
+    async with Store.open(tmp_path / "s") as store:
+        assert [record.seq for _, record in store.scan("dedup")] == list(range(300))
 
 
 async def test_a_caller_cancelled_while_its_commit_is_queued_still_gets_the_outcome(store_location: str | Path) -> None:

@@ -1,7 +1,8 @@
 """`GroupCommitStore`: the writer every backend shares: one task, one transaction for everything queued.
 
 Callers' ops are encoded (and bad ops refused) in the caller, queued, and written by one writer task that takes
-everything queued (up to `max_batch`) into one transaction. Where the backend writes on the trio thread, a commit
+everything queued (up to `max_batch`; half of a long queue where the flush runs beside the trio thread, see
+`batch_limit`) into one transaction. Where the backend writes on the trio thread, a commit
 that comes alone (nothing queued or being written, no other task ready to run, the last transaction held one
 commit) skips the queue: its caller writes it, as the writer would (one task hop less; see `_writes_inline`);
 commits arriving meanwhile queue behind it, and the writer takes its lock first, so commits are written in the
@@ -32,6 +33,11 @@ from afactors.store._records import KINDS, Quarantined
 log = logging.getLogger("afactors.store")
 
 QUEUE_SIZE = 10_000
+SPLIT_AT = 128
+"""With `_flushes_beside`, a queue this long or longer may be written as two transactions (see `batch_limit`)."""
+SPLIT_COMMIT_S = 30e-6
+"""A modest guess at the trio thread's time per commit its callers make (an echo turn of the actor runtime takes
+about 60 µs): a queue is split only if the last flush took less than this times half the queue."""
 QUARANTINE = "quarantine"
 _OPS = (Put, Delete)
 
@@ -58,6 +64,16 @@ class Request:
         self.finished = True
         if self.waiter is not None:
             trio.lowlevel.reschedule(self.waiter)
+
+
+def batch_limit(queued: int, max_batch: int, last_write: float, split: bool) -> int:
+    """How many of `queued` commits (with the one the writer holds) the next transaction takes at most: all of them
+    (up to `max_batch`), or half of a long queue (`SPLIT_AT`) when `split` (the flush runs beside the trio thread)
+    and the `last_write` took less than the trio thread needs for the other half (`SPLIT_COMMIT_S` per commit): a
+    slow disk gains more from fewer flushes."""
+    if split and queued >= SPLIT_AT and last_write < queued / 2 * SPLIT_COMMIT_S:
+        return min(max_batch, queued // 2)
+    return max_batch
 
 
 def _abort_failed(_: object) -> trio.lowlevel.Abort:
@@ -106,6 +122,7 @@ class GroupCommitStore(Store):
         self._pending = 0  # requests queued or being written (by the writer or a caller)
         self._writing = trio.Lock()  # held by whoever writes a transaction: the writer, or a caller writing its own
         self._alone = True  # the last transaction held one commit: commits come one at a time (`_writes_inline`)
+        self._last_write = 0.0  # seconds the last transaction took to write (and flush)
         # The writer's own thread token: threads busy elsewhere (sync targets) never hold up a commit.
         self._thread = trio.CapacityLimiter(1)
         self.on_transaction = None
@@ -128,6 +145,14 @@ class GroupCommitStore(Store):
         allows. Else the writer's one scheduling round lets every commit made meanwhile join one transaction, where
         callers writing alone would each cost a transaction (with `durable` a flush, on PostgreSQL a round trip) of
         their own; once commits overlap, they keep going through the writer until one comes alone again."""
+        return False
+
+    @property
+    def _flushes_beside(self) -> bool:
+        """Whether a transaction is flushed beside the trio thread, which meanwhile runs other tasks. Then a long
+        queue is written as two transactions (`batch_limit`): while the first half flushes, its callers' tasks
+        wait, and the other half's, written next, run on and make their next commits. One transaction for all
+        would leave the trio thread idle for each flush, with every caller waiting on it."""
         return False
 
     def _full_error(self, exc: Exception) -> StoreFull | None:
@@ -257,7 +282,8 @@ class GroupCommitStore(Store):
                     except trio.WouldBlock:  # a caller is writing its own commit: this batch comes after it
                         await self._writing.acquire()
                     batch = [first]
-                    while len(batch) < self._max_batch:
+                    limit = batch_limit(1 + self.queued, self._max_batch, self._last_write, self._flushes_beside)
+                    while len(batch) < limit:
                         try:
                             batch.append(self._receive.receive_nowait())
                         except (trio.WouldBlock, trio.EndOfChannel):
@@ -341,8 +367,9 @@ class GroupCommitStore(Store):
         for request in batch:
             request.written = True
         self._counts["transactions"] += 1
+        self._last_write = time.perf_counter() - started
         if self.on_transaction is not None:
-            self.on_transaction(len(batch), time.perf_counter() - started)
+            self.on_transaction(len(batch), self._last_write)
         await self._after_transaction()
 
     # -- reads --------------------------------------------------------------------------------------------

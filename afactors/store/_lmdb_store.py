@@ -1,7 +1,8 @@
 """`LmdbStore`: the embedded store: one LMDB environment, one writer task with group commit, inline short reads.
 
 Durability (`durability=`): `durable` flushes every transaction (LMDB `sync` + `metasync`) before its commits are
-acknowledged. `fast` acknowledges a commit once its transaction is in the OS page cache (LMDB `MDB_NOSYNC`), as
+acknowledged, in a thread while the trio thread runs other tasks (a long queue is then written as two transactions,
+see `batch_limit`). `fast` acknowledges a commit once its transaction is in the OS page cache (LMDB `MDB_NOSYNC`), as
 PostgreSQL's `synchronous_commit = off` does, and a flusher task starts its flush `flush_interval` seconds later: a
 process crash loses nothing acknowledged, an OS crash the commits of the last `flush_interval` (and of the flush
 then running; never more than `FLUSH_LAG` x `flush_interval` of them). `unsafe` never flushes until it closes.
@@ -13,6 +14,7 @@ import errno
 import fcntl
 import logging
 import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -375,6 +377,10 @@ class LmdbStore(GroupCommitStore):
         return StoreFull(self._full_message())
 
     @property
+    def _flushes_beside(self) -> bool:
+        return self.durability == "durable"
+
+    @property
     def _writes_inline(self) -> bool:
         return self.durability != "durable"  # `durable` writes and flushes in the writer's thread
 
@@ -386,7 +392,8 @@ class LmdbStore(GroupCommitStore):
         while True:
             try:
                 if self.durability == "durable":
-                    await trio.to_thread.run_sync(self._apply, batch, limiter=self._thread)
+                    async with self._thread:
+                        await self._apply_beside(batch)
                 else:
                     self._apply(batch)
                     if self.durability == "fast":
@@ -401,21 +408,46 @@ class LmdbStore(GroupCommitStore):
         if self.durability != "fast" and time.monotonic() - self._marker_at >= MARKER_INTERVAL:
             await trio.to_thread.run_sync(self._write_marker, limiter=self._thread)
 
-    def _apply(self, batch: list[Request]) -> None:
-        """The whole batch in one write transaction (in the writer's thread for `durable`)."""
+    async def _apply_beside(self, batch: list[Request]) -> None:
+        """`_apply` in a thread, the trio thread blocked only while the writes are put (as long as `fast` takes for
+        them on the trio thread): the puts need the GIL, which a busy trio thread hands over only once per switch
+        interval (5 ms), so each put would wait for it. The flush does not need it: other tasks run meanwhile."""
+        token, task = trio.lowlevel.current_trio_token(), trio.lowlevel.current_task()
+        staged = threading.Event()
+
+        def deliver(result: Any) -> None:  # (an `outcome.Outcome`)
+            staged.set()  # (already set, unless putting failed)
+            token.run_sync_soon(trio.lowlevel.reschedule, task, result)
+
+        trio.lowlevel.start_thread_soon(lambda: self._apply(batch, staged), deliver)
+        staged.wait()
+        await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+
+    def _apply(self, batch: list[Request], staged: threading.Event | None = None) -> None:
+        """The whole batch in one write transaction (in a thread for `durable`: `staged` is set once it is put)."""
         with self._env.begin(write=True) as txn:
-            for request in batch:
-                if request.guard is not None:
-                    db, key, expected = request.guard
-                    if txn.get(key, db=db) != expected:
-                        continue
-                request.applied = all(holds(txn.get(e[1], db=e[0]), e) for e in request.expects)
-                if request.applied:
-                    for db, key, value in request.writes:
-                        if value is None:
-                            txn.delete(key, db=db)
-                        else:
-                            txn.put(key, value, db=db)
+            self._put(txn, batch)
+            if staged is not None:
+                staged.set()
+
+    def _put(self, txn: Any, batch: list[Request]) -> None:
+        """Per request: skip it if its guard does not hold, set `applied` from its expectations, put its writes."""
+        cursors: dict[Any, Any] = {}  # a cursor per database: its `put` costs half of `txn.put(db=)`
+        for request in batch:
+            if request.guard is not None:
+                db, key, expected = request.guard
+                if txn.get(key, db=db) != expected:
+                    continue
+            request.applied = all(holds(txn.get(e[1], db=e[0]), e) for e in request.expects)
+            if request.applied:
+                for db, key, value in request.writes:
+                    if value is None:
+                        txn.delete(key, db=db)
+                    else:
+                        cursor = cursors.get(db)
+                        if cursor is None:
+                            cursor = cursors[db] = txn.cursor(db)
+                        cursor.put(key, value)
 
     def _grow(self) -> None:
         # Runs in the trio thread with no transaction open (the writer's has ended, and reads never span an
