@@ -438,7 +438,8 @@ class LmdbStore(GroupCommitStore):
                 db, key, expected = request.guard
                 if txn.get(key, db=db) != expected:
                     continue
-            request.applied = all(holds(txn.get(e[1], db=e[0]), e) for e in request.expects)
+            if request.expects:
+                request.applied = all(holds(txn.get(e[1], db=e[0]), e) for e in request.expects)
             if request.applied:
                 for db, key, value in request.writes:
                     if value is None:
