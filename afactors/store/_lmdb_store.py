@@ -411,7 +411,9 @@ class LmdbStore(GroupCommitStore):
     async def _apply_beside(self, batch: list[Request]) -> None:
         """`_apply` in a thread, the trio thread blocked only while the writes are put (as long as `fast` takes for
         them on the trio thread): the puts need the GIL, which a busy trio thread hands over only once per switch
-        interval (5 ms), so each put would wait for it. The flush does not need it: other tasks run meanwhile."""
+        interval (5 ms), so each put would wait for it. The flush does not need it: other tasks run meanwhile. (The
+        wait cannot hang on LMDB's write lock: only this store writes, under `_thread`, and the state directory's
+        lock file keeps other processes out.)"""
         token, task = trio.lowlevel.current_trio_token(), trio.lowlevel.current_task()
         staged = threading.Event()
 
