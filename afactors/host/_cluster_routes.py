@@ -252,16 +252,11 @@ class ClusterRoutes:
         if envelope.turn_id is None or envelope.idempotency_key is None:
             raise _Refused(400, "bad_envelope", "a forwarded envelope needs a turn id and an idempotency key")
         await self._owned(envelope.key)
-        try:
-            if forward.background:
-                record = await ctx.start_here(envelope)
-                return _Answer(200, encode_event(Accepted(record.id)) + encode_event(Queued(record)))
-            handle = await ctx.run_here(envelope, forward.stream)
-        except Exception as error:
-            refused = _refusal(error)
-            if refused is None:
-                raise
-            raise refused from None
+        # Another node may take the conversation between that look and the submit: 409 `not_owner` then, too.
+        if forward.background:
+            record = await _as_owner(ctx.start_here(envelope))
+            return _Answer(200, encode_event(Accepted(record.id)) + encode_event(Queued(record)))
+        handle = await _as_owner(ctx.run_here(envelope, forward.stream))
         if handle.done:  # answered before: accepted and the reply in one piece
             accepted = encode_event(Accepted(handle.turn_id, done=True))
             return _Answer(200, accepted + encode_event(Finished(await handle.reply(), handle.stream_dropped)))

@@ -16,7 +16,9 @@ import trio
 
 import afactors.host._replay
 from afactors.actors import ledger
+from afactors.cluster._wire import FORWARDED_BY, ForwardRequest, encode_request
 from afactors.host import ChannelContext, Contribution, Delivery, Host, open_host
+from afactors.host._cluster_routes import ClusterRoutes
 from afactors.identity import LinkFailed
 from afactors.model import (
     ConversationKey,
@@ -257,6 +259,28 @@ async def test_a_bad_or_unauthenticated_push_to_the_internal_route_is_refused(
         outbox = a.host.store.count("outbox")
     assert (answer.status_code, answer.json()["error"]["code"]) == (status, code), answer.text
     assert outbox == 0
+
+
+@pytest.mark.parametrize("background", [False, True])
+async def test_a_forwarded_turn_whose_conversation_another_node_took_meanwhile_is_409_not_owner(
+    url: str, monkeypatch: pytest.MonkeyPatch, background: bool
+) -> None:
+    # B's look at the owner passes (as if it ran just before A took the conversation), its submit meets A's lease:
+    # the sender must hear `not_owner` (it locates again and resends), not `unavailable` (a 503 for its client).
+    async def looked_before_a_took_it(self: ClusterRoutes, key: ConversationKey) -> None:
+        await trio.lowlevel.checkpoint()
+
+    monkeypatch.setattr(ClusterRoutes, "_owned", looked_before_a_took_it)
+    envelope = Envelope(KEY, (Message("user", "to b"),), turn_id="turn_raced", idempotency_key="turn_raced")
+    forward = encode_request(ForwardRequest(envelope, "responses", background=background))
+    headers = {"authorization": f"Bearer {SECRET}", FORWARDED_BY: "a", "content-type": "application/json"}
+    async with two_nodes(url) as (a, b), httpx.AsyncClient(timeout=30) as http:
+        assert await a.chat.say("hello") == "a turn 1: hello"
+        answer = await http.post(f"{b.url}/v1/cluster/turns", content=forward, headers=headers)
+        assert await a.chat.say("again") == "a turn 2: again"  # nothing ran on B in between
+        lease = a.host.store.get("leases", KEY.path)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (409, "not_owner"), answer.text
+    assert lease.owner == "a" and b.chat.delivered == []
 
 
 async def test_a_push_takes_a_free_conversation_until_it_is_delivered_then_gives_it_back(url: str) -> None:
