@@ -4,6 +4,7 @@ branching, idempotency, supervision, passivation, shutdown and recovery."""
 from __future__ import annotations
 
 import gc
+import itertools
 import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -560,6 +561,29 @@ async def test_envelopes_queued_behind_a_stopping_actor_get_an_error(
 
 
 # -- passivation --------------------------------------------------------------------------------------------------
+
+
+async def test_past_its_budget_a_tenant_is_trimmed_to_seven_eighths_so_the_next_turns_drop_no_other_history(
+    tmp_path: Path,
+) -> None:
+    # Twenty conversations of ~4.6 KB each against a 40,000-byte tenant budget: each time it is passed, the least
+    # recently active histories go, down to 35,000 bytes (stopping just under the budget, every later turn would
+    # drop one more).
+    keys = [ConversationKey("t", f"c{n}") for n in range(20)]
+    sizes: list[int] = []
+    async with running(tmp_path, Script(), tenant_budget=40_000) as (_, system):
+        for key in keys:
+            await (await system.submit(env("x" * 2000, key))).reply()
+            sizes.append(system.stats.history_bytes)
+        trimmed = [after for before, after in itertools.pairwise(sizes) if after < before]
+        assert len(trimmed) >= 3 and all(after <= 40_000 * 7 / 8 for after in trimmed), sizes
+        assert max(sizes) <= 40_000
+        kept = [key for key in keys if system.get(key).history_bytes]
+        assert keys[-1] in kept and keys[0] not in kept
+        for n in range(3):
+            await (await system.submit(env(f"more {n}", keys[-1]))).reply()
+        assert [key for key in keys if system.get(key).history_bytes] == kept
+        assert [m.text for m in system.get(keys[0]).history()][:1] == ["x" * 2000]  # read again from the store
 
 
 async def test_an_idle_actor_is_passivated_and_reactivated_with_its_history(

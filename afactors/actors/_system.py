@@ -91,6 +91,9 @@ GC_GEN0_THRESHOLD = 50_000
 objects, and at the default (700) the cyclic collector takes a fifth of the CPU of a busy host."""
 
 MAX_IDLE_WORKERS = 256
+TRIM_TO = 7 / 8
+"""Past a history budget, cached histories are dropped until this share of it is left, so that a trim (a walk over
+the live actors, least recently active first) comes once per eighth of the budget rather than on every turn."""
 """Worker tasks kept parked for the next busy actor (each costs a few KB); more than that end when idle."""
 
 _CANCEL_MESSAGES = {
@@ -680,11 +683,13 @@ class ActorSystem:
 
     def _trim_histories(self, tenant: str) -> None:
         """Drop cached histories, least recently active first: the tenant's own while it is over its budget,
-        then anyone's while the total is over."""
+        then anyone's while the total is over, each down to `TRIM_TO` of the budget it was past."""
         config = self.config
-        for actor in list(self._live.values()):
-            over_tenant = self._tenant_bytes.get(tenant, 0) > config.tenant_budget
-            if not over_tenant and self._history_bytes <= config.history_budget:
+        tenant_left = config.tenant_budget * (TRIM_TO if self._tenant_bytes[tenant] > config.tenant_budget else 1)
+        total_left = config.history_budget * (TRIM_TO if self._history_bytes > config.history_budget else 1)
+        for actor in self._live.values():  # (dropping a history leaves `_live` as it is)
+            over_tenant = self._tenant_bytes[tenant] > tenant_left
+            if not over_tenant and self._history_bytes <= total_left:
                 return
             if actor.history_bytes and (actor.key.tenant == tenant or not over_tenant):
                 actor.drop_history()
