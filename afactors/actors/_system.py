@@ -134,7 +134,8 @@ class ActorConfig:
     `tune_gc`: raise the cyclic collector's young-generation threshold to `GC_GEN0_THRESHOLD` while the system
     runs (a process-wide setting, restored on exit). Memory: live actors' cached histories are kept within
     `history_budget` bytes in all and `tenant_budget` bytes per tenant (estimated); past either, the least
-    recently active actors' histories are dropped (read from the store on their next turn). The chain-link
+    recently active actors' histories are dropped (read from the store on their next turn) until `TRIM_TO` of it is
+    left. The chain-link
     cache gets a quarter of `history_budget`.
     """
 
