@@ -160,9 +160,9 @@ async def one_run(chats: int, rate: float, scratch: Path) -> dict[str, Any]:
         # The fake stands in for Telegram's servers and times each send as it handles it: a collector pause in
         # this process would bunch sends the host spaced out. The world built so far lives to the end, so the
         # full collections (26-45 ms here, more on a loaded machine) stop rescanning it.
+        host, body = HostProcess(fake, scratch / "state", rate, scratch / "host.log"), push_body(chat_ids)
         gc.collect()
         gc.freeze()
-        host, body = HostProcess(fake, scratch / "state", rate, scratch / "host.log"), push_body(chat_ids)
         try:
             await host.start(http)
             first = await push(http, host.url, body)

@@ -91,10 +91,11 @@ GC_GEN0_THRESHOLD = 50_000
 objects, and at the default (700) the cyclic collector takes a fifth of the CPU of a busy host."""
 
 MAX_IDLE_WORKERS = 256
+"""Worker tasks kept parked for the next busy actor (each costs a few KB); more than that end when idle."""
+
 TRIM_TO = 7 / 8
 """Past a history budget, cached histories are dropped until this share of it is left, so that a trim (a walk over
 the live actors, least recently active first) comes once per eighth of the budget rather than on every turn."""
-"""Worker tasks kept parked for the next busy actor (each costs a few KB); more than that end when idle."""
 
 _CANCEL_MESSAGES = {
     "cancelled": "the turn was cancelled",
@@ -135,8 +136,7 @@ class ActorConfig:
     runs (a process-wide setting, restored on exit). Memory: live actors' cached histories are kept within
     `history_budget` bytes in all and `tenant_budget` bytes per tenant (estimated); past either, the least
     recently active actors' histories are dropped (read from the store on their next turn) until `TRIM_TO` of it is
-    left. The chain-link
-    cache gets a quarter of `history_budget`.
+    left. The chain-link cache gets a quarter of `history_budget`.
     """
 
     mailbox_size: int = attrs.field(default=32, validator=_at_least_one)

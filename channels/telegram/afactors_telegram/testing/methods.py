@@ -159,10 +159,11 @@ class BotApi:
 
     def record(self, method: str, params: Params, status: int, response: dict[str, Any]) -> None:
         record = CallRecord(method, dict(params.values), tuple(params.files), status, response, self.clock())
+        name = method.lower()
         self.calls.append(record)
-        self.calls_by_method.setdefault(method.lower(), []).append(record)
+        self.calls_by_method.setdefault(name, []).append(record)
         if record.ok:
-            self.answered_by_method[method.lower()] += 1
+            self.answered_by_method[name] += 1
         self.world.changes.poke()
 
     def _raise_forced(self, method: str, params: Params) -> None:
